@@ -1,0 +1,413 @@
+"""Evaluation: (policies, workload, facts, reports, now) → Verdict. Pure, deterministic, no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from slimguard.core.errors import InspectionError, InvalidReference
+from slimguard.core.facts import BaseImage, ImageFacts, PlatformImage, base_by_layers
+from slimguard.core.globs import image_matches_any
+from slimguard.core.matching import exemption_for, selected_containers
+from slimguard.core.policy import Decision, ImagePolicy, Rules
+from slimguard.core.quantity import format_bytes
+from slimguard.core.reference import ImageReference
+from slimguard.core.verdict import Finding, FindingKind, Verdict
+from slimguard.core.vulnerabilities import VulnerabilityReport, select_report
+from slimguard.core.workload import Container, Workload
+
+FactsOrError = ImageFacts | InspectionError
+
+_ROOT_USERS = {"", "root", "0"}
+
+
+@dataclass(frozen=True)
+class Context:
+    """Everything evaluation reads besides the policies and the workload, gathered by the adapters."""
+
+    now: datetime
+    facts: Mapping[str, FactsOrError] = field(default_factory=dict)
+    base_candidates: Mapping[str, ImageFacts] = field(default_factory=dict)
+    namespace_labels: Mapping[str, str] = field(default_factory=dict)
+    reports: Sequence[VulnerabilityReport] = ()
+    report_owners: tuple[tuple[str, str], ...] = ()
+    """(kind, name) of the objects whose reports speak for this workload: itself, and for a Deployment
+    its current ReplicaSet (Trivy Operator files a Deployment's reports under the ReplicaSet)."""
+
+
+def applicable_policies(
+    policies: Sequence[ImagePolicy], workload: Workload, namespace_labels: Mapping[str, str]
+) -> tuple[ImagePolicy, ...]:
+    return tuple(p for p in policies if selected_containers(p, workload, namespace_labels))
+
+
+def images_to_inspect(
+    policies: Sequence[ImagePolicy], workload: Workload, namespace_labels: Mapping[str, str]
+) -> set[str]:
+    """The images whose facts evaluation will need: those of containers some policy checks."""
+    return {
+        container.image for policy in policies for container in selected_containers(policy, workload, namespace_labels)
+    }
+
+
+def evaluate(*, policies: Sequence[ImagePolicy], workload: Workload, context: Context) -> Verdict:
+    """Check every container of ``workload`` against every policy that selects it."""
+    applied: list[str] = []
+    findings: list[Finding] = []
+    exempted: list[Finding] = []
+    pending: list[str] = []
+    for policy in sorted(policies, key=lambda p: p.name):
+        containers = selected_containers(policy, workload, context.namespace_labels)
+        if not containers:
+            continue
+        applied.append(policy.name)
+        for container in containers:
+            if container.image not in context.facts and _needs_facts(policy.spec.rules):
+                pending.append(container.image)
+                continue
+            container_findings = _check_container(policy, workload, container, context)
+            exemption = exemption_for(policy, workload, container.image, context.now)
+            if exemption is None:
+                findings.extend(container_findings)
+            else:
+                exempted.extend(f for f in container_findings if f.kind is FindingKind.VIOLATION)
+                findings.extend(f for f in container_findings if f.kind is FindingKind.ERROR)
+    return Verdict(
+        workload=workload.key,
+        policies=tuple(applied),
+        findings=tuple(findings),
+        exempted=tuple(exempted),
+        pending_images=tuple(dict.fromkeys(pending)),
+    )
+
+
+def _needs_facts(rules: Rules) -> bool:
+    return any(
+        value is not None and value is not False
+        for value in (
+            rules.max_compressed_size,
+            rules.max_uncompressed_size,
+            rules.max_layers,
+            rules.allowed_base_images,
+            rules.denied_base_images,
+            rules.require_non_root_user or None,
+            rules.platforms,
+            rules.vulnerabilities,
+        )
+    )
+
+
+class _Reporter:
+    """Builds findings that all name the container, the image and the policy the same way."""
+
+    def __init__(self, policy: ImagePolicy, container: Container) -> None:
+        self.policy = policy
+        self.container = container
+        self.findings: list[Finding] = []
+
+    @property
+    def subject(self) -> str:
+        return f'container "{self.container.name}": image {self.container.image}'
+
+    @property
+    def policy_name(self) -> str:
+        return f'ImagePolicy "{self.policy.name}"'
+
+    def violation(self, rule: str, message: str, *, limit: str | None = None, actual: str | None = None) -> None:
+        self._add(rule, message, FindingKind.VIOLATION, limit, actual)
+
+    def error(self, rule: str, message: str) -> None:
+        self._add(rule, message, FindingKind.ERROR, None, None)
+
+    def _add(self, rule: str, message: str, kind: FindingKind, limit: str | None, actual: str | None) -> None:
+        self.findings.append(
+            Finding(
+                policy=self.policy.name,
+                mode=self.policy.spec.mode,
+                container=self.container.name,
+                image=self.container.image,
+                rule=rule,
+                message=f"{self.subject} {message}",
+                kind=kind,
+                limit=limit,
+                actual=actual,
+            )
+        )
+
+
+def _check_container(policy: ImagePolicy, workload: Workload, container: Container, context: Context) -> list[Finding]:
+    rules = policy.spec.rules
+    report = _Reporter(policy, container)
+    try:
+        reference = ImageReference.parse(container.image)
+    except InvalidReference as error:
+        report.error("reference", f"cannot be checked: {error}")
+        return report.findings
+    if rules.require_digest and reference.digest is None:
+        report.violation(
+            "requireDigest",
+            f"is referenced by tag; {report.policy_name} requires a digest. "
+            f"Pin it as {reference.name}@sha256:<digest>.",
+            limit="digest",
+            actual="tag",
+        )
+    if not _needs_facts(rules):
+        return report.findings
+    facts = context.facts.get(container.image)
+    if isinstance(facts, InspectionError):
+        report.error("inspection", f"could not be inspected: {facts}")
+        return report.findings
+    assert facts is not None  # evaluate() only calls here once facts are present
+    images = _platform_images(report, rules, facts)
+    for image in images:
+        _check_platform_image(report, rules, reference, facts, image, context)
+    if not container.runs_as_non_root and rules.require_non_root_user:
+        for image in images[:1]:
+            _check_user(report, image)
+    if rules.vulnerabilities is not None:
+        _check_vulnerabilities(report, rules, workload, container, facts, context)
+    return report.findings
+
+
+def _platform_images(report: _Reporter, rules: Rules, facts: ImageFacts) -> list[PlatformImage]:
+    images: list[PlatformImage] = []
+    for required in rules.required_platforms:
+        image = facts.for_platform(required)
+        if image is None:
+            available = ", ".join(facts.platform_names) or "no platform"
+            report.violation(
+                "platforms",
+                f"has no {required} image (it has {available}); {report.policy_name} requires {required}. "
+                f"Build and push a {required} variant, e.g. with docker buildx --platform.",
+                limit=str(required),
+                actual=available,
+            )
+        else:
+            images.append(image)
+    return images
+
+
+def _size_check(
+    report: _Reporter, rule: str, size: int, limit: int | None, what: str, platform: str, hint: str
+) -> None:
+    if limit is not None and size > limit:
+        report.violation(
+            rule,
+            f"is {format_bytes(size)} {what} ({platform}); {report.policy_name} allows {format_bytes(limit)}. {hint}",
+            limit=format_bytes(limit),
+            actual=format_bytes(size),
+        )
+
+
+_SLIM_HINT = "Use a multi-stage build with a slim, alpine or distroless final stage."
+
+
+def _check_platform_image(
+    report: _Reporter,
+    rules: Rules,
+    reference: ImageReference,
+    facts: ImageFacts,
+    image: PlatformImage,
+    context: Context,
+) -> None:
+    platform = str(image.platform)
+    _size_check(
+        report,
+        "maxCompressedSize",
+        image.compressed_size,
+        rules.compressed_limit,
+        "compressed",
+        platform,
+        _SLIM_HINT,
+    )
+    if rules.uncompressed_limit is not None:
+        uncompressed = image.uncompressed_size
+        if uncompressed is None:
+            report.error("maxUncompressedSize", f"has layers whose uncompressed size is unknown ({platform})")
+        else:
+            what = "uncompressed (estimated)" if facts.uncompressed_estimated else "uncompressed"
+            _size_check(
+                report,
+                "maxUncompressedSize",
+                uncompressed,
+                rules.uncompressed_limit,
+                what,
+                platform,
+                _SLIM_HINT,
+            )
+    if rules.max_layers is not None and len(image.layers) > rules.max_layers:
+        report.violation(
+            "maxLayers",
+            f"has {len(image.layers)} layers ({platform}); {report.policy_name} allows {rules.max_layers}. "
+            "Combine RUN steps, or copy the result of a build stage in one COPY.",
+            limit=str(rules.max_layers),
+            actual=str(len(image.layers)),
+        )
+    if rules.allowed_base_images is not None or rules.denied_base_images is not None:
+        bases = detect_bases(facts, image, context.base_candidates)
+        _check_base(report, rules, reference, bases)
+
+
+def detect_bases(
+    facts: ImageFacts, image: PlatformImage, candidates: Mapping[str, ImageFacts]
+) -> tuple[BaseImage, ...]:
+    """Every base image found: by OCI annotation and, independently, by layer prefix."""
+    found: list[BaseImage] = []
+    annotated = image.annotated_base or facts.annotated_base
+    if annotated is not None:
+        found.append(annotated)
+    layer_candidates = {
+        ref: candidate_image
+        for ref, candidate in candidates.items()
+        if (candidate_image := candidate.for_platform(image.platform)) is not None
+        and candidate_image.manifest_digest != image.manifest_digest
+    }
+    by_layers = base_by_layers(image, layer_candidates)
+    if by_layers is not None:
+        found.append(by_layers)
+    return tuple(found)
+
+
+def _describe(base: BaseImage) -> str:
+    how = (
+        "by its OCI base-image annotation"
+        if base.method == "annotation"
+        else (f"by {base.shared_layers} shared layers")
+    )
+    return f"{base.reference} (found {how})"
+
+
+def _base_matches(base: BaseImage, globs: Sequence[str]) -> bool:
+    try:
+        return image_matches_any(ImageReference.parse(base.reference), globs)
+    except InvalidReference:
+        return False
+
+
+def _check_base(report: _Reporter, rules: Rules, reference: ImageReference, bases: tuple[BaseImage, ...]) -> None:
+    denied = rules.denied_base_images or ()
+    allowed = rules.allowed_base_images
+    itself_denied = image_matches_any(reference, denied)
+    denied_bases = [base for base in bases if _base_matches(base, denied)]
+    for base in denied_bases:
+        report.violation(
+            "deniedBaseImages",
+            f"is built on {_describe(base)}, which {report.policy_name} denies ({', '.join(denied)}). "
+            f"Rebuild FROM an allowed base{_suggest(allowed)}.",
+            limit=", ".join(denied),
+            actual=base.reference,
+        )
+    if itself_denied and not denied_bases:
+        report.violation(
+            "deniedBaseImages",
+            f"is a base image {report.policy_name} denies ({', '.join(denied)}). "
+            f"Build your own image FROM an allowed base{_suggest(allowed)}.",
+            limit=", ".join(denied),
+            actual=str(reference),
+        )
+    if allowed is None or image_matches_any(reference, allowed):
+        return
+    if not bases:
+        report.violation(
+            "allowedBaseImages",
+            f"has a base image slimguard could not determine (no org.opencontainers.image.base.name annotation, "
+            f"and no known base image shares its layers); {report.policy_name} allows only {', '.join(allowed)}. "
+            "Build with the OCI base-image annotations, or list the base in spec.knownBaseImages.",
+            limit=", ".join(allowed),
+            actual="unknown",
+        )
+    elif not any(_base_matches(base, allowed) for base in bases):
+        found = "; ".join(_describe(base) for base in bases)
+        report.violation(
+            "allowedBaseImages",
+            f"is built on {found}, which is not a base {report.policy_name} allows ({', '.join(allowed)}). "
+            f"Rebuild FROM an allowed base{_suggest(allowed)}.",
+            limit=", ".join(allowed),
+            actual=bases[0].reference,
+        )
+
+
+def _suggest(allowed: Sequence[str] | None) -> str:
+    return f" such as {allowed[0]}" if allowed else ""
+
+
+def _check_user(report: _Reporter, image: PlatformImage) -> None:
+    user = image.user.strip()
+    name = user.split(":", 1)[0]
+    if name in _ROOT_USERS:
+        shown = "has no USER, so it runs as root" if not user else f"runs as {user!r} (root)"
+        report.violation(
+            "requireNonRootUser",
+            f"{shown}; {report.policy_name} requires a non-root user. "
+            "Add USER 10001 to the final stage, or set securityContext.runAsNonRoot with a runAsUser.",
+            limit="non-root",
+            actual=user or "root",
+        )
+
+
+def _check_vulnerabilities(
+    report: _Reporter,
+    rules: Rules,
+    workload: Workload,
+    container: Container,
+    facts: ImageFacts,
+    context: Context,
+) -> None:
+    limits = rules.vulnerabilities
+    assert limits is not None
+    digests = frozenset({facts.digest} | {image.manifest_digest for image in facts.platforms})
+    owners = ((workload.kind, workload.name), *context.report_owners)
+    lookup = select_report(
+        context.reports,
+        namespace=workload.namespace,
+        resources=owners,
+        container=container.name,
+        digests=digests,
+    )
+    found = lookup.report
+    age_limit = limits.report_age_limit
+    too_old = (
+        found is not None
+        and age_limit is not None
+        and (found.updated is None or context.now - found.updated > age_limit)
+    )
+    if found is None or too_old:
+        if limits.on_missing_report is Decision.DENY:
+            if too_old and found is not None:
+                why = (
+                    f"its newest VulnerabilityReport {found.namespace}/{found.name} "
+                    f"is older than {limits.max_report_age}"
+                )
+            elif lookup.stale is not None:
+                why = (
+                    f"its only VulnerabilityReport {lookup.stale.namespace}/{lookup.stale.name} is for another "
+                    f"digest ({lookup.stale.digest}), so it is stale"
+                )
+            else:
+                why = f"it has no VulnerabilityReport for digest {facts.digest}"
+            report.violation(
+                "vulnerabilities.onMissingReport",
+                f"cannot be vouched for: {why}; {report.policy_name} requires a current scan "
+                "(onMissingReport: Deny). Wait for Trivy Operator to scan it.",
+                limit="current report",
+                actual="none",
+            )
+        return
+    counts = found.counts(ignore_unfixed=limits.ignore_unfixed)
+    fixable = " fixable" if limits.ignore_unfixed else ""
+    checks: list[tuple[str, int | None, int]] = [
+        ("critical", limits.max_critical, counts.critical),
+        ("high", limits.max_high, counts.high),
+        ("medium", limits.max_medium, counts.medium),
+    ]
+    for severity, limit, actual in checks:
+        if limit is not None and actual > limit:
+            report.violation(
+                f"vulnerabilities.max{severity.capitalize()}",
+                f"has {actual}{fixable} {severity} vulnerabilities (VulnerabilityReport "
+                f"{found.namespace}/{found.name}); {report.policy_name} allows {limit}. "
+                "Rebuild on a patched or smaller base image.",
+                limit=str(limit),
+                actual=str(actual),
+            )

@@ -1,0 +1,137 @@
+"""What slimguard knows about an image, read from its registry and cached by digest."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Platform:
+    os: str
+    architecture: str
+    variant: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Platform:
+        parts = text.split("/")
+        if len(parts) not in (2, 3) or not all(parts):
+            raise ValueError(f"platform {text!r} is not of the form os/architecture[/variant]")
+        return cls(parts[0], parts[1], parts[2] if len(parts) == 3 else None)
+
+    def satisfies(self, required: Platform) -> bool:
+        """``linux/arm64/v8`` satisfies ``linux/arm64``; a required variant must match exactly."""
+        if (self.os, self.architecture) != (required.os, required.architecture):
+            return False
+        return required.variant is None or self.variant == required.variant
+
+    def __str__(self) -> str:
+        return "/".join(part for part in (self.os, self.architecture, self.variant) if part)
+
+
+class BaseImageMethod(StrEnum):
+    ANNOTATION = "annotation"
+    LAYERS = "layers"
+
+
+@dataclass(frozen=True, slots=True)
+class BaseImage:
+    """The image this one was built on, and how slimguard found out."""
+
+    reference: str
+    method: BaseImageMethod
+    digest: str | None = None
+    shared_layers: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Layer:
+    digest: str
+    size: int
+    media_type: str
+    diff_id: str | None = None
+    uncompressed_size: int | None = None
+    created_by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PlatformImage:
+    """One platform's image manifest and config."""
+
+    platform: Platform
+    manifest_digest: str
+    config_digest: str
+    config_size: int
+    layers: tuple[Layer, ...]
+    user: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    created: datetime | None = None
+    annotated_base: BaseImage | None = None
+
+    @property
+    def compressed_size(self) -> int:
+        """What a node pulls: the layers plus the config."""
+        return self.config_size + sum(layer.size for layer in self.layers)
+
+    @property
+    def uncompressed_size(self) -> int | None:
+        sizes = [layer.uncompressed_size for layer in self.layers]
+        if any(size is None for size in sizes):
+            return None
+        return sum(size for size in sizes if size is not None)
+
+    @property
+    def diff_ids(self) -> tuple[str, ...]:
+        return tuple(layer.diff_id or layer.digest for layer in self.layers)
+
+
+@dataclass(frozen=True, slots=True)
+class ImageFacts:
+    """Facts about one image digest (a single manifest or an index of several platforms).
+
+    ``uncompressed_estimated`` is true when some uncompressed sizes were read from compression trailers or
+    frame headers rather than by decompressing the whole layer.
+    """
+
+    digest: str
+    media_type: str
+    platforms: tuple[PlatformImage, ...]
+    annotated_base: BaseImage | None = None
+    uncompressed_estimated: bool = True
+
+    @property
+    def is_index(self) -> bool:
+        return "index" in self.media_type or "manifest.list" in self.media_type
+
+    def for_platform(self, required: Platform) -> PlatformImage | None:
+        for image in self.platforms:
+            if image.platform.satisfies(required):
+                return image
+        return None
+
+    @property
+    def platform_names(self) -> tuple[str, ...]:
+        return tuple(str(image.platform) for image in self.platforms)
+
+
+def base_by_layers(image: PlatformImage, candidates: dict[str, PlatformImage]) -> BaseImage | None:
+    """The candidate whose layers are the longest proper prefix of ``image``'s layers.
+
+    Layer digests are content addresses, so an image built ``FROM`` a base starts with exactly the base's
+    layers. A candidate equal to the whole image is the image itself, not its base.
+    """
+    best: BaseImage | None = None
+    own = image.diff_ids
+    for reference, candidate in candidates.items():
+        theirs = candidate.diff_ids
+        if not theirs or len(theirs) >= len(own) or own[: len(theirs)] != theirs:
+            continue
+        if best is None or len(theirs) > (best.shared_layers or 0):
+            best = BaseImage(
+                reference=reference,
+                method=BaseImageMethod.LAYERS,
+                digest=candidate.manifest_digest,
+                shared_layers=len(theirs),
+            )
+    return best

@@ -1,0 +1,245 @@
+"""The ImagePolicy model: what the platform team demands, parsed and checked once when a policy is loaded."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from slimguard.core.errors import InvalidPolicy
+from slimguard.core.facts import Platform
+from slimguard.core.quantity import parse_bytes
+
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod")
+DEFAULT_PLATFORMS = (Platform("linux", "amd64"),)
+_DURATION_RE = re.compile(r"^(?:[0-9]+[smhd])+$")
+_DURATION_PART_RE = re.compile(r"([0-9]+)([smhd])")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class Mode(StrEnum):
+    ENFORCE = "Enforce"
+    WARN = "Warn"
+    AUDIT = "Audit"
+
+    @property
+    def strictness(self) -> int:
+        return {Mode.AUDIT: 0, Mode.WARN: 1, Mode.ENFORCE: 2}[self]
+
+
+class Decision(StrEnum):
+    ALLOW = "Allow"
+    DENY = "Deny"
+
+
+def parse_duration(text: str) -> timedelta:
+    """``168h``, ``7d``, ``1h30m`` → timedelta."""
+    if not _DURATION_RE.match(text):
+        raise ValueError(f"{text!r} is not a duration such as 24h, 7d or 1h30m")
+    return timedelta(seconds=sum(int(n) * _UNITS[unit] for n, unit in _DURATION_PART_RE.findall(text)))
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True, extra="forbid")
+
+
+class LabelSelectorRequirement(_Model):
+    key: str
+    operator: str
+    values: tuple[str, ...] = ()
+
+    @field_validator("operator")
+    @classmethod
+    def _known_operator(cls, value: str) -> str:
+        if value not in {"In", "NotIn", "Exists", "DoesNotExist"}:
+            raise ValueError(f"operator {value!r} is not one of In, NotIn, Exists, DoesNotExist")
+        return value
+
+
+class LabelSelector(_Model):
+    match_labels: dict[str, str] = Field(default_factory=dict)
+    match_expressions: tuple[LabelSelectorRequirement, ...] = ()
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        if any(labels.get(key) != value for key, value in self.match_labels.items()):
+            return False
+        for requirement in self.match_expressions:
+            present = requirement.key in labels
+            value = labels.get(requirement.key)
+            if requirement.operator == "In" and value not in requirement.values:
+                return False
+            if requirement.operator == "NotIn" and present and value in requirement.values:
+                return False
+            if requirement.operator == "Exists" and not present:
+                return False
+            if requirement.operator == "DoesNotExist" and present:
+                return False
+        return True
+
+
+def _non_blank_globs(values: tuple[str, ...]) -> tuple[str, ...]:
+    for value in values:
+        if not value.strip():
+            raise ValueError("globs must not be empty")
+    return values
+
+
+class WorkloadMatcher(_Model):
+    """Which workloads and containers a policy (or its ``exclude``) selects; every given field must hold."""
+
+    namespaces: tuple[str, ...] | None = None
+    namespace_selector: LabelSelector | None = None
+    kinds: tuple[str, ...] | None = None
+    selector: LabelSelector | None = None
+    images: tuple[str, ...] | None = None
+
+    _globs = field_validator("namespaces", "images")(
+        lambda cls, value: None if value is None else _non_blank_globs(value)
+    )
+
+    @field_validator("kinds")
+    @classmethod
+    def _known_kinds(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        for kind in value or ():
+            if kind not in WORKLOAD_KINDS:
+                raise ValueError(f"kind {kind!r} is not one of {', '.join(WORKLOAD_KINDS)}")
+        return value
+
+    @property
+    def is_empty(self) -> bool:
+        return all(
+            value is None
+            for value in (self.namespaces, self.namespace_selector, self.kinds, self.selector, self.images)
+        )
+
+
+class VulnerabilityRules(_Model):
+    max_critical: int | None = Field(default=None, ge=0)
+    max_high: int | None = Field(default=None, ge=0)
+    max_medium: int | None = Field(default=None, ge=0)
+    ignore_unfixed: bool = False
+    max_report_age: str | None = None
+    on_missing_report: Decision = Decision.ALLOW
+
+    @field_validator("max_report_age")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+    @property
+    def report_age_limit(self) -> timedelta | None:
+        return parse_duration(self.max_report_age) if self.max_report_age else None
+
+
+class Rules(_Model):
+    max_compressed_size: int | str | None = None
+    max_uncompressed_size: int | str | None = None
+    max_layers: int | None = Field(default=None, ge=1)
+    allowed_base_images: tuple[str, ...] | None = None
+    denied_base_images: tuple[str, ...] | None = None
+    require_non_root_user: bool = False
+    require_digest: bool = False
+    platforms: tuple[str, ...] | None = None
+    vulnerabilities: VulnerabilityRules | None = None
+
+    @field_validator("max_compressed_size", "max_uncompressed_size")
+    @classmethod
+    def _quantity(cls, value: int | str | None) -> int | str | None:
+        if value is not None and parse_bytes(value) <= 0:
+            raise ValueError("must be greater than zero")
+        return value
+
+    _globs = field_validator("allowed_base_images", "denied_base_images")(
+        lambda cls, value: None if value is None else _non_blank_globs(value)
+    )
+
+    @field_validator("platforms")
+    @classmethod
+    def _platforms(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        for text in value or ():
+            Platform.parse(text)
+        return value
+
+    @property
+    def compressed_limit(self) -> int | None:
+        return None if self.max_compressed_size is None else parse_bytes(self.max_compressed_size)
+
+    @property
+    def uncompressed_limit(self) -> int | None:
+        return None if self.max_uncompressed_size is None else parse_bytes(self.max_uncompressed_size)
+
+    @property
+    def required_platforms(self) -> tuple[Platform, ...]:
+        return tuple(Platform.parse(p) for p in self.platforms) if self.platforms else DEFAULT_PLATFORMS
+
+    @property
+    def base_image_globs(self) -> tuple[str, ...]:
+        return (self.allowed_base_images or ()) + (self.denied_base_images or ())
+
+
+class WorkloadSelector(_Model):
+    namespace: str | None = None
+    kind: str | None = None
+    name: str | None = None
+
+
+class Exemption(_Model):
+    images: tuple[str, ...] | None = None
+    workloads: tuple[WorkloadSelector, ...] | None = None
+    reason: str
+    expires: datetime | None = None
+
+    @field_validator("reason")
+    @classmethod
+    def _reason(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("an exemption needs a reason")
+        return value
+
+    @model_validator(mode="after")
+    def _scope(self) -> Exemption:
+        if not self.images and not self.workloads:
+            raise ValueError("an exemption names images or workloads")
+        return self
+
+    def active(self, now: datetime) -> bool:
+        return self.expires is None or now < self.expires
+
+
+class PolicySpec(_Model):
+    mode: Mode = Mode.AUDIT
+    on_unknown: Decision = Decision.ALLOW
+    match: WorkloadMatcher = Field(default_factory=WorkloadMatcher)
+    exclude: WorkloadMatcher | None = None
+    rules: Rules
+    exemptions: tuple[Exemption, ...] = ()
+    known_base_images: tuple[str, ...] = ()
+
+
+class ImagePolicy(_Model):
+    name: str
+    generation: int = 0
+    spec: PolicySpec
+
+    @classmethod
+    def from_resource(cls, name: str, spec: dict[str, Any], generation: int = 0) -> ImagePolicy:
+        """Build from the custom resource, or fail naming the policy and each bad field."""
+        try:
+            return cls(name=name, generation=generation, spec=PolicySpec.model_validate(spec))
+        except ValidationError as error:
+            problems = "; ".join(
+                f"spec.{'.'.join(str(p) for p in item['loc'])}: {item['msg']}" for item in error.errors()
+            )
+            raise InvalidPolicy(f'ImagePolicy "{name}" is invalid: {problems}') from None
+
+    @property
+    def base_image_candidates(self) -> tuple[str, ...]:
+        """Concrete references (no wildcard) worth fetching to recognise a base image by its layers."""
+        named = self.spec.rules.base_image_globs + self.spec.known_base_images
+        return tuple(dict.fromkeys(ref for ref in named if not any(c in ref for c in "*?[")))

@@ -1,0 +1,90 @@
+"""What evaluation concludes: findings per container and rule, and a status per workload."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from slimguard.core.policy import Mode
+from slimguard.core.workload import WorkloadKey
+
+
+class Status(StrEnum):
+    COMPLIANT = "compliant"
+    NONCOMPLIANT = "noncompliant"
+    PENDING = "pending"
+    ERROR = "error"
+
+
+class FindingKind(StrEnum):
+    VIOLATION = "violation"
+    ERROR = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One rule of one policy that one container breaks (or could not be checked against)."""
+
+    policy: str
+    mode: Mode
+    container: str
+    image: str
+    rule: str
+    message: str
+    kind: FindingKind = FindingKind.VIOLATION
+    limit: str | None = None
+    actual: str | None = None
+
+    def as_dict(self) -> dict[str, str]:
+        item = {
+            "policy": self.policy,
+            "container": self.container,
+            "image": self.image,
+            "rule": self.rule,
+            "message": self.message,
+        }
+        if self.kind is FindingKind.ERROR:
+            item["kind"] = self.kind.value
+        return item
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """A workload's standing under every policy that applies to it."""
+
+    workload: WorkloadKey
+    policies: tuple[str, ...]
+    findings: tuple[Finding, ...] = ()
+    exempted: tuple[Finding, ...] = ()
+    pending_images: tuple[str, ...] = ()
+
+    @property
+    def applies(self) -> bool:
+        return bool(self.policies)
+
+    @property
+    def violations(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.kind is FindingKind.VIOLATION)
+
+    @property
+    def errors(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.kind is FindingKind.ERROR)
+
+    @property
+    def status(self) -> Status:
+        if self.violations:
+            return Status.NONCOMPLIANT
+        if self.errors:
+            return Status.ERROR
+        if self.pending_images:
+            return Status.PENDING
+        return Status.COMPLIANT
+
+    @property
+    def mode(self) -> Mode | None:
+        """The strictest mode among the policies this workload violates; it decides admission."""
+        modes = [finding.mode for finding in self.violations]
+        return max(modes, key=lambda mode: mode.strictness) if modes else None
+
+    def for_policy(self, policy: str) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.policy == policy)

@@ -1,0 +1,120 @@
+"""One normaliser for every workload kind: what runs, from which images, with which pull credentials."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from slimguard.core.policy import WORKLOAD_KINDS
+
+
+class ContainerType(StrEnum):
+    INIT = "initContainers"
+    REGULAR = "containers"
+    EPHEMERAL = "ephemeralContainers"
+
+
+@dataclass(frozen=True, slots=True)
+class Container:
+    type: ContainerType
+    index: int
+    name: str
+    image: str
+    run_as_user: int | None = None
+    run_as_non_root: bool | None = None
+
+    @property
+    def runs_as_non_root(self) -> bool:
+        """The pod spec itself guarantees a non-root user, whatever the image says."""
+        return bool(self.run_as_non_root) or (self.run_as_user is not None and self.run_as_user != 0)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadKey:
+    kind: str
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    kind: str
+    namespace: str
+    name: str
+    labels: Mapping[str, str]
+    containers: tuple[Container, ...]
+    pull_secrets: tuple[str, ...] = ()
+    service_account: str = "default"
+    owners: tuple[tuple[str, str], ...] = field(default=())
+
+    @property
+    def key(self) -> WorkloadKey:
+        return WorkloadKey(self.kind, self.namespace, self.name)
+
+    @property
+    def images(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(container.image for container in self.containers))
+
+    @property
+    def controlled(self) -> bool:
+        """True for objects made by a workload controller (a ReplicaSet of a Deployment, a Pod of a Job)."""
+        return any(kind in WORKLOAD_KINDS for kind, _ in self.owners)
+
+
+def pod_spec_of(kind: str, body: Mapping[str, Any]) -> Mapping[str, Any]:
+    spec: Mapping[str, Any] = body.get("spec") or {}
+    if kind == "Pod":
+        return spec
+    if kind == "CronJob":
+        spec = (spec.get("jobTemplate") or {}).get("spec") or {}
+    return (spec.get("template") or {}).get("spec") or {}
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def normalise(kind: str, body: Mapping[str, Any]) -> Workload:
+    """Map any workload kind to its containers (init, regular, ephemeral), pull secrets and ServiceAccount."""
+    if kind not in WORKLOAD_KINDS:
+        raise ValueError(f"{kind} is not a workload kind slimguard checks")
+    metadata = body.get("metadata") or {}
+    pod_spec = pod_spec_of(kind, body)
+    pod_security = pod_spec.get("securityContext") or {}
+    containers: list[Container] = []
+    for container_type in ContainerType:
+        for index, raw in enumerate(pod_spec.get(container_type.value) or ()):
+            security = raw.get("securityContext") or {}
+            run_as_user = _int_or_none(security.get("runAsUser", pod_security.get("runAsUser")))
+            non_root = security.get("runAsNonRoot", pod_security.get("runAsNonRoot"))
+            containers.append(
+                Container(
+                    type=container_type,
+                    index=index,
+                    name=str(raw.get("name") or f"{container_type.value}[{index}]"),
+                    image=str(raw.get("image") or ""),
+                    run_as_user=run_as_user,
+                    run_as_non_root=non_root if isinstance(non_root, bool) else None,
+                )
+            )
+    return Workload(
+        kind=kind,
+        namespace=str(metadata.get("namespace") or ""),
+        name=str(metadata.get("name") or metadata.get("generateName") or ""),
+        labels=dict(metadata.get("labels") or {}),
+        containers=tuple(containers),
+        pull_secrets=tuple(
+            str(ref["name"]) for ref in pod_spec.get("imagePullSecrets") or () if ref and ref.get("name")
+        ),
+        service_account=str(pod_spec.get("serviceAccountName") or pod_spec.get("serviceAccount") or "default"),
+        owners=tuple(
+            (str(ref.get("kind")), str(ref.get("name")))
+            for ref in metadata.get("ownerReferences") or ()
+            if ref.get("controller")
+        ),
+    )
