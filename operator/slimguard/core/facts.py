@@ -99,6 +99,8 @@ class ImageFacts:
     platforms: tuple[PlatformImage, ...]
     annotated_base: BaseImage | None = None
     uncompressed_estimated: bool = True
+    listed_platforms: tuple[Platform, ...] = ()
+    """Every platform an index lists; only those a policy asks for are fetched into ``platforms``."""
 
     @property
     def is_index(self) -> bool:
@@ -112,7 +114,8 @@ class ImageFacts:
 
     @property
     def platform_names(self) -> tuple[str, ...]:
-        return tuple(str(image.platform) for image in self.platforms)
+        listed = self.listed_platforms or tuple(image.platform for image in self.platforms)
+        return tuple(str(platform) for platform in listed)
 
 
 def base_by_layers(image: PlatformImage, candidates: dict[str, PlatformImage]) -> BaseImage | None:

@@ -1,0 +1,398 @@
+"""A small OCI distribution client: tokens, retries, size caps and digest checks, over one pooled client."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import email.utils
+import hashlib
+import json
+import re
+import ssl
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode, urljoin, urlsplit
+
+import httpcore
+import httpx
+
+from slimguard.core.errors import InspectionError
+from slimguard.core.reference import DOCKER_HUB, ImageReference
+from slimguard.registry.credentials import Credential
+from slimguard.registry.guard import GuardedNetworkBackend, RefusedAddress
+from slimguard.registry.settings import RegistrySettings
+
+MANIFEST_TYPES = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+)
+_MAX_REDIRECTS = 5
+_CHALLENGE_RE = re.compile(r'(\w+)="([^"]*)"')
+
+
+@dataclass(frozen=True)
+class ManifestHead:
+    digest: str
+    media_type: str
+
+
+@dataclass(frozen=True)
+class Manifest:
+    digest: str
+    media_type: str
+    body: bytes
+
+
+@dataclass(frozen=True)
+class _Reply:
+    """A finished response: status, headers, and the body read under its size cap."""
+
+    status_code: int
+    headers: httpx.Headers
+    content: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
+@dataclass
+class _Token:
+    value: str
+    expires_at: float
+
+
+class _GuardedTransport(httpx.AsyncHTTPTransport):
+    """httpx's own transport with the connection pool's network backend replaced by the guard."""
+
+    def __init__(self, *, verify: ssl.SSLContext, backend: httpcore.AsyncNetworkBackend, limits: httpx.Limits):
+        super().__init__(verify=verify, trust_env=False, limits=limits)
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=verify,
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=backend,
+        )
+
+
+def api_host(registry: str) -> str:
+    """Docker Hub's API lives on another host than its name."""
+    return "registry-1.docker.io" if registry == DOCKER_HUB else registry
+
+
+def _sha256(body: bytes) -> str:
+    return "sha256:" + hashlib.sha256(body).hexdigest()
+
+
+def verify_digest(body: bytes, digest: str, what: str) -> None:
+    algorithm, _, expected = digest.partition(":")
+    if algorithm not in ("sha256", "sha512"):
+        raise InspectionError(f"{what} uses unsupported digest algorithm {algorithm}", reason="UnsupportedDigest")
+    actual = hashlib.new(algorithm, body).hexdigest()
+    if actual != expected:
+        raise InspectionError(
+            f"{what} does not match its digest {digest} (got {algorithm}:{actual}); the registry served other content",
+            reason="DigestMismatch",
+        )
+
+
+class RegistryClient:
+    """Reads from registries for many images at once, sharing one connection pool.
+
+    Retries 429 and 5xx with backoff (honouring ``Retry-After``), caps response sizes, verifies digests,
+    caches bearer tokens per repository scope and credential until they expire, and never lets a
+    credential leave the registry it belongs to (redirects to blob storage go without it).
+    """
+
+    def __init__(
+        self,
+        settings: RegistrySettings,
+        *,
+        backend: httpcore.AsyncNetworkBackend | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Any] = asyncio.sleep,
+    ) -> None:
+        self.settings = settings
+        self._clock = clock
+        self._sleep = sleep
+        context = ssl.create_default_context()
+        for ca_file in settings.ca_files:
+            context.load_verify_locations(cafile=ca_file)
+        transport = _GuardedTransport(
+            verify=context,
+            backend=backend or GuardedNetworkBackend(settings.address_policy),
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=50, keepalive_expiry=30),
+        )
+        self._http = httpx.AsyncClient(
+            transport=transport,
+            timeout=httpx.Timeout(settings.timeout_seconds),
+            follow_redirects=False,
+            trust_env=False,
+            headers={"User-Agent": "slimguard/0.1"},
+        )
+        self._tokens: dict[tuple[str, str, str], _Token] = {}
+        self._schemes: dict[str, str] = {}
+        self._limits: dict[str, asyncio.Semaphore] = {}
+        self.requests_sent = 0
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # --- public operations -------------------------------------------------------------------------------
+
+    async def head_manifest(self, reference: ImageReference, credential: Credential | None) -> ManifestHead | None:
+        """Resolve a tag with HEAD (free of pull-rate limits on public registries); None if no digest given."""
+        response = await self._request(
+            "HEAD",
+            reference,
+            f"manifests/{reference.identifier}",
+            credential,
+            headers={"Accept": ", ".join(MANIFEST_TYPES)},
+            max_bytes=0,
+        )
+        digest = response.headers.get("Docker-Content-Digest")
+        if not digest:
+            return None
+        return ManifestHead(digest=digest, media_type=response.headers.get("Content-Type", "").split(";")[0])
+
+    async def get_manifest(self, reference: ImageReference, identifier: str, credential: Credential | None) -> Manifest:
+        response = await self._request(
+            "GET",
+            reference,
+            f"manifests/{identifier}",
+            credential,
+            headers={"Accept": ", ".join(MANIFEST_TYPES)},
+            max_bytes=self.settings.max_manifest_bytes,
+        )
+        body = response.content
+        if identifier.startswith("sha"):
+            verify_digest(body, identifier, f"manifest of {reference.name}")
+            digest = identifier
+        else:
+            digest = response.headers.get("Docker-Content-Digest") or _sha256(body)
+            verify_digest(body, digest, f"manifest of {reference.name}:{identifier}")
+        return Manifest(digest=digest, media_type=response.headers.get("Content-Type", "").split(";")[0], body=body)
+
+    async def get_blob(
+        self, reference: ImageReference, digest: str, credential: Credential | None, *, max_bytes: int
+    ) -> bytes:
+        response = await self._request("GET", reference, f"blobs/{digest}", credential, max_bytes=max_bytes)
+        verify_digest(response.content, digest, f"blob {digest} of {reference.name}")
+        return response.content
+
+    async def get_blob_range(
+        self, reference: ImageReference, digest: str, credential: Credential | None, *, start: int, end: int
+    ) -> bytes:
+        """Bytes ``start..end`` (inclusive) of a blob: a gzip trailer or a zstd frame header, not the layer."""
+        response = await self._request(
+            "GET",
+            reference,
+            f"blobs/{digest}",
+            credential,
+            headers={"Range": f"bytes={start}-{end}"},
+            max_bytes=end - start + 1,
+            accept_partial=True,
+        )
+        if response.status_code != 206:
+            raise InspectionError(
+                f"registry {reference.registry} ignored a range request for {digest}", reason="RangeUnsupported"
+            )
+        return response.content
+
+    # --- the request loop ----------------------------------------------------------------------------------
+
+    def _base_url(self, reference: ImageReference) -> str:
+        scheme = "http" if reference.registry in self.settings.plain_http_registries else "https"
+        return f"{scheme}://{api_host(reference.registry)}/v2/{reference.repository}/"
+
+    def _limit(self, registry: str) -> asyncio.Semaphore:
+        if registry not in self._limits:
+            self._limits[registry] = asyncio.Semaphore(self.settings.concurrency_per_registry)
+        return self._limits[registry]
+
+    async def _request(
+        self,
+        method: str,
+        reference: ImageReference,
+        path: str,
+        credential: Credential | None,
+        *,
+        headers: dict[str, str] | None = None,
+        max_bytes: int,
+        accept_partial: bool = False,
+    ) -> _Reply:
+        self.settings.address_policy.check_registry(reference.registry)
+        url = urljoin(self._base_url(reference), path)
+        scope = f"repository:{reference.repository}:pull"
+        attempt = 0
+        authorised_retry = False
+        async with self._limit(reference.registry):
+            while True:
+                request_headers = dict(headers or {})
+                authorization = self._authorization(reference.registry, scope, credential)
+                if authorization:
+                    request_headers["Authorization"] = authorization
+                response = await self._send(method, url, request_headers, reference, max_bytes)
+                status = response.status_code
+                if status == 401 and not authorised_retry:
+                    authorised_retry = True
+                    if await self._authenticate(response, reference, scope, credential):
+                        continue
+                if (status == 429 or status >= 500) and attempt < self.settings.retries:
+                    attempt += 1
+                    await self._sleep(self._retry_delay(response, attempt))
+                    continue
+                if status == 200 or (accept_partial and status == 206):
+                    return response
+                raise self._error(status, method, reference, path, credential)
+
+    async def _send(
+        self, method: str, url: str, headers: dict[str, str], reference: ImageReference, max_bytes: int
+    ) -> _Reply:
+        origin = urlsplit(url).netloc
+        for _ in range(_MAX_REDIRECTS + 1):
+            try:
+                self.requests_sent += 1
+                request = self._http.build_request(method, url, headers=headers)
+                response = await self._http.send(request, stream=True)
+            except RefusedAddress:
+                raise
+            except httpx.TimeoutException as error:
+                raise InspectionError(
+                    f"registry {reference.registry} did not answer within {self.settings.timeout_seconds:g}s",
+                    reason="RegistryTimeout",
+                ) from error
+            except httpx.HTTPError as error:
+                raise InspectionError(
+                    f"registry {reference.registry} is unreachable: {error}", reason="RegistryUnreachable"
+                ) from error
+            try:
+                if response.status_code in (301, 302, 303, 307, 308) and "Location" in response.headers:
+                    url = urljoin(url, response.headers["Location"])
+                    if urlsplit(url).netloc != origin:
+                        # Blob storage behind a redirect gets no registry credential.
+                        headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+                    continue
+                body = await self._read_capped(response, max_bytes, reference)
+                return _Reply(response.status_code, response.headers, body)
+            finally:
+                await response.aclose()
+        raise InspectionError(f"registry {reference.registry} redirected too many times", reason="TooManyRedirects")
+
+    async def _read_capped(self, response: httpx.Response, max_bytes: int, reference: ImageReference) -> bytes:
+        if response.request.method == "HEAD" or response.status_code not in (200, 206):
+            return b""
+        declared = response.headers.get("Content-Length")
+        if declared and declared.isdigit() and int(declared) > max_bytes:
+            raise InspectionError(
+                f"registry {reference.registry} sent {declared} bytes where at most {max_bytes} are expected",
+                reason="ResponseTooLarge",
+            )
+        chunks: list[bytes] = []
+        received = 0
+        async for chunk in response.aiter_bytes():
+            received += len(chunk)
+            if received > max_bytes:
+                raise InspectionError(
+                    f"registry {reference.registry} sent more than the {max_bytes} bytes expected",
+                    reason="ResponseTooLarge",
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _retry_delay(self, response: _Reply, attempt: int) -> float:
+        retry_after = response.headers.get("Retry-After")
+        if retry_after:
+            if retry_after.isdigit():
+                return min(float(retry_after), self.settings.max_retry_after_seconds)
+            when = email.utils.parsedate_to_datetime(retry_after) if retry_after else None
+            if when is not None:
+                return max(0.0, min(when.timestamp() - time.time(), self.settings.max_retry_after_seconds))
+        return float(self.settings.backoff_seconds * (2 ** (attempt - 1)))
+
+    def _error(
+        self, status: int, method: str, reference: ImageReference, path: str, credential: Credential | None
+    ) -> InspectionError:
+        what = f"{reference.name} ({path.split('/')[0].rstrip('s')} {path.split('/', 1)[1]})"
+        if status in (401, 403):
+            how = f"with the credentials for {credential.location}" if credential else "without credentials"
+            return InspectionError(
+                f"registry {reference.registry} refused access to {reference.name} {how} (HTTP {status}); "
+                "add an imagePullSecret for it to the workload or its ServiceAccount",
+                reason="RegistryUnauthorized",
+            )
+        if status == 404:
+            return InspectionError(f"registry {reference.registry} has no {what}", reason="ImageNotFound")
+        if status == 429:
+            return InspectionError(
+                f"registry {reference.registry} is rate limiting slimguard (HTTP 429)", reason="RegistryRateLimited"
+            )
+        return InspectionError(
+            f"registry {reference.registry} answered {method} {what} with HTTP {status}", reason="RegistryError"
+        )
+
+    # --- authentication ------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _identity(credential: Credential | None) -> str:
+        return credential.username if credential else ""
+
+    def _authorization(self, registry: str, scope: str, credential: Credential | None) -> str | None:
+        scheme = self._schemes.get(registry)
+        if scheme == "basic" and credential:
+            raw = f"{credential.username}:{credential.password}".encode()
+            return "Basic " + base64.b64encode(raw).decode()
+        token = self._tokens.get((registry, scope, self._identity(credential)))
+        if token and token.expires_at > self._clock():
+            return f"Bearer {token.value}"
+        return None
+
+    async def _authenticate(
+        self, response: _Reply, reference: ImageReference, scope: str, credential: Credential | None
+    ) -> bool:
+        challenge = response.headers.get("WWW-Authenticate", "")
+        kind, _, params_text = challenge.partition(" ")
+        params = dict(_CHALLENGE_RE.findall(params_text))
+        if kind.lower() == "basic":
+            self._schemes[reference.registry] = "basic"
+            return credential is not None
+        if kind.lower() != "bearer" or "realm" not in params:
+            return False
+        self._schemes[reference.registry] = "bearer"
+        realm = params["realm"]
+        realm_parts = urlsplit(realm)
+        if realm_parts.scheme not in ("https", "http"):
+            return False
+        query = {"scope": params.get("scope", scope)}
+        if "service" in params:
+            query["service"] = params["service"]
+        token_headers: dict[str, str] = {}
+        # The credential goes to the token service the registry names, over TLS (or to the registry's own host).
+        if credential and (realm_parts.scheme == "https" or realm_parts.hostname == reference.host):
+            raw = f"{credential.username}:{credential.password}".encode()
+            token_headers["Authorization"] = "Basic " + base64.b64encode(raw).decode()
+        separator = "&" if realm_parts.query else "?"
+        token_url = f"{realm}{separator}{urlencode(query)}"
+        token_response = await self._send("GET", token_url, token_headers, reference, 1024 * 1024)
+        if token_response.status_code != 200:
+            return False
+        try:
+            document = token_response.json()
+            value = str(document.get("token") or document.get("access_token") or "")
+            expires_in = float(document.get("expires_in") or 60)
+        except (ValueError, AttributeError):
+            return False
+        if not value:
+            return False
+        self._tokens[(reference.registry, scope, self._identity(credential))] = _Token(
+            value=value, expires_at=self._clock() + max(expires_in - 10, 1)
+        )
+        return True
+
+
+def first_credential(credentials: Sequence[Credential]) -> Credential | None:
+    return credentials[0] if credentials else None

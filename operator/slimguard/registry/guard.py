@@ -1,0 +1,147 @@
+"""The guard against server-side request forgery: which addresses slimguard may open a connection to.
+
+Image references come from workloads anyone with create rights can write, so ``image: 169.254.169.254/x``
+must not make the operator fetch from the cloud metadata service. The guard runs inside the connection
+layer: every host name is resolved here, every resolved address is vetted, and the socket is opened to the
+vetted address itself, so a DNS answer that changes between check and use (rebinding) cannot slip through.
+Redirects go through the same path, because every connection does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from typing import Any
+
+import httpcore
+
+from slimguard.core.errors import InspectionError
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
+
+
+class RefusedAddress(InspectionError):
+    """A registry host that the guard will not connect to."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, reason="RegistryRefused")
+
+
+async def system_resolver(host: str, port: int) -> Sequence[str]:
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def classify(address: Address) -> str | None:
+    """Why an address is internal (``None`` when it is a public unicast address)."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if address.is_loopback:
+        return "loopback"
+    if address.is_link_local:
+        return "link-local (cloud metadata services live here)"
+    if address.is_unspecified:
+        return "unspecified"
+    if address.is_multicast:
+        return "multicast"
+    if address in ipaddress.ip_network("100.64.0.0/10"):
+        return "carrier-grade NAT"
+    if address.is_private:
+        return "private"
+    if address.is_reserved:
+        return "reserved"
+    return None
+
+
+@dataclass(frozen=True)
+class AddressPolicy:
+    """What the guard lets through. Loopback and private ranges are opt-in, for labs and tests."""
+
+    allow_loopback: bool = False
+    allow_private: bool = False
+    allowed_registries: tuple[str, ...] = ()
+    """Host globs (``*.example.com``, ``registry.local:5000``); when given, no other registry is contacted."""
+
+    def check_registry(self, registry: str) -> None:
+        if self.allowed_registries and not any(fnmatchcase(registry, glob) for glob in self.allowed_registries):
+            raise RefusedAddress(
+                f"registry {registry} is not in slimguard's registry allowlist ({', '.join(self.allowed_registries)})"
+            )
+
+    def check_address(self, host: str, address: Address) -> None:
+        kind = classify(address)
+        if kind is None:
+            return
+        if kind == "loopback" and self.allow_loopback:
+            return
+        if kind == "private" and self.allow_private:
+            return
+        shown = host if host == str(address) else f"{host} ({address})"
+        raise RefusedAddress(
+            f"registry host {shown} is a {kind} address; slimguard does not connect to internal addresses "
+            "unless its settings allow them"
+        )
+
+    def vet(self, host: str, addresses: Iterable[str]) -> list[str]:
+        """The addresses that may be connected to; refuses if any is internal, so mixed answers do not pass."""
+        vetted = []
+        for text in addresses:
+            address = ipaddress.ip_address(text.split("%", 1)[0])
+            self.check_address(host, address)
+            vetted.append(text)
+        if not vetted:
+            raise RefusedAddress(f"registry host {host} did not resolve to any address")
+        return vetted
+
+
+@dataclass
+class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
+    """An httpcore network backend that resolves and vets before any socket is opened."""
+
+    policy: AddressPolicy
+    resolver: Resolver = system_resolver
+    inner: httpcore.AsyncNetworkBackend = field(default_factory=httpcore.AnyIOBackend)
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        try:
+            addresses: Sequence[str] = [str(ipaddress.ip_address(host.strip("[]")))]
+        except ValueError:
+            try:
+                addresses = await self.resolver(host, port)
+            except OSError as error:
+                raise httpcore.ConnectError(f"cannot resolve registry host {host}: {error}") from error
+        vetted = self.policy.vet(host, addresses)
+        last_error: Exception | None = None
+        for address in vetted:
+            try:
+                return await self.inner.connect_tcp(
+                    address, port, timeout=timeout, local_address=local_address, socket_options=socket_options
+                )
+            except httpcore.ConnectError as error:
+                last_error = error
+        assert last_error is not None
+        raise last_error
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise RefusedAddress("registries are reached over TCP only")
+
+    async def sleep(self, seconds: float) -> None:
+        await self.inner.sleep(seconds)
