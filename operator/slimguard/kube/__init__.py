@@ -1,0 +1,1 @@
+"""The Kubernetes adapter: reads pull secrets, writes annotations, Events and ImagePolicy status."""

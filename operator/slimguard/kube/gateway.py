@@ -1,0 +1,147 @@
+"""Every write slimguard makes to the Kubernetes API, and the few reads it cannot get from watches."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+from slimguard.registry.credentials import Credential, decode_secret_data
+
+log = logging.getLogger(__name__)
+
+GROUP = "slimguard.dev"
+VERSION = "v1alpha1"
+POLICY_PLURAL = "imagepolicies"
+
+
+def load_api_client(kubeconfig: str | None) -> k8s.ApiClient:
+    """An API client from a kubeconfig file, ``$KUBECONFIG``, or the in-cluster ServiceAccount."""
+    from kubernetes import config
+
+    configuration = k8s.Configuration()
+    if kubeconfig:
+        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    else:
+        try:
+            config.load_incluster_config(client_configuration=configuration)
+        except config.ConfigException:
+            config.load_kube_config(client_configuration=configuration)
+    configuration.connection_pool_maxsize = 32
+    return k8s.ApiClient(configuration)
+
+
+class KubeGateway:
+    """Thin async wrapper over the ``kubernetes`` client; ``dry_run`` logs writes instead of making them."""
+
+    def __init__(self, api: k8s.ApiClient, *, dry_run: bool = False, component: str = "slimguard") -> None:
+        self.api = api
+        self.dry_run = dry_run
+        self.component = component
+        self.core = k8s.CoreV1Api(api)
+        self.apps = k8s.AppsV1Api(api)
+        self.batch = k8s.BatchV1Api(api)
+        self.custom = k8s.CustomObjectsApi(api)
+        self.writes = 0
+
+    async def _call(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.to_thread(function, *args, **kwargs)
+
+    def _patcher(self, kind: str) -> Callable[..., Any]:
+        patchers: Mapping[str, Callable[..., Any]] = {
+            "Deployment": self.apps.patch_namespaced_deployment,
+            "StatefulSet": self.apps.patch_namespaced_stateful_set,
+            "DaemonSet": self.apps.patch_namespaced_daemon_set,
+            "ReplicaSet": self.apps.patch_namespaced_replica_set,
+            "Job": self.batch.patch_namespaced_job,
+            "CronJob": self.batch.patch_namespaced_cron_job,
+            "Pod": self.core.patch_namespaced_pod,
+        }
+        return patchers[kind]
+
+    async def patch_annotations(self, kind: str, namespace: str, name: str, annotations: dict[str, str | None]) -> bool:
+        """Merge-patch annotations (``None`` removes one). False when the object is gone."""
+        if self.dry_run:
+            log.info("dry-run: would annotate %s %s/%s with %s", kind, namespace, name, annotations)
+            return True
+        self.writes += 1
+        try:
+            await self._call(self._patcher(kind), name, namespace, {"metadata": {"annotations": annotations}})
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
+
+    async def emit_event(
+        self, *, kind: str, namespace: str, name: str, uid: str | None, api_version: str, reason: str, message: str
+    ) -> None:
+        if self.dry_run:
+            log.info("dry-run: would emit %s on %s %s/%s: %s", reason, kind, namespace, name, message)
+            return
+        now = datetime.now(UTC)
+        event = k8s.CoreV1Event(
+            metadata=k8s.V1ObjectMeta(generate_name=f"{name}.", namespace=namespace),
+            involved_object=k8s.V1ObjectReference(
+                kind=kind, namespace=namespace, name=name, uid=uid, api_version=api_version
+            ),
+            reason=reason,
+            message=message[:1024],
+            type="Warning",
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+            source=k8s.V1EventSource(component=self.component),
+            reporting_component=f"slimguard.dev/{self.component}",
+            reporting_instance=self.component,
+        )
+        self.writes += 1
+        try:
+            await self._call(self.core.create_namespaced_event, namespace, event)
+        except ApiException as error:  # an Event is best effort: never fail a verdict over it
+            log.warning("could not emit event on %s %s/%s: %s", kind, namespace, name, error.reason)
+
+    async def pull_credentials(self, namespace: str, secret_names: Sequence[str]) -> list[Credential]:
+        """Credentials from the named dockerconfigjson Secrets; a missing Secret is skipped, as the kubelet does."""
+        credentials: list[Credential] = []
+        for name in secret_names:
+            try:
+                secret = await self._call(self.core.read_namespaced_secret, name, namespace)
+            except ApiException as error:
+                if error.status in (403, 404):
+                    log.info("pull secret %s/%s unavailable: %s", namespace, name, error.reason)
+                    continue
+                raise
+            credentials.extend(decode_secret_data(secret.data or {}))
+        return credentials
+
+    async def service_account_pull_secrets(self, namespace: str, name: str) -> tuple[str, ...]:
+        try:
+            account = await self._call(self.core.read_namespaced_service_account, name, namespace)
+        except ApiException as error:
+            if error.status in (403, 404):
+                return ()
+            raise
+        return tuple(ref.name for ref in account.image_pull_secrets or () if ref.name)
+
+    async def list_policies(self) -> list[dict[str, Any]]:
+        result = await self._call(self.custom.list_cluster_custom_object, GROUP, VERSION, POLICY_PLURAL)
+        return list(result.get("items") or [])
+
+    async def patch_policy_status(self, name: str, status: dict[str, Any]) -> None:
+        if self.dry_run:
+            log.info("dry-run: would set status of ImagePolicy %s to %s", name, status)
+            return
+        self.writes += 1
+        try:
+            await self._call(
+                self.custom.patch_cluster_custom_object_status, GROUP, VERSION, POLICY_PLURAL, name, {"status": status}
+            )
+        except ApiException as error:
+            if error.status != 404:
+                raise
