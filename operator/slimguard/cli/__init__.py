@@ -1,0 +1,1 @@
+"""Command-line entry points: ``slimguard controller`` (and, later, ``webhook`` and ``check``)."""

@@ -1,0 +1,112 @@
+"""The ``slimguard`` command."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import typer
+
+from slimguard.registry.guard import AddressPolicy
+from slimguard.registry.settings import RegistrySettings
+
+app = typer.Typer(
+    help="slimguard keeps container images slim: policies checked in the cluster and in CI.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+KubeconfigOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Path to a kubeconfig; default: in-cluster config, then $KUBECONFIG.", envvar="SLIMGUARD_KUBECONFIG"
+    ),
+]
+AllowLoopback = Annotated[
+    bool,
+    typer.Option(
+        help="Allow registries on loopback addresses (labs and tests).", envvar="SLIMGUARD_ALLOW_LOOPBACK_REGISTRIES"
+    ),
+]
+AllowPrivate = Annotated[
+    bool,
+    typer.Option(
+        help="Allow registries on private (RFC 1918 / ULA) addresses.", envvar="SLIMGUARD_ALLOW_PRIVATE_REGISTRIES"
+    ),
+]
+RegistryAllowlist = Annotated[
+    list[str] | None, typer.Option("--registry", help="Only contact these registry hosts (globs, repeatable).")
+]
+CaFiles = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--ca-file", help="Extra CA bundle for registries (repeatable).", envvar="SLIMGUARD_REGISTRY_CA_FILES"
+    ),
+]
+PlainHttp = Annotated[
+    list[str] | None,
+    typer.Option("--plain-http-registry", help="Registry host spoken to over plain HTTP (labs only; repeatable)."),
+]
+
+
+def registry_settings(
+    allow_loopback: bool,
+    allow_private: bool,
+    registries: list[str] | None,
+    ca_files: list[str] | None,
+    plain_http: list[str] | None,
+) -> RegistrySettings:
+    return RegistrySettings(
+        address_policy=AddressPolicy(
+            allow_loopback=allow_loopback, allow_private=allow_private, allowed_registries=tuple(registries or ())
+        ),
+        ca_files=tuple(ca_files or ()),
+        plain_http_registries=tuple(plain_http or ()),
+    )
+
+
+@app.command()
+def controller(
+    kubeconfig: KubeconfigOption = None,
+    allow_loopback_registries: AllowLoopback = False,
+    allow_private_registries: AllowPrivate = False,
+    registry: RegistryAllowlist = None,
+    ca_file: CaFiles = None,
+    plain_http_registry: PlainHttp = None,
+    workers: Annotated[int, typer.Option(help="Workloads evaluated at once.")] = 8,
+    audit_interval: Annotated[float, typer.Option(help="Seconds between full re-audits (tags move).")] = 600.0,
+    dry_run: Annotated[bool, typer.Option(help="Evaluate and log, but write nothing to the cluster.")] = False,
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
+    liveness: Annotated[
+        str | None, typer.Option(help="Serve a liveness probe, e.g. http://0.0.0.0:8080/healthz")
+    ] = None,
+) -> None:
+    """Run the operator: watch ImagePolicies and workloads, annotate verdicts, keep policy status current."""
+    from slimguard.controller.handlers import run
+    from slimguard.controller.settings import ControllerSettings
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = ControllerSettings(
+        kubeconfig=kubeconfig,
+        registry=registry_settings(
+            allow_loopback_registries, allow_private_registries, registry, ca_file, plain_http_registry
+        ),
+        workers=workers,
+        audit_interval_seconds=audit_interval,
+        dry_run=dry_run,
+        log_level=log_level.upper(),
+        liveness_endpoint=liveness,
+    )
+    run(settings)
+
+
+@app.command()
+def version() -> None:
+    """Print slimguard's version."""
+    from importlib.metadata import version as package_version
+
+    typer.echo(package_version("slimguard"))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,136 @@
+"""kopf wiring: thin handlers that hand every event to the AuditController, and nothing else."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import kopf
+
+from slimguard.controller.audit import AuditController
+from slimguard.controller.settings import ControllerSettings
+from slimguard.kube.gateway import KubeGateway, load_api_client
+from slimguard.registry.client import RegistryClient
+from slimguard.registry.inspector import ImageInspector
+
+log = logging.getLogger(__name__)
+
+WORKLOAD_RESOURCES: dict[str, tuple[str, str, str]] = {
+    "Deployment": ("apps", "v1", "deployments"),
+    "StatefulSet": ("apps", "v1", "statefulsets"),
+    "DaemonSet": ("apps", "v1", "daemonsets"),
+    "ReplicaSet": ("apps", "v1", "replicasets"),
+    "Job": ("batch", "v1", "jobs"),
+    "CronJob": ("batch", "v1", "cronjobs"),
+    "Pod": ("", "v1", "pods"),
+}
+EventHandler = Callable[..., Awaitable[None]]
+
+
+def _deleted(event: kopf.RawEvent) -> bool:
+    return event.get("type") == "DELETED"
+
+
+def _connection_info(settings: ControllerSettings) -> kopf.ConnectionInfo:
+    """kopf and the ``kubernetes`` client log in with the same kubeconfig or in-cluster identity."""
+    configuration = load_api_client(settings.kubeconfig).configuration
+    authorization = str(configuration.api_key.get("authorization") or configuration.api_key.get("BearerToken") or "")
+    scheme, _, token = authorization.partition(" ")
+    return kopf.ConnectionInfo(
+        server=configuration.host,
+        ca_path=configuration.ssl_ca_cert,
+        insecure=not configuration.verify_ssl,
+        certificate_path=configuration.cert_file,
+        private_key_path=configuration.key_file,
+        scheme=scheme or None,
+        token=token or None,
+        default_namespace="default",
+    )
+
+
+def build_registry(settings: ControllerSettings) -> kopf.OperatorRegistry:
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.login(registry=registry)
+    def login(**_: Any) -> kopf.ConnectionInfo:
+        return _connection_info(settings)
+
+    @kopf.on.startup(registry=registry)
+    async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+        settings.posting.level = logging.WARNING
+        settings.watching.server_timeout = 270
+        settings.watching.client_timeout = 300
+        controller = await _start_controller(operator_settings)
+        memo["controller"] = controller
+        memo["reaudit"] = asyncio.create_task(_reaudit(controller, operator_settings.audit_interval_seconds))
+
+    @kopf.on.cleanup(registry=registry)
+    async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+        task = memo.get("reaudit")
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        controller: AuditController | None = memo.get("controller")
+        if controller is not None:
+            await controller.stop()
+            await controller.inspector.client.aclose()
+
+    operator_settings = settings
+
+    def workload_handler(kind: str) -> EventHandler:
+        async def handle(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
+            memo["controller"].observe_workload(kind, body, deleted=_deleted(event))
+
+        return handle
+
+    for kind, (group, version, plural) in WORKLOAD_RESOURCES.items():
+        kopf.on.event(group, version, plural, registry=registry, id=f"observe-{kind.lower()}")(workload_handler(kind))
+
+    @kopf.on.event("slimguard.dev", "v1alpha1", "imagepolicies", registry=registry)
+    async def observe_policy(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
+        memo["controller"].observe_policy(body, deleted=_deleted(event))
+
+    @kopf.on.event("", "v1", "namespaces", registry=registry)
+    async def observe_namespace(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
+        memo["controller"].observe_namespace(body, deleted=_deleted(event))
+
+    @kopf.on.event("aquasecurity.github.io", "v1alpha1", "vulnerabilityreports", registry=registry)
+    async def observe_report(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
+        memo["controller"].observe_report(body, deleted=_deleted(event))
+
+    return registry
+
+
+async def _start_controller(settings: ControllerSettings) -> AuditController:
+    client = RegistryClient(settings.registry)
+    controller = AuditController(
+        inspector=ImageInspector(client),
+        kube=KubeGateway(
+            load_api_client(settings.kubeconfig), dry_run=settings.dry_run, component="slimguard-controller"
+        ),
+        workers=settings.workers,
+    )
+    await controller.start()
+    log.info("slimguard controller started: %s", settings.describe())
+    return controller
+
+
+async def _reaudit(controller: AuditController, interval: float) -> None:
+    """Tags move: re-evaluate everything now and then; unchanged verdicts cost no write."""
+    while True:
+        await asyncio.sleep(interval)
+        controller.enqueue_all()
+
+
+def run(settings: ControllerSettings) -> None:
+    kopf.configure(verbose=settings.log_level == "DEBUG")
+    kopf.run(
+        registry=build_registry(settings),
+        standalone=True,
+        clusterwide=True,
+        liveness_endpoint=settings.liveness_endpoint,
+    )

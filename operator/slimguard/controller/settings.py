@@ -1,0 +1,32 @@
+"""The controller's settings: from flags and environment, validated once at start-up, logged once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from slimguard.registry.settings import RegistrySettings
+
+
+@dataclass(frozen=True)
+class ControllerSettings:
+    kubeconfig: str | None = None
+    registry: RegistrySettings = field(default_factory=RegistrySettings)
+    workers: int = 8
+    audit_interval_seconds: float = 600.0
+    dry_run: bool = False
+    log_level: str = "INFO"
+    liveness_endpoint: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ValueError("--workers must be at least 1")
+        if self.audit_interval_seconds < 10:
+            raise ValueError("--audit-interval must be at least 10 seconds")
+
+    def describe(self) -> str:
+        policy = self.registry.address_policy
+        return (
+            f"workers={self.workers} audit_interval={self.audit_interval_seconds:g}s dry_run={self.dry_run} "
+            f"allow_loopback={policy.allow_loopback} allow_private={policy.allow_private} "
+            f"registry_allowlist={list(policy.allowed_registries) or 'any'} extra_cas={len(self.registry.ca_files)}"
+        )

@@ -1,0 +1,277 @@
+"""A real Kubernetes control plane on 127.0.0.1: etcd, kube-apiserver and kube-controller-manager.
+
+There is no scheduler and no kubelet: Pods stay Pending, but admission, RBAC, garbage collection and
+workload controllers (Deployment -> ReplicaSet -> Pods) run for real.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import ssl
+import subprocess
+import tempfile
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import httpx
+import yaml
+
+from slimguard_testbed.cache import etcd_binary, k8s_binaries
+from slimguard_testbed.certs import CertificateAuthority, KeyPair, key_pem, public_key_pem, rsa_key
+from slimguard_testbed.ports import free_port
+from slimguard_testbed.process import ManagedProcess, TestbedError, wait_until
+
+# Controllers that need nodes, a pod network or a cloud: none exist here.
+_CONTROLLERS = "*,-nodeipam,-nodelifecycle,-service,-route,-cloud-node-lifecycle"
+_FIELD_MANAGER = "slimguard-testbed"
+
+
+class KubectlError(subprocess.CalledProcessError):
+    """kubectl failed; unlike CalledProcessError, the message shows what kubectl said."""
+
+    def __str__(self) -> str:
+        return f"{super().__str__()}\n{(self.stderr or '').strip()}"
+
+
+class ControlPlane:
+    """etcd + kube-apiserver + kube-controller-manager with real TLS and `--authorization-mode=Node,RBAC`.
+
+    Use as a context manager, or call `start()` and `stop()`. Logs go to `workdir/logs/`.
+    """
+
+    def __init__(
+        self,
+        *,
+        workdir: Path | None = None,
+        binaries: Path | None = None,
+        ca: CertificateAuthority | None = None,
+        apiserver_args: tuple[str, ...] = (),
+        start_timeout: float = 60.0,
+    ) -> None:
+        self._own_workdir = workdir is None
+        self.workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="slimguard-cp-"))
+        self._binaries = binaries
+        self.ca = ca or CertificateAuthority()
+        self.apiserver_args = apiserver_args
+        self.start_timeout = start_timeout
+        self.port = 0
+        self._etcd_data: Path | None = None
+        self._processes: list[ManagedProcess] = []
+
+    # -- public surface -------------------------------------------------------------------------------
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.workdir / "pki" / "ca.crt"
+
+    @property
+    def admin_kubeconfig(self) -> Path:
+        return self.workdir / "admin.kubeconfig"
+
+    @property
+    def binaries(self) -> Path:
+        if self._binaries is None:
+            self._binaries = k8s_binaries()
+        return self._binaries
+
+    @property
+    def log_dir(self) -> Path:
+        return self.workdir / "logs"
+
+    def __enter__(self) -> ControlPlane:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def start(self) -> ControlPlane:
+        """Start all three and wait until the API is ready and the controller-manager works."""
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stop every process (process groups, SIGTERM then SIGKILL); idempotent."""
+        # Reverse order: clients before the servers they talk to, etcd last.
+        for process in reversed(self._processes):
+            process.stop()
+        self._processes.clear()
+        if self._etcd_data is not None:
+            shutil.rmtree(self._etcd_data, ignore_errors=True)
+            self._etcd_data = None
+        if self._own_workdir and not os.environ.get("SLIMGUARD_KEEP_TESTBED"):
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def kubectl(
+        self,
+        *args: str,
+        input: str | None = None,
+        kubeconfig: Path | None = None,
+        check: bool = True,
+        timeout: float = 60.0,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the built kubectl against this control plane (as admin unless `kubeconfig` is given)."""
+        argv = [
+            str(self.binaries / "kubectl"),
+            f"--kubeconfig={kubeconfig or self.admin_kubeconfig}",
+            f"--cache-dir={self.workdir / 'kubectl-cache'}",
+            *args,
+        ]
+        env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+        result = subprocess.run(
+            argv, input=input, capture_output=True, text=True, env=env, timeout=timeout, check=False
+        )
+        if check and result.returncode != 0:
+            raise KubectlError(result.returncode, argv, result.stdout, result.stderr)
+        return result
+
+    def apply(self, manifest: str | Path) -> subprocess.CompletedProcess[str]:
+        """Server-side apply of YAML text (str) or a file or directory (Path)."""
+        base = ["apply", "--server-side", "--force-conflicts", f"--field-manager={_FIELD_MANAGER}"]
+        if isinstance(manifest, Path):
+            return self.kubectl(*base, "-f", str(manifest))
+        return self.kubectl(*base, "-f", "-", input=manifest)
+
+    def service_account_kubeconfig(self, namespace: str, name: str, *, duration: str = "24h") -> Path:
+        """A kubeconfig that acts as ServiceAccount `namespace/name` (which must exist) via a bound token."""
+        token = self.kubectl("create", "token", name, "-n", namespace, f"--duration={duration}").stdout.strip()
+        path = self.workdir / "kubeconfigs" / f"sa-{namespace}-{name}.kubeconfig"
+        user = f"system:serviceaccount:{namespace}:{name}"
+        self._write_kubeconfig(path, user=user, credentials={"token": token}, namespace=namespace)
+        return path
+
+    # -- start-up -------------------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        binaries = self.binaries  # before anything starts: building or a missing binary fails here
+        etcd = etcd_binary()
+        pki = self.workdir / "pki"
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        ca_file = self.ca.write(pki, with_key=True)
+        self.port = free_port()
+        etcd_port, etcd_peer_port, cm_port = free_port(), free_port(), free_port()
+
+        apiserver_cert, apiserver_key = self.ca.issue(
+            "kube-apiserver",
+            hosts=("127.0.0.1", "localhost", "10.0.0.1", "kubernetes", "kubernetes.default",
+                   "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"),
+        ).write(pki, "apiserver")
+        sa = rsa_key()
+        sa_key, sa_pub = pki / "sa.key", pki / "sa.pub"
+        KeyPair(public_key_pem(sa), key_pem(sa)).write(pki, "sa")
+        (pki / "sa.crt").rename(sa_pub)  # KeyPair names files .crt/.key; this one is a public key
+
+        admin = self.ca.issue("slimguard-admin", organizations=("system:masters",))
+        self._write_kubeconfig(self.admin_kubeconfig, user="admin", credentials=_client_cert(admin))
+        cm_kubeconfig = self.workdir / "controller-manager.kubeconfig"
+        # The controller-manager's own identity, bound by RBAC's bootstrap policy like a real cluster's.
+        cm_identity = self.ca.issue("system:kube-controller-manager")
+        self._write_kubeconfig(cm_kubeconfig, user="controller-manager", credentials=_client_cert(cm_identity))
+
+        # etcd's data lives in memory when /dev/shm exists: fsync on a VM disk is the slowest thing here.
+        shm = Path("/dev/shm")
+        parent = shm if shm.is_dir() and os.access(shm, os.W_OK) else self.workdir
+        self._etcd_data = Path(tempfile.mkdtemp(prefix="slimguard-etcd-", dir=parent))
+        etcd_url, peer_url = f"http://127.0.0.1:{etcd_port}", f"http://127.0.0.1:{etcd_peer_port}"
+        self._spawn("etcd", [
+            etcd, "--name=default", f"--data-dir={self._etcd_data}",
+            f"--listen-client-urls={etcd_url}", f"--advertise-client-urls={etcd_url}",
+            f"--listen-peer-urls={peer_url}", f"--initial-advertise-peer-urls={peer_url}",
+            f"--initial-cluster=default={peer_url}", "--logger=zap", "--log-outputs=stderr",
+        ])
+        self._spawn("kube-apiserver", [
+            binaries / "kube-apiserver",
+            f"--etcd-servers={etcd_url}",
+            f"--secure-port={self.port}", "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+            f"--cert-dir={pki}", f"--tls-cert-file={apiserver_cert}", f"--tls-private-key-file={apiserver_key}",
+            f"--client-ca-file={ca_file}",
+            "--service-cluster-ip-range=10.0.0.0/24",
+            "--authorization-mode=Node,RBAC",
+            "--service-account-issuer=https://kubernetes.default.svc",
+            f"--service-account-key-file={sa_pub}", f"--service-account-signing-key-file={sa_key}",
+            "--allow-privileged=true",
+            "--profiling=false",
+            *self.apiserver_args,
+        ])
+        # Started at once: it retries until the apiserver answers, which saves a few seconds.
+        self._spawn("kube-controller-manager", [
+            binaries / "kube-controller-manager",
+            f"--kubeconfig={cm_kubeconfig}",
+            f"--service-account-private-key-file={sa_key}", f"--root-ca-file={ca_file}",
+            f"--cluster-signing-cert-file={ca_file}", f"--cluster-signing-key-file={pki / 'ca.key'}",
+            "--use-service-account-credentials", "--leader-elect=false",
+            "--bind-address=127.0.0.1", f"--secure-port={cm_port}",
+            f"--controllers={_CONTROLLERS}",
+            # Client-side throttling (20 qps by default) is what makes it slow to start and to react.
+            "--kube-api-qps=500", "--kube-api-burst=1000",
+            "--profiling=false",
+        ])
+
+        context = ssl.create_default_context(cafile=str(ca_file))
+        admin_cert, admin_key = admin.write(pki, "admin")
+        context.load_cert_chain(str(admin_cert), str(admin_key))
+        with httpx.Client(base_url=self.server, verify=context, timeout=2.0) as client:
+            wait_until(lambda: _ok(client, "/readyz"), timeout=self.start_timeout,
+                       what="kube-apiserver /readyz", watch=self._processes)
+            # The `default` ServiceAccount appears once the controller-manager's controllers run.
+            wait_until(
+                lambda: _ok(client, "/api/v1/namespaces/default/serviceaccounts/default"),
+                timeout=self.start_timeout, what="the default ServiceAccount (kube-controller-manager)",
+                watch=self._processes,
+            )
+
+    def _spawn(self, name: str, argv: list[Any]) -> ManagedProcess:
+        process = ManagedProcess(name, [str(a) for a in argv], log_file=self.log_dir / f"{name}.log",
+                                 cwd=self.workdir)
+        self._processes.append(process)
+        process.start()
+        return process
+
+    def _write_kubeconfig(
+        self, path: Path, *, user: str, credentials: dict[str, str], namespace: str = "default"
+    ) -> None:
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "slimguard-testbed", "cluster": {
+                "server": self.server,
+                "certificate-authority-data": base64.b64encode(self.ca.cert_pem).decode(),
+            }}],
+            "users": [{"name": user, "user": credentials}],
+            "contexts": [{"name": user, "context": {
+                "cluster": "slimguard-testbed", "user": user, "namespace": namespace,
+            }}],
+            "current-context": user,
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def _client_cert(pair: KeyPair) -> dict[str, str]:
+    return {
+        "client-certificate-data": base64.b64encode(pair.cert_pem).decode(),
+        "client-key-data": base64.b64encode(pair.key_pem).decode(),
+    }
+
+
+def _ok(client: httpx.Client, path: str) -> bool:
+    try:
+        return client.get(path).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+__all__ = ["ControlPlane", "KubectlError", "TestbedError"]
