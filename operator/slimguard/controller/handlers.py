@@ -8,12 +8,14 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import httpcore
 import kopf
 
 from slimguard.controller.audit import AuditController
 from slimguard.controller.settings import ControllerSettings
 from slimguard.kube.gateway import KubeGateway, load_api_client
 from slimguard.registry.client import RegistryClient
+from slimguard.registry.guard import GuardedNetworkBackend
 from slimguard.registry.inspector import ImageInspector
 
 log = logging.getLogger(__name__)
@@ -51,7 +53,10 @@ def _connection_info(settings: ControllerSettings) -> kopf.ConnectionInfo:
     )
 
 
-def build_registry(settings: ControllerSettings) -> kopf.OperatorRegistry:
+def build_registry(
+    settings: ControllerSettings, *, network_backend: httpcore.AsyncNetworkBackend | None = None
+) -> kopf.OperatorRegistry:
+    """All handlers of the controller. ``network_backend`` replaces the registry connector (tests instrument it)."""
     registry = kopf.OperatorRegistry()
 
     @kopf.on.login(registry=registry)
@@ -63,7 +68,7 @@ def build_registry(settings: ControllerSettings) -> kopf.OperatorRegistry:
         settings.posting.level = logging.WARNING
         settings.watching.server_timeout = 270
         settings.watching.client_timeout = 300
-        controller = await _start_controller(operator_settings)
+        controller = await _start_controller(operator_settings, network_backend)
         memo["controller"] = controller
         memo["reaudit"] = asyncio.create_task(_reaudit(controller, operator_settings.audit_interval_seconds))
 
@@ -105,8 +110,11 @@ def build_registry(settings: ControllerSettings) -> kopf.OperatorRegistry:
     return registry
 
 
-async def _start_controller(settings: ControllerSettings) -> AuditController:
-    client = RegistryClient(settings.registry)
+async def _start_controller(
+    settings: ControllerSettings, network_backend: httpcore.AsyncNetworkBackend | None
+) -> AuditController:
+    backend = network_backend and GuardedNetworkBackend(settings.registry.address_policy, inner=network_backend)
+    client = RegistryClient(settings.registry, backend=backend)
     controller = AuditController(
         inspector=ImageInspector(client),
         kube=KubeGateway(
