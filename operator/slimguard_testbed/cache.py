@@ -55,9 +55,7 @@ def k8s_binaries() -> Path:
     if not BUILD_K8S.exists():
         raise TestbedError(f"{BUILD_K8S} is missing")
     with file_lock(cache_root() / "k8s-build.lock"):
-        result = subprocess.run(
-            ["bash", str(BUILD_K8S)], capture_output=True, text=True, check=False, cwd=REPO_ROOT
-        )
+        result = subprocess.run(["bash", str(BUILD_K8S)], capture_output=True, text=True, check=False, cwd=REPO_ROOT)
     if result.returncode != 0:
         tail = "\n".join(result.stderr.splitlines()[-30:])
         raise TestbedError(f"scripts/build-k8s.sh failed ({result.returncode}):\n{tail}")

@@ -22,7 +22,7 @@ import yaml
 from slimguard_testbed.cache import etcd_binary, k8s_binaries
 from slimguard_testbed.certs import CertificateAuthority, KeyPair, key_pem, public_key_pem, rsa_key
 from slimguard_testbed.ports import free_port
-from slimguard_testbed.process import ManagedProcess, TestbedError, wait_until
+from slimguard_testbed.process import ManagedProcess, TestbedError, pid_alive, wait_until
 
 # Controllers that need nodes, a pod network or a cloud: none exist here.
 _CONTROLLERS = "*,-nodeipam,-nodelifecycle,-service,-route,-cloud-node-lifecycle"
@@ -52,6 +52,7 @@ class ControlPlane:
         start_timeout: float = 60.0,
     ) -> None:
         self._own_workdir = workdir is None
+        self._keep_workdir = False
         self.workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="slimguard-cp-"))
         self._binaries = binaries
         self.ca = ca or CertificateAuthority()
@@ -98,6 +99,7 @@ class ControlPlane:
         try:
             self._start()
         except BaseException:
+            self._keep_workdir = True  # the error names log files in it
             self.stop()
             raise
         return self
@@ -111,7 +113,7 @@ class ControlPlane:
         if self._etcd_data is not None:
             shutil.rmtree(self._etcd_data, ignore_errors=True)
             self._etcd_data = None
-        if self._own_workdir and not os.environ.get("SLIMGUARD_KEEP_TESTBED"):
+        if self._own_workdir and not self._keep_workdir and not os.environ.get("SLIMGUARD_KEEP_TESTBED"):
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     def kubectl(
@@ -156,6 +158,9 @@ class ControlPlane:
 
     def _start(self) -> None:
         binaries = self.binaries  # before anything starts: building or a missing binary fails here
+        for name in ("kube-apiserver", "kube-controller-manager", "kubectl"):
+            if not os.access(binaries / name, os.X_OK):
+                raise TestbedError(f"{binaries / name} is missing: run scripts/bootstrap.sh")
         etcd = etcd_binary()
         pki = self.workdir / "pki"
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -165,8 +170,15 @@ class ControlPlane:
 
         apiserver_cert, apiserver_key = self.ca.issue(
             "kube-apiserver",
-            hosts=("127.0.0.1", "localhost", "10.0.0.1", "kubernetes", "kubernetes.default",
-                   "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"),
+            hosts=(
+                "127.0.0.1",
+                "localhost",
+                "10.0.0.1",
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+                "kubernetes.default.svc.cluster.local",
+            ),
         ).write(pki, "apiserver")
         sa = rsa_key()
         sa_key, sa_pub = pki / "sa.key", pki / "sa.pub"
@@ -180,61 +192,87 @@ class ControlPlane:
         cm_identity = self.ca.issue("system:kube-controller-manager")
         self._write_kubeconfig(cm_kubeconfig, user="controller-manager", credentials=_client_cert(cm_identity))
 
-        # etcd's data lives in memory when /dev/shm exists: fsync on a VM disk is the slowest thing here.
-        shm = Path("/dev/shm")
-        parent = shm if shm.is_dir() and os.access(shm, os.W_OK) else self.workdir
-        self._etcd_data = Path(tempfile.mkdtemp(prefix="slimguard-etcd-", dir=parent))
+        self._etcd_data = _etcd_data_dir(self.workdir)
         etcd_url, peer_url = f"http://127.0.0.1:{etcd_port}", f"http://127.0.0.1:{etcd_peer_port}"
-        self._spawn("etcd", [
-            etcd, "--name=default", f"--data-dir={self._etcd_data}",
-            f"--listen-client-urls={etcd_url}", f"--advertise-client-urls={etcd_url}",
-            f"--listen-peer-urls={peer_url}", f"--initial-advertise-peer-urls={peer_url}",
-            f"--initial-cluster=default={peer_url}", "--logger=zap", "--log-outputs=stderr",
-        ])
-        self._spawn("kube-apiserver", [
-            binaries / "kube-apiserver",
-            f"--etcd-servers={etcd_url}",
-            f"--secure-port={self.port}", "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
-            f"--cert-dir={pki}", f"--tls-cert-file={apiserver_cert}", f"--tls-private-key-file={apiserver_key}",
-            f"--client-ca-file={ca_file}",
-            "--service-cluster-ip-range=10.0.0.0/24",
-            "--authorization-mode=Node,RBAC",
-            "--service-account-issuer=https://kubernetes.default.svc",
-            f"--service-account-key-file={sa_pub}", f"--service-account-signing-key-file={sa_key}",
-            "--allow-privileged=true",
-            "--profiling=false",
-            *self.apiserver_args,
-        ])
+        self._spawn(
+            "etcd",
+            [
+                etcd,
+                "--name=default",
+                f"--data-dir={self._etcd_data}",
+                f"--listen-client-urls={etcd_url}",
+                f"--advertise-client-urls={etcd_url}",
+                f"--listen-peer-urls={peer_url}",
+                f"--initial-advertise-peer-urls={peer_url}",
+                f"--initial-cluster=default={peer_url}",
+                "--logger=zap",
+                "--log-outputs=stderr",
+            ],
+        )
+        self._spawn(
+            "kube-apiserver",
+            [
+                binaries / "kube-apiserver",
+                f"--etcd-servers={etcd_url}",
+                f"--secure-port={self.port}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--cert-dir={pki}",
+                f"--tls-cert-file={apiserver_cert}",
+                f"--tls-private-key-file={apiserver_key}",
+                f"--client-ca-file={ca_file}",
+                "--service-cluster-ip-range=10.0.0.0/24",
+                "--authorization-mode=Node,RBAC",
+                "--service-account-issuer=https://kubernetes.default.svc",
+                f"--service-account-key-file={sa_pub}",
+                f"--service-account-signing-key-file={sa_key}",
+                "--allow-privileged=true",
+                "--profiling=false",
+                *self.apiserver_args,
+            ],
+        )
         # Started at once: it retries until the apiserver answers, which saves a few seconds.
-        self._spawn("kube-controller-manager", [
-            binaries / "kube-controller-manager",
-            f"--kubeconfig={cm_kubeconfig}",
-            f"--service-account-private-key-file={sa_key}", f"--root-ca-file={ca_file}",
-            f"--cluster-signing-cert-file={ca_file}", f"--cluster-signing-key-file={pki / 'ca.key'}",
-            "--use-service-account-credentials", "--leader-elect=false",
-            "--bind-address=127.0.0.1", f"--secure-port={cm_port}",
-            f"--controllers={_CONTROLLERS}",
-            # Client-side throttling (20 qps by default) is what makes it slow to start and to react.
-            "--kube-api-qps=500", "--kube-api-burst=1000",
-            "--profiling=false",
-        ])
+        self._spawn(
+            "kube-controller-manager",
+            [
+                binaries / "kube-controller-manager",
+                f"--kubeconfig={cm_kubeconfig}",
+                f"--service-account-private-key-file={sa_key}",
+                f"--root-ca-file={ca_file}",
+                f"--cluster-signing-cert-file={ca_file}",
+                f"--cluster-signing-key-file={pki / 'ca.key'}",
+                "--use-service-account-credentials",
+                "--leader-elect=false",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={cm_port}",
+                f"--controllers={_CONTROLLERS}",
+                # Client-side throttling (20 qps by default) is what makes it slow to start and to react.
+                "--kube-api-qps=500",
+                "--kube-api-burst=1000",
+                "--profiling=false",
+            ],
+        )
 
         context = ssl.create_default_context(cafile=str(ca_file))
         admin_cert, admin_key = admin.write(pki, "admin")
         context.load_cert_chain(str(admin_cert), str(admin_key))
         with httpx.Client(base_url=self.server, verify=context, timeout=2.0) as client:
-            wait_until(lambda: _ok(client, "/readyz"), timeout=self.start_timeout,
-                       what="kube-apiserver /readyz", watch=self._processes)
+            wait_until(
+                lambda: _ok(client, "/readyz"),
+                timeout=self.start_timeout,
+                what="kube-apiserver /readyz",
+                watch=self._processes,
+            )
             # The `default` ServiceAccount appears once the controller-manager's controllers run.
             wait_until(
                 lambda: _ok(client, "/api/v1/namespaces/default/serviceaccounts/default"),
-                timeout=self.start_timeout, what="the default ServiceAccount (kube-controller-manager)",
+                timeout=self.start_timeout,
+                what="the default ServiceAccount (kube-controller-manager)",
                 watch=self._processes,
             )
 
     def _spawn(self, name: str, argv: list[Any]) -> ManagedProcess:
-        process = ManagedProcess(name, [str(a) for a in argv], log_file=self.log_dir / f"{name}.log",
-                                 cwd=self.workdir)
+        process = ManagedProcess(name, [str(a) for a in argv], log_file=self.log_dir / f"{name}.log", cwd=self.workdir)
         self._processes.append(process)
         process.start()
         return process
@@ -245,19 +283,46 @@ class ControlPlane:
         config = {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": "slimguard-testbed", "cluster": {
-                "server": self.server,
-                "certificate-authority-data": base64.b64encode(self.ca.cert_pem).decode(),
-            }}],
+            "clusters": [
+                {
+                    "name": "slimguard-testbed",
+                    "cluster": {
+                        "server": self.server,
+                        "certificate-authority-data": base64.b64encode(self.ca.cert_pem).decode(),
+                    },
+                }
+            ],
             "users": [{"name": user, "user": credentials}],
-            "contexts": [{"name": user, "context": {
-                "cluster": "slimguard-testbed", "user": user, "namespace": namespace,
-            }}],
+            "contexts": [
+                {
+                    "name": user,
+                    "context": {
+                        "cluster": "slimguard-testbed",
+                        "user": user,
+                        "namespace": namespace,
+                    },
+                }
+            ],
             "current-context": user,
         }
         path.parent.mkdir(parents=True, exist_ok=True)
         path.touch(mode=0o600)
         path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def _etcd_data_dir(fallback: Path) -> Path:
+    """etcd's data in memory when /dev/shm exists: fsync on a VM disk is the slowest thing here.
+
+    The owner's pid is in the name, so data left by a killed session (~60 MB of WAL each) is removed.
+    """
+    shm = Path("/dev/shm")
+    if not (shm.is_dir() and os.access(shm, os.W_OK)):
+        return Path(tempfile.mkdtemp(prefix="slimguard-etcd-", dir=fallback))
+    for stale in shm.glob("slimguard-etcd-*-*"):
+        owner = stale.name.split("-")[2]
+        if owner.isdigit() and not pid_alive(int(owner)):
+            shutil.rmtree(stale, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"slimguard-etcd-{os.getpid()}-", dir=shm))
 
 
 def _client_cert(pair: KeyPair) -> dict[str, str]:

@@ -171,7 +171,10 @@ class DockerEngine:
                 f"--pidfile={self.pidfile}",
                 f"--config-file={config}",
                 "--storage-driver=vfs",
-                "--iptables=false", "--ip6tables=false", "--ip-masq=false", "--bridge=none",
+                "--iptables=false",
+                "--ip6tables=false",
+                "--ip-masq=false",
+                "--bridge=none",
             ],
             log_file=self.log_file,
             # Shared between sessions and reused after a crash: it must outlive the pytest that started it.
@@ -179,8 +182,13 @@ class DockerEngine:
         )
         process.start()
         self._process = process
-        wait_until(self._answers, timeout=self.start_timeout, what=f"dockerd on {self.socket_path}",
-                   watch=[process], interval=0.1)
+        wait_until(
+            self._answers,
+            timeout=self.start_timeout,
+            what=f"dockerd on {self.socket_path}",
+            watch=[process],
+            interval=0.1,
+        )
 
     def _terminate(self) -> None:
         pid = self._daemon_pid()

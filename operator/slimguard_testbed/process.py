@@ -97,8 +97,7 @@ class ManagedProcess:
         """Raise with the log tail if the process has exited."""
         if self._popen is not None and self._popen.poll() is not None:
             raise TestbedError(
-                f"{self.name} exited with code {self._popen.returncode}; last lines of {self.log_file}:\n"
-                f"{self.tail()}"
+                f"{self.name} exited with code {self._popen.returncode}; last lines of {self.log_file}:\n{self.tail()}"
             )
 
     def tail(self, lines: int = 40) -> str:

@@ -74,7 +74,7 @@ class RegistryRequest:
 
     @property
     def kind(self) -> str | None:
-        """"manifests", "blobs", "tags" or "referrers" for /v2/<name>/... requests, else None."""
+        """The kind of /v2/<name>/... request (manifests, blobs, tags, referrers), else None."""
         match = _V2_PATH.match(self.path)
         return match["kind"] if match else None
 
@@ -105,6 +105,7 @@ class Registry:
         self.ca = ca or CertificateAuthority()
         self.auth = auth
         self._own_workdir = workdir is None
+        self._keep_workdir = False
         self.workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="slimguard-reg-"))
         self.username = username
         self.password = password or secrets.token_urlsafe(12)
@@ -161,6 +162,7 @@ class Registry:
         try:
             self._start()
         except BaseException:
+            self._keep_workdir = True  # the error names log files in it
             self.stop()
             raise
         return self
@@ -172,7 +174,7 @@ class Registry:
         if self.token_issuer is not None:
             self.token_issuer.stop()
             self.token_issuer = None
-        if self._own_workdir and not os.environ.get("SLIMGUARD_KEEP_TESTBED"):
+        if self._own_workdir and not self._keep_workdir and not os.environ.get("SLIMGUARD_KEEP_TESTBED"):
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     def mark(self) -> int:
@@ -219,26 +221,35 @@ class Registry:
             config["auth"] = {"htpasswd": {"realm": "slimguard-testbed", "path": str(self._write_htpasswd())}}
         elif self.auth == "token":
             self.token_issuer = TokenIssuer(
-                service=self.service, users={self.username: self.password}, workdir=self.workdir,
-                anonymous_prefixes=self.anonymous_prefixes, ca=self.ca,
+                service=self.service,
+                users={self.username: self.password},
+                workdir=self.workdir,
+                anonymous_prefixes=self.anonymous_prefixes,
+                ca=self.ca,
             ).start()
-            config["auth"] = {"token": {
-                "realm": self.token_issuer.url,
-                "service": self.service,
-                "issuer": self.token_issuer.issuer,
-                "rootcertbundle": str(self.token_issuer.signing_cert_file),
-            }}
+            config["auth"] = {
+                "token": {
+                    "realm": self.token_issuer.url,
+                    "service": self.service,
+                    "issuer": self.token_issuer.issuer,
+                    "rootcertbundle": str(self.token_issuer.signing_cert_file),
+                }
+            }
         conf_file = self.workdir / "config.yml"
         conf_file.write_text(yaml.safe_dump(config, sort_keys=False))
 
         # The access log goes to stdout and the JSON log to stderr: keep them apart, one format each.
         self._process = ManagedProcess(
-            "docker-registry", [str(binary), "serve", str(conf_file)], log_file=self.access_log,
-            stderr_file=self.log_file, cwd=self.workdir,
+            "docker-registry",
+            [str(binary), "serve", str(conf_file)],
+            log_file=self.access_log,
+            stderr_file=self.log_file,
+            cwd=self.workdir,
         )
         self._process.start()
-        wait_until(self._answers, timeout=self.start_timeout, what=f"the registry on {self.host}",
-                   watch=[self._process])
+        wait_until(
+            self._answers, timeout=self.start_timeout, what=f"the registry on {self.host}", watch=[self._process]
+        )
 
     def _write_htpasswd(self) -> Path:
         htpasswd = require_binary("htpasswd", hint="apt-get install apache2-utils")
@@ -266,8 +277,12 @@ class Registry:
         token = f"{os.getpid()}-{id(self)}-{self._barriers}"
         with self._client() as client:
             client.get(f"{_BARRIER_PATH}{token}")
-        wait_until(lambda: token in self.access_log.read_text(errors="replace"), timeout=5,
-                   what="the registry's access log", interval=0.01)
+        wait_until(
+            lambda: token in self.access_log.read_text(errors="replace"),
+            timeout=5,
+            what="the registry's access log",
+            interval=0.01,
+        )
 
 
 def _parse_access_log(path: Path) -> list[RegistryRequest]:
@@ -280,15 +295,17 @@ def _parse_access_log(path: Path) -> list[RegistryRequest]:
         if target.startswith(_BARRIER_PATH):
             continue
         path_part, _, query = target.partition("?")
-        requests.append(RegistryRequest(
-            method=match["method"],
-            path=path_part,
-            status=int(match["status"]),
-            time=datetime.datetime.strptime(match["time"], "%d/%b/%Y:%H:%M:%S %z"),
-            size=0 if match["size"] == "-" else int(match["size"]),
-            user_agent=match["agent"],
-            query=query,
-        ))
+        requests.append(
+            RegistryRequest(
+                method=match["method"],
+                path=path_part,
+                status=int(match["status"]),
+                time=datetime.datetime.strptime(match["time"], "%d/%b/%Y:%H:%M:%S %z"),
+                size=0 if match["size"] == "-" else int(match["size"]),
+                user_agent=match["agent"],
+                query=query,
+            )
+        )
     return requests
 
 

@@ -209,8 +209,11 @@ def _handler_for(issuer: TokenIssuer) -> type[BaseHTTPRequestHandler]:
             if not ok:
                 # Like real issuers: bad credentials are an error, not an anonymous token (docker login relies on it).
                 issuer._record(TokenRequest(None, tuple(scopes), (), 401))
-                self._send(401, {"errors": [{"code": "UNAUTHORIZED", "message": "invalid credentials"}]},
-                           headers={"WWW-Authenticate": 'Basic realm="slimguard-testbed"'})
+                self._send(
+                    401,
+                    {"errors": [{"code": "UNAUTHORIZED", "message": "invalid credentials"}]},
+                    headers={"WWW-Authenticate": 'Basic realm="slimguard-testbed"'},
+                )
                 return
             self._send(200, issuer.issue(service=service, user=user, scopes=scopes))
 

@@ -26,7 +26,7 @@ from slimguard.core.verdict import Status, Verdict
 from slimguard.core.vulnerabilities import VulnerabilityReport
 from slimguard.core.workload import Workload, WorkloadKey, normalise
 from slimguard.kube.gateway import KubeGateway
-from slimguard.registry.credentials import Credential
+from slimguard.registry.credentials import Credential, decode_secret_data
 from slimguard.registry.inspector import ImageInspector
 
 log = logging.getLogger(__name__)
@@ -331,7 +331,8 @@ class AuditController:
         names += await self.kube.service_account_pull_secrets(workload.namespace, workload.service_account)
         if not names:
             return []
-        return await self.kube.pull_credentials(workload.namespace, list(dict.fromkeys(names)))
+        secrets = await self.kube.pull_secrets(workload.namespace, list(dict.fromkeys(names)))
+        return [credential for data in secrets for credential in decode_secret_data(data)]
 
     async def _write(self, record: WorkloadRecord, verdict: Verdict | None) -> None:
         workload = record.workload

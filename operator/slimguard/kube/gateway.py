@@ -11,8 +11,6 @@ from typing import Any
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from slimguard.registry.credentials import Credential, decode_secret_data
-
 log = logging.getLogger(__name__)
 
 GROUP = "slimguard.dev"
@@ -106,9 +104,9 @@ class KubeGateway:
         except ApiException as error:  # an Event is best effort: never fail a verdict over it
             log.warning("could not emit event on %s %s/%s: %s", kind, namespace, name, error.reason)
 
-    async def pull_credentials(self, namespace: str, secret_names: Sequence[str]) -> list[Credential]:
-        """Credentials from the named dockerconfigjson Secrets; a missing Secret is skipped, as the kubelet does."""
-        credentials: list[Credential] = []
+    async def pull_secrets(self, namespace: str, secret_names: Sequence[str]) -> list[dict[str, str]]:
+        """The ``data`` of the named pull Secrets; a missing Secret is skipped, as the kubelet does."""
+        found: list[dict[str, str]] = []
         for name in secret_names:
             try:
                 secret = await self._call(self.core.read_namespaced_secret, name, namespace)
@@ -117,8 +115,8 @@ class KubeGateway:
                     log.info("pull secret %s/%s unavailable: %s", namespace, name, error.reason)
                     continue
                 raise
-            credentials.extend(decode_secret_data(secret.data or {}))
-        return credentials
+            found.append(dict(secret.data or {}))
+        return found
 
     async def service_account_pull_secrets(self, namespace: str, name: str) -> tuple[str, ...]:
         try:

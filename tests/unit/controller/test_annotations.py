@@ -15,8 +15,9 @@ KEY = WorkloadKey("Deployment", "shop", "api")
 
 
 def finding(message: str = 'container "api": image x is 1 GiB compressed') -> Finding:
-    return Finding(policy="slim", mode=Mode.AUDIT, container="api", image="x", rule="maxCompressedSize",
-                   message=message)
+    return Finding(
+        policy="slim", mode=Mode.AUDIT, container="api", image="x", rule="maxCompressedSize", message=message
+    )
 
 
 def test_an_unchanged_verdict_causes_no_write_even_at_a_later_time() -> None:
@@ -29,7 +30,8 @@ def test_an_unchanged_verdict_causes_no_write_even_at_a_later_time() -> None:
 
 def test_a_changed_verdict_writes_status_violations_and_time() -> None:
     before = notes.desired(Verdict(KEY, ("slim",)), NOW)
-    assert before is not None and before[notes.STATUS] == "compliant"
+    assert before is not None
+    assert before[notes.STATUS] == "compliant"
     patch = notes.patch_for(before, notes.desired(Verdict(KEY, ("slim",), (finding(),)), NOW))
     assert patch is not None
     assert patch[notes.STATUS] == "noncompliant"

@@ -77,8 +77,9 @@ async def test_a_host_name_resolving_to_the_metadata_address_is_refused_without_
 async def test_one_internal_address_among_public_ones_refuses_the_host() -> None:
     """A resolver that mixes answers must not get the internal one through on a retry."""
     recorder = RecordingBackend()
-    backend = GuardedNetworkBackend(AddressPolicy(), resolver=resolver_answering("93.184.216.34", "10.0.0.5"),
-                                    inner=recorder)
+    backend = GuardedNetworkBackend(
+        AddressPolicy(), resolver=resolver_answering("93.184.216.34", "10.0.0.5"), inner=recorder
+    )
     with pytest.raises(RefusedAddress, match="private"):
         await backend.connect_tcp("registry.example.com", 443)
     assert recorder.connected == []

@@ -1,0 +1,1 @@
+"""Admission: the validating webhook that rejects bloated images before they run."""

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Prepare a machine (Debian 12, as root) for slimguard's tests and demo. Idempotent, and fast when warm:
+#   1. Debian packages the test bed runs (apt-get update only when something is missing);
+#   2. .venv with Python 3.11 and `pip install -e '.[dev]'` (skipped while pyproject.toml is unchanged);
+#   3. Kubernetes binaries via scripts/build-k8s.sh (cached in ~/.cache/slimguard; ~10 min cold).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+CACHE="${SLIMGUARD_CACHE:-$HOME/.cache/slimguard}"
+PACKAGES=(etcd-server docker.io docker-registry debootstrap skopeo busybox-static apache2-utils prometheus iproute2)
+
+log() { printf '==> %s\n' "$*" >&2; }
+as_root() { if [[ $EUID -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
+
+installed() { [[ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" == "install ok installed" ]]; }
+
+apt_install() {
+  # The servers these packages ship must not start as system services: the test bed starts its own,
+  # on 127.0.0.1 and free ports. A policy-rc.d that says "no" (if the machine has none) sees to that.
+  local policy=/usr/sbin/policy-rc.d added=""
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' | as_root tee "$policy" >/dev/null
+    as_root chmod 755 "$policy"
+    added=1
+  fi
+  log "apt-get install $*"
+  as_root env DEBIAN_FRONTEND=noninteractive NEEDRESTART_MODE=a apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive NEEDRESTART_MODE=a apt-get install -y -qq "$@" >/dev/null
+  if [[ -n $added ]]; then as_root rm -f "$policy"; fi
+}
+
+# -- 1. Debian packages --------------------------------------------------------------------------------
+missing=()
+for package in "${PACKAGES[@]}"; do installed "$package" || missing+=("$package"); done
+
+# -- Python 3.11 (pyenv's if present, else Debian's, which needs python3.11-venv for `python -m venv`) --
+find_python() {
+  local candidate
+  for candidate in "${PYTHON:-}" python3.11 "$HOME"/.pyenv/versions/3.11*/bin/python3.11 /usr/bin/python3.11; do
+    [[ -n $candidate ]] || continue
+    if "$candidate" -c 'import sys, ensurepip, venv; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then
+      command -v "$candidate"
+      return 0
+    fi
+  done
+  return 1
+}
+if [[ ! -x .venv/bin/python ]] && ! find_python >/dev/null; then
+  missing+=(python3.11 python3.11-venv)
+fi
+
+if ((${#missing[@]})); then
+  apt_install "${missing[@]}"
+else
+  log "Debian packages: all present"
+fi
+
+# -- 2. The virtualenv ---------------------------------------------------------------------------------
+if [[ ! -x .venv/bin/python ]]; then
+  PYTHON_BIN="$(find_python)" || { echo "no Python 3.11 with venv support found" >&2; exit 1; }
+  log "creating .venv with $PYTHON_BIN"
+  "$PYTHON_BIN" -m venv .venv
+fi
+STAMP=.venv/.slimguard-pyproject.sha256
+want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+if [[ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]] || ! .venv/bin/python -c 'import slimguard' 2>/dev/null; then
+  log "pip install -e '.[dev]'"
+  .venv/bin/python -m pip install -q -e '.[dev]'
+  echo "$want" > "$STAMP"
+else
+  log ".venv: up to date with pyproject.toml"
+fi
+
+# -- 3. Kubernetes binaries ----------------------------------------------------------------------------
+if ! command -v go >/dev/null && [[ -x /usr/local/go/bin/go ]]; then
+  export PATH="$PATH:/usr/local/go/bin"
+fi
+mkdir -p "$CACHE"
+# The same lock the test bed takes (slimguard_testbed.cache): build-k8s.sh wipes its work directory first.
+K8S_BIN="$(flock "$CACHE/k8s-build.lock" bash scripts/build-k8s.sh)"
+log "Kubernetes binaries: $K8S_BIN"

@@ -1,0 +1,100 @@
+"""Small helpers the end-to-end tests share: apply YAML, read objects, wait for the operator's verdicts."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import yaml
+
+from slimguard_testbed import ControlPlane
+
+T = TypeVar("T")
+STATUS = "slimguard.dev/status"
+VIOLATIONS = "slimguard.dev/violations"
+
+
+def wait_for(what: str, probe: Callable[[], T | None], *, timeout: float = 60, every: float = 0.3) -> T:
+    """Poll until ``probe`` returns something truthy; a deadline for waiting, never a performance claim."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what}; last seen: {last!r}")
+
+
+def apply(plane: ControlPlane, *documents: dict[str, Any]) -> None:
+    plane.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(documents))
+
+
+def get(plane: ControlPlane, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+    args = ["get", kind, name, "-o", "json", "--ignore-not-found"]
+    if namespace:
+        args += ["-n", namespace]
+    output = plane.kubectl(*args).stdout.strip()
+    return json.loads(output) if output else None
+
+
+def annotations(plane: ControlPlane, kind: str, name: str, namespace: str) -> dict[str, str]:
+    body = get(plane, kind, name, namespace) or {}
+    return dict((body.get("metadata") or {}).get("annotations") or {})
+
+
+def wait_for_status(
+    plane: ControlPlane, kind: str, name: str, namespace: str, status: str, timeout: float = 60
+) -> dict[str, str]:
+    def probe() -> dict[str, str] | None:
+        found = annotations(plane, kind, name, namespace)
+        return found if found.get(STATUS) == status else None
+
+    return wait_for(f"{kind} {namespace}/{name} to be {status}", probe, timeout=timeout)
+
+
+def violations(found: dict[str, str]) -> list[dict[str, str]]:
+    return list(json.loads(found.get(VIOLATIONS) or "[]"))
+
+
+def namespace(name: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels or {}}}
+
+
+def deployment(
+    name: str,
+    namespace: str,
+    image: str,
+    *,
+    pull_secrets: tuple[str, ...] = (),
+    container: str = "api",
+    init_image: str | None = None,
+) -> dict[str, Any]:
+    pod_spec: dict[str, Any] = {"containers": [{"name": container, "image": image}]}
+    if pull_secrets:
+        pod_spec["imagePullSecrets"] = [{"name": secret} for secret in pull_secrets]
+    if init_image:
+        pod_spec["initContainers"] = [{"name": "init", "image": init_image}]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace, "labels": {"app": name}},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}}, "spec": pod_spec},
+        },
+    }
+
+
+def image_policy(
+    name: str, rules: dict[str, Any], *, namespaces: list[str], mode: str = "Audit", **extra: Any
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "slimguard.dev/v1alpha1",
+        "kind": "ImagePolicy",
+        "metadata": {"name": name},
+        "spec": {"mode": mode, "match": {"namespaces": namespaces}, "rules": rules, **extra},
+    }

@@ -1,0 +1,118 @@
+"""Session fixtures for the end-to-end tests: the real test bed, started once, torn down at the end.
+
+Everything is lazy: a part starts only when a test asks for it, so `pytest tests/unit` starts nothing.
+A missing binary makes the fixture (and so the test) fail; nothing here skips.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from slimguard_testbed import (
+    CertificateAuthority,
+    ControlPlane,
+    DockerEngine,
+    Registry,
+    TestbedError,
+    k8s_binaries,
+)
+
+E2E_DIR = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # This hook sees every collected item, not only those under tests/e2e: filter by path.
+    for item in items:
+        if item.path.is_relative_to(E2E_DIR):
+            item.add_marker(pytest.mark.e2e)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # Get the Kubernetes binaries before any test runs: a cold build takes ~10 minutes, which would
+    # otherwise count against the first test's timeout. A failure is reported by the fixture instead.
+    if session.config.option.collectonly:
+        return
+    if any("control_plane" in getattr(item, "fixturenames", ()) for item in session.items):
+        with contextlib.suppress(TestbedError):
+            k8s_binaries()
+
+
+@dataclass(frozen=True)
+class Credentials:
+    username: str
+    password: str
+
+
+@pytest.fixture(scope="session")
+def testbed_ca() -> CertificateAuthority:
+    """One CA for the session: the apiserver, the registries and the token issuer all chain to it."""
+    return CertificateAuthority("slimguard e2e CA")
+
+
+@pytest.fixture(scope="session")
+def control_plane(tmp_path_factory: pytest.TempPathFactory, testbed_ca: CertificateAuthority) -> Iterator[ControlPlane]:
+    with ControlPlane(workdir=tmp_path_factory.mktemp("control-plane"), ca=testbed_ca) as plane:
+        yield plane
+
+
+@pytest.fixture(scope="session")
+def registry_credentials() -> Credentials:
+    """The push credentials, the same for every registry of the session."""
+    return Credentials("slimguard", secrets.token_urlsafe(12))
+
+
+@pytest.fixture(scope="session")
+def registry_storage(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The storage directory shared by `registry` and `basic_registry`: push once, read through both."""
+    return tmp_path_factory.mktemp("registry-storage")
+
+
+@pytest.fixture(scope="session")
+def registry(
+    tmp_path_factory: pytest.TempPathFactory,
+    testbed_ca: CertificateAuthority,
+    registry_storage: Path,
+    registry_credentials: Credentials,
+) -> Iterator[Registry]:
+    """TLS + bearer tokens: anonymous pulls under public/, base/ and shop/; pushes need credentials."""
+    with Registry(
+        storage_dir=registry_storage,
+        ca=testbed_ca,
+        auth="token",
+        workdir=tmp_path_factory.mktemp("registry-token"),
+        username=registry_credentials.username,
+        password=registry_credentials.password,
+    ) as started:
+        yield started
+
+
+@pytest.fixture(scope="session")
+def basic_registry(
+    tmp_path_factory: pytest.TempPathFactory,
+    testbed_ca: CertificateAuthority,
+    registry_storage: Path,
+    registry_credentials: Credentials,
+) -> Iterator[Registry]:
+    """TLS + htpasswd (Basic) over the same storage as `registry`."""
+    with Registry(
+        storage_dir=registry_storage,
+        ca=testbed_ca,
+        auth="htpasswd",
+        workdir=tmp_path_factory.mktemp("registry-basic"),
+        username=registry_credentials.username,
+        password=registry_credentials.password,
+    ) as started:
+        yield started
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> Iterator[DockerEngine]:
+    """dockerd with its data root in ~/.cache/slimguard/docker: images built once survive between runs."""
+    with DockerEngine() as engine:
+        yield engine

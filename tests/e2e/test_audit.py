@@ -1,0 +1,211 @@
+"""Audit end to end: the real apiserver, the real registry, the operator run by kopf, verdicts on workloads.
+
+The operator runs under a ServiceAccount token bound to the install's own ClusterRole, not as admin.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from cluster import (
+    STATUS,
+    annotations,
+    apply,
+    deployment,
+    get,
+    image_policy,
+    namespace,
+    violations,
+    wait_for,
+    wait_for_status,
+)
+
+from slimguard.controller.settings import ControllerSettings
+from slimguard.core.quantity import format_bytes
+from slimguard.registry.guard import AddressPolicy
+from slimguard.registry.settings import RegistrySettings
+from slimguard_testbed import ControlPlane, Registry
+from slimguard_testbed.operator_runner import InProcessOperator
+
+
+@pytest.fixture(scope="module")
+def operator(control_plane: ControlPlane, operator_kubeconfig: str, registry: Registry) -> Iterator[InProcessOperator]:
+    settings = ControllerSettings(
+        kubeconfig=operator_kubeconfig,
+        registry=RegistrySettings(address_policy=AddressPolicy(allow_loopback=True), ca_files=(str(registry.ca_file),)),
+        audit_interval_seconds=600,
+    )
+    with InProcessOperator(settings) as running:
+        yield running
+
+
+def compressed_size_of(image: Any) -> str:
+    return format_bytes(image.compressed_size)
+
+
+def test_fat_image_is_noncompliant_with_size_and_base_messages_slim_is_compliant_and_policy_edits_flip_them(
+    control_plane: ControlPlane, operator: InProcessOperator, fixture_images: Any, registry: Registry
+) -> None:
+    ns = "audit-basics"
+    fat, slim = fixture_images.fat_app, fixture_images.slim_app
+    base = fixture_images.node_bookworm
+    apply(control_plane, namespace(ns), deployment("fat", ns, fat.reference), deployment("slim", ns, slim.reference))
+    apply(
+        control_plane,
+        image_policy(
+            "slim-images",
+            {
+                "maxCompressedSize": "200Mi",
+                "deniedBaseImages": [base.reference, "*/base/debian:*"],
+            },
+            namespaces=[ns],
+        ),
+    )
+
+    found = wait_for_status(control_plane, "deployment", "fat", ns, "noncompliant")
+    messages = [v["message"] for v in violations(found)]
+    assert (
+        f'container "api": image {fat.reference} is {compressed_size_of(fat)} compressed (linux/amd64); '
+        'ImagePolicy "slim-images" allows 200 MiB. Use a multi-stage build with a slim, alpine or distroless '
+        "final stage."
+    ) in messages
+    assert any(
+        m.startswith(f'container "api": image {fat.reference} is built on {base.reference} (found by ')
+        and 'shared layers), which ImagePolicy "slim-images" denies' in m
+        for m in messages
+    ), messages
+    wait_for_status(control_plane, "deployment", "slim", ns, "compliant")
+
+    events = control_plane.kubectl(
+        "get",
+        "events",
+        "-n",
+        ns,
+        "--field-selector",
+        "reason=ImagePolicyViolation,involvedObject.name=fat",
+        "-o",
+        "json",
+    ).stdout
+    assert json.loads(events)["items"], "a Warning Event names the violation"
+
+    apply(control_plane, image_policy("slim-images", {"maxCompressedSize": "4Gi"}, namespaces=[ns]))
+    wait_for_status(control_plane, "deployment", "fat", ns, "compliant")
+    apply(control_plane, image_policy("slim-images", {"maxCompressedSize": "1Ki"}, namespaces=[ns]))
+    slim_found = wait_for_status(control_plane, "deployment", "slim", ns, "noncompliant")
+    assert violations(slim_found)[0]["rule"] == "maxCompressedSize"
+
+    def status_counts() -> dict[str, Any] | None:
+        status = (get(control_plane, "imagepolicy", "slim-images") or {}).get("status") or {}
+        return status if status.get("noncompliant") == 2 and status.get("matchedWorkloads") == 2 else None
+
+    status = wait_for("policy status to count both workloads", status_counts)
+    assert status["observedGeneration"] >= 3
+    assert {o["name"] for o in status["worstOffenders"]} == {"fat", "slim"}
+
+    control_plane.kubectl("delete", "imagepolicy", "slim-images")
+    for name in ("fat", "slim"):
+        wait_for(
+            f"annotations removed from {name}",
+            lambda name=name: STATUS not in annotations(control_plane, "deployment", name, ns),
+        )
+
+
+def test_private_image_is_read_with_the_workloads_pull_secret_and_refused_without_it(
+    control_plane: ControlPlane,
+    operator: InProcessOperator,
+    fixture_images: Any,
+    registry: Registry,
+    registry_credentials: Any,
+) -> None:
+    ns = "audit-private"
+    private = fixture_images.private_slim
+    auth = base64.b64encode(f"{registry_credentials.username}:{registry_credentials.password}".encode()).decode()
+    config = json.dumps({"auths": {registry.host: {"auth": auth}}})
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "kubernetes.io/dockerconfigjson",
+        "metadata": {"name": "pull", "namespace": ns},
+        "data": {".dockerconfigjson": base64.b64encode(config.encode()).decode()},
+    }
+    apply(
+        control_plane,
+        namespace(ns),
+        secret,
+        deployment("with-secret", ns, private.reference, pull_secrets=("pull",)),
+        deployment("without-secret", ns, private.reference),
+    )
+    apply(control_plane, image_policy("private-images", {"maxCompressedSize": "200Mi"}, namespaces=[ns]))
+
+    wait_for_status(control_plane, "deployment", "with-secret", ns, "compliant")
+    refused = wait_for_status(control_plane, "deployment", "without-secret", ns, "error")
+    (finding,) = violations(refused)
+    assert f"refused access to {registry.host}/private/" in finding["message"]
+    assert "without credentials" in finding["message"]
+    assert "imagePullSecret" in finding["message"]
+    control_plane.kubectl("delete", "imagepolicy", "private-images")
+
+
+def test_a_multi_arch_index_is_measured_for_the_required_platform_and_an_arm64_only_image_is_a_finding(
+    control_plane: ControlPlane, operator: InProcessOperator, fixture_images: Any
+) -> None:
+    ns = "audit-platforms"
+    apply(
+        control_plane,
+        namespace(ns),
+        deployment("multi", ns, fixture_images.multiarch.reference),
+        deployment("arm-only", ns, fixture_images.arm64_only.reference),
+    )
+    apply(control_plane, image_policy("amd64-only", {"maxCompressedSize": "200Mi"}, namespaces=[ns]))
+
+    wait_for_status(control_plane, "deployment", "multi", ns, "compliant")
+    found = wait_for_status(control_plane, "deployment", "arm-only", ns, "noncompliant")
+    (finding,) = violations(found)
+    assert finding["rule"] == "platforms"
+    assert "has no linux/amd64 image (it has linux/arm64)" in finding["message"]
+    control_plane.kubectl("delete", "imagepolicy", "amd64-only")
+
+
+def test_base_image_found_by_its_oci_annotation(
+    control_plane: ControlPlane, operator: InProcessOperator, fixture_images: Any
+) -> None:
+    ns = "audit-base-annotation"
+    apply(
+        control_plane,
+        namespace(ns),
+        deployment("annotated", ns, fixture_images.annotated.reference),
+        deployment("annotated-index", ns, fixture_images.annotated_index.reference),
+    )
+    apply(control_plane, image_policy("no-distroless", {"deniedBaseImages": ["*/base/distroless:*"]}, namespaces=[ns]))
+    for name in ("annotated", "annotated-index"):
+        found = wait_for_status(control_plane, "deployment", name, ns, "noncompliant")
+        (finding,) = violations(found)
+        assert "/base/distroless:12 (found by its OCI base-image annotation)" in finding["message"]
+    control_plane.kubectl("delete", "imagepolicy", "no-distroless")
+
+
+def test_base_image_found_by_layer_prefix_without_any_annotation(
+    control_plane: ControlPlane, operator: InProcessOperator, fixture_images: Any
+) -> None:
+    ns = "audit-base-layers"
+    fat, node, debian = fixture_images.fat_app, fixture_images.node_bookworm, fixture_images.debian_fat
+    apply(control_plane, namespace(ns), deployment("fat", ns, fat.reference))
+    # Both bases are candidates; node:20-bookworm shares more layers, so it wins.
+    apply(
+        control_plane,
+        image_policy(
+            "allow-slim-bases",
+            {"allowedBaseImages": ["*/base/busybox:*"]},
+            namespaces=[ns],
+            knownBaseImages=[debian.reference, node.reference],
+        ),
+    )
+    found = wait_for_status(control_plane, "deployment", "fat", ns, "noncompliant")
+    (finding,) = violations(found)
+    assert finding["rule"] == "allowedBaseImages"
+    assert f"is built on {node.reference} (found by 2 shared layers)" in finding["message"]
+    control_plane.kubectl("delete", "imagepolicy", "allow-slim-bases")
