@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from slimguard.controller.settings import ControllerSettings
+from slimguard.registry.guard import AddressPolicy
+from slimguard.registry.settings import RegistrySettings
 from slimguard_testbed import (
     CertificateAuthority,
     ControlPlane,
@@ -22,6 +25,7 @@ from slimguard_testbed import (
     TestbedError,
     k8s_binaries,
 )
+from slimguard_testbed.operator_runner import InProcessOperator
 
 E2E_DIR = Path(__file__).resolve().parent
 
@@ -116,3 +120,33 @@ def docker_engine() -> Iterator[DockerEngine]:
     """dockerd with its data root in ~/.cache/slimguard/docker: images built once survive between runs."""
     with DockerEngine() as engine:
         yield engine
+
+
+# --- the operator under test ------------------------------------------------------------------------------
+# It runs with a ServiceAccount token bound to the ClusterRole the install ships (deploy/), never as admin.
+
+REPO = E2E_DIR.parents[1]
+
+
+@pytest.fixture(scope="session")
+def crds_installed(control_plane: ControlPlane) -> None:
+    control_plane.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+    control_plane.kubectl("wait", "--for=condition=Established", "crd/imagepolicies.slimguard.dev")
+
+
+@pytest.fixture(scope="session")
+def operator_kubeconfig(control_plane: ControlPlane, crds_installed: None) -> str:
+    from slimguard_testbed.install import install_controller_rbac
+
+    return str(install_controller_rbac(control_plane, REPO / "deploy" / "kustomize" / "base"))
+
+
+@pytest.fixture(scope="session")
+def operator(control_plane: ControlPlane, operator_kubeconfig: str, registry: Registry) -> Iterator[InProcessOperator]:
+    settings = ControllerSettings(
+        kubeconfig=operator_kubeconfig,
+        registry=RegistrySettings(address_policy=AddressPolicy(allow_loopback=True), ca_files=(str(registry.ca_file),)),
+        audit_interval_seconds=600,
+    )
+    with InProcessOperator(settings) as running:
+        yield running

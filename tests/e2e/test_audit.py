@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from cluster import (
     STATUS,
     annotations,
@@ -24,27 +22,14 @@ from cluster import (
     wait_for_status,
 )
 
-from slimguard.controller.settings import ControllerSettings
 from slimguard.core.quantity import format_bytes
-from slimguard.registry.guard import AddressPolicy
-from slimguard.registry.settings import RegistrySettings
 from slimguard_testbed import ControlPlane, Registry
 from slimguard_testbed.operator_runner import InProcessOperator
 
 
-@pytest.fixture(scope="module")
-def operator(control_plane: ControlPlane, operator_kubeconfig: str, registry: Registry) -> Iterator[InProcessOperator]:
-    settings = ControllerSettings(
-        kubeconfig=operator_kubeconfig,
-        registry=RegistrySettings(address_policy=AddressPolicy(allow_loopback=True), ca_files=(str(registry.ca_file),)),
-        audit_interval_seconds=600,
-    )
-    with InProcessOperator(settings) as running:
-        yield running
-
-
 def compressed_size_of(image: Any) -> str:
-    return format_bytes(image.compressed_size)
+    """What a node pulls: the layers plus the config blob, as slimguard reports it."""
+    return format_bytes(image.artifact.size + image.artifact.config.size)
 
 
 def test_fat_image_is_noncompliant_with_size_and_base_messages_slim_is_compliant_and_policy_edits_flip_them(
@@ -52,15 +37,15 @@ def test_fat_image_is_noncompliant_with_size_and_base_messages_slim_is_compliant
 ) -> None:
     ns = "audit-basics"
     fat, slim = fixture_images.fat_app, fixture_images.slim_app
-    base = fixture_images.node_bookworm
-    apply(control_plane, namespace(ns), deployment("fat", ns, fat.reference), deployment("slim", ns, slim.reference))
+    base = fixture_images.node_base
+    apply(control_plane, namespace(ns), deployment("fat", ns, fat.ref), deployment("slim", ns, slim.ref))
     apply(
         control_plane,
         image_policy(
             "slim-images",
             {
                 "maxCompressedSize": "200Mi",
-                "deniedBaseImages": [base.reference, "*/base/debian:*"],
+                "deniedBaseImages": [base.ref, "*/base/debian:*"],
             },
             namespaces=[ns],
         ),
@@ -69,12 +54,12 @@ def test_fat_image_is_noncompliant_with_size_and_base_messages_slim_is_compliant
     found = wait_for_status(control_plane, "deployment", "fat", ns, "noncompliant")
     messages = [v["message"] for v in violations(found)]
     assert (
-        f'container "api": image {fat.reference} is {compressed_size_of(fat)} compressed (linux/amd64); '
+        f'container "api": image {fat.ref} is {compressed_size_of(fat)} compressed (linux/amd64); '
         'ImagePolicy "slim-images" allows 200 MiB. Use a multi-stage build with a slim, alpine or distroless '
         "final stage."
     ) in messages
     assert any(
-        m.startswith(f'container "api": image {fat.reference} is built on {base.reference} (found by ')
+        m.startswith(f'container "api": image {fat.ref} is built on {base.ref} (found by ')
         and 'shared layers), which ImagePolicy "slim-images" denies' in m
         for m in messages
     ), messages
@@ -136,8 +121,8 @@ def test_private_image_is_read_with_the_workloads_pull_secret_and_refused_withou
         control_plane,
         namespace(ns),
         secret,
-        deployment("with-secret", ns, private.reference, pull_secrets=("pull",)),
-        deployment("without-secret", ns, private.reference),
+        deployment("with-secret", ns, private.ref, pull_secrets=("pull",)),
+        deployment("without-secret", ns, private.ref),
     )
     apply(control_plane, image_policy("private-images", {"maxCompressedSize": "200Mi"}, namespaces=[ns]))
 
@@ -157,8 +142,8 @@ def test_a_multi_arch_index_is_measured_for_the_required_platform_and_an_arm64_o
     apply(
         control_plane,
         namespace(ns),
-        deployment("multi", ns, fixture_images.multiarch.reference),
-        deployment("arm-only", ns, fixture_images.arm64_only.reference),
+        deployment("multi", ns, fixture_images.multiarch.ref),
+        deployment("arm-only", ns, fixture_images.arm64_only.ref),
     )
     apply(control_plane, image_policy("amd64-only", {"maxCompressedSize": "200Mi"}, namespaces=[ns]))
 
@@ -177,8 +162,8 @@ def test_base_image_found_by_its_oci_annotation(
     apply(
         control_plane,
         namespace(ns),
-        deployment("annotated", ns, fixture_images.annotated.reference),
-        deployment("annotated-index", ns, fixture_images.annotated_index.reference),
+        deployment("annotated", ns, fixture_images.annotated.ref),
+        deployment("annotated-index", ns, fixture_images.annotated_index.ref),
     )
     apply(control_plane, image_policy("no-distroless", {"deniedBaseImages": ["*/base/distroless:*"]}, namespaces=[ns]))
     for name in ("annotated", "annotated-index"):
@@ -192,8 +177,8 @@ def test_base_image_found_by_layer_prefix_without_any_annotation(
     control_plane: ControlPlane, operator: InProcessOperator, fixture_images: Any
 ) -> None:
     ns = "audit-base-layers"
-    fat, node, debian = fixture_images.fat_app, fixture_images.node_bookworm, fixture_images.debian_fat
-    apply(control_plane, namespace(ns), deployment("fat", ns, fat.reference))
+    fat, node, debian = fixture_images.fat_app, fixture_images.node_base, fixture_images.debian_fat
+    apply(control_plane, namespace(ns), deployment("fat", ns, fat.ref))
     # Both bases are candidates; node:20-bookworm shares more layers, so it wins.
     apply(
         control_plane,
@@ -201,11 +186,11 @@ def test_base_image_found_by_layer_prefix_without_any_annotation(
             "allow-slim-bases",
             {"allowedBaseImages": ["*/base/busybox:*"]},
             namespaces=[ns],
-            knownBaseImages=[debian.reference, node.reference],
+            knownBaseImages=[debian.ref, node.ref],
         ),
     )
     found = wait_for_status(control_plane, "deployment", "fat", ns, "noncompliant")
     (finding,) = violations(found)
     assert finding["rule"] == "allowedBaseImages"
-    assert f"is built on {node.reference} (found by 2 shared layers)" in finding["message"]
+    assert f"is built on {node.ref} (found by 2 shared layers)" in finding["message"]
     control_plane.kubectl("delete", "imagepolicy", "allow-slim-bases")

@@ -65,7 +65,7 @@ async def test_the_same_image_is_read_once_loopback_is_allowed(registry: Registr
     settings = RegistrySettings(address_policy=AddressPolicy(allow_loopback=True), ca_files=(str(registry.ca_file),))
     client = RegistryClient(settings, backend=GuardedNetworkBackend(settings.address_policy, inner=connector))
     try:
-        facts = await ImageInspector(client).inspect(fixture_images.slim_app.reference, platforms=AMD64)
+        facts = await ImageInspector(client).inspect(fixture_images.slim_app.ref, platforms=AMD64)
     finally:
         await client.aclose()
     assert facts.digest == fixture_images.slim_app.digest

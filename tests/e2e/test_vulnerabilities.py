@@ -79,7 +79,7 @@ def test_critical_findings_fail_max_critical_and_a_newer_clean_report_passes(
     control_plane: ControlPlane, operator: InProcessOperator, fixture_images: Any, trivy_crd: None
 ) -> None:
     slim = fixture_images.slim_app
-    apply(control_plane, namespace(NS), deployment("api", NS, slim.reference))
+    apply(control_plane, namespace(NS), deployment("api", NS, slim.ref))
     replicaset = current_replicaset(control_plane, "api")
     now = datetime.now(UTC)
     three = [critical(f"CVE-2026-000{n}", "3.0.2") for n in range(3)]
@@ -111,7 +111,7 @@ def test_ignore_unfixed_counts_only_findings_with_a_fix(
     control_plane: ControlPlane, operator: InProcessOperator, fixture_images: Any, trivy_crd: None
 ) -> None:
     slim = fixture_images.slim_app
-    apply(control_plane, namespace(NS), deployment("unfixed", NS, slim.reference))
+    apply(control_plane, namespace(NS), deployment("unfixed", NS, slim.ref))
     replicaset = current_replicaset(control_plane, "unfixed")
     unfixed = [critical("CVE-2026-1111", ""), critical("CVE-2026-2222", "")]
     apply(
@@ -141,7 +141,7 @@ def test_a_report_for_an_older_digest_is_stale_and_not_used(
     control_plane: ControlPlane, operator: InProcessOperator, fixture_images: Any, trivy_crd: None
 ) -> None:
     slim = fixture_images.slim_app
-    apply(control_plane, namespace(NS), deployment("rebuilt", NS, slim.reference))
+    apply(control_plane, namespace(NS), deployment("rebuilt", NS, slim.ref))
     replicaset = current_replicaset(control_plane, "rebuilt")
     old_digest = "sha256:" + "0" * 64
     apply(
