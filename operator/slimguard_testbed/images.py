@@ -25,8 +25,8 @@ import tarfile
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -119,6 +119,18 @@ class DockerEngineLike(Protocol):
     def base_url(self) -> str: ...
 
     def client(self) -> docker.DockerClient: ...
+
+
+# A Docker engine, or a function that starts one: only a cold slim_app needs it, so a warm run never waits
+# for dockerd.
+EngineSource = DockerEngineLike | Callable[[], DockerEngineLike] | None
+
+
+def _engine(source: EngineSource) -> DockerEngineLike | None:
+    if source is None or hasattr(source, "client"):
+        return source  # type: ignore[return-value]
+    assert callable(source)
+    return source()
 
 
 # -- what publishing returns ---------------------------------------------------------------------------
@@ -486,9 +498,10 @@ def build_distroless() -> Image:
 # -- built by the real Docker engine ---------------------------------------------------------------------
 
 
-def build_slim_app(work: Path, busybox: Image, engine: DockerEngineLike | None) -> Image:
+def build_slim_app(work: Path, busybox: Image, engine_source: EngineSource) -> Image:
     """`docker import` the busybox rootfs, `docker build --network=none` the multi-stage Dockerfile,
     `docker save` the result and keep it as it is (config and layer tars untouched, layers gzipped)."""
+    engine = _engine(engine_source)
     if engine is None:
         raise TestbedError("the slim_app fixture is not cached yet and building it needs a Docker engine")
     client = engine.client()
@@ -651,9 +664,7 @@ def _as_index(artifact: Artifact) -> Index:
     return artifact
 
 
-def build_fixture_cache(
-    docker_engine: DockerEngineLike | None, *, log: Callable[[str], None] | None = None
-) -> FixtureArtifacts:
+def build_fixture_cache(docker_engine: EngineSource, *, log: Callable[[str], None] | None = None) -> FixtureArtifacts:
     """Every fixture from the cache, building what is missing (Docker is only needed for a cold slim_app)."""
     say = log or (lambda _message: None)
 
@@ -709,13 +720,14 @@ def build_fixture_cache(
 
 def publish_fixture_images(
     endpoint: EndpointLike,
-    docker_engine: DockerEngineLike | None,
+    docker_engine: EngineSource,
     *,
     log: Callable[[str], None] | None = None,
 ) -> FixtureImages:
     """Build (or load from the cache) every fixture image and push it to `endpoint`; idempotent.
 
     `endpoint` needs push rights on base/, shop/ and private/ (its credentials go to the token issuer).
+    `docker_engine` (or a function returning one) is only used when slim_app is not cached yet.
     """
     artifacts = build_fixture_cache(docker_engine, log=log)
     host = endpoint.host
@@ -841,15 +853,19 @@ class _ExternalEngine:
         return docker_sdk.DockerClient(base_url=self.base_url, timeout=300)
 
 
-@contextmanager
-def _engine_for_cli(docker_host: str | None) -> Iterator[DockerEngineLike]:
-    if docker_host:
-        yield _ExternalEngine(docker_host)
-        return
-    from slimguard_testbed.docker_engine import DockerEngine
+def warm_fixture_cache(*, docker_host: str | None = None, log: Callable[[str], None] | None = None) -> FixtureArtifacts:
+    """Build whatever fixture is not cached yet, before tests run: a cold cache takes ~2 minutes, more than
+    a test's timeout. dockerd (the test bed's, or `docker_host`) is started only if slim_app is cold."""
+    with ExitStack() as stack:
 
-    with DockerEngine() as engine:
-        yield engine
+        def start_engine() -> DockerEngineLike:
+            if docker_host:
+                return _ExternalEngine(docker_host)
+            from slimguard_testbed.docker_engine import DockerEngine
+
+            return stack.enter_context(DockerEngine())
+
+        return build_fixture_cache(start_engine, log=log)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -857,8 +873,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--docker-host", help="an engine to build slim_app with (default: start the test bed's)")
     args = parser.parse_args(argv)
     started = time.monotonic()
-    with _engine_for_cli(args.docker_host) as engine:
-        build_fixture_cache(engine, log=lambda message: print(message, file=sys.stderr))
+    warm_fixture_cache(docker_host=args.docker_host, log=lambda message: print(message, file=sys.stderr))
     print(f"fixture images cached in {images_cache()} ({time.monotonic() - started:.1f}s)", file=sys.stderr)
     return 0
 
@@ -877,4 +892,5 @@ __all__ = [
     "fixture_image",
     "publish_fixture_images",
     "push_image",
+    "warm_fixture_cache",
 ]

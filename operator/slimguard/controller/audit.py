@@ -17,16 +17,13 @@ from typing import Any
 
 from slimguard.controller import annotations as notes
 from slimguard.controller.status import policy_status
-from slimguard.core.errors import InspectionError, InvalidPolicy
-from slimguard.core.evaluation import Context, FactsOrError, applicable_policies, evaluate
-from slimguard.core.facts import ImageFacts, Platform
-from slimguard.core.matching import selected_containers
-from slimguard.core.policy import ImagePolicy
+from slimguard.core.evaluation import applicable_policies
 from slimguard.core.verdict import Status, Verdict
-from slimguard.core.vulnerabilities import VulnerabilityReport
 from slimguard.core.workload import Workload, WorkloadKey, normalise
+from slimguard.engine.credentials import PullCredentials
+from slimguard.engine.facts import Evaluator
+from slimguard.engine.view import ClusterView
 from slimguard.kube.gateway import KubeGateway
-from slimguard.registry.credentials import Credential, decode_secret_data
 from slimguard.registry.inspector import ImageInspector
 
 log = logging.getLogger(__name__)
@@ -49,14 +46,6 @@ class WorkloadRecord:
     uid: str | None
     annotations: dict[str, str]
     fingerprint: str
-
-
-@dataclass
-class PolicyRecord:
-    name: str
-    generation: int
-    policy: ImagePolicy | None
-    error: str | None = None
 
 
 @dataclass
@@ -92,11 +81,11 @@ class AuditController:
     status_interval: float = 1.0
 
     def __post_init__(self) -> None:
-        self.policies: dict[str, PolicyRecord] = {}
+        self.view = ClusterView()
+        self.evaluator = Evaluator(
+            inspector=self.inspector, view=self.view, credentials=PullCredentials(self.kube).for_workload
+        )
         self.workloads: dict[WorkloadKey, WorkloadRecord] = {}
-        self.namespaces: dict[str, dict[str, str]] = {}
-        self.reports: dict[tuple[str, str], VulnerabilityReport] = {}
-        self.replicasets: dict[tuple[str, str], tuple[str, int]] = {}
         self.verdicts: dict[WorkloadKey, Verdict] = {}
         self.counters = Counters()
         self._queue: asyncio.Queue[WorkloadKey] = asyncio.Queue()
@@ -112,7 +101,8 @@ class AuditController:
 
     async def start(self) -> None:
         for body in await self.kube.list_policies():
-            self.observe_policy(body, enqueue=False)
+            self.view.observe_policy(body)
+        self.view.policies_synced = True
         self._tasks = [asyncio.create_task(self._work(), name=f"slimguard-worker-{n}") for n in range(self.workers)]
         self._tasks.append(asyncio.create_task(self._write_statuses(), name="slimguard-status"))
 
@@ -127,8 +117,8 @@ class AuditController:
     def observe_workload(self, kind: str, body: Mapping[str, Any], *, deleted: bool = False) -> None:
         workload = normalise(kind, body)
         key = workload.key
-        if kind == "ReplicaSet":
-            self._observe_replicaset(workload, body, deleted)
+        if kind == "ReplicaSet" and (owner := self.view.observe_replicaset(workload, body, deleted=deleted)):
+            self.enqueue(owner)
         if deleted:
             self.workloads.pop(key, None)
             if self.verdicts.pop(key, None) is not None:
@@ -149,68 +139,21 @@ class AuditController:
         if previous is None or previous.fingerprint != fingerprint:
             self.enqueue(key)
 
-    def _observe_replicaset(self, workload: Workload, body: Mapping[str, Any], deleted: bool) -> None:
-        owner = next((name for kind, name in workload.owners if kind == "Deployment"), None)
-        if owner is None:
-            return
-        rs_key = (workload.namespace, workload.name)
-        if deleted:
-            self.replicasets.pop(rs_key, None)
-            return
-        annotations = (body.get("metadata") or {}).get("annotations") or {}
-        revision = str(annotations.get("deployment.kubernetes.io/revision") or "0")
-        before = self.replicasets.get(rs_key)
-        self.replicasets[rs_key] = (owner, int(revision) if revision.isdigit() else 0)
-        if before != self.replicasets[rs_key]:
-            self.enqueue(WorkloadKey("Deployment", workload.namespace, owner))
-
-    def observe_policy(self, body: Mapping[str, Any], *, deleted: bool = False, enqueue: bool = True) -> None:
-        metadata = body.get("metadata") or {}
-        name = str(metadata.get("name"))
-        generation = int(metadata.get("generation") or 0)
-        previous = self.policies.get(name)
-        if deleted:
-            self.policies.pop(name, None)
-            self._written_status.pop(name, None)
-        elif previous is None or previous.generation != generation:
-            try:
-                policy = ImagePolicy.from_resource(name, body.get("spec") or {}, generation)
-                self.policies[name] = PolicyRecord(name, generation, policy)
-            except InvalidPolicy as error:
-                log.warning("%s", error)
-                self.policies[name] = PolicyRecord(name, generation, None, str(error))
-        else:
-            return  # a status write of ours, or metadata only
-        self._status_dirty.set()
-        if enqueue:
+    def observe_policy(self, body: Mapping[str, Any], *, deleted: bool = False) -> None:
+        if self.view.observe_policy(body, deleted=deleted):
+            if deleted:
+                self._written_status.pop(str((body.get("metadata") or {}).get("name")), None)
+            self._status_dirty.set()
             self.enqueue_all()
 
     def observe_namespace(self, body: Mapping[str, Any], *, deleted: bool = False) -> None:
-        metadata = body.get("metadata") or {}
-        name = str(metadata.get("name"))
-        labels = dict(metadata.get("labels") or {})
-        if deleted:
-            self.namespaces.pop(name, None)
-            return
-        if self.namespaces.get(name) != labels:
-            known = name in self.namespaces
-            self.namespaces[name] = labels
-            if known:
-                self.enqueue_all(namespace=name)
+        if self.view.observe_namespace(body, deleted=deleted):
+            self.enqueue_all(namespace=str((body.get("metadata") or {}).get("name")))
 
     def observe_report(self, body: Mapping[str, Any], *, deleted: bool = False) -> None:
-        report = VulnerabilityReport.from_resource(body)
-        key = (str((body.get("metadata") or {}).get("namespace")), report.name)
-        if deleted:
-            self.reports.pop(key, None)
-        else:
-            if self.reports.get(key) == report:
-                return
-            self.reports[key] = report
-        kind, name = report.resource_kind, report.resource_name
-        if kind == "ReplicaSet" and (report.namespace, name) in self.replicasets:
-            kind, name = "Deployment", self.replicasets[(report.namespace, name)][0]
-        self.enqueue(WorkloadKey(kind, report.namespace, name))
+        affected = self.view.observe_report(body, deleted=deleted)
+        if affected is not None:
+            self.enqueue(affected)
 
     # --- queue ---------------------------------------------------------------------------------------------
 
@@ -249,90 +192,24 @@ class AuditController:
 
     # --- one workload ------------------------------------------------------------------------------------
 
-    @property
-    def active_policies(self) -> list[ImagePolicy]:
-        return [record.policy for record in self.policies.values() if record.policy is not None]
-
-    def _report_owners(self, workload: Workload) -> tuple[tuple[str, str], ...]:
-        if workload.kind != "Deployment":
-            return ()
-        mine = [
-            (revision, name)
-            for (namespace, name), (owner, revision) in self.replicasets.items()
-            if namespace == workload.namespace and owner == workload.name
-        ]
-        return tuple(("ReplicaSet", name) for _, name in sorted(mine, reverse=True)[:1])
-
     async def reconcile(self, key: WorkloadKey) -> Verdict | None:
         record = self.workloads.get(key)
         if record is None:
             return None
         workload = record.workload
-        namespace_labels = self.namespaces.get(workload.namespace, {})
-        policies = applicable_policies(self.active_policies, workload, namespace_labels)
+        policies = applicable_policies(
+            self.view.active_policies, workload, self.view.namespace_labels(workload.namespace)
+        )
         verdict: Verdict | None = None
         if policies:
             self.counters.evaluations += 1
-            facts, bases = await self._gather_facts(policies, workload, namespace_labels)
-            context = Context(
-                now=self.clock(),
-                facts=facts,
-                base_candidates=bases,
-                namespace_labels=namespace_labels,
-                reports=[r for (ns, _), r in self.reports.items() if ns == workload.namespace],
-                report_owners=self._report_owners(workload),
-            )
-            verdict = evaluate(policies=policies, workload=workload, context=context)
+            verdict = await self.evaluator.verdict(workload, policies, now=self.clock())
             self.verdicts[key] = verdict
         elif self.verdicts.pop(key, None) is None and not any(k in record.annotations for k in notes.OURS):
             return None
         self._status_dirty.set()
         await self._write(record, verdict)
         return verdict
-
-    async def _gather_facts(
-        self, policies: tuple[ImagePolicy, ...], workload: Workload, namespace_labels: Mapping[str, str]
-    ) -> tuple[dict[str, FactsOrError], dict[str, ImageFacts]]:
-        platforms: dict[str, set[Platform]] = {}
-        uncompressed: dict[str, bool] = {}
-        for policy in policies:
-            for container in selected_containers(policy, workload, namespace_labels):
-                platforms.setdefault(container.image, set()).update(policy.spec.rules.required_platforms)
-                uncompressed[container.image] = (
-                    uncompressed.get(container.image, False) or policy.spec.rules.uncompressed_limit is not None
-                )
-        credentials = await self._credentials(workload)
-        images = list(platforms)
-
-        async def inspect(image: str) -> FactsOrError:
-            try:
-                return await self.inspector.inspect(
-                    image, credentials=credentials, platforms=platforms[image], uncompressed=uncompressed[image]
-                )
-            except InspectionError as error:
-                return error
-
-        results = await asyncio.gather(*(inspect(image) for image in images))
-        facts = dict(zip(images, results, strict=True))
-        all_platforms = set().union(*platforms.values()) if platforms else set()
-        candidates = list(dict.fromkeys(ref for p in policies for ref in p.base_image_candidates))
-        bases: dict[str, ImageFacts] = {}
-        for reference in candidates:
-            try:
-                bases[reference] = await self.inspector.inspect(
-                    reference, credentials=credentials, platforms=all_platforms
-                )
-            except InspectionError as error:
-                log.info("base image %s cannot be read to match layers: %s", reference, error)
-        return facts, bases
-
-    async def _credentials(self, workload: Workload) -> list[Credential]:
-        names = list(workload.pull_secrets)
-        names += await self.kube.service_account_pull_secrets(workload.namespace, workload.service_account)
-        if not names:
-            return []
-        secrets = await self.kube.pull_secrets(workload.namespace, list(dict.fromkeys(names)))
-        return [credential for data in secrets for credential in decode_secret_data(data)]
 
     async def _write(self, record: WorkloadRecord, verdict: Verdict | None) -> None:
         workload = record.workload
@@ -381,7 +258,7 @@ class AuditController:
                 self._status_dirty.set()
 
     async def flush_statuses(self) -> None:
-        for name, record in list(self.policies.items()):
+        for name, record in list(self.view.policies.items()):
             status = policy_status(
                 record.name,
                 record.generation,

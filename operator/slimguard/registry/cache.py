@@ -49,25 +49,27 @@ class TtlCache(Generic[K, V]):
 
 
 class Coalescer(Generic[K, V]):
-    """Concurrent callers asking for the same key share one in-flight computation."""
+    """Concurrent callers asking for the same key share one in-flight computation.
+
+    The computation runs as its own task: a caller that gives up (an admission deadline) does not cancel it,
+    so the facts still land in the cache for the next request.
+    """
 
     def __init__(self) -> None:
-        self._inflight: dict[K, asyncio.Future[V]] = {}
+        self._inflight: dict[K, asyncio.Task[V]] = {}
 
     async def run(self, key: K, compute: Callable[[], Awaitable[V]]) -> V:
-        existing = self._inflight.get(key)
-        if existing is not None:
-            return await asyncio.shield(existing)
-        future: asyncio.Future[V] = asyncio.get_running_loop().create_future()
-        self._inflight[key] = future
-        try:
-            value = await compute()
-        except BaseException as error:
-            future.set_exception(error)
-            future.exception()  # mark retrieved: waiters may be none
-            raise
-        else:
-            future.set_result(value)
-            return value
-        finally:
-            del self._inflight[key]
+        task = self._inflight.get(key)
+        if task is None:
+            task = asyncio.ensure_future(compute())
+            self._inflight[key] = task
+            task.add_done_callback(lambda done: self._finished(key, done))
+        return await asyncio.shield(task)
+
+    def _finished(self, key: K, task: asyncio.Task[V]) -> None:
+        self._inflight.pop(key, None)
+        if not task.cancelled():
+            task.exception()  # retrieved here, so nobody is warned when every caller gave up
+
+    def __len__(self) -> int:
+        return len(self._inflight)

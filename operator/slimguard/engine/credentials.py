@@ -1,0 +1,42 @@
+"""Pull credentials of a workload: its imagePullSecrets and its ServiceAccount's, briefly cached."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from slimguard.core.workload import Workload
+from slimguard.kube.gateway import KubeGateway
+from slimguard.registry.cache import TtlCache
+from slimguard.registry.credentials import Credential, decode_secret_data
+
+
+class PullCredentials:
+    """Reads Secrets the way the kubelet would; a short TTL keeps 1,000 workloads from meaning 1,000 reads."""
+
+    def __init__(self, kube: KubeGateway, *, ttl: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.kube = kube
+        self._accounts: TtlCache[tuple[str, str], tuple[str, ...]] = TtlCache(ttl, clock)
+        self._secrets: TtlCache[tuple[str, str], list[Credential]] = TtlCache(ttl, clock)
+
+    async def for_workload(self, workload: Workload) -> list[Credential]:
+        names = list(workload.pull_secrets)
+        account_key = (workload.namespace, workload.service_account)
+        from_account = self._accounts.get(account_key)
+        if from_account is None:
+            from_account = await self.kube.service_account_pull_secrets(*account_key)
+            self._accounts.put(account_key, from_account)
+        names += from_account
+        credentials: list[Credential] = []
+        for name in dict.fromkeys(names):
+            key = (workload.namespace, name)
+            cached = self._secrets.get(key)
+            if cached is None:
+                cached = [
+                    c
+                    for data in await self.kube.pull_secrets(workload.namespace, [name])
+                    for c in decode_secret_data(data)
+                ]
+                self._secrets.put(key, cached)
+            credentials.extend(cached)
+        return credentials

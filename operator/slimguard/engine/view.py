@@ -1,0 +1,120 @@
+"""The cluster as watches show it: policies, namespace labels, scan reports and ReplicaSet ownership.
+
+Fed by kopf events in both the controller and the webhook, so neither asks the apiserver per decision.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from slimguard.core.errors import InvalidPolicy
+from slimguard.core.policy import ImagePolicy
+from slimguard.core.vulnerabilities import VulnerabilityReport
+from slimguard.core.workload import Workload, WorkloadKey
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PolicyRecord:
+    name: str
+    generation: int
+    policy: ImagePolicy | None
+    error: str | None = None
+
+
+class ClusterView:
+    def __init__(self) -> None:
+        self.policies: dict[str, PolicyRecord] = {}
+        self.namespaces: dict[str, dict[str, str]] = {}
+        self.reports: dict[tuple[str, str], VulnerabilityReport] = {}
+        self.replicasets: dict[tuple[str, str], tuple[str, int]] = {}
+        self.policies_synced = False
+
+    @property
+    def active_policies(self) -> list[ImagePolicy]:
+        return [record.policy for record in self.policies.values() if record.policy is not None]
+
+    def namespace_labels(self, namespace: str) -> dict[str, str]:
+        return self.namespaces.get(namespace, {})
+
+    def reports_in(self, namespace: str) -> list[VulnerabilityReport]:
+        return [report for (ns, _), report in self.reports.items() if ns == namespace]
+
+    def report_owners(self, workload: Workload) -> tuple[tuple[str, str], ...]:
+        """Trivy Operator files a Deployment's reports under its current ReplicaSet (the highest revision)."""
+        if workload.kind != "Deployment":
+            return ()
+        mine = [
+            (revision, name)
+            for (namespace, name), (owner, revision) in self.replicasets.items()
+            if namespace == workload.namespace and owner == workload.name
+        ]
+        return tuple(("ReplicaSet", name) for _, name in sorted(mine, reverse=True)[:1])
+
+    def observe_policy(self, body: Mapping[str, Any], *, deleted: bool = False) -> bool:
+        """Record a policy; True when what it demands changed (a new generation, or gone)."""
+        metadata = body.get("metadata") or {}
+        name = str(metadata.get("name"))
+        generation = int(metadata.get("generation") or 0)
+        previous = self.policies.get(name)
+        if deleted:
+            return self.policies.pop(name, None) is not None
+        if previous is not None and previous.generation == generation:
+            return False  # a status write, or metadata only
+        try:
+            policy = ImagePolicy.from_resource(name, body.get("spec") or {}, generation)
+            self.policies[name] = PolicyRecord(name, generation, policy)
+        except InvalidPolicy as error:
+            log.warning("%s", error)
+            self.policies[name] = PolicyRecord(name, generation, None, str(error))
+        return True
+
+    def observe_namespace(self, body: Mapping[str, Any], *, deleted: bool = False) -> bool:
+        """True when a namespace already known changed its labels (namespaceSelectors may now differ)."""
+        metadata = body.get("metadata") or {}
+        name = str(metadata.get("name"))
+        if deleted:
+            self.namespaces.pop(name, None)
+            return False
+        labels = dict(metadata.get("labels") or {})
+        if self.namespaces.get(name) == labels:
+            return False
+        known = name in self.namespaces
+        self.namespaces[name] = labels
+        return known
+
+    def observe_report(self, body: Mapping[str, Any], *, deleted: bool = False) -> WorkloadKey | None:
+        """Record a scan report; returns the workload it speaks for when it changed."""
+        report = VulnerabilityReport.from_resource(body)
+        key = (str((body.get("metadata") or {}).get("namespace")), report.name)
+        if deleted:
+            self.reports.pop(key, None)
+        elif self.reports.get(key) == report:
+            return None
+        else:
+            self.reports[key] = report
+        kind, name = report.resource_kind, report.resource_name
+        if kind == "ReplicaSet" and (report.namespace, name) in self.replicasets:
+            kind, name = "Deployment", self.replicasets[(report.namespace, name)][0]
+        return WorkloadKey(kind, report.namespace, name)
+
+    def observe_replicaset(self, workload: Workload, body: Mapping[str, Any], *, deleted: bool) -> WorkloadKey | None:
+        """Track which ReplicaSet is a Deployment's current one; returns the Deployment when that changed."""
+        owner = next((name for kind, name in workload.owners if kind == "Deployment"), None)
+        if owner is None:
+            return None
+        key = (workload.namespace, workload.name)
+        if deleted:
+            self.replicasets.pop(key, None)
+            return None
+        annotations = (body.get("metadata") or {}).get("annotations") or {}
+        revision = str(annotations.get("deployment.kubernetes.io/revision") or "0")
+        before = self.replicasets.get(key)
+        self.replicasets[key] = (owner, int(revision) if revision.isdigit() else 0)
+        if before == self.replicasets[key]:
+            return None
+        return WorkloadKey("Deployment", workload.namespace, owner)
