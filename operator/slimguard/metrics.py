@@ -13,3 +13,19 @@ EVALUATION_SECONDS = Histogram(
     "Time to evaluate one workload, facts included.",
     buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10),
 )
+ADMISSION_DECISIONS = Counter(
+    "slimguard_admission_reviews_total", "Admission reviews answered, by kind and decision.", ["kind", "decision"]
+)
+ADMISSION_SECONDS = Histogram(
+    "slimguard_admission_decision_seconds",
+    "Time from receiving an AdmissionReview to its answer, inside the webhook.",
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+ADMISSION_UNKNOWN = Counter(
+    "slimguard_admission_unknown_total",
+    "Images whose facts could not be had before the admission deadline (onUnknown decided).",
+    ["policy"],
+)
+ADMISSION_FAILURES = Counter(
+    "slimguard_admission_failures_total", "Reviews that failed inside slimguard and were admitted unchecked."
+)

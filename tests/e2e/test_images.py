@@ -135,7 +135,7 @@ def test_the_fat_image_is_a_real_debian_with_node(reader: oci.RegistryClient, fi
     packages = {line.split(":", 1)[1].strip() for line in status.splitlines() if line.startswith("Package:")}
     assert len(packages) > 150
     assert {"gcc", "python3", "git", "curl", "ca-certificates", "libc6"} <= packages
-    assert b'VERSION_CODENAME=bookworm' in scans[0].files["etc/os-release"]
+    assert b"VERSION_CODENAME=bookworm" in scans[0].files["etc/os-release"]
     assert scans[1].files["usr/local/bin/node"][:4] == b"\x7fELF"
     assert b"shop-api" in scans[2].files["app/server.js"]
     uncompressed = sum(scan.size for scan in scans)
@@ -261,9 +261,7 @@ def test_the_garbled_and_many_layer_images(reader: oci.RegistryClient, fixture_i
     assert len({layer["digest"] for layer in manifest["layers"]}) == 40
 
 
-def test_publishing_again_is_fast_and_gives_the_same_images(
-    registry: Registry, fixture_images: FixtureImages
-) -> None:
+def test_publishing_again_is_fast_and_gives_the_same_images(registry: Registry, fixture_images: FixtureImages) -> None:
     mark = registry.mark()
     started = time.monotonic()
     again = publish_fixture_images(registry.endpoint, None)  # warm: no Docker needed
@@ -285,13 +283,19 @@ def test_one_off_images_are_cheap(registry: Registry, fixture_images: FixtureIma
     assert per_image < 0.25  # ~40 ms each here with token auth; the registry's own work dominates
 
     on_busybox = push_image(
-        endpoint, "scale/on-busybox", "1", [{"/app/x": b"x"}], base=fixture_images.busybox, user="10001",
+        endpoint,
+        "scale/on-busybox",
+        "1",
+        [{"/app/x": b"x"}],
+        base=fixture_images.busybox,
+        user="10001",
         base_annotation=fixture_images.busybox,
     )
     with oci.RegistryClient(endpoint) as client:
         manifest = json.loads(client.manifest("scale/on-busybox", "1")[0])
-    assert manifest["layers"][0]["digest"] == json.loads(fixture_images.busybox.artifact.manifest.read())["layers"][0][
-        "digest"
-    ]
+    assert (
+        manifest["layers"][0]["digest"]
+        == json.loads(fixture_images.busybox.artifact.manifest.read())["layers"][0]["digest"]
+    )
     assert manifest["annotations"]["org.opencontainers.image.base.digest"] == fixture_images.busybox.digest
     assert on_busybox.platforms[0].layers == 2

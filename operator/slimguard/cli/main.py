@@ -101,6 +101,46 @@ def controller(
 
 
 @app.command()
+def webhook(
+    tls_cert_file: Annotated[str, typer.Option(help="Serving certificate (PEM); reloaded when it changes.",
+                                               envvar="SLIMGUARD_TLS_CERT_FILE")],
+    tls_key_file: Annotated[str, typer.Option(help="Serving key (PEM).", envvar="SLIMGUARD_TLS_KEY_FILE")],
+    kubeconfig: KubeconfigOption = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "0.0.0.0",
+    port: Annotated[int, typer.Option(help="HTTPS port for /validate, /readyz and /healthz.")] = 8443,
+    timeout_seconds: Annotated[float, typer.Option(help="The webhook configuration's timeoutSeconds.")] = 3.0,
+    shutdown_delay: Annotated[float, typer.Option(help="Seconds unready before the listener closes.")] = 5.0,
+    metrics_port: Annotated[int, typer.Option(help="Plain-HTTP port for /metrics; 0 to disable.")] = 9090,
+    allow_loopback_registries: AllowLoopback = False,
+    allow_private_registries: AllowPrivate = False,
+    registry: RegistryAllowlist = None,
+    ca_file: CaFiles = None,
+    plain_http_registry: PlainHttp = None,
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
+) -> None:
+    """Run the validating admission webhook: reject bloated images before they run."""
+    from prometheus_client import start_http_server
+
+    from slimguard.admission.handlers import run as run_webhook
+    from slimguard.admission.server import ServerSettings
+    from slimguard.admission.settings import WebhookSettings
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = WebhookSettings(
+        kubeconfig=kubeconfig,
+        registry=registry_settings(allow_loopback_registries, allow_private_registries, registry, ca_file,
+                                   plain_http_registry),
+        server=ServerSettings(host=host, port=port, cert_file=tls_cert_file, key_file=tls_key_file,
+                              shutdown_delay=shutdown_delay),
+        timeout_seconds=timeout_seconds,
+        log_level=log_level.upper(),
+    )
+    if metrics_port:
+        start_http_server(metrics_port, addr=host)
+    run_webhook(settings)
+
+
+@app.command()
 def version() -> None:
     """Print slimguard's version."""
     from importlib.metadata import version as package_version

@@ -14,6 +14,7 @@ import kopf
 from slimguard.controller.audit import AuditController
 from slimguard.controller.settings import ControllerSettings
 from slimguard.kube.gateway import KubeGateway, load_api_client
+from slimguard.kube.login import connection_info
 from slimguard.registry.client import RegistryClient
 from slimguard.registry.guard import GuardedNetworkBackend
 from slimguard.registry.inspector import ImageInspector
@@ -36,23 +37,6 @@ def _deleted(event: kopf.RawEvent) -> bool:
     return event.get("type") == "DELETED"
 
 
-def _connection_info(settings: ControllerSettings) -> kopf.ConnectionInfo:
-    """kopf and the ``kubernetes`` client log in with the same kubeconfig or in-cluster identity."""
-    configuration = load_api_client(settings.kubeconfig).configuration
-    authorization = str(configuration.api_key.get("authorization") or configuration.api_key.get("BearerToken") or "")
-    scheme, _, token = authorization.partition(" ")
-    return kopf.ConnectionInfo(
-        server=configuration.host,
-        ca_path=configuration.ssl_ca_cert,
-        insecure=not configuration.verify_ssl,
-        certificate_path=configuration.cert_file,
-        private_key_path=configuration.key_file,
-        scheme=scheme or None,
-        token=token or None,
-        default_namespace="default",
-    )
-
-
 def build_registry(
     settings: ControllerSettings, *, network_backend: httpcore.AsyncNetworkBackend | None = None
 ) -> kopf.OperatorRegistry:
@@ -61,7 +45,7 @@ def build_registry(
 
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:
-        return _connection_info(settings)
+        return connection_info(settings.kubeconfig)
 
     @kopf.on.startup(registry=registry)
     async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:

@@ -1,0 +1,139 @@
+"""From an AdmissionReview to an answer: evaluate the object as the controller would, then let modes decide.
+
+Enforce violations deny (every one listed, each with its fix); Warn violations become admission warnings,
+which kubectl prints; Audit admits silently and leaves the record to the controller. An image whose facts
+cannot be had in time is decided by the policy's ``onUnknown`` (Allow by default, with a warning).
+
+Objects made by a workload controller (a Deployment's ReplicaSet, a ReplicaSet's Pods, a CronJob's Jobs)
+are checked by the same rules, so a policy tightened after the owner was admitted still holds; their
+warnings are not repeated, since nobody reads warnings sent to a controller and the owner already had them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from slimguard import metrics
+from slimguard.core.evaluation import applicable_policies
+from slimguard.core.policy import WORKLOAD_KINDS, Decision, Mode
+from slimguard.core.verdict import Finding, FindingKind
+from slimguard.core.workload import Workload, normalise, pod_spec_of
+from slimguard.engine.facts import Evaluator
+from slimguard.engine.view import ClusterView
+
+log = logging.getLogger(__name__)
+
+MAX_WARNING_LENGTH = 256
+MAX_WARNINGS = 20
+
+
+@dataclass
+class Answer:
+    allowed: bool
+    message: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    code: int = 200
+
+    def response(self, uid: str) -> dict[str, Any]:
+        body: dict[str, Any] = {"uid": uid, "allowed": self.allowed}
+        if not self.allowed:
+            body["status"] = {"code": self.code, "reason": "Forbidden", "message": self.message or ""}
+        if self.warnings:
+            body["warnings"] = self.warnings[:MAX_WARNINGS]
+        return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": body}
+
+
+def _images(kind: str, body: Mapping[str, Any] | None) -> list[tuple[str, str]]:
+    spec = pod_spec_of(kind, body or {})
+    return [
+        (group, str(container.get("image")))
+        for group in ("initContainers", "containers", "ephemeralContainers")
+        for container in spec.get(group) or ()
+    ]
+
+
+def _warning(text: str) -> str:
+    text = f"slimguard: {text}"
+    return text if len(text) <= MAX_WARNING_LENGTH else text[: MAX_WARNING_LENGTH - 1] + "…"
+
+
+def _subject(workload: Workload) -> str:
+    return f"{workload.kind} {workload.namespace}/{workload.name}".rstrip("/")
+
+
+class Reviewer:
+    def __init__(
+        self,
+        *,
+        evaluator: Evaluator,
+        view: ClusterView,
+        deadline: float,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.evaluator = evaluator
+        self.view = view
+        self.deadline = deadline
+        self.clock = clock
+
+    async def review(self, request: Mapping[str, Any]) -> Answer:
+        started = time.perf_counter()
+        kind = str((request.get("kind") or {}).get("kind") or "")
+        try:
+            answer = await self._decide(kind, request)
+        except Exception:  # never brick the cluster over a bug of ours: admit, say so, and count it
+            log.exception("admission review of %s failed", kind)
+            metrics.ADMISSION_FAILURES.inc()
+            answer = Answer(True, warnings=[_warning("could not evaluate this object; admitted (see its logs)")])
+        outcome = "allowed" if answer.allowed else "denied"
+        metrics.ADMISSION_DECISIONS.labels(kind=kind or "unknown", decision=outcome).inc()
+        metrics.ADMISSION_SECONDS.observe(time.perf_counter() - started)
+        return answer
+
+    async def _decide(self, kind: str, request: Mapping[str, Any]) -> Answer:
+        operation = request.get("operation")
+        body = request.get("object")
+        if kind not in WORKLOAD_KINDS or operation not in ("CREATE", "UPDATE") or not isinstance(body, dict):
+            return Answer(True)
+        if operation == "UPDATE" and _images(kind, body) == _images(kind, request.get("oldObject")):
+            return Answer(True)  # no image changed: nothing of ours to decide
+        metadata = dict(body.get("metadata") or {})
+        metadata.setdefault("namespace", request.get("namespace") or "")
+        metadata["name"] = metadata.get("name") or request.get("name") or metadata.get("generateName") or ""
+        workload = normalise(kind, {**body, "metadata": metadata})
+        if not self.view.policies_synced:
+            return Answer(True, warnings=[_warning("policies are not loaded yet; admitted unchecked")])
+        labels = self.view.namespace_labels(workload.namespace)
+        policies = applicable_policies(self.view.active_policies, workload, labels)
+        if not policies:
+            return Answer(True)
+        verdict = await self.evaluator.verdict(workload, policies, now=self.clock(), deadline=self.deadline)
+        on_unknown = {policy.name: policy.spec.on_unknown for policy in policies}
+        denials: list[Finding] = []
+        warnings: list[str] = []
+        for finding in verdict.findings:
+            if finding.kind is FindingKind.ERROR:
+                metrics.ADMISSION_UNKNOWN.labels(policy=finding.policy).inc()
+                if finding.mode is Mode.ENFORCE and on_unknown[finding.policy] is Decision.DENY:
+                    denials.append(finding)
+                else:
+                    warnings.append(_warning(f"{finding.message}; admitted unchecked (onUnknown: Allow)"))
+            elif finding.mode is Mode.ENFORCE:
+                denials.append(finding)
+            elif finding.mode is Mode.WARN:
+                warnings.append(_warning(finding.message))
+        if workload.controlled:
+            warnings = []
+        if denials:
+            policies_named = ", ".join(sorted({f'"{f.policy}"' for f in denials}))
+            lines = "\n".join(f"- {f.message}" for f in denials)
+            message = (
+                f"slimguard denied {_subject(workload)}: {len(denials)} violation(s) of ImagePolicy "
+                f"{policies_named}:\n{lines}"
+            )
+            return Answer(False, message=message, warnings=warnings, code=403)
+        return Answer(True, warnings=warnings)

@@ -1,0 +1,87 @@
+"""kopf wiring for the webhook: watches feed the cluster view; the HTTPS server answers reviews from it."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from slimguard.admission.decision import Reviewer
+from slimguard.admission.server import WebhookServer
+from slimguard.admission.settings import WebhookSettings
+from slimguard.core.workload import normalise
+from slimguard.engine.credentials import PullCredentials
+from slimguard.engine.facts import Evaluator
+from slimguard.engine.view import ClusterView
+from slimguard.kube.gateway import KubeGateway, load_api_client
+from slimguard.kube.login import connection_info
+from slimguard.registry.client import RegistryClient
+from slimguard.registry.inspector import ImageInspector
+
+log = logging.getLogger(__name__)
+
+
+def _deleted(event: kopf.RawEvent) -> bool:
+    return event.get("type") == "DELETED"
+
+
+def build_registry(settings: WebhookSettings) -> kopf.OperatorRegistry:
+    registry = kopf.OperatorRegistry()
+    view = ClusterView()
+
+    @kopf.on.login(registry=registry)
+    def login(**_: Any) -> kopf.ConnectionInfo:
+        return connection_info(settings.kubeconfig)
+
+    @kopf.on.startup(registry=registry)
+    async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+        settings.posting.enabled = False  # the webhook writes nothing to the cluster
+        settings.watching.server_timeout = 270
+        kube = KubeGateway(load_api_client(webhook_settings.kubeconfig), component="slimguard-webhook")
+        for body in await kube.list_policies():
+            view.observe_policy(body)
+        view.policies_synced = True
+        client = RegistryClient(webhook_settings.registry)
+        evaluator = Evaluator(
+            inspector=ImageInspector(client), view=view, credentials=PullCredentials(kube).for_workload
+        )
+        reviewer = Reviewer(evaluator=evaluator, view=view, deadline=webhook_settings.deadline_seconds)
+        server = WebhookServer(reviewer=reviewer, view=view, settings=webhook_settings.server)
+        await server.start()
+        memo["server"], memo["client"] = server, client
+        log.info("slimguard webhook started: %s", webhook_settings.describe())
+
+    @kopf.on.cleanup(registry=registry)
+    async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+        server: WebhookServer | None = memo.get("server")
+        if server is not None:
+            await server.stop()
+        client: RegistryClient | None = memo.get("client")
+        if client is not None:
+            await client.aclose()
+
+    webhook_settings = settings
+
+    @kopf.on.event("slimguard.dev", "v1alpha1", "imagepolicies", registry=registry)
+    async def observe_policy(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+        view.observe_policy(body, deleted=_deleted(event))
+
+    @kopf.on.event("", "v1", "namespaces", registry=registry)
+    async def observe_namespace(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+        view.observe_namespace(body, deleted=_deleted(event))
+
+    @kopf.on.event("aquasecurity.github.io", "v1alpha1", "vulnerabilityreports", registry=registry)
+    async def observe_report(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+        view.observe_report(body, deleted=_deleted(event))
+
+    @kopf.on.event("apps", "v1", "replicasets", registry=registry)
+    async def observe_replicaset(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+        view.observe_replicaset(normalise("ReplicaSet", body), body, deleted=_deleted(event))
+
+    return registry
+
+
+def run(settings: WebhookSettings) -> None:
+    kopf.configure(verbose=settings.log_level == "DEBUG")
+    kopf.run(registry=build_registry(settings), standalone=True, clusterwide=True)

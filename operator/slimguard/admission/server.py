@@ -1,0 +1,138 @@
+"""The webhook's HTTPS server: plain aiohttp, because it must do three things kopf's WebhookServer does not.
+
+1. Reload its serving certificate when the files change (cert-manager rotates them under a running pod).
+2. Report readiness, and on shutdown stop being ready first, then finish in-flight reviews before closing,
+   so a rolling restart or a killed replica fails no admission.
+3. Share the listening port between replicas on one host (SO_REUSEPORT), which the e2e tests use to put two
+   replicas behind the single URL an apiserver can call here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from slimguard.admission.decision import Reviewer
+from slimguard.engine.view import ClusterView
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServerSettings:
+    host: str = "0.0.0.0"
+    port: int = 8443
+    cert_file: str = ""
+    key_file: str = ""
+    reload_interval: float = 10.0
+    shutdown_delay: float = 5.0
+    """Seconds between turning unready and closing the listener: time for endpoints to drop this replica."""
+    shutdown_timeout: float = 30.0
+
+
+class CertificateReloader:
+    """Loads the chain into one SSLContext and again whenever the files change; new handshakes use it."""
+
+    def __init__(self, cert_file: str, key_file: str) -> None:
+        self.cert_file, self.key_file = Path(cert_file), Path(key_file)
+        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.context.minimum_version = ssl.TLSVersion.TLSv1_2
+        self._stamp = self._current_stamp()
+        self.context.load_cert_chain(self.cert_file, self.key_file)
+        self.reloads = 0
+
+    def _current_stamp(self) -> tuple[float, float, int, int]:
+        cert, key = self.cert_file.stat(), self.key_file.stat()
+        return (cert.st_mtime, key.st_mtime, cert.st_size, key.st_size)
+
+    def reload_if_changed(self) -> bool:
+        try:
+            stamp = self._current_stamp()
+            if stamp == self._stamp:
+                return False
+            self.context.load_cert_chain(self.cert_file, self.key_file)
+        except (OSError, ssl.SSLError) as error:  # half-written files: keep serving the old pair, retry later
+            log.warning("serving certificate not reloaded yet: %s", error)
+            return False
+        self._stamp = stamp
+        self.reloads += 1
+        log.info("serving certificate reloaded from %s", self.cert_file)
+        return True
+
+    async def watch(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            self.reload_if_changed()
+
+
+class WebhookServer:
+    def __init__(self, *, reviewer: Reviewer, view: ClusterView, settings: ServerSettings) -> None:
+        self.reviewer = reviewer
+        self.view = view
+        self.settings = settings
+        self.draining = False
+        self.in_flight = 0
+        self._runner: web.AppRunner | None = None
+        self._reloader: CertificateReloader | None = None
+        self._watch: asyncio.Task[None] | None = None
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=3 * 1024 * 1024)
+        app.router.add_post("/validate", self.validate)
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/readyz", self.readyz)
+        return app
+
+    async def validate(self, request: web.Request) -> web.Response:
+        self.in_flight += 1
+        try:
+            try:
+                review = json.loads(await request.read())
+                admission = review["request"]
+                uid = str(admission["uid"])
+            except (ValueError, KeyError, TypeError):
+                return web.json_response({"error": "expected an admission.k8s.io/v1 AdmissionReview"}, status=400)
+            answer = await self.reviewer.review(admission)
+            return web.json_response(answer.response(uid))
+        finally:
+            self.in_flight -= 1
+
+    async def healthz(self, _: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def readyz(self, _: web.Request) -> web.Response:
+        if self.draining:
+            return web.Response(status=503, text="shutting down")
+        if not self.view.policies_synced:
+            return web.Response(status=503, text="policies not loaded yet")
+        return web.Response(text="ok")
+
+    async def start(self) -> None:
+        self._reloader = CertificateReloader(self.settings.cert_file, self.settings.key_file)
+        self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=self.settings.shutdown_timeout)
+        await self._runner.setup()
+        site = web.TCPSite(
+            self._runner, self.settings.host, self.settings.port, ssl_context=self._reloader.context, reuse_port=True
+        )
+        await site.start()
+        self._watch = asyncio.create_task(self._reloader.watch(self.settings.reload_interval))
+        log.info("webhook serving on https://%s:%d/validate", self.settings.host, self.settings.port)
+
+    async def stop(self) -> None:
+        """Unready first, then stop accepting, then let in-flight reviews finish."""
+        self.draining = True
+        await asyncio.sleep(self.settings.shutdown_delay)
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+        if self._runner is not None:
+            await self._runner.cleanup()
+        log.info("webhook stopped")

@@ -1,0 +1,35 @@
+"""The webhook's settings, validated once at start-up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from slimguard.admission.server import ServerSettings
+from slimguard.registry.settings import RegistrySettings
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    kubeconfig: str | None = None
+    registry: RegistrySettings = field(default_factory=RegistrySettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
+    timeout_seconds: float = 3.0
+    """The ValidatingWebhookConfiguration's timeoutSeconds; slimguard answers before it, whatever happens."""
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.timeout_seconds <= 30:
+            raise ValueError("--timeout-seconds must be between 1 and 30, as for timeoutSeconds")
+        if not self.server.cert_file or not self.server.key_file:
+            raise ValueError("--tls-cert-file and --tls-key-file are required: the apiserver only calls HTTPS")
+
+    @property
+    def deadline_seconds(self) -> float:
+        """Leave room for TLS, JSON and the network: answer well inside the apiserver's timeout."""
+        return max(0.5, self.timeout_seconds - 0.75)
+
+    def describe(self) -> str:
+        return (
+            f"port={self.server.port} timeout={self.timeout_seconds:g}s deadline={self.deadline_seconds:g}s "
+            f"allow_loopback={self.registry.address_policy.allow_loopback} cert={self.server.cert_file}"
+        )
