@@ -623,6 +623,10 @@ def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
     return scheme.lower(), params
 
 
+def _once(data: bytes) -> Iterator[bytes]:
+    yield data
+
+
 def _repo_scope(repo: str, actions: str) -> str:
     return f"repository:{repo}:{actions}"
 
@@ -730,9 +734,14 @@ class RegistryClient:
             authorization = self._authorization(wanted)
             if authorization:
                 request_headers["Authorization"] = authorization
-            request = self._http.build_request(
-                method, full_url, headers=request_headers, content=content, params=params
-            )
+            body: Iterator[bytes] | None = None
+            if content is not None:
+                # A one-shot generator, not the bytes: httpx keeps a sent request alive in a reference cycle
+                # with its response until the cyclic GC runs, and 16 MB upload chunks would pile up meanwhile.
+                # With Content-Length set, httpx sends it as a plain (not chunked) body.
+                request_headers["Content-Length"] = str(len(content))
+                body = _once(content)
+            request = self._http.build_request(method, full_url, headers=request_headers, content=body, params=params)
             response = self._http.send(request, stream=stream)
             if response.status_code != 401 or attempt == 2:
                 return response

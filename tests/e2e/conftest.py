@@ -156,7 +156,14 @@ def operator(control_plane: ControlPlane, operator_kubeconfig: str, registry: Re
 # Built once per machine into ~/.cache/slimguard/images (~2 min cold); a session only pushes them (~6 s into
 # an empty registry, ~1 s when its storage already has them).
 
-from slimguard_testbed.images import FixtureImages, publish_fixture_images, warm_fixture_cache  # noqa: E402
+from slimguard_testbed.images import (  # noqa: E402
+    FixtureImage,
+    FixtureImages,
+    publish_fixture_images,
+    push_image,
+    warm_fixture_cache,
+)
+from slimguard_testbed.webhook import WebhookReplicas, register, webhook_configuration  # noqa: E402
 
 
 @pytest.hookimpl(specname="pytest_collection_finish")
@@ -173,3 +180,49 @@ def pytest_collection_finish_fixture_images(session: pytest.Session) -> None:
 def fixture_images(registry: Registry, request: pytest.FixtureRequest) -> FixtureImages:
     """Every fixture image pushed to `registry`; dockerd is started only if the slim app is not cached."""
     return publish_fixture_images(registry.endpoint, lambda: request.getfixturevalue("docker_engine"))
+
+
+@pytest.fixture(scope="session")
+def scale_images(registry: Registry) -> list[FixtureImage]:
+    """Five small images no other test uses, so their registry requests can be counted alone."""
+    return [
+        push_image(registry.endpoint, f"shop/scale-{n}", "1.0", [{f"/app/{n}.txt": f"image {n}".encode() * 100}])
+        for n in range(5)
+    ]
+
+
+# --- the webhook under test ----------------------------------------------------------------------------------
+
+WEBHOOK_TEMPLATE = REPO / "deploy" / "kustomize" / "base" / "validatingwebhookconfiguration.yaml"
+
+
+@pytest.fixture(scope="session")
+def webhook_kubeconfig(control_plane: ControlPlane, crds_installed: None) -> str:
+    from slimguard_testbed.install import install_rbac
+
+    return str(install_rbac(control_plane, REPO / "deploy" / "kustomize" / "base", "webhook"))
+
+
+@pytest.fixture(scope="module")
+def webhook(
+    control_plane: ControlPlane,
+    webhook_kubeconfig: str,
+    registry: Registry,
+    testbed_ca: CertificateAuthority,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[WebhookReplicas]:
+    """Two `slimguard webhook` processes on one port, registered as the install registers them (failurePolicy
+    Ignore); tests that need Fail re-register."""
+    replicas = WebhookReplicas(
+        kubeconfig=webhook_kubeconfig,
+        ca=testbed_ca,
+        registry_ca_file=str(registry.ca_file),
+        workdir=tmp_path_factory.mktemp("webhook"),
+    )
+    with replicas:
+        register(
+            control_plane,
+            webhook_configuration(WEBHOOK_TEMPLATE, url=replicas.url, ca_pem=testbed_ca.cert_pem, name="slimguard-e2e"),
+        )
+        yield replicas
+        control_plane.kubectl("delete", "validatingwebhookconfiguration", "slimguard-e2e", "--ignore-not-found")

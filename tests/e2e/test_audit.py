@@ -151,7 +151,7 @@ def test_a_multi_arch_index_is_measured_for_the_required_platform_and_an_arm64_o
     found = wait_for_status(control_plane, "deployment", "arm-only", ns, "noncompliant")
     (finding,) = violations(found)
     assert finding["rule"] == "platforms"
-    assert "has no linux/amd64 image (it has linux/arm64)" in finding["message"]
+    assert "has no linux/amd64 image (it has linux/arm64/v8)" in finding["message"]
     control_plane.kubectl("delete", "imagepolicy", "amd64-only")
 
 

@@ -45,7 +45,7 @@ def classify(address: Address) -> str | None:
     if address.is_loopback:
         return "loopback"
     if address.is_link_local:
-        return "link-local (cloud metadata services live here)"
+        return "link-local"
     if address.is_unspecified:
         return "unspecified"
     if address.is_multicast:
@@ -83,8 +83,9 @@ class AddressPolicy:
         if kind == "private" and self.allow_private:
             return
         shown = host if host == str(address) else f"{host} ({address})"
+        note = " (where cloud metadata services live)" if kind == "link-local" else ""
         raise RefusedAddress(
-            f"registry host {shown} is a {kind} address; slimguard does not connect to internal addresses "
+            f"registry host {shown} is a {kind} address{note}; slimguard does not connect to internal addresses "
             "unless its settings allow them"
         )
 

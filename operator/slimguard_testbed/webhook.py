@@ -1,0 +1,162 @@
+"""Webhook replicas run as real ``slimguard webhook`` processes, and their registration with the apiserver.
+
+Replicas share one port (SO_REUSEPORT), so the single ``url`` an apiserver can call here reaches all of them,
+as a Service would. The registration is the install's own ValidatingWebhookConfiguration (deploy/), with its
+Service clientConfig swapped for that URL.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import os
+import signal
+import ssl
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from slimguard_testbed.certs import CertificateAuthority
+from slimguard_testbed.controlplane import ControlPlane
+from slimguard_testbed.ports import free_port
+from slimguard_testbed.process import ManagedProcess, TestbedError
+
+
+class WebhookReplicas:
+    def __init__(
+        self,
+        *,
+        kubeconfig: str,
+        ca: CertificateAuthority,
+        registry_ca_file: str,
+        workdir: Path,
+        replicas: int = 2,
+        timeout_seconds: float = 3.0,
+        shutdown_delay: float = 1.0,
+    ) -> None:
+        self.kubeconfig = kubeconfig
+        self.ca = ca
+        self.registry_ca_file = registry_ca_file
+        self.workdir = workdir
+        self.count = replicas
+        self.timeout_seconds = timeout_seconds
+        self.shutdown_delay = shutdown_delay
+        self.port = free_port()
+        self.metrics_ports: list[int] = []
+        self.processes: list[ManagedProcess] = []
+        self.cert_file, self.key_file = ca.issue("slimguard-webhook", hosts=("127.0.0.1",)).write(workdir, "webhook")
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}/validate"
+
+    def _client(self) -> httpx.Client:
+        context = ssl.create_default_context(cadata=self.ca.cert_pem.decode())
+        return httpx.Client(verify=context, timeout=2)
+
+    def start_replica(self) -> ManagedProcess:
+        index = len(self.processes)
+        metrics_port = free_port()
+        process = ManagedProcess(
+            f"webhook-{index}",
+            [
+                sys.executable,
+                "-m",
+                "slimguard.cli.main",
+                "webhook",
+                "--kubeconfig",
+                self.kubeconfig,
+                "--tls-cert-file",
+                str(self.cert_file),
+                "--tls-key-file",
+                str(self.key_file),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--metrics-port",
+                str(metrics_port),
+                "--timeout-seconds",
+                str(self.timeout_seconds),
+                "--shutdown-delay",
+                str(self.shutdown_delay),
+                "--allow-loopback-registries",
+                "--ca-file",
+                self.registry_ca_file,
+            ],
+            log_file=self.workdir / f"webhook-{index}.log",
+        )
+        process.start()
+        self.processes.append(process)
+        self.metrics_ports.append(metrics_port)
+        self._wait_ready(process, metrics_port)
+        return process
+
+    def _wait_ready(self, process: ManagedProcess, metrics_port: int, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        with httpx.Client(timeout=2) as plain:
+            while time.monotonic() < deadline:
+                process.check_alive()
+                try:
+                    # The replica's own metrics port proves this process, not a sibling, is up.
+                    if plain.get(f"http://127.0.0.1:{metrics_port}/metrics").status_code == 200:
+                        with self._client() as client:
+                            if client.get(f"https://127.0.0.1:{self.port}/readyz").status_code == 200:
+                                return
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.2)
+        raise TestbedError(f"webhook replica did not become ready:\n{process.tail()}")
+
+    def start(self) -> WebhookReplicas:
+        for _ in range(self.count):
+            self.start_replica()
+        return self
+
+    def terminate(self, index: int, timeout: float = 30) -> None:
+        """SIGTERM, as the kubelet sends: the replica drains and exits."""
+        process = self.processes[index]
+        if process.pid is not None and process.alive():
+            os.kill(process.pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while process.alive() and time.monotonic() < deadline:
+                time.sleep(0.1)
+        process.stop()
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.stop()
+
+    def metrics(self, index: int) -> str:
+        return httpx.get(f"http://127.0.0.1:{self.metrics_ports[index]}/metrics", timeout=5).text
+
+    def __enter__(self) -> WebhookReplicas:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+
+def webhook_configuration(
+    template: Path, *, url: str, ca_pem: bytes, name: str, failure_policy: str = "Ignore"
+) -> dict[str, Any]:
+    """The install's ValidatingWebhookConfiguration, pointed at ``url`` instead of the Service."""
+    document = next(
+        doc
+        for doc in yaml.safe_load_all(template.read_text())
+        if doc and doc["kind"] == "ValidatingWebhookConfiguration"
+    )
+    configuration: dict[str, Any] = copy.deepcopy(document)
+    configuration["metadata"] = {"name": name}
+    for webhook in configuration["webhooks"]:
+        webhook["clientConfig"] = {"url": url, "caBundle": base64.b64encode(ca_pem).decode()}
+        webhook["failurePolicy"] = failure_policy
+    return configuration
+
+
+def register(plane: ControlPlane, configuration: dict[str, Any]) -> None:
+    plane.kubectl("apply", "-f", "-", input=yaml.safe_dump(configuration))
