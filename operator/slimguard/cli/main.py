@@ -102,8 +102,9 @@ def controller(
 
 @app.command()
 def webhook(
-    tls_cert_file: Annotated[str, typer.Option(help="Serving certificate (PEM); reloaded when it changes.",
-                                               envvar="SLIMGUARD_TLS_CERT_FILE")],
+    tls_cert_file: Annotated[
+        str, typer.Option(help="Serving certificate (PEM); reloaded when it changes.", envvar="SLIMGUARD_TLS_CERT_FILE")
+    ],
     tls_key_file: Annotated[str, typer.Option(help="Serving key (PEM).", envvar="SLIMGUARD_TLS_KEY_FILE")],
     kubeconfig: KubeconfigOption = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "0.0.0.0",
@@ -128,10 +129,12 @@ def webhook(
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = WebhookSettings(
         kubeconfig=kubeconfig,
-        registry=registry_settings(allow_loopback_registries, allow_private_registries, registry, ca_file,
-                                   plain_http_registry),
-        server=ServerSettings(host=host, port=port, cert_file=tls_cert_file, key_file=tls_key_file,
-                              shutdown_delay=shutdown_delay),
+        registry=registry_settings(
+            allow_loopback_registries, allow_private_registries, registry, ca_file, plain_http_registry
+        ),
+        server=ServerSettings(
+            host=host, port=port, cert_file=tls_cert_file, key_file=tls_key_file, shutdown_delay=shutdown_delay
+        ),
         timeout_seconds=timeout_seconds,
         log_level=log_level.upper(),
     )
