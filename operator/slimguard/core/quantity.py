@@ -47,11 +47,12 @@ def parse_bytes(value: str | int) -> int:
 
 def format_bytes(size: int) -> str:
     """``1299227648`` → ``1.21 GiB``; binary units, as ``docker images`` and Kubernetes limits read."""
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            if unit == "B":
-                return f"{size} B"
+    if size < 1024:
+        return f"{size} B"
+    value = size / 1024
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        # Compare after rounding: 1048575 bytes reads "1 MiB", not "1024 KiB".
+        if round(value, 2) < 1024 or unit == "TiB":
             text = f"{value:.2f}".rstrip("0").rstrip(".")
             return f"{text} {unit}"
         value /= 1024

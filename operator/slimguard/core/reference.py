@@ -18,7 +18,7 @@ _DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}
 
 _DOMAIN_RE = re.compile(rf"^{_DOMAIN}$")
 _PATH_RE = re.compile(rf"^{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*$")
-_TAG_RE = re.compile(rf"^{_TAG}$")
+_TAG_RE = re.compile(rf"^{_TAG}$", re.ASCII)  # \w as in Go: ASCII letters, digits and _ only
 _DIGEST_RE = re.compile(rf"^{_DIGEST}$")
 _SHA256_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 _MAX_NAME_LENGTH = 255
@@ -117,7 +117,9 @@ class ImageReference:
         if self.registry == DOCKER_HUB:
             names.append(self.repository)
             if self.repository.startswith(f"{_OFFICIAL_NAMESPACE}/"):
-                names.append(self.repository.removeprefix(f"{_OFFICIAL_NAMESPACE}/"))
+                short = self.repository.removeprefix(f"{_OFFICIAL_NAMESPACE}/")
+                # ``docker.io/debian:*`` is how many people write an official image; it must match too.
+                names.extend((f"{DOCKER_HUB}/{short}", short))
         forms: list[str] = []
         for name in names:
             forms.append(name)

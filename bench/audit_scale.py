@@ -1,0 +1,708 @@
+"""Audit at scale: how fast, and at what cost, the controller puts a verdict on thousands of Deployments.
+
+Starts its own control plane and token-auth registry on 127.0.0.1, pushes distinct small images (some on a
+fat base, some on a busybox base, some from scratch), creates Deployments with `replicas: 0` across
+namespaces, runs `slimguard controller` as a subprocess under the install's own ServiceAccount RBAC, creates
+one ImagePolicy and measures:
+
+- wall time from the policy's creation until every Deployment carries `slimguard.dev/status`;
+- registry requests, in total and per distinct image (the registry's own access log);
+- apiserver writes per workload (the apiserver's `apiserver_request_total`), and those of an unchanged
+  periodic re-audit;
+- the controller's peak RSS and CPU seconds (from /proc).
+
+Targets are reported beside the measurements, never asserted: this is a benchmark, not a test.
+
+    python bench/audit_scale.py                      # 2000 Deployments, 20 namespaces, 200 images
+    python bench/audit_scale.py --quick              # 200 Deployments, 4 namespaces, 20 images
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import json
+import math
+import os
+import random
+import re
+import shutil
+import ssl
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from slimguard_testbed import CertificateAuthority, ControlPlane, Registry, oci
+from slimguard_testbed.images import FixtureImage, busybox_files, close_clients, push_image
+from slimguard_testbed.install import install_controller_rbac
+from slimguard_testbed.process import ManagedProcess, TestbedError
+
+REPO = Path(__file__).resolve().parents[1]
+POLICY = "bench-slim"
+STATUS = "slimguard.dev/status"
+NAMESPACE_PREFIX = "bench-"
+KIB, MIB = 1024, 1024 * 1024
+# The fat base: two incompressible layers (their sizes survive gzip), 23 MiB in all; the policy allows 24 MiB,
+# so an image on it is over the limit once its own layers pass ~1 MiB, and always on a denied base.
+FAT_LAYERS = (("rootfs", 20 * MIB), ("runtime", 3 * MIB))
+MAX_COMPRESSED = "24Mi"
+# One image in ten from scratch, four on the fat base, five on busybox.
+FAMILIES = ("fat", "fat", "fat", "fat", "busybox", "busybox", "busybox", "busybox", "busybox", "scratch")
+APP_LAYER_RANGE = (4 * KIB, 4 * MIB)  # log-uniform: many small apps, a few large ones
+METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+# What the controller watches with kopf: each is LISTed once before its WATCH starts.
+LISTED_RESOURCES = ("deployments", "replicasets", "pods", "namespaces", "imagepolicies")
+TARGET_SECONDS = 30.0
+TARGET_RSS_MB = 150.0
+MIN_REQUESTS_PER_IMAGE = 3  # HEAD (resolve the tag), GET manifest, GET config blob
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def incompressible(seed: str, size: int) -> bytes:
+    """Reproducible bytes that gzip cannot shrink, so an image's size is what the recipe says."""
+    return hashlib.shake_256(seed.encode()).digest(size)
+
+
+# --- the apiserver, as admin -----------------------------------------------------------------------------
+
+_SAMPLE = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$")
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+@dataclass(frozen=True)
+class RequestCounts:
+    """`apiserver_request_total` at one moment: (labels, count) per series."""
+
+    series: tuple[tuple[dict[str, str], float], ...]
+
+    @classmethod
+    def parse(cls, text: str) -> RequestCounts:
+        found = []
+        for line in text.splitlines():
+            match = _SAMPLE.match(line)
+            if match:
+                found.append((dict(_LABEL.findall(match["labels"])), float(match["value"])))
+        return cls(tuple(found))
+
+    def count(self, **labels: str) -> int:
+        return int(sum(value for have, value in self.series if all(have.get(k) == v for k, v in labels.items())))
+
+
+class Apiserver:
+    """The few admin calls the benchmark makes directly (httpx with the admin client certificate)."""
+
+    def __init__(self, plane: ControlPlane) -> None:
+        pki = plane.workdir / "pki"
+        self.context = ssl.create_default_context(cafile=str(plane.ca_file))
+        self.context.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
+        self.server = plane.server
+        self.http = httpx.Client(base_url=self.server, verify=self.context, timeout=60.0)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def counts(self) -> RequestCounts:
+        response = self.http.get("/metrics")
+        response.raise_for_status()
+        return RequestCounts.parse(response.text)
+
+    def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        response = self.http.post(path, json=body)
+        if response.status_code >= 300:
+            raise TestbedError(f"POST {path} answered {response.status_code}: {response.text[:500]}")
+        result: dict[str, Any] = response.json()
+        return result
+
+    def get(self, path: str) -> dict[str, Any]:
+        response = self.http.get(path)
+        response.raise_for_status()
+        result: dict[str, Any] = response.json()
+        return result
+
+    def deployment_statuses(self) -> list[str | None]:
+        """`slimguard.dev/status` of every bench Deployment: one metadata-only LIST across namespaces."""
+        response = self.http.get("/apis/apps/v1/deployments", headers={"Accept": METADATA_ONLY})
+        response.raise_for_status()
+        return [
+            (item["metadata"].get("annotations") or {}).get(STATUS)
+            for item in response.json()["items"]
+            if item["metadata"]["namespace"].startswith(NAMESPACE_PREFIX)
+        ]
+
+    def count(self, path: str) -> int:
+        response = self.http.get(path, headers={"Accept": METADATA_ONLY})
+        response.raise_for_status()
+        return len(response.json()["items"])
+
+    async def create_many(self, objects: Sequence[tuple[str, dict[str, Any]]], *, concurrency: int = 16) -> None:
+        """POST many objects at once: kubectl creates them one round trip at a time."""
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        async with httpx.AsyncClient(base_url=self.server, verify=self.context, timeout=120.0, limits=limits) as client:
+            gate = asyncio.Semaphore(concurrency)
+
+            async def create(path: str, body: dict[str, Any]) -> None:
+                async with gate:
+                    response = await client.post(path, json=body)
+                if response.status_code >= 300:
+                    raise TestbedError(f"POST {path} answered {response.status_code}: {response.text[:500]}")
+
+            await asyncio.gather(*(create(path, body) for path, body in objects))
+
+
+# --- the operator process --------------------------------------------------------------------------------
+
+
+class ProcessProbe:
+    """CPU seconds and memory of one process (all its threads), read from /proc."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self._tick = os.sysconf("SC_CLK_TCK")
+        self.peak_rss_kib = 0
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / self._tick  # utime + stime
+
+    def memory_kib(self) -> tuple[int, int]:
+        """(VmRSS, VmHWM): now and the peak the kernel recorded since the process started."""
+        values: dict[str, int] = {}
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            key, _, rest = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                values[key] = int(rest.split()[0])
+        self.peak_rss_kib = max(self.peak_rss_kib, values.get("VmHWM", 0))
+        return values.get("VmRSS", 0), values.get("VmHWM", 0)
+
+    def wait_quiet(
+        self, *, timeout: float, window: float = 2.0, busy: float = 0.05, check: Callable[[], None] | None = None
+    ) -> float:
+        """Wait until the process used under ``busy`` of a core over ``window`` seconds; returns the time taken."""
+        start = time.monotonic()
+        samples: list[tuple[float, float]] = []
+        while time.monotonic() - start < timeout:
+            if check is not None:
+                check()
+            now = time.monotonic()
+            samples.append((now, self.cpu_seconds()))
+            old = [s for s in samples if now - s[0] >= window]
+            if old:
+                then, cpu_then = old[-1]
+                if (samples[-1][1] - cpu_then) / (now - then) < busy:
+                    return now - start
+            time.sleep(0.25)
+        raise TestbedError(f"the controller was still busy after {timeout:.0f}s")
+
+
+def slimguard_executable() -> str:
+    beside = Path(sys.executable).parent / "slimguard"
+    found = str(beside) if beside.exists() else shutil.which("slimguard")
+    if not found:
+        raise TestbedError("no `slimguard` executable: pip install -e . into the virtualenv first")
+    return found
+
+
+# --- the workload ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BenchImage:
+    image: FixtureImage
+    family: str  # fat, busybox or scratch
+
+
+def push_images(registry: Registry, count: int) -> tuple[FixtureImage, FixtureImage, list[BenchImage]]:
+    """The two bases, then `count` distinct app images on them (or on nothing)."""
+    endpoint = registry.endpoint
+    fat = push_image(
+        endpoint,
+        "base/fat-runtime",
+        "1.0",
+        [
+            oci.layer_from_files(
+                {
+                    "/etc/os-release": b'PRETTY_NAME="Fat runtime (slimguard bench)"\nID=debian\n',
+                    f"/usr/lib/fat/{name}.bin": incompressible(f"fat-{name}", size),
+                },
+                created_by=f"ADD {name}.tar / # bench fat base",
+            )
+            for name, size in FAT_LAYERS
+        ],
+        cmd=["bash"],
+    )
+    busybox = push_image(
+        endpoint,
+        "base/busybox",
+        "1.36",
+        [oci.layer_from_files(busybox_files(), created_by="ADD busybox-rootfs.tar / # busybox-static")],
+        cmd=["sh"],
+    )
+    low, high = (math.log(bound) for bound in APP_LAYER_RANGE)
+    pushed: list[BenchImage] = []
+    for n in range(count):
+        family = FAMILIES[n % len(FAMILIES)]
+        size = int(math.exp(random.Random(f"bench-app-{n}").uniform(low, high)))
+        files: dict[str, oci.FileSpec] = {f"/app/app-{n:03d}": (incompressible(f"app-{n}", size), 0o755)}
+        image = push_image(
+            endpoint,
+            f"shop/bench-{n:03d}",
+            "1.0",
+            [files],
+            base={"fat": fat, "busybox": busybox, "scratch": None}[family],
+            user=None if family == "fat" else "10001",
+            cmd=[f"/app/app-{n:03d}"],
+        )
+        pushed.append(BenchImage(image, family))
+    return fat, busybox, pushed
+
+
+def namespace_names(count: int) -> list[str]:
+    return [f"{NAMESPACE_PREFIX}{n:02d}" for n in range(count)]
+
+
+def deployment(name: str, namespace: str, image: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace, "labels": {"app": name}},
+        "spec": {
+            "replicas": 0,  # no Pods: 2,000 Pending Pods would only load the controller-manager
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "app", "image": image}]},
+            },
+        },
+    }
+
+
+def image_policy(fat: FixtureImage, busybox: FixtureImage) -> dict[str, Any]:
+    return {
+        "apiVersion": "slimguard.dev/v1alpha1",
+        "kind": "ImagePolicy",
+        "metadata": {"name": POLICY},
+        "spec": {
+            "mode": "Audit",
+            "match": {"namespaces": [f"{NAMESPACE_PREFIX}*"]},
+            "rules": {"maxCompressedSize": MAX_COMPRESSED, "deniedBaseImages": [fat.ref]},
+            "knownBaseImages": [fat.ref, busybox.ref],
+        },
+    }
+
+
+# --- results --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Results:
+    deployments: int
+    namespaces: int
+    images: int
+    audit_interval: float
+    setup_seconds: dict[str, float] = field(default_factory=dict)
+    list_seconds: float = 0.0
+    list_cpu_seconds: float = 0.0
+    audit_seconds: float | None = None
+    first_verdict_seconds: float | None = None
+    half_seconds: float | None = None
+    annotated: int = 0
+    verdicts: dict[str, int] = field(default_factory=dict)
+    audit_cpu_seconds: float = 0.0
+    registry_requests: int = 0
+    registry_by_status: dict[str, int] = field(default_factory=dict)
+    registry_other: int = 0  # /v2/ pings and the like, no repository
+    token_requests: int = 0
+    per_image_total_max: int = 0
+    per_image_total_mean: float = 0.0
+    per_image_ok_max: int = 0
+    per_image_ok_mean: float = 0.0
+    per_image_worst: dict[str, int] = field(default_factory=dict)
+    per_image_ok_breakdown: dict[str, int] = field(default_factory=dict)
+    base_candidate_requests: dict[str, int] = field(default_factory=dict)
+    patches_deployments: int = 0
+    events_created: int = 0
+    policy_status_patches: int = 0
+    replicaset_updates: int = 0
+    serviceaccount_reads: int = 0
+    reaudit_wait_seconds: float = 0.0
+    reaudits_seen: int = 0
+    reaudit_patches_deployments: int = 0
+    reaudit_events: int = 0
+    reaudit_policy_status_patches: int = 0
+    reaudit_registry_requests: int = 0
+    reaudit_serviceaccount_reads: int = 0
+    reaudit_cpu_seconds: float = 0.0
+    peak_rss_mb: float = 0.0
+    rss_after_list_mb: float = 0.0
+    rss_after_audit_mb: float = 0.0
+    total_cpu_seconds: float = 0.0
+    operator_errors: list[str] = field(default_factory=list)
+    operator_exit_code: int | None = None
+
+
+def per_image(requests: Sequence[Any], repositories: set[str]) -> dict[str, Counter[str]]:
+    """Requests of each repository: every request as 'METHOD kind status'."""
+    found: dict[str, Counter[str]] = defaultdict(Counter)
+    for request in requests:
+        if request.repository in repositories:
+            found[request.repository][f"{request.method} {request.kind} {request.status}"] += 1
+    return found
+
+
+def _met(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("yes" if ok else "NO")
+
+
+def table(results: Results) -> str:
+    r = results
+    n = r.deployments
+    audit = f"{r.audit_seconds:.1f} s" if r.audit_seconds is not None else f"not done ({r.annotated}/{n} annotated)"
+    rows = [
+        ("Scale", f"{n} Deployments, {r.namespaces} namespaces, {r.images} images", "", ""),
+        (
+            "Policy created -> every Deployment annotated",
+            f"{audit} (first at {_seconds(r.first_verdict_seconds)}, half at {_seconds(r.half_seconds)})",
+            f"< {TARGET_SECONDS:.0f} s",
+            _met(None if r.audit_seconds is None else r.audit_seconds < TARGET_SECONDS),
+        ),
+        ("Verdicts", ", ".join(f"{k} {v}" for k, v in sorted(r.verdicts.items())), "", ""),
+        (
+            "Registry requests during the audit",
+            f"{r.registry_requests} ({', '.join(f'{k}: {v}' for k, v in sorted(r.registry_by_status.items()))}); "
+            f"+{r.token_requests} token requests",
+            "",
+            "",
+        ),
+        (
+            "Registry requests per image, successful",
+            f"max {r.per_image_ok_max}, mean {r.per_image_ok_mean:.2f}",
+            f"{MIN_REQUESTS_PER_IMAGE} (HEAD + manifest + config)",
+            _met(r.per_image_ok_max <= MIN_REQUESTS_PER_IMAGE),
+        ),
+        (
+            "Registry requests per image, with 401 challenges",
+            f"max {r.per_image_total_max}, mean {r.per_image_total_mean:.2f}",
+            "",
+            "",
+        ),
+        (
+            "Base candidates (requests each)",
+            ", ".join(f"{k}: {v}" for k, v in r.base_candidate_requests.items()),
+            "",
+            "",
+        ),
+        (
+            "PATCH deployments per workload (audit)",
+            f"{r.patches_deployments / n:.2f} ({r.patches_deployments} for {n})",
+            "1",
+            _met(r.patches_deployments <= n),
+        ),
+        (
+            "Other apiserver traffic (audit)",
+            f"{r.events_created} Events, {r.policy_status_patches} policy status PATCHes, "
+            f"{r.serviceaccount_reads} ServiceAccount GETs; controller-manager: {r.replicaset_updates} "
+            "ReplicaSet PUTs",
+            "",
+            "",
+        ),
+        (
+            f"Unchanged re-audit (interval {r.audit_interval:g} s, {r.reaudits_seen} seen in "
+            f"{r.reaudit_wait_seconds:.0f} s)",
+            f"{r.reaudit_patches_deployments} PATCH deployments, {r.reaudit_events} Events, "
+            f"{r.reaudit_policy_status_patches} status PATCHes, {r.reaudit_registry_requests} registry requests, "
+            f"{r.reaudit_serviceaccount_reads} ServiceAccount GETs",
+            "0 workload writes",
+            _met(r.reaudits_seen > 0 and r.reaudit_patches_deployments == 0),
+        ),
+        (
+            "Controller CPU",
+            f"list {r.list_cpu_seconds:.1f} s, audit {r.audit_cpu_seconds:.1f} s, "
+            f"re-audit {r.reaudit_cpu_seconds / max(r.reaudits_seen, 1):.1f} s each; "
+            f"total {r.total_cpu_seconds:.1f} s",
+            "",
+            "",
+        ),
+        (
+            "Controller peak RSS (VmHWM)",
+            f"{r.peak_rss_mb:.0f} MB (after list {r.rss_after_list_mb:.0f} MB, after audit "
+            f"{r.rss_after_audit_mb:.0f} MB)",
+            f"< {TARGET_RSS_MB:.0f} MB",
+            _met(r.peak_rss_mb < TARGET_RSS_MB),
+        ),
+        (
+            "Controller errors in its log",
+            f"{len(r.operator_errors)}; exit code {r.operator_exit_code}",
+            "0",
+            _met(not r.operator_errors),
+        ),
+    ]
+    header = ("Measure", "Result", "Target", "Met")
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} s"
+
+
+# --- the run --------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def workdir(keep: bool) -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="slimguard-bench-"))
+    try:
+        yield path
+    finally:
+        if keep:
+            log(f"kept {path}")
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def run(args: argparse.Namespace) -> Results:
+    results = Results(args.deployments, args.namespaces, args.images, args.audit_interval)
+    with contextlib.ExitStack() as stack:
+        work = stack.enter_context(workdir(args.keep))
+        ca = CertificateAuthority("slimguard bench CA")
+
+        started = time.monotonic()
+        plane = stack.enter_context(ControlPlane(workdir=work / "control-plane", ca=ca))
+        registry = stack.enter_context(
+            Registry(
+                storage_dir=work / "registry-storage",
+                ca=ca,
+                auth="token",
+                workdir=work / "registry",
+            )
+        )
+        stack.callback(close_clients)
+        api = Apiserver(plane)
+        stack.callback(api.close)
+        results.setup_seconds["control plane + registry"] = time.monotonic() - started
+        log(f"control plane on {plane.server}, registry on {registry.host}")
+
+        started = time.monotonic()
+        fat, busybox, images = push_images(registry, args.images)
+        results.setup_seconds["push images"] = time.monotonic() - started
+        by_family = Counter(image.family for image in images)
+        log(f"pushed {len(images)} images ({dict(by_family)}) in {results.setup_seconds['push images']:.1f}s")
+
+        started = time.monotonic()
+        namespaces = namespace_names(args.namespaces)
+        asyncio.run(api.create_many([("/api/v1/namespaces", {"metadata": {"name": name}}) for name in namespaces]))
+        objects = []
+        for n in range(args.deployments):
+            namespace = namespaces[n % len(namespaces)]
+            path = f"/apis/apps/v1/namespaces/{namespace}/deployments"
+            objects.append((path, deployment(f"app-{n:04d}", namespace, images[n % len(images)].image.ref)))
+        asyncio.run(api.create_many(objects))
+        results.setup_seconds["create Deployments"] = time.monotonic() - started
+        log(f"created {args.deployments} Deployments in {results.setup_seconds['create Deployments']:.1f}s")
+
+        # The controller-manager makes one ReplicaSet per Deployment: let it finish before measuring.
+        started = time.monotonic()
+        deadline = started + 300
+        while api.count("/apis/apps/v1/replicasets") < args.deployments:
+            if time.monotonic() > deadline:
+                raise TestbedError("the controller-manager did not create every ReplicaSet within 300s")
+            time.sleep(1)
+        results.setup_seconds["ReplicaSets by the controller-manager"] = time.monotonic() - started
+
+        plane.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+        plane.kubectl("wait", "--for=condition=Established", "crd/imagepolicies.slimguard.dev")
+        kubeconfig = install_controller_rbac(plane, REPO / "deploy" / "kustomize" / "base")
+
+        before_start = api.counts()
+        argv = [
+            slimguard_executable(),
+            "controller",
+            f"--kubeconfig={kubeconfig}",
+            "--allow-loopback-registries",
+            f"--ca-file={registry.ca_file}",
+            f"--audit-interval={args.audit_interval:g}",
+        ]
+        if args.workers:
+            argv.append(f"--workers={args.workers}")
+        operator_log = work / "operator.log"
+        operator = ManagedProcess("slimguard-controller", argv, log_file=operator_log, cwd=work)
+        started = time.monotonic()
+        operator.start()
+        stack.callback(operator.stop)
+        assert operator.pid is not None
+        probe = ProcessProbe(operator.pid)
+        log(f"controller started (pid {operator.pid}); log: {operator_log}")
+
+        # "Listed everything": one LIST of each watched resource since the start, then the controller idle.
+        while True:
+            operator.check_alive()
+            now = api.counts()
+            if all(
+                now.count(verb="LIST", resource=name) > before_start.count(verb="LIST", resource=name)
+                for name in LISTED_RESOURCES
+            ):
+                break
+            if time.monotonic() - started > 300:
+                raise TestbedError("the controller did not LIST every watched resource within 300s")
+            time.sleep(0.5)
+        probe.wait_quiet(timeout=300, check=operator.check_alive)
+        results.list_seconds = time.monotonic() - started
+        results.list_cpu_seconds = probe.cpu_seconds()
+        results.rss_after_list_mb = probe.memory_kib()[0] / 1024
+        log(f"controller listed everything and is idle after {results.list_seconds:.1f}s")
+
+        # --- the audit ---------------------------------------------------------------------------------
+        repositories = {image.image.repository for image in images}
+        bases = {fat.repository: fat.ref, busybox.repository: busybox.ref}
+        mark = registry.mark()
+        tokens_before = len(registry.token_issuer.requests) if registry.token_issuer else 0
+        before = api.counts()
+        cpu_before = probe.cpu_seconds()
+        started = time.monotonic()
+        api.post("/apis/slimguard.dev/v1alpha1/imagepolicies", image_policy(fat, busybox))
+        statuses: list[str | None] = []
+        while time.monotonic() - started < args.timeout:
+            operator.check_alive()
+            statuses = api.deployment_statuses()
+            annotated = sum(1 for status in statuses if status)
+            elapsed = time.monotonic() - started
+            if annotated and results.first_verdict_seconds is None:
+                results.first_verdict_seconds = elapsed
+            if annotated * 2 >= args.deployments and results.half_seconds is None:
+                results.half_seconds = elapsed
+            if annotated == args.deployments:
+                results.audit_seconds = elapsed
+                break
+            time.sleep(args.poll)
+        results.annotated = sum(1 for status in statuses if status)
+        results.verdicts = dict(Counter(status or "none" for status in statuses))
+        log(f"audit: {results.annotated}/{args.deployments} annotated in {time.monotonic() - started:.1f}s")
+        # Let the tail of the audit (Events, the policy status) land before counting.
+        probe.wait_quiet(timeout=120, check=operator.check_alive)
+        results.audit_cpu_seconds = probe.cpu_seconds() - cpu_before
+        results.rss_after_audit_mb = probe.memory_kib()[0] / 1024
+        after = api.counts()
+        requests = registry.requests(since=mark)
+        tokens_after = len(registry.token_issuer.requests) if registry.token_issuer else 0
+        results.token_requests = tokens_after - tokens_before
+        results.registry_requests = len(requests)
+        results.registry_by_status = dict(Counter(str(request.status) for request in requests))
+        results.registry_other = sum(1 for request in requests if request.repository is None)
+        mine = per_image(requests, repositories)
+        totals = [sum(mine.get(repository, Counter()).values()) for repository in repositories]
+        oks = [
+            sum(count for what, count in mine.get(repository, Counter()).items() if int(what.rsplit(" ", 1)[1]) < 400)
+            for repository in repositories
+        ]
+        results.per_image_total_max, results.per_image_total_mean = max(totals), sum(totals) / len(totals)
+        results.per_image_ok_max, results.per_image_ok_mean = max(oks), sum(oks) / len(oks)
+        worst = max(repositories, key=lambda repository: sum(mine.get(repository, Counter()).values()))
+        results.per_image_worst = {f"{worst} {what}": count for what, count in sorted(mine[worst].items())}
+        breakdown: Counter[str] = Counter()
+        for repository in repositories:
+            for what, count in mine.get(repository, Counter()).items():
+                breakdown[what] += count
+        results.per_image_ok_breakdown = dict(sorted(breakdown.items()))
+        base_requests = per_image(requests, set(bases))
+        results.base_candidate_requests = {
+            bases[repository]: sum(base_requests.get(repository, Counter()).values()) for repository in bases
+        }
+        results.patches_deployments = after.count(verb="PATCH", resource="deployments") - before.count(
+            verb="PATCH", resource="deployments"
+        )
+        results.events_created = _delta(before, after, verb="POST", resource="events", group="")
+        results.policy_status_patches = _delta(before, after, verb="PATCH", resource="imagepolicies")
+        results.replicaset_updates = _delta(before, after, verb="PUT", resource="replicasets")
+        results.serviceaccount_reads = _delta(before, after, verb="GET", resource="serviceaccounts")
+
+        # --- an unchanged re-audit ---------------------------------------------------------------------
+        mark = registry.mark()
+        before = api.counts()
+        cpu_before = probe.cpu_seconds()
+        started = time.monotonic()
+        path = f"/apis/slimguard.dev/v1alpha1/imagepolicies/{POLICY}"
+        seen = {str((api.get(path).get("status") or {}).get("lastAuditTime"))}
+        first = len(seen)
+        # The controller logs nothing per re-audit; the policy's status.lastAuditTime moves at the end of each.
+        while time.monotonic() - started < args.audit_interval * 2.5:
+            operator.check_alive()
+            seen.add(str((api.get(path).get("status") or {}).get("lastAuditTime")))
+            time.sleep(1)
+        probe.wait_quiet(timeout=120, check=operator.check_alive)
+        results.reaudit_wait_seconds = time.monotonic() - started
+        results.reaudits_seen = len(seen) - first
+        after = api.counts()
+        results.reaudit_patches_deployments = _delta(before, after, verb="PATCH", resource="deployments")
+        results.reaudit_events = _delta(before, after, verb="POST", resource="events", group="")
+        results.reaudit_policy_status_patches = _delta(before, after, verb="PATCH", resource="imagepolicies")
+        results.reaudit_serviceaccount_reads = _delta(before, after, verb="GET", resource="serviceaccounts")
+        results.reaudit_registry_requests = len(registry.requests(since=mark))
+        results.reaudit_cpu_seconds = probe.cpu_seconds() - cpu_before
+        log(f"re-audit window: {results.reaudits_seen} re-audits in {results.reaudit_wait_seconds:.0f}s")
+
+        results.total_cpu_seconds = probe.cpu_seconds()
+        probe.memory_kib()
+        results.peak_rss_mb = probe.peak_rss_kib / 1024
+        popen = operator._popen  # the exit code is not part of ManagedProcess's surface
+        operator.stop(timeout=15)
+        results.operator_exit_code = popen.returncode if popen is not None else None
+        results.operator_errors = [
+            line
+            for line in operator_log.read_text(errors="replace").splitlines()
+            if "Traceback" in line or " ERROR " in line or "[ERROR" in line
+        ][:20]
+    return results
+
+
+def _delta(before: RequestCounts, after: RequestCounts, **labels: str) -> int:
+    return after.count(**labels) - before.count(**labels)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--deployments", type=int, default=2000)
+    parser.add_argument("--namespaces", type=int, default=20)
+    parser.add_argument("--images", type=int, default=200)
+    parser.add_argument("--quick", action="store_true", help="200 Deployments, 4 namespaces, 20 images")
+    parser.add_argument("--audit-interval", type=float, default=20.0, help="the controller's --audit-interval")
+    parser.add_argument("--workers", type=int, default=0, help="the controller's --workers (default: its own)")
+    parser.add_argument("--poll", type=float, default=0.5, help="seconds between LISTs while waiting")
+    parser.add_argument("--timeout", type=float, default=600.0, help="give up on the audit after this long")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory and logs")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.deployments, args.namespaces, args.images = 200, 4, 20
+    if min(args.deployments, args.namespaces, args.images) < 1:
+        parser.error("--deployments, --namespaces and --images must be at least 1")
+
+    results = run(args)
+    print(table(results))
+    for line in results.operator_errors:
+        print(f"controller log: {line}")
+    print(
+        f"setup: {', '.join(f'{k} {v:.1f} s' for k, v in results.setup_seconds.items())}; "
+        f"controller listed everything in {results.list_seconds:.1f} s"
+    )
+    print(f"busiest image: {results.per_image_worst}")
+    print(f"all image requests: {results.per_image_ok_breakdown}")
+    if args.json:
+        args.json.write_text(json.dumps(asdict(results), indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
