@@ -349,6 +349,8 @@ class Results:
     rss_after_audit_mb: float = 0.0
     total_cpu_seconds: float = 0.0
     operator_errors: list[str] = field(default_factory=list)
+    operator_log_lines: int = 0
+    operator_log_bytes: int = 0
     operator_exit_code: int | None = None
 
 
@@ -443,7 +445,8 @@ def table(results: Results) -> str:
         ),
         (
             "Controller errors in its log",
-            f"{len(r.operator_errors)}; exit code {r.operator_exit_code}",
+            f"{len(r.operator_errors)}; exit code {r.operator_exit_code}; log {r.operator_log_lines} lines, "
+            f"{r.operator_log_bytes / 1e6:.1f} MB",
             "0",
             _met(not r.operator_errors),
         ),
@@ -625,7 +628,7 @@ def run(args: argparse.Namespace) -> Results:
         )
         results.events_created = _delta(before, after, verb="POST", resource="events", group="")
         results.policy_status_patches = _delta(before, after, verb="PATCH", resource="imagepolicies")
-        results.replicaset_updates = _delta(before, after, verb="PUT", resource="replicasets")
+        results.replicaset_updates = _delta(before, after, verb="PUT", resource="replicasets", subresource="")
         results.serviceaccount_reads = _delta(before, after, verb="GET", resource="serviceaccounts")
 
         # --- an unchanged re-audit ---------------------------------------------------------------------
@@ -659,10 +662,10 @@ def run(args: argparse.Namespace) -> Results:
         popen = operator._popen  # the exit code is not part of ManagedProcess's surface
         operator.stop(timeout=15)
         results.operator_exit_code = popen.returncode if popen is not None else None
+        lines = operator_log.read_text(errors="replace").splitlines()
+        results.operator_log_lines, results.operator_log_bytes = len(lines), operator_log.stat().st_size
         results.operator_errors = [
-            line
-            for line in operator_log.read_text(errors="replace").splitlines()
-            if "Traceback" in line or " ERROR " in line or "[ERROR" in line
+            line for line in lines if "Traceback" in line or " ERROR " in line or "[ERROR" in line
         ][:20]
     return results
 

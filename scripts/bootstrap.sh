@@ -80,3 +80,7 @@ mkdir -p "$CACHE"
 # The same lock the test bed takes (slimguard_testbed.cache): build-k8s.sh wipes its work directory first.
 K8S_BIN="$(flock "$CACHE/k8s-build.lock" bash scripts/build-k8s.sh)"
 log "Kubernetes binaries: $K8S_BIN"
+
+# -- 4. helm, for the chart's tests (built from its Go module once; ~4 min cold) ---------------------------
+HELM="$(bash scripts/build-helm.sh)"
+log "helm: $HELM"

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from collections.abc import Callable, Iterable
+
+from prometheus_client import REGISTRY, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 INSPECTIONS = Counter(
     "slimguard_image_inspections_total", "Images inspected from their registry (cache misses).", ["outcome"]
@@ -29,3 +33,26 @@ ADMISSION_UNKNOWN = Counter(
 ADMISSION_FAILURES = Counter(
     "slimguard_admission_failures_total", "Reviews that failed inside slimguard and were admitted unchecked."
 )
+
+
+class ComplianceCollector(Collector):
+    """Workloads per policy and status, computed at scrape time from the controller's verdicts: never stale."""
+
+    def __init__(self, source: Callable[[], Iterable[tuple[str, str, int]]]) -> None:
+        self.source = source
+
+    def collect(self) -> Iterable[Metric]:
+        family = GaugeMetricFamily(
+            "slimguard_workloads",
+            "Workloads an ImagePolicy applies to, by verdict status.",
+            labels=["policy", "status"],
+        )
+        for policy, status, count in self.source():
+            family.add_metric([policy, status], count)
+        yield family
+
+
+def register_compliance(source: Callable[[], Iterable[tuple[str, str, int]]]) -> ComplianceCollector:
+    collector = ComplianceCollector(source)
+    REGISTRY.register(collector)
+    return collector

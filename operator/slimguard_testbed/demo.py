@@ -22,6 +22,7 @@ from slimguard.core.quantity import format_bytes
 from slimguard_testbed import CertificateAuthority, ControlPlane, DockerEngine, Registry
 from slimguard_testbed.images import publish_fixture_images
 from slimguard_testbed.install import install_rbac
+from slimguard_testbed.ports import free_port
 from slimguard_testbed.process import ManagedProcess
 from slimguard_testbed.webhook import WebhookReplicas, register, webhook_configuration
 
@@ -115,6 +116,8 @@ def main() -> int:
                     "--allow-loopback-registries",
                     "--ca-file",
                     str(registry.ca_file),
+                    "--metrics-port",
+                    str(free_port()),
                 ],
                 log_file=workdir / "controller.log",
             )

@@ -80,6 +80,9 @@ def controller(
     liveness: Annotated[
         str | None, typer.Option(help="Serve a liveness probe, e.g. http://0.0.0.0:8080/healthz")
     ] = None,
+    metrics_port: Annotated[
+        int, typer.Option(help="Plain-HTTP port for /metrics; 0 to disable.", envvar="SLIMGUARD_METRICS_PORT")
+    ] = 9090,
 ) -> None:
     """Run the operator: watch ImagePolicies and workloads, annotate verdicts, keep policy status current."""
     from slimguard.controller.handlers import run
@@ -96,6 +99,7 @@ def controller(
         dry_run=dry_run,
         log_level=log_level.upper(),
         liveness_endpoint=liveness,
+        metrics_port=metrics_port,
     )
     run(settings)
 
@@ -111,7 +115,9 @@ def webhook(
     port: Annotated[int, typer.Option(help="HTTPS port for /validate, /readyz and /healthz.")] = 8443,
     timeout_seconds: Annotated[float, typer.Option(help="The webhook configuration's timeoutSeconds.")] = 3.0,
     shutdown_delay: Annotated[float, typer.Option(help="Seconds unready before the listener closes.")] = 5.0,
-    metrics_port: Annotated[int, typer.Option(help="Plain-HTTP port for /metrics; 0 to disable.")] = 9090,
+    metrics_port: Annotated[
+        int, typer.Option(help="Plain-HTTP port for /metrics; 0 to disable.", envvar="SLIMGUARD_METRICS_PORT")
+    ] = 9090,
     allow_loopback_registries: AllowLoopback = False,
     allow_private_registries: AllowPrivate = False,
     registry: RegistryAllowlist = None,

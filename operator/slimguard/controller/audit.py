@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from slimguard import metrics
 from slimguard.controller import annotations as notes
 from slimguard.controller.status import policy_status
 from slimguard.core.evaluation import applicable_policies
@@ -203,7 +204,9 @@ class AuditController:
         verdict: Verdict | None = None
         if policies:
             self.counters.evaluations += 1
-            verdict = await self.evaluator.verdict(workload, policies, now=self.clock())
+            with metrics.EVALUATION_SECONDS.time():
+                verdict = await self.evaluator.verdict(workload, policies, now=self.clock())
+            metrics.EVALUATIONS.labels(status=verdict.status.value).inc()
             self.verdicts[key] = verdict
         elif self.verdicts.pop(key, None) is None and not any(k in record.annotations for k in notes.OURS):
             return None
@@ -256,6 +259,20 @@ class AuditController:
             except Exception:
                 log.exception("writing ImagePolicy status failed; will retry")
                 self._status_dirty.set()
+
+    def compliance(self) -> list[tuple[str, str, int]]:
+        """(policy, status, workloads) for the scrape-time collector."""
+        counts: dict[tuple[str, str], int] = {}
+        for verdict in list(self.verdicts.values()):
+            for policy in verdict.policies:
+                mine = Verdict(
+                    verdict.workload,
+                    verdict.policies,
+                    verdict.for_policy(policy),
+                    pending_images=verdict.pending_images,
+                )
+                counts[(policy, mine.status.value)] = counts.get((policy, mine.status.value), 0) + 1
+        return [(policy, status, count) for (policy, status), count in sorted(counts.items())]
 
     async def flush_statuses(self) -> None:
         for name, record in list(self.view.policies.items()):

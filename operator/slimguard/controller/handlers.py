@@ -10,7 +10,9 @@ from typing import Any
 
 import httpcore
 import kopf
+from prometheus_client import start_http_server
 
+from slimguard import metrics
 from slimguard.controller.audit import AuditController
 from slimguard.controller.settings import ControllerSettings
 from slimguard.kube.gateway import KubeGateway, load_api_client
@@ -107,6 +109,9 @@ async def _start_controller(
         workers=settings.workers,
     )
     await controller.start()
+    if settings.metrics_port:
+        metrics.register_compliance(controller.compliance)
+        start_http_server(settings.metrics_port)
     log.info("slimguard controller started: %s", settings.describe())
     return controller
 

@@ -16,6 +16,7 @@ class ControllerSettings:
     dry_run: bool = False
     log_level: str = "INFO"
     liveness_endpoint: str | None = None
+    metrics_port: int = 0
 
     def __post_init__(self) -> None:
         if self.workers < 1:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -208,6 +208,13 @@ class Exemption(_Model):
             raise ValueError("an exemption names images or workloads")
         return self
 
+    @field_validator("expires")
+    @classmethod
+    def _utc_when_unzoned(cls, value: datetime | None) -> datetime | None:
+        # The apiserver's date-time format admits "2027-01-01T00:00:00"; a naive time cannot be compared
+        # with the aware `now` evaluation gets, so read it as UTC, as Kubernetes does.
+        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
     def active(self, now: datetime) -> bool:
         return self.expires is None or now < self.expires
 
@@ -234,7 +241,8 @@ class ImagePolicy(_Model):
             return cls(name=name, generation=generation, spec=PolicySpec.model_validate(spec))
         except ValidationError as error:
             problems = "; ".join(
-                f"spec.{'.'.join(str(p) for p in item['loc'])}: {item['msg']}" for item in error.errors()
+                f"{'.'.join(['spec', *(str(p) for p in item['loc'])])}: {item['msg'].removeprefix('Value error, ')}"
+                for item in error.errors()
             )
             raise InvalidPolicy(f'ImagePolicy "{name}" is invalid: {problems}') from None
 

@@ -1,0 +1,241 @@
+"""An ImagePolicy is checked once, when loaded: defaults filled, and every bad field named with its policy."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from slimguard.core.errors import InvalidPolicy
+from slimguard.core.facts import Platform
+from slimguard.core.policy import Decision, ImagePolicy, LabelSelector, Mode, parse_duration
+
+from .builders import GiB, MiB, policy
+
+
+def test_an_unset_mode_is_audit_unknowns_are_allowed_and_linux_amd64_is_required() -> None:
+    loaded = policy(rules={"maxCompressedSize": "200Mi"})
+    assert loaded.spec.mode is Mode.AUDIT
+    assert loaded.spec.on_unknown is Decision.ALLOW
+    assert loaded.spec.rules.required_platforms == (Platform("linux", "amd64"),)
+    assert loaded.spec.match.is_empty
+    assert loaded.spec.exclude is None
+    assert loaded.spec.exemptions == ()
+
+
+def test_the_spec_is_read_as_written_in_yaml_with_camel_case_fields() -> None:
+    loaded = ImagePolicy.from_resource(
+        "slim",
+        {
+            "mode": "Enforce",
+            "onUnknown": "Deny",
+            "match": {"namespaces": ["team-*"], "kinds": ["Deployment"]},
+            "rules": {
+                "maxCompressedSize": "200Mi",
+                "maxUncompressedSize": 629145600,
+                "maxLayers": 20,
+                "allowedBaseImages": ["*/node:*-alpine"],
+                "requireNonRootUser": True,
+                "platforms": ["linux/amd64", "linux/arm64/v8"],
+                "vulnerabilities": {"maxCritical": 0, "maxReportAge": "7d", "onMissingReport": "Deny"},
+            },
+        },
+        generation=3,
+    )
+    rules = loaded.spec.rules
+    assert (loaded.name, loaded.generation, loaded.spec.mode, loaded.spec.on_unknown) == (
+        "slim",
+        3,
+        Mode.ENFORCE,
+        Decision.DENY,
+    )
+    assert (rules.compressed_limit, rules.uncompressed_limit, rules.max_layers) == (200 * MiB, 600 * MiB, 20)
+    assert rules.required_platforms == (Platform("linux", "amd64"), Platform("linux", "arm64", "v8"))
+    assert rules.vulnerabilities is not None
+    assert rules.vulnerabilities.report_age_limit == timedelta(days=7)
+    assert rules.vulnerabilities.on_missing_report is Decision.DENY
+
+
+def test_unset_size_limits_and_report_age_are_none() -> None:
+    rules = policy().spec.rules
+    assert (rules.compressed_limit, rules.uncompressed_limit) == (None, None)
+    assert policy(rules={"vulnerabilities": {"maxHigh": 1}}).spec.rules.vulnerabilities.report_age_limit is None  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("spec", "field"),
+    [
+        ({"rules": {"maxCompressedSize": "abc"}}, "spec.rules.maxCompressedSize"),
+        ({"rules": {"maxCompressedSize": 0}}, "spec.rules.maxCompressedSize"),
+        ({"rules": {"maxUncompressedSize": "-1Gi"}}, "spec.rules.maxUncompressedSize"),
+        ({"rules": {"maxLayers": 0}}, "spec.rules.maxLayers"),
+        ({"rules": {"platforms": ["linux"]}}, "spec.rules.platforms"),
+        ({"rules": {"allowedBaseImages": [" "]}}, "spec.rules.allowedBaseImages"),
+        ({"rules": {"deniedBaseImages": [""]}}, "spec.rules.deniedBaseImages"),
+        ({"rules": {"vulnerabilities": {"maxCritical": -1}}}, "spec.rules.vulnerabilities.maxCritical"),
+        ({"rules": {"vulnerabilities": {"maxReportAge": "1w"}}}, "spec.rules.vulnerabilities.maxReportAge"),
+        ({"rules": {"vulnerabilities": {"onMissingReport": "Maybe"}}}, "spec.rules.vulnerabilities.onMissingReport"),
+        ({"rules": {"maxLayers": 1}, "mode": "Block"}, "spec.mode"),
+        ({"rules": {"maxLayers": 1}, "onUnknown": "Ignore"}, "spec.onUnknown"),
+        ({"rules": {"maxLayers": 1}, "match": {"kinds": ["Service"]}}, "spec.match.kinds"),
+        ({"rules": {"maxLayers": 1}, "match": {"namespaces": [""]}}, "spec.match.namespaces"),
+        ({"rules": {"maxLayers": 1}, "exclude": {"images": [" "]}}, "spec.exclude.images"),
+        (
+            {"rules": {"maxLayers": 1}, "match": {"selector": {"matchExpressions": [{"key": "a", "operator": "Is"}]}}},
+            "spec.match.selector.matchExpressions.0.operator",
+        ),
+        ({"rules": {"maxLayers": 1}, "exemptions": [{"images": ["x"]}]}, "spec.exemptions.0.reason"),
+        ({"rules": {"maxLayers": 1}, "exemptions": [{"images": ["x"], "reason": "  "}]}, "spec.exemptions.0.reason"),
+        ({"rules": {"maxLayers": 1}, "exemptions": [{"reason": "why"}]}, "spec.exemptions.0"),
+        ({"rules": {"maxLayers": 1}, "exemptions": [{"images": [], "reason": "why"}]}, "spec.exemptions.0"),
+        ({"rules": {"maxLayers": 1, "maxSize": "1Gi"}}, "spec.rules.maxSize"),
+        ({}, "spec.rules"),
+    ],
+)
+def test_every_invalid_field_is_reported_naming_the_policy_and_the_field(spec: dict[str, Any], field: str) -> None:
+    with pytest.raises(InvalidPolicy) as caught:
+        ImagePolicy.from_resource("team-rules", spec)
+    message = str(caught.value)
+    assert message.startswith('ImagePolicy "team-rules" is invalid: ')
+    assert f"{field}: " in message
+
+
+def test_several_bad_fields_are_all_reported_at_once() -> None:
+    with pytest.raises(InvalidPolicy) as caught:
+        ImagePolicy.from_resource("p", {"mode": "Never", "rules": {"maxLayers": 0}})
+    assert "spec.mode: " in str(caught.value)
+    assert "spec.rules.maxLayers: " in str(caught.value)
+
+
+def test_messages_explain_the_problem_in_words_not_in_validator_jargon() -> None:
+    with pytest.raises(InvalidPolicy) as caught:
+        ImagePolicy.from_resource("p", {"rules": {"maxCompressedSize": "200MB"}})
+    assert str(caught.value) == (
+        "ImagePolicy \"p\" is invalid: spec.rules.maxCompressedSize: '200MB' is not a Kubernetes quantity "
+        "such as 200Mi or 1G"
+    )
+
+
+def test_an_exemption_needs_a_reason_and_names_images_or_workloads() -> None:
+    with pytest.raises(InvalidPolicy, match="an exemption needs a reason"):
+        policy(exemptions=[{"images": ["*/legacy/*"], "reason": ""}])
+    with pytest.raises(InvalidPolicy, match="an exemption names images or workloads"):
+        policy(exemptions=[{"reason": "migrating", "workloads": []}])
+    loaded = policy(exemptions=[{"workloads": [{"namespace": "legacy-*"}], "reason": "migrating to distroless by Q3"}])
+    assert loaded.spec.exemptions[0].reason == "migrating to distroless by Q3"
+
+
+def test_an_exemption_without_expiry_is_always_active_and_one_with_expiry_ends_at_it() -> None:
+    forever, dated = policy(
+        exemptions=[
+            {"images": ["a"], "reason": "r"},
+            {"images": ["b"], "reason": "r", "expires": "2027-01-01T00:00:00Z"},
+        ]
+    ).spec.exemptions
+    assert forever.active(datetime(2100, 1, 1, tzinfo=UTC))
+    assert dated.active(datetime(2026, 12, 31, 23, 59, tzinfo=UTC))
+    assert not dated.active(datetime(2027, 1, 1, tzinfo=UTC))
+
+
+@pytest.mark.parametrize("written", ["2027-01-01T00:00:00", "2027-01-01 00:00:00", "2027-01-01"])
+def test_an_expiry_without_a_time_zone_is_read_as_utc_rather_than_failing_every_evaluation(written: str) -> None:
+    # The apiserver's date-time format accepts these; comparing a naive time with an aware `now` would raise.
+    (exemption,) = policy(exemptions=[{"images": ["a"], "reason": "r", "expires": written}]).spec.exemptions
+    assert exemption.active(datetime(2026, 12, 31, 23, 0, tzinfo=UTC))
+    assert not exemption.active(datetime(2027, 1, 1, 0, 0, tzinfo=UTC))
+
+
+def test_an_expiry_in_another_time_zone_is_compared_as_the_same_instant() -> None:
+    (exemption,) = policy(
+        exemptions=[{"images": ["a"], "reason": "r", "expires": "2027-01-01T02:00:00+02:00"}]
+    ).spec.exemptions
+    assert not exemption.active(datetime(2027, 1, 1, 0, 0, tzinfo=UTC))
+    assert exemption.active(datetime(2026, 12, 31, 23, 59, tzinfo=UTC))
+
+
+@pytest.mark.parametrize(
+    ("text", "duration"),
+    [
+        ("168h", timedelta(hours=168)),
+        ("7d", timedelta(days=7)),
+        ("1d12h", timedelta(days=1, hours=12)),
+        ("1h30m", timedelta(hours=1, minutes=30)),
+        ("90s", timedelta(seconds=90)),
+    ],
+)
+def test_durations_are_sums_of_second_minute_hour_and_day_parts(text: str, duration: timedelta) -> None:
+    assert parse_duration(text) == duration
+
+
+@pytest.mark.parametrize("text", ["", "7", "1w", "1h 30m", "h", "1.5h", "-1h", "1H"])
+def test_durations_in_other_forms_are_refused_with_an_example(text: str) -> None:
+    with pytest.raises(ValueError, match="24h, 7d or 1h30m"):
+        parse_duration(text)
+
+
+def test_modes_order_by_strictness_enforce_over_warn_over_audit() -> None:
+    assert Mode.AUDIT.strictness < Mode.WARN.strictness < Mode.ENFORCE.strictness
+
+
+def test_size_limits_accept_integers_and_quantities() -> None:
+    assert policy(rules={"maxCompressedSize": 1}).spec.rules.compressed_limit == 1
+    assert policy(rules={"maxUncompressedSize": "1.5Gi"}).spec.rules.uncompressed_limit == GiB * 3 // 2
+
+
+def test_concrete_base_images_are_candidates_for_layer_matching_but_globs_are_not() -> None:
+    loaded = policy(
+        rules={
+            "allowedBaseImages": ["*/node:*-alpine", "docker.io/library/node:20-alpine"],
+            "deniedBaseImages": ["debian:bookworm", "*/debian:*", "ubuntu:2?.04", "x[ab]"],
+        },
+        knownBaseImages=["debian:bookworm", "alpine:3.20"],
+    )
+    assert loaded.base_image_candidates == ("docker.io/library/node:20-alpine", "debian:bookworm", "alpine:3.20")
+
+
+class TestLabelSelectors:
+    """Standard Kubernetes LabelSelector semantics, for namespaceSelector and selector alike."""
+
+    @staticmethod
+    def selector(**fields: Any) -> LabelSelector:
+        return LabelSelector.model_validate(fields)
+
+    def test_an_empty_selector_matches_everything(self) -> None:
+        assert self.selector().matches({})
+        assert self.selector().matches({"team": "a"})
+
+    def test_match_labels_need_every_label_with_exactly_that_value(self) -> None:
+        chosen = self.selector(matchLabels={"team": "a", "tier": "web"})
+        assert chosen.matches({"team": "a", "tier": "web", "extra": "x"})
+        assert not chosen.matches({"team": "a"})
+        assert not chosen.matches({"team": "a", "tier": "db"})
+
+    @pytest.mark.parametrize(
+        ("operator", "values", "labels", "ok"),
+        [
+            ("In", ["a", "b"], {"team": "b"}, True),
+            ("In", ["a", "b"], {"team": "c"}, False),
+            ("In", ["a"], {}, False),
+            ("NotIn", ["a"], {"team": "b"}, True),
+            ("NotIn", ["a"], {"team": "a"}, False),
+            ("NotIn", ["a"], {}, True),
+            ("Exists", [], {"team": ""}, True),
+            ("Exists", [], {}, False),
+            ("DoesNotExist", [], {}, True),
+            ("DoesNotExist", [], {"team": "a"}, False),
+        ],
+    )
+    def test_match_expressions_follow_kubernetes_semantics(
+        self, operator: str, values: list[str], labels: dict[str, str], ok: bool
+    ) -> None:
+        chosen = self.selector(matchExpressions=[{"key": "team", "operator": operator, "values": values}])
+        assert chosen.matches(labels) is ok
+
+    def test_labels_and_expressions_must_all_hold(self) -> None:
+        chosen = self.selector(
+            matchLabels={"env": "prod"}, matchExpressions=[{"key": "team", "operator": "Exists"}]
+        )
+        assert chosen.matches({"env": "prod", "team": "a"})
+        assert not chosen.matches({"env": "prod"})
+        assert not chosen.matches({"team": "a"})
