@@ -194,3 +194,41 @@ def test_base_image_found_by_layer_prefix_without_any_annotation(
     assert finding["rule"] == "allowedBaseImages"
     assert f"is built on {node.ref} (found by 2 shared layers)" in finding["message"]
     control_plane.kubectl("delete", "imagepolicy", "allow-slim-bases")
+
+
+def test_a_garbled_image_and_an_unreachable_registry_are_errors_on_the_workload_and_the_policy(
+    control_plane: ControlPlane, operator: InProcessOperator, fixture_images: Any
+) -> None:
+    ns = "audit-errors"
+    apply(
+        control_plane,
+        namespace(ns),
+        deployment("garbled", ns, fixture_images.garbled.ref),
+        deployment("unreachable", ns, "127.0.0.1:1/shop/api:1.0"),
+    )
+    apply(control_plane, image_policy("errors-surface", {"maxCompressedSize": "200Mi"}, namespaces=[ns]))
+    garbled = violations(wait_for_status(control_plane, "deployment", "garbled", ns, "error"))
+    assert "served a garbled image config" in garbled[0]["message"]
+    unreachable = violations(wait_for_status(control_plane, "deployment", "unreachable", ns, "error"))
+    assert "registry 127.0.0.1:1 is unreachable" in unreachable[0]["message"]
+
+    def counted() -> dict[str, Any] | None:
+        status = (get(control_plane, "imagepolicy", "errors-surface") or {}).get("status") or {}
+        return status if status.get("errors") == 2 and status.get("compliant") == 0 else None
+
+    status = wait_for("the policy to count both errors", counted)
+    assert {o["name"] for o in status["worstOffenders"]} == {"garbled", "unreachable"}
+    control_plane.kubectl("delete", "imagepolicy", "errors-surface")
+
+
+def test_uncompressed_size_is_read_from_gzip_trailers_and_reported_as_an_estimate(
+    control_plane: ControlPlane, operator: InProcessOperator, fixture_images: Any
+) -> None:
+    ns = "audit-uncompressed"
+    fat = fixture_images.fat_app
+    apply(control_plane, namespace(ns), deployment("fat", ns, fat.ref))
+    apply(control_plane, image_policy("unpacked", {"maxUncompressedSize": "600Mi"}, namespaces=[ns]))
+    (finding,) = violations(wait_for_status(control_plane, "deployment", "fat", ns, "noncompliant"))
+    assert finding["rule"] == "maxUncompressedSize"
+    assert f"is {format_bytes(fat.uncompressed_size)} uncompressed (estimated) (linux/amd64)" in finding["message"]
+    control_plane.kubectl("delete", "imagepolicy", "unpacked")

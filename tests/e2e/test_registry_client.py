@@ -1,0 +1,87 @@
+"""The registry client against the real registry: Basic and bearer-token auth, token reuse, digests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from slimguard.core.errors import InspectionError
+from slimguard.core.facts import Platform
+from slimguard.registry.client import RegistryClient
+from slimguard.registry.credentials import Credential
+from slimguard.registry.guard import AddressPolicy, GuardedNetworkBackend
+from slimguard.registry.inspector import ImageInspector
+from slimguard.registry.settings import RegistrySettings
+from slimguard_testbed import Registry
+from slimguard_testbed.operator_runner import LoopbackOnlyBackend
+
+AMD64 = {Platform("linux", "amd64")}
+
+
+def inspector_for(registry: Registry) -> ImageInspector:
+    settings = RegistrySettings(address_policy=AddressPolicy(allow_loopback=True), ca_files=(str(registry.ca_file),))
+    backend = GuardedNetworkBackend(settings.address_policy, inner=LoopbackOnlyBackend())
+    return ImageInspector(RegistryClient(settings, backend=backend))
+
+
+async def test_basic_auth_registry_is_read_with_credentials_and_refused_without(
+    basic_registry: Registry, fixture_images: Any, registry_credentials: Any
+) -> None:
+    image = f"{basic_registry.host}/shop/api:1.0-slim"
+    credential = Credential(basic_registry.host, registry_credentials.username, registry_credentials.password)
+    inspector = inspector_for(basic_registry)
+    try:
+        facts = await inspector.inspect(image, credentials=[credential], platforms=AMD64)
+        assert facts.digest == fixture_images.slim_app.digest
+        with pytest.raises(InspectionError, match=r"refused access to .* without credentials \(HTTP 401\)"):
+            await inspector.inspect(f"{basic_registry.host}/shop/api:1.0-fat", platforms=AMD64)
+    finally:
+        await inspector.client.aclose()
+
+
+async def test_a_credential_for_another_registry_is_not_sent(
+    basic_registry: Registry, registry_credentials: Any
+) -> None:
+    wrong_host = Credential("registry.example.com", registry_credentials.username, registry_credentials.password)
+    inspector = inspector_for(basic_registry)
+    try:
+        with pytest.raises(InspectionError, match="without credentials"):
+            await inspector.inspect(
+                f"{basic_registry.host}/shop/api:1.0-slim", credentials=[wrong_host], platforms=AMD64
+            )
+    finally:
+        await inspector.client.aclose()
+
+
+async def test_bearer_tokens_are_fetched_once_per_repository_and_reused(
+    registry: Registry, fixture_images: Any
+) -> None:
+    inspector = inspector_for(registry)
+    issuer = registry.token_issuer
+    assert issuer is not None
+    before = len(issuer.requests)
+    try:
+        await inspector.inspect(fixture_images.multiarch.ref, platforms=AMD64)
+        first = len(issuer.requests) - before
+        await inspector.inspect(fixture_images.multiarch.pinned, platforms={Platform("linux", "arm64")})
+    finally:
+        await inspector.client.aclose()
+    assert first == 1
+    assert len(issuer.requests) - before == 1, "the cached token served the second inspection"
+
+
+async def test_facts_of_an_index_are_fetched_only_for_the_required_platforms(
+    registry: Registry, fixture_images: Any
+) -> None:
+    inspector = inspector_for(registry)
+    try:
+        facts = await inspector.inspect(fixture_images.multiarch.ref, platforms=AMD64)
+    finally:
+        await inspector.client.aclose()
+    assert facts.is_index
+    assert [str(image.platform) for image in facts.platforms] == ["linux/amd64"]
+    assert set(facts.platform_names) == {p.platform for p in fixture_images.multiarch.platforms}
+    amd64 = fixture_images.multiarch.platform("linux/amd64")
+    (measured,) = facts.platforms
+    assert measured.compressed_size - measured.config_size == amd64.compressed_size
