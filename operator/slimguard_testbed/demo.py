@@ -95,9 +95,8 @@ def main() -> int:
             images = publish_fixture_images(registry.endpoint, docker)
             fat, slim = images.fat_app, images.slim_app
             for image in (fat, slim):
-                print(
-                    f"  {image.ref:<45} {format_bytes(image.compressed_size):>10} compressed, {image.platforms[0].layers} layers"
-                )
+                size = format_bytes(image.compressed_size)
+                print(f"  {image.ref:<45} {size:>10} compressed, {image.platforms[0].layers} layers")
 
             say("installing slimguard: CRDs from crds/, ServiceAccounts bound to deploy/'s ClusterRoles")
             plane.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))

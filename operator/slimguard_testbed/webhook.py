@@ -37,6 +37,7 @@ class WebhookReplicas:
         replicas: int = 2,
         timeout_seconds: float = 3.0,
         shutdown_delay: float = 1.0,
+        cert_reload_interval: float = 10.0,
     ) -> None:
         self.kubeconfig = kubeconfig
         self.ca = ca
@@ -45,6 +46,7 @@ class WebhookReplicas:
         self.count = replicas
         self.timeout_seconds = timeout_seconds
         self.shutdown_delay = shutdown_delay
+        self.cert_reload_interval = cert_reload_interval
         self.port = free_port()
         self.metrics_ports: list[int] = []
         self.processes: list[ManagedProcess] = []
@@ -84,6 +86,8 @@ class WebhookReplicas:
                 str(self.timeout_seconds),
                 "--shutdown-delay",
                 str(self.shutdown_delay),
+                "--cert-reload-interval",
+                str(self.cert_reload_interval),
                 "--allow-loopback-registries",
                 "--ca-file",
                 self.registry_ca_file,

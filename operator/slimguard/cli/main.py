@@ -115,6 +115,9 @@ def webhook(
     port: Annotated[int, typer.Option(help="HTTPS port for /validate, /readyz and /healthz.")] = 8443,
     timeout_seconds: Annotated[float, typer.Option(help="The webhook configuration's timeoutSeconds.")] = 3.0,
     shutdown_delay: Annotated[float, typer.Option(help="Seconds unready before the listener closes.")] = 5.0,
+    cert_reload_interval: Annotated[
+        float, typer.Option(help="Seconds between checks of the certificate files for a rotation.")
+    ] = 10.0,
     metrics_port: Annotated[
         int, typer.Option(help="Plain-HTTP port for /metrics; 0 to disable.", envvar="SLIMGUARD_METRICS_PORT")
     ] = 9090,
@@ -139,7 +142,12 @@ def webhook(
             allow_loopback_registries, allow_private_registries, registry, ca_file, plain_http_registry
         ),
         server=ServerSettings(
-            host=host, port=port, cert_file=tls_cert_file, key_file=tls_key_file, shutdown_delay=shutdown_delay
+            host=host,
+            port=port,
+            cert_file=tls_cert_file,
+            key_file=tls_key_file,
+            shutdown_delay=shutdown_delay,
+            reload_interval=cert_reload_interval,
         ),
         timeout_seconds=timeout_seconds,
         log_level=log_level.upper(),

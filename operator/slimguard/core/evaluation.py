@@ -64,8 +64,8 @@ def evaluate(*, policies: Sequence[ImagePolicy], workload: Workload, context: Co
         applied.append(policy.name)
         for container in containers:
             if container.image not in context.facts and _needs_facts(policy.spec.rules):
+                # Still checked for what needs no facts (the reference, requireDigest): known now, so said now.
                 pending.append(container.image)
-                continue
             container_findings = _check_container(policy, workload, container, context)
             exemption = exemption_for(policy, workload, container.image, context.now)
             if exemption is None:
@@ -155,10 +155,11 @@ def _check_container(policy: ImagePolicy, workload: Workload, container: Contain
     if not _needs_facts(rules):
         return report.findings
     facts = context.facts.get(container.image)
+    if facts is None:  # pending: evaluate() records it
+        return report.findings
     if isinstance(facts, InspectionError):
         report.error("inspection", f"could not be inspected: {facts}")
         return report.findings
-    assert facts is not None  # evaluate() only calls here once facts are present
     images = _platform_images(report, rules, facts)
     for image in images:
         _check_platform_image(report, rules, reference, facts, image, context)
@@ -192,11 +193,14 @@ def _size_check(
     report: _Reporter, rule: str, size: int, limit: int | None, what: str, platform: str, hint: str
 ) -> None:
     if limit is not None and size > limit:
+        actual, allowed = format_bytes(size), format_bytes(limit)
+        if actual == allowed:  # rounding hid the excess ("200 MiB; allows 200 MiB"): show the bytes
+            actual, allowed = f"{actual} ({size} bytes)", f"{allowed} ({limit} bytes)"
         report.violation(
             rule,
-            f"is {format_bytes(size)} {what} ({platform}); {report.policy_name} allows {format_bytes(limit)}. {hint}",
-            limit=format_bytes(limit),
-            actual=format_bytes(size),
+            f"is {actual} {what} ({platform}); {report.policy_name} allows {allowed}. {hint}",
+            limit=allowed,
+            actual=actual,
         )
 
 
@@ -306,8 +310,8 @@ def _check_base(report: _Reporter, rules: Rules, reference: ImageReference, base
             limit=", ".join(denied),
             actual=str(reference),
         )
-    if allowed is None or image_matches_any(reference, allowed):
-        return
+    if allowed is None or image_matches_any(reference, allowed) or denied_bases or itself_denied:
+        return  # a denied base is reported once, as denied, not again as "not allowed"
     if not bases:
         report.violation(
             "allowedBaseImages",
@@ -335,7 +339,7 @@ def _suggest(allowed: Sequence[str] | None) -> str:
 def _check_user(report: _Reporter, image: PlatformImage) -> None:
     user = image.user.strip()
     name = user.split(":", 1)[0]
-    if name in _ROOT_USERS:
+    if name in _ROOT_USERS or (name.isdigit() and int(name) == 0):  # "00" is uid 0 too
         shown = "has no USER, so it runs as root" if not user else f"runs as {user!r} (root)"
         report.violation(
             "requireNonRootUser",

@@ -81,7 +81,9 @@ def facts(
     chosen = images or (platform_image(seed=seed),)
     index = len(chosen) > 1 or bool(listed)
     return ImageFacts(
-        digest=digest(f"top:{seed}:{[image.manifest_digest for image in chosen]}") if index else chosen[0].manifest_digest,
+        digest=digest(f"top:{seed}:{[image.manifest_digest for image in chosen]}")
+        if index
+        else chosen[0].manifest_digest,
         media_type=OCI_INDEX if index else OCI_MANIFEST,
         platforms=tuple(chosen),
         annotated_base=base,

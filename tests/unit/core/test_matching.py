@@ -86,9 +86,7 @@ def test_image_globs_select_containers_not_whole_workloads() -> None:
 
 
 def test_a_short_docker_hub_name_is_matched_by_a_glob_on_its_full_spelling() -> None:
-    assert names(policy(match={"images": ["*/node:*-alpine"]}), workload(NODE, "node:20", "python:3-alpine")) == [
-        "app"
-    ]
+    assert names(policy(match={"images": ["*/node:*-alpine"]}), workload(NODE, "node:20", "python:3-alpine")) == ["app"]
 
 
 def test_a_container_with_an_unparseable_image_is_matched_by_its_text() -> None:
@@ -137,9 +135,7 @@ def test_an_exemption_by_image_glob_covers_matching_images_anywhere() -> None:
 
 
 def test_an_exemption_by_workload_needs_every_given_field_to_hold() -> None:
-    chosen = exempting(
-        {"workloads": [{"namespace": "legacy-*", "kind": "Deployment", "name": "old-*"}], "reason": "r"}
-    )
+    chosen = exempting({"workloads": [{"namespace": "legacy-*", "kind": "Deployment", "name": "old-*"}], "reason": "r"})
     assert exemption_for(chosen, workload(namespace="legacy-1", name="old-api"), APP, NOW)
     assert not exemption_for(chosen, workload(namespace="legacy-1", name="old-api", kind="Job"), APP, NOW)
     assert not exemption_for(chosen, workload(namespace="team-a", name="old-api"), APP, NOW)

@@ -233,9 +233,7 @@ class TestLabelSelectors:
         assert chosen.matches(labels) is ok
 
     def test_labels_and_expressions_must_all_hold(self) -> None:
-        chosen = self.selector(
-            matchLabels={"env": "prod"}, matchExpressions=[{"key": "team", "operator": "Exists"}]
-        )
+        chosen = self.selector(matchLabels={"env": "prod"}, matchExpressions=[{"key": "team", "operator": "Exists"}])
         assert chosen.matches({"env": "prod", "team": "a"})
         assert not chosen.matches({"env": "prod"})
         assert not chosen.matches({"team": "a"})

@@ -100,7 +100,9 @@ def test_only_controller_owners_are_kept_and_make_the_object_controlled() -> Non
 
 
 def security(pod: dict[str, Any] | None, container: dict[str, Any] | None) -> Container:
-    spec: dict[str, Any] = {"containers": [{"name": "a", "image": "x", **({"securityContext": container} if container else {})}]}
+    spec: dict[str, Any] = {
+        "containers": [{"name": "a", "image": "x", **({"securityContext": container} if container else {})}]
+    }
     if pod:
         spec["securityContext"] = pod
     (only,) = normalise("Deployment", body_of("Deployment", spec)).containers
@@ -123,7 +125,11 @@ def security(pod: dict[str, Any] | None, container: dict[str, Any] | None) -> Co
     ],
 )
 def test_the_container_security_context_overrides_the_pods(
-    pod: dict[str, Any] | None, container: dict[str, Any] | None, user: int | None, non_root: bool | None, guaranteed: bool
+    pod: dict[str, Any] | None,
+    container: dict[str, Any] | None,
+    user: int | None,
+    non_root: bool | None,
+    guaranteed: bool,
 ) -> None:
     normalised = security(pod, container)
     assert (normalised.run_as_user, normalised.run_as_non_root) == (user, non_root)
