@@ -1,12 +1,13 @@
 """The controller run in-process on a thread, as kopf's own KopfRunner does, for end-to-end tests.
 
 In-process so a test can hand the registry client an instrumented connector: the guard still decides, and a
-last line of defence refuses every address but 127.0.0.1, so no test can ever reach beyond this machine.
+last line of defence refuses every address outside 127.0.0.0/8, so no test can ever reach beyond this machine.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from slimguard.controller.settings import ControllerSettings
 
 @dataclass
 class LoopbackOnlyBackend(httpcore.AsyncNetworkBackend):
-    """Connects only to 127.0.0.1 and records every address it was asked for."""
+    """Connects only to loopback (127.0.0.0/8) and records every address it was asked for."""
 
     attempts: list[tuple[str, int]] = field(default_factory=list)
     inner: httpcore.AsyncNetworkBackend = field(default_factory=httpcore.AnyIOBackend)
@@ -36,7 +37,7 @@ class LoopbackOnlyBackend(httpcore.AsyncNetworkBackend):
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         self.attempts.append((host, port))
-        if host != "127.0.0.1":
+        if not ipaddress.ip_address(host).is_loopback:
             raise AssertionError(f"test safety net: a connection to {host}:{port} was attempted")
         return await self.inner.connect_tcp(
             host, port, timeout=timeout, local_address=local_address, socket_options=socket_options

@@ -98,6 +98,7 @@ class Registry:
         anonymous_prefixes: tuple[str, ...] = DEFAULT_ANONYMOUS_PREFIXES,
         service: str = "slimguard-testbed-registry",
         start_timeout: float = 30.0,
+        redirect_blobs_to: str | None = None,
     ) -> None:
         if auth not in (None, "htpasswd", "token"):
             raise ValueError(f"auth must be None, 'htpasswd' or 'token', not {auth!r}")
@@ -112,6 +113,7 @@ class Registry:
         self.anonymous_prefixes = anonymous_prefixes
         self.service = service
         self.start_timeout = start_timeout
+        self.redirect_blobs_to = redirect_blobs_to
         self.port = 0
         self.token_issuer: TokenIssuer | None = None
         self._process: ManagedProcess | None = None
@@ -217,6 +219,9 @@ class Registry:
                 "headers": {"X-Content-Type-Options": ["nosniff"]},
             },
         }
+        if self.redirect_blobs_to:
+            # Blob GETs answer 307 to this base URL + the storage path, as registries backed by S3 do.
+            config["middleware"] = {"storage": [{"name": "redirect", "options": {"baseurl": self.redirect_blobs_to}}]}
         if self.auth == "htpasswd":
             config["auth"] = {"htpasswd": {"realm": "slimguard-testbed", "path": str(self._write_htpasswd())}}
         elif self.auth == "token":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,7 +14,8 @@ from slimguard.registry.credentials import Credential
 from slimguard.registry.guard import AddressPolicy, GuardedNetworkBackend
 from slimguard.registry.inspector import ImageInspector
 from slimguard.registry.settings import RegistrySettings
-from slimguard_testbed import Registry
+from slimguard_testbed import CertificateAuthority, Registry
+from slimguard_testbed.blobstore import BlobStore
 from slimguard_testbed.operator_runner import LoopbackOnlyBackend
 
 AMD64 = {Platform("linux", "amd64")}
@@ -85,3 +87,37 @@ async def test_facts_of_an_index_are_fetched_only_for_the_required_platforms(
     amd64 = fixture_images.multiarch.platform("linux/amd64")
     (measured,) = facts.platforms
     assert measured.compressed_size - measured.config_size == amd64.compressed_size
+
+
+async def test_a_blob_redirected_to_storage_on_another_host_is_fetched_without_the_credential(
+    registry_storage: Path,
+    testbed_ca: CertificateAuthority,
+    tmp_path: Path,
+    fixture_images: Any,
+    registry_credentials: Any,
+) -> None:
+    """As with S3 behind a registry: the registry gets the credential, the storage host never does."""
+    with (
+        BlobStore(root=registry_storage, ca=testbed_ca, workdir=tmp_path) as store,
+        Registry(
+            storage_dir=registry_storage,
+            ca=testbed_ca,
+            auth="htpasswd",
+            workdir=tmp_path / "registry",
+            username=registry_credentials.username,
+            password=registry_credentials.password,
+            redirect_blobs_to=store.url,
+        ) as redirecting,
+    ):
+        credential = Credential(redirecting.host, registry_credentials.username, registry_credentials.password)
+        inspector = inspector_for(redirecting)
+        try:
+            facts = await inspector.inspect(
+                f"{redirecting.host}/private/api:1.0-slim", credentials=[credential], platforms=AMD64
+            )
+        finally:
+            await inspector.client.aclose()
+    assert facts.digest == fixture_images.private_slim.digest
+    config_blobs = [r for r in store.requests if "/blobs/sha256/" in r.path]
+    assert config_blobs, "the config blob was served by the storage host, through the redirect"
+    assert all("authorization" not in r.headers for r in config_blobs)

@@ -277,7 +277,7 @@ def _describe(base: BaseImage) -> str:
     how = (
         "by its OCI base-image annotation"
         if base.method == "annotation"
-        else (f"by {base.shared_layers} shared layers")
+        else f"by {base.shared_layers} shared layer{'' if base.shared_layers == 1 else 's'}"
     )
     return f"{base.reference} (found {how})"
 
@@ -409,7 +409,8 @@ def _check_vulnerabilities(
         if limit is not None and actual > limit:
             report.violation(
                 f"vulnerabilities.max{severity.capitalize()}",
-                f"has {actual}{fixable} {severity} vulnerabilities (VulnerabilityReport "
+                f"has {actual}{fixable} {severity} {'vulnerability' if actual == 1 else 'vulnerabilities'} "
+                f"(VulnerabilityReport "
                 f"{found.namespace}/{found.name}); {report.policy_name} allows {limit}. "
                 "Rebuild on a patched or smaller base image.",
                 limit=str(limit),

@@ -12,6 +12,7 @@ from slimguard.core.evaluation import applicable_policies, detect_bases, images_
 from slimguard.core.facts import ImageFacts, Platform
 from slimguard.core.policy import ImagePolicy, Mode
 from slimguard.core.verdict import Finding, FindingKind, Status, Verdict
+from slimguard.core.workload import ContainerType
 
 from .builders import (
     AMD64,
@@ -173,7 +174,7 @@ def test_a_base_denied_by_its_annotation_is_a_violation_naming_base_method_globs
 def test_a_base_denied_by_shared_layers_names_how_many_layers_it_shares() -> None:
     result = verdict(rules(deniedBaseImages=["*/debian:*"]), facts_by_image=built_on(DEBIAN), base_candidates=BASES)
     assert only(result).message == (
-        f"{SUBJECT} is built on debian:bookworm (found by 1 shared layers), "
+        f"{SUBJECT} is built on debian:bookworm (found by 1 shared layer), "
         'which ImagePolicy "slim" denies (*/debian:*). Rebuild FROM an allowed base.'
     )
 
@@ -252,7 +253,16 @@ def test_layers_betraying_a_denied_base_count_even_when_the_annotation_claims_an
         base_candidates=BASES,
     )
     assert [f.rule for f in result.findings] == ["deniedBaseImages"]
-    assert "is built on debian:bookworm (found by 1 shared layers)" in result.findings[0].message
+    assert "is built on debian:bookworm (found by 1 shared layer)" in result.findings[0].message
+
+
+def test_a_denied_base_is_reported_once_as_denied_not_again_as_not_allowed() -> None:
+    result = verdict(
+        rules(allowedBaseImages=["gcr.io/distroless/*"], deniedBaseImages=["*/debian:*"]),
+        facts_by_image=built_on(DEBIAN),
+        base_candidates=BASES,
+    )
+    assert [f.rule for f in result.findings] == ["deniedBaseImages"]
 
 
 def test_a_candidate_that_is_the_image_itself_is_not_taken_for_its_base() -> None:
@@ -381,7 +391,7 @@ def test_every_required_platform_must_be_offered() -> None:
 # --- vulnerabilities ---------------------------------------------------------------------------------------------
 
 IMAGE = facts()
-OWNED = {"report_owners": (("ReplicaSet", "api-5d9c8b7f4"),)}
+OWNED: dict[str, Any] = {"report_owners": (("ReplicaSet", "api-5d9c8b7f4"),)}
 
 
 def vulns(*reports: Any, owners: dict[str, Any] | None = None, **limits: Any) -> Verdict:
@@ -420,7 +430,7 @@ def test_ignore_unfixed_counts_only_fixable_vulnerabilities() -> None:
         critical=2,
         vulnerabilities=[{"severity": "CRITICAL", "fixedVersion": "1.1"}, {"severity": "CRITICAL"}],
     )
-    assert "has 1 fixable critical vulnerabilities" in only(vulns(report, maxCritical=0, ignoreUnfixed=True)).message
+    assert "has 1 fixable critical vulnerability" in only(vulns(report, maxCritical=0, ignoreUnfixed=True)).message
     assert "has 2 critical vulnerabilities" in only(vulns(report, maxCritical=0)).message
     assert vulns(report, maxCritical=1, ignoreUnfixed=True).status is Status.COMPLIANT
 
@@ -569,8 +579,6 @@ def test_only_images_of_containers_some_policy_checks_are_inspected() -> None:
 
 
 def test_every_container_is_checked_init_and_ephemeral_included() -> None:
-    from slimguard.core.workload import ContainerType
-
     subject = workload(
         container("registry.example.com/team/migrate:1", "migrate", type=ContainerType.INIT),
         container(APP, "app"),
@@ -579,12 +587,3 @@ def test_every_container_is_checked_init_and_ephemeral_included() -> None:
     fat = facts(platform_image(*layers("fat", 1, 300 * MiB)))
     result = verdict(rules(maxCompressedSize="200Mi"), subject, dict.fromkeys(subject.images, fat))
     assert [f.container for f in result.findings] == ["migrate", "app", "debug"]
-
-
-def test_a_denied_base_is_reported_once_as_denied_not_again_as_not_allowed() -> None:
-    result = verdict(
-        rules(allowedBaseImages=["gcr.io/distroless/*"], deniedBaseImages=["*/debian:*"]),
-        facts_by_image=built_on(DEBIAN),
-        base_candidates=BASES,
-    )
-    assert [f.rule for f in result.findings] == ["deniedBaseImages"]
