@@ -59,6 +59,14 @@ class LabelSelectorRequirement(_Model):
             raise ValueError(f"operator {value!r} is not one of In, NotIn, Exists, DoesNotExist")
         return value
 
+    @model_validator(mode="after")
+    def _values_fit_the_operator(self) -> LabelSelectorRequirement:
+        if self.operator in ("In", "NotIn") and not self.values:
+            raise ValueError(f"{self.operator} needs at least one value (key {self.key!r})")
+        if self.operator in ("Exists", "DoesNotExist") and self.values:
+            raise ValueError(f"{self.operator} takes no values (key {self.key!r})")
+        return self
+
 
 class LabelSelector(_Model):
     match_labels: dict[str, str] = Field(default_factory=dict)
@@ -132,6 +140,14 @@ class VulnerabilityRules(_Model):
             parse_duration(value)
         return value
 
+    @model_validator(mode="after")
+    def _limits_something(self) -> VulnerabilityRules:
+        if self.max_critical is None and self.max_high is None and self.max_medium is None:
+            raise ValueError("vulnerabilities must set at least one of maxCritical, maxHigh, maxMedium")
+        if self.max_report_age is not None and parse_duration(self.max_report_age) <= timedelta(0):
+            raise ValueError("maxReportAge must be longer than 0")
+        return self
+
     @property
     def report_age_limit(self) -> timedelta | None:
         return parse_duration(self.max_report_age) if self.max_report_age else None
@@ -166,6 +182,24 @@ class Rules(_Model):
             Platform.parse(text)
         return value
 
+    @model_validator(mode="after")
+    def _checks_something(self) -> Rules:
+        rules = (
+            self.max_compressed_size,
+            self.max_uncompressed_size,
+            self.max_layers,
+            self.allowed_base_images,
+            self.denied_base_images,
+            self.platforms,
+            self.vulnerabilities,
+        )
+        if all(rule is None for rule in rules) and not self.require_non_root_user and not self.require_digest:
+            raise ValueError("rules must set at least one rule")
+        both = sorted(set(self.allowed_base_images or ()) & set(self.denied_base_images or ()))
+        if both:
+            raise ValueError(f"base images cannot be both allowed and denied: {', '.join(both)}")
+        return self
+
     @property
     def compressed_limit(self) -> int | None:
         return None if self.max_compressed_size is None else parse_bytes(self.max_compressed_size)
@@ -187,6 +221,14 @@ class WorkloadSelector(_Model):
     namespace: str | None = None
     kind: str | None = None
     name: str | None = None
+
+    @model_validator(mode="after")
+    def _selects_something(self) -> WorkloadSelector:
+        if not any(value and value.strip() for value in (self.namespace, self.kind, self.name)):
+            raise ValueError("a workload entry must set at least one of namespace, kind, name")
+        if self.kind is not None and self.kind not in WORKLOAD_KINDS:
+            raise ValueError(f"kind {self.kind!r} is not one of {', '.join(WORKLOAD_KINDS)}")
+        return self
 
 
 class Exemption(_Model):
@@ -227,6 +269,14 @@ class PolicySpec(_Model):
     rules: Rules
     exemptions: tuple[Exemption, ...] = ()
     known_base_images: tuple[str, ...] = ()
+
+    @field_validator("known_base_images")
+    @classmethod
+    def _concrete(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for reference in value:
+            if any(c in reference for c in "*?["):
+                raise ValueError(f"{reference!r} is a glob; knownBaseImages are fetched, so name exact references")
+        return value
 
 
 class ImagePolicy(_Model):
