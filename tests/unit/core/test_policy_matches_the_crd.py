@@ -25,13 +25,10 @@ def load(path: Path) -> dict:  # type: ignore[type-arg]
 @pytest.mark.parametrize("path", INVALID, ids=lambda p: p.name)
 def test_every_policy_the_apiserver_rejects_is_rejected_by_the_model_too(path: Path) -> None:
     document = load(path)
-    expected = next(
-        line.split(":", 1)[1].strip() for line in path.read_text().splitlines() if line.startswith("# expect:")
-    )
-    with pytest.raises(InvalidPolicy, match=f'ImagePolicy "{document["metadata"]["name"]}" is invalid') as error:
-        ImagePolicy.from_resource(document["metadata"]["name"], document.get("spec") or {})
-    if path.name not in OWN_WORDING and "should be" not in expected:
-        assert expected.lower()[:30] in str(error.value).lower() or path.name, str(error.value)
+    name = document["metadata"]["name"]
+    # The message names the policy and the field at fault, as the apiserver's does.
+    with pytest.raises(InvalidPolicy, match=rf'^ImagePolicy "{name}" is invalid: spec\.\w+'):
+        ImagePolicy.from_resource(name, document.get("spec") or {})
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
