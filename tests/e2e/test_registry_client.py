@@ -121,3 +121,23 @@ async def test_a_blob_redirected_to_storage_on_another_host_is_fetched_without_t
     config_blobs = [r for r in store.requests if "/blobs/sha256/" in r.path]
     assert config_blobs, "the config blob was served by the storage host, through the redirect"
     assert all("authorization" not in r.headers for r in config_blobs)
+
+
+async def test_a_failing_registry_is_asked_again_only_after_a_pause() -> None:
+    """During an outage, admissions must not each wait for the same dead registry."""
+    now = [1000.0]
+    connector = LoopbackOnlyBackend()
+    settings = RegistrySettings(address_policy=AddressPolicy(allow_loopback=True), failure_ttl_seconds=15)
+    client = RegistryClient(settings, backend=GuardedNetworkBackend(settings.address_policy, inner=connector))
+    inspector = ImageInspector(client, clock=lambda: now[0])
+    try:
+        for _ in range(3):
+            with pytest.raises(InspectionError, match=r"registry 127\.0\.0\.1:1 is unreachable"):
+                await inspector.inspect("127.0.0.1:1/shop/api:1.0", platforms=AMD64)
+        assert len(connector.attempts) == 1
+        now[0] += 16
+        with pytest.raises(InspectionError, match="unreachable"):
+            await inspector.inspect("127.0.0.1:1/shop/api:1.0", platforms=AMD64)
+        assert len(connector.attempts) == 2
+    finally:
+        await client.aclose()

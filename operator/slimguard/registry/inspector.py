@@ -125,6 +125,9 @@ class ImageInspector:
         self.client = client
         settings = client.settings
         self._tags: TtlCache[tuple[str, str, str], str] = TtlCache(settings.tag_ttl_seconds, clock)
+        # A registry that is down or refuses us is asked again only after a pause: an outage must not make
+        # every admission wait out its deadline, nor every re-audit hammer the registry.
+        self._failures: TtlCache[tuple[str, str], InspectionError] = TtlCache(settings.failure_ttl_seconds, clock)
         self._facts: LruCache[str, ImageFacts] = LruCache(settings.facts_cache_size)
         self._resolving: Coalescer[tuple[str, str, str], str] = Coalescer()
         self._fetching: Coalescer[tuple[str, frozenset[Platform], bool], ImageFacts] = Coalescer()
@@ -144,8 +147,20 @@ class ImageInspector:
         except InvalidReference as error:
             raise InspectionError(str(error), reason="InvalidReference") from None
         credential = next(iter(credentials_for(reference, credentials)), None)
+        failure_key = (str(reference), credential.username if credential else "")
+        failed = self._failures.get(failure_key)
+        if failed is not None:
+            raise failed
+        try:
+            return await self._inspect(reference, credential, frozenset(platforms), uncompressed)
+        except InspectionError as error:
+            self._failures.put(failure_key, error)
+            raise
+
+    async def _inspect(
+        self, reference: ImageReference, credential: Credential | None, wanted: frozenset[Platform], uncompressed: bool
+    ) -> ImageFacts:
         digest = await self._resolve(reference, credential)
-        wanted = frozenset(platforms)
         cached = self._facts.get(digest)
         if cached is not None and self._complete(cached, wanted, uncompressed):
             return cached

@@ -22,5 +22,6 @@ class RegistrySettings:
     max_retry_after_seconds: float = 30.0
     concurrency_per_registry: int = 8
     tag_ttl_seconds: float = 120.0
+    failure_ttl_seconds: float = 15.0
     facts_cache_size: int = 4096
     max_platform_manifests: int = 16
