@@ -77,15 +77,17 @@ def incompressible(seed: str, size: int) -> bytes:
 
 # --- the apiserver, as admin -----------------------------------------------------------------------------
 
-_SAMPLE = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$")
+_SAMPLE = re.compile(
+    r"^(?P<name>apiserver_request_(?:total|duration_seconds_sum))\{(?P<labels>[^}]*)\} (?P<value>\S+)$"
+)
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 
 @dataclass(frozen=True)
 class RequestCounts:
-    """`apiserver_request_total` at one moment: (labels, count) per series."""
+    """The apiserver's own request counters at one moment: `apiserver_request_total` and the latency sums."""
 
-    series: tuple[tuple[dict[str, str], float], ...]
+    series: tuple[tuple[str, dict[str, str], float], ...]
 
     @classmethod
     def parse(cls, text: str) -> RequestCounts:
@@ -93,11 +95,22 @@ class RequestCounts:
         for line in text.splitlines():
             match = _SAMPLE.match(line)
             if match:
-                found.append((dict(_LABEL.findall(match["labels"])), float(match["value"])))
+                found.append((match["name"], dict(_LABEL.findall(match["labels"])), float(match["value"])))
         return cls(tuple(found))
 
+    def _sum(self, metric: str, labels: dict[str, str]) -> float:
+        return sum(
+            value
+            for name, have, value in self.series
+            if name == metric and all(have.get(k) == v for k, v in labels.items())
+        )
+
     def count(self, **labels: str) -> int:
-        return int(sum(value for have, value in self.series if all(have.get(k) == v for k, v in labels.items())))
+        return int(self._sum("apiserver_request_total", labels))
+
+    def seconds(self, **labels: str) -> float:
+        """Time the apiserver spent serving the matching requests (the latency histogram's sum)."""
+        return self._sum("apiserver_request_duration_seconds_sum", labels)
 
 
 class Apiserver:
@@ -214,6 +227,50 @@ def slimguard_executable() -> str:
     return found
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+_PROCESS_NAMES = ("kube-apiserver", "kube-controller-manager", "etcd", "docker-registry", "slimguard")
+
+
+@dataclass(frozen=True)
+class CpuSnapshot:
+    """CPU seconds used so far: the whole machine (both cores, everyone's) and each of this run's processes."""
+
+    machine_busy: float
+    processes: dict[str, float]
+
+    @classmethod
+    def take(cls, marker: str) -> CpuSnapshot:
+        values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+        busy = sum(values) - values[3] - values[4]  # all but idle and iowait
+        processes: dict[str, float] = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+                if marker.encode() not in b" ".join(argv):
+                    continue
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # gone meanwhile
+            head = " ".join(Path(arg.decode(errors="replace")).name for arg in argv[:2])
+            name = next((known for known in _PROCESS_NAMES if known in head), head)
+            processes[name] = processes.get(name, 0.0) + (int(stat[11]) + int(stat[12])) / _TICK
+        own = os.times()
+        processes["benchmark (poller, token issuer)"] = own.user + own.system
+        return cls(busy / _TICK, processes)
+
+    def since(self, before: CpuSnapshot) -> dict[str, float]:
+        used = {name: round(seconds - before.processes.get(name, 0.0), 1) for name, seconds in self.processes.items()}
+        used["machine, all processes"] = round(self.machine_busy - before.machine_busy, 1)
+        used["machine, other sessions"] = round(
+            used["machine, all processes"]
+            - sum(value for name, value in used.items() if not name.startswith("machine")),
+            1,
+        )
+        return used
+
+
 # --- the workload ---------------------------------------------------------------------------------------
 
 
@@ -320,6 +377,9 @@ class Results:
     annotated: int = 0
     verdicts: dict[str, int] = field(default_factory=dict)
     audit_cpu_seconds: float = 0.0
+    audit_cpu_by_process: dict[str, float] = field(default_factory=dict)
+    audit_load_average: float = 0.0
+    patch_server_seconds_mean: float = 0.0
     registry_requests: int = 0
     registry_by_status: dict[str, int] = field(default_factory=dict)
     registry_other: int = 0  # /v2/ pings and the like, no repository
@@ -342,9 +402,11 @@ class Results:
     reaudit_events: int = 0
     reaudit_policy_status_patches: int = 0
     reaudit_registry_requests: int = 0
+    reaudit_registry_breakdown: dict[str, int] = field(default_factory=dict)
     reaudit_serviceaccount_reads: int = 0
     reaudit_cpu_seconds: float = 0.0
     peak_rss_mb: float = 0.0
+    rss_at_start_mb: float = 0.0
     rss_after_list_mb: float = 0.0
     rss_after_audit_mb: float = 0.0
     total_cpu_seconds: float = 0.0
@@ -412,6 +474,12 @@ def table(results: Results) -> str:
             _met(r.patches_deployments <= n),
         ),
         (
+            "apiserver time per PATCH deployments (server side, mean)",
+            f"{r.patch_server_seconds_mean * 1000:.0f} ms",
+            "",
+            "",
+        ),
+        (
             "Other apiserver traffic (audit)",
             f"{r.events_created} Events, {r.policy_status_patches} policy status PATCHes, "
             f"{r.serviceaccount_reads} ServiceAccount GETs; controller-manager: {r.replicaset_updates} "
@@ -438,7 +506,8 @@ def table(results: Results) -> str:
         ),
         (
             "Controller peak RSS (VmHWM)",
-            f"{r.peak_rss_mb:.0f} MB (after list {r.rss_after_list_mb:.0f} MB, after audit "
+            f"{r.peak_rss_mb:.0f} MB (at start-up {r.rss_at_start_mb:.0f} MB, after list {r.rss_after_list_mb:.0f} MB, "
+            "after audit "
             f"{r.rss_after_audit_mb:.0f} MB)",
             f"< {TARGET_RSS_MB:.0f} MB",
             _met(r.peak_rss_mb < TARGET_RSS_MB),
@@ -552,6 +621,10 @@ def run(args: argparse.Namespace) -> Results:
         # "Listed everything": one LIST of each watched resource since the start, then the controller idle.
         while True:
             operator.check_alive()
+            if not results.rss_at_start_mb and "slimguard controller started" in operator_log.read_text(
+                errors="replace"
+            ):
+                results.rss_at_start_mb = probe.memory_kib()[0] / 1024  # imports and start-up, before any LIST
             now = api.counts()
             if all(
                 now.count(verb="LIST", resource=name) > before_start.count(verb="LIST", resource=name)
@@ -574,6 +647,8 @@ def run(args: argparse.Namespace) -> Results:
         tokens_before = len(registry.token_issuer.requests) if registry.token_issuer else 0
         before = api.counts()
         cpu_before = probe.cpu_seconds()
+        machine_before = CpuSnapshot.take(str(work))
+        results.audit_load_average = os.getloadavg()[0]
         started = time.monotonic()
         api.post("/apis/slimguard.dev/v1alpha1/imagepolicies", image_policy(fat, busybox))
         statuses: list[str | None] = []
@@ -593,6 +668,9 @@ def run(args: argparse.Namespace) -> Results:
         results.annotated = sum(1 for status in statuses if status)
         results.verdicts = dict(Counter(status or "none" for status in statuses))
         log(f"audit: {results.annotated}/{args.deployments} annotated in {time.monotonic() - started:.1f}s")
+        # Where both cores went while the audit ran (the machine is shared: other sessions count too).
+        results.audit_cpu_by_process = CpuSnapshot.take(str(work)).since(machine_before)
+        results.audit_cpu_by_process["wall seconds x 2 cores"] = round(2 * (time.monotonic() - started), 1)
         # Let the tail of the audit (Events, the policy status) land before counting.
         probe.wait_quiet(timeout=120, check=operator.check_alive)
         results.audit_cpu_seconds = probe.cpu_seconds() - cpu_before
@@ -630,6 +708,10 @@ def run(args: argparse.Namespace) -> Results:
         results.policy_status_patches = _delta(before, after, verb="PATCH", resource="imagepolicies")
         results.replicaset_updates = _delta(before, after, verb="PUT", resource="replicasets", subresource="")
         results.serviceaccount_reads = _delta(before, after, verb="GET", resource="serviceaccounts")
+        patch_seconds = after.seconds(verb="PATCH", resource="deployments") - before.seconds(
+            verb="PATCH", resource="deployments"
+        )
+        results.patch_server_seconds_mean = patch_seconds / max(results.patches_deployments, 1)
 
         # --- an unchanged re-audit ---------------------------------------------------------------------
         mark = registry.mark()
@@ -652,7 +734,11 @@ def run(args: argparse.Namespace) -> Results:
         results.reaudit_events = _delta(before, after, verb="POST", resource="events", group="")
         results.reaudit_policy_status_patches = _delta(before, after, verb="PATCH", resource="imagepolicies")
         results.reaudit_serviceaccount_reads = _delta(before, after, verb="GET", resource="serviceaccounts")
-        results.reaudit_registry_requests = len(registry.requests(since=mark))
+        reaudit_requests = registry.requests(since=mark)
+        results.reaudit_registry_requests = len(reaudit_requests)
+        results.reaudit_registry_breakdown = dict(
+            Counter(f"{request.method} {request.kind} {request.status}" for request in reaudit_requests)
+        )
         results.reaudit_cpu_seconds = probe.cpu_seconds() - cpu_before
         log(f"re-audit window: {results.reaudits_seen} re-audits in {results.reaudit_wait_seconds:.0f}s")
 
@@ -700,6 +786,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"setup: {', '.join(f'{k} {v:.1f} s' for k, v in results.setup_seconds.items())}; "
         f"controller listed everything in {results.list_seconds:.1f} s"
     )
+    cpu = ", ".join(f"{name} {seconds:g}" for name, seconds in results.audit_cpu_by_process.items())
+    print(f"CPU seconds during the audit (load average {results.audit_load_average:.1f} at its start): {cpu}")
+    print(f"registry requests in the re-audit window: {results.reaudit_registry_breakdown}")
     print(f"busiest image: {results.per_image_worst}")
     print(f"all image requests: {results.per_image_ok_breakdown}")
     if args.json:

@@ -353,7 +353,8 @@ def helm() -> str:
 
 
 def _helm_template(helm: str, *sets: str) -> list[dict[str, Any]]:
-    argv = [helm, "template", "slimguard", str(CHART), "--namespace", NAMESPACE]
+    # Offline, helm assumes Kubernetes v1.20, below the chart's kubeVersion: say which cluster we render for.
+    argv = [helm, "template", "slimguard", str(CHART), "--namespace", NAMESPACE, "--kube-version", "1.36.3"]
     for value in sets:
         argv += ["--set", value]
     return _objects(subprocess.run(argv, capture_output=True, text=True, check=True).stdout)
