@@ -813,7 +813,7 @@ def replay_bodies(captured: dict[str, dict[str, Any]], count: int) -> list[bytes
 
 @contextlib.contextmanager
 def profiled(pid: int, output: Path | None) -> Iterator[None]:
-    """py-spy samples the process meanwhile (collapsed stacks, for flamegraph.pl or speedscope); no-op without a path."""
+    """py-spy samples the process meanwhile (collapsed stacks for flamegraph.pl); a no-op without a path."""
     if output is None:
         yield
         return

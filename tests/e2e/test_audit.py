@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cluster import (
@@ -232,3 +233,32 @@ def test_uncompressed_size_is_read_from_gzip_trailers_and_reported_as_an_estimat
     assert finding["rule"] == "maxUncompressedSize"
     assert f"is {format_bytes(fat.uncompressed_size)} uncompressed (estimated) (linux/amd64)" in finding["message"]
     control_plane.kubectl("delete", "imagepolicy", "unpacked")
+
+
+def test_an_expired_exemption_stops_applying_by_itself(
+    control_plane: ControlPlane, operator: InProcessOperator, fixture_images: Any
+) -> None:
+    ns = "audit-exemption"
+    expires = datetime.now(UTC) + timedelta(seconds=10)
+    apply(control_plane, namespace(ns), deployment("legacy", ns, fixture_images.fat_app.ref))
+    apply(
+        control_plane,
+        image_policy(
+            "legacy-grace",
+            {"maxCompressedSize": "200Mi"},
+            namespaces=[ns],
+            exemptions=[
+                {
+                    "workloads": [{"namespace": ns, "name": "legacy"}],
+                    "reason": "moving to distroless by Q3",
+                    "expires": expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                }
+            ],
+        ),
+    )
+    wait_for_status(control_plane, "deployment", "legacy", ns, "compliant")
+    # Nothing changes in the cluster; the verdict flips when the exemption runs out.
+    (finding,) = violations(wait_for_status(control_plane, "deployment", "legacy", ns, "noncompliant", timeout=30))
+    assert finding["rule"] == "maxCompressedSize"
+    assert datetime.now(UTC) >= expires
+    control_plane.kubectl("delete", "imagepolicy", "legacy-grace")

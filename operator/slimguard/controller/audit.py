@@ -19,6 +19,7 @@ from slimguard import metrics
 from slimguard.controller import annotations as notes
 from slimguard.controller.status import policy_status
 from slimguard.core.evaluation import applicable_policies
+from slimguard.core.policy import ImagePolicy
 from slimguard.core.verdict import Status, Verdict
 from slimguard.core.workload import Workload, WorkloadKey, normalise
 from slimguard.engine.credentials import PullCredentials
@@ -97,6 +98,7 @@ class AuditController:
         self._last_audit: datetime | None = None
         self._idle = asyncio.Event()
         self._idle.set()
+        self._wakeups: dict[WorkloadKey, asyncio.TimerHandle] = {}
 
     # --- lifecycle ---------------------------------------------------------------------------------------
 
@@ -108,6 +110,8 @@ class AuditController:
         self._tasks.append(asyncio.create_task(self._write_statuses(), name="slimguard-status"))
 
     async def stop(self) -> None:
+        for handle in self._wakeups.values():
+            handle.cancel()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -208,11 +212,29 @@ class AuditController:
                 verdict = await self.evaluator.verdict(workload, policies, now=self.clock())
             metrics.EVALUATIONS.labels(status=verdict.status.value).inc()
             self.verdicts[key] = verdict
+            self._wake_when_exemptions_expire(key, policies)
         elif self.verdicts.pop(key, None) is None and not any(k in record.annotations for k in notes.OURS):
             return None
         self._status_dirty.set()
         await self._write(record, verdict)
         return verdict
+
+    def _wake_when_exemptions_expire(self, key: WorkloadKey, policies: tuple[ImagePolicy, ...]) -> None:
+        """An expired exemption stops applying by itself: re-evaluate the moment the next one runs out."""
+        now = self.clock()
+        upcoming = [
+            exemption.expires
+            for policy in policies
+            for exemption in policy.spec.exemptions
+            if exemption.expires is not None and exemption.expires > now
+        ]
+        if not upcoming:
+            return
+        delay = (min(upcoming) - now).total_seconds() + 0.5
+        previous = self._wakeups.pop(key, None)
+        if previous is not None:
+            previous.cancel()
+        self._wakeups[key] = asyncio.get_running_loop().call_later(delay, self.enqueue, key)
 
     async def _write(self, record: WorkloadRecord, verdict: Verdict | None) -> None:
         workload = record.workload
