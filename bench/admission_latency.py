@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import json
 import math
 import multiprocessing
@@ -43,7 +44,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -68,6 +69,7 @@ TARGET_REVIEWS_PER_SECOND = 200.0  # one replica on one core
 WEBHOOK_CORE, CLIENT_CORE = 1, 0
 CONFIGURATIONS_PATH = "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations"
 METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+T = TypeVar("T")
 
 
 def log(message: str) -> None:
@@ -279,14 +281,15 @@ class Apiserver:
         response = self.http.get(path, params={"limit": 1}, headers={"Accept": METADATA_ONLY})
         response.raise_for_status()
         listed = response.json()
+        items = len(listed.get("items") or ())  # an empty metadata-only list has "items": null
         metadata = listed.get("metadata") or {}
         if not metadata.get("continue"):
-            return len(listed["items"])
+            return items
         if metadata.get("remainingItemCount") is not None:
-            return len(listed["items"]) + int(metadata["remainingItemCount"])
+            return items + int(metadata["remainingItemCount"])
         response = self.http.get(path, headers={"Accept": METADATA_ONLY})
         response.raise_for_status()
-        return len(response.json()["items"])
+        return len(response.json().get("items") or ())
 
 
 # --- the two webhooks -----------------------------------------------------------------------------------
@@ -354,6 +357,59 @@ class AlwaysAllowProcess:
         return review
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    buckets: dict[float, float]  # slimguard's decision-time histogram
+    reviews: tuple[int, int]  # answered by (slimguard, always-allow)
+    cpu: tuple[float, float]  # CPU seconds of (slimguard, always-allow)
+
+
+@dataclass(frozen=True)
+class Batch:
+    variant: str
+    samples: list[Sample]
+    before: Snapshot
+    after: Snapshot
+    deployments: int  # created in the batch, warm-up included
+
+
+class Quiet:
+    """Other benchmarks share these 2 cores: wait until none runs, and tell whether one ran meanwhile."""
+
+    def __init__(self, enabled: bool, max_wait: float = 1800) -> None:
+        self.enabled = enabled
+        self.max_wait = max_wait
+        self.seen: set[str] = set()
+        self.waited = 0.0
+        self.redone = 0
+
+    def now(self) -> list[str]:
+        found = other_benchmarks()
+        self.seen.update(found)
+        return found
+
+    def wait(self) -> None:
+        started = time.monotonic()
+        found = self.now()
+        if found and self.enabled:
+            log(f"waiting for {', '.join(found)} to finish")
+        while self.enabled and found and time.monotonic() - started < self.max_wait:
+            time.sleep(5)
+            found = self.now()
+        self.waited += time.monotonic() - started
+
+    def run(self, what: str, measure: Callable[[], T]) -> T:
+        """`measure` on a quiet machine; again (up to 3 times) if another benchmark started meanwhile."""
+        for _attempt in range(3):
+            self.wait()
+            result = measure()
+            if not (self.enabled and self.now()):
+                return result
+            self.redone += 1
+            log(f"another benchmark ran during {what}: measuring it again")
+        return result
+
+
 class Bench:
     """Everything one run shares: the apiserver, both webhooks, the images, and which variant is registered."""
 
@@ -368,7 +424,9 @@ class Bench:
         always: AlwaysAllowProcess,
         slim: FixtureImage,
         replicas: int,
+        quiet: Quiet,
     ) -> None:
+        self.quiet = quiet
         self.plane = plane
         self.api = api
         self.registry = registry
@@ -380,8 +438,6 @@ class Bench:
         self.pods_created = 0
         self.deployments_created = 0
         self.serial = 0
-        # CPU seconds and reviews of each webhook during its own measured batches (warm-up creates included).
-        self.usage: dict[str, list[float]] = {}
 
     @property
     def slimguard_pid(self) -> int:
@@ -399,6 +455,17 @@ class Bench:
     def counters(self) -> tuple[int, int]:
         """Reviews answered so far by (slimguard, always-allow)."""
         return reviews_total(self.slimguard_metrics()), self.always.reviews()
+
+    def snapshot(self, *, cpu_first: bool) -> Snapshot:
+        """Both webhooks' counters and CPU. /metrics is served by a thread of the slimguard process itself, so
+        the scrape is kept outside the CPU window: CPU read last at a window's start, first at its end."""
+
+        def cpu() -> tuple[float, float]:
+            return cpu_seconds(self.slimguard_pid), cpu_seconds(self.always.pid)
+
+        first = cpu() if cpu_first else None
+        metrics, always_reviews = self.slimguard_metrics(), self.always.reviews()
+        return Snapshot(decision_buckets(metrics), (reviews_total(metrics), always_reviews), first or cpu())
 
     def register(self, variant: str) -> None:
         """Point the one ValidatingWebhookConfiguration at a variant (or remove it), and wait until it is live."""
@@ -437,35 +504,27 @@ class Bench:
             jobs.append(("Deployment", deployment(self.name(f"{prefix}-deploy"), self.slim.ref, self.replicas)))
         return jobs
 
-    def run_batch(self, variant: str, round_: int, per_kind: int, warmup: int) -> list[Sample]:
+    def run_batch(self, variant: str, round_: int, per_kind: int, warmup: int) -> Batch:
         """Register the variant, warm the apiserver's connections to it (unrecorded), create, then let the
         controller-manager finish the ReplicaSets and Pods, so no batch inherits another's tail."""
         self.register(variant)
         prefix = variant.replace("-", "")
-        # Scrapes outside the CPU window: /metrics is served by a thread of the webhook process itself.
-        reviews_before = self.counters()
-        cpu_before = self.cpu()
+        before = self.snapshot(cpu_first=False)
+        deployments = 0
         if warmup:
-            self._count(self.api.batch(variant, -1, self.jobs(warmup, prefix)))
+            warm = self.api.batch(variant, -1, self.jobs(warmup, prefix))
+            deployments += self._count(warm)
         samples = self.api.batch(variant, round_, self.jobs(per_kind, prefix))
-        self._count(samples)
+        deployments += self._count(samples)
         self.settle()
-        cpu_after = self.cpu()
-        reviews_after = self.counters()
-        if round_ >= 0 and variant != "none":
-            index = 0 if variant == "slimguard" else 1
-            usage = self.usage.setdefault(variant, [0.0, 0.0])
-            usage[0] += cpu_after[index] - cpu_before[index]
-            usage[1] += reviews_after[index] - reviews_before[index]
-        return samples
+        return Batch(variant, samples, before, self.snapshot(cpu_first=True), deployments)
 
-    def cpu(self) -> tuple[float, float]:
-        """CPU seconds used so far by (slimguard, always-allow)."""
-        return cpu_seconds(self.slimguard_pid), cpu_seconds(self.always.pid)
-
-    def _count(self, samples: Sequence[Sample]) -> None:
+    def _count(self, samples: Sequence[Sample]) -> int:
+        """Count what was created (for `settle`); returns the Deployments."""
+        deployments = sum(1 for s in samples if s.kind == "Deployment" and s.status == 201)
         self.pods_created += sum(1 for s in samples if s.kind == "Pod" and s.status == 201)
-        self.deployments_created += sum(1 for s in samples if s.kind == "Deployment" and s.status == 201)
+        self.deployments_created += deployments
+        return deployments
 
     def settle(self, timeout: float = 180) -> None:
         """Wait until every Deployment has its ReplicaSet and every ReplicaSet its Pods."""
@@ -526,6 +585,8 @@ class Results:
     load_before: str = ""
     load_after: str = ""
     concurrent_benchmarks: list[str] = field(default_factory=list)
+    waited_seconds: float = 0.0  # for other benchmarks to finish
+    redone: int = 0  # batches or drives measured again because another benchmark ran meanwhile
     latency: list[LatencyRow] = field(default_factory=list)
     ratios: dict[str, dict[str, float]] = field(default_factory=dict)
     round_ratio_spread: dict[str, tuple[float, float]] = field(default_factory=dict)
@@ -534,6 +595,8 @@ class Results:
     webhook_reviews: dict[str, int] = field(default_factory=dict)
     decision: HistogramSummary | None = None
     decision_at_saturation: HistogramSummary | None = None
+    decision_alone: HistogramSummary | None = None
+    watch_cpu_ms_per_deployment: float = math.nan
     cold_images: int = 0
     cold_requests_ok: list[int] = field(default_factory=list)
     cold_requests_all: list[int] = field(default_factory=list)
@@ -616,7 +679,12 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 def report(r: Results) -> str:
     parts = [
         f"Machine: {r.machine}; load average before {r.load_before}, after {r.load_after}"
-        + (f"; other benchmarks running: {', '.join(r.concurrent_benchmarks)}" if r.concurrent_benchmarks else ""),
+        + (
+            f"; other benchmarks seen: {', '.join(r.concurrent_benchmarks)} (waited {r.waited_seconds:.0f} s for "
+            f"them; {r.redone} batches or drives measured again)"
+            if r.concurrent_benchmarks
+            else "; no other benchmark ran"
+        ),
         f"{r.clients} concurrent clients, {r.requests} creates per variant and kind in {r.rounds} interleaved rounds; "
         f"Deployments with replicas: {r.replicas}.",
         "",
@@ -642,18 +710,22 @@ def report(r: Results) -> str:
         + "; ".join(f"{name} {low:.3f}-{high:.3f}" for name, (low, high) in r.round_ratio_spread.items())
     )
     parts.append(
-        "Webhook CPU per review during the rounds: "
+        "Webhook CPU per review during its own batches: "
         + "; ".join(
             f"{name} {ms:.2f} ms ({r.webhook_reviews.get(name, 0)} reviews)"
             for name, ms in r.webhook_cpu_ms_per_review.items()
         )
+        + ". slimguard's CPU while not registered (the other variants' batches), per Deployment created there: "
+        f"{r.watch_cpu_ms_per_deployment:.2f} ms (its ReplicaSet watch)"
     )
     parts.append("")
     rows: list[tuple[str, str, str, str]] = []
-    for label, summary in (
+    decisions = (
         ("during the rounds", r.decision),
-        ("at saturation (direct drive)", r.decision_at_saturation),
-    ):
+        ("direct drive, 1 review in flight", r.decision_alone),
+        (f"direct drive, {r.drive_concurrency} in flight", r.decision_at_saturation),
+    )
+    for label, summary in decisions:
         if summary is None:
             continue
         rows.append(
@@ -839,15 +911,13 @@ def pin(pid: int, core: int) -> None:
 
 
 def drive_webhook(
-    url: str, pid: int, ca: CertificateAuthority, bodies: list[bytes], args: argparse.Namespace
+    url: str, pid: int, ca: CertificateAuthority, bodies: list[bytes], *, concurrency: int, seconds: float
 ) -> DriveResult:
     pin(pid, WEBHOOK_CORE)  # and it stays pinned: nothing measures it after this
     # A fresh process: the benchmark's own threads and the GIL stay out of the client's way.
     with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        future = pool.submit(
-            drive, url, ca.cert_pem.decode(), bodies, args.drive_concurrency, 2.0, args.drive_seconds, pid
-        )
-        return future.result(timeout=args.drive_seconds + 120)
+        future = pool.submit(drive, url, ca.cert_pem.decode(), bodies, concurrency, 2.0, seconds, pid)
+        return future.result(timeout=seconds + 120)
 
 
 # --- the run --------------------------------------------------------------------------------------------
@@ -892,9 +962,9 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({model}), Python {sys.version.split()[0]}"
 
 
-# The webhook's ClusterRole in deploy/ lacks list/watch on ReplicaSets and CRDs, which `slimguard webhook` watches
-# (kopf retries the forbidden LISTs, and the webhook never learns ReplicaSet ownership). Granted here, so the
-# benchmark measures the webhook doing all its work; a no-op once deploy/ grants them.
+# The webhook's ClusterRole in deploy/ lacks list/watch on ReplicaSets and CRDs, which `slimguard webhook` watches:
+# kopf retries the forbidden LISTs for ~54 s, then the webhook exits. Granted here so it runs at all (and does
+# all its work); a no-op once deploy/ grants them.
 WEBHOOK_RBAC_GAP = [
     {
         "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -970,6 +1040,7 @@ def start_bench(stack: contextlib.ExitStack, work: Path, args: argparse.Namespac
         always=always,
         slim=slim,
         replicas=args.replicas,
+        quiet=Quiet(not args.no_wait),
     )
 
     # Warm slimguard: the policy is loaded and enforced (a root image is denied) and the slim image inspected.
@@ -993,23 +1064,41 @@ def measure_latency(bench: Bench, args: argparse.Namespace, results: Results) ->
     for variant in VARIANTS:
         bench.run_batch(variant, -1, args.clients, warmup=0)
     per_kind = math.ceil(args.requests / args.rounds)
-    samples: list[Sample] = []
-    metrics_before = bench.slimguard_metrics()
+    batches: list[Batch] = []
     with profiled(bench.slimguard_pid, args.profile / "slimguard-rounds.txt" if args.profile else None):
         for round_ in range(args.rounds):
             order = VARIANTS[round_ % 3 :] + VARIANTS[: round_ % 3]
             for variant in order:
-                samples += bench.run_batch(variant, round_, per_kind, warmup=max(args.clients // 2, 1))
+                batches.append(
+                    bench.quiet.run(
+                        f"the {variant} batch of round {round_ + 1}",
+                        functools.partial(bench.run_batch, variant, round_, per_kind, max(args.clients // 2, 1)),
+                    )
+                )
             log(f"round {round_ + 1}/{args.rounds} ({' -> '.join(order)}) done")
-    metrics_after = bench.slimguard_metrics()
+    samples = [sample for batch in batches for sample in batch.samples]
     results.latency = latency_rows(samples)
     results.ratios = ratios(samples)
     results.round_ratio_spread = round_spread(samples, args.rounds)
     results.errors = list(bench.api.errors)
-    results.decision = summarise_histogram(decision_buckets(metrics_before), decision_buckets(metrics_after))
-    for name, (cpu, reviews) in bench.usage.items():
-        results.webhook_reviews[name] = int(reviews)
+    # Decision times of slimguard's own batches (probes between batches excluded).
+    decided: Counter[float] = Counter()
+    for batch in batches:
+        if batch.variant == "slimguard":
+            decided.update(
+                {bound: count - batch.before.buckets.get(bound, 0.0) for bound, count in batch.after.buckets.items()}
+            )
+    results.decision = summarise_histogram({}, dict(decided))
+    for index, name in enumerate(("slimguard", "always-allow")):
+        mine = [batch for batch in batches if batch.variant == name]
+        reviews = sum(b.after.reviews[index] - b.before.reviews[index] for b in mine)
+        cpu = sum(b.after.cpu[index] - b.before.cpu[index] for b in mine)
+        results.webhook_reviews[name] = reviews
         results.webhook_cpu_ms_per_review[name] = cpu * 1000 / max(reviews, 1)
+    # slimguard reviews nothing in the other variants' batches, yet watches the ReplicaSets their Deployments make.
+    others = [batch for batch in batches if batch.variant != "slimguard"]
+    cpu = sum(b.after.cpu[0] - b.before.cpu[0] for b in others)
+    results.watch_cpu_ms_per_deployment = cpu * 1000 / max(sum(b.deployments for b in others), 1)
 
 
 def measure_cold_images(bench: Bench, args: argparse.Namespace, results: Results) -> None:
@@ -1064,13 +1153,35 @@ def measure_throughput(bench: Bench, args: argparse.Namespace, results: Results)
     bodies = replay_bodies({kind: bench.always.last_review(kind) for kind in KINDS}, 512)
     bench.register("none")  # nothing but the client reaches the webhooks now
     results.drive_concurrency = args.drive_concurrency
-    before = bench.slimguard_metrics()
-    with profiled(bench.slimguard_pid, args.profile / "slimguard-drive.txt" if args.profile else None):
-        results.drive["slimguard"] = drive_webhook(bench.slimguard.url, bench.slimguard_pid, bench.ca, bodies, args)
-    results.decision_at_saturation = summarise_histogram(
-        decision_buckets(before), decision_buckets(bench.slimguard_metrics())
+
+    def slimguard(concurrency: int, seconds: float) -> tuple[DriveResult, HistogramSummary]:
+        before = decision_buckets(bench.slimguard_metrics())
+        with profiled(
+            bench.slimguard_pid, args.profile / f"slimguard-drive-{concurrency}.txt" if args.profile else None
+        ):
+            drove = drive_webhook(
+                bench.slimguard.url, bench.slimguard_pid, bench.ca, bodies, concurrency=concurrency, seconds=seconds
+            )
+        return drove, summarise_histogram(before, decision_buckets(bench.slimguard_metrics()))
+
+    # One review at a time: the decision's own time, with no other request interleaved on the event loop.
+    _, results.decision_alone = bench.quiet.run(
+        "the drive with 1 in flight", lambda: slimguard(1, min(args.drive_seconds, 3.0))
     )
-    results.drive["always-allow"] = drive_webhook(bench.always.url, bench.always.pid, bench.ca, bodies, args)
+    results.drive["slimguard"], results.decision_at_saturation = bench.quiet.run(
+        "the slimguard drive", lambda: slimguard(args.drive_concurrency, args.drive_seconds)
+    )
+    results.drive["always-allow"] = bench.quiet.run(
+        "the always-allow drive",
+        lambda: drive_webhook(
+            bench.always.url,
+            bench.always.pid,
+            bench.ca,
+            bodies,
+            concurrency=args.drive_concurrency,
+            seconds=args.drive_seconds,
+        ),
+    )
     for name, result in results.drive.items():
         log(f"{name}: {result.per_second:.0f} reviews/s, webhook core {result.webhook_cpu * 100:.0f} %")
 
@@ -1079,9 +1190,8 @@ def run(args: argparse.Namespace) -> Results:
     results = Results(args.clients, args.requests, args.rounds, args.replicas)
     results.machine = machine()
     results.load_before = load_average()
-    results.concurrent_benchmarks = other_benchmarks()
-    if results.concurrent_benchmarks:
-        log(f"warning: {', '.join(results.concurrent_benchmarks)} running: results will be noisy")
+    if args.no_wait and other_benchmarks():
+        log(f"warning: {', '.join(other_benchmarks())} running: results will be noisy")
     with contextlib.ExitStack() as stack:
         work = stack.enter_context(workdir(args.keep))
         started = time.monotonic()
@@ -1095,11 +1205,13 @@ def run(args: argparse.Namespace) -> Results:
         if args.drive_seconds > 0:
             phases.append(("direct drive", measure_throughput))
         for phase, measure in phases:
+            bench.quiet.wait()
             started = time.monotonic()
             measure(bench, args, results)
             results.seconds[phase] = time.monotonic() - started
         results.load_after = load_average()
-        results.concurrent_benchmarks = sorted(set(results.concurrent_benchmarks) | set(other_benchmarks()))
+        results.concurrent_benchmarks = sorted(bench.quiet.seen)
+        results.waited_seconds, results.redone = bench.quiet.waited, bench.quiet.redone
     return results
 
 
@@ -1112,6 +1224,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cold-images", type=int, default=10, help="never-seen images; 0 to skip")
     parser.add_argument("--drive-seconds", type=float, default=10.0, help="direct drive per webhook; 0 to skip")
     parser.add_argument("--drive-concurrency", type=int, default=8, help="reviews in flight in the direct drive")
+    parser.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="measure even while another benchmark runs (by default each batch and drive waits for a quiet "
+        "machine and is measured again if one started meanwhile)",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument(
         "--profile",
