@@ -42,13 +42,14 @@ class Evaluator:
         """Evaluate; with a ``deadline`` (seconds), images not inspected in time become errors naming it."""
         labels = self.view.namespace_labels(workload.namespace)
         facts, bases = await self.gather(policies, workload, labels, deadline=deadline)
+        scans = any(policy.spec.rules.vulnerabilities is not None for policy in policies)
         context = Context(
             now=now,
             facts=facts,
             base_candidates=bases,
             namespace_labels=labels,
-            reports=self.view.reports_in(workload.namespace),
-            report_owners=self.view.report_owners(workload),
+            reports=self.view.reports_in(workload.namespace) if scans else (),
+            report_owners=self.view.report_owners(workload) if scans else (),
         )
         return evaluate(policies=policies, workload=workload, context=context)
 

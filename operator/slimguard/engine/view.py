@@ -32,6 +32,9 @@ class ClusterView:
         self.namespaces: dict[str, dict[str, str]] = {}
         self.reports: dict[tuple[str, str], VulnerabilityReport] = {}
         self.replicasets: dict[tuple[str, str], tuple[str, int]] = {}
+        # Indexes, so a decision costs the same in a cluster of 50,000 ReplicaSets as in one of 50.
+        self._reports_by_namespace: dict[str, dict[str, VulnerabilityReport]] = {}
+        self._replicasets_by_owner: dict[tuple[str, str], dict[str, int]] = {}
         self.policies_synced = False
 
     @property
@@ -42,18 +45,17 @@ class ClusterView:
         return self.namespaces.get(namespace, {})
 
     def reports_in(self, namespace: str) -> list[VulnerabilityReport]:
-        return [report for (ns, _), report in self.reports.items() if ns == namespace]
+        return list(self._reports_by_namespace.get(namespace, {}).values())
 
     def report_owners(self, workload: Workload) -> tuple[tuple[str, str], ...]:
         """Trivy Operator files a Deployment's reports under its current ReplicaSet (the highest revision)."""
         if workload.kind != "Deployment":
             return ()
-        mine = [
-            (revision, name)
-            for (namespace, name), (owner, revision) in self.replicasets.items()
-            if namespace == workload.namespace and owner == workload.name
-        ]
-        return tuple(("ReplicaSet", name) for _, name in sorted(mine, reverse=True)[:1])
+        mine = self._replicasets_by_owner.get((workload.namespace, workload.name))
+        if not mine:
+            return ()
+        current = max(mine.items(), key=lambda item: (item[1], item[0]))[0]
+        return (("ReplicaSet", current),)
 
     def observe_policy(self, body: Mapping[str, Any], *, deleted: bool = False) -> bool:
         """Record a policy; True when what it demands changed (a new generation, or gone)."""
@@ -93,10 +95,12 @@ class ClusterView:
         key = (str((body.get("metadata") or {}).get("namespace")), report.name)
         if deleted:
             self.reports.pop(key, None)
+            self._reports_by_namespace.get(key[0], {}).pop(key[1], None)
         elif self.reports.get(key) == report:
             return None
         else:
             self.reports[key] = report
+            self._reports_by_namespace.setdefault(key[0], {})[key[1]] = report
         kind, name = report.resource_kind, report.resource_name
         if kind == "ReplicaSet" and (report.namespace, name) in self.replicasets:
             kind, name = "Deployment", self.replicasets[(report.namespace, name)][0]
@@ -110,11 +114,13 @@ class ClusterView:
         key = (workload.namespace, workload.name)
         if deleted:
             self.replicasets.pop(key, None)
+            self._replicasets_by_owner.get((workload.namespace, owner), {}).pop(workload.name, None)
             return None
         annotations = (body.get("metadata") or {}).get("annotations") or {}
         revision = str(annotations.get("deployment.kubernetes.io/revision") or "0")
         before = self.replicasets.get(key)
         self.replicasets[key] = (owner, int(revision) if revision.isdigit() else 0)
+        self._replicasets_by_owner.setdefault((workload.namespace, owner), {})[workload.name] = self.replicasets[key][1]
         if before == self.replicasets[key]:
             return None
         return WorkloadKey("Deployment", workload.namespace, owner)

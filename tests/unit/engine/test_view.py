@@ -1,0 +1,90 @@
+"""The cluster view answers from indexes what the watches told it: current ReplicaSets, reports, policies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slimguard.core.workload import WorkloadKey, normalise
+from slimguard.engine.view import ClusterView
+
+
+def replicaset(name: str, deployment: str, revision: int, namespace: str = "shop") -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "annotations": {"deployment.kubernetes.io/revision": str(revision)},
+            "ownerReferences": [{"kind": "Deployment", "name": deployment, "controller": True}],
+        },
+        "spec": {"template": {"spec": {"containers": [{"name": "api", "image": "x"}]}}},
+    }
+
+
+def observe_rs(view: ClusterView, body: dict[str, Any], deleted: bool = False) -> WorkloadKey | None:
+    return view.observe_replicaset(normalise("ReplicaSet", body), body, deleted=deleted)
+
+
+def deployment(name: str, namespace: str = "shop") -> Any:
+    return normalise("Deployment", {"metadata": {"name": name, "namespace": namespace}, "spec": {}})
+
+
+def report(name: str, kind: str, resource: str, namespace: str = "shop") -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {
+                "trivy-operator.resource.kind": kind,
+                "trivy-operator.resource.name": resource,
+                "trivy-operator.resource.namespace": namespace,
+                "trivy-operator.container.name": "api",
+            },
+        },
+        "report": {"summary": {"criticalCount": 1}},
+    }
+
+
+def test_a_deployments_reports_come_from_its_highest_revision_replicaset() -> None:
+    view = ClusterView()
+    observe_rs(view, replicaset("api-1", "api", 1))
+    observe_rs(view, replicaset("api-2", "api", 2))
+    observe_rs(view, replicaset("other-9", "other", 9))
+    observe_rs(view, replicaset("api-3", "api", 3, namespace="elsewhere"))
+    assert view.report_owners(deployment("api")) == (("ReplicaSet", "api-2"),)
+    observe_rs(view, replicaset("api-2", "api", 2), deleted=True)
+    assert view.report_owners(deployment("api")) == (("ReplicaSet", "api-1"),)
+
+
+def test_a_new_current_replicaset_names_its_deployment_for_re_evaluation() -> None:
+    view = ClusterView()
+    assert observe_rs(view, replicaset("api-1", "api", 1)) == WorkloadKey("Deployment", "shop", "api")
+    assert observe_rs(view, replicaset("api-1", "api", 1)) is None  # nothing changed
+
+
+def test_a_replicaset_report_is_routed_to_the_owning_deployment_and_indexed_by_namespace() -> None:
+    view = ClusterView()
+    observe_rs(view, replicaset("api-1", "api", 1))
+    assert view.observe_report(report("rs-api", "ReplicaSet", "api-1")) == WorkloadKey("Deployment", "shop", "api")
+    view.observe_report(report("other-ns", "Pod", "p", namespace="team"))
+    assert [r.name for r in view.reports_in("shop")] == ["rs-api"]
+    view.observe_report(report("rs-api", "ReplicaSet", "api-1"), deleted=True)
+    assert view.reports_in("shop") == []
+
+
+def test_only_a_new_generation_of_a_policy_counts_as_a_change() -> None:
+    view = ClusterView()
+    body = {"metadata": {"name": "slim", "generation": 1}, "spec": {"rules": {"maxLayers": 3}}}
+    assert view.observe_policy(body)
+    assert not view.observe_policy({**body, "status": {"observedGeneration": 1}})
+    assert view.observe_policy({**body, "metadata": {"name": "slim", "generation": 2}})
+    assert view.observe_policy(body, deleted=True)
+    assert view.active_policies == []
+
+
+def test_an_invalid_policy_is_kept_with_its_error_and_not_applied() -> None:
+    view = ClusterView()
+    view.observe_policy({"metadata": {"name": "bad", "generation": 1}, "spec": {"rules": {"maxLayers": 0}}})
+    assert view.active_policies == []
+    error = view.policies["bad"].error
+    assert error is not None
+    assert "spec.rules.maxLayers" in error
