@@ -10,7 +10,6 @@ import kopf
 from slimguard.admission.decision import Reviewer
 from slimguard.admission.server import WebhookServer
 from slimguard.admission.settings import WebhookSettings
-from slimguard.core.workload import normalise
 from slimguard.engine.credentials import PullCredentials
 from slimguard.engine.facts import Evaluator
 from slimguard.engine.view import ClusterView
@@ -71,17 +70,14 @@ def build_registry(settings: WebhookSettings) -> kopf.OperatorRegistry:
     async def observe_namespace(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
         view.observe_namespace(body, deleted=_deleted(event))
 
+    # No ReplicaSet watch: at admission a Deployment's new image has no ReplicaSet (nor report) yet, and the
+    # watch cost the webhook more CPU than its reviews did (bench/ADMISSION.md).
     @kopf.on.event("aquasecurity.github.io", "v1alpha1", "vulnerabilityreports", registry=registry)
     async def observe_report(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
         view.observe_report(body, deleted=_deleted(event))
-
-    @kopf.on.event("apps", "v1", "replicasets", registry=registry)
-    async def observe_replicaset(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
-        view.observe_replicaset(normalise("ReplicaSet", body), body, deleted=_deleted(event))
 
     return registry
 
 
 def run(settings: WebhookSettings) -> None:
-    kopf.configure(verbose=settings.log_level == "DEBUG")
     kopf.run(registry=build_registry(settings), standalone=True, clusterwide=True)

@@ -49,6 +49,21 @@ PlainHttp = Annotated[
 ]
 
 
+def configure_logging(level: str) -> None:
+    """One logger setup for the process: kopf's handler on the root logger, at the level asked for.
+
+    kopf's per-object lines ("Handler ... succeeded", one per watch event) are kept for DEBUG: at INFO a busy
+    cluster would log every ReplicaSet update, and writing them costs the webhook real CPU.
+    """
+    import kopf
+
+    name = level.upper()
+    kopf.configure(debug=name == "DEBUG", quiet=name in ("WARNING", "ERROR"))
+    logging.getLogger().setLevel(name)
+    if name != "DEBUG":
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+
+
 def registry_settings(
     allow_loopback: bool,
     allow_private: bool,
@@ -88,7 +103,7 @@ def controller(
     from slimguard.controller.handlers import run
     from slimguard.controller.settings import ControllerSettings
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(log_level)
     settings = ControllerSettings(
         kubeconfig=kubeconfig,
         registry=registry_settings(
@@ -135,7 +150,7 @@ def webhook(
     from slimguard.admission.server import ServerSettings
     from slimguard.admission.settings import WebhookSettings
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(log_level)
     settings = WebhookSettings(
         kubeconfig=kubeconfig,
         registry=registry_settings(

@@ -124,7 +124,6 @@ async def _reaudit(controller: AuditController, interval: float) -> None:
 
 
 def run(settings: ControllerSettings) -> None:
-    kopf.configure(verbose=settings.log_level == "DEBUG")
     kopf.run(
         registry=build_registry(settings),
         standalone=True,

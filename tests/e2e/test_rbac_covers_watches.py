@@ -1,0 +1,56 @@
+"""Each component's ClusterRole lets it list and watch everything its kopf handlers watch, and the CRDs.
+
+A forbidden watch makes kopf retry, then stop the whole process: a webhook with a gap in its role served for
+54 s and died (found by bench/admission_latency.py). This derives what to check from the handlers themselves.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import kopf
+import pytest
+
+from slimguard.admission.handlers import build_registry as webhook_registry
+from slimguard.admission.server import ServerSettings
+from slimguard.admission.settings import WebhookSettings
+from slimguard.controller.handlers import build_registry as controller_registry
+from slimguard.controller.settings import ControllerSettings
+from slimguard_testbed import ControlPlane
+from slimguard_testbed.install import NAMESPACE
+
+TRIVY_CRD = Path(__file__).parent / "crds" / "aquasecurity.github.io_vulnerabilityreports.yaml"
+# kopf watches CRDs itself, to notice resources that appear after it started.
+KOPF_OWN = [("apiextensions.k8s.io", "customresourcedefinitions")]
+
+
+def watched(registry: kopf.OperatorRegistry) -> list[tuple[str, str]]:
+    return sorted({(h.selector.group or "", h.selector.any_name or "") for h in registry._watching.get_all_handlers()})
+
+
+COMPONENTS: dict[str, Any] = {
+    "controller": lambda: controller_registry(ControllerSettings()),
+    "webhook": lambda: webhook_registry(WebhookSettings(server=ServerSettings(cert_file="c", key_file="k"))),
+}
+
+
+@pytest.mark.parametrize("component", sorted(COMPONENTS))
+def test_the_service_account_may_list_and_watch_every_watched_resource(
+    component: str, control_plane: ControlPlane, operator_kubeconfig: str, webhook_kubeconfig: str
+) -> None:
+    # kubectl resolves resource names by discovery: the scan-report CRD must exist to be asked about.
+    control_plane.kubectl("apply", "-f", str(TRIVY_CRD))
+    account = f"system:serviceaccount:{NAMESPACE}:slimguard-{component}"
+    resources = watched(COMPONENTS[component]()) + KOPF_OWN
+    assert len(resources) >= 3
+    missing = []
+    for group, plural in resources:
+        resource = f"{plural}.{group}" if group else plural
+        for verb in ("list", "watch"):
+            allowed = control_plane.kubectl(
+                "auth", "can-i", verb, resource, "--all-namespaces", "--as", account, check=False
+            )
+            if allowed.stdout.strip() != "yes":
+                missing.append(f"{verb} {resource}")
+    assert missing == [], f"slimguard-{component}'s ClusterRole lacks: {missing}"
