@@ -14,7 +14,7 @@ one ImagePolicy and measures:
 Targets are reported beside the measurements, never asserted: this is a benchmark, not a test.
 
     python bench/audit_scale.py                      # 2000 Deployments, 20 namespaces, 200 images
-    python bench/audit_scale.py --quick              # 200 Deployments, 4 namespaces, 20 images
+    python bench/audit_scale.py --quick              # = --deployments 200 --namespaces 4 --images 20
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ from slimguard_testbed.process import ManagedProcess, TestbedError
 REPO = Path(__file__).resolve().parents[1]
 POLICY = "bench-slim"
 STATUS = "slimguard.dev/status"
+VIOLATIONS = "slimguard.dev/violations"
 NAMESPACE_PREFIX = "bench-"
 KIB, MIB = 1024, 1024 * 1024
 # The fat base: two incompressible layers (their sizes survive gzip), 23 MiB in all; the policy allows 24 MiB,
@@ -154,12 +155,12 @@ class Apiserver:
         result: dict[str, Any] = response.json()
         return result
 
-    def statuses(self, plural: str = "deployments") -> list[str | None]:
-        """`slimguard.dev/status` of every bench object of a kind: one metadata-only LIST across namespaces."""
+    def annotations(self, plural: str = "deployments") -> list[dict[str, str]]:
+        """The annotations of every bench object of a kind: one metadata-only LIST across namespaces."""
         response = self.http.get(f"/apis/apps/v1/{plural}", headers={"Accept": METADATA_ONLY})
         response.raise_for_status()
         return [
-            (item["metadata"].get("annotations") or {}).get(STATUS)
+            dict(item["metadata"].get("annotations") or {})
             for item in response.json()["items"]
             if item["metadata"]["namespace"].startswith(NAMESPACE_PREFIX)
         ]
@@ -411,6 +412,7 @@ class Results:
     poll_cpu_seconds: float = 0.0  # the benchmark's own thread, parsing the LISTs
     poll_apiserver_seconds: float = 0.0  # the apiserver serving them (its latency sum)
     verdicts: dict[str, int] = field(default_factory=dict)
+    findings: dict[str, int] = field(default_factory=dict)  # violations by rule, over all Deployments
     audit_cpu_seconds: float = 0.0
     audit_cpu_by_process: dict[str, float] = field(default_factory=dict)
     audit_load_average: float = 0.0
@@ -478,7 +480,13 @@ def table(results: Results) -> str:
             f"< {TARGET_SECONDS:.0f} s",
             _met(None if r.audit_seconds is None else r.audit_seconds < TARGET_SECONDS),
         ),
-        ("Verdicts", ", ".join(f"{k} {v}" for k, v in sorted(r.verdicts.items())), "", ""),
+        (
+            "Verdicts (findings by rule)",
+            ", ".join(f"{k} {v}" for k, v in sorted(r.verdicts.items()))
+            + f" ({', '.join(f'{k} {v}' for k, v in sorted(r.findings.items()))})",
+            "",
+            "",
+        ),
         (
             "Registry requests during the audit",
             f"{r.registry_requests} ({', '.join(f'{k}: {v}' for k, v in sorted(r.registry_by_status.items()))}); "
@@ -659,12 +667,15 @@ def run(args: argparse.Namespace) -> Results:
         log(f"controller started (pid {operator.pid}); log: {operator_log}")
 
         # "Listed everything": one LIST of each watched resource since the start, then the controller idle.
+        # Its start-up handler logs this just before kopf begins to LIST: the memory of imports and start-up alone.
+        while "slimguard controller started" not in operator_log.read_text(errors="replace"):
+            operator.check_alive()
+            if time.monotonic() - started > 120:
+                raise TestbedError("the controller did not start within 120s")
+            time.sleep(0.02)
+        results.rss_at_start_mb = probe.memory_kib()[0] / 1024
         while True:
             operator.check_alive()
-            if not results.rss_at_start_mb and "slimguard controller started" in operator_log.read_text(
-                errors="replace"
-            ):
-                results.rss_at_start_mb = probe.memory_kib()[0] / 1024  # imports and start-up, before any LIST
             now = api.counts()
             if all(
                 now.count(verb="LIST", resource=name) > before_start.count(verb="LIST", resource=name)
@@ -709,9 +720,12 @@ def run(args: argparse.Namespace) -> Results:
         # Where both cores went while the audit ran (the machine is shared: other sessions count too).
         results.audit_cpu_by_process = CpuSnapshot.take().since(machine_before)
         results.audit_cpu_by_process["wall seconds x 2 cores"] = round(2 * (time.monotonic() - started), 1)
-        statuses = api.statuses()  # the census: one JSON LIST, decoded in full
-        results.annotated = sum(1 for status in statuses if status)
-        results.verdicts = dict(Counter(status or "none" for status in statuses))
+        census = api.annotations()  # one JSON LIST, decoded in full
+        results.annotated = sum(1 for notes in census if STATUS in notes)
+        results.verdicts = dict(Counter(notes.get(STATUS, "none") for notes in census))
+        results.findings = dict(
+            Counter(finding.get("rule", "?") for notes in census for finding in json.loads(notes.get(VIOLATIONS, "[]")))
+        )
         log(f"audit: {results.annotated}/{args.deployments} annotated in {time.monotonic() - started:.1f}s")
         # Let the tail of the audit (Events, the policy status) land before counting.
         probe.wait_quiet(timeout=120, check=operator.check_alive)
@@ -752,7 +766,7 @@ def run(args: argparse.Namespace) -> Results:
         results.serviceaccount_reads = _delta(before, after, verb="GET", resource="serviceaccounts")
         rs_labels = {"verb": "PUT", "resource": "replicasets", "subresource": ""}
         results.replicaset_update_codes = dict(after.by_code(**rs_labels) - before.by_code(**rs_labels))
-        results.replicasets_annotated = sum(1 for status in api.statuses("replicasets") if status)
+        results.replicasets_annotated = sum(1 for notes in api.annotations("replicasets") if STATUS in notes)
         results.poll_apiserver_seconds = after.seconds(verb="LIST", resource="deployments") - before.seconds(
             verb="LIST", resource="deployments"
         )
@@ -820,7 +834,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--controller-command",
         help="the command that runs slimguard (default: the virtualenv's `slimguard`), to measure another build",
     )
-    parser.add_argument("--poll", type=float, default=0.25, help="seconds between LISTs while waiting")
+    parser.add_argument("--poll", type=float, default=0.5, help="seconds between LISTs while waiting")
     parser.add_argument("--timeout", type=float, default=600.0, help="give up on the audit after this long")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--keep", action="store_true", help="keep the work directory and logs")
