@@ -239,7 +239,7 @@ def test_an_expired_exemption_stops_applying_by_itself(
     control_plane: ControlPlane, operator: InProcessOperator, fixture_images: Any
 ) -> None:
     ns = "audit-exemption"
-    expires = datetime.now(UTC) + timedelta(seconds=10)
+    expires = (datetime.now(UTC) + timedelta(seconds=10)).replace(microsecond=0)  # as written in the policy
     apply(control_plane, namespace(ns), deployment("legacy", ns, fixture_images.fat_app.ref))
     apply(
         control_plane,

@@ -14,6 +14,7 @@ from slimguard.engine.credentials import PullCredentials
 from slimguard.engine.facts import Evaluator
 from slimguard.engine.view import ClusterView
 from slimguard.kube.gateway import KubeGateway, load_api_client
+from slimguard.kube.kopf_tuning import tune
 from slimguard.kube.login import connection_info
 from slimguard.registry.client import RegistryClient
 from slimguard.registry.inspector import ImageInspector
@@ -36,7 +37,7 @@ def build_registry(settings: WebhookSettings) -> kopf.OperatorRegistry:
     @kopf.on.startup(registry=registry)
     async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         settings.posting.enabled = False  # the webhook writes nothing to the cluster
-        settings.watching.server_timeout = 270
+        tune(settings)
         kube = KubeGateway(load_api_client(webhook_settings.kubeconfig), component="slimguard-webhook")
         for body in await kube.list_policies():
             view.observe_policy(body)

@@ -16,6 +16,7 @@ from slimguard import metrics
 from slimguard.controller.audit import AuditController
 from slimguard.controller.settings import ControllerSettings
 from slimguard.kube.gateway import KubeGateway, load_api_client
+from slimguard.kube.kopf_tuning import tune
 from slimguard.kube.login import connection_info
 from slimguard.registry.client import RegistryClient
 from slimguard.registry.guard import GuardedNetworkBackend
@@ -52,8 +53,7 @@ def build_registry(
     @kopf.on.startup(registry=registry)
     async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         settings.posting.level = logging.WARNING
-        settings.watching.server_timeout = 270
-        settings.watching.client_timeout = 300
+        tune(settings)
         controller = await _start_controller(operator_settings, network_backend)
         memo["controller"] = controller
         memo["reaudit"] = asyncio.create_task(_reaudit(controller, operator_settings.audit_interval_seconds))
