@@ -17,6 +17,10 @@ Targets are reported beside the measurements, never asserted: this is a benchmar
 
     python bench/admission_latency.py                          # 8 clients, 400 creates per variant and kind
     python bench/admission_latency.py --clients 8 --requests 400 --rounds 8 --json results.json
+    python bench/admission_latency.py --requests 240 --rounds 4 --profile /tmp/prof   # py-spy profiles
+
+Other benchmarks on these 2 cores would skew it: each batch and drive waits until none runs, and is measured
+again if one started meanwhile (`--no-wait` to measure regardless). Method and one run: bench/ADMISSION.md.
 """
 
 from __future__ import annotations
@@ -416,7 +420,6 @@ class Bench:
     def __init__(
         self,
         *,
-        plane: ControlPlane,
         api: Apiserver,
         registry: Registry,
         ca: CertificateAuthority,
@@ -427,7 +430,6 @@ class Bench:
         quiet: Quiet,
     ) -> None:
         self.quiet = quiet
-        self.plane = plane
         self.api = api
         self.registry = registry
         self.ca = ca
@@ -716,7 +718,7 @@ def report(r: Results) -> str:
             for name, ms in r.webhook_cpu_ms_per_review.items()
         )
         + ". slimguard's CPU while not registered (the other variants' batches), per Deployment created there: "
-        f"{r.watch_cpu_ms_per_deployment:.2f} ms (its ReplicaSet watch)"
+        f"{r.watch_cpu_ms_per_deployment:.2f} ms (its watches: work done for objects it does not review)"
     )
     parts.append("")
     rows: list[tuple[str, str, str, str]] = []
@@ -891,8 +893,8 @@ def profiled(pid: int, output: Path | None) -> Iterator[None]:
         return
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     output.parent.mkdir(parents=True, exist_ok=True)
-    # --nonblocking: never pause the webhook, so the sampling does not stretch what it measures.
-    command = [py_spy, "record", "--pid", str(pid), "--rate", "200", "--nonblocking", "--format", "raw"]
+    # Blocking sampling (py-spy pauses the process per sample): --nonblocking reads torn stacks under this load.
+    command = [py_spy, "record", "--pid", str(pid), "--rate", "200", "--format", "raw"]
     process = subprocess.Popen([*command, "--output", str(output)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         yield
@@ -962,37 +964,6 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({model}), Python {sys.version.split()[0]}"
 
 
-# The webhook's ClusterRole in deploy/ lacks list/watch on ReplicaSets and CRDs, which `slimguard webhook` watches:
-# kopf retries the forbidden LISTs for ~54 s, then the webhook exits. Granted here so it runs at all (and does
-# all its work); a no-op once deploy/ grants them.
-WEBHOOK_RBAC_GAP = [
-    {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "ClusterRole",
-        "metadata": {"name": "slimguard-webhook-bench-gap"},
-        "rules": [
-            {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["get", "list", "watch"]},
-            {
-                "apiGroups": ["apiextensions.k8s.io"],
-                "resources": ["customresourcedefinitions"],
-                "verbs": ["list", "watch"],
-            },
-        ],
-    },
-    {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "ClusterRoleBinding",
-        "metadata": {"name": "slimguard-webhook-bench-gap"},
-        "roleRef": {
-            "apiGroup": "rbac.authorization.k8s.io",
-            "kind": "ClusterRole",
-            "name": "slimguard-webhook-bench-gap",
-        },
-        "subjects": [{"kind": "ServiceAccount", "name": "slimguard-webhook", "namespace": "slimguard-system"}],
-    },
-]
-
-
 def start_bench(stack: contextlib.ExitStack, work: Path, args: argparse.Namespace) -> Bench:
     """Control plane, registry, images, policy and both webhooks; slimguard enforcing with a warm cache."""
     ca = CertificateAuthority("slimguard admission bench CA")
@@ -1010,7 +981,6 @@ def start_bench(stack: contextlib.ExitStack, work: Path, args: argparse.Namespac
     plane.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
     plane.kubectl("wait", "--for=condition=Established", "crd/imagepolicies.slimguard.dev")
     kubeconfig = install_rbac(plane, REPO / "deploy" / "kustomize" / "base", "webhook")
-    plane.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": WEBHOOK_RBAC_GAP}))
     api.post("/api/v1/namespaces", {"metadata": {"name": NAMESPACE}})
     deadline = time.monotonic() + 60
     while not api.exists(f"/api/v1/namespaces/{NAMESPACE}/serviceaccounts/default"):
@@ -1032,7 +1002,6 @@ def start_bench(stack: contextlib.ExitStack, work: Path, args: argparse.Namespac
     stack.callback(always.stop)
     always.start()
     bench = Bench(
-        plane=plane,
         api=api,
         registry=registry,
         ca=ca,
@@ -1095,7 +1064,7 @@ def measure_latency(bench: Bench, args: argparse.Namespace, results: Results) ->
         cpu = sum(b.after.cpu[index] - b.before.cpu[index] for b in mine)
         results.webhook_reviews[name] = reviews
         results.webhook_cpu_ms_per_review[name] = cpu * 1000 / max(reviews, 1)
-    # slimguard reviews nothing in the other variants' batches, yet watches the ReplicaSets their Deployments make.
+    # slimguard reviews nothing in the other variants' batches: its CPU there is what watching the cluster costs.
     others = [batch for batch in batches if batch.variant != "slimguard"]
     cpu = sum(b.after.cpu[0] - b.before.cpu[0] for b in others)
     results.watch_cpu_ms_per_deployment = cpu * 1000 / max(sum(b.deployments for b in others), 1)

@@ -141,3 +141,20 @@ async def test_a_failing_registry_is_asked_again_only_after_a_pause() -> None:
         assert len(connector.attempts) == 2
     finally:
         await client.aclose()
+
+
+async def test_a_warm_image_is_answered_from_memory_without_a_request(registry: Registry, fixture_images: Any) -> None:
+    inspector = inspector_for(registry)
+    image = fixture_images.slim_app.ref
+    try:
+        assert inspector.cached(image, platforms=AMD64) is None
+        inspected = await inspector.inspect(image, platforms=AMD64)
+        sent = inspector.client.requests_sent
+        assert inspector.cached(image, platforms=AMD64) is inspected
+        assert inspector.client.requests_sent == sent
+        # Another platform was never fetched: memory cannot answer for it.
+        assert inspector.cached(fixture_images.multiarch.ref, platforms={Platform("linux", "arm64")}) is None
+        refused = inspector.cached("UPPER/case:1", platforms=AMD64)
+        assert isinstance(refused, InspectionError)
+    finally:
+        await inspector.client.aclose()

@@ -89,6 +89,9 @@ class Evaluator:
                 return None
 
         images = list(platforms)
+        warm = self._from_memory(images, candidates, credentials, platforms, uncompressed, all_platforms)
+        if warm is not None:
+            return warm
         work = asyncio.gather(
             asyncio.gather(*(inspect(image) for image in images)),
             asyncio.gather(*(inspect_base(reference) for reference in candidates)),
@@ -102,3 +105,30 @@ class Evaluator:
             return dict.fromkeys(images, late), {}
         bases = {ref: facts for ref, facts in zip(candidates, base_results, strict=True) if facts is not None}
         return dict(zip(images, results, strict=True)), bases
+
+    def _from_memory(
+        self,
+        images: Sequence[str],
+        candidates: Sequence[str],
+        credentials: Sequence[Credential],
+        platforms: Mapping[str, set[Platform]],
+        uncompressed: Mapping[str, bool],
+        all_platforms: set[Platform],
+    ) -> tuple[dict[str, FactsOrError], dict[str, ImageFacts]] | None:
+        """Everything from the caches, without a task or a timer; None as soon as one thing is missing."""
+        facts: dict[str, FactsOrError] = {}
+        for image in images:
+            found = self.inspector.cached(
+                image, credentials=credentials, platforms=platforms[image], uncompressed=uncompressed[image]
+            )
+            if found is None:
+                return None
+            facts[image] = found
+        bases: dict[str, ImageFacts] = {}
+        for reference in candidates:
+            base = self.inspector.cached(reference, credentials=credentials, platforms=all_platforms)
+            if base is None:
+                return None
+            if isinstance(base, ImageFacts):
+                bases[reference] = base
+        return facts, bases

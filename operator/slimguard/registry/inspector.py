@@ -133,6 +133,34 @@ class ImageInspector:
         self._fetching: Coalescer[tuple[str, frozenset[Platform], bool], ImageFacts] = Coalescer()
         self.inspections = 0
 
+    def cached(
+        self,
+        image: str,
+        *,
+        credentials: Sequence[Credential] = (),
+        platforms: Iterable[Platform],
+        uncompressed: bool = False,
+    ) -> ImageFacts | InspectionError | None:
+        """What ``inspect`` would return, if it can be answered from memory alone; None otherwise.
+
+        The admission path asks this first: a warm decision then never yields to the event loop, so other
+        requests' work does not land inside its latency.
+        """
+        try:
+            reference = ImageReference.parse(image)
+        except InvalidReference as error:
+            return InspectionError(str(error), reason="InvalidReference")
+        credential = next(iter(credentials_for(reference, credentials)), None)
+        identity = credential.username if credential else ""
+        failed = self._failures.get((str(reference), identity))
+        if failed is not None:
+            return failed
+        digest = self._tags.get((reference.name, reference.identifier, identity))
+        facts = self._facts.get(digest) if digest is not None else None
+        if facts is not None and self._complete(facts, frozenset(platforms), uncompressed):
+            return facts
+        return None
+
     async def inspect(
         self,
         image: str,
