@@ -13,7 +13,6 @@ import ssl
 import subprocess
 import tempfile
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import httpx
@@ -21,6 +20,7 @@ import yaml
 
 from slimguard_testbed.cache import etcd_binary, k8s_binaries
 from slimguard_testbed.certs import CertificateAuthority, KeyPair, key_pem, public_key_pem, rsa_key
+from slimguard_testbed.lifecycle import Service
 from slimguard_testbed.ports import free_port
 from slimguard_testbed.process import ManagedProcess, TestbedError, pid_alive, wait_until
 
@@ -36,7 +36,7 @@ class KubectlError(subprocess.CalledProcessError):
         return f"{super().__str__()}\n{(self.stderr or '').strip()}"
 
 
-class ControlPlane:
+class ControlPlane(Service):
     """etcd + kube-apiserver + kube-controller-manager with real TLS and `--authorization-mode=Node,RBAC`.
 
     Use as a context manager, or call `start()` and `stop()`. Logs go to `workdir/logs/`.
@@ -85,24 +85,6 @@ class ControlPlane:
     @property
     def log_dir(self) -> Path:
         return self.workdir / "logs"
-
-    def __enter__(self) -> ControlPlane:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    def start(self) -> ControlPlane:
-        """Start all three and wait until the API is ready and the controller-manager works."""
-        try:
-            self._start()
-        except BaseException:
-            self._keep_workdir = True  # the error names log files in it
-            self.stop()
-            raise
-        return self
 
     def stop(self) -> None:
         """Stop every process (process groups, SIGTERM then SIGKILL); idempotent."""

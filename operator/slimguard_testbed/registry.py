@@ -16,7 +16,6 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Literal
 
 import httpx
@@ -24,6 +23,7 @@ import yaml
 
 from slimguard_testbed.cache import require_binary
 from slimguard_testbed.certs import CertificateAuthority
+from slimguard_testbed.lifecycle import Service
 from slimguard_testbed.ports import free_port
 from slimguard_testbed.process import ManagedProcess, TestbedError, wait_until
 from slimguard_testbed.token_issuer import DEFAULT_ANONYMOUS_PREFIXES, TokenIssuer
@@ -79,7 +79,7 @@ class RegistryRequest:
         return match["kind"] if match else None
 
 
-class Registry:
+class Registry(Service):
     """`docker-registry serve` on a free 127.0.0.1 port, TLS from `ca`, deletes enabled.
 
     `auth`: None (open), "htpasswd" (Basic, bcrypt) or "token" (Bearer tokens from a `TokenIssuer`).
@@ -151,23 +151,6 @@ class Registry:
     def ssl_context(self) -> ssl.SSLContext:
         """A client context that trusts this registry (and its token issuer)."""
         return ssl.create_default_context(cafile=str(self.ca_file))
-
-    def __enter__(self) -> Registry:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    def start(self) -> Registry:
-        try:
-            self._start()
-        except BaseException:
-            self._keep_workdir = True  # the error names log files in it
-            self.stop()
-            raise
-        return self
 
     def stop(self) -> None:
         if self._process is not None:
