@@ -28,6 +28,7 @@ def _deleted(event: kopf.RawEvent) -> bool:
 
 def build_registry(settings: WebhookSettings) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
+    webhook_settings = settings  # kopf passes its own `settings` to startup handlers, by that name
     view = ClusterView()
 
     @kopf.on.login(registry=registry)
@@ -61,7 +62,6 @@ def build_registry(settings: WebhookSettings) -> kopf.OperatorRegistry:
         if client is not None:
             await client.aclose()
 
-    webhook_settings = settings
 
     @kopf.on.event("slimguard.dev", "v1alpha1", "imagepolicies", registry=registry)
     async def observe_policy(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:

@@ -45,6 +45,7 @@ def build_registry(
 ) -> kopf.OperatorRegistry:
     """All handlers of the controller. ``network_backend`` replaces the registry connector (tests instrument it)."""
     registry = kopf.OperatorRegistry()
+    operator_settings = settings  # kopf passes its own `settings` to startup handlers, by that name
 
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:
@@ -70,7 +71,6 @@ def build_registry(
             await controller.stop()
             await controller.inspector.client.aclose()
 
-    operator_settings = settings
 
     def workload_handler(kind: str) -> EventHandler:
         async def handle(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
