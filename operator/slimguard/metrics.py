@@ -8,9 +8,6 @@ from prometheus_client import REGISTRY, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-INSPECTIONS = Counter(
-    "slimguard_image_inspections_total", "Images inspected from their registry (cache misses).", ["outcome"]
-)
 EVALUATIONS = Counter("slimguard_evaluations_total", "Workload evaluations.", ["status"])
 EVALUATION_SECONDS = Histogram(
     "slimguard_evaluation_seconds",

@@ -62,7 +62,6 @@ def build_registry(settings: WebhookSettings) -> kopf.OperatorRegistry:
         if client is not None:
             await client.aclose()
 
-
     @kopf.on.event("slimguard.dev", "v1alpha1", "imagepolicies", registry=registry)
     async def observe_policy(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
         view.observe_policy(body, deleted=_deleted(event))

@@ -50,15 +50,6 @@ class WorkloadRecord:
     fingerprint: str
 
 
-@dataclass
-class Counters:
-    evaluations: int = 0
-    skipped_unchanged: int = 0
-    annotation_writes: int = 0
-    events: int = 0
-    status_writes: int = 0
-
-
 def _fingerprint(workload: Workload) -> str:
     """A digest of everything about a workload that evaluation reads; our own annotations are not in it."""
     payload = json.dumps(
@@ -89,15 +80,12 @@ class AuditController:
         )
         self.workloads: dict[WorkloadKey, WorkloadRecord] = {}
         self.verdicts: dict[WorkloadKey, Verdict] = {}
-        self.counters = Counters()
         self._queue: asyncio.Queue[WorkloadKey] = asyncio.Queue()
         self._queued: set[WorkloadKey] = set()
         self._status_dirty = asyncio.Event()
         self._written_status: dict[str, dict[str, Any]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._last_audit: datetime | None = None
-        self._idle = asyncio.Event()
-        self._idle.set()
         self._wakeups: dict[WorkloadKey, asyncio.TimerHandle] = {}
 
     # --- lifecycle ---------------------------------------------------------------------------------------
@@ -166,16 +154,12 @@ class AuditController:
         if key in self._queued:
             return
         self._queued.add(key)
-        self._idle.clear()
         self._queue.put_nowait(key)
 
     def enqueue_all(self, *, namespace: str | None = None) -> None:
         for key in list(self.workloads):
             if namespace is None or key.namespace == namespace:
                 self.enqueue(key)
-
-    async def wait_idle(self) -> None:
-        await self._idle.wait()
 
     async def _work(self) -> None:
         while True:
@@ -192,7 +176,6 @@ class AuditController:
                 self._queue.task_done()
                 if self._queue.empty() and not self._queued:
                     self._last_audit = self.clock()
-                    self._idle.set()
                     self._status_dirty.set()
 
     # --- one workload ------------------------------------------------------------------------------------
@@ -207,7 +190,6 @@ class AuditController:
         )
         verdict: Verdict | None = None
         if policies:
-            self.counters.evaluations += 1
             with metrics.EVALUATION_SECONDS.time():
                 verdict = await self.evaluator.verdict(workload, policies, now=self.clock())
             metrics.EVALUATIONS.labels(status=verdict.status.value).inc()
@@ -241,12 +223,10 @@ class AuditController:
         wanted = notes.desired(verdict, self.clock())
         patch = notes.patch_for(record.annotations, wanted)
         if patch is None:
-            self.counters.skipped_unchanged += 1
             return
         found = await self.kube.patch_annotations(workload.kind, workload.namespace, workload.name, patch)
         if not found:
             return
-        self.counters.annotation_writes += 1
         before = record.annotations.get(notes.VIOLATIONS)
         for key, value in patch.items():
             if value is None:
@@ -254,7 +234,6 @@ class AuditController:
             else:
                 record.annotations[key] = value
         if verdict is not None and verdict.status is Status.NONCOMPLIANT and before != patch.get(notes.VIOLATIONS):
-            self.counters.events += 1
             first = verdict.violations[0].message
             more = len(verdict.violations) - 1
             await self.kube.emit_event(
@@ -310,5 +289,4 @@ class AuditController:
             if self._written_status.get(name) == status:
                 continue
             await self.kube.patch_policy_status(name, status)
-            self.counters.status_writes += 1
             self._written_status[name] = status

@@ -71,7 +71,6 @@ def build_registry(
             await controller.stop()
             await controller.inspector.client.aclose()
 
-
     def workload_handler(kind: str) -> EventHandler:
         async def handle(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
             memo["controller"].observe_workload(kind, body, deleted=_deleted(event))

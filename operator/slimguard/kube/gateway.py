@@ -45,7 +45,6 @@ class KubeGateway:
         self.apps = k8s.AppsV1Api(api)
         self.batch = k8s.BatchV1Api(api)
         self.custom = k8s.CustomObjectsApi(api)
-        self.writes = 0
 
     async def _call(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return await asyncio.to_thread(function, *args, **kwargs)
@@ -67,7 +66,6 @@ class KubeGateway:
         if self.dry_run:
             log.info("dry-run: would annotate %s %s/%s with %s", kind, namespace, name, annotations)
             return True
-        self.writes += 1
         try:
             await self._call(self._patcher(kind), name, namespace, {"metadata": {"annotations": annotations}})
         except ApiException as error:
@@ -98,7 +96,6 @@ class KubeGateway:
             reporting_component=f"slimguard.dev/{self.component}",
             reporting_instance=self.component,
         )
-        self.writes += 1
         try:
             await self._call(self.core.create_namespaced_event, namespace, event)
         except ApiException as error:  # an Event is best effort: never fail a verdict over it
@@ -135,7 +132,6 @@ class KubeGateway:
         if self.dry_run:
             log.info("dry-run: would set status of ImagePolicy %s to %s", name, status)
             return
-        self.writes += 1
         try:
             await self._call(
                 self.custom.patch_cluster_custom_object_status, GROUP, VERSION, POLICY_PLURAL, name, {"status": status}

@@ -131,7 +131,6 @@ class ImageInspector:
         self._facts: LruCache[str, ImageFacts] = LruCache(settings.facts_cache_size)
         self._resolving: Coalescer[tuple[str, str, str], str] = Coalescer()
         self._fetching: Coalescer[tuple[str, frozenset[Platform], bool], ImageFacts] = Coalescer()
-        self.inspections = 0
 
     def cached(
         self,
@@ -239,7 +238,6 @@ class ImageInspector:
         wanted: frozenset[Platform],
         uncompressed: bool,
     ) -> ImageFacts:
-        self.inspections += 1
         previous = self._facts.get(digest)
         manifest = await self.client.get_manifest(reference, digest, credential)
         document = _load_json(manifest.body, reference, "manifest")
