@@ -266,13 +266,8 @@ class AuditController:
         counts: dict[tuple[str, str], int] = {}
         for verdict in list(self.verdicts.values()):
             for policy in verdict.policies:
-                mine = Verdict(
-                    verdict.workload,
-                    verdict.policies,
-                    verdict.for_policy(policy),
-                    pending_images=verdict.pending_images,
-                )
-                counts[(policy, mine.status.value)] = counts.get((policy, mine.status.value), 0) + 1
+                key = (policy, verdict.status_for(policy).value)
+                counts[key] = counts.get(key, 0) + 1
         return [(policy, status, count) for (policy, status), count in sorted(counts.items())]
 
     async def flush_statuses(self) -> None:

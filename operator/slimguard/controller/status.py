@@ -29,7 +29,7 @@ def policy_status(
     offenders: list[tuple[int, str, dict[str, Any]]] = []
     for verdict in verdicts:
         mine = verdict.for_policy(name)
-        counts[Verdict(verdict.workload, verdict.policies, mine, pending_images=verdict.pending_images).status] += 1
+        counts[verdict.status_for(name)] += 1
         if mine:
             key = verdict.workload
             offenders.append(

@@ -88,3 +88,7 @@ class Verdict:
 
     def for_policy(self, policy: str) -> tuple[Finding, ...]:
         return tuple(f for f in self.findings if f.policy == policy)
+
+    def status_for(self, policy: str) -> Status:
+        """The workload's status under one policy alone (policy status and metrics count per policy)."""
+        return Verdict(self.workload, self.policies, self.for_policy(policy), pending_images=self.pending_images).status

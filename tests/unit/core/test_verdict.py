@@ -57,3 +57,22 @@ def test_findings_can_be_read_per_policy_and_as_plain_dicts() -> None:
         "message": "too many",
     }
     assert verdict.findings[1].as_dict()["kind"] == "error"
+
+
+def test_the_status_under_one_policy_counts_only_that_policys_findings() -> None:
+    from slimguard.core.policy import Mode
+    from slimguard.core.verdict import Finding, FindingKind, Status, Verdict
+    from slimguard.core.workload import WorkloadKey
+
+    def finding(policy: str, kind: FindingKind) -> Finding:
+        return Finding(policy=policy, mode=Mode.AUDIT, container="api", image="x", rule="r", message="m", kind=kind)
+
+    verdict = Verdict(
+        WorkloadKey("Deployment", "shop", "api"),
+        ("size", "scan", "clean"),
+        (finding("size", FindingKind.VIOLATION), finding("scan", FindingKind.ERROR)),
+    )
+    assert verdict.status is Status.NONCOMPLIANT
+    assert verdict.status_for("size") is Status.NONCOMPLIANT
+    assert verdict.status_for("scan") is Status.ERROR
+    assert verdict.status_for("clean") is Status.COMPLIANT
