@@ -60,10 +60,6 @@ def test_findings_can_be_read_per_policy_and_as_plain_dicts() -> None:
 
 
 def test_the_status_under_one_policy_counts_only_that_policys_findings() -> None:
-    from slimguard.core.policy import Mode
-    from slimguard.core.verdict import Finding, FindingKind, Status, Verdict
-    from slimguard.core.workload import WorkloadKey
-
     def finding(policy: str, kind: FindingKind) -> Finding:
         return Finding(policy=policy, mode=Mode.AUDIT, container="api", image="x", rule="r", message="m", kind=kind)
 
