@@ -14,16 +14,12 @@ from slimguard.engine.credentials import PullCredentials
 from slimguard.engine.facts import Evaluator
 from slimguard.engine.view import ClusterView
 from slimguard.kube.gateway import KubeGateway, load_api_client
-from slimguard.kube.kopf_tuning import tune
+from slimguard.kube.kopf_tuning import is_deletion, tune
 from slimguard.kube.login import connection_info
 from slimguard.registry.client import RegistryClient
 from slimguard.registry.inspector import ImageInspector
 
 log = logging.getLogger(__name__)
-
-
-def _deleted(event: kopf.RawEvent) -> bool:
-    return event.get("type") == "DELETED"
 
 
 def build_registry(settings: WebhookSettings) -> kopf.OperatorRegistry:
@@ -40,9 +36,7 @@ def build_registry(settings: WebhookSettings) -> kopf.OperatorRegistry:
         settings.posting.enabled = False  # the webhook writes nothing to the cluster
         tune(settings)
         kube = KubeGateway(load_api_client(webhook_settings.kubeconfig), component="slimguard-webhook")
-        for body in await kube.list_policies():
-            view.observe_policy(body)
-        view.policies_synced = True
+        await view.sync_policies(kube)
         client = RegistryClient(webhook_settings.registry)
         evaluator = Evaluator(
             inspector=ImageInspector(client), view=view, credentials=PullCredentials(kube).for_workload
@@ -64,17 +58,17 @@ def build_registry(settings: WebhookSettings) -> kopf.OperatorRegistry:
 
     @kopf.on.event("slimguard.dev", "v1alpha1", "imagepolicies", registry=registry)
     async def observe_policy(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
-        view.observe_policy(body, deleted=_deleted(event))
+        view.observe_policy(body, deleted=is_deletion(event))
 
     @kopf.on.event("", "v1", "namespaces", registry=registry)
     async def observe_namespace(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
-        view.observe_namespace(body, deleted=_deleted(event))
+        view.observe_namespace(body, deleted=is_deletion(event))
 
     # No ReplicaSet watch: at admission a Deployment's new image has no ReplicaSet (nor report) yet, and the
     # watch cost the webhook more CPU than its reviews did (bench/ADMISSION.md).
     @kopf.on.event("aquasecurity.github.io", "v1alpha1", "vulnerabilityreports", registry=registry)
     async def observe_report(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
-        view.observe_report(body, deleted=_deleted(event))
+        view.observe_report(body, deleted=is_deletion(event))
 
     return registry
 

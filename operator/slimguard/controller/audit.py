@@ -26,19 +26,11 @@ from slimguard.engine.credentials import PullCredentials
 from slimguard.engine.facts import Evaluator
 from slimguard.engine.view import ClusterView
 from slimguard.kube.gateway import KubeGateway
+from slimguard.kube.resources import api_version
 from slimguard.registry.inspector import ImageInspector
 
 log = logging.getLogger(__name__)
 
-API_VERSIONS = {
-    "Deployment": "apps/v1",
-    "StatefulSet": "apps/v1",
-    "DaemonSet": "apps/v1",
-    "ReplicaSet": "apps/v1",
-    "Job": "batch/v1",
-    "CronJob": "batch/v1",
-    "Pod": "v1",
-}
 EVENT_REASON = "ImagePolicyViolation"
 
 
@@ -91,9 +83,7 @@ class AuditController:
     # --- lifecycle ---------------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        for body in await self.kube.list_policies():
-            self.view.observe_policy(body)
-        self.view.policies_synced = True
+        await self.view.sync_policies(self.kube)
         self._tasks = [asyncio.create_task(self._work(), name=f"slimguard-worker-{n}") for n in range(self.workers)]
         self._tasks.append(asyncio.create_task(self._write_statuses(), name="slimguard-status"))
 
@@ -114,6 +104,8 @@ class AuditController:
             self.enqueue(owner)
         if deleted:
             self.workloads.pop(key, None)
+            if (wakeup := self._wakeups.pop(key, None)) is not None:
+                wakeup.cancel()
             if self.verdicts.pop(key, None) is not None:
                 self._status_dirty.set()
             return
@@ -241,7 +233,7 @@ class AuditController:
                 namespace=workload.namespace,
                 name=workload.name,
                 uid=record.uid,
-                api_version=API_VERSIONS[workload.kind],
+                api_version=api_version(workload.kind),
                 reason=EVENT_REASON,
                 message=first + (f" (and {more} more violations)" if more else ""),
             )

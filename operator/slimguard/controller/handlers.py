@@ -16,28 +16,16 @@ from slimguard import metrics
 from slimguard.controller.audit import AuditController
 from slimguard.controller.settings import ControllerSettings
 from slimguard.kube.gateway import KubeGateway, load_api_client
-from slimguard.kube.kopf_tuning import tune
+from slimguard.kube.kopf_tuning import is_deletion, tune
 from slimguard.kube.login import connection_info
+from slimguard.kube.resources import WORKLOAD_RESOURCES
 from slimguard.registry.client import RegistryClient
 from slimguard.registry.guard import GuardedNetworkBackend
 from slimguard.registry.inspector import ImageInspector
 
 log = logging.getLogger(__name__)
 
-WORKLOAD_RESOURCES: dict[str, tuple[str, str, str]] = {
-    "Deployment": ("apps", "v1", "deployments"),
-    "StatefulSet": ("apps", "v1", "statefulsets"),
-    "DaemonSet": ("apps", "v1", "daemonsets"),
-    "ReplicaSet": ("apps", "v1", "replicasets"),
-    "Job": ("batch", "v1", "jobs"),
-    "CronJob": ("batch", "v1", "cronjobs"),
-    "Pod": ("", "v1", "pods"),
-}
 EventHandler = Callable[..., Awaitable[None]]
-
-
-def _deleted(event: kopf.RawEvent) -> bool:
-    return event.get("type") == "DELETED"
 
 
 def build_registry(
@@ -73,7 +61,7 @@ def build_registry(
 
     def workload_handler(kind: str) -> EventHandler:
         async def handle(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
-            memo["controller"].observe_workload(kind, body, deleted=_deleted(event))
+            memo["controller"].observe_workload(kind, body, deleted=is_deletion(event))
 
         return handle
 
@@ -82,15 +70,15 @@ def build_registry(
 
     @kopf.on.event("slimguard.dev", "v1alpha1", "imagepolicies", registry=registry)
     async def observe_policy(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
-        memo["controller"].observe_policy(body, deleted=_deleted(event))
+        memo["controller"].observe_policy(body, deleted=is_deletion(event))
 
     @kopf.on.event("", "v1", "namespaces", registry=registry)
     async def observe_namespace(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
-        memo["controller"].observe_namespace(body, deleted=_deleted(event))
+        memo["controller"].observe_namespace(body, deleted=is_deletion(event))
 
     @kopf.on.event("aquasecurity.github.io", "v1alpha1", "vulnerabilityreports", registry=registry)
     async def observe_report(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
-        memo["controller"].observe_report(body, deleted=_deleted(event))
+        memo["controller"].observe_report(body, deleted=is_deletion(event))
 
     return registry
 

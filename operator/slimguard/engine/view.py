@@ -14,6 +14,7 @@ from slimguard.core.errors import InvalidPolicy
 from slimguard.core.policy import ImagePolicy
 from slimguard.core.vulnerabilities import VulnerabilityReport
 from slimguard.core.workload import Workload, WorkloadKey
+from slimguard.kube.gateway import KubeGateway
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,12 @@ class ClusterView:
         self._reports_by_namespace: dict[str, dict[str, VulnerabilityReport]] = {}
         self._replicasets_by_owner: dict[tuple[str, str], dict[str, int]] = {}
         self.policies_synced = False
+
+    async def sync_policies(self, kube: KubeGateway) -> None:
+        """Load every policy once before serving: decisions made before the watch catches up would be wrong."""
+        for body in await kube.list_policies():
+            self.observe_policy(body)
+        self.policies_synced = True
 
     @property
     def active_policies(self) -> list[ImagePolicy]:

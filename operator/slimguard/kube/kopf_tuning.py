@@ -26,6 +26,10 @@ class NoDiffBase(kopf.DiffBaseStorage):
         return None
 
 
+def is_deletion(event: kopf.RawEvent) -> bool:
+    return event.get("type") == "DELETED"
+
+
 def tune(settings: kopf.OperatorSettings) -> None:
     settings.persistence.diffbase_storage = NoDiffBase()
     settings.watching.server_timeout = 270
