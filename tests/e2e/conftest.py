@@ -26,6 +26,7 @@ from slimguard_testbed import (
     k8s_binaries,
 )
 from slimguard_testbed.operator_runner import InProcessOperator
+from slimguard_testbed.registry import Auth
 
 E2E_DIR = Path(__file__).resolve().parent
 
@@ -77,6 +78,19 @@ def registry_storage(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("registry-storage")
 
 
+def _shared_storage_registry(
+    auth: Auth, tmp_path_factory: pytest.TempPathFactory, ca: CertificateAuthority, storage: Path, user: Credentials
+) -> Registry:
+    return Registry(
+        storage_dir=storage,
+        ca=ca,
+        auth=auth,
+        workdir=tmp_path_factory.mktemp(f"registry-{auth}"),
+        username=user.username,
+        password=user.password,
+    )
+
+
 @pytest.fixture(scope="session")
 def registry(
     tmp_path_factory: pytest.TempPathFactory,
@@ -85,13 +99,8 @@ def registry(
     registry_credentials: Credentials,
 ) -> Iterator[Registry]:
     """TLS + bearer tokens: anonymous pulls under public/, base/ and shop/; pushes need credentials."""
-    with Registry(
-        storage_dir=registry_storage,
-        ca=testbed_ca,
-        auth="token",
-        workdir=tmp_path_factory.mktemp("registry-token"),
-        username=registry_credentials.username,
-        password=registry_credentials.password,
+    with _shared_storage_registry(
+        "token", tmp_path_factory, testbed_ca, registry_storage, registry_credentials
     ) as started:
         yield started
 
@@ -104,13 +113,8 @@ def basic_registry(
     registry_credentials: Credentials,
 ) -> Iterator[Registry]:
     """TLS + htpasswd (Basic) over the same storage as `registry`."""
-    with Registry(
-        storage_dir=registry_storage,
-        ca=testbed_ca,
-        auth="htpasswd",
-        workdir=tmp_path_factory.mktemp("registry-basic"),
-        username=registry_credentials.username,
-        password=registry_credentials.password,
+    with _shared_storage_registry(
+        "htpasswd", tmp_path_factory, testbed_ca, registry_storage, registry_credentials
     ) as started:
         yield started
 
