@@ -146,14 +146,10 @@ class ImageInspector:
         requests' work does not land inside its latency.
         """
         try:
-            reference = ImageReference.parse(image)
-        except InvalidReference as error:
-            return InspectionError(str(error), reason="InvalidReference")
-        credential = next(iter(credentials_for(reference, credentials)), None)
+            reference, credential = self._identify(image, credentials)
+        except InspectionError as error:
+            return error
         identity = credential.username if credential else ""
-        failed = self._failures.get((str(reference), identity))
-        if failed is not None:
-            return failed
         digest = self._tags.get((reference.name, reference.identifier, identity))
         facts = self._facts.get(digest) if digest is not None else None
         if facts is not None and self._complete(facts, frozenset(platforms), uncompressed):
@@ -169,20 +165,28 @@ class ImageInspector:
         uncompressed: bool = False,
     ) -> ImageFacts:
         """Facts for ``image`` with the given platforms fetched (and uncompressed sizes if asked)."""
+        reference, credential = self._identify(image, credentials)
+        try:
+            return await self._inspect(reference, credential, frozenset(platforms), uncompressed)
+        except InspectionError as error:
+            self._failures.put(self._failure_key(reference, credential), error)
+            raise
+
+    @staticmethod
+    def _failure_key(reference: ImageReference, credential: Credential | None) -> tuple[str, str]:
+        return (str(reference), credential.username if credential else "")
+
+    def _identify(self, image: str, credentials: Sequence[Credential]) -> tuple[ImageReference, Credential | None]:
+        """Parse the reference and pick its credential; raises a recent failure for the same pair again."""
         try:
             reference = ImageReference.parse(image)
         except InvalidReference as error:
             raise InspectionError(str(error), reason="InvalidReference") from None
         credential = next(iter(credentials_for(reference, credentials)), None)
-        failure_key = (str(reference), credential.username if credential else "")
-        failed = self._failures.get(failure_key)
+        failed = self._failures.get(self._failure_key(reference, credential))
         if failed is not None:
             raise failed
-        try:
-            return await self._inspect(reference, credential, frozenset(platforms), uncompressed)
-        except InspectionError as error:
-            self._failures.put(failure_key, error)
-            raise
+        return reference, credential
 
     async def _inspect(
         self, reference: ImageReference, credential: Credential | None, wanted: frozenset[Platform], uncompressed: bool
