@@ -81,6 +81,34 @@ def test_enforce_rejects_a_pod_whose_init_container_is_fat(
     assert f'container "init": image {fixture_images.fat_app.ref}' in result.stderr
 
 
+def test_an_undecidable_base_rule_is_decided_by_on_unknown(
+    control_plane: ControlPlane, webhook: WebhookReplicas, fixture_images: Any
+) -> None:
+    ns = "admit-base-unknown"
+    apply(
+        control_plane,
+        namespace(ns),
+        image_policy(
+            "no-bookworm",
+            {"deniedBaseImages": ["*/node:*-bookworm"]},
+            namespaces=[ns],
+            mode="Enforce",
+            onUnknown="Deny",
+            knownBaseImages=["127.0.0.1:1/base/node:20-bookworm"],
+        ),
+    )
+    wait_for("the webhook to see the policy", lambda: DENIED in _dry_run(control_plane, ns, fixture_images).stderr)
+    result = kubectl_apply(control_plane, deployment("fat", ns, fixture_images.fat_app.ref))
+    assert result.returncode != 0
+    assert "cannot be checked against deniedBaseImages" in result.stderr
+    assert "registry 127.0.0.1:1 is unreachable" in result.stderr
+    control_plane.kubectl("delete", "imagepolicy", "no-bookworm")
+
+
+def _dry_run(plane: ControlPlane, ns: str, fixture_images: Any) -> subprocess.CompletedProcess[str]:
+    return kubectl_apply(plane, deployment("probe", ns, fixture_images.fat_app.ref), extra=("--dry-run=server",))
+
+
 def test_server_side_dry_run_evaluates_and_creates_nothing(
     control_plane: ControlPlane, enforce_ns: str, fixture_images: Any
 ) -> None:

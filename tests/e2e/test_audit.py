@@ -222,6 +222,30 @@ def test_a_garbled_image_and_an_unreachable_registry_are_errors_on_the_workload_
     control_plane.kubectl("delete", "imagepolicy", "errors-surface")
 
 
+def test_a_base_rule_whose_known_base_is_unreachable_is_an_error_never_compliant(
+    control_plane: ControlPlane, operator: InProcessOperator, fixture_images: Any
+) -> None:
+    ns = "audit-base-unreachable"
+    unreachable_base = "127.0.0.1:1/base/node:20-bookworm"
+    apply(control_plane, namespace(ns), deployment("fat", ns, fixture_images.fat_app.ref))
+    apply(
+        control_plane,
+        image_policy(
+            "no-bookworm",
+            {"deniedBaseImages": ["*/node:*-bookworm"]},
+            namespaces=[ns],
+            knownBaseImages=[unreachable_base],
+        ),
+    )
+    (finding,) = violations(wait_for_status(control_plane, "deployment", "fat", ns, "error"))
+    assert (finding["rule"], finding["kind"]) == ("deniedBaseImages", "error")
+    assert (
+        f'cannot be checked against deniedBaseImages of ImagePolicy "no-bookworm": the base image {unreachable_base}, '
+        "which slimguard compares layers with, could not be read (registry 127.0.0.1:1 is unreachable"
+    ) in finding["message"]
+    control_plane.kubectl("delete", "imagepolicy", "no-bookworm")
+
+
 def test_uncompressed_size_is_read_from_gzip_trailers_and_reported_as_an_estimate(
     control_plane: ControlPlane, operator: InProcessOperator, fixture_images: Any
 ) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from slimguard.core.errors import InspectionError, InvalidReference
@@ -28,7 +28,8 @@ class Context:
 
     now: datetime
     facts: Mapping[str, FactsOrError] = field(default_factory=dict)
-    base_candidates: Mapping[str, ImageFacts] = field(default_factory=dict)
+    base_candidates: Mapping[str, FactsOrError] = field(default_factory=dict)
+    """The concrete base references policies name, as read from their registries (or why they could not be)."""
     namespace_labels: Mapping[str, str] = field(default_factory=dict)
     reports: Sequence[VulnerabilityReport] = ()
     report_owners: tuple[tuple[str, str], ...] = ()
@@ -250,36 +251,49 @@ def _check_platform_image(
         )
     if rules.allowed_base_images is not None or rules.denied_base_images is not None:
         bases = detect_bases(facts, image, context.base_candidates)
-        _check_base(report, rules, reference, bases)
+        unreadable = {
+            ref: error for ref, error in context.base_candidates.items() if isinstance(error, InspectionError)
+        }
+        _check_base(report, rules, reference, bases, unreadable)
 
 
 def detect_bases(
-    facts: ImageFacts, image: PlatformImage, candidates: Mapping[str, ImageFacts]
+    facts: ImageFacts, image: PlatformImage, candidates: Mapping[str, FactsOrError]
 ) -> tuple[BaseImage, ...]:
-    """Every base image found: by OCI annotation and, independently, by layer prefix."""
-    found: list[BaseImage] = []
+    """Every base image found, by OCI annotation and, independently, by layer prefix; each base once."""
     annotated = image.annotated_base or facts.annotated_base
-    if annotated is not None:
-        found.append(annotated)
     layer_candidates = {
         ref: candidate_image
         for ref, candidate in candidates.items()
-        if (candidate_image := candidate.for_platform(image.platform)) is not None
+        if isinstance(candidate, ImageFacts)
+        and (candidate_image := candidate.for_platform(image.platform)) is not None
         and candidate_image.manifest_digest != image.manifest_digest
     }
     by_layers = base_by_layers(image, layer_candidates)
-    if by_layers is not None:
-        found.append(by_layers)
-    return tuple(found)
+    if annotated is not None and by_layers is not None and _same_reference(annotated.reference, by_layers.reference):
+        # Both methods agree: one base, found two ways (said once, not once per method).
+        return (replace(annotated, shared_layers=by_layers.shared_layers),)
+    return tuple(base for base in (annotated, by_layers) if base is not None)
+
+
+def _same_reference(one: str, other: str) -> bool:
+    try:
+        return str(ImageReference.parse(one)) == str(ImageReference.parse(other))
+    except InvalidReference:
+        return one == other
 
 
 def _describe(base: BaseImage) -> str:
-    how = (
-        "by its OCI base-image annotation"
-        if base.method == "annotation"
-        else f"by {base.shared_layers} shared layer{'' if base.shared_layers == 1 else 's'}"
-    )
-    return f"{base.reference} (found {how})"
+    ways = []
+    if base.method == "annotation":
+        ways.append("by its OCI base-image annotation")
+    if base.shared_layers is not None:
+        ways.append(f"by {base.shared_layers} shared layer{'' if base.shared_layers == 1 else 's'}")
+    return f"{base.reference} (found {' and '.join(ways)})"
+
+
+def _describe_all(bases: Sequence[BaseImage]) -> str:
+    return " and ".join(_describe(base) for base in bases)
 
 
 def _base_matches(base: BaseImage, globs: Sequence[str]) -> bool:
@@ -289,18 +303,24 @@ def _base_matches(base: BaseImage, globs: Sequence[str]) -> bool:
         return False
 
 
-def _check_base(report: _Reporter, rules: Rules, reference: ImageReference, bases: tuple[BaseImage, ...]) -> None:
+def _check_base(
+    report: _Reporter,
+    rules: Rules,
+    reference: ImageReference,
+    bases: tuple[BaseImage, ...],
+    unreadable: Mapping[str, InspectionError],
+) -> None:
     denied = rules.denied_base_images or ()
     allowed = rules.allowed_base_images
     itself_denied = image_matches_any(reference, denied)
     denied_bases = [base for base in bases if _base_matches(base, denied)]
-    for base in denied_bases:
+    if denied_bases:
         report.violation(
             "deniedBaseImages",
-            f"is built on {_describe(base)}, which {report.policy_name} denies ({', '.join(denied)}). "
+            f"is built on {_describe_all(denied_bases)}, which {report.policy_name} denies ({', '.join(denied)}). "
             f"Rebuild FROM an allowed base{_suggest(allowed)}.",
             limit=", ".join(denied),
-            actual=base.reference,
+            actual=", ".join(base.reference for base in denied_bases),
         )
     if itself_denied and not denied_bases:
         report.violation(
@@ -310,9 +330,15 @@ def _check_base(report: _Reporter, rules: Rules, reference: ImageReference, base
             limit=", ".join(denied),
             actual=str(reference),
         )
-    if allowed is None or image_matches_any(reference, allowed) or denied_bases or itself_denied:
+    decided = bool(denied_bases) or itself_denied
+    if denied and not decided and unreadable:
+        # A base the layer comparison could not see might be the denied one: undecided is not compliant.
+        _undecided(report, "deniedBaseImages", unreadable)
+    if allowed is None or image_matches_any(reference, allowed) or decided:
         return  # a denied base is reported once, as denied, not again as "not allowed"
-    if not bases:
+    if unreadable:
+        _undecided(report, "allowedBaseImages", unreadable)
+    elif not bases:
         report.violation(
             "allowedBaseImages",
             f"has a base image slimguard could not determine (no org.opencontainers.image.base.name annotation, "
@@ -322,14 +348,28 @@ def _check_base(report: _Reporter, rules: Rules, reference: ImageReference, base
             actual="unknown",
         )
     elif not any(_base_matches(base, allowed) for base in bases):
-        found = "; ".join(_describe(base) for base in bases)
         report.violation(
             "allowedBaseImages",
-            f"is built on {found}, which is not a base {report.policy_name} allows ({', '.join(allowed)}). "
-            f"Rebuild FROM an allowed base{_suggest(allowed)}.",
+            f"is built on {_describe_all(bases)}, which is not a base {report.policy_name} allows "
+            f"({', '.join(allowed)}). Rebuild FROM an allowed base{_suggest(allowed)}.",
             limit=", ".join(allowed),
             actual=bases[0].reference,
         )
+
+
+def _undecided(report: _Reporter, rule: str, unreadable: Mapping[str, InspectionError]) -> None:
+    if len(unreadable) == 1:
+        ((names, detail),) = ((ref, str(error)) for ref, error in unreadable.items())
+        noun = "base image"
+    else:
+        names, noun = ", ".join(unreadable), "base images"
+        detail = "; ".join(f"{ref}: {error}" for ref, error in unreadable.items())
+    report.error(
+        rule,
+        f"cannot be checked against {rule} of {report.policy_name}: the {noun} {names}, which slimguard "
+        f"compares layers with, could not be read ({detail}). It is checked again when the registry answers; "
+        "correct spec.knownBaseImages if the reference is wrong.",
+    )
 
 
 def _suggest(allowed: Sequence[str] | None) -> str:

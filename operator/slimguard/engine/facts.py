@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 
 from slimguard.core.errors import InspectionError
 from slimguard.core.evaluation import Context, FactsOrError, evaluate
-from slimguard.core.facts import ImageFacts, Platform
+from slimguard.core.facts import Platform
 from slimguard.core.matching import selected_containers
 from slimguard.core.policy import ImagePolicy
 from slimguard.core.verdict import Verdict
@@ -17,8 +16,6 @@ from slimguard.core.workload import Workload
 from slimguard.engine.view import ClusterView
 from slimguard.registry.credentials import Credential
 from slimguard.registry.inspector import ImageInspector
-
-log = logging.getLogger(__name__)
 
 CredentialSource = Callable[[Workload], Awaitable[list[Credential]]]
 
@@ -60,7 +57,7 @@ class Evaluator:
         namespace_labels: Mapping[str, str],
         *,
         deadline: float | None = None,
-    ) -> tuple[dict[str, FactsOrError], dict[str, ImageFacts]]:
+    ) -> tuple[dict[str, FactsOrError], dict[str, FactsOrError]]:
         platforms: dict[str, set[Platform]] = {}
         uncompressed: dict[str, bool] = {}
         for policy in policies:
@@ -81,12 +78,12 @@ class Evaluator:
             except InspectionError as error:
                 return error
 
-        async def inspect_base(reference: str) -> ImageFacts | None:
+        async def inspect_base(reference: str) -> FactsOrError:
             try:
                 return await self.inspector.inspect(reference, credentials=credentials, platforms=all_platforms)
             except InspectionError as error:
-                log.info("base image %s cannot be read to match layers: %s", reference, error)
-                return None
+                # Evaluation makes this an error finding: a base rule it leaves undecided is not compliant.
+                return error
 
         images = list(platforms)
         warm = self._from_memory(images, candidates, credentials, platforms, uncompressed, all_platforms)
@@ -103,8 +100,7 @@ class Evaluator:
                 f"no answer within slimguard's {deadline:g}s admission deadline", reason="InspectionDeadline"
             )
             return dict.fromkeys(images, late), {}
-        bases = {ref: facts for ref, facts in zip(candidates, base_results, strict=True) if facts is not None}
-        return dict(zip(images, results, strict=True)), bases
+        return dict(zip(images, results, strict=True)), dict(zip(candidates, base_results, strict=True))
 
     def _from_memory(
         self,
@@ -114,7 +110,7 @@ class Evaluator:
         platforms: Mapping[str, set[Platform]],
         uncompressed: Mapping[str, bool],
         all_platforms: set[Platform],
-    ) -> tuple[dict[str, FactsOrError], dict[str, ImageFacts]] | None:
+    ) -> tuple[dict[str, FactsOrError], dict[str, FactsOrError]] | None:
         """Everything from the caches, without a task or a timer; None as soon as one thing is missing."""
         facts: dict[str, FactsOrError] = {}
         for image in images:
@@ -124,11 +120,10 @@ class Evaluator:
             if found is None:
                 return None
             facts[image] = found
-        bases: dict[str, ImageFacts] = {}
+        bases: dict[str, FactsOrError] = {}
         for reference in candidates:
             base = self.inspector.cached(reference, credentials=credentials, platforms=all_platforms)
             if base is None:
                 return None
-            if isinstance(base, ImageFacts):
-                bases[reference] = base
+            bases[reference] = base
         return facts, bases

@@ -265,6 +265,98 @@ def test_a_denied_base_is_reported_once_as_denied_not_again_as_not_allowed() -> 
     assert [f.rule for f in result.findings] == ["deniedBaseImages"]
 
 
+UNREADABLE = InspectionError("registry 127.0.0.1:1 is unreachable", reason="RegistryUnreachable")
+
+
+def test_a_deny_list_whose_known_base_cannot_be_read_is_an_error_not_compliant() -> None:
+    result = verdict(
+        rules(deniedBaseImages=["*/debian:*"]),
+        facts_by_image=built_on(DEBIAN),
+        base_candidates={"debian:bookworm": UNREADABLE},
+    )
+    assert result.status is Status.ERROR
+    finding = only(result)
+    assert (finding.kind, finding.rule) == (FindingKind.ERROR, "deniedBaseImages")
+    assert finding.message == (
+        f'{SUBJECT} cannot be checked against deniedBaseImages of ImagePolicy "slim": the base image '
+        "debian:bookworm, which slimguard compares layers with, could not be read (registry 127.0.0.1:1 is "
+        "unreachable). It is checked again when the registry answers; correct spec.knownBaseImages if the "
+        "reference is wrong."
+    )
+
+
+def test_an_allow_list_whose_known_base_cannot_be_read_is_an_error_not_an_unknown_base() -> None:
+    finding = only(
+        verdict(
+            rules(allowedBaseImages=["*/node:*-alpine"]),
+            facts_by_image=built_on(ALPINE),
+            base_candidates={**BASES, "node:20-alpine": UNREADABLE},
+        )
+    )
+    assert (finding.kind, finding.rule) == (FindingKind.ERROR, "allowedBaseImages")
+    assert "node:20-alpine, which slimguard compares layers with, could not be read" in finding.message
+
+
+def test_several_unreadable_bases_are_named_with_each_reason_in_one_error() -> None:
+    gone = InspectionError("manifest unknown", reason="NotFound")
+    finding = only(
+        verdict(
+            rules(deniedBaseImages=["*/debian:*"]),
+            facts_by_image=built_on(DEBIAN),
+            base_candidates={"debian:bookworm": UNREADABLE, "node:20": gone},
+        )
+    )
+    assert (
+        "the base images debian:bookworm, node:20, which slimguard compares layers with, could not be read "
+        "(debian:bookworm: registry 127.0.0.1:1 is unreachable; node:20: manifest unknown)"
+    ) in finding.message
+
+
+def test_a_denied_base_found_while_another_candidate_cannot_be_read_is_still_a_violation() -> None:
+    result = verdict(
+        rules(allowedBaseImages=["*/node:*-alpine"], deniedBaseImages=["*/debian:*"]),
+        facts_by_image=built_on(DEBIAN),
+        base_candidates={**BASES, "node:20-alpine": UNREADABLE},
+    )
+    assert [(f.kind, f.rule) for f in result.findings] == [(FindingKind.VIOLATION, "deniedBaseImages")]
+
+
+def test_an_unreadable_candidate_does_not_matter_to_an_image_that_is_an_allowed_base_itself() -> None:
+    image = "docker.io/library/node:20-alpine"
+    result = verdict(
+        rules(allowedBaseImages=["*/node:*-alpine"]),
+        workload(image),
+        {image: facts()},
+        base_candidates={"node:20-alpine": UNREADABLE},
+    )
+    assert result.status is Status.COMPLIANT
+
+
+def test_a_base_found_both_by_annotation_and_by_layers_is_reported_once_naming_both() -> None:
+    result = verdict(
+        rules(deniedBaseImages=["*/debian:*"]),
+        facts_by_image=built_on(DEBIAN, base="debian:bookworm"),
+        base_candidates=BASES,
+    )
+    finding = only(result)
+    assert finding.message.startswith(
+        f"{SUBJECT} is built on debian:bookworm (found by its OCI base-image annotation and by 1 shared layer), "
+    )
+
+
+def test_two_different_denied_bases_are_one_finding_naming_both() -> None:
+    result = verdict(
+        rules(deniedBaseImages=["*/debian:*", "*/node:*"]),
+        facts_by_image=built_on(DEBIAN, base="node:20"),
+        base_candidates={"debian:bookworm": BASES["debian:bookworm"]},
+    )
+    finding = only(result)
+    assert finding.message.startswith(
+        f"{SUBJECT} is built on node:20 (found by its OCI base-image annotation) and debian:bookworm "
+        "(found by 1 shared layer), which ImagePolicy"
+    )
+
+
 def test_a_candidate_that_is_the_image_itself_is_not_taken_for_its_base() -> None:
     image = platform_image(*NODE, seed="node")
     assert detect_bases(facts(image), image, {"node:20": BASES["node:20"]}) == ()
