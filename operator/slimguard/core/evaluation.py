@@ -231,7 +231,7 @@ def _check_platform_image(
         if uncompressed is None:
             report.error("maxUncompressedSize", f"has layers whose uncompressed size is unknown ({platform})")
         else:
-            what = "uncompressed (estimated)" if facts.uncompressed_estimated else "uncompressed"
+            what = "uncompressed (estimated)" if image.uncompressed_estimated else "uncompressed"
             _size_check(
                 report,
                 "maxUncompressedSize",

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+from slimguard.core.media_types import INDEX_TYPES
+
 _DEFAULT_VARIANTS = {"arm64": "v8", "arm": "v7", "amd64": "v1"}
 
 
@@ -63,6 +65,8 @@ class Layer:
     diff_id: str | None = None
     uncompressed_size: int | None = None
     created_by: str | None = None
+    uncompressed_estimated: bool = False
+    """True when the uncompressed size was inferred (a gzip trailer holds it modulo 4 GiB), not read exactly."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,29 +96,28 @@ class PlatformImage:
         return sum(size for size in sizes if size is not None)
 
     @property
+    def uncompressed_estimated(self) -> bool:
+        return any(layer.uncompressed_estimated for layer in self.layers)
+
+    @property
     def diff_ids(self) -> tuple[str, ...]:
         return tuple(layer.diff_id or layer.digest for layer in self.layers)
 
 
 @dataclass(frozen=True, slots=True)
 class ImageFacts:
-    """Facts about one image digest (a single manifest or an index of several platforms).
-
-    ``uncompressed_estimated`` is true when some uncompressed sizes were read from compression trailers or
-    frame headers rather than by decompressing the whole layer.
-    """
+    """Facts about one image digest (a single manifest or an index of several platforms)."""
 
     digest: str
     media_type: str
     platforms: tuple[PlatformImage, ...]
     annotated_base: BaseImage | None = None
-    uncompressed_estimated: bool = True
     listed_platforms: tuple[Platform, ...] = ()
     """Every platform an index lists; only those a policy asks for are fetched into ``platforms``."""
 
     @property
     def is_index(self) -> bool:
-        return "index" in self.media_type or "manifest.list" in self.media_type
+        return self.media_type in INDEX_TYPES
 
     def for_platform(self, required: Platform) -> PlatformImage | None:
         for image in self.platforms:

@@ -19,17 +19,12 @@ import httpcore
 import httpx
 
 from slimguard.core.errors import InspectionError
+from slimguard.core.media_types import MANIFEST_TYPES
 from slimguard.core.reference import DOCKER_HUB, ImageReference
 from slimguard.registry.credentials import Credential
 from slimguard.registry.guard import GuardedNetworkBackend, RefusedAddress
 from slimguard.registry.settings import RegistrySettings
 
-MANIFEST_TYPES = (
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-)
 _MAX_REDIRECTS = 5
 _CHALLENGE_RE = re.compile(r'(\w+)="([^"]*)"')
 

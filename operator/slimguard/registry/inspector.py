@@ -3,108 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import struct
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime
-from typing import Any
 
+from slimguard.core import oci
 from slimguard.core.errors import InspectionError, InvalidReference
-from slimguard.core.facts import BaseImage, BaseImageMethod, ImageFacts, Layer, Platform, PlatformImage
+from slimguard.core.facts import ImageFacts, Layer, Platform, PlatformImage
+from slimguard.core.media_types import IMAGE_TYPES, INDEX_TYPES
 from slimguard.core.reference import ImageReference
 from slimguard.registry.cache import Coalescer, LruCache, TtlCache
-from slimguard.registry.client import Manifest, RegistryClient
+from slimguard.registry.client import RegistryClient
 from slimguard.registry.credentials import Credential, credentials_for
-
-BASE_NAME = "org.opencontainers.image.base.name"
-BASE_DIGEST = "org.opencontainers.image.base.digest"
-_INDEX_TYPES = {
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-}
-_IMAGE_TYPES = {
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-}
-_GZIP_TYPES = ("gzip", "tar.gzip", "diff.tar.gzip")
-_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
 def _garbled(reference: ImageReference, what: str) -> InspectionError:
     return InspectionError(
         f"registry {reference.registry} served a garbled {what} for {reference}", reason="GarbledManifest"
     )
-
-
-def _load_json(body: bytes, reference: ImageReference, what: str) -> dict[str, Any]:
-    try:
-        document = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise _garbled(reference, what) from None
-    if not isinstance(document, dict):
-        raise _garbled(reference, what)
-    return document
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def _annotated_base(annotations: Mapping[str, Any] | None) -> BaseImage | None:
-    if not annotations or not isinstance(annotations.get(BASE_NAME), str) or not annotations[BASE_NAME]:
-        return None
-    digest = annotations.get(BASE_DIGEST)
-    return BaseImage(
-        reference=annotations[BASE_NAME],
-        method=BaseImageMethod.ANNOTATION,
-        digest=digest if isinstance(digest, str) else None,
-    )
-
-
-def _media_type(manifest: Manifest, document: Mapping[str, Any]) -> str:
-    declared = document.get("mediaType")
-    if isinstance(declared, str) and declared:
-        return declared
-    if manifest.media_type in _INDEX_TYPES | _IMAGE_TYPES:
-        return manifest.media_type
-    return (
-        "application/vnd.oci.image.index.v1+json"
-        if "manifests" in document
-        else ("application/vnd.oci.image.manifest.v1+json")
-    )
-
-
-def _platform_of(descriptor: Mapping[str, Any]) -> Platform | None:
-    raw = descriptor.get("platform")
-    if not isinstance(raw, dict) or not raw.get("os") or not raw.get("architecture"):
-        return None
-    if raw["os"] == "unknown":  # buildx attestation manifests
-        return None
-    return Platform(str(raw["os"]), str(raw["architecture"]), raw.get("variant") or None)
-
-
-def _created(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
-def _history_commands(config: Mapping[str, Any]) -> list[str | None]:
-    """``created_by`` of each history entry that made a layer (empty_layer entries made none)."""
-    return [
-        str(entry.get("created_by") or "") or None
-        for entry in _list(config.get("history"))
-        if isinstance(entry, dict) and not entry.get("empty_layer")
-    ]
 
 
 class ImageInspector:
@@ -244,172 +160,88 @@ class ImageInspector:
     ) -> ImageFacts:
         previous = self._facts.get(digest)
         manifest = await self.client.get_manifest(reference, digest, credential)
-        document = _load_json(manifest.body, reference, "manifest")
-        media_type = _media_type(manifest, document)
-        known = {image.platform: image for image in previous.platforms} if previous else {}
-        if media_type in _INDEX_TYPES:
-            facts = await self._from_index(reference, manifest, document, credential, wanted, known, uncompressed)
-        elif media_type in _IMAGE_TYPES:
-            image = await self._platform_image(reference, manifest.digest, document, credential, None, uncompressed)
-            facts = ImageFacts(
-                digest=digest, media_type=media_type, platforms=(image,), annotated_base=image.annotated_base
-            )
-        else:
-            raise InspectionError(
-                f"{reference} has a manifest of type {media_type or 'unknown'}, which slimguard does not read "
-                "(Docker schema 1 is deprecated: push the image again with a current builder)",
-                reason="UnsupportedManifest",
-            )
+        try:
+            document = oci.load_document(manifest.body, "manifest")
+            media_type = oci.media_type_of(document, manifest.media_type)
+            if media_type in INDEX_TYPES:
+                known = {image.platform: image for image in previous.platforms} if previous else {}
+                index = oci.parse_index(document, max_entries=self.client.settings.max_platform_manifests * 2)
+                images = await self._platform_images(reference, index, credential, wanted, known, uncompressed)
+                facts = ImageFacts(
+                    digest=manifest.digest,
+                    media_type=media_type,
+                    platforms=images,
+                    annotated_base=index.annotated_base,
+                    listed_platforms=tuple(entry.platform for entry in index.entries),
+                )
+            elif media_type in IMAGE_TYPES:
+                image = await self._platform_image(
+                    reference, oci.parse_manifest(document), manifest.digest, credential, None, uncompressed
+                )
+                facts = ImageFacts(
+                    digest=digest, media_type=media_type, platforms=(image,), annotated_base=image.annotated_base
+                )
+            else:
+                raise InspectionError(
+                    f"{reference} has a manifest of type {media_type or 'unknown'}, which slimguard does not read "
+                    "(Docker schema 1 is deprecated: push the image again with a current builder)",
+                    reason="UnsupportedManifest",
+                )
+        except oci.GarbledDocument as garbled:
+            raise _garbled(reference, garbled.what) from None
         self._facts.put(digest, facts)
         return facts
 
-    async def _from_index(
+    async def _platform_images(
         self,
         reference: ImageReference,
-        manifest: Manifest,
-        document: Mapping[str, Any],
+        index: oci.ParsedIndex,
         credential: Credential | None,
         wanted: frozenset[Platform],
         known: Mapping[Platform, PlatformImage],
         uncompressed: bool,
-    ) -> ImageFacts:
-        entries = document.get("manifests")
-        if not isinstance(entries, list):
-            raise _garbled(reference, "image index")
-        listed: list[tuple[Platform, str]] = []
-        for entry in entries[: self.client.settings.max_platform_manifests * 2]:
-            if not isinstance(entry, dict) or not isinstance(entry.get("digest"), str):
-                raise _garbled(reference, "image index")
-            platform = _platform_of(entry)
-            if platform is not None:
-                listed.append((platform, entry["digest"]))
-        index_base = _annotated_base(document.get("annotations"))
-        chosen = {platform: child for platform, child in listed if any(platform.satisfies(w) for w in wanted)}
-        jobs = []
-        for platform, child in list(chosen.items())[: self.client.settings.max_platform_manifests]:
-            cached = known.get(platform)
-            if cached is not None and not (uncompressed and cached.uncompressed_size is None):
-                jobs.append(asyncio.sleep(0, cached))
-            else:
-                jobs.append(self._child(reference, child, credential, platform, uncompressed))
-        images = tuple(await asyncio.gather(*jobs))
-        return ImageFacts(
-            digest=manifest.digest,
-            media_type=_media_type(manifest, document),
-            platforms=images,
-            annotated_base=index_base,
-            listed_platforms=tuple(platform for platform, _ in listed),
-        )
+    ) -> tuple[PlatformImage, ...]:
+        """The wanted platforms' images of an index; those already known (and complete enough) are not read again."""
 
-    async def _child(
-        self,
-        reference: ImageReference,
-        digest: str,
-        credential: Credential | None,
-        platform: Platform,
-        uncompressed: bool,
-    ) -> PlatformImage:
-        manifest = await self.client.get_manifest(reference, digest, credential)
-        document = _load_json(manifest.body, reference, "platform manifest")
-        return await self._platform_image(reference, digest, document, credential, platform, uncompressed)
+        async def one(entry: oci.IndexEntry) -> PlatformImage:
+            cached = known.get(entry.platform)
+            if cached is not None and not (uncompressed and cached.uncompressed_size is None):
+                return cached
+            child = await self.client.get_manifest(reference, entry.digest, credential)
+            try:
+                document = oci.load_document(child.body, "platform manifest")
+            except oci.GarbledDocument as garbled:
+                raise _garbled(reference, garbled.what) from None
+            parsed = oci.parse_manifest(document)
+            return await self._platform_image(reference, parsed, entry.digest, credential, entry.platform, uncompressed)
+
+        chosen = index.chosen(wanted, limit=self.client.settings.max_platform_manifests)
+        return tuple(await asyncio.gather(*(one(entry) for entry in chosen)))
 
     async def _platform_image(
         self,
         reference: ImageReference,
+        manifest: oci.ParsedManifest,
         digest: str,
-        document: Mapping[str, Any],
         credential: Credential | None,
         platform: Platform | None,
         uncompressed: bool,
     ) -> PlatformImage:
-        config_descriptor = document.get("config")
-        raw_layers = document.get("layers")
-        if not isinstance(config_descriptor, dict) or not isinstance(raw_layers, list):
-            raise _garbled(reference, "image manifest")
-        config_digest = config_descriptor.get("digest")
-        if not isinstance(config_digest, str):
-            raise _garbled(reference, "image manifest")
         config_body = await self.client.get_blob(
-            reference, config_digest, credential, max_bytes=self.client.settings.max_config_bytes
+            reference, manifest.config_digest, credential, max_bytes=self.client.settings.max_config_bytes
         )
-        config = _load_json(config_body, reference, "image config")
-        inner = _dict(config.get("config"))
-        diff_ids = _list(_dict(config.get("rootfs")).get("diff_ids"))
-        commands = _history_commands(config)
-        layers: list[Layer] = []
-        for position, raw in enumerate(raw_layers):
-            if not isinstance(raw, dict) or not isinstance(raw.get("digest"), str):
-                raise _garbled(reference, "image manifest")
-            size = raw.get("size")
-            if not isinstance(size, int) or size < 0:
-                raise _garbled(reference, "image manifest")
-            layers.append(
-                Layer(
-                    digest=raw["digest"],
-                    size=size,
-                    media_type=str(raw.get("mediaType") or ""),
-                    diff_id=str(diff_ids[position]) if position < len(diff_ids) else None,
-                    created_by=commands[position] if position < len(commands) else None,
-                )
-            )
-        if uncompressed:
-            layers = list(
-                await asyncio.gather(*(self._with_uncompressed(reference, layer, credential) for layer in layers))
-            )
-        actual_platform = Platform(
-            str(config.get("os") or (platform.os if platform else "linux")),
-            str(config.get("architecture") or (platform.architecture if platform else "amd64")),
-            config.get("variant") or (platform.variant if platform else None),
+        image = oci.platform_image(manifest, digest=digest, config_body=config_body, platform=platform)
+        if not uncompressed:
+            return image
+        layers = await asyncio.gather(
+            *(self._with_uncompressed(reference, layer, credential) for layer in image.layers)
         )
-        labels = _dict(inner.get("Labels"))
-        return PlatformImage(
-            platform=platform or actual_platform,
-            manifest_digest=digest,
-            config_digest=config_digest,
-            config_size=int(config_descriptor.get("size") or len(config_body)),
-            layers=tuple(layers),
-            user=str(inner.get("User") or ""),
-            labels={str(k): str(v) for k, v in labels.items()},
-            created=_created(config.get("created")),
-            annotated_base=_annotated_base(document.get("annotations")) or _annotated_base(labels),
-        )
+        return replace(image, layers=tuple(layers))
 
     async def _with_uncompressed(self, reference: ImageReference, layer: Layer, credential: Credential | None) -> Layer:
-        """Read the uncompressed size from the layer's last 4 bytes (gzip ISIZE) or its zstd frame header."""
-        if layer.size == 0:
-            return replace(layer, uncompressed_size=0)
-        if layer.media_type.endswith("zstd"):
-            head = await self.client.get_blob_range(
-                reference, layer.digest, credential, start=0, end=min(layer.size, 18) - 1
-            )
-            return replace(layer, uncompressed_size=zstd_content_size(head))
-        if layer.media_type.endswith(_GZIP_TYPES) or layer.media_type == "":
-            if layer.size < 18:
-                return layer
-            tail = await self.client.get_blob_range(
-                reference, layer.digest, credential, start=layer.size - 4, end=layer.size - 1
-            )
-            (isize,) = struct.unpack("<I", tail)
-            # ISIZE is the size modulo 2**32: a layer that compresses better than 1:1 and is over 4 GiB would wrap.
-            while isize < layer.size:
-                isize += 2**32
-            return replace(layer, uncompressed_size=isize)
-        if layer.media_type.endswith("tar"):  # uncompressed layer
-            return replace(layer, uncompressed_size=layer.size)
-        return layer
-
-
-def zstd_content_size(head: bytes) -> int | None:
-    """Frame_Content_Size from a zstd frame header, when the encoder wrote it."""
-    if len(head) < 6 or head[:4] != _ZSTD_MAGIC:
-        return None
-    descriptor = head[4]
-    size_flag = descriptor >> 6
-    single_segment = (descriptor >> 5) & 1
-    dict_flag = descriptor & 3
-    position = 5 + (0 if single_segment else 1) + (0, 1, 2, 4)[dict_flag]
-    field_size = (1 if single_segment else 0, 2, 4, 8)[size_flag]
-    if field_size == 0 or len(head) < position + field_size:
-        return None
-    value = int.from_bytes(head[position : position + field_size], "little")
-    return value + 256 if field_size == 2 else value
+        """Read the uncompressed size from a few bytes of the layer: its gzip trailer or its zstd frame header."""
+        probe = oci.uncompressed_probe(layer)
+        if isinstance(probe, Layer):
+            return probe
+        head = await self.client.get_blob_range(reference, layer.digest, credential, start=probe.start, end=probe.end)
+        return oci.with_uncompressed(layer, head)

@@ -13,6 +13,7 @@ from typing import Any
 
 from slimguard.core.evaluation import Context, FactsOrError, evaluate
 from slimguard.core.facts import BaseImage, BaseImageMethod, ImageFacts, Layer, Platform, PlatformImage
+from slimguard.core.media_types import OCI_INDEX, OCI_MANIFEST
 from slimguard.core.policy import ImagePolicy
 from slimguard.core.verdict import Verdict
 from slimguard.core.vulnerabilities import VulnerabilityReport
@@ -25,8 +26,6 @@ GiB = 1024**3
 AMD64 = Platform("linux", "amd64")
 ARM64 = Platform("linux", "arm64", "v8")
 APP = "registry.example.com/team/app:1.0"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
 
 def digest(seed: str) -> str:
@@ -34,7 +33,7 @@ def digest(seed: str) -> str:
     return "sha256:" + hashlib.sha256(seed.encode()).hexdigest()
 
 
-def layer(seed: str, size: int = MiB, *, uncompressed: int | None = -1) -> Layer:
+def layer(seed: str, size: int = MiB, *, uncompressed: int | None = -1, estimated: bool = False) -> Layer:
     """A gzip layer; its uncompressed size is twice ``size`` unless given (``None``: unknown)."""
     return Layer(
         digest=digest(f"blob:{seed}"),
@@ -42,11 +41,12 @@ def layer(seed: str, size: int = MiB, *, uncompressed: int | None = -1) -> Layer
         media_type="application/vnd.oci.image.layer.v1.tar+gzip",
         diff_id=digest(f"diff:{seed}"),
         uncompressed_size=2 * size if uncompressed == -1 else uncompressed,
+        uncompressed_estimated=estimated,
     )
 
 
-def layers(prefix: str, count: int, size: int = MiB) -> tuple[Layer, ...]:
-    return tuple(layer(f"{prefix}-{n}", size) for n in range(count))
+def layers(prefix: str, count: int, size: int = MiB, *, estimated: bool = False) -> tuple[Layer, ...]:
+    return tuple(layer(f"{prefix}-{n}", size, estimated=estimated) for n in range(count))
 
 
 def platform_image(
@@ -73,7 +73,6 @@ def platform_image(
 def facts(
     *images: PlatformImage,
     base: BaseImage | None = None,
-    estimated: bool = False,
     listed: Sequence[Platform] = (),
     seed: str = "app",
 ) -> ImageFacts:
@@ -87,7 +86,6 @@ def facts(
         media_type=OCI_INDEX if index else OCI_MANIFEST,
         platforms=tuple(chosen),
         annotated_base=base,
-        uncompressed_estimated=estimated,
         listed_platforms=tuple(listed),
     )
 

@@ -102,11 +102,18 @@ def test_an_image_too_big_on_disk_breaks_the_uncompressed_limit() -> None:
 
 
 def test_an_estimated_uncompressed_size_says_so() -> None:
-    big = facts(platform_image(*layers("big", 4, 100 * MiB)), estimated=True)
+    big = facts(platform_image(*layers("big", 4, 100 * MiB, estimated=True)))
     assert (
         "is 800 MiB uncompressed (estimated) (linux/amd64)"
         in only(verdict(rules(maxUncompressedSize="600Mi"), facts_by_image=of(big))).message
     )
+
+
+def test_an_exact_uncompressed_size_is_not_called_an_estimate() -> None:
+    big = facts(platform_image(*layers("big", 4, 100 * MiB, estimated=False)))
+    message = only(verdict(rules(maxUncompressedSize="600Mi"), facts_by_image=of(big))).message
+    assert "is 800 MiB uncompressed (linux/amd64)" in message
+    assert "estimated" not in message
 
 
 def test_an_image_within_the_uncompressed_limit_is_compliant() -> None:
