@@ -246,6 +246,20 @@ def test_a_base_rule_whose_known_base_is_unreachable_is_an_error_never_compliant
     control_plane.kubectl("delete", "imagepolicy", "no-bookworm")
 
 
+def test_a_policy_that_only_requires_digests_never_asks_the_registry(
+    control_plane: ControlPlane, operator: InProcessOperator, registry: Registry
+) -> None:
+    ns = "audit-digest-only"
+    # Never pushed: any request slimguard made for it would show in the registry's log under this repository.
+    by_tag = f"{registry.host}/shop/digest-only:1.0"
+    apply(control_plane, namespace(ns), deployment("by-tag", ns, by_tag))
+    apply(control_plane, image_policy("pin-digests", {"requireDigest": True}, namespaces=[ns]))
+    (finding,) = violations(wait_for_status(control_plane, "deployment", "by-tag", ns, "noncompliant"))
+    assert finding["rule"] == "requireDigest"
+    assert [r for r in registry.requests() if r.repository == "shop/digest-only"] == []
+    control_plane.kubectl("delete", "imagepolicy", "pin-digests")
+
+
 def test_uncompressed_size_is_read_from_gzip_trailers_and_reported_as_an_estimate(
     control_plane: ControlPlane, operator: InProcessOperator, fixture_images: Any
 ) -> None:

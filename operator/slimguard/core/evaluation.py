@@ -10,6 +10,7 @@ from slimguard.core.errors import InspectionError, InvalidReference
 from slimguard.core.facts import BaseImage, ImageFacts, PlatformImage, base_by_layers
 from slimguard.core.globs import image_matches_any
 from slimguard.core.matching import exemption_for, selected_containers
+from slimguard.core.needs import needs_of
 from slimguard.core.policy import Decision, ImagePolicy, Rules
 from slimguard.core.quantity import format_bytes
 from slimguard.core.reference import ImageReference
@@ -43,15 +44,6 @@ def applicable_policies(
     return tuple(p for p in policies if selected_containers(p, workload, namespace_labels))
 
 
-def images_to_inspect(
-    policies: Sequence[ImagePolicy], workload: Workload, namespace_labels: Mapping[str, str]
-) -> set[str]:
-    """The images whose facts evaluation will need: those of containers some policy checks."""
-    return {
-        container.image for policy in policies for container in selected_containers(policy, workload, namespace_labels)
-    }
-
-
 def evaluate(*, policies: Sequence[ImagePolicy], workload: Workload, context: Context) -> Verdict:
     """Check every container of ``workload`` against every policy that selects it."""
     applied: list[str] = []
@@ -64,7 +56,7 @@ def evaluate(*, policies: Sequence[ImagePolicy], workload: Workload, context: Co
             continue
         applied.append(policy.name)
         for container in containers:
-            if container.image not in context.facts and _needs_facts(policy.spec.rules):
+            if container.image not in context.facts and needs_of(policy.spec.rules) is not None:
                 # Still checked for what needs no facts (the reference, requireDigest): known now, so said now.
                 pending.append(container.image)
             container_findings = _check_container(policy, workload, container, context)
@@ -80,22 +72,6 @@ def evaluate(*, policies: Sequence[ImagePolicy], workload: Workload, context: Co
         findings=tuple(findings),
         exempted=tuple(exempted),
         pending_images=tuple(dict.fromkeys(pending)),
-    )
-
-
-def _needs_facts(rules: Rules) -> bool:
-    return any(
-        value is not None and value is not False
-        for value in (
-            rules.max_compressed_size,
-            rules.max_uncompressed_size,
-            rules.max_layers,
-            rules.allowed_base_images,
-            rules.denied_base_images,
-            rules.require_non_root_user or None,
-            rules.platforms,
-            rules.vulnerabilities,
-        )
     )
 
 
@@ -153,7 +129,7 @@ def _check_container(policy: ImagePolicy, workload: Workload, container: Contain
             limit="digest",
             actual="tag",
         )
-    if not _needs_facts(rules):
+    if needs_of(rules) is None:
         return report.findings
     facts = context.facts.get(container.image)
     if facts is None:  # pending: evaluate() records it

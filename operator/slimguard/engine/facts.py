@@ -8,8 +8,7 @@ from datetime import datetime
 
 from slimguard.core.errors import InspectionError
 from slimguard.core.evaluation import Context, FactsOrError, evaluate
-from slimguard.core.facts import Platform
-from slimguard.core.matching import selected_containers
+from slimguard.core.needs import FactsNeeds, base_candidates, image_needs
 from slimguard.core.policy import ImagePolicy
 from slimguard.core.verdict import Verdict
 from slimguard.core.workload import Workload
@@ -58,40 +57,29 @@ class Evaluator:
         *,
         deadline: float | None = None,
     ) -> tuple[dict[str, FactsOrError], dict[str, FactsOrError]]:
-        platforms: dict[str, set[Platform]] = {}
-        uncompressed: dict[str, bool] = {}
-        for policy in policies:
-            for container in selected_containers(policy, workload, namespace_labels):
-                platforms.setdefault(container.image, set()).update(policy.spec.rules.required_platforms)
-                uncompressed[container.image] = (
-                    uncompressed.get(container.image, False) or policy.spec.rules.uncompressed_limit is not None
-                )
-        credentials = await self.credentials(workload) if platforms else []
-        all_platforms = set().union(*platforms.values()) if platforms else set()
-        candidates = list(dict.fromkeys(ref for p in policies for ref in p.base_image_candidates))
-
-        async def inspect(image: str) -> FactsOrError:
-            try:
-                return await self.inspector.inspect(
-                    image, credentials=credentials, platforms=platforms[image], uncompressed=uncompressed[image]
-                )
-            except InspectionError as error:
-                return error
-
-        async def inspect_base(reference: str) -> FactsOrError:
-            try:
-                return await self.inspector.inspect(reference, credentials=credentials, platforms=all_platforms)
-            except InspectionError as error:
-                # Evaluation makes this an error finding: a base rule it leaves undecided is not compliant.
-                return error
-
-        images = list(platforms)
-        warm = self._from_memory(images, candidates, credentials, platforms, uncompressed, all_platforms)
+        """The facts the rules need (core.needs says which), from memory when it has them all."""
+        needs = image_needs(policies, workload, namespace_labels)
+        if not needs:
+            return {}, {}
+        credentials = await self.credentials(workload)
+        base_needs = FactsNeeds(frozenset().union(*(need.platforms for need in needs.values())))
+        bases = dict.fromkeys(base_candidates(policies), base_needs)
+        warm = self._from_memory(needs, bases, credentials)
         if warm is not None:
             return warm
+
+        async def inspect(image: str, need: FactsNeeds) -> FactsOrError:
+            try:
+                return await self.inspector.inspect(
+                    image, credentials=credentials, platforms=need.platforms, uncompressed=need.uncompressed
+                )
+            except InspectionError as error:
+                # For a base, evaluation makes this an error finding: a rule it leaves undecided is not compliant.
+                return error
+
         work = asyncio.gather(
-            asyncio.gather(*(inspect(image) for image in images)),
-            asyncio.gather(*(inspect_base(reference) for reference in candidates)),
+            asyncio.gather(*(inspect(image, need) for image, need in needs.items())),
+            asyncio.gather(*(inspect(reference, need) for reference, need in bases.items())),
         )
         try:
             results, base_results = await asyncio.wait_for(work, timeout=deadline)
@@ -99,31 +87,22 @@ class Evaluator:
             late = InspectionError(
                 f"no answer within slimguard's {deadline:g}s admission deadline", reason="InspectionDeadline"
             )
-            return dict.fromkeys(images, late), {}
-        return dict(zip(images, results, strict=True)), dict(zip(candidates, base_results, strict=True))
+            return dict.fromkeys(needs, late), {}
+        return dict(zip(needs, results, strict=True)), dict(zip(bases, base_results, strict=True))
 
     def _from_memory(
-        self,
-        images: Sequence[str],
-        candidates: Sequence[str],
-        credentials: Sequence[Credential],
-        platforms: Mapping[str, set[Platform]],
-        uncompressed: Mapping[str, bool],
-        all_platforms: set[Platform],
+        self, needs: Mapping[str, FactsNeeds], bases: Mapping[str, FactsNeeds], credentials: Sequence[Credential]
     ) -> tuple[dict[str, FactsOrError], dict[str, FactsOrError]] | None:
         """Everything from the caches, without a task or a timer; None as soon as one thing is missing."""
-        facts: dict[str, FactsOrError] = {}
-        for image in images:
-            found = self.inspector.cached(
-                image, credentials=credentials, platforms=platforms[image], uncompressed=uncompressed[image]
-            )
-            if found is None:
-                return None
-            facts[image] = found
-        bases: dict[str, FactsOrError] = {}
-        for reference in candidates:
-            base = self.inspector.cached(reference, credentials=credentials, platforms=all_platforms)
-            if base is None:
-                return None
-            bases[reference] = base
-        return facts, bases
+        found: list[dict[str, FactsOrError]] = []
+        for wanted in (needs, bases):
+            facts: dict[str, FactsOrError] = {}
+            for image, need in wanted.items():
+                cached = self.inspector.cached(
+                    image, credentials=credentials, platforms=need.platforms, uncompressed=need.uncompressed
+                )
+                if cached is None:
+                    return None
+                facts[image] = cached
+            found.append(facts)
+        return found[0], found[1]

@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from slimguard.core.errors import InspectionError
-from slimguard.core.evaluation import applicable_policies, detect_bases, images_to_inspect
+from slimguard.core.evaluation import applicable_policies, detect_bases
 from slimguard.core.facts import ImageFacts, Platform
+from slimguard.core.needs import image_needs
 from slimguard.core.policy import ImagePolicy, Mode
 from slimguard.core.verdict import Finding, FindingKind, Status, Verdict
 from slimguard.core.workload import ContainerType
@@ -667,13 +668,13 @@ def test_a_workload_no_policy_applies_to_has_no_policies_and_nothing_to_inspect(
     assert result.policies == ()
     assert not result.applies
     assert applicable_policies([elsewhere], subject, {}) == ()
-    assert images_to_inspect([elsewhere], subject, {}) == set()
+    assert image_needs([elsewhere], subject, {}) == {}
 
 
 def test_only_images_of_containers_some_policy_checks_are_inspected() -> None:
     team = policy("team", match={"images": ["registry.example.com/*"]})
     subject = workload(APP, "node:20")
-    assert images_to_inspect([team], subject, {}) == {APP}
+    assert set(image_needs([team], subject, {})) == {APP}
     assert [p.name for p in applicable_policies([team], subject, {})] == ["team"]
 
 
