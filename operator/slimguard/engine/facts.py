@@ -3,26 +3,43 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
+from typing import Protocol
 
 from slimguard.core.errors import InspectionError
 from slimguard.core.evaluation import Context, FactsOrError, evaluate
+from slimguard.core.facts import ImageFacts, Platform
 from slimguard.core.needs import FactsNeeds, base_candidates, image_needs
 from slimguard.core.policy import ImagePolicy
 from slimguard.core.verdict import Verdict
 from slimguard.core.workload import Workload
 from slimguard.engine.view import ClusterView
 from slimguard.registry.credentials import Credential
-from slimguard.registry.inspector import ImageInspector
 
 CredentialSource = Callable[[Workload], Awaitable[list[Credential]]]
+
+
+class FactsSource(Protocol):
+    """Where image facts come from: the registry inspector, and next a local Docker engine or stored reports.
+
+    ``cached`` answers from memory alone (None when it cannot), so a warm admission never yields; ``inspect``
+    may do I/O and raises InspectionError with a message meant for the user.
+    """
+
+    def cached(
+        self, image: str, *, credentials: Sequence[Credential], platforms: Iterable[Platform], uncompressed: bool
+    ) -> ImageFacts | InspectionError | None: ...
+
+    async def inspect(
+        self, image: str, *, credentials: Sequence[Credential], platforms: Iterable[Platform], uncompressed: bool
+    ) -> ImageFacts: ...
 
 
 class Evaluator:
     """Turns a workload and the policies that apply to it into a Verdict, fetching only what rules need."""
 
-    def __init__(self, *, inspector: ImageInspector, view: ClusterView, credentials: CredentialSource) -> None:
+    def __init__(self, *, inspector: FactsSource, view: ClusterView, credentials: CredentialSource) -> None:
         self.inspector = inspector
         self.view = view
         self.credentials = credentials
