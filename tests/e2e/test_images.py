@@ -29,18 +29,20 @@ MB = 1000 * 1000
 
 
 @pytest.fixture(scope="module")
-def reader(registry: Registry) -> Iterator[oci.RegistryClient]:
+def reader(registry: Registry) -> Iterator[oci.IndependentRegistryClient]:
     """Reads with the push credentials (private/ needs them)."""
-    with oci.RegistryClient(registry.endpoint) as client:
+    with oci.IndependentRegistryClient(registry.endpoint) as client:
         yield client
 
 
-def manifest_json(reader: oci.RegistryClient, repository: str, reference: str) -> tuple[dict[str, Any], str, str]:
+def manifest_json(
+    reader: oci.IndependentRegistryClient, repository: str, reference: str
+) -> tuple[dict[str, Any], str, str]:
     body, media_type, digest = reader.manifest(repository, reference)
     return json.loads(body), media_type, digest
 
 
-def config_json(reader: oci.RegistryClient, repository: str, manifest: dict[str, Any]) -> dict[str, Any]:
+def config_json(reader: oci.IndependentRegistryClient, repository: str, manifest: dict[str, Any]) -> dict[str, Any]:
     config: dict[str, Any] = json.loads(reader.blob(repository, manifest["config"]["digest"]))
     return config
 
@@ -74,7 +76,7 @@ class LayerScan:
     files: dict[str, bytes]  # the contents of the files asked for
 
 
-def scan_layer(reader: oci.RegistryClient, repository: str, digest: str, wanted: set[str]) -> LayerScan:
+def scan_layer(reader: oci.IndependentRegistryClient, repository: str, digest: str, wanted: set[str]) -> LayerScan:
     """Stream a layer from the registry: gunzip it, hash the tar, and pick out `wanted` files on the way."""
     inflate = zlib.decompressobj(wbits=31)
     tar_hash = hashlib.sha256()
@@ -107,7 +109,9 @@ def scan_layer(reader: oci.RegistryClient, repository: str, digest: str, wanted:
     return LayerScan("sha256:" + tar_hash.hexdigest(), size, files)
 
 
-def test_the_fat_image_is_a_real_debian_with_node(reader: oci.RegistryClient, fixture_images: FixtureImages) -> None:
+def test_the_fat_image_is_a_real_debian_with_node(
+    reader: oci.IndependentRegistryClient, fixture_images: FixtureImages
+) -> None:
     fat, node, debian = fixture_images.fat_app, fixture_images.node_base, fixture_images.debian_fat
     manifest, media_type, digest = manifest_json(reader, "shop/api", "1.0-fat")
     assert digest == fat.digest
@@ -147,7 +151,7 @@ def test_the_fat_image_is_a_real_debian_with_node(reader: oci.RegistryClient, fi
 
 
 def test_the_slim_app_was_built_by_docker_in_two_stages(
-    reader: oci.RegistryClient, fixture_images: FixtureImages
+    reader: oci.IndependentRegistryClient, fixture_images: FixtureImages
 ) -> None:
     slim, busybox = fixture_images.slim_app, fixture_images.busybox
     manifest, media_type, digest = manifest_json(reader, "shop/api", "1.0-slim")
@@ -185,13 +189,15 @@ def test_the_private_copy_needs_credentials(registry: Registry, fixture_images: 
     assert private.ref == f"{registry.host}/private/api:1.0-slim"
     assert private.digest == fixture_images.slim_app.digest
     anonymous = dataclasses.replace(registry.endpoint, username=None, password=None)
-    with oci.RegistryClient(anonymous) as client:
+    with oci.IndependentRegistryClient(anonymous) as client:
         with pytest.raises(oci.RegistryError, match="401"):
             client.manifest("private/api", "1.0-slim")
         assert client.manifest("shop/api", "1.0-slim")[2] == private.digest  # shop/ is public
 
 
-def test_the_multi_arch_index_has_both_platforms(reader: oci.RegistryClient, fixture_images: FixtureImages) -> None:
+def test_the_multi_arch_index_has_both_platforms(
+    reader: oci.IndependentRegistryClient, fixture_images: FixtureImages
+) -> None:
     index, media_type, digest = manifest_json(reader, "shop/multi", "1.0")
     assert digest == fixture_images.multiarch.digest
     assert media_type == oci.MEDIA_OCI_INDEX
@@ -215,7 +221,9 @@ def test_the_multi_arch_index_has_both_platforms(reader: oci.RegistryClient, fix
     assert arm_only["manifests"][0]["digest"] == platforms["linux/arm64/v8"]["digest"]
 
 
-def test_the_annotated_images_name_their_base(reader: oci.RegistryClient, fixture_images: FixtureImages) -> None:
+def test_the_annotated_images_name_their_base(
+    reader: oci.IndependentRegistryClient, fixture_images: FixtureImages
+) -> None:
     distroless = fixture_images.distroless
     expected = {
         "org.opencontainers.image.base.name": f"{fixture_images.host}/base/distroless:12",
@@ -236,7 +244,7 @@ def test_the_annotated_images_name_their_base(reader: oci.RegistryClient, fixtur
     assert "annotations" not in child  # only the index says it
 
 
-def test_the_distroless_and_busybox_bases(reader: oci.RegistryClient, fixture_images: FixtureImages) -> None:
+def test_the_distroless_and_busybox_bases(reader: oci.IndependentRegistryClient, fixture_images: FixtureImages) -> None:
     manifest, _, _ = manifest_json(reader, "base/distroless", "12")
     wanted = {"etc/os-release", "etc/passwd", "var/lib/dpkg/status.d/base-files", "bin/sh"}
     scan = scan_layer(reader, "base/distroless", manifest["layers"][0]["digest"], wanted)
@@ -252,7 +260,9 @@ def test_the_distroless_and_busybox_bases(reader: oci.RegistryClient, fixture_im
     assert fixture_images.busybox.compressed_size < 3 * MB
 
 
-def test_the_garbled_and_many_layer_images(reader: oci.RegistryClient, fixture_images: FixtureImages) -> None:
+def test_the_garbled_and_many_layer_images(
+    reader: oci.IndependentRegistryClient, fixture_images: FixtureImages
+) -> None:
     manifest, _, _ = manifest_json(reader, "shop/garbled", "1.0")
     with pytest.raises(json.JSONDecodeError):
         config_json(reader, "shop/garbled", manifest)
@@ -291,7 +301,7 @@ def test_one_off_images_are_cheap(registry: Registry, fixture_images: FixtureIma
         user="10001",
         base_annotation=fixture_images.busybox,
     )
-    with oci.RegistryClient(endpoint) as client:
+    with oci.IndependentRegistryClient(endpoint) as client:
         manifest = json.loads(client.manifest("scale/on-busybox", "1")[0])
     assert (
         manifest["layers"][0]["digest"]
