@@ -156,7 +156,7 @@ def operator(control_plane: ControlPlane, operator_kubeconfig: str, registry: Re
         yield running
 
 
-# --- fixture images (slimguard_testbed/images.py) -----------------------------------------------------------
+# --- fixture images (slimguard_testbed/images/) --------------------------------------------------------------
 # Built once per machine into ~/.cache/slimguard/images (~2 min cold); a session only pushes them (~6 s into
 # an empty registry, ~1 s when its storage already has them).
 
