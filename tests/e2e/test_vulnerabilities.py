@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cluster import apply, deployment, image_policy, namespace, violations, wait_for, wait_for_status
+from cluster import annotations, apply, deployment, image_policy, namespace, violations, wait_for, wait_for_status
 
 from slimguard_testbed import ControlPlane, Registry
 from slimguard_testbed.images import FixtureImage, push_image
@@ -146,3 +146,43 @@ def test_a_report_for_an_older_digest_is_stale_and_not_used(
     assert finding["rule"] == "vulnerabilities.onMissingReport"
     assert f"is for another digest ({old_digest}), so it is stale" in finding["message"]
     control_plane.kubectl("delete", "imagepolicy", "scanned-only")
+
+
+def test_the_report_of_a_deployment_whose_replicaset_name_is_no_label_value_is_found(
+    control_plane: ControlPlane, operator: InProcessOperator, image: FixtureImage, trivy_crd: None
+) -> None:
+    # 59 characters make a ReplicaSet name of ~70: Trivy Operator then labels the report with the name's hash
+    # and writes the name itself in an annotation (pkg/kube/object.go).
+    name = "checkout-service-with-a-name-long-enough-to-need-a-hash-xyz"
+    assert len(name) == 59
+    apply(control_plane, namespace(NS), deployment(name, NS, image.ref))
+    filed = replicaset_report(
+        control_plane,
+        name,
+        image.ref,
+        image.digest,
+        updated=datetime.now(UTC),
+        vulnerabilities=[critical("CVE-2026-3333", "1.1")],
+    )
+    assert "trivy-operator.resource.name-hash" in filed["metadata"]["labels"]
+    apply(control_plane, filed)
+    apply(
+        control_plane,
+        image_policy("long-names", {"vulnerabilities": {"maxCritical": 0, "onMissingReport": "Deny"}}, namespaces=[NS]),
+    )
+    found = wait_for_status(control_plane, "deployment", name, NS, "noncompliant")
+    (finding,) = violations(found)
+    assert finding["rule"] == "vulnerabilities.maxCritical"
+    assert f"(VulnerabilityReport {NS}/{filed['metadata']['name']})" in finding["message"]
+
+    # Only the workload's own report, found through its owner, can tell that it is for another digest.
+    old_digest = "sha256:" + "1" * 64
+    apply(control_plane, replicaset_report(control_plane, name, image.ref, old_digest, updated=datetime.now(UTC)))
+
+    def stale_finding() -> dict[str, str] | None:
+        found = violations(annotations(control_plane, "deployment", name, NS))
+        return found[0] if [f["rule"] for f in found] == ["vulnerabilities.onMissingReport"] else None
+
+    finding = wait_for("the stale-report finding", stale_finding)
+    assert f"is for another digest ({old_digest}), so it is stale" in finding["message"]
+    control_plane.kubectl("delete", "imagepolicy", "long-names")

@@ -102,3 +102,30 @@ def test_a_current_report_wins_over_a_newer_stale_one() -> None:
 def test_a_report_without_a_digest_cannot_be_proven_stale_and_is_used() -> None:
     undated = vulnerability_report(artifact_digest=None)
     assert lookup(undated).report is undated
+
+
+def test_a_name_too_long_for_a_label_is_read_from_trivys_annotation() -> None:
+    # Trivy Operator (pkg/kube/object.go, ObjectToObjectMeta) puts a name that is no valid label value in an
+    # annotation, and only its hash in a label: a 59-character Deployment's ReplicaSet has 70 characters.
+    owner = "a" * 59 + "-5d9c8b7f4c"
+    report = VulnerabilityReport.from_resource(
+        {
+            "metadata": {
+                "namespace": "team-a",
+                "name": "replicaset-8dbfc447",
+                "labels": {
+                    "trivy-operator.resource.kind": "ReplicaSet",
+                    "trivy-operator.resource.name-hash": "6d9b4c5b8f",
+                    "trivy-operator.resource.namespace": "team-a",
+                    "trivy-operator.container.name": "app",
+                },
+                "annotations": {"trivy-operator.resource.name": owner},
+            },
+            "report": {"artifact": {"digest": RUNNING}, "summary": {"criticalCount": 1}},
+        }
+    )
+    assert (report.resource_kind, report.resource_name) == ("ReplicaSet", owner)
+    found = select_report(
+        [report], namespace="team-a", resources=[("ReplicaSet", owner)], container="app", digests=frozenset({RUNNING})
+    )
+    assert found.report is report
