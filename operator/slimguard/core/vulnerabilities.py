@@ -39,6 +39,7 @@ class VulnerabilityReport:
     def from_resource(cls, body: Mapping[str, Any]) -> VulnerabilityReport:
         metadata = body.get("metadata") or {}
         labels = metadata.get("labels") or {}
+        annotations = metadata.get("annotations") or {}
         report = body.get("report") or {}
         artifact = report.get("artifact") or {}
         summary = report.get("summary") or {}
@@ -47,7 +48,9 @@ class VulnerabilityReport:
             namespace=str(labels.get(NAMESPACE_LABEL) or metadata.get("namespace") or ""),
             name=str(metadata.get("name") or ""),
             resource_kind=str(labels.get(KIND_LABEL) or ""),
-            resource_name=str(labels.get(NAME_LABEL) or ""),
+            # A name that is no valid label value (over 63 characters: a 59-character Deployment's ReplicaSet)
+            # is written by Trivy Operator to an annotation of the same key, with only its hash as a label.
+            resource_name=str(labels.get(NAME_LABEL) or annotations.get(NAME_LABEL) or ""),
             container=str(labels.get(CONTAINER_LABEL) or ""),
             repository=str(artifact.get("repository") or ""),
             tag=artifact.get("tag") or None,
