@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cluster import annotations, apply, deployment, image_policy, namespace, violations, wait_for, wait_for_status
+import yaml
+from cluster import annotations, apply, deployment, get, image_policy, namespace, violations, wait_for, wait_for_status
 
 from slimguard_testbed import ControlPlane, Registry
 from slimguard_testbed.images import FixtureImage, push_image
 from slimguard_testbed.operator_runner import InProcessOperator
 from slimguard_testbed.trivy import vulnerability, vulnerability_report
+from slimguard_testbed.webhook import WebhookReplicas
 
 TRIVY_CRD = Path(__file__).parent / "crds" / "aquasecurity.github.io_vulnerabilityreports.yaml"
 NS = "audit-vulns"
@@ -186,3 +189,75 @@ def test_the_report_of_a_deployment_whose_replicaset_name_is_no_label_value_is_f
     finding = wait_for("the stale-report finding", stale_finding)
     assert f"is for another digest ({old_digest}), so it is stale" in finding["message"]
     control_plane.kubectl("delete", "imagepolicy", "long-names")
+
+
+DENIED = 'admission webhook "images.slimguard.dev" denied the request'
+
+
+def try_apply(plane: ControlPlane, document: dict[str, Any], *extra: str) -> subprocess.CompletedProcess[str]:
+    return plane.kubectl("apply", *extra, "-f", "-", input=yaml.safe_dump(document), check=False)
+
+
+def test_a_digest_with_criticals_is_denied_and_noncompliant_wherever_it_runs(
+    control_plane: ControlPlane,
+    operator: InProcessOperator,
+    webhook: WebhookReplicas,
+    image: FixtureImage,
+    trivy_crd: None,
+) -> None:
+    # Trivy files one report per workload; the report speaks for its digest, wherever that runs.
+    scanned, other, enforced = "vulns-scanned", "vulns-other", "vulns-enforced"
+    apply(control_plane, namespace(scanned), namespace(other), namespace(enforced))
+    apply(control_plane, deployment("first", scanned, image.ref), deployment("second", other, image.ref))
+    apply(
+        control_plane,
+        image_policy("digest-audit", {"vulnerabilities": {"maxCritical": 0}}, namespaces=[scanned, other]),
+    )
+    wait_for_status(control_plane, "deployment", "second", other, "compliant")  # no report yet: Allow
+
+    two = [critical("CVE-2026-4441", "1.1"), critical("CVE-2026-4442", "")]
+    filed = replicaset_report(
+        control_plane,
+        "first",
+        image.ref,
+        image.digest,
+        updated=datetime.now(UTC),
+        vulnerabilities=two,
+        namespace=scanned,
+    )
+    apply(control_plane, filed)
+    found = wait_for_status(control_plane, "deployment", "second", other, "noncompliant")
+    (finding,) = violations(found)
+    assert finding["rule"] == "vulnerabilities.maxCritical"
+    assert (
+        f"has 2 critical vulnerabilities (VulnerabilityReport {scanned}/{filed['metadata']['name']})"
+        in (finding["message"])
+    )
+
+    apply(
+        control_plane,
+        image_policy("digest-enforce", {"vulnerabilities": {"maxCritical": 0}}, namespaces=[enforced], mode="Enforce"),
+    )
+    wait_for(
+        "the webhook to know the policy and the report",
+        lambda: DENIED in try_apply(control_plane, deployment("probe", enforced, image.ref), "--dry-run=server").stderr,
+    )
+    rejected = try_apply(control_plane, deployment("new", enforced, image.ref))
+    assert rejected.returncode != 0
+    assert DENIED in rejected.stderr
+    assert f"slimguard denied Deployment {enforced}/new" in rejected.stderr
+    assert f'container "api": image {image.ref} has 2 critical vulnerabilities' in rejected.stderr
+    assert get(control_plane, "deployment", "new", enforced) is None
+
+    bare = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "bare", "namespace": enforced},
+        "spec": {"containers": [{"name": "debug", "image": image.ref}]},
+    }
+    rejected = try_apply(control_plane, bare)
+    assert rejected.returncode != 0
+    assert f"slimguard denied Pod {enforced}/bare" in rejected.stderr
+    assert f'container "debug": image {image.ref} has 2 critical vulnerabilities' in rejected.stderr
+    assert get(control_plane, "pod", "bare", enforced) is None
+    control_plane.kubectl("delete", "imagepolicy", "digest-audit", "digest-enforce")
