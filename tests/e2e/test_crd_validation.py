@@ -7,9 +7,11 @@ The CRDs come from `crds/`, the folder the install uses: one source of truth.
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ import pytest
 import yaml
 
 from slimguard_testbed.controlplane import ControlPlane
+from slimguard_testbed.trivy import vulnerability, vulnerability_report
 
 pytestmark = pytest.mark.e2e
 
@@ -90,7 +93,7 @@ FULL_POLICY: dict[str, Any] = {
 
 @pytest.fixture(scope="module")
 def cluster(control_plane: ControlPlane) -> ControlPlane:
-    """The control plane with the install's CRDs (and the Trivy test double) established."""
+    """The control plane with the install's CRDs (and Trivy Operator's VulnerabilityReport CRD) established."""
     control_plane.apply(CRDS)
     control_plane.apply(TEST_CRDS)
     control_plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
@@ -277,40 +280,41 @@ def test_shipped_policies_are_valid(cluster: ControlPlane) -> None:
         assert result.returncode == 0, f"{path.name}: {result.stderr}"
 
 
-def test_vulnerability_report_double_takes_a_trivy_shaped_report(cluster: ControlPlane) -> None:
+@pytest.mark.parametrize("owner", ["api-5d4f8b7c9", "a" * 59 + "-5d4f8b7c9"], ids=["short-name", "long-name"])
+def test_the_real_vulnerability_report_crd_takes_our_reports_and_refuses_what_trivy_never_writes(
+    cluster: ControlPlane, owner: str
+) -> None:
+    """Trivy Operator's own CRD (tests/e2e/crds/) stores the test bed's reports unchanged, and refuses
+    reports missing what the real one requires, so no e2e test can rest on a report Trivy could not write."""
     cluster.apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: crd-test-reports}\n")
-    report: dict[str, Any] = {
-        "apiVersion": "aquasecurity.github.io/v1alpha1",
-        "kind": "VulnerabilityReport",
-        "metadata": {
-            "name": "replicaset-api-5d4f8-api",
-            "namespace": "crd-test-reports",
-            "labels": {"trivy-operator.resource.kind": "ReplicaSet", "trivy-operator.container.name": "api"},
-        },
-        "report": {
-            "updateTimestamp": "2026-01-01T00:00:00Z",
-            "artifact": {"repository": "team/api", "tag": "1.2.3", "digest": "sha256:" + "0" * 64},
-            "registry": {"server": "127.0.0.1:5000"},
-            "os": {"family": "debian", "name": "12.8"},
-            "scanner": {"name": "Trivy", "vendor": "Aqua Security", "version": "0.58.1"},
-            "summary": {"criticalCount": 1, "highCount": 0, "mediumCount": 0, "lowCount": 0, "unknownCount": 0},
-            "vulnerabilities": [
-                {
-                    "vulnerabilityID": "CVE-2024-0001",
-                    "resource": "libssl3",
-                    "installedVersion": "3.0.14-1~deb12u1",
-                    "fixedVersion": "3.0.15-1~deb12u1",
-                    "severity": "CRITICAL",
-                    "title": "openssl: example",
-                    "cvss": {"nvd": {"V3Score": 9.8}},
-                    "publishedDate": "2024-01-01T00:00:00Z",
-                }
-            ],
-        },
-    }
+    report = vulnerability_report(
+        namespace="crd-test-reports",
+        kind="ReplicaSet",
+        name=owner,
+        container="api",
+        image="127.0.0.1:5000/team/api:1.2.3",
+        digest="sha256:" + "0" * 64,
+        updated=datetime(2026, 1, 1, tzinfo=UTC),
+        vulnerabilities=[vulnerability("CVE-2024-0001", "CRITICAL", fixed="3.0.15-1~deb12u1")],
+    )
     result = _dry_run_apply(cluster, report)
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["report"] == report["report"]
+    stored = json.loads(result.stdout)
+    assert stored["report"] == report["report"]
+    assert stored["metadata"]["labels"] == report["metadata"]["labels"]
+
+    without_os = copy.deepcopy(report)
+    del without_os["report"]["os"]
+    result = _dry_run_apply(cluster, without_os)
+    assert result.returncode != 0, "the CRD accepted a report without report.os"
+    assert "report.os: Required value" in result.stderr
+
+    for required in ("publishedDate", "lastModifiedDate"):
+        undated = copy.deepcopy(report)
+        del undated["report"]["vulnerabilities"][0][required]
+        result = _dry_run_apply(cluster, undated)
+        assert result.returncode != 0, f"the CRD accepted a vulnerability without {required}"
+        assert f"report.vulnerabilities[0].{required}: Required value" in result.stderr
 
     report["report"]["vulnerabilities"][0]["severity"] = "SEVERE"
     result = _dry_run_apply(cluster, report)

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 def build_registry(settings: WebhookSettings) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     webhook_settings = settings  # kopf passes its own `settings` to startup handlers, by that name
-    view = ClusterView()
+    view = ClusterView(trusted_report_namespaces=settings.trusted_report_namespaces)
 
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:

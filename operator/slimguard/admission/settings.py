@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from slimguard.admission.server import ServerSettings
+from slimguard.engine.view import describe_namespaces
 from slimguard.registry.settings import RegistrySettings
 
 
@@ -16,6 +17,8 @@ class WebhookSettings:
     timeout_seconds: float = 3.0
     """The ValidatingWebhookConfiguration's timeoutSeconds; slimguard answers before it, whatever happens."""
     log_level: str = "INFO"
+    trusted_report_namespaces: frozenset[str] | None = None
+    """Namespaces whose VulnerabilityReports speak for an image in every namespace; None: all."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.timeout_seconds <= 30:
@@ -31,5 +34,6 @@ class WebhookSettings:
     def describe(self) -> str:
         return (
             f"port={self.server.port} timeout={self.timeout_seconds:g}s deadline={self.deadline_seconds:g}s "
-            f"allow_loopback={self.registry.address_policy.allow_loopback} cert={self.server.cert_file}"
+            f"allow_loopback={self.registry.address_policy.allow_loopback} cert={self.server.cert_file} "
+            f"trusted_report_namespaces={describe_namespaces(self.trusted_report_namespaces)}"
         )

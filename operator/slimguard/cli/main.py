@@ -43,6 +43,15 @@ CaFiles = Annotated[
         "--ca-file", help="Extra CA bundle for registries (repeatable).", envvar="SLIMGUARD_REGISTRY_CA_FILES"
     ),
 ]
+TrustedReportNamespaces = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--trusted-report-namespaces",
+        help="Only VulnerabilityReports in these namespaces (NS[,NS], repeatable) speak for an image in every "
+        "namespace; a report elsewhere speaks only for its own namespace. Default: all namespaces.",
+        envvar="SLIMGUARD_TRUSTED_REPORT_NAMESPACES",
+    ),
+]
 PlainHttp = Annotated[
     list[str] | None,
     typer.Option("--plain-http-registry", help="Registry host spoken to over plain HTTP (labs only; repeatable)."),
@@ -88,6 +97,7 @@ def controller(
     registry: RegistryAllowlist = None,
     ca_file: CaFiles = None,
     plain_http_registry: PlainHttp = None,
+    trusted_report_namespaces: TrustedReportNamespaces = None,
     workers: Annotated[int, typer.Option(help="Workloads evaluated at once.")] = 8,
     audit_interval: Annotated[float, typer.Option(help="Seconds between full re-audits (tags move).")] = 600.0,
     dry_run: Annotated[bool, typer.Option(help="Evaluate and log, but write nothing to the cluster.")] = False,
@@ -102,6 +112,7 @@ def controller(
     """Run the operator: watch ImagePolicies and workloads, annotate verdicts, keep policy status current."""
     from slimguard.controller.handlers import run
     from slimguard.controller.settings import ControllerSettings
+    from slimguard.engine.view import parse_namespaces
 
     configure_logging(log_level)
     settings = ControllerSettings(
@@ -115,6 +126,7 @@ def controller(
         log_level=log_level.upper(),
         liveness_endpoint=liveness,
         metrics_port=metrics_port,
+        trusted_report_namespaces=parse_namespaces(trusted_report_namespaces),
     )
     run(settings)
 
@@ -141,6 +153,7 @@ def webhook(
     registry: RegistryAllowlist = None,
     ca_file: CaFiles = None,
     plain_http_registry: PlainHttp = None,
+    trusted_report_namespaces: TrustedReportNamespaces = None,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
 ) -> None:
     """Run the validating admission webhook: reject bloated images before they run."""
@@ -149,6 +162,7 @@ def webhook(
     from slimguard.admission.handlers import run as run_webhook
     from slimguard.admission.server import ServerSettings
     from slimguard.admission.settings import WebhookSettings
+    from slimguard.engine.view import parse_namespaces
 
     configure_logging(log_level)
     settings = WebhookSettings(
@@ -166,6 +180,7 @@ def webhook(
         ),
         timeout_seconds=timeout_seconds,
         log_level=log_level.upper(),
+        trusted_report_namespaces=parse_namespaces(trusted_report_namespaces),
     )
     if metrics_port:
         start_http_server(metrics_port, addr=host)

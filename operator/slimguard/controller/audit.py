@@ -64,9 +64,10 @@ class AuditController:
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     workers: int = 8
     status_interval: float = 1.0
+    trusted_report_namespaces: frozenset[str] | None = None
 
     def __post_init__(self) -> None:
-        self.view = ClusterView()
+        self.view = ClusterView(trusted_report_namespaces=self.trusted_report_namespaces)
         self.evaluator = Evaluator(
             inspector=self.inspector, view=self.view, credentials=PullCredentials(self.kube).for_workload
         )
@@ -79,6 +80,10 @@ class AuditController:
         self._tasks: list[asyncio.Task[None]] = []
         self._last_audit: datetime | None = None
         self._wakeups: dict[WorkloadKey, asyncio.TimerHandle] = {}
+        # Which workloads' verdicts read the reports of which digest: a report names one workload, but speaks
+        # for every workload running its digest.
+        self._scanned: dict[WorkloadKey, tuple[str, ...]] = {}
+        self._scanned_by: dict[str, set[WorkloadKey]] = {}
 
     # --- lifecycle ---------------------------------------------------------------------------------------
 
@@ -106,6 +111,7 @@ class AuditController:
             self.workloads.pop(key, None)
             if (wakeup := self._wakeups.pop(key, None)) is not None:
                 wakeup.cancel()
+            self._note_scanned(key, ())
             if self.verdicts.pop(key, None) is not None:
                 self._status_dirty.set()
             return
@@ -136,9 +142,25 @@ class AuditController:
             self.enqueue_all(namespace=str((body.get("metadata") or {}).get("name")))
 
     def observe_report(self, body: Mapping[str, Any], *, deleted: bool = False) -> None:
-        affected = self.view.observe_report(body, deleted=deleted)
-        if affected is not None:
-            self.enqueue(affected)
+        change = self.view.observe_report(body, deleted=deleted)
+        if change is None:
+            return
+        self.enqueue(change.owner)
+        for digest in change.digests:
+            for key in list(self._scanned_by.get(digest, ())):
+                self.enqueue(key)
+
+    def _note_scanned(self, key: WorkloadKey, digests: tuple[str, ...]) -> None:
+        for digest in self._scanned.pop(key, ()):
+            keys = self._scanned_by.get(digest)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self._scanned_by[digest]
+        if digests:
+            self._scanned[key] = digests
+            for digest in digests:
+                self._scanned_by.setdefault(digest, set()).add(key)
 
     # --- queue ---------------------------------------------------------------------------------------------
 
@@ -186,9 +208,12 @@ class AuditController:
                 verdict = await self.evaluator.verdict(workload, policies, now=self.clock())
             metrics.EVALUATIONS.labels(status=verdict.status.value).inc()
             self.verdicts[key] = verdict
+            self._note_scanned(key, verdict.scanned_digests)
             self._wake_when_exemptions_expire(key, policies)
         elif self.verdicts.pop(key, None) is None and not any(k in record.annotations for k in notes.OURS):
             return None
+        else:
+            self._note_scanned(key, ())
         self._status_dirty.set()
         await self._write(record, verdict)
         return verdict

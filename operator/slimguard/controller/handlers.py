@@ -94,6 +94,7 @@ async def _start_controller(
             load_api_client(settings.kubeconfig), dry_run=settings.dry_run, component="slimguard-controller"
         ),
         workers=settings.workers,
+        trusted_report_namespaces=settings.trusted_report_namespaces,
     )
     await controller.start()
     if settings.metrics_port:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from slimguard.engine.view import describe_namespaces
 from slimguard.registry.settings import RegistrySettings
 
 
@@ -17,6 +18,8 @@ class ControllerSettings:
     log_level: str = "INFO"
     liveness_endpoint: str | None = None
     metrics_port: int = 0
+    trusted_report_namespaces: frozenset[str] | None = None
+    """Namespaces whose VulnerabilityReports speak for an image in every namespace; None: all."""
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -29,5 +32,6 @@ class ControllerSettings:
         return (
             f"workers={self.workers} audit_interval={self.audit_interval_seconds:g}s dry_run={self.dry_run} "
             f"allow_loopback={policy.allow_loopback} allow_private={policy.allow_private} "
-            f"registry_allowlist={list(policy.allowed_registries) or 'any'} extra_cas={len(self.registry.ca_files)}"
+            f"registry_allowlist={list(policy.allowed_registries) or 'any'} extra_cas={len(self.registry.ca_files)} "
+            f"trusted_report_namespaces={describe_namespaces(self.trusted_report_namespaces)}"
         )

@@ -15,7 +15,7 @@ from slimguard.core.policy import Decision, ImagePolicy, Rules
 from slimguard.core.quantity import format_bytes
 from slimguard.core.reference import ImageReference
 from slimguard.core.verdict import Finding, FindingKind, Verdict
-from slimguard.core.vulnerabilities import VulnerabilityReport, select_report
+from slimguard.core.vulnerabilities import DigestReports, VulnerabilityReport, select_report
 from slimguard.core.workload import Container, Workload
 
 FactsOrError = ImageFacts | InspectionError
@@ -33,9 +33,12 @@ class Context:
     """The concrete base references policies name, as read from their registries (or why they could not be)."""
     namespace_labels: Mapping[str, str] = field(default_factory=dict)
     reports: Sequence[VulnerabilityReport] = ()
+    """The workload's own reports: those filed under it or one of ``report_owners``."""
     report_owners: tuple[tuple[str, str], ...] = ()
     """(kind, name) of the objects whose reports speak for this workload: itself, and for a Deployment
     its current ReplicaSet (Trivy Operator files a Deployment's reports under the ReplicaSet)."""
+    digest_reports: Mapping[str, Sequence[DigestReports]] = field(default_factory=dict)
+    """Per image digest, the reports filed for it under any workload (those the cluster view trusts)."""
 
 
 def applicable_policies(
@@ -50,12 +53,17 @@ def evaluate(*, policies: Sequence[ImagePolicy], workload: Workload, context: Co
     findings: list[Finding] = []
     exempted: list[Finding] = []
     pending: list[str] = []
+    scanned: dict[str, None] = {}
     for policy in sorted(policies, key=lambda p: p.name):
         containers = selected_containers(policy, workload, context.namespace_labels)
         if not containers:
             continue
         applied.append(policy.name)
         for container in containers:
+            if policy.spec.rules.vulnerabilities is not None:
+                image_facts = context.facts.get(container.image)
+                if isinstance(image_facts, ImageFacts):
+                    scanned.update(dict.fromkeys(_digests(image_facts)))
             if container.image not in context.facts and needs_of(policy.spec.rules) is not None:
                 # Still checked for what needs no facts (the reference, requireDigest): known now, so said now.
                 pending.append(container.image)
@@ -72,6 +80,7 @@ def evaluate(*, policies: Sequence[ImagePolicy], workload: Workload, context: Co
         findings=tuple(findings),
         exempted=tuple(exempted),
         pending_images=tuple(dict.fromkeys(pending)),
+        scanned_digests=tuple(scanned),
     )
 
 
@@ -366,6 +375,11 @@ def _check_user(report: _Reporter, image: PlatformImage) -> None:
         )
 
 
+def _digests(facts: ImageFacts) -> frozenset[str]:
+    """Every digest a report may name for this image: the index's and each platform manifest's."""
+    return frozenset({facts.digest} | {image.manifest_digest for image in facts.platforms})
+
+
 def _check_vulnerabilities(
     report: _Reporter,
     rules: Rules,
@@ -376,27 +390,25 @@ def _check_vulnerabilities(
 ) -> None:
     limits = rules.vulnerabilities
     assert limits is not None
-    digests = frozenset({facts.digest} | {image.manifest_digest for image in facts.platforms})
+    digests = _digests(facts)
     owners = ((workload.kind, workload.name), *context.report_owners)
+    age_limit = limits.report_age_limit
     lookup = select_report(
         context.reports,
         namespace=workload.namespace,
         resources=owners,
         container=container.name,
         digests=digests,
+        shared=[group for digest in sorted(digests) for group in context.digest_reports.get(digest, ())],
+        ignore_unfixed=limits.ignore_unfixed,
+        fresh_since=None if age_limit is None else context.now - age_limit,
     )
     found = lookup.report
-    age_limit = limits.report_age_limit
-    too_old = (
-        found is not None
-        and age_limit is not None
-        and (found.updated is None or context.now - found.updated > age_limit)
-    )
-    if found is None or too_old:
+    if found is None:
         if limits.on_missing_report is Decision.DENY:
-            if too_old and found is not None:
+            if lookup.too_old is not None:
                 why = (
-                    f"its newest VulnerabilityReport {found.namespace}/{found.name} "
+                    f"its newest VulnerabilityReport {lookup.too_old.namespace}/{lookup.too_old.name} "
                     f"is older than {limits.max_report_age}"
                 )
             elif lookup.stale is not None:

@@ -57,6 +57,8 @@ class Verdict:
     findings: tuple[Finding, ...] = ()
     exempted: tuple[Finding, ...] = ()
     pending_images: tuple[str, ...] = ()
+    scanned_digests: tuple[str, ...] = ()
+    """The image digests whose VulnerabilityReports this verdict read: a new report for one may change it."""
 
     @property
     def applies(self) -> bool:

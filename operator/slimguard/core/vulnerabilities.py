@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import bisect
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -39,6 +40,7 @@ class VulnerabilityReport:
     def from_resource(cls, body: Mapping[str, Any]) -> VulnerabilityReport:
         metadata = body.get("metadata") or {}
         labels = metadata.get("labels") or {}
+        annotations = metadata.get("annotations") or {}
         report = body.get("report") or {}
         artifact = report.get("artifact") or {}
         summary = report.get("summary") or {}
@@ -47,7 +49,9 @@ class VulnerabilityReport:
             namespace=str(labels.get(NAMESPACE_LABEL) or metadata.get("namespace") or ""),
             name=str(metadata.get("name") or ""),
             resource_kind=str(labels.get(KIND_LABEL) or ""),
-            resource_name=str(labels.get(NAME_LABEL) or ""),
+            # A name that is no valid label value (over 63 characters: a 59-character Deployment's ReplicaSet)
+            # is written by Trivy Operator to an annotation of the same key, with only its hash as a label.
+            resource_name=str(labels.get(NAME_LABEL) or annotations.get(NAME_LABEL) or ""),
             container=str(labels.get(CONTAINER_LABEL) or ""),
             repository=str(artifact.get("repository") or ""),
             tag=artifact.get("tag") or None,
@@ -92,6 +96,76 @@ def _timestamp(value: Any) -> datetime | None:
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
+ReportKey = tuple[str, str]
+"""Where a report lives: (namespace, name) of the VulnerabilityReport object."""
+
+
+def severity_rank(report: VulnerabilityReport, *, ignore_unfixed: bool) -> tuple[int, int, int, int]:
+    """How bad a report is: most criticals first, then highs, mediums, lows (counted as the policy counts)."""
+    counts = report.counts(ignore_unfixed=ignore_unfixed)
+    return (counts.critical, counts.high, counts.medium, counts.low)
+
+
+def is_fresh(report: VulnerabilityReport, fresh_since: datetime | None) -> bool:
+    """Within the age limit; without a limit every report is. An undated report is too old for any limit."""
+    return fresh_since is None or (report.updated is not None and report.updated >= fresh_since)
+
+
+class DigestReports:
+    """Every report filed for one image digest, whatever workload or namespace Trivy filed it under.
+
+    Kept worst first for both ways of counting (all findings, or fixable ones only), so the worst fresh report
+    is usually the first one looked at: a sidecar image running in 5,000 workloads has 5,000 reports, and a
+    decision must not read them all.
+    """
+
+    __slots__ = ("_order", "_reports")
+
+    def __init__(self) -> None:
+        self._reports: dict[ReportKey, VulnerabilityReport] = {}
+        self._order: dict[bool, list[tuple[tuple[int, ...], float, ReportKey]]] = {False: [], True: []}
+
+    @staticmethod
+    def _entry(
+        key: ReportKey, report: VulnerabilityReport, ignore_unfixed: bool
+    ) -> tuple[tuple[int, ...], float, ReportKey]:
+        worst = tuple(-n for n in severity_rank(report, ignore_unfixed=ignore_unfixed))
+        newest = -report.updated.timestamp() if report.updated is not None else float("inf")
+        return (worst, newest, key)
+
+    def add(self, key: ReportKey, report: VulnerabilityReport) -> None:
+        """Add a report, or replace the one of that key (Trivy rewrites a report in place)."""
+        self.discard(key)
+        self._reports[key] = report
+        for ignore_unfixed, order in self._order.items():
+            bisect.insort(order, self._entry(key, report, ignore_unfixed))
+
+    def discard(self, key: ReportKey) -> None:
+        report = self._reports.pop(key, None)
+        if report is None:
+            return
+        for ignore_unfixed, order in self._order.items():
+            entry = self._entry(key, report, ignore_unfixed)
+            del order[bisect.bisect_left(order, entry)]
+
+    def __len__(self) -> int:
+        return len(self._reports)
+
+    def __iter__(self) -> Iterator[VulnerabilityReport]:
+        return iter(list(self._reports.values()))
+
+    def worst(self, *, ignore_unfixed: bool, fresh_since: datetime | None) -> VulnerabilityReport | None:
+        """The worst report within the age limit, or None when none is."""
+        for _, _, key in self._order[ignore_unfixed]:
+            report = self._reports[key]
+            if is_fresh(report, fresh_since):
+                return report
+        return None
+
+    def newest(self) -> VulnerabilityReport | None:
+        """The most recently updated report (read when none is fresh, to say why: not per decision)."""
+        return max(self._reports.values(), key=lambda r: r.updated or _EPOCH, default=None)
+
 
 @dataclass(frozen=True, slots=True)
 class ReportLookup:
@@ -99,6 +173,9 @@ class ReportLookup:
 
     report: VulnerabilityReport | None
     stale: VulnerabilityReport | None = None
+    """The workload's own newest report, when it is for another digest than the one running."""
+    too_old: VulnerabilityReport | None = None
+    """The newest report for the running digest, when no report for it is within the age limit."""
 
 
 def select_report(
@@ -108,21 +185,45 @@ def select_report(
     resources: Iterable[tuple[str, str]],
     container: str,
     digests: frozenset[str],
+    shared: Iterable[DigestReports] = (),
+    ignore_unfixed: bool = False,
+    fresh_since: datetime | None = None,
 ) -> ReportLookup:
-    """The newest report for this container of these resources (a Deployment's is its ReplicaSet's).
+    """The report that speaks for this container running one of ``digests``.
 
-    A report whose artifact digest differs from the digest running now describes another image: it is
-    stale and never used. A report without a digest cannot be proven stale and is used.
+    ``reports`` holds the workload's own (filed under these resources; a Deployment's under its ReplicaSet),
+    ``shared`` every report filed for the running digests, under any workload. Any fresh report for the
+    digest speaks for it: a second Deployment, or a bare Pod, on an image known to be vulnerable is as
+    vulnerable as the first. Where fresh reports disagree (scanned on different days), the worst counts; on a
+    tie the workload's own report is the one named.
+
+    A report of the workload's own whose artifact digest differs from the digest running now describes another
+    image: it is stale and never used. One without a digest cannot be proven stale and is used.
     """
     wanted = set(resources)
-    candidates = [
+    mine = [
         report
         for report in reports
         if report.namespace == namespace
         and (report.resource_kind, report.resource_name) in wanted
         and report.container == container
     ]
-    candidates.sort(key=lambda r: r.updated or _EPOCH, reverse=True)
-    current = [r for r in candidates if not digests or r.digest is None or r.digest in digests]
-    stale = next((r for r in candidates if r not in current), None)
-    return ReportLookup(report=current[0] if current else None, stale=stale)
+    mine.sort(key=lambda r: r.updated or _EPOCH, reverse=True)
+    current = [r for r in mine if not digests or r.digest is None or r.digest in digests]
+    stale = next((r for r in mine if r not in current), None)
+    own = current[0] if current else None
+    groups = list(shared)
+    candidates = [own] if own is not None and is_fresh(own, fresh_since) else []
+    for group in groups:
+        worst = group.worst(ignore_unfixed=ignore_unfixed, fresh_since=fresh_since)
+        if worst is not None:
+            candidates.append(worst)
+    if candidates:
+        chosen = max(
+            candidates,
+            key=lambda r: (severity_rank(r, ignore_unfixed=ignore_unfixed), r is own, r.updated or _EPOCH),
+        )
+        return ReportLookup(report=chosen, stale=stale)
+    dated = [r for r in (own, *(group.newest() for group in groups)) if r is not None]
+    too_old = max(dated, key=lambda r: r.updated or _EPOCH, default=None)
+    return ReportLookup(report=None, stale=stale, too_old=too_old)

@@ -13,6 +13,7 @@ from slimguard.core.facts import ImageFacts, Platform
 from slimguard.core.needs import FactsNeeds, base_candidates, image_needs
 from slimguard.core.policy import ImagePolicy
 from slimguard.core.verdict import Verdict
+from slimguard.core.vulnerabilities import DigestReports
 from slimguard.core.workload import Workload
 from slimguard.engine.view import ClusterView
 from slimguard.registry.credentials import Credential
@@ -56,15 +57,32 @@ class Evaluator:
         labels = self.view.namespace_labels(workload.namespace)
         facts, bases = await self.gather(policies, workload, labels, deadline=deadline)
         scans = any(policy.spec.rules.vulnerabilities is not None for policy in policies)
+        owners = self.view.report_owners(workload) if scans else ()
         context = Context(
             now=now,
             facts=facts,
             base_candidates=bases,
             namespace_labels=labels,
-            reports=self.view.reports_in(workload.namespace) if scans else (),
-            report_owners=self.view.report_owners(workload) if scans else (),
+            reports=self.view.own_reports(workload.namespace, ((workload.kind, workload.name), *owners))
+            if scans
+            else (),
+            report_owners=owners,
+            digest_reports=self._digest_reports(workload.namespace, facts) if scans else {},
         )
         return evaluate(policies=policies, workload=workload, context=context)
+
+    def _digest_reports(
+        self, namespace: str, facts: Mapping[str, FactsOrError]
+    ) -> dict[str, tuple[DigestReports, ...]]:
+        """The view's reports for every digest of these images: a dictionary lookup per digest, no scan."""
+        found: dict[str, tuple[DigestReports, ...]] = {}
+        for image in facts.values():
+            if not isinstance(image, ImageFacts):
+                continue
+            for digest in (image.digest, *(platform.manifest_digest for platform in image.platforms)):
+                if digest not in found and (groups := self.view.digest_reports(namespace, digest)):
+                    found[digest] = groups
+        return found
 
     async def gather(
         self,

@@ -6,13 +6,13 @@ Fed by kopf events in both the controller and the webhook, so neither asks the a
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from slimguard.core.errors import InvalidPolicy
 from slimguard.core.policy import ImagePolicy
-from slimguard.core.vulnerabilities import VulnerabilityReport
+from slimguard.core.vulnerabilities import DigestReports, ReportKey, VulnerabilityReport
 from slimguard.core.workload import Workload, WorkloadKey
 from slimguard.kube.gateway import KubeGateway
 
@@ -27,14 +27,44 @@ class PolicyRecord:
     error: str | None = None
 
 
+def parse_namespaces(values: Iterable[str] | None) -> frozenset[str] | None:
+    """``--trusted-report-namespaces a,b --trusted-report-namespaces c`` → {a, b, c}; nothing given: None (all)."""
+    if not values:
+        return None
+    names = frozenset(name.strip() for value in values for name in value.split(",") if name.strip())
+    if not names:
+        raise ValueError("--trusted-report-namespaces names no namespace")
+    return names
+
+
+def describe_namespaces(namespaces: frozenset[str] | None) -> str:
+    return "all" if namespaces is None else ",".join(sorted(namespaces))
+
+
+@dataclass(frozen=True)
+class ReportChange:
+    """A report that appeared, changed or went: the workload it was filed for, and the digests it named
+    before and after (every workload running one of them may need a new verdict)."""
+
+    owner: WorkloadKey
+    digests: frozenset[str]
+
+
 class ClusterView:
-    def __init__(self) -> None:
+    def __init__(self, *, trusted_report_namespaces: Collection[str] | None = None) -> None:
+        """``trusted_report_namespaces``: whose VulnerabilityReports speak for an image in every namespace
+        (None: all). A report elsewhere still speaks for the workloads of its own namespace."""
+        self.trusted_report_namespaces = (
+            None if trusted_report_namespaces is None else frozenset(trusted_report_namespaces)
+        )
         self.policies: dict[str, PolicyRecord] = {}
         self.namespaces: dict[str, dict[str, str]] = {}
-        self.reports: dict[tuple[str, str], VulnerabilityReport] = {}
+        self.reports: dict[ReportKey, VulnerabilityReport] = {}
         self.replicasets: dict[tuple[str, str], tuple[str, int]] = {}
-        # Indexes, so a decision costs the same in a cluster of 50,000 ReplicaSets as in one of 50.
-        self._reports_by_namespace: dict[str, dict[str, VulnerabilityReport]] = {}
+        # Indexes, so a decision costs the same in a cluster of 50,000 ReplicaSets or reports as in one of 50.
+        self._reports_by_owner: dict[tuple[str, str, str], dict[str, VulnerabilityReport]] = {}
+        # ("", digest) for trusted namespaces' reports, which speak everywhere; (namespace, digest) for the others'
+        self._reports_by_digest: dict[tuple[str, str], DigestReports] = {}
         self._replicasets_by_owner: dict[tuple[str, str], dict[str, int]] = {}
         self.policies_synced = False
 
@@ -51,8 +81,24 @@ class ClusterView:
     def namespace_labels(self, namespace: str) -> dict[str, str]:
         return self.namespaces.get(namespace, {})
 
-    def reports_in(self, namespace: str) -> list[VulnerabilityReport]:
-        return list(self._reports_by_namespace.get(namespace, {}).values())
+    def trusts_reports_of(self, namespace: str) -> bool:
+        return self.trusted_report_namespaces is None or namespace in self.trusted_report_namespaces
+
+    def own_reports(self, namespace: str, owners: Iterable[tuple[str, str]]) -> list[VulnerabilityReport]:
+        """The reports filed in ``namespace`` under these (kind, name) objects."""
+        return [
+            report
+            for kind, name in owners
+            for report in self._reports_by_owner.get((namespace, kind, name), {}).values()
+        ]
+
+    def digest_reports(self, namespace: str, digest: str) -> tuple[DigestReports, ...]:
+        """The reports that may speak for ``digest`` running in ``namespace``: every trusted namespace's, and
+        this namespace's own even when it is not trusted (a report there can only concern its own images)."""
+        found = [self._reports_by_digest.get(("", digest))]
+        if not self.trusts_reports_of(namespace):
+            found.append(self._reports_by_digest.get((namespace, digest)))
+        return tuple(group for group in found if group)
 
     def report_owners(self, workload: Workload) -> tuple[tuple[str, str], ...]:
         """Trivy Operator files a Deployment's reports under its current ReplicaSet (the highest revision)."""
@@ -96,22 +142,51 @@ class ClusterView:
         self.namespaces[name] = labels
         return known
 
-    def observe_report(self, body: Mapping[str, Any], *, deleted: bool = False) -> WorkloadKey | None:
-        """Record a scan report; returns the workload it speaks for when it changed."""
+    def observe_report(self, body: Mapping[str, Any], *, deleted: bool = False) -> ReportChange | None:
+        """Record a scan report; returns the workload it was filed for and the digests it names, when it changed."""
         report = VulnerabilityReport.from_resource(body)
+        # Where the object lives, not what its labels claim: RBAC on that namespace is what vouches for it.
         key = (str((body.get("metadata") or {}).get("namespace")), report.name)
+        previous = self.reports.get(key)
+        if not deleted and previous == report:
+            return None
+        if previous is not None:
+            self._unindex(key, previous)
         if deleted:
             self.reports.pop(key, None)
-            self._reports_by_namespace.get(key[0], {}).pop(key[1], None)
-        elif self.reports.get(key) == report:
-            return None
         else:
             self.reports[key] = report
-            self._reports_by_namespace.setdefault(key[0], {})[key[1]] = report
+            self._index(key, report)
+        digests = frozenset(d for d in (report.digest, previous.digest if previous else None) if d)
         kind, name = report.resource_kind, report.resource_name
         if kind == "ReplicaSet" and (report.namespace, name) in self.replicasets:
             kind, name = "Deployment", self.replicasets[(report.namespace, name)][0]
-        return WorkloadKey(kind, report.namespace, name)
+        return ReportChange(WorkloadKey(kind, report.namespace, name), digests)
+
+    def _digest_slot(self, key: ReportKey, digest: str) -> tuple[str, str]:
+        """No namespace is named "": a trusted namespace's report is filed under it, to speak everywhere."""
+        return ("" if self.trusts_reports_of(key[0]) else key[0], digest)
+
+    def _index(self, key: ReportKey, report: VulnerabilityReport) -> None:
+        owner = (key[0], report.resource_kind, report.resource_name)
+        self._reports_by_owner.setdefault(owner, {})[key[1]] = report
+        if report.digest:
+            slot = self._digest_slot(key, report.digest)
+            self._reports_by_digest.setdefault(slot, DigestReports()).add(key, report)
+
+    def _unindex(self, key: ReportKey, report: VulnerabilityReport) -> None:
+        owner = (key[0], report.resource_kind, report.resource_name)
+        mine = self._reports_by_owner.get(owner, {})
+        mine.pop(key[1], None)
+        if not mine:
+            self._reports_by_owner.pop(owner, None)
+        if report.digest:
+            slot = self._digest_slot(key, report.digest)
+            group = self._reports_by_digest.get(slot)
+            if group is not None:
+                group.discard(key)
+                if not group:
+                    del self._reports_by_digest[slot]
 
     def observe_replicaset(self, workload: Workload, body: Mapping[str, Any], *, deleted: bool) -> WorkloadKey | None:
         """Track which ReplicaSet is a Deployment's current one; returns the Deployment when that changed."""

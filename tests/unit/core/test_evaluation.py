@@ -13,6 +13,7 @@ from slimguard.core.facts import ImageFacts, Platform
 from slimguard.core.needs import image_needs
 from slimguard.core.policy import ImagePolicy, Mode
 from slimguard.core.verdict import Finding, FindingKind, Status, Verdict
+from slimguard.core.vulnerabilities import DigestReports
 from slimguard.core.workload import ContainerType
 
 from .builders import (
@@ -494,11 +495,17 @@ IMAGE = facts()
 OWNED: dict[str, Any] = {"report_owners": (("ReplicaSet", "api-5d9c8b7f4"),)}
 
 
-def vulns(*reports: Any, owners: dict[str, Any] | None = None, **limits: Any) -> Verdict:
+def vulns(
+    *reports: Any,
+    owners: dict[str, Any] | None = None,
+    digest_reports: dict[str, tuple[DigestReports, ...]] | None = None,
+    **limits: Any,
+) -> Verdict:
     return verdict(
         rules(vulnerabilities=limits),
         facts_by_image=of(IMAGE),
         reports=list(reports),
+        digest_reports=digest_reports or {},
         **(OWNED if owners is None else owners),
     )
 
@@ -579,6 +586,53 @@ def test_a_report_without_a_timestamp_is_too_old_for_any_age_limit() -> None:
     assert only(vulns(undated, maxCritical=0, maxReportAge="7d", onMissingReport="Deny")).rule == (
         "vulnerabilities.onMissingReport"
     )
+
+
+def filed_for_digest(*reports: Any) -> dict[str, tuple[DigestReports, ...]]:
+    """The cluster's reports for IMAGE's digest, as the view indexes them, whoever they were filed for."""
+    group = DigestReports()
+    for report in reports:
+        group.add((report.namespace, report.name), report)
+    return {IMAGE.digest: (group,)}
+
+
+def test_a_report_filed_for_another_workload_on_the_running_digest_counts_for_a_bare_pod() -> None:
+    # Trivy files one report per workload; a new Pod on an image known to be vulnerable must not slip through.
+    other = vulnerability_report(namespace="team-b", name="web-6f7d", artifact_digest=IMAGE.digest, critical=2)
+    pod = workload(kind="Pod", name="debug")
+    result = verdict(
+        rules(vulnerabilities={"maxCritical": 0}),
+        pod,
+        facts_by_image=of(IMAGE),
+        digest_reports=filed_for_digest(other),
+    )
+    assert only(result).message == (
+        f"{SUBJECT} has 2 critical vulnerabilities (VulnerabilityReport team-b/{other.name}); "
+        'ImagePolicy "slim" allows 0. Rebuild on a patched or smaller base image.'
+    )
+    assert result.scanned_digests == (IMAGE.digest,)
+
+
+def test_a_second_deployment_on_a_digest_with_criticals_is_noncompliant_despite_its_own_clean_report() -> None:
+    own = vulnerability_report(artifact_digest=IMAGE.digest, critical=0)
+    other = vulnerability_report(namespace="team-b", name="web-6f7d", artifact_digest=IMAGE.digest, critical=2)
+    result = vulns(own, maxCritical=0, digest_reports=filed_for_digest(own, other))
+    assert only(result).actual == "2"
+
+
+def test_a_report_for_the_digest_older_than_max_report_age_does_not_speak_for_it() -> None:
+    old = vulnerability_report(
+        namespace="team-b", name="web", artifact_digest=IMAGE.digest, critical=2, updated=NOW - timedelta(days=9)
+    )
+    assert vulns(maxCritical=0, maxReportAge="7d", digest_reports=filed_for_digest(old)).status is Status.COMPLIANT
+    finding = only(
+        vulns(maxCritical=0, maxReportAge="7d", onMissingReport="Deny", digest_reports=filed_for_digest(old))
+    )
+    assert f"its newest VulnerabilityReport team-b/{old.name} is older than 7d" in finding.message
+
+
+def test_a_verdict_without_vulnerability_rules_names_no_scanned_digest() -> None:
+    assert verdict(rules(maxLayers=100), facts_by_image=of(IMAGE)).scanned_digests == ()
 
 
 # --- several policies, exemptions, errors, pending ---------------------------------------------------------------

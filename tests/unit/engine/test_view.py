@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from slimguard.core.workload import WorkloadKey, normalise
-from slimguard.engine.view import ClusterView
+from slimguard.engine.view import ClusterView, parse_namespaces
 
 
 def replicaset(name: str, deployment: str, revision: int, namespace: str = "shop") -> dict[str, Any]:
@@ -28,7 +30,7 @@ def deployment(name: str, namespace: str = "shop") -> Any:
     return normalise("Deployment", {"metadata": {"name": name, "namespace": namespace}, "spec": {}})
 
 
-def report(name: str, kind: str, resource: str, namespace: str = "shop") -> dict[str, Any]:
+def report(name: str, kind: str, resource: str, namespace: str = "shop", digest: str | None = None) -> dict[str, Any]:
     return {
         "metadata": {
             "name": name,
@@ -40,7 +42,7 @@ def report(name: str, kind: str, resource: str, namespace: str = "shop") -> dict
                 "trivy-operator.container.name": "api",
             },
         },
-        "report": {"summary": {"criticalCount": 1}},
+        "report": {"artifact": {"digest": digest} if digest else {}, "summary": {"criticalCount": 1}},
     }
 
 
@@ -64,11 +66,59 @@ def test_a_new_current_replicaset_names_its_deployment_for_re_evaluation() -> No
 def test_a_replicaset_report_is_routed_to_the_owning_deployment_and_indexed_by_namespace() -> None:
     view = ClusterView()
     observe_rs(view, replicaset("api-1", "api", 1))
-    assert view.observe_report(report("rs-api", "ReplicaSet", "api-1")) == WorkloadKey("Deployment", "shop", "api")
+    change = view.observe_report(report("rs-api", "ReplicaSet", "api-1"))
+    assert change is not None
+    assert change.owner == WorkloadKey("Deployment", "shop", "api")
     view.observe_report(report("other-ns", "Pod", "p", namespace="team"))
-    assert [r.name for r in view.reports_in("shop")] == ["rs-api"]
+    assert [r.name for r in view.own_reports("shop", [("ReplicaSet", "api-1")])] == ["rs-api"]
+    assert view.own_reports("shop", [("Pod", "p")]) == []
     view.observe_report(report("rs-api", "ReplicaSet", "api-1"), deleted=True)
-    assert view.reports_in("shop") == []
+    assert view.own_reports("shop", [("ReplicaSet", "api-1")]) == []
+
+
+DIGEST = "sha256:" + "d" * 64
+REBUILT = "sha256:" + "e" * 64
+
+
+def names(groups: Any) -> list[str]:
+    return sorted(r.name for group in groups for r in group)
+
+
+def test_reports_are_indexed_by_digest_across_namespaces_and_follow_updates() -> None:
+    view = ClusterView()
+    view.observe_report(report("rs-api", "ReplicaSet", "api-1", digest=DIGEST))
+    view.observe_report(report("rs-web", "ReplicaSet", "web-1", namespace="team", digest=DIGEST))
+    assert names(view.digest_reports("elsewhere", DIGEST)) == ["rs-api", "rs-web"]
+    change = view.observe_report(report("rs-web", "ReplicaSet", "web-1", namespace="team", digest=REBUILT))
+    assert change is not None
+    assert change.digests == frozenset({DIGEST, REBUILT})  # workloads on either may need a new verdict
+    assert names(view.digest_reports("elsewhere", DIGEST)) == ["rs-api"]
+    assert names(view.digest_reports("elsewhere", REBUILT)) == ["rs-web"]
+    view.observe_report(report("rs-api", "ReplicaSet", "api-1", digest=DIGEST), deleted=True)
+    assert names(view.digest_reports("elsewhere", DIGEST)) == []
+
+
+def test_reports_of_untrusted_namespaces_speak_only_for_their_own_namespace() -> None:
+    view = ClusterView(trusted_report_namespaces=["shop"])
+    view.observe_report(report("rs-api", "ReplicaSet", "api-1", digest=DIGEST))
+    view.observe_report(report("forged", "ReplicaSet", "x-1", namespace="team", digest=DIGEST))
+    assert names(view.digest_reports("elsewhere", DIGEST)) == ["rs-api"]
+    assert names(view.digest_reports("team", DIGEST)) == ["forged", "rs-api"]
+    view.observe_report(report("forged", "ReplicaSet", "x-1", namespace="team", digest=DIGEST), deleted=True)
+    assert names(view.digest_reports("team", DIGEST)) == ["rs-api"]
+
+
+def test_a_report_whose_owner_name_is_in_trivys_annotation_is_routed_to_the_deployment() -> None:
+    view = ClusterView()
+    long_rs = "a" * 59 + "-5d9c8b7f4c"
+    observe_rs(view, replicaset(long_rs, "a" * 59, 1))
+    body = report("replicaset-8dbfc447", "ReplicaSet", long_rs)
+    labels = body["metadata"]["labels"]
+    labels["trivy-operator.resource.name-hash"] = "6d9b4c5b8f"
+    body["metadata"]["annotations"] = {"trivy-operator.resource.name": labels.pop("trivy-operator.resource.name")}
+    change = view.observe_report(body)
+    assert change is not None
+    assert change.owner == WorkloadKey("Deployment", "shop", "a" * 59)
 
 
 def test_only_a_new_generation_of_a_policy_counts_as_a_change() -> None:
@@ -88,3 +138,10 @@ def test_an_invalid_policy_is_kept_with_its_error_and_not_applied() -> None:
     error = view.policies["bad"].error
     assert error is not None
     assert "spec.rules.maxLayers" in error
+
+
+def test_trusted_report_namespaces_are_read_from_comma_separated_and_repeated_flags() -> None:
+    assert parse_namespaces(None) is None
+    assert parse_namespaces(["trivy-system, shop", "team"]) == frozenset({"trivy-system", "shop", "team"})
+    with pytest.raises(ValueError, match="names no namespace"):
+        parse_namespaces([" , "])
