@@ -1,45 +1,27 @@
 """What evaluation will need to know about each image, so that sources fetch exactly that and nothing more.
 
-One function of a policy's rules says it (``needs_of``); evaluation and every facts source ask the same one,
-so what is fetched and what is checked can never disagree.
+Each rule module says what it reads (``core.rules``); ``needs_of`` unites them, and evaluation and every facts
+source ask the same one, so what is fetched and what is checked can never disagree.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
-from slimguard.core.facts import Platform
 from slimguard.core.matching import selected_containers
 from slimguard.core.policy import ImagePolicy, Rules
+from slimguard.core.rules import RULES, FactsNeeds
 from slimguard.core.workload import Workload
 
 
-@dataclass(frozen=True, slots=True)
-class FactsNeeds:
-    """What to read about one image: which platforms' manifests and configs, and whether layer sizes."""
-
-    platforms: frozenset[Platform]
-    uncompressed: bool = False
-
-    def __or__(self, other: FactsNeeds) -> FactsNeeds:
-        return FactsNeeds(self.platforms | other.platforms, self.uncompressed or other.uncompressed)
-
-
 def needs_of(rules: Rules) -> FactsNeeds | None:
-    """What ``rules`` read about an image; None when they read nothing a registry holds (requireDigest alone)."""
-    reads_facts = (
-        rules.compressed_limit is not None
-        or rules.uncompressed_limit is not None
-        or rules.max_layers is not None
-        or _has_base_rule(rules)
-        or rules.require_non_root_user
-        or rules.platforms is not None
-        or rules.vulnerabilities is not None  # reports are matched by the digest the registry resolves
-    )
-    if not reads_facts:
-        return None
-    return FactsNeeds(frozenset(rules.required_platforms), uncompressed=rules.uncompressed_limit is not None)
+    """What ``rules`` read about an image: the union of every rule's needs; None when none reads a registry."""
+    needed: FactsNeeds | None = None
+    for rule in RULES:
+        need = rule.needs(rules)
+        if need is not None:
+            needed = need if needed is None else needed | need
+    return needed
 
 
 def image_needs(
@@ -69,3 +51,6 @@ def base_candidates(policies: Sequence[ImagePolicy]) -> tuple[str, ...]:
 
 def _has_base_rule(rules: Rules) -> bool:
     return rules.allowed_base_images is not None or rules.denied_base_images is not None
+
+
+__all__ = ["FactsNeeds", "base_candidates", "image_needs", "needs_of"]

@@ -1,0 +1,151 @@
+"""``allowedBaseImages`` and ``deniedBaseImages``: the base found by OCI annotation and by shared layers."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+
+from slimguard.core.context import FactsOrError
+from slimguard.core.errors import InspectionError, InvalidReference
+from slimguard.core.facts import BaseImage, ImageFacts, PlatformImage, base_by_layers
+from slimguard.core.globs import image_matches_any
+from slimguard.core.policy import Rules
+from slimguard.core.reference import ImageReference
+from slimguard.core.rules.common import FactsNeeds, Reporter, Subject
+
+
+def needs(rules: Rules) -> FactsNeeds | None:
+    if rules.allowed_base_images is None and rules.denied_base_images is None:
+        return None
+    return FactsNeeds(frozenset(rules.required_platforms))
+
+
+def check(subject: Subject) -> None:
+    rules = subject.rules
+    if rules.allowed_base_images is None and rules.denied_base_images is None:
+        return
+    assert subject.facts is not None
+    candidates = subject.context.base_candidates
+    unreadable = {ref: error for ref, error in candidates.items() if isinstance(error, InspectionError)}
+    for image in subject.images:
+        bases = detect_bases(subject.facts, image, candidates)
+        _check_base(subject.report, rules, subject.reference, bases, unreadable)
+
+
+def detect_bases(
+    facts: ImageFacts, image: PlatformImage, candidates: Mapping[str, FactsOrError]
+) -> tuple[BaseImage, ...]:
+    """Every base image found, by OCI annotation and, independently, by layer prefix; each base once."""
+    annotated = image.annotated_base or facts.annotated_base
+    layer_candidates = {
+        ref: candidate_image
+        for ref, candidate in candidates.items()
+        if isinstance(candidate, ImageFacts)
+        and (candidate_image := candidate.for_platform(image.platform)) is not None
+        and candidate_image.manifest_digest != image.manifest_digest
+    }
+    by_layers = base_by_layers(image, layer_candidates)
+    if annotated is not None and by_layers is not None and _same_reference(annotated.reference, by_layers.reference):
+        # Both methods agree: one base, found two ways (said once, not once per method).
+        return (replace(annotated, shared_layers=by_layers.shared_layers),)
+    return tuple(base for base in (annotated, by_layers) if base is not None)
+
+
+def _same_reference(one: str, other: str) -> bool:
+    try:
+        return str(ImageReference.parse(one)) == str(ImageReference.parse(other))
+    except InvalidReference:
+        return one == other
+
+
+def _describe(base: BaseImage) -> str:
+    ways = []
+    if base.method == "annotation":
+        ways.append("by its OCI base-image annotation")
+    if base.shared_layers is not None:
+        ways.append(f"by {base.shared_layers} shared layer{'' if base.shared_layers == 1 else 's'}")
+    return f"{base.reference} (found {' and '.join(ways)})"
+
+
+def _describe_all(bases: Sequence[BaseImage]) -> str:
+    return " and ".join(_describe(base) for base in bases)
+
+
+def _base_matches(base: BaseImage, globs: Sequence[str]) -> bool:
+    try:
+        return image_matches_any(ImageReference.parse(base.reference), globs)
+    except InvalidReference:
+        return False
+
+
+def _check_base(
+    report: Reporter,
+    rules: Rules,
+    reference: ImageReference,
+    bases: tuple[BaseImage, ...],
+    unreadable: Mapping[str, InspectionError],
+) -> None:
+    denied = rules.denied_base_images or ()
+    allowed = rules.allowed_base_images
+    itself_denied = image_matches_any(reference, denied)
+    denied_bases = [base for base in bases if _base_matches(base, denied)]
+    if denied_bases:
+        report.violation(
+            "deniedBaseImages",
+            f"is built on {_describe_all(denied_bases)}, which {report.policy_name} denies ({', '.join(denied)}). "
+            f"Rebuild FROM an allowed base{_suggest(allowed)}.",
+            limit=", ".join(denied),
+            actual=", ".join(base.reference for base in denied_bases),
+        )
+    if itself_denied and not denied_bases:
+        report.violation(
+            "deniedBaseImages",
+            f"is a base image {report.policy_name} denies ({', '.join(denied)}). "
+            f"Build your own image FROM an allowed base{_suggest(allowed)}.",
+            limit=", ".join(denied),
+            actual=str(reference),
+        )
+    decided = bool(denied_bases) or itself_denied
+    if denied and not decided and unreadable:
+        # A base the layer comparison could not see might be the denied one: undecided is not compliant.
+        _undecided(report, "deniedBaseImages", unreadable)
+    if allowed is None or image_matches_any(reference, allowed) or decided:
+        return  # a denied base is reported once, as denied, not again as "not allowed"
+    if unreadable:
+        _undecided(report, "allowedBaseImages", unreadable)
+    elif not bases:
+        report.violation(
+            "allowedBaseImages",
+            f"has a base image slimguard could not determine (no org.opencontainers.image.base.name annotation, "
+            f"and no known base image shares its layers); {report.policy_name} allows only {', '.join(allowed)}. "
+            "Build with the OCI base-image annotations, or list the base in spec.knownBaseImages.",
+            limit=", ".join(allowed),
+            actual="unknown",
+        )
+    elif not any(_base_matches(base, allowed) for base in bases):
+        report.violation(
+            "allowedBaseImages",
+            f"is built on {_describe_all(bases)}, which is not a base {report.policy_name} allows "
+            f"({', '.join(allowed)}). Rebuild FROM an allowed base{_suggest(allowed)}.",
+            limit=", ".join(allowed),
+            actual=bases[0].reference,
+        )
+
+
+def _undecided(report: Reporter, rule: str, unreadable: Mapping[str, InspectionError]) -> None:
+    if len(unreadable) == 1:
+        ((names, detail),) = ((ref, str(error)) for ref, error in unreadable.items())
+        noun = "base image"
+    else:
+        names, noun = ", ".join(unreadable), "base images"
+        detail = "; ".join(f"{ref}: {error}" for ref, error in unreadable.items())
+    report.error(
+        rule,
+        f"cannot be checked against {rule} of {report.policy_name}: the {noun} {names}, which slimguard "
+        f"compares layers with, could not be read ({detail}). It is checked again when the registry answers; "
+        "correct spec.knownBaseImages if the reference is wrong.",
+    )
+
+
+def _suggest(allowed: Sequence[str] | None) -> str:
+    return f" such as {allowed[0]}" if allowed else ""

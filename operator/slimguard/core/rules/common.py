@@ -1,0 +1,94 @@
+"""What every rule module shares: what a check is given, how it reports, and how it says what it needs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from slimguard.core.context import Context
+from slimguard.core.facts import ImageFacts, Platform, PlatformImage
+from slimguard.core.policy import ImagePolicy, Rules
+from slimguard.core.reference import ImageReference
+from slimguard.core.verdict import Finding, FindingKind
+from slimguard.core.workload import Container, Workload
+
+
+@dataclass(frozen=True, slots=True)
+class FactsNeeds:
+    """What to read about one image: which platforms' manifests and configs, and whether layer sizes."""
+
+    platforms: frozenset[Platform]
+    uncompressed: bool = False
+
+    def __or__(self, other: FactsNeeds) -> FactsNeeds:
+        return FactsNeeds(self.platforms | other.platforms, self.uncompressed or other.uncompressed)
+
+
+class Reporter:
+    """Builds findings that all name the container, the image and the policy the same way."""
+
+    def __init__(self, policy: ImagePolicy, container: Container) -> None:
+        self.policy = policy
+        self.container = container
+        self.findings: list[Finding] = []
+
+    @property
+    def subject(self) -> str:
+        return f'container "{self.container.name}": image {self.container.image}'
+
+    @property
+    def policy_name(self) -> str:
+        return f'ImagePolicy "{self.policy.name}"'
+
+    def violation(self, rule: str, message: str, *, limit: str | None = None, actual: str | None = None) -> None:
+        self._add(rule, message, FindingKind.VIOLATION, limit, actual)
+
+    def error(self, rule: str, message: str) -> None:
+        self._add(rule, message, FindingKind.ERROR, None, None)
+
+    def _add(self, rule: str, message: str, kind: FindingKind, limit: str | None, actual: str | None) -> None:
+        self.findings.append(
+            Finding(
+                policy=self.policy.name,
+                mode=self.policy.spec.mode,
+                container=self.container.name,
+                image=self.container.image,
+                rule=rule,
+                message=f"{self.subject} {message}",
+                kind=kind,
+                limit=limit,
+                actual=actual,
+            )
+        )
+
+
+@dataclass(frozen=True)
+class Subject:
+    """One container's image under one policy: what a rule's check reads, and where it reports."""
+
+    policy: ImagePolicy
+    workload: Workload
+    container: Container
+    reference: ImageReference
+    context: Context
+    report: Reporter
+    facts: ImageFacts | None = None
+    """None for rules that read no registry (they run before facts are looked at)."""
+    images: tuple[PlatformImage, ...] = field(default=())
+    """The images of the required platforms that exist (missing ones are the platforms rule's finding)."""
+
+    @property
+    def rules(self) -> Rules:
+        return self.policy.spec.rules
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """A rule family: what it needs read about an image (None: nothing from a registry) and its check.
+
+    A check runs for every policy and returns at once when its fields are not set.
+    """
+
+    name: str
+    needs: Callable[[Rules], FactsNeeds | None]
+    check: Callable[[Subject], None]

@@ -1,0 +1,50 @@
+"""``maxCompressedSize``, ``maxUncompressedSize`` and ``maxLayers``: what a node pulls and unpacks."""
+
+from __future__ import annotations
+
+from slimguard.core.policy import Rules
+from slimguard.core.quantity import format_bytes
+from slimguard.core.rules.common import FactsNeeds, Reporter, Subject
+
+SLIM_HINT = "Use a multi-stage build with a slim, alpine or distroless final stage."
+
+
+def needs(rules: Rules) -> FactsNeeds | None:
+    if rules.compressed_limit is None and rules.uncompressed_limit is None and rules.max_layers is None:
+        return None
+    return FactsNeeds(frozenset(rules.required_platforms), uncompressed=rules.uncompressed_limit is not None)
+
+
+def check(subject: Subject) -> None:
+    report, rules = subject.report, subject.rules
+    for image in subject.images:
+        platform = str(image.platform)
+        _size_check(report, "maxCompressedSize", image.compressed_size, rules.compressed_limit, "compressed", platform)
+        if rules.uncompressed_limit is not None:
+            uncompressed = image.uncompressed_size
+            if uncompressed is None:
+                report.error("maxUncompressedSize", f"has layers whose uncompressed size is unknown ({platform})")
+            else:
+                what = "uncompressed (estimated)" if image.uncompressed_estimated else "uncompressed"
+                _size_check(report, "maxUncompressedSize", uncompressed, rules.uncompressed_limit, what, platform)
+        if rules.max_layers is not None and len(image.layers) > rules.max_layers:
+            report.violation(
+                "maxLayers",
+                f"has {len(image.layers)} layers ({platform}); {report.policy_name} allows {rules.max_layers}. "
+                "Combine RUN steps, or copy the result of a build stage in one COPY.",
+                limit=str(rules.max_layers),
+                actual=str(len(image.layers)),
+            )
+
+
+def _size_check(report: Reporter, rule: str, size: int, limit: int | None, what: str, platform: str) -> None:
+    if limit is not None and size > limit:
+        actual, allowed = format_bytes(size), format_bytes(limit)
+        if actual == allowed:  # rounding hid the excess ("200 MiB; allows 200 MiB"): show the bytes
+            actual, allowed = f"{actual} ({size} bytes)", f"{allowed} ({limit} bytes)"
+        report.violation(
+            rule,
+            f"is {actual} {what} ({platform}); {report.policy_name} allows {allowed}. {SLIM_HINT}",
+            limit=allowed,
+            actual=actual,
+        )
