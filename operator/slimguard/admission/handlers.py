@@ -10,14 +10,11 @@ import kopf
 from slimguard.admission.decision import Reviewer
 from slimguard.admission.server import WebhookServer
 from slimguard.admission.settings import WebhookSettings
-from slimguard.engine.credentials import PullCredentials
-from slimguard.engine.facts import Evaluator
 from slimguard.engine.view import ClusterView
+from slimguard.engine.wiring import Engine, build_engine
 from slimguard.kube.gateway import KubeGateway, load_api_client
 from slimguard.kube.kopf_tuning import is_deletion, tune
 from slimguard.kube.login import connection_info
-from slimguard.registry.client import RegistryClient
-from slimguard.registry.inspector import ImageInspector
 
 log = logging.getLogger(__name__)
 
@@ -37,14 +34,11 @@ def build_registry(settings: WebhookSettings) -> kopf.OperatorRegistry:
         tune(settings)
         kube = KubeGateway(load_api_client(webhook_settings.kubeconfig), component="slimguard-webhook")
         await view.sync_policies(kube)
-        client = RegistryClient(webhook_settings.registry)
-        evaluator = Evaluator(
-            inspector=ImageInspector(client), view=view, credentials=PullCredentials(kube).for_workload
-        )
-        reviewer = Reviewer(evaluator=evaluator, view=view, deadline=webhook_settings.deadline_seconds)
+        engine = build_engine(registry=webhook_settings.registry, kube=kube, view=view)
+        reviewer = Reviewer(evaluator=engine.evaluator, view=view, deadline=webhook_settings.deadline_seconds)
         server = WebhookServer(reviewer=reviewer, view=view, settings=webhook_settings.server)
         await server.start()
-        memo["server"], memo["client"] = server, client
+        memo["server"], memo["engine"] = server, engine
         log.info("slimguard webhook started: %s", webhook_settings.describe())
 
     @kopf.on.cleanup(registry=registry)
@@ -52,9 +46,9 @@ def build_registry(settings: WebhookSettings) -> kopf.OperatorRegistry:
         server: WebhookServer | None = memo.get("server")
         if server is not None:
             await server.stop()
-        client: RegistryClient | None = memo.get("client")
-        if client is not None:
-            await client.aclose()
+        engine: Engine | None = memo.get("engine")
+        if engine is not None:
+            await engine.aclose()
 
     @kopf.on.event("slimguard.dev", "v1alpha1", "imagepolicies", registry=registry)
     async def observe_policy(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:

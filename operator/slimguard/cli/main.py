@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
-from typing import Annotated
+import typing
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import typer
 
@@ -73,30 +77,68 @@ def configure_logging(level: str) -> None:
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
 
 
+_REGISTRY_OPTIONS: tuple[tuple[str, Any], ...] = (
+    ("allow_loopback_registries", AllowLoopback),
+    ("allow_private_registries", AllowPrivate),
+    ("registry", RegistryAllowlist),
+    ("ca_file", CaFiles),
+    ("plain_http_registry", PlainHttp),
+)
+_REGISTRY_DEFAULTS: dict[str, Any] = {
+    "allow_loopback_registries": False,
+    "allow_private_registries": False,
+    "registry": None,
+    "ca_file": None,
+    "plain_http_registry": None,
+}
+
+
 def registry_settings(
-    allow_loopback: bool,
-    allow_private: bool,
-    registries: list[str] | None,
-    ca_files: list[str] | None,
-    plain_http: list[str] | None,
+    *,
+    allow_loopback_registries: bool = False,
+    allow_private_registries: bool = False,
+    registry: list[str] | None = None,
+    ca_file: list[str] | None = None,
+    plain_http_registry: list[str] | None = None,
 ) -> RegistrySettings:
     return RegistrySettings(
         address_policy=AddressPolicy(
-            allow_loopback=allow_loopback, allow_private=allow_private, allowed_registries=tuple(registries or ())
+            allow_loopback=allow_loopback_registries,
+            allow_private=allow_private_registries,
+            allowed_registries=tuple(registry or ()),
         ),
-        ca_files=tuple(ca_files or ()),
-        plain_http_registries=tuple(plain_http or ()),
+        ca_files=tuple(ca_file or ()),
+        plain_http_registries=tuple(plain_http_registry or ()),
     )
 
 
+def with_registry_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Give ``command`` the registry options, declared once here, as one ``registry_settings`` argument."""
+    signature = inspect.signature(command)
+    kept = [p for p in signature.parameters.values() if p.name != "registry_settings"]
+    added = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=_REGISTRY_DEFAULTS[name], annotation=option)
+        for name, option in _REGISTRY_OPTIONS
+    ]
+
+    @functools.wraps(command)
+    def wrapper(**arguments: Any) -> None:
+        options = {name: arguments.pop(name) for name, _ in _REGISTRY_OPTIONS}
+        command(registry_settings=registry_settings(**options), **arguments)
+
+    hints = typing.get_type_hints(command, include_extras=True)
+    wrapper.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[p.replace(annotation=hints.get(p.name, p.annotation)) for p in kept] + added
+    )
+    wrapper.__annotations__ = {p.name: p.annotation for p in kept + added}
+    return wrapper
+
+
 @app.command()
+@with_registry_options
 def controller(
+    registry_settings: RegistrySettings,
     kubeconfig: KubeconfigOption = None,
-    allow_loopback_registries: AllowLoopback = False,
-    allow_private_registries: AllowPrivate = False,
-    registry: RegistryAllowlist = None,
-    ca_file: CaFiles = None,
-    plain_http_registry: PlainHttp = None,
     trusted_report_namespaces: TrustedReportNamespaces = None,
     workers: Annotated[int, typer.Option(help="Workloads evaluated at once.")] = 8,
     audit_interval: Annotated[float, typer.Option(help="Seconds between full re-audits (tags move).")] = 600.0,
@@ -117,9 +159,7 @@ def controller(
     configure_logging(log_level)
     settings = ControllerSettings(
         kubeconfig=kubeconfig,
-        registry=registry_settings(
-            allow_loopback_registries, allow_private_registries, registry, ca_file, plain_http_registry
-        ),
+        registry=registry_settings,
         workers=workers,
         audit_interval_seconds=audit_interval,
         dry_run=dry_run,
@@ -132,7 +172,9 @@ def controller(
 
 
 @app.command()
+@with_registry_options
 def webhook(
+    registry_settings: RegistrySettings,
     tls_cert_file: Annotated[
         str, typer.Option(help="Serving certificate (PEM); reloaded when it changes.", envvar="SLIMGUARD_TLS_CERT_FILE")
     ],
@@ -148,11 +190,6 @@ def webhook(
     metrics_port: Annotated[
         int, typer.Option(help="Plain-HTTP port for /metrics; 0 to disable.", envvar="SLIMGUARD_METRICS_PORT")
     ] = 9090,
-    allow_loopback_registries: AllowLoopback = False,
-    allow_private_registries: AllowPrivate = False,
-    registry: RegistryAllowlist = None,
-    ca_file: CaFiles = None,
-    plain_http_registry: PlainHttp = None,
     trusted_report_namespaces: TrustedReportNamespaces = None,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
 ) -> None:
@@ -167,9 +204,7 @@ def webhook(
     configure_logging(log_level)
     settings = WebhookSettings(
         kubeconfig=kubeconfig,
-        registry=registry_settings(
-            allow_loopback_registries, allow_private_registries, registry, ca_file, plain_http_registry
-        ),
+        registry=registry_settings,
         server=ServerSettings(
             host=host,
             port=port,

@@ -1,0 +1,38 @@
+"""The registry options are declared once and reach every command as one RegistrySettings."""
+
+from __future__ import annotations
+
+import typer
+from typer.testing import CliRunner
+
+from slimguard.cli.main import app, with_registry_options
+from slimguard.registry.settings import RegistrySettings
+
+
+def test_a_command_gets_the_registry_options_as_settings() -> None:
+    seen: list[tuple[RegistrySettings, int]] = []
+    probe = typer.Typer()
+
+    @probe.command()
+    @with_registry_options
+    def check(registry_settings: RegistrySettings, workers: int = 1) -> None:
+        seen.append((registry_settings, workers))
+
+    result = CliRunner().invoke(
+        probe,
+        ["--workers", "3", "--allow-loopback-registries", "--registry", "127.0.0.1:*", "--registry", "[::1]:*"],
+    )
+    assert result.exit_code == 0, result.output
+    ((settings, workers),) = seen
+    assert workers == 3
+    assert settings.address_policy.allow_loopback
+    assert not settings.address_policy.allow_private
+    assert settings.address_policy.allowed_registries == ("127.0.0.1:*", "[::1]:*")
+
+
+def test_the_controller_and_the_webhook_both_offer_them() -> None:
+    for command in ("controller", "webhook"):
+        result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "250", "TERMINAL_WIDTH": "250"})
+        assert result.exit_code == 0
+        for option in ("--allow-loopback-registries", "--allow-private-registries", "--registry", "--ca-file"):
+            assert option in result.output, (command, option)
