@@ -16,7 +16,6 @@ class WebhookSettings:
     server: ServerSettings = field(default_factory=ServerSettings)
     timeout_seconds: float = 3.0
     """The ValidatingWebhookConfiguration's timeoutSeconds; slimguard answers before it, whatever happens."""
-    log_level: str = "INFO"
     trusted_report_namespaces: frozenset[str] | None = None
     """Namespaces whose VulnerabilityReports speak for an image in every namespace; None: all."""
 

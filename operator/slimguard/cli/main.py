@@ -163,7 +163,6 @@ def controller(
         workers=workers,
         audit_interval_seconds=audit_interval,
         dry_run=dry_run,
-        log_level=log_level.upper(),
         liveness_endpoint=liveness,
         metrics_port=metrics_port,
         trusted_report_namespaces=parse_namespaces(trusted_report_namespaces),
@@ -214,7 +213,6 @@ def webhook(
             reload_interval=cert_reload_interval,
         ),
         timeout_seconds=timeout_seconds,
-        log_level=log_level.upper(),
         trusted_report_namespaces=parse_namespaces(trusted_report_namespaces),
     )
     if metrics_port:

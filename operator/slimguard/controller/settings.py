@@ -15,7 +15,6 @@ class ControllerSettings:
     workers: int = 8
     audit_interval_seconds: float = 600.0
     dry_run: bool = False
-    log_level: str = "INFO"
     liveness_endpoint: str | None = None
     metrics_port: int = 0
     trusted_report_namespaces: frozenset[str] | None = None

@@ -10,7 +10,7 @@ import json
 import re
 import ssl
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit
@@ -387,7 +387,3 @@ class RegistryClient:
             value=value, expires_at=self._clock() + max(expires_in - 10, 1)
         )
         return True
-
-
-def first_credential(credentials: Sequence[Credential]) -> Credential | None:
-    return credentials[0] if credentials else None
