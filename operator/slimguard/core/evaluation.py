@@ -13,7 +13,6 @@ from slimguard.core.facts import ImageFacts
 from slimguard.core.matching import exemption_for, selected_containers
 from slimguard.core.needs import needs_of
 from slimguard.core.policy import ImagePolicy
-from slimguard.core.reference import ImageReference
 from slimguard.core.rules import WITH_FACTS, WITHOUT_FACTS, Reporter, Subject
 from slimguard.core.rules.vulnerabilities import digests
 from slimguard.core.verdict import Finding, FindingKind, Verdict
@@ -67,10 +66,9 @@ def evaluate(*, policies: Sequence[ImagePolicy], workload: Workload, context: Co
 def _check_container(policy: ImagePolicy, workload: Workload, container: Container, context: Context) -> list[Finding]:
     rules = policy.spec.rules
     report = Reporter(policy, container)
-    try:
-        reference = ImageReference.parse(container.image)
-    except InvalidReference as error:
-        report.error("reference", f"cannot be checked: {error}")
+    reference = container.reference
+    if isinstance(reference, InvalidReference):
+        report.error("reference", f"cannot be checked: {reference}")
         return report.findings
     subject = Subject(policy, workload, container, reference, context, report)
     for rule in WITHOUT_FACTS:

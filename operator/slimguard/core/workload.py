@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from slimguard.core.errors import InvalidReference
 from slimguard.core.policy import WORKLOAD_KINDS
+from slimguard.core.reference import ImageReference
 
 
 class ContainerType(StrEnum):
@@ -24,6 +26,15 @@ class Container:
     image: str
     run_as_user: int | None = None
     run_as_non_root: bool | None = None
+    reference: ImageReference | InvalidReference = field(init=False, compare=False, repr=False)
+    """``image`` parsed once, here: every rule and matcher reads this; a bad reference is kept as its error."""
+
+    def __post_init__(self) -> None:
+        try:
+            parsed: ImageReference | InvalidReference = ImageReference.parse(self.image)
+        except InvalidReference as error:
+            parsed = error
+        object.__setattr__(self, "reference", parsed)  # frozen: set once, at construction
 
     @property
     def runs_as_non_root(self) -> bool:
