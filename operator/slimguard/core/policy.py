@@ -10,9 +10,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from slimguard.core.errors import InvalidPolicy
+from slimguard.core.errors import InvalidPolicy, InvalidReference
 from slimguard.core.facts import Platform
+from slimguard.core.globs import image_matches_any
 from slimguard.core.quantity import parse_bytes
+from slimguard.core.reference import ImageReference
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod")
 DEFAULT_PLATFORMS = (Platform("linux", "amd64"),)
@@ -329,3 +331,45 @@ class ImagePolicy(_Model):
         """Concrete references (no wildcard) worth fetching to recognise a base image by its layers."""
         named = self.spec.rules.base_image_globs + self.spec.known_base_images
         return tuple(dict.fromkeys(ref for ref in named if not any(c in ref for c in "*?[")))
+
+    @property
+    def annotation_only_base_globs(self) -> dict[str, tuple[str, ...]]:
+        """Base image globs, by field, that no concrete reference of the policy matches.
+
+        Such a glob can only match an image carrying the OCI base-image annotations, which ``docker build``
+        and BuildKit do not write by default: the layer-prefix method has nothing to compare with. A glob is
+        covered when a concrete entry of allowedBaseImages, deniedBaseImages or knownBaseImages matches it.
+        """
+        candidates = []
+        for text in self.base_image_candidates:
+            try:
+                candidates.append(ImageReference.parse(text))
+            except InvalidReference:
+                continue  # never fetched either, so it covers nothing
+        rules = self.spec.rules
+        gaps = {}
+        for field_name, globs in (
+            ("deniedBaseImages", rules.denied_base_images),
+            ("allowedBaseImages", rules.allowed_base_images),
+        ):
+            blind = tuple(
+                glob
+                for glob in globs or ()
+                if any(c in glob for c in "*?[") and not any(image_matches_any(ref, [glob]) for ref in candidates)
+            )
+            if blind:
+                gaps[field_name] = blind
+        return gaps
+
+    @property
+    def base_detection_warning(self) -> str | None:
+        """What the policy's status should say when base image rules can only match by annotation."""
+        gaps = self.annotation_only_base_globs
+        if not gaps:
+            return None
+        listed = " and ".join(f"{field_name} {', '.join(globs)}" for field_name, globs in gaps.items())
+        return (
+            f"{listed} match only images that carry the OCI base-image annotations, which images built with "
+            "docker build usually lack; name the concrete base images they should match in "
+            "knownBaseImages (e.g. docker.io/library/node:20-bookworm) so they are also found by shared layers"
+        )

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from slimguard.core.errors import InvalidPolicy
 from slimguard.core.facts import Platform
@@ -297,3 +299,40 @@ def test_an_unforeseen_failure_while_parsing_is_an_invalid_policy_too(monkeypatc
 def test_a_duration_no_clock_can_count_is_a_value_error_not_an_overflow() -> None:
     with pytest.raises(ValueError, match="longer than any clock can count"):
         parse_duration("99999999999999999999d")
+
+
+def test_base_globs_no_concrete_reference_matches_can_only_match_by_annotation() -> None:
+    loaded = policy(
+        rules={"deniedBaseImages": ["*/node:*-bookworm", "*/debian:*"], "allowedBaseImages": ["*/node:*-alpine"]},
+        knownBaseImages=["docker.io/library/debian:bookworm"],
+    )
+    assert loaded.annotation_only_base_globs == {
+        "deniedBaseImages": ("*/node:*-bookworm",),
+        "allowedBaseImages": ("*/node:*-alpine",),
+    }
+    warning = loaded.base_detection_warning
+    assert warning is not None
+    assert warning.startswith("deniedBaseImages */node:*-bookworm and allowedBaseImages */node:*-alpine match only")
+    assert "knownBaseImages" in warning
+
+
+def test_a_base_glob_is_covered_by_any_concrete_entry_of_the_three_lists() -> None:
+    covered = policy(
+        rules={
+            "deniedBaseImages": ["*/node:*-bookworm", "debian:bookworm"],
+            "allowedBaseImages": ["*/debian:*", "gcr.io/distroless/*", "node:20-alpine"],
+        },
+        knownBaseImages=["node:20-bookworm", "gcr.io/distroless/static-debian12"],
+    )
+    assert covered.annotation_only_base_globs == {}
+    assert covered.base_detection_warning is None
+    assert policy(rules={"maxLayers": 3}).base_detection_warning is None
+
+
+def test_the_readme_example_policy_finds_its_base_images_by_layers_too() -> None:
+    """The first policy a reader copies must work for images built by docker build, which lack the annotations."""
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    document = yaml.safe_load(readme.split("```yaml\n", 1)[1].split("```", 1)[0])
+    loaded = ImagePolicy.from_resource(document["metadata"]["name"], document["spec"])
+    assert loaded.spec.rules.denied_base_images
+    assert loaded.base_detection_warning is None
