@@ -297,6 +297,7 @@ class AuditController:
                 last_audit=self._last_audit,
                 previous=self._written_status.get(name),
                 now=self.clock(),
+                policy=record.policy,
             )
             if self._written_status.get(name) == status:
                 continue

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from fnmatch import fnmatchcase
 
 from slimguard.core.errors import InvalidReference
-from slimguard.core.globs import image_matches_any, matches_any
+from slimguard.core.globs import glob_matches, image_matches_any, matches_any
 from slimguard.core.policy import Exemption, ImagePolicy, WorkloadMatcher
 from slimguard.core.reference import ImageReference
 from slimguard.core.workload import Container, Workload
@@ -58,9 +57,9 @@ def exemption_for(policy: ImagePolicy, workload: Workload, image: str, now: date
             return exemption
         for selector in exemption.workloads or ():
             if (
-                (selector.namespace is None or fnmatchcase(workload.namespace, selector.namespace))
+                (selector.namespace is None or glob_matches(workload.namespace, selector.namespace))
                 and (selector.kind is None or selector.kind == workload.kind)
-                and (selector.name is None or fnmatchcase(workload.name, selector.name))
+                and (selector.name is None or glob_matches(workload.name, selector.name))
             ):
                 return exemption
     return None

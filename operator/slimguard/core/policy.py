@@ -10,15 +10,22 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from slimguard.core.errors import InvalidPolicy
+from slimguard.core.errors import InvalidPolicy, InvalidReference
 from slimguard.core.facts import Platform
+from slimguard.core.globs import image_matches_any
 from slimguard.core.quantity import parse_bytes
+from slimguard.core.reference import ImageReference
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod")
 DEFAULT_PLATFORMS = (Platform("linux", "amd64"),)
 _DURATION_RE = re.compile(r"^(?:[0-9]+[smhd])+$")
 _DURATION_PART_RE = re.compile(r"([0-9]+)([smhd])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+# Bounds the CRD enforces too (crds/): what a timedelta, date arithmetic and the apiserver's int32 and
+# quantity comparisons can hold. A value beyond them is the user's error, named, never an OverflowError.
+MAX_REPORT_AGE = timedelta(days=36500)
+MAX_BYTES = 8 * 10**18  # 8E: the largest round quantity the apiserver still compares correctly (int64)
+MAX_INT32 = 2**31 - 1
 
 
 class Mode(StrEnum):
@@ -36,11 +43,23 @@ class Decision(StrEnum):
     DENY = "Deny"
 
 
-def parse_duration(text: str) -> timedelta:
-    """``168h``, ``7d``, ``1h30m`` → timedelta."""
+def duration_seconds(text: str) -> int:
+    """``168h``, ``7d``, ``1h30m`` → seconds, as an exact int: any length can be compared with a bound."""
     if not _DURATION_RE.match(text):
         raise ValueError(f"{text!r} is not a duration such as 24h, 7d or 1h30m")
-    return timedelta(seconds=sum(int(n) * _UNITS[unit] for n, unit in _DURATION_PART_RE.findall(text)))
+    return sum(int(n) * _UNITS[unit] for n, unit in _DURATION_PART_RE.findall(text))
+
+
+def parse_duration(text: str) -> timedelta:
+    """``168h``, ``7d``, ``1h30m`` → timedelta."""
+    seconds = duration_seconds(text)
+    # timedelta() itself would raise OverflowError, which no validator expects.
+    if seconds > _MAX_TIMEDELTA_SECONDS:
+        raise ValueError(f"{text!r} is longer than any clock can count")
+    return timedelta(seconds=seconds)
+
+
+_MAX_TIMEDELTA_SECONDS = int(timedelta.max.total_seconds())
 
 
 class _Model(BaseModel):
@@ -126,9 +145,9 @@ class WorkloadMatcher(_Model):
 
 
 class VulnerabilityRules(_Model):
-    max_critical: int | None = Field(default=None, ge=0)
-    max_high: int | None = Field(default=None, ge=0)
-    max_medium: int | None = Field(default=None, ge=0)
+    max_critical: int | None = Field(default=None, ge=0, le=MAX_INT32)
+    max_high: int | None = Field(default=None, ge=0, le=MAX_INT32)
+    max_medium: int | None = Field(default=None, ge=0, le=MAX_INT32)
     ignore_unfixed: bool = False
     max_report_age: str | None = None
     on_missing_report: Decision = Decision.ALLOW
@@ -136,8 +155,8 @@ class VulnerabilityRules(_Model):
     @field_validator("max_report_age")
     @classmethod
     def _duration(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_duration(value)
+        if value is not None and duration_seconds(value) > MAX_REPORT_AGE.total_seconds():
+            raise ValueError(f"maxReportAge must be at most {MAX_REPORT_AGE.days}d (100 years), not {value!r}")
         return value
 
     @model_validator(mode="after")
@@ -156,7 +175,7 @@ class VulnerabilityRules(_Model):
 class Rules(_Model):
     max_compressed_size: int | str | None = None
     max_uncompressed_size: int | str | None = None
-    max_layers: int | None = Field(default=None, ge=1)
+    max_layers: int | None = Field(default=None, ge=1, le=MAX_INT32)
     allowed_base_images: tuple[str, ...] | None = None
     denied_base_images: tuple[str, ...] | None = None
     require_non_root_user: bool = False
@@ -167,8 +186,13 @@ class Rules(_Model):
     @field_validator("max_compressed_size", "max_uncompressed_size")
     @classmethod
     def _quantity(cls, value: int | str | None) -> int | str | None:
-        if value is not None and parse_bytes(value) <= 0:
+        if value is None:
+            return value
+        size = parse_bytes(value)
+        if size <= 0:
             raise ValueError("must be greater than zero")
+        if size > MAX_BYTES:
+            raise ValueError(f"must be at most 8E (8*10^18 bytes), not {value!r}")
         return value
 
     _globs = field_validator("allowed_base_images", "denied_base_images")(
@@ -295,9 +319,57 @@ class ImagePolicy(_Model):
                 for item in error.errors()
             )
             raise InvalidPolicy(f'ImagePolicy "{name}" is invalid: {problems}') from None
+        except Exception as error:
+            # A validator that raised something other than ValueError (OverflowError, ArithmeticError, …) is a
+            # bug here, but the policy must still surface as invalid in its status, not as a handler crash.
+            raise InvalidPolicy(
+                f'ImagePolicy "{name}" is invalid: spec: cannot be read ({type(error).__name__}: {error})'
+            ) from error
 
     @property
     def base_image_candidates(self) -> tuple[str, ...]:
         """Concrete references (no wildcard) worth fetching to recognise a base image by its layers."""
         named = self.spec.rules.base_image_globs + self.spec.known_base_images
         return tuple(dict.fromkeys(ref for ref in named if not any(c in ref for c in "*?[")))
+
+    @property
+    def annotation_only_base_globs(self) -> dict[str, tuple[str, ...]]:
+        """Base image globs, by field, that no concrete reference of the policy matches.
+
+        Such a glob can only match an image carrying the OCI base-image annotations, which ``docker build``
+        and BuildKit do not write by default: the layer-prefix method has nothing to compare with. A glob is
+        covered when a concrete entry of allowedBaseImages, deniedBaseImages or knownBaseImages matches it.
+        """
+        candidates = []
+        for text in self.base_image_candidates:
+            try:
+                candidates.append(ImageReference.parse(text))
+            except InvalidReference:
+                continue  # never fetched either, so it covers nothing
+        rules = self.spec.rules
+        gaps = {}
+        for field_name, globs in (
+            ("deniedBaseImages", rules.denied_base_images),
+            ("allowedBaseImages", rules.allowed_base_images),
+        ):
+            blind = tuple(
+                glob
+                for glob in globs or ()
+                if any(c in glob for c in "*?[") and not any(image_matches_any(ref, [glob]) for ref in candidates)
+            )
+            if blind:
+                gaps[field_name] = blind
+        return gaps
+
+    @property
+    def base_detection_warning(self) -> str | None:
+        """What the policy's status should say when base image rules can only match by annotation."""
+        gaps = self.annotation_only_base_globs
+        if not gaps:
+            return None
+        listed = " and ".join(f"{field_name} {', '.join(globs)}" for field_name, globs in gaps.items())
+        return (
+            f"{listed} match only images that carry the OCI base-image annotations, which images built with "
+            "docker build usually lack; name the concrete base images they should match in "
+            "knownBaseImages (e.g. docker.io/library/node:20-bookworm) so they are also found by shared layers"
+        )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 _SUFFIXES: dict[str, Decimal] = {
     "": Decimal(1),
@@ -20,7 +20,9 @@ _SUFFIXES: dict[str, Decimal] = {
     "P": Decimal(10**15),
     "E": Decimal(10**18),
 }
-_QUANTITY_RE = re.compile(r"^([+-]?[0-9.]+(?:[eE][+-]?[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
+# An exponent has at most 2 digits, as the CRD demands: 1e999999999 is a valid Decimal whose integer value
+# would take minutes and gigabytes to build.
+_QUANTITY_RE = re.compile(r"^([+-]?[0-9.]+(?:[eE][+-]?[0-9]{1,2})?)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
 
 
 def parse_bytes(value: str | int) -> int:
@@ -37,7 +39,7 @@ def parse_bytes(value: str | int) -> int:
     number, suffix = match.group(1), match.group(2) or ""
     try:
         amount = Decimal(number) * _SUFFIXES[suffix]
-    except InvalidOperation as error:
+    except ArithmeticError as error:  # InvalidOperation ("1.2.3"), and Overflow should the grammar ever widen
         raise ValueError(f"{value!r} is not a Kubernetes quantity such as 200Mi or 1G") from error
     if amount < 0:
         raise ValueError(f"{value!r} is negative")

@@ -22,6 +22,7 @@ _TAG_RE = re.compile(rf"^{_TAG}$", re.ASCII)  # \w as in Go: ASCII letters, digi
 _DIGEST_RE = re.compile(rf"^{_DIGEST}$")
 _SHA256_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 _MAX_NAME_LENGTH = 255
+_MAX_PORT = 65535
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +63,13 @@ class ImageReference:
             registry, repository = first, rest
             if not _DOMAIN_RE.match(registry):
                 raise InvalidReference(f"image reference {original!r} has an invalid registry {registry!r}")
+            # The grammar takes any run of digits as a port; refuse here what no socket can have, so a
+            # reference such as host:99999/app is the user's error, not a resolver or connection failure.
+            _, colon, port = registry.rsplit("]", 1)[-1].rpartition(":")  # after an IPv6 literal's "]"
+            if colon and not 1 <= int(port) <= _MAX_PORT:
+                raise InvalidReference(
+                    f"image reference {original!r}: registry port {port} is not between 1 and {_MAX_PORT}"
+                )
         else:
             registry, repository = DOCKER_HUB, text
         registry = registry.lower() if registry != DOCKER_HUB else registry

@@ -21,6 +21,13 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class PolicyRecord:
+    """A policy as last observed, and what of it applies.
+
+    ``generation`` is the one last observed; ``policy`` is what applies: that generation, or, when it is
+    invalid, the last valid generation this process saw (``policy.generation`` tells which). ``error`` says
+    why ``generation`` is invalid and what applies instead, for the Ready condition.
+    """
+
     name: str
     generation: int
     policy: ImagePolicy | None
@@ -124,8 +131,16 @@ class ClusterView:
             policy = ImagePolicy.from_resource(name, body.get("spec") or {}, generation)
             self.policies[name] = PolicyRecord(name, generation, policy)
         except InvalidPolicy as error:
-            log.warning("%s", error)
-            self.policies[name] = PolicyRecord(name, generation, None, str(error))
+            # A safety tool must not drop its rules over a typo (bloated images would get in until it is
+            # fixed), nor keep them silently: the last valid generation keeps applying, and Ready says so.
+            kept = previous.policy if previous is not None else None
+            if kept is not None:
+                outcome = f"generation {kept.generation} keeps applying until it is fixed"
+            else:
+                outcome = "no earlier generation is known to be valid, so the policy applies nothing until fixed"
+            message = f"generation {generation} is invalid: {error}; {outcome}"
+            log.warning("%s", message)
+            self.policies[name] = PolicyRecord(name, generation, kept, message)
         return True
 
     def observe_namespace(self, body: Mapping[str, Any], *, deleted: bool = False) -> bool:

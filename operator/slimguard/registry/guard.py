@@ -14,12 +14,12 @@ import ipaddress
 import socket
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from fnmatch import fnmatchcase
 from typing import Any
 
 import httpcore
 
 from slimguard.core.errors import InspectionError
+from slimguard.core.globs import matches_any
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
@@ -66,10 +66,11 @@ class AddressPolicy:
     allow_loopback: bool = False
     allow_private: bool = False
     allowed_registries: tuple[str, ...] = ()
-    """Host globs (``*.example.com``, ``registry.local:5000``); when given, no other registry is contacted."""
+    """Host globs (``*.example.com``, ``registry.local:5000``, ``[::1]:*``); when given, no other registry is
+    contacted. Only ``*`` and ``?`` are wildcards, so an IPv6 registry is written with its brackets as is."""
 
     def check_registry(self, registry: str) -> None:
-        if self.allowed_registries and not any(fnmatchcase(registry, glob) for glob in self.allowed_registries):
+        if self.allowed_registries and not matches_any(registry, self.allowed_registries):
             raise RefusedAddress(
                 f"registry {registry} is not in slimguard's registry allowlist ({', '.join(self.allowed_registries)})"
             )
@@ -84,9 +85,10 @@ class AddressPolicy:
             return
         shown = host if host == str(address) else f"{host} ({address})"
         note = " (where cloud metadata services live)" if kind == "link-local" else ""
+        article = "an" if kind[0] in "aeiou" else "a"
         raise RefusedAddress(
-            f"registry host {shown} is a {kind} address{note}; slimguard does not connect to internal addresses "
-            "unless its settings allow them"
+            f"registry host {shown} is {article} {kind} address{note}; slimguard does not connect to internal "
+            "addresses unless its settings allow them"
         )
 
     def vet(self, host: str, addresses: Iterable[str]) -> list[str]:

@@ -54,3 +54,12 @@ def test_an_image_glob_does_not_match_other_images(image: str, glob: str) -> Non
 def test_a_glob_on_a_tag_matches_a_pinned_reference_that_carries_that_tag() -> None:
     pinned = ImageReference.parse("node:20-alpine@sha256:" + "b" * 64)
     assert image_matches_any(pinned, ["*/node:*-alpine"])
+
+
+def test_brackets_in_a_glob_are_literal_so_an_ipv6_registry_is_written_as_it_is_spelt() -> None:
+    # Only '*' and '?' are wildcards (as the CRD documents); '[' is part of an IPv6 registry name.
+    assert image_matches_any(ImageReference.parse("[::1]:5000/team/app:1"), ["[::1]:5000/team/*"])
+    assert image_matches_any(ImageReference.parse("[::1]:5000/team/app:1"), ["[::1]:*"])
+    assert not image_matches_any(ImageReference.parse("1:5000/team/app:1"), ["[::1]:*"])
+    assert not matches_any("team-a", ["team-[ab]"])
+    assert matches_any("team-[ab]", ["team-[ab]"])

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from slimguard.core.errors import InvalidPolicy
 from slimguard.core.facts import Platform
@@ -237,3 +240,99 @@ class TestLabelSelectors:
         assert chosen.matches({"env": "prod", "team": "a"})
         assert not chosen.matches({"env": "prod"})
         assert not chosen.matches({"team": "a"})
+
+
+@pytest.mark.parametrize(
+    ("rules", "field", "why"),
+    [
+        (
+            {"vulnerabilities": {"maxCritical": 0, "maxReportAge": "99999999999999999999d"}},
+            "vulnerabilities.maxReportAge",
+            "at most 36500d",
+        ),
+        (
+            {"vulnerabilities": {"maxCritical": 0, "maxReportAge": "36500d1s"}},
+            "vulnerabilities.maxReportAge",
+            "at most 36500d",
+        ),
+        ({"maxCompressedSize": "1e999999999"}, "maxCompressedSize", "not a Kubernetes quantity"),
+        ({"maxCompressedSize": "1e999"}, "maxCompressedSize", "not a Kubernetes quantity"),
+        ({"maxUncompressedSize": "9Ei"}, "maxUncompressedSize", "at most 8E"),
+        ({"maxUncompressedSize": "8.000000000000000001E"}, "maxUncompressedSize", "at most 8E"),
+        ({"maxCompressedSize": 8 * 10**18 + 1}, "maxCompressedSize", "at most 8E"),
+        ({"maxLayers": 2**31}, "maxLayers", "less than or equal to 2147483647"),
+        ({"vulnerabilities": {"maxHigh": 2**31}}, "vulnerabilities.maxHigh", "less than or equal to 2147483647"),
+    ],
+)
+def test_a_value_beyond_what_the_model_can_hold_is_an_invalid_policy_naming_the_field(
+    rules: dict[str, Any], field: str, why: str
+) -> None:
+    # Not an OverflowError escaping into kopf ("Handler failed … will ignore it"): the policy's status must say it.
+    with pytest.raises(
+        InvalidPolicy, match=rf'^ImagePolicy "big" is invalid: spec\.rules\.{re.escape(field)}: .*{why}'
+    ):
+        ImagePolicy.from_resource("big", {"rules": rules})
+
+
+def test_the_bounds_themselves_are_accepted() -> None:
+    assert policy(rules={"maxCompressedSize": "8E"}).spec.rules.compressed_limit == 8 * 10**18
+    assert policy(rules={"maxUncompressedSize": 8 * 10**18}).spec.rules.uncompressed_limit == 8 * 10**18
+    assert policy(rules={"maxCompressedSize": "1e18"}).spec.rules.compressed_limit == 10**18
+    assert policy(rules={"maxLayers": 2**31 - 1}).spec.rules.max_layers == 2**31 - 1
+    vulnerabilities = {"maxCritical": 2**31 - 1, "maxReportAge": "36500d"}
+    limits = policy(rules={"vulnerabilities": vulnerabilities}).spec.rules.vulnerabilities
+    assert limits is not None
+    assert limits.report_age_limit == timedelta(days=36500)
+
+
+def test_an_unforeseen_failure_while_parsing_is_an_invalid_policy_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A parser bug must still end as a visible InvalidPolicy, never as an exception kopf swallows."""
+
+    def broken(value: object) -> int:
+        raise ArithmeticError("something no validator expected")
+
+    monkeypatch.setattr("slimguard.core.policy.parse_bytes", broken)
+    with pytest.raises(InvalidPolicy, match=r'^ImagePolicy "odd" is invalid: spec: .*something no validator expected'):
+        ImagePolicy.from_resource("odd", {"rules": {"maxCompressedSize": "200Mi"}})
+
+
+def test_a_duration_no_clock_can_count_is_a_value_error_not_an_overflow() -> None:
+    with pytest.raises(ValueError, match="longer than any clock can count"):
+        parse_duration("99999999999999999999d")
+
+
+def test_base_globs_no_concrete_reference_matches_can_only_match_by_annotation() -> None:
+    loaded = policy(
+        rules={"deniedBaseImages": ["*/node:*-bookworm", "*/debian:*"], "allowedBaseImages": ["*/node:*-alpine"]},
+        knownBaseImages=["docker.io/library/debian:bookworm"],
+    )
+    assert loaded.annotation_only_base_globs == {
+        "deniedBaseImages": ("*/node:*-bookworm",),
+        "allowedBaseImages": ("*/node:*-alpine",),
+    }
+    warning = loaded.base_detection_warning
+    assert warning is not None
+    assert warning.startswith("deniedBaseImages */node:*-bookworm and allowedBaseImages */node:*-alpine match only")
+    assert "knownBaseImages" in warning
+
+
+def test_a_base_glob_is_covered_by_any_concrete_entry_of_the_three_lists() -> None:
+    covered = policy(
+        rules={
+            "deniedBaseImages": ["*/node:*-bookworm", "debian:bookworm"],
+            "allowedBaseImages": ["*/debian:*", "gcr.io/distroless/*", "node:20-alpine"],
+        },
+        knownBaseImages=["node:20-bookworm", "gcr.io/distroless/static-debian12"],
+    )
+    assert covered.annotation_only_base_globs == {}
+    assert covered.base_detection_warning is None
+    assert policy(rules={"maxLayers": 3}).base_detection_warning is None
+
+
+def test_the_readme_example_policy_finds_its_base_images_by_layers_too() -> None:
+    """The first policy a reader copies must work for images built by docker build, which lack the annotations."""
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    document = yaml.safe_load(readme.split("```yaml\n", 1)[1].split("```", 1)[0])
+    loaded = ImagePolicy.from_resource(document["metadata"]["name"], document["spec"])
+    assert loaded.spec.rules.denied_base_images
+    assert loaded.base_detection_warning is None

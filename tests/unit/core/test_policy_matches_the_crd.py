@@ -36,3 +36,5 @@ def test_the_policies_we_ship_are_valid(path: Path) -> None:
     document = load(path)
     policy = ImagePolicy.from_resource(document["metadata"]["name"], document["spec"])
     assert policy.spec.rules.compressed_limit is not None
+    # A shipped glob-only base rule would match by annotation only, i.e. nothing `docker build` makes.
+    assert policy.base_detection_warning is None

@@ -159,3 +159,15 @@ def test_spellings_of_a_pinned_image_include_the_digest_with_and_without_the_tag
     assert f"registry.example.com/app@{SHA}" in spellings
     assert f"registry.example.com/app:1@{SHA}" in spellings
     assert "registry.example.com/app:1" in spellings
+
+
+@pytest.mark.parametrize("port", ["0", "65536", "99999"])
+def test_a_registry_port_outside_1_to_65535_is_refused_by_the_parser(port: str) -> None:
+    # Refused here, so the resolver and the connection layer never see a port no socket can have.
+    with pytest.raises(InvalidReference, match=rf"registry port {port} is not between 1 and 65535"):
+        ImageReference.parse(f"registry.example.com:{port}/team/app:1.0")
+
+
+@pytest.mark.parametrize("text", ["registry.example.com:1/app", "registry.example.com:65535/app", "[::1]:65535/app"])
+def test_a_registry_port_from_1_to_65535_is_accepted(text: str) -> None:
+    assert ImageReference.parse(text).repository == "app"

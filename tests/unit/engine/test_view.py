@@ -145,3 +145,49 @@ def test_trusted_report_namespaces_are_read_from_comma_separated_and_repeated_fl
     assert parse_namespaces(["trivy-system, shop", "team"]) == frozenset({"trivy-system", "shop", "team"})
     with pytest.raises(ValueError, match="names no namespace"):
         parse_namespaces([" , "])
+
+
+def policy_body(generation: int, rules: dict[str, Any], name: str = "slim") -> dict[str, Any]:
+    return {"metadata": {"name": name, "generation": generation}, "spec": {"rules": rules}}
+
+
+TOO_OLD = {"vulnerabilities": {"maxCritical": 0, "maxReportAge": "99999999999999999999d"}}
+
+
+def test_a_new_policy_the_model_cannot_hold_is_recorded_as_invalid_instead_of_raising() -> None:
+    view = ClusterView()
+    assert view.observe_policy(policy_body(1, TOO_OLD))
+    record = view.policies["slim"]
+    assert (record.generation, record.policy) == (1, None)
+    assert record.error is not None
+    assert record.error.startswith("generation 1 is invalid: ")
+    assert "spec.rules.vulnerabilities.maxReportAge" in record.error
+    assert record.error.endswith(
+        "no earlier generation is known to be valid, so the policy applies nothing until fixed"
+    )
+    assert view.active_policies == []
+
+
+def test_an_invalid_update_keeps_the_last_valid_generation_applying_and_says_so() -> None:
+    """A safety tool must not drop its rules because of a typo: bloated images would get in meanwhile."""
+    view = ClusterView()
+    view.observe_policy(policy_body(1, {"maxLayers": 3}))
+    assert view.observe_policy(policy_body(2, TOO_OLD))  # a change: the status must be rewritten
+    record = view.policies["slim"]
+    assert record.generation == 2
+    assert [(p.generation, p.spec.rules.max_layers) for p in view.active_policies] == [(1, 3)]
+    assert record.error is not None
+    assert record.error.startswith("generation 2 is invalid: ")
+    assert "maxReportAge" in record.error
+    assert record.error.endswith("; generation 1 keeps applying until it is fixed")
+
+    # Still invalid at generation 3: generation 1 still applies.
+    view.observe_policy(policy_body(3, {"maxLayers": 0}))
+    assert [p.generation for p in view.active_policies] == [1]
+    assert view.policies["slim"].error is not None
+    assert view.policies["slim"].error.endswith("; generation 1 keeps applying until it is fixed")
+
+    # Fixed at generation 4: it applies, and the error is gone.
+    view.observe_policy(policy_body(4, {"maxLayers": 5}))
+    assert [(p.generation, p.spec.rules.max_layers) for p in view.active_policies] == [(4, 5)]
+    assert view.policies["slim"].error is None

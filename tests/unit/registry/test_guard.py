@@ -111,3 +111,20 @@ def test_a_registry_outside_the_allowlist_is_refused_by_name() -> None:
     policy.check_registry("ghcr.example.com")
     with pytest.raises(RefusedAddress, match="not in slimguard's registry allowlist"):
         policy.check_registry("evil.io")
+
+
+def test_the_refusal_uses_the_right_article_before_a_vowel() -> None:
+    with pytest.raises(RefusedAddress, match=r"registry host 0\.0\.0\.0 is an unspecified address;"):
+        AddressPolicy().vet("0.0.0.0", ["0.0.0.0"])
+    with pytest.raises(RefusedAddress, match=r"registry host 127\.0\.0\.1 is a loopback address;"):
+        AddressPolicy().vet("127.0.0.1", ["127.0.0.1"])
+
+
+def test_an_ipv6_registry_in_the_allowlist_is_written_as_the_reference_spells_it() -> None:
+    """Brackets are literal, as in the image reference: no fnmatch escaping like '[[]::1]:*'."""
+    policy = AddressPolicy(allowed_registries=("[::1]:*",))
+    policy.check_registry("[::1]:5000")
+    with pytest.raises(RefusedAddress, match="not in slimguard's registry allowlist"):
+        policy.check_registry("1:5000")  # what '[::1]:*' would match as a character class
+    with pytest.raises(RefusedAddress, match="not in slimguard's registry allowlist"):
+        policy.check_registry("[::2]:5000")
