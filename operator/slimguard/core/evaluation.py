@@ -47,7 +47,7 @@ def evaluate(*, policies: Sequence[ImagePolicy], workload: Workload, context: Co
                 # Still checked for what needs no facts (the reference, requireDigest): known now, so said now.
                 pending.append(container.image)
             container_findings = _check_container(policy, workload, container, context)
-            exemption = exemption_for(policy, workload, container.image, context.now)
+            exemption = exemption_for(policy, workload, container, context.now)
             if exemption is None:
                 findings.extend(container_findings)
             else:

@@ -8,7 +8,6 @@ from datetime import datetime
 from slimguard.core.errors import InvalidReference
 from slimguard.core.globs import glob_matches, image_matches_any, matches_any
 from slimguard.core.policy import Exemption, ImagePolicy, WorkloadMatcher
-from slimguard.core.reference import ImageReference
 from slimguard.core.workload import Container, Workload
 
 
@@ -22,13 +21,12 @@ def _workload_matches(matcher: WorkloadMatcher, workload: Workload, namespace_la
     return matcher.selector is None or matcher.selector.matches(dict(workload.labels))
 
 
-def _image_matches(matcher: WorkloadMatcher, image: str) -> bool:
-    if matcher.images is None:
+def _image_matches(globs: tuple[str, ...] | None, container: Container) -> bool:
+    if globs is None:
         return True
-    try:
-        return image_matches_any(ImageReference.parse(image), matcher.images)
-    except InvalidReference:
-        return matches_any(image, matcher.images)
+    if isinstance(container.reference, InvalidReference):
+        return matches_any(container.image, globs)  # still excludable or exemptable by its text
+    return image_matches_any(container.reference, globs)
 
 
 def selected_containers(
@@ -43,17 +41,17 @@ def selected_containers(
     return tuple(
         container
         for container in workload.containers
-        if _image_matches(spec.match, container.image)
-        and not (workload_excluded and exclude is not None and _image_matches(exclude, container.image))
+        if _image_matches(spec.match.images, container)
+        and not (workload_excluded and exclude is not None and _image_matches(exclude.images, container))
     )
 
 
-def exemption_for(policy: ImagePolicy, workload: Workload, image: str, now: datetime) -> Exemption | None:
-    """The first active exemption of ``policy`` covering this workload's container image."""
+def exemption_for(policy: ImagePolicy, workload: Workload, container: Container, now: datetime) -> Exemption | None:
+    """The first active exemption of ``policy`` covering this container of this workload."""
     for exemption in policy.spec.exemptions:
         if not exemption.active(now):
             continue
-        if exemption.images and _image_matches(WorkloadMatcher(images=exemption.images), image):
+        if exemption.images and _image_matches(exemption.images, container):
             return exemption
         for selector in exemption.workloads or ():
             if (

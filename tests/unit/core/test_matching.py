@@ -11,7 +11,7 @@ from slimguard.core.matching import exemption_for, selected_containers
 from slimguard.core.policy import ImagePolicy
 from slimguard.core.workload import Workload
 
-from .builders import APP, NOW, policy, workload
+from .builders import APP, NOW, container, policy, workload
 
 NODE = "node:20-alpine"
 LEGACY = "registry.example.com/legacy/billing:7"
@@ -128,33 +128,33 @@ def exempting(*exemptions: dict[str, Any]) -> ImagePolicy:
 
 def test_an_exemption_by_image_glob_covers_matching_images_anywhere() -> None:
     chosen = exempting({"images": ["*/legacy/*"], "reason": "migrating to distroless by Q3"})
-    exemption = exemption_for(chosen, workload(LEGACY), LEGACY, NOW)
+    exemption = exemption_for(chosen, workload(LEGACY), container(LEGACY), NOW)
     assert exemption is not None
     assert exemption.reason == "migrating to distroless by Q3"
-    assert exemption_for(chosen, workload(APP), APP, NOW) is None
+    assert exemption_for(chosen, workload(APP), container(APP), NOW) is None
 
 
 def test_an_exemption_by_workload_needs_every_given_field_to_hold() -> None:
     chosen = exempting({"workloads": [{"namespace": "legacy-*", "kind": "Deployment", "name": "old-*"}], "reason": "r"})
-    assert exemption_for(chosen, workload(namespace="legacy-1", name="old-api"), APP, NOW)
-    assert not exemption_for(chosen, workload(namespace="legacy-1", name="old-api", kind="Job"), APP, NOW)
-    assert not exemption_for(chosen, workload(namespace="team-a", name="old-api"), APP, NOW)
-    assert not exemption_for(chosen, workload(namespace="legacy-1", name="api"), APP, NOW)
+    assert exemption_for(chosen, workload(namespace="legacy-1", name="old-api"), container(APP), NOW)
+    assert not exemption_for(chosen, workload(namespace="legacy-1", name="old-api", kind="Job"), container(APP), NOW)
+    assert not exemption_for(chosen, workload(namespace="team-a", name="old-api"), container(APP), NOW)
+    assert not exemption_for(chosen, workload(namespace="legacy-1", name="api"), container(APP), NOW)
 
 
 def test_any_one_listed_workload_pattern_is_enough() -> None:
     chosen = exempting({"workloads": [{"name": "batch-*"}, {"kind": "CronJob"}], "reason": "r"})
-    assert exemption_for(chosen, workload(name="batch-7"), APP, NOW)
-    assert exemption_for(chosen, workload(kind="CronJob"), APP, NOW)
-    assert not exemption_for(chosen, workload(), APP, NOW)
+    assert exemption_for(chosen, workload(name="batch-7"), container(APP), NOW)
+    assert exemption_for(chosen, workload(kind="CronJob"), container(APP), NOW)
+    assert not exemption_for(chosen, workload(), container(APP), NOW)
 
 
 def test_an_exemption_is_active_until_its_expiry_by_the_injected_clock() -> None:
     chosen = exempting({"images": ["*/legacy/*"], "reason": "r", "expires": "2027-01-01T00:00:00Z"})
     subject = workload(LEGACY)
-    assert exemption_for(chosen, subject, LEGACY, NOW)
-    assert exemption_for(chosen, subject, LEGACY, NOW.replace(year=2026, month=12, day=31, hour=23))
-    assert exemption_for(chosen, subject, LEGACY, NOW.replace(year=2027, month=1, day=1, hour=0)) is None
+    assert exemption_for(chosen, subject, container(LEGACY), NOW)
+    assert exemption_for(chosen, subject, container(LEGACY), NOW.replace(year=2026, month=12, day=31, hour=23))
+    assert exemption_for(chosen, subject, container(LEGACY), NOW.replace(year=2027, month=1, day=1, hour=0)) is None
 
 
 def test_an_expired_exemption_gives_way_to_a_later_active_one() -> None:
@@ -162,6 +162,6 @@ def test_an_expired_exemption_gives_way_to_a_later_active_one() -> None:
         {"images": ["*/legacy/*"], "reason": "old", "expires": (NOW - timedelta(days=1)).isoformat()},
         {"images": ["*/legacy/*"], "reason": "extended"},
     )
-    exemption = exemption_for(chosen, workload(LEGACY), LEGACY, NOW)
+    exemption = exemption_for(chosen, workload(LEGACY), container(LEGACY), NOW)
     assert exemption is not None
     assert exemption.reason == "extended"
