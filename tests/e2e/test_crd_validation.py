@@ -232,12 +232,37 @@ def test_status_is_a_subresource_and_feeds_the_printer_columns(cluster: ControlP
     stored = json.loads(cluster.kubectl("get", "imagepolicy", stored_policy, "-o", "json").stdout)
     assert stored["status"] == status
 
+    # ERRORS is a default column: NONCOMPLIANT 0 must not read as all clear while workloads are in error.
     table = cluster.kubectl("get", "imagepolicies", stored_policy).stdout.splitlines()
-    assert table[0].split() == ["NAME", "MODE", "MATCHED", "NONCOMPLIANT", "AGE"]
-    assert table[1].split()[:4] == [stored_policy, "Audit", "12", "2"]
+    assert table[0].split() == ["NAME", "MODE", "MATCHED", "NONCOMPLIANT", "ERRORS", "AGE"]
+    assert table[1].split()[:5] == [stored_policy, "Audit", "12", "2", "1"]
     wide = cluster.kubectl("get", "imagepolicies", stored_policy, "-o", "wide").stdout.splitlines()
     assert wide[0].split() == ["NAME", "MODE", "MATCHED", "NONCOMPLIANT", "ERRORS", "AGE"]
     assert wide[1].split()[4] == "1"
+
+
+def test_an_update_to_a_value_the_model_cannot_hold_is_refused_and_the_stored_generation_stays(
+    cluster: ControlPlane, stored_policy: str
+) -> None:
+    """The apiserver is the first gate: such an update never reaches slimguard, so what applies stays put."""
+    before = json.loads(cluster.kubectl("get", "imagepolicy", stored_policy, "-o", "json").stdout)
+    for rules, expected in (
+        (
+            {"vulnerabilities": {"maxCritical": 0, "maxReportAge": "99999999999999999999d"}},
+            "maxReportAge must be at most 36500d (100 years)",
+        ),
+        ({"maxCompressedSize": "1e999999999"}, "maxCompressedSize must be a Kubernetes quantity"),
+        ({"maxUncompressedSize": "9Ei"}, "maxUncompressedSize must be at most 8E"),
+    ):
+        result = cluster.kubectl(
+            "patch", "imagepolicy", stored_policy, "--type=merge", "-p", json.dumps({"spec": {"rules": rules}}),
+            check=False,
+        )  # fmt: skip
+        assert result.returncode != 0, f"the apiserver accepted {rules}"
+        assert expected in result.stderr
+    after = json.loads(cluster.kubectl("get", "imagepolicy", stored_policy, "-o", "json").stdout)
+    assert after["metadata"]["generation"] == before["metadata"]["generation"]
+    assert after["spec"] == before["spec"]
 
 
 def test_status_is_validated_too(cluster: ControlPlane, stored_policy: str) -> None:
