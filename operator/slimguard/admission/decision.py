@@ -20,8 +20,8 @@ from typing import Any
 
 from slimguard import metrics
 from slimguard.core.evaluation import applicable_policies
-from slimguard.core.policy import WORKLOAD_KINDS, Decision, Mode
-from slimguard.core.verdict import Finding, FindingKind
+from slimguard.core.outcome import outcome_of
+from slimguard.core.policy import WORKLOAD_KINDS
 from slimguard.core.workload import Workload, normalise, pod_spec_of
 from slimguard.engine.facts import Evaluator
 from slimguard.engine.view import ClusterView
@@ -112,28 +112,11 @@ class Reviewer:
         if not policies:
             return Answer(True)
         verdict = await self.evaluator.verdict(workload, policies, now=self.clock(), deadline=self.deadline)
-        on_unknown = {policy.name: policy.spec.on_unknown for policy in policies}
-        denials: list[Finding] = []
-        warnings: list[str] = []
-        for finding in verdict.findings:
-            if finding.kind is FindingKind.ERROR:
-                metrics.ADMISSION_UNKNOWN.labels(policy=finding.policy).inc()
-                if finding.mode is Mode.ENFORCE and on_unknown[finding.policy] is Decision.DENY:
-                    denials.append(finding)
-                else:
-                    warnings.append(_warning(f"{finding.message}; admitted unchecked (onUnknown: Allow)"))
-            elif finding.mode is Mode.ENFORCE:
-                denials.append(finding)
-            elif finding.mode is Mode.WARN:
-                warnings.append(_warning(finding.message))
-        if workload.controlled:
-            warnings = []
-        if denials:
-            policies_named = ", ".join(sorted({f'"{f.policy}"' for f in denials}))
-            lines = "\n".join(f"- {f.message}" for f in denials)
-            message = (
-                f"slimguard denied {_subject(workload)}: {len(denials)} violation(s) of ImagePolicy "
-                f"{policies_named}:\n{lines}"
-            )
-            return Answer(False, message=message, warnings=warnings, code=403)
+        decided = outcome_of(verdict, on_unknown={policy.name: policy.spec.on_unknown for policy in policies})
+        for finding in decided.unknown:
+            metrics.ADMISSION_UNKNOWN.labels(policy=finding.policy).inc()
+        # Nobody reads warnings sent to a workload controller, and its owner already had them.
+        warnings = [] if workload.controlled else [_warning(text) for text in decided.warnings]
+        if not decided.allowed:
+            return Answer(False, message=decided.denial_message(_subject(workload)), warnings=warnings, code=403)
         return Answer(True, warnings=warnings)

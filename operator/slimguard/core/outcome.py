@@ -1,0 +1,63 @@
+"""What a verdict means for the one who asked: denials, warnings and an exit status, by each policy's mode.
+
+One mapping for every entry point: the webhook answers with it, and a CI check exits with it.
+- Enforce violations deny; Warn violations warn; Audit violations are only recorded.
+- An error (facts that could not be had, a rule left undecided) is decided by its policy's ``onUnknown``:
+  Deny in an Enforce policy denies it; otherwise it is admitted with a warning saying it was not checked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from slimguard.core.policy import Decision, Mode
+from slimguard.core.verdict import Finding, FindingKind, Verdict
+
+EXIT_OK = 0
+EXIT_DENIED = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    denials: tuple[Finding, ...] = ()
+    warnings: tuple[str, ...] = ()
+    unknown: tuple[Finding, ...] = ()
+    """The error findings, whichever way onUnknown decided them (they are counted)."""
+
+    @property
+    def allowed(self) -> bool:
+        return not self.denials
+
+    @property
+    def exit_status(self) -> int:
+        return EXIT_OK if self.allowed else EXIT_DENIED
+
+    def denial_message(self, subject: str) -> str:
+        """``slimguard denied <subject>: N violation(s) of ImagePolicy "a", "b":`` and one line per denial."""
+        policies = ", ".join(sorted({f'"{finding.policy}"' for finding in self.denials}))
+        lines = "\n".join(f"- {finding.message}" for finding in self.denials)
+        return f"slimguard denied {subject}: {len(self.denials)} violation(s) of ImagePolicy {policies}:\n{lines}"
+
+
+def outcome_of(verdict: Verdict, *, on_unknown: Mapping[str, Decision]) -> Outcome:
+    """Map each finding by its policy's mode (and ``onUnknown`` for errors; a policy not named there: Allow)."""
+    denials: list[Finding] = []
+    warnings: list[str] = []
+    unknown: list[Finding] = []
+    for finding in verdict.findings:
+        if finding.kind is FindingKind.ERROR:
+            unknown.append(finding)
+            if finding.mode is Mode.ENFORCE and on_unknown.get(finding.policy) is Decision.DENY:
+                denials.append(finding)
+            else:
+                warnings.append(f"{finding.message}; admitted unchecked (onUnknown: Allow)")
+        elif finding.mode is Mode.ENFORCE:
+            denials.append(finding)
+        elif finding.mode is Mode.WARN:
+            warnings.append(finding.message)
+    return Outcome(tuple(denials), tuple(warnings), tuple(unknown))
+
+
+def worst_exit_status(outcomes: Sequence[Outcome]) -> int:
+    return max((outcome.exit_status for outcome in outcomes), default=EXIT_OK)
