@@ -15,6 +15,7 @@ from slimguard.engine.wiring import Engine, build_engine
 from slimguard.kube.gateway import KubeGateway, load_api_client
 from slimguard.kube.kopf_tuning import is_deletion, tune
 from slimguard.kube.login import connection_info
+from slimguard.kube.resources import NAMESPACE_RESOURCE, POLICY_RESOURCE, VULNERABILITY_REPORT_RESOURCE
 
 log = logging.getLogger(__name__)
 
@@ -50,17 +51,17 @@ def build_registry(settings: WebhookSettings) -> kopf.OperatorRegistry:
         if engine is not None:
             await engine.aclose()
 
-    @kopf.on.event("slimguard.dev", "v1alpha1", "imagepolicies", registry=registry)
+    @kopf.on.event(*POLICY_RESOURCE, registry=registry)
     async def observe_policy(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
         view.observe_policy(body, deleted=is_deletion(event))
 
-    @kopf.on.event("", "v1", "namespaces", registry=registry)
+    @kopf.on.event(*NAMESPACE_RESOURCE, registry=registry)
     async def observe_namespace(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
         view.observe_namespace(body, deleted=is_deletion(event))
 
     # No ReplicaSet watch: at admission a Deployment's new image has no ReplicaSet (nor report) yet, and the
     # watch cost the webhook more CPU than its reviews did (bench/ADMISSION.md).
-    @kopf.on.event("aquasecurity.github.io", "v1alpha1", "vulnerabilityreports", registry=registry)
+    @kopf.on.event(*VULNERABILITY_REPORT_RESOURCE, registry=registry)
     async def observe_report(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
         view.observe_report(body, deleted=is_deletion(event))
 

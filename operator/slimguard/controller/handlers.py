@@ -18,7 +18,12 @@ from slimguard.controller.settings import ControllerSettings
 from slimguard.kube.gateway import KubeGateway, load_api_client
 from slimguard.kube.kopf_tuning import is_deletion, tune
 from slimguard.kube.login import connection_info
-from slimguard.kube.resources import WORKLOAD_RESOURCES
+from slimguard.kube.resources import (
+    NAMESPACE_RESOURCE,
+    POLICY_RESOURCE,
+    VULNERABILITY_REPORT_RESOURCE,
+    WORKLOAD_RESOURCES,
+)
 from slimguard.registry.client import RegistryClient
 from slimguard.registry.guard import GuardedNetworkBackend
 from slimguard.registry.inspector import ImageInspector
@@ -68,15 +73,15 @@ def build_registry(
     for kind, (group, version, plural) in WORKLOAD_RESOURCES.items():
         kopf.on.event(group, version, plural, registry=registry, id=f"observe-{kind.lower()}")(workload_handler(kind))
 
-    @kopf.on.event("slimguard.dev", "v1alpha1", "imagepolicies", registry=registry)
+    @kopf.on.event(*POLICY_RESOURCE, registry=registry)
     async def observe_policy(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
         memo["controller"].observe_policy(body, deleted=is_deletion(event))
 
-    @kopf.on.event("", "v1", "namespaces", registry=registry)
+    @kopf.on.event(*NAMESPACE_RESOURCE, registry=registry)
     async def observe_namespace(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
         memo["controller"].observe_namespace(body, deleted=is_deletion(event))
 
-    @kopf.on.event("aquasecurity.github.io", "v1alpha1", "vulnerabilityreports", registry=registry)
+    @kopf.on.event(*VULNERABILITY_REPORT_RESOURCE, registry=registry)
     async def observe_report(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
         memo["controller"].observe_report(body, deleted=is_deletion(event))
 

@@ -11,11 +11,11 @@ from typing import Any
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
+from slimguard.kube.resources import POLICY_RESOURCE
+
 log = logging.getLogger(__name__)
 
-GROUP = "slimguard.dev"
-VERSION = "v1alpha1"
-POLICY_PLURAL = "imagepolicies"
+GROUP, VERSION, POLICY_PLURAL = POLICY_RESOURCE
 
 
 def load_api_client(kubeconfig: str | None) -> k8s.ApiClient:

@@ -1,9 +1,16 @@
-"""The workload kinds slimguard watches, and where each lives in the Kubernetes API."""
+"""Where everything slimguard watches lives in the Kubernetes API: workload kinds, its policies, scan reports."""
 
 from __future__ import annotations
 
-# kind → (group, version, plural)
-WORKLOAD_RESOURCES: dict[str, tuple[str, str, str]] = {
+Resource = tuple[str, str, str]
+"""(group, version, plural), as kopf and the custom-objects API take them."""
+
+POLICY_RESOURCE: Resource = ("slimguard.dev", "v1alpha1", "imagepolicies")
+VULNERABILITY_REPORT_RESOURCE: Resource = ("aquasecurity.github.io", "v1alpha1", "vulnerabilityreports")
+NAMESPACE_RESOURCE: Resource = ("", "v1", "namespaces")
+
+# kind → (group, version, plural), for every kind of core.policy.WORKLOAD_KINDS (a unit test holds them equal).
+WORKLOAD_RESOURCES: dict[str, Resource] = {
     "Deployment": ("apps", "v1", "deployments"),
     "StatefulSet": ("apps", "v1", "statefulsets"),
     "DaemonSet": ("apps", "v1", "daemonsets"),
