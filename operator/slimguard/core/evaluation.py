@@ -68,7 +68,7 @@ def _check_container(policy: ImagePolicy, workload: Workload, container: Contain
     report = Reporter(policy, container)
     reference = container.reference
     if isinstance(reference, InvalidReference):
-        report.error("reference", f"cannot be checked: {reference}")
+        report.error("reference", f"cannot be checked: {reference}", reason="InvalidReference")
         return report.findings
     subject = Subject(policy, workload, container, reference, context, report)
     for rule in WITHOUT_FACTS:
@@ -79,7 +79,7 @@ def _check_container(policy: ImagePolicy, workload: Workload, container: Contain
     if facts is None:  # pending: evaluate() records it
         return report.findings
     if isinstance(facts, InspectionError):
-        report.error("inspection", f"could not be inspected: {facts}")
+        report.error("inspection", f"could not be inspected: {facts}", reason=facts.reason)
         return report.findings
     images = tuple(image for p in rules.required_platforms if (image := facts.for_platform(p)) is not None)
     with_facts = Subject(policy, workload, container, reference, context, report, facts, images)

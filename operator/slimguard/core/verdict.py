@@ -34,6 +34,8 @@ class Finding:
     kind: FindingKind = FindingKind.VIOLATION
     limit: str | None = None
     actual: str | None = None
+    reason: str | None = None
+    """For an error, why it could not be checked, as a CamelCase word (RegistryUnreachable, GarbledManifest…)."""
 
     def as_dict(self) -> dict[str, str]:
         item = {
@@ -45,6 +47,8 @@ class Finding:
         }
         if self.kind is FindingKind.ERROR:
             item["kind"] = self.kind.value
+            if self.reason:
+                item["reason"] = self.reason
         return item
 
 

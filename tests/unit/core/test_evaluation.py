@@ -742,3 +742,14 @@ def test_every_container_is_checked_init_and_ephemeral_included() -> None:
     fat = facts(platform_image(*layers("fat", 1, 300 * MiB)))
     result = verdict(rules(maxCompressedSize="200Mi"), subject, dict.fromkeys(subject.images, fat))
     assert [f.container for f in result.findings] == ["migrate", "app", "debug"]
+
+
+def test_an_error_carries_the_reason_the_facts_could_not_be_had_into_the_annotation() -> None:
+    down = InspectionError("registry 127.0.0.1:1 is unreachable", reason="RegistryUnreachable")
+    finding = only(verdict(rules(maxLayers=3), facts_by_image={APP: down}))
+    assert (finding.kind, finding.reason) == (FindingKind.ERROR, "RegistryUnreachable")
+    assert finding.as_dict()["reason"] == "RegistryUnreachable"
+    unreadable_base = only(
+        verdict(rules(deniedBaseImages=["*/debian:*"]), facts_by_image=built_on(DEBIAN), base_candidates={"x:1": down})
+    )
+    assert unreadable_base.reason == "BaseImageUnreadable"

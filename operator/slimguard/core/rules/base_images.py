@@ -144,6 +144,7 @@ def _undecided(report: Reporter, rule: str, unreadable: Mapping[str, InspectionE
         f"cannot be checked against {rule} of {report.policy_name}: the {noun} {names}, which slimguard "
         f"compares layers with, could not be read ({detail}). It is checked again when the registry answers; "
         "correct spec.knownBaseImages if the reference is wrong.",
+        reason="BaseImageUnreadable",
     )
 
 

@@ -43,10 +43,18 @@ class Reporter:
     def violation(self, rule: str, message: str, *, limit: str | None = None, actual: str | None = None) -> None:
         self._add(rule, message, FindingKind.VIOLATION, limit, actual)
 
-    def error(self, rule: str, message: str) -> None:
-        self._add(rule, message, FindingKind.ERROR, None, None)
+    def error(self, rule: str, message: str, *, reason: str) -> None:
+        self._add(rule, message, FindingKind.ERROR, None, None, reason)
 
-    def _add(self, rule: str, message: str, kind: FindingKind, limit: str | None, actual: str | None) -> None:
+    def _add(
+        self,
+        rule: str,
+        message: str,
+        kind: FindingKind,
+        limit: str | None,
+        actual: str | None,
+        reason: str | None = None,
+    ) -> None:
         self.findings.append(
             Finding(
                 policy=self.policy.name,
@@ -58,6 +66,7 @@ class Reporter:
                 kind=kind,
                 limit=limit,
                 actual=actual,
+                reason=reason,
             )
         )
 

@@ -23,7 +23,11 @@ def check(subject: Subject) -> None:
         if rules.uncompressed_limit is not None:
             uncompressed = image.uncompressed_size
             if uncompressed is None:
-                report.error("maxUncompressedSize", f"has layers whose uncompressed size is unknown ({platform})")
+                report.error(
+                    "maxUncompressedSize",
+                    f"has layers whose uncompressed size is unknown ({platform})",
+                    reason="UnknownUncompressedSize",
+                )
             else:
                 what = "uncompressed (estimated)" if image.uncompressed_estimated else "uncompressed"
                 _size_check(report, "maxUncompressedSize", uncompressed, rules.uncompressed_limit, what, platform)
