@@ -33,6 +33,20 @@ def compressed_size_of(image: Any) -> str:
     return format_bytes(image.artifact.size + image.artifact.config.size)
 
 
+def events_about(control_plane: ControlPlane, ns: str, name: str) -> list[dict[str, Any]]:
+    found = control_plane.kubectl(
+        "get",
+        "events",
+        "-n",
+        ns,
+        "--field-selector",
+        f"reason=ImagePolicyViolation,involvedObject.name={name}",
+        "-o",
+        "json",
+    ).stdout
+    return list(json.loads(found)["items"])
+
+
 def test_fat_image_is_noncompliant_with_size_and_base_messages_slim_is_compliant_and_policy_edits_flip_them(
     control_plane: ControlPlane, operator: InProcessOperator, fixture_images: Any, registry: Registry
 ) -> None:
@@ -66,17 +80,7 @@ def test_fat_image_is_noncompliant_with_size_and_base_messages_slim_is_compliant
     ), messages
     wait_for_status(control_plane, "deployment", "slim", ns, "compliant")
 
-    events = control_plane.kubectl(
-        "get",
-        "events",
-        "-n",
-        ns,
-        "--field-selector",
-        "reason=ImagePolicyViolation,involvedObject.name=fat",
-        "-o",
-        "json",
-    ).stdout
-    assert json.loads(events)["items"], "a Warning Event names the violation"
+    assert events_about(control_plane, ns, "fat"), "a Warning Event names the violation"
 
     apply(control_plane, image_policy("slim-images", {"maxCompressedSize": "4Gi"}, namespaces=[ns]))
     wait_for_status(control_plane, "deployment", "fat", ns, "compliant")
@@ -98,6 +102,30 @@ def test_fat_image_is_noncompliant_with_size_and_base_messages_slim_is_compliant
             f"annotations removed from {name}",
             lambda name=name: STATUS not in annotations(control_plane, "deployment", name, ns),
         )
+
+
+def test_a_fat_deployment_gets_exactly_one_event_though_its_replicaset_asks_for_it_again(
+    control_plane: ControlPlane, operator: InProcessOperator, fixture_images: Any
+) -> None:
+    ns = "audit-one-event"
+    controller = operator.controller
+    apply(control_plane, namespace(ns), image_policy("one-event", {"maxCompressedSize": "200Mi"}, namespaces=[ns]))
+    wait_for("the controller to know the policy", lambda: "one-event" in controller.view.policies)
+    # The policy is in place first, so the Deployment's first evaluation and the one its ReplicaSet asks for
+    # (the controller-manager makes it at once) overlap, as in `make demo`.
+    apply(control_plane, deployment("fat", ns, fixture_images.fat_app.ref))
+    wait_for_status(control_plane, "deployment", "fat", ns, "noncompliant")
+
+    def replicaset_seen_and_done() -> bool:
+        sets = json.loads(control_plane.kubectl("get", "replicasets", "-n", ns, "-o", "json").stdout)["items"]
+        names = [item["metadata"]["name"] for item in sets]
+        return bool(names) and all((ns, name) in controller.view.replicasets for name in names) and controller.idle
+
+    wait_for("the ReplicaSet to be seen and every evaluation to finish", replicaset_seen_and_done)
+    events = events_about(control_plane, ns, "fat")
+    assert len(events) == 1, [(e["metadata"]["name"], e["message"]) for e in events]
+    assert events[0]["source"]["component"] == "slimguard-controller"
+    control_plane.kubectl("delete", "imagepolicy", "one-event")
 
 
 def test_private_image_is_read_with_the_workloads_pull_secret_and_refused_without_it(

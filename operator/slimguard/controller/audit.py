@@ -17,6 +17,7 @@ from typing import Any
 
 from slimguard import metrics
 from slimguard.controller import annotations as notes
+from slimguard.controller.queue import WorkQueue
 from slimguard.controller.status import policy_status
 from slimguard.core.evaluation import applicable_policies
 from slimguard.core.policy import ImagePolicy
@@ -57,6 +58,14 @@ def _fingerprint(workload: Workload) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
+def _apply(annotations: dict[str, str], patch: Mapping[str, str | None]) -> None:
+    for name, value in patch.items():
+        if value is None:
+            annotations.pop(name, None)
+        else:
+            annotations[name] = value
+
+
 @dataclass
 class AuditController:
     inspector: ImageInspector
@@ -72,8 +81,10 @@ class AuditController:
         )
         self.workloads: dict[WorkloadKey, WorkloadRecord] = {}
         self.verdicts: dict[WorkloadKey, Verdict] = {}
-        self._queue: asyncio.Queue[WorkloadKey] = asyncio.Queue()
-        self._queued: set[WorkloadKey] = set()
+        self._queue: WorkQueue[WorkloadKey] = WorkQueue()
+        # The violations each workload's last Event (or, first seen, its annotation) stated. Events are decided
+        # against this, not the body kopf last showed: a watch event made before our write can arrive after it.
+        self._announced: dict[WorkloadKey, str] = {}
         self._status_dirty = asyncio.Event()
         self._written_status: dict[str, dict[str, Any]] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -95,6 +106,11 @@ class AuditController:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
 
+    @property
+    def idle(self) -> bool:
+        """Every workload asked for has been evaluated and written (tests wait on this instead of sleeping)."""
+        return self._queue.idle
+
     # --- observations (from kopf) --------------------------------------------------------------------------
 
     def observe_workload(self, kind: str, body: Mapping[str, Any], *, deleted: bool = False) -> None:
@@ -104,6 +120,7 @@ class AuditController:
             self.enqueue(owner)
         if deleted:
             self.workloads.pop(key, None)
+            self._announced.pop(key, None)
             if (wakeup := self._wakeups.pop(key, None)) is not None:
                 wakeup.cancel()
             if self.verdicts.pop(key, None) is not None:
@@ -115,12 +132,15 @@ class AuditController:
         metadata = body.get("metadata") or {}
         fingerprint = _fingerprint(workload)
         previous = self.workloads.get(key)
-        self.workloads[key] = WorkloadRecord(
+        record = WorkloadRecord(
             workload=workload,
             uid=metadata.get("uid"),
             annotations=dict(metadata.get("annotations") or {}),
             fingerprint=fingerprint,
         )
+        self.workloads[key] = record
+        if previous is None and (said := record.annotations.get(notes.VIOLATIONS)) is not None:
+            self._announced.setdefault(key, said)  # a restarted controller does not repeat itself
         if previous is None or previous.fingerprint != fingerprint:
             self.enqueue(key)
 
@@ -143,10 +163,7 @@ class AuditController:
     # --- queue ---------------------------------------------------------------------------------------------
 
     def enqueue(self, key: WorkloadKey) -> None:
-        if key in self._queued:
-            return
-        self._queued.add(key)
-        self._queue.put_nowait(key)
+        self._queue.add(key)
 
     def enqueue_all(self, *, namespace: str | None = None) -> None:
         for key in list(self.workloads):
@@ -156,7 +173,6 @@ class AuditController:
     async def _work(self) -> None:
         while True:
             key = await self._queue.get()
-            self._queued.discard(key)
             try:
                 await self.reconcile(key)
             except asyncio.CancelledError:
@@ -165,8 +181,8 @@ class AuditController:
                 # One workload's failure must not stop the audit of the others; it is retried on the next pass.
                 log.exception("audit of %s failed", key)
             finally:
-                self._queue.task_done()
-                if self._queue.empty() and not self._queued:
+                self._queue.done(key)
+                if self._queue.idle:
                     self._last_audit = self.clock()
                     self._status_dirty.set()
 
@@ -212,6 +228,7 @@ class AuditController:
 
     async def _write(self, record: WorkloadRecord, verdict: Verdict | None) -> None:
         workload = record.workload
+        key = workload.key
         wanted = notes.desired(verdict, self.clock())
         patch = notes.patch_for(record.annotations, wanted)
         if patch is None:
@@ -219,13 +236,19 @@ class AuditController:
         found = await self.kube.patch_annotations(workload.kind, workload.namespace, workload.name, patch)
         if not found:
             return
-        before = record.annotations.get(notes.VIOLATIONS)
-        for key, value in patch.items():
-            if value is None:
-                record.annotations.pop(key, None)
-            else:
-                record.annotations[key] = value
-        if verdict is not None and verdict.status is Status.NONCOMPLIANT and before != patch.get(notes.VIOLATIONS):
+        _apply(record.annotations, patch)
+        current = self.workloads.get(key)
+        if current is not None and current is not record:
+            # A watch event replaced the record while the patch was on its way; ours is the newer write.
+            _apply(current.annotations, patch)
+        said = patch.get(notes.VIOLATIONS)
+        if said is None:  # ours are gone: the next violations, whatever they are, are news
+            self._announced.pop(key, None)
+            return
+        if self._announced.get(key) == said:
+            return
+        self._announced[key] = said  # set before the await, so a concurrent write of the same verdict says nothing
+        if verdict is not None and verdict.status is Status.NONCOMPLIANT:
             first = verdict.violations[0].message
             more = len(verdict.violations) - 1
             await self.kube.emit_event(
