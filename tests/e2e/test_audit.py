@@ -8,8 +8,10 @@ from __future__ import annotations
 import base64
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import pytest
 from cluster import (
     STATUS,
     annotations,
@@ -24,7 +26,7 @@ from cluster import (
 )
 
 from slimguard.core.quantity import format_bytes
-from slimguard_testbed import ControlPlane, Registry
+from slimguard_testbed import CertificateAuthority, ControlPlane, Registry
 from slimguard_testbed.operator_runner import InProcessOperator
 
 
@@ -248,6 +250,38 @@ def test_a_garbled_image_and_an_unreachable_registry_are_errors_on_the_workload_
     status = wait_for("the policy to count both errors", counted)
     assert {o["name"] for o in status["worstOffenders"]} == {"garbled", "unreachable"}
     control_plane.kubectl("delete", "imagepolicy", "errors-surface")
+
+
+@pytest.mark.timeout(180)
+def test_an_error_from_a_registry_that_comes_back_is_retried_without_waiting_for_the_next_re_audit(
+    control_plane: ControlPlane,
+    operator: InProcessOperator,
+    fixture_images: Any,
+    registry_storage: Path,
+    testbed_ca: CertificateAuthority,
+    tmp_path: Path,
+) -> None:
+    ns = "audit-recovery"
+    # Only a retry can flip the verdict within the wait below: the next full re-audit is 10 minutes away.
+    assert operator.settings.audit_interval_seconds >= 600
+    slim = fixture_images.slim_app
+    # Its own registry over the shared storage (the session's stays up for the other tests), stopped at once.
+    flaky = Registry(storage_dir=registry_storage, ca=testbed_ca, workdir=tmp_path / "flaky").start()
+    try:
+        image = f"{flaky.host}/{slim.repository}:{slim.tag}"
+        flaky.stop()
+        apply(control_plane, namespace(ns), deployment("api", ns, image))
+        apply(control_plane, image_policy("recovery", {"maxCompressedSize": "200Mi"}, namespaces=[ns]))
+        (finding,) = violations(wait_for_status(control_plane, "deployment", "api", ns, "error"))
+        assert f"registry {flaky.host} is unreachable" in finding["message"]
+
+        flaky.start()  # the same address again
+        # Within the first retries (20 s, then 40 s), with room for a slow machine; never the 600 s re-audit.
+        wait_for_status(control_plane, "deployment", "api", ns, "compliant", timeout=120)
+        assert not violations(annotations(control_plane, "deployment", "api", ns))
+    finally:
+        flaky.stop()
+        control_plane.kubectl("delete", "imagepolicy", "recovery", "--ignore-not-found")
 
 
 def test_uncompressed_size_is_read_from_gzip_trailers_and_reported_as_an_estimate(

@@ -7,6 +7,7 @@ Own writes come back as events too: they change no input of the evaluation, so t
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import logging
@@ -19,6 +20,7 @@ from slimguard import metrics
 from slimguard.controller import annotations as notes
 from slimguard.controller.queue import WorkQueue
 from slimguard.controller.status import policy_status
+from slimguard.controller.timers import Backoff, Scheduler, Timer, loop_scheduler
 from slimguard.core.evaluation import applicable_policies
 from slimguard.core.policy import ImagePolicy
 from slimguard.core.verdict import Status, Verdict
@@ -73,6 +75,10 @@ class AuditController:
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     workers: int = 8
     status_interval: float = 1.0
+    scheduler: Scheduler = loop_scheduler
+    error_backoff: Backoff | None = None
+    """How soon a workload whose verdict holds errors is evaluated again; by default it waits out the
+    inspector's failure cache first."""
 
     def __post_init__(self) -> None:
         self.view = ClusterView()
@@ -89,7 +95,13 @@ class AuditController:
         self._written_status: dict[str, dict[str, Any]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._last_audit: datetime | None = None
-        self._wakeups: dict[WorkloadKey, asyncio.TimerHandle] = {}
+        # Two kinds of timer per workload, kept apart so that setting one never cancels the other.
+        self._wakeups: dict[WorkloadKey, Timer] = {}  # the next exemption to expire
+        self._retries: dict[WorkloadKey, Timer] = {}  # the next retry of a verdict with errors
+        self._error_attempts: dict[WorkloadKey, int] = {}
+        self._backoff = self.error_backoff or Backoff.after_failure_cache(
+            self.inspector.client.settings.failure_ttl_seconds
+        )
 
     # --- lifecycle ---------------------------------------------------------------------------------------
 
@@ -99,8 +111,10 @@ class AuditController:
         self._tasks.append(asyncio.create_task(self._write_statuses(), name="slimguard-status"))
 
     async def stop(self) -> None:
-        for handle in self._wakeups.values():
-            handle.cancel()
+        for timers in (self._wakeups, self._retries):
+            for timer in timers.values():
+                timer.cancel()
+            timers.clear()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -121,8 +135,10 @@ class AuditController:
         if deleted:
             self.workloads.pop(key, None)
             self._announced.pop(key, None)
-            if (wakeup := self._wakeups.pop(key, None)) is not None:
-                wakeup.cancel()
+            for timers in (self._wakeups, self._retries):
+                if (timer := timers.pop(key, None)) is not None:
+                    timer.cancel()
+            self._error_attempts.pop(key, None)
             if self.verdicts.pop(key, None) is not None:
                 self._status_dirty.set()
             return
@@ -203,8 +219,11 @@ class AuditController:
             metrics.EVALUATIONS.labels(status=verdict.status.value).inc()
             self.verdicts[key] = verdict
             self._wake_when_exemptions_expire(key, policies)
-        elif self.verdicts.pop(key, None) is None and not any(k in record.annotations for k in notes.OURS):
-            return None
+            self._retry_while_erroring(key, verdict)
+        else:
+            self._retry_while_erroring(key, None)
+            if self.verdicts.pop(key, None) is None and not any(k in record.annotations for k in notes.OURS):
+                return None
         self._status_dirty.set()
         await self._write(record, verdict)
         return verdict
@@ -224,7 +243,28 @@ class AuditController:
         previous = self._wakeups.pop(key, None)
         if previous is not None:
             previous.cancel()
-        self._wakeups[key] = asyncio.get_running_loop().call_later(delay, self.enqueue, key)
+        self._wakeups[key] = self.scheduler(delay, functools.partial(self.enqueue, key))
+
+    def _retry_while_erroring(self, key: WorkloadKey, verdict: Verdict | None) -> None:
+        """A registry error is retried with backoff, not left until the next full re-audit (10 min by default).
+
+        Reset once the verdict holds no error. A retry already due is left as it is: evaluations in between
+        (a watch event) neither push it back nor add another.
+        """
+        if verdict is None or not verdict.errors:
+            self._error_attempts.pop(key, None)
+            if (timer := self._retries.pop(key, None)) is not None:
+                timer.cancel()
+            return
+        if key in self._retries:
+            return
+        attempt = self._error_attempts.get(key, 0)
+        self._error_attempts[key] = attempt + 1
+        self._retries[key] = self.scheduler(self._backoff.delay(attempt), functools.partial(self._retry, key))
+
+    def _retry(self, key: WorkloadKey) -> None:
+        self._retries.pop(key, None)
+        self.enqueue(key)
 
     async def _write(self, record: WorkloadRecord, verdict: Verdict | None) -> None:
         workload = record.workload

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 from core.builders import NOW, facts, layers, platform_image
@@ -16,6 +18,7 @@ from slimguard.controller.audit import AuditController
 from slimguard.core.errors import InspectionError
 from slimguard.core.facts import ImageFacts
 from slimguard.core.workload import WorkloadKey
+from slimguard.registry.settings import RegistrySettings
 
 IMAGE = "registry.example.com/shop/api:1.0"
 KEY = WorkloadKey("Deployment", "shop", "api")
@@ -55,6 +58,7 @@ class GatedInspector:
 
     def __init__(self, answer: ImageFacts | InspectionError) -> None:
         self.answer = answer
+        self.client = SimpleNamespace(settings=RegistrySettings())  # what the controller reads its failure TTL from
         self.gate = asyncio.Event()
         self.calls = 0
         self.waiting = 0
@@ -72,10 +76,10 @@ class GatedInspector:
         return self.answer
 
 
-def policy_body(name: str = "slim", rules: dict[str, Any] | None = None) -> dict[str, Any]:
+def policy_body(name: str = "slim", rules: dict[str, Any] | None = None, **spec: Any) -> dict[str, Any]:
     return {
         "metadata": {"name": name, "generation": 1},
-        "spec": {"mode": "Audit", "match": {"namespaces": ["shop"]}, "rules": rules or {"maxLayers": 1}},
+        "spec": {"mode": "Audit", "match": {"namespaces": ["shop"]}, "rules": rules or {"maxLayers": 1}, **spec},
     }
 
 
@@ -112,10 +116,43 @@ async def until(condition: Callable[[], bool]) -> None:
     raise AssertionError("the condition never held")
 
 
-async def started(inspector: GatedInspector, kube: FakeKube, **options: Any) -> AuditController:
+@dataclass
+class FakeTimer:
+    delay: float
+    callback: Callable[[], None]
+    cancelled: bool = False
+    fired: bool = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class FakeScheduler:
+    """Records the timers the controller sets; the test fires them, so no test waits for one."""
+
+    def __init__(self) -> None:
+        self.timers: list[FakeTimer] = []
+
+    def __call__(self, delay: float, callback: Callable[[], None]) -> FakeTimer:
+        timer = FakeTimer(delay, callback)
+        self.timers.append(timer)
+        return timer
+
+    def pending(self) -> list[FakeTimer]:
+        return [t for t in self.timers if not t.cancelled and not t.fired]
+
+    def fire(self, timer: FakeTimer) -> None:
+        assert timer in self.pending()
+        timer.fired = True
+        timer.callback()
+
+
+async def started(
+    inspector: GatedInspector, kube: FakeKube, policy: dict[str, Any] | None = None, **options: Any
+) -> AuditController:
     controller = AuditController(inspector=inspector, kube=kube, clock=lambda: NOW, **options)  # type: ignore[arg-type]
     await controller.start()
-    controller.observe_policy(policy_body())
+    controller.observe_policy(policy or policy_body())
     return controller
 
 
@@ -183,3 +220,81 @@ async def test_violations_already_on_the_workload_when_first_seen_are_not_announ
         await controller.stop()
     assert kube.events == []
     assert kube.patches == []
+
+
+UNREACHABLE = InspectionError("registry registry.example.com is unreachable (connection refused)", reason="Unreachable")
+
+
+async def test_an_error_is_retried_with_backoff_once_the_failure_cache_expires_and_the_backoff_resets_after() -> None:
+    inspector, kube, scheduler = GatedInspector(UNREACHABLE), FakeKube(), FakeScheduler()
+    inspector.gate.set()
+    controller = await started(inspector, kube, scheduler=scheduler)
+    try:
+        controller.observe_workload("Deployment", deployment_body())
+        await controller._queue.join()
+        assert controller.verdicts[KEY].status.value == "error"
+        delays = []
+        for _ in range(6):
+            (retry,) = scheduler.pending()
+            delays.append(retry.delay)
+            scheduler.fire(retry)
+            await controller._queue.join()
+        # Never before the inspector forgets the failure (it would only answer from that cache), then doubling,
+        # capped so that a registry still down is asked a few times an hour.
+        assert RegistrySettings().failure_ttl_seconds < delays[0]
+        assert delays == [20.0, 40.0, 80.0, 160.0, 240.0, 240.0]
+        assert inspector.calls == 7
+
+        inspector.answer = fat()  # the registry is back
+        (retry,) = scheduler.pending()
+        scheduler.fire(retry)
+        await controller._queue.join()
+        assert controller.verdicts[KEY].status.value == "noncompliant"
+        assert scheduler.pending() == []
+
+        inspector.answer = UNREACHABLE  # down again: the backoff starts over
+        controller.enqueue(KEY)
+        await controller._queue.join()
+        assert [t.delay for t in scheduler.pending()] == [20.0]
+    finally:
+        await controller.stop()
+    assert [t for t in scheduler.timers if not t.fired and not t.cancelled] == []
+
+
+async def test_an_evaluation_while_a_retry_is_due_does_not_push_it_back() -> None:
+    inspector, kube, scheduler = GatedInspector(UNREACHABLE), FakeKube(), FakeScheduler()
+    inspector.gate.set()
+    controller = await started(inspector, kube, scheduler=scheduler)
+    try:
+        controller.observe_workload("Deployment", deployment_body())
+        await controller._queue.join()
+        (first,) = scheduler.pending()
+        controller.enqueue(KEY)  # e.g. its ReplicaSet appeared
+        await controller._queue.join()
+        assert scheduler.pending() == [first]
+    finally:
+        await controller.stop()
+
+
+async def test_the_retry_and_the_exemption_timers_are_kept_apart_and_both_are_cancelled_on_deletion() -> None:
+    inspector, kube, scheduler = GatedInspector(UNREACHABLE), FakeKube(), FakeScheduler()
+    inspector.gate.set()
+    exemption = {
+        "workloads": [{"namespace": "shop", "name": "api"}],
+        "reason": "moving to distroless by Q3",
+        "expires": "2026-11-27T13:00:00Z",
+    }
+    controller = await started(inspector, kube, policy_body(exemptions=[exemption]), scheduler=scheduler)
+    try:
+        controller.observe_workload("Deployment", deployment_body())
+        await controller._queue.join()
+        assert sorted(t.delay for t in scheduler.pending()) == [20.0, 3600.5]
+        retry = next(t for t in scheduler.pending() if t.delay == 20.0)
+        scheduler.fire(retry)
+        await controller._queue.join()
+        # The pass re-armed the exemption timer and set the next retry; neither cancelled the other.
+        assert sorted(t.delay for t in scheduler.pending()) == [40.0, 3600.5]
+        controller.observe_workload("Deployment", deployment_body(), deleted=True)
+        assert scheduler.pending() == []
+    finally:
+        await controller.stop()
