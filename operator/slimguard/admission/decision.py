@@ -21,6 +21,7 @@ from typing import Any
 from slimguard import metrics
 from slimguard.core.evaluation import applicable_policies
 from slimguard.core.policy import WORKLOAD_KINDS, Decision, Mode
+from slimguard.core.text import shorten
 from slimguard.core.verdict import Finding, FindingKind
 from slimguard.core.workload import Workload, normalise, pod_spec_of
 from slimguard.engine.facts import Evaluator
@@ -58,8 +59,8 @@ def _images(kind: str, body: Mapping[str, Any] | None) -> list[tuple[str, str]]:
 
 
 def _warning(text: str) -> str:
-    text = f"slimguard: {text}"
-    return text if len(text) <= MAX_WARNING_LENGTH else text[: MAX_WARNING_LENGTH - 1] + "…"
+    # Cut in the middle: the end says why, and what happened (e.g. "admitted unchecked").
+    return shorten(f"slimguard: {text}", MAX_WARNING_LENGTH)
 
 
 def _subject(workload: Workload) -> str:
@@ -114,26 +115,30 @@ class Reviewer:
         verdict = await self.evaluator.verdict(workload, policies, now=self.clock(), deadline=self.deadline)
         on_unknown = {policy.name: policy.spec.on_unknown for policy in policies}
         denials: list[Finding] = []
-        warnings: list[str] = []
+        warnings: list[tuple[Finding, str]] = []
         for finding in verdict.findings:
             if finding.kind is FindingKind.ERROR:
                 metrics.ADMISSION_UNKNOWN.labels(policy=finding.policy).inc()
                 if finding.mode is Mode.ENFORCE and on_unknown[finding.policy] is Decision.DENY:
                     denials.append(finding)
                 else:
-                    warnings.append(_warning(f"{finding.message}; admitted unchecked (onUnknown: Allow)"))
+                    warnings.append((finding, f"{finding.message}; admitted unchecked (onUnknown: Allow)"))
             elif finding.mode is Mode.ENFORCE:
                 denials.append(finding)
             elif finding.mode is Mode.WARN:
-                warnings.append(_warning(finding.message))
-        if workload.controlled:
-            warnings = []
+                warnings.append((finding, finding.message))
+        # An image that cannot be inspected is an error under every policy checking it, in the same words: it
+        # is said once (the metric above counted it for each policy), and not as "admitted" when it denies.
+        denied = {finding.message for finding in denials}
+        said_warnings = [] if workload.controlled else [w for f, w in warnings if f.message not in denied]
+        warned = list(dict.fromkeys(_warning(text) for text in said_warnings))
         if denials:
             policies_named = ", ".join(sorted({f'"{f.policy}"' for f in denials}))
-            lines = "\n".join(f"- {f.message}" for f in denials)
+            said = list(dict.fromkeys(f.message for f in denials))
+            lines = "\n".join(f"- {text}" for text in said)
             message = (
-                f"slimguard denied {_subject(workload)}: {len(denials)} violation(s) of ImagePolicy "
+                f"slimguard denied {_subject(workload)}: {len(said)} violation(s) of ImagePolicy "
                 f"{policies_named}:\n{lines}"
             )
-            return Answer(False, message=message, warnings=warnings, code=403)
-        return Answer(True, warnings=warnings)
+            return Answer(False, message=message, warnings=warned, code=403)
+        return Answer(True, warnings=warned)

@@ -23,7 +23,8 @@ from slimguard.controller.status import policy_status
 from slimguard.controller.timers import Backoff, Scheduler, Timer, loop_scheduler
 from slimguard.core.evaluation import applicable_policies
 from slimguard.core.policy import ImagePolicy
-from slimguard.core.verdict import Status, Verdict
+from slimguard.core.text import shorten
+from slimguard.core.verdict import FindingKind, Status, Verdict
 from slimguard.core.workload import Workload, WorkloadKey, normalise
 from slimguard.engine.credentials import PullCredentials
 from slimguard.engine.facts import Evaluator
@@ -35,6 +36,7 @@ from slimguard.registry.inspector import ImageInspector
 log = logging.getLogger(__name__)
 
 EVENT_REASON = "ImagePolicyViolation"
+EVENT_MESSAGE_LENGTH = 1024  # what the gateway sends at most; cut here, in the middle, the reason survives
 
 
 @dataclass
@@ -289,8 +291,8 @@ class AuditController:
             return
         self._announced[key] = said  # set before the await, so a concurrent write of the same verdict says nothing
         if verdict is not None and verdict.status is Status.NONCOMPLIANT:
-            first = verdict.violations[0].message
-            more = len(verdict.violations) - 1
+            told = [f for f in verdict.distinct_findings if f.kind is FindingKind.VIOLATION]
+            more = f" (and {len(told) - 1} more violations)" if len(told) > 1 else ""
             await self.kube.emit_event(
                 kind=workload.kind,
                 namespace=workload.namespace,
@@ -298,7 +300,7 @@ class AuditController:
                 uid=record.uid,
                 api_version=api_version(workload.kind),
                 reason=EVENT_REASON,
-                message=first + (f" (and {more} more violations)" if more else ""),
+                message=shorten(told[0].message, EVENT_MESSAGE_LENGTH - len(more)) + more,
             )
 
     # --- policy status -----------------------------------------------------------------------------------
