@@ -90,8 +90,9 @@ class AuditController:
         self.workloads: dict[WorkloadKey, WorkloadRecord] = {}
         self.verdicts: dict[WorkloadKey, Verdict] = {}
         self._queue: WorkQueue[WorkloadKey] = WorkQueue()
-        # The violations each workload's last Event (or, first seen, its annotation) stated. Events are decided
-        # against this, not the body kopf last showed: a watch event made before our write can arrive after it.
+        # Each workload's violations annotation as we last wrote it (or found it, when first seen). Events are
+        # decided against this, not the body kopf last showed: a watch event made before our write can arrive
+        # after it, and would make the same violations look new.
         self._announced: dict[WorkloadKey, str] = {}
         self._status_dirty = asyncio.Event()
         self._written_status: dict[str, dict[str, Any]] = {}
