@@ -182,7 +182,7 @@ class Registry(Service):
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.storage_dir.mkdir(parents=True, exist_ok=True)
         self.ca.write(self.workdir)
-        self.port = free_port()
+        self.port = self.port or free_port()  # started again after stop(), it keeps its address, as a real one does
         tls_cert, tls_key = self.ca.issue("registry", hosts=("127.0.0.1", "localhost")).write(
             self.workdir, "registry-tls"
         )

@@ -8,8 +8,10 @@ from __future__ import annotations
 import base64
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import pytest
 from cluster import (
     STATUS,
     annotations,
@@ -24,13 +26,27 @@ from cluster import (
 )
 
 from slimguard.core.quantity import format_bytes
-from slimguard_testbed import ControlPlane, Registry
+from slimguard_testbed import CertificateAuthority, ControlPlane, Registry
 from slimguard_testbed.operator_runner import InProcessOperator
 
 
 def compressed_size_of(image: Any) -> str:
     """What a node pulls: the layers plus the config blob, as slimguard reports it."""
     return format_bytes(image.artifact.size + image.artifact.config.size)
+
+
+def events_about(control_plane: ControlPlane, ns: str, name: str) -> list[dict[str, Any]]:
+    found = control_plane.kubectl(
+        "get",
+        "events",
+        "-n",
+        ns,
+        "--field-selector",
+        f"reason=ImagePolicyViolation,involvedObject.name={name}",
+        "-o",
+        "json",
+    ).stdout
+    return list(json.loads(found)["items"])
 
 
 def test_fat_image_is_noncompliant_with_size_and_base_messages_slim_is_compliant_and_policy_edits_flip_them(
@@ -66,17 +82,7 @@ def test_fat_image_is_noncompliant_with_size_and_base_messages_slim_is_compliant
     ), messages
     wait_for_status(control_plane, "deployment", "slim", ns, "compliant")
 
-    events = control_plane.kubectl(
-        "get",
-        "events",
-        "-n",
-        ns,
-        "--field-selector",
-        "reason=ImagePolicyViolation,involvedObject.name=fat",
-        "-o",
-        "json",
-    ).stdout
-    assert json.loads(events)["items"], "a Warning Event names the violation"
+    assert events_about(control_plane, ns, "fat"), "a Warning Event names the violation"
 
     apply(control_plane, image_policy("slim-images", {"maxCompressedSize": "4Gi"}, namespaces=[ns]))
     wait_for_status(control_plane, "deployment", "fat", ns, "compliant")
@@ -98,6 +104,30 @@ def test_fat_image_is_noncompliant_with_size_and_base_messages_slim_is_compliant
             f"annotations removed from {name}",
             lambda name=name: STATUS not in annotations(control_plane, "deployment", name, ns),
         )
+
+
+def test_a_fat_deployment_gets_exactly_one_event_though_its_replicaset_asks_for_it_again(
+    control_plane: ControlPlane, operator: InProcessOperator, fixture_images: Any
+) -> None:
+    ns = "audit-one-event"
+    controller = operator.controller
+    apply(control_plane, namespace(ns), image_policy("one-event", {"maxCompressedSize": "200Mi"}, namespaces=[ns]))
+    wait_for("the controller to know the policy", lambda: "one-event" in controller.view.policies)
+    # The policy is in place first, so the Deployment's first evaluation and the one its ReplicaSet asks for
+    # (the controller-manager makes it at once) overlap, as in `make demo`.
+    apply(control_plane, deployment("fat", ns, fixture_images.fat_app.ref))
+    wait_for_status(control_plane, "deployment", "fat", ns, "noncompliant")
+
+    def replicaset_seen_and_done() -> bool:
+        sets = json.loads(control_plane.kubectl("get", "replicasets", "-n", ns, "-o", "json").stdout)["items"]
+        names = [item["metadata"]["name"] for item in sets]
+        return bool(names) and all((ns, name) in controller.view.replicasets for name in names) and controller.idle
+
+    wait_for("the ReplicaSet to be seen and every evaluation to finish", replicaset_seen_and_done)
+    events = events_about(control_plane, ns, "fat")
+    assert len(events) == 1, [(e["metadata"]["name"], e["message"]) for e in events]
+    assert events[0]["source"]["component"] == "slimguard-controller"
+    control_plane.kubectl("delete", "imagepolicy", "one-event")
 
 
 def test_private_image_is_read_with_the_workloads_pull_secret_and_refused_without_it(
@@ -258,6 +288,38 @@ def test_a_policy_that_only_requires_digests_never_asks_the_registry(
     assert finding["rule"] == "requireDigest"
     assert [r for r in registry.requests() if r.repository == "shop/digest-only"] == []
     control_plane.kubectl("delete", "imagepolicy", "pin-digests")
+
+
+@pytest.mark.timeout(180)
+def test_an_error_from_a_registry_that_comes_back_is_retried_without_waiting_for_the_next_re_audit(
+    control_plane: ControlPlane,
+    operator: InProcessOperator,
+    fixture_images: Any,
+    registry_storage: Path,
+    testbed_ca: CertificateAuthority,
+    tmp_path: Path,
+) -> None:
+    ns = "audit-recovery"
+    # Only a retry can flip the verdict within the wait below: the next full re-audit is 10 minutes away.
+    assert operator.settings.audit_interval_seconds >= 600
+    slim = fixture_images.slim_app
+    # Its own registry over the shared storage (the session's stays up for the other tests), stopped at once.
+    flaky = Registry(storage_dir=registry_storage, ca=testbed_ca, workdir=tmp_path / "flaky").start()
+    try:
+        image = f"{flaky.host}/{slim.repository}:{slim.tag}"
+        flaky.stop()
+        apply(control_plane, namespace(ns), deployment("api", ns, image))
+        apply(control_plane, image_policy("recovery", {"maxCompressedSize": "200Mi"}, namespaces=[ns]))
+        (finding,) = violations(wait_for_status(control_plane, "deployment", "api", ns, "error"))
+        assert f"registry {flaky.host} is unreachable" in finding["message"]
+
+        flaky.start()  # the same address again
+        # Within the first retries (20 s, then 40 s), with room for a slow machine; never the 600 s re-audit.
+        wait_for_status(control_plane, "deployment", "api", ns, "compliant", timeout=120)
+        assert not violations(annotations(control_plane, "deployment", "api", ns))
+    finally:
+        flaky.stop()
+        control_plane.kubectl("delete", "imagepolicy", "recovery", "--ignore-not-found")
 
 
 def test_uncompressed_size_is_read_from_gzip_trailers_and_reported_as_an_estimate(

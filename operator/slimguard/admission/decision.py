@@ -22,6 +22,7 @@ from slimguard import metrics
 from slimguard.core.evaluation import applicable_policies
 from slimguard.core.outcome import outcome_of
 from slimguard.core.policy import WORKLOAD_KINDS
+from slimguard.core.text import shorten
 from slimguard.core.workload import Workload, normalise, pod_spec_of
 from slimguard.engine.facts import Evaluator
 from slimguard.engine.view import ClusterView
@@ -58,8 +59,8 @@ def _images(kind: str, body: Mapping[str, Any] | None) -> list[tuple[str, str]]:
 
 
 def _warning(text: str) -> str:
-    text = f"slimguard: {text}"
-    return text if len(text) <= MAX_WARNING_LENGTH else text[: MAX_WARNING_LENGTH - 1] + "…"
+    # Cut in the middle: the end says why, and what happened (e.g. "admitted unchecked").
+    return shorten(f"slimguard: {text}", MAX_WARNING_LENGTH)
 
 
 def _subject(workload: Workload) -> str:

@@ -7,6 +7,7 @@ Own writes come back as events too: they change no input of the evaluation, so t
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import logging
@@ -17,10 +18,13 @@ from typing import Any
 
 from slimguard import metrics
 from slimguard.controller import annotations as notes
+from slimguard.controller.queue import WorkQueue
 from slimguard.controller.status import policy_status
+from slimguard.controller.timers import Backoff, Scheduler, Timer, loop_scheduler
 from slimguard.core.evaluation import applicable_policies
 from slimguard.core.policy import ImagePolicy
-from slimguard.core.verdict import Status, Verdict
+from slimguard.core.text import shorten
+from slimguard.core.verdict import FindingKind, Status, Verdict
 from slimguard.core.workload import Workload, WorkloadKey, normalise
 from slimguard.engine.credentials import PullCredentials
 from slimguard.engine.facts import Evaluator
@@ -32,6 +36,7 @@ from slimguard.registry.inspector import ImageInspector
 log = logging.getLogger(__name__)
 
 EVENT_REASON = "ImagePolicyViolation"
+EVENT_MESSAGE_LENGTH = 1024  # what the gateway sends at most; cut here, in the middle, the reason survives
 
 
 @dataclass
@@ -57,6 +62,14 @@ def _fingerprint(workload: Workload) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
+def _apply(annotations: dict[str, str], patch: Mapping[str, str | None]) -> None:
+    for name, value in patch.items():
+        if value is None:
+            annotations.pop(name, None)
+        else:
+            annotations[name] = value
+
+
 @dataclass
 class AuditController:
     inspector: ImageInspector
@@ -65,6 +78,10 @@ class AuditController:
     workers: int = 8
     status_interval: float = 1.0
     trusted_report_namespaces: frozenset[str] | None = None
+    scheduler: Scheduler = loop_scheduler
+    error_backoff: Backoff | None = None
+    """How soon a workload whose verdict holds errors is evaluated again; by default it waits out the
+    inspector's failure cache first."""
 
     def __post_init__(self) -> None:
         self.view = ClusterView(trusted_report_namespaces=self.trusted_report_namespaces)
@@ -73,13 +90,22 @@ class AuditController:
         )
         self.workloads: dict[WorkloadKey, WorkloadRecord] = {}
         self.verdicts: dict[WorkloadKey, Verdict] = {}
-        self._queue: asyncio.Queue[WorkloadKey] = asyncio.Queue()
-        self._queued: set[WorkloadKey] = set()
+        self._queue: WorkQueue[WorkloadKey] = WorkQueue()
+        # Each workload's violations annotation as we last wrote it (or found it, when first seen). Events are
+        # decided against this, not the body kopf last showed: a watch event made before our write can arrive
+        # after it, and would make the same violations look new.
+        self._announced: dict[WorkloadKey, str] = {}
         self._status_dirty = asyncio.Event()
         self._written_status: dict[str, dict[str, Any]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._last_audit: datetime | None = None
-        self._wakeups: dict[WorkloadKey, asyncio.TimerHandle] = {}
+        # Two kinds of timer per workload, kept apart so that setting one never cancels the other.
+        self._wakeups: dict[WorkloadKey, Timer] = {}  # the next exemption to expire
+        self._retries: dict[WorkloadKey, Timer] = {}  # the next retry of a verdict with errors
+        self._error_attempts: dict[WorkloadKey, int] = {}
+        self._backoff = self.error_backoff or Backoff.after_failure_cache(
+            self.inspector.client.settings.failure_ttl_seconds
+        )
         # Which workloads' verdicts read the reports of which digest: a report names one workload, but speaks
         # for every workload running its digest.
         self._scanned: dict[WorkloadKey, tuple[str, ...]] = {}
@@ -93,12 +119,19 @@ class AuditController:
         self._tasks.append(asyncio.create_task(self._write_statuses(), name="slimguard-status"))
 
     async def stop(self) -> None:
-        for handle in self._wakeups.values():
-            handle.cancel()
+        for timers in (self._wakeups, self._retries):
+            for timer in timers.values():
+                timer.cancel()
+            timers.clear()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+
+    @property
+    def idle(self) -> bool:
+        """Every workload asked for has been evaluated and written (tests wait on this instead of sleeping)."""
+        return self._queue.idle
 
     # --- observations (from kopf) --------------------------------------------------------------------------
 
@@ -109,8 +142,11 @@ class AuditController:
             self.enqueue(owner)
         if deleted:
             self.workloads.pop(key, None)
-            if (wakeup := self._wakeups.pop(key, None)) is not None:
-                wakeup.cancel()
+            self._announced.pop(key, None)
+            for timers in (self._wakeups, self._retries):
+                if (timer := timers.pop(key, None)) is not None:
+                    timer.cancel()
+            self._error_attempts.pop(key, None)
             self._note_scanned(key, ())
             if self.verdicts.pop(key, None) is not None:
                 self._status_dirty.set()
@@ -121,12 +157,15 @@ class AuditController:
         metadata = body.get("metadata") or {}
         fingerprint = _fingerprint(workload)
         previous = self.workloads.get(key)
-        self.workloads[key] = WorkloadRecord(
+        record = WorkloadRecord(
             workload=workload,
             uid=metadata.get("uid"),
             annotations=dict(metadata.get("annotations") or {}),
             fingerprint=fingerprint,
         )
+        self.workloads[key] = record
+        if previous is None and (said := record.annotations.get(notes.VIOLATIONS)) is not None:
+            self._announced.setdefault(key, said)  # a restarted controller does not repeat itself
         if previous is None or previous.fingerprint != fingerprint:
             self.enqueue(key)
 
@@ -165,10 +204,7 @@ class AuditController:
     # --- queue ---------------------------------------------------------------------------------------------
 
     def enqueue(self, key: WorkloadKey) -> None:
-        if key in self._queued:
-            return
-        self._queued.add(key)
-        self._queue.put_nowait(key)
+        self._queue.add(key)
 
     def enqueue_all(self, *, namespace: str | None = None) -> None:
         for key in list(self.workloads):
@@ -178,7 +214,6 @@ class AuditController:
     async def _work(self) -> None:
         while True:
             key = await self._queue.get()
-            self._queued.discard(key)
             try:
                 await self.reconcile(key)
             except asyncio.CancelledError:
@@ -187,8 +222,8 @@ class AuditController:
                 # One workload's failure must not stop the audit of the others; it is retried on the next pass.
                 log.exception("audit of %s failed", key)
             finally:
-                self._queue.task_done()
-                if self._queue.empty() and not self._queued:
+                self._queue.done(key)
+                if self._queue.idle:
                     self._last_audit = self.clock()
                     self._status_dirty.set()
 
@@ -210,10 +245,12 @@ class AuditController:
             self.verdicts[key] = verdict
             self._note_scanned(key, verdict.scanned_digests)
             self._wake_when_exemptions_expire(key, policies)
-        elif self.verdicts.pop(key, None) is None and not any(k in record.annotations for k in notes.OURS):
-            return None
+            self._retry_while_erroring(key, verdict)
         else:
+            self._retry_while_erroring(key, None)
             self._note_scanned(key, ())
+            if self.verdicts.pop(key, None) is None and not any(k in record.annotations for k in notes.OURS):
+                return None
         self._status_dirty.set()
         await self._write(record, verdict)
         return verdict
@@ -233,10 +270,32 @@ class AuditController:
         previous = self._wakeups.pop(key, None)
         if previous is not None:
             previous.cancel()
-        self._wakeups[key] = asyncio.get_running_loop().call_later(delay, self.enqueue, key)
+        self._wakeups[key] = self.scheduler(delay, functools.partial(self.enqueue, key))
+
+    def _retry_while_erroring(self, key: WorkloadKey, verdict: Verdict | None) -> None:
+        """A registry error is retried with backoff, not left until the next full re-audit (10 min by default).
+
+        Reset once the verdict holds no error. A retry already due is left as it is: evaluations in between
+        (a watch event) neither push it back nor add another.
+        """
+        if verdict is None or not verdict.errors:
+            self._error_attempts.pop(key, None)
+            if (timer := self._retries.pop(key, None)) is not None:
+                timer.cancel()
+            return
+        if key in self._retries:
+            return
+        attempt = self._error_attempts.get(key, 0)
+        self._error_attempts[key] = attempt + 1
+        self._retries[key] = self.scheduler(self._backoff.delay(attempt), functools.partial(self._retry, key))
+
+    def _retry(self, key: WorkloadKey) -> None:
+        self._retries.pop(key, None)
+        self.enqueue(key)
 
     async def _write(self, record: WorkloadRecord, verdict: Verdict | None) -> None:
         workload = record.workload
+        key = workload.key
         wanted = notes.desired(verdict, self.clock())
         patch = notes.patch_for(record.annotations, wanted)
         if patch is None:
@@ -244,15 +303,21 @@ class AuditController:
         found = await self.kube.patch_annotations(workload.kind, workload.namespace, workload.name, patch)
         if not found:
             return
-        before = record.annotations.get(notes.VIOLATIONS)
-        for key, value in patch.items():
-            if value is None:
-                record.annotations.pop(key, None)
-            else:
-                record.annotations[key] = value
-        if verdict is not None and verdict.status is Status.NONCOMPLIANT and before != patch.get(notes.VIOLATIONS):
-            first = verdict.violations[0].message
-            more = len(verdict.violations) - 1
+        _apply(record.annotations, patch)
+        current = self.workloads.get(key)
+        if current is not None and current is not record:
+            # A watch event replaced the record while the patch was on its way; ours is the newer write.
+            _apply(current.annotations, patch)
+        said = patch.get(notes.VIOLATIONS)
+        if said is None:  # ours are gone: the next violations, whatever they are, are news
+            self._announced.pop(key, None)
+            return
+        if self._announced.get(key) == said:
+            return
+        self._announced[key] = said  # set before the await, so a concurrent write of the same verdict says nothing
+        if verdict is not None and verdict.status is Status.NONCOMPLIANT:
+            told = [f for f in verdict.distinct_findings if f.kind is FindingKind.VIOLATION]
+            more = f" (and {len(told) - 1} more violations)" if len(told) > 1 else ""
             await self.kube.emit_event(
                 kind=workload.kind,
                 namespace=workload.namespace,
@@ -260,7 +325,7 @@ class AuditController:
                 uid=record.uid,
                 api_version=api_version(workload.kind),
                 reason=EVENT_REASON,
-                message=first + (f" (and {more} more violations)" if more else ""),
+                message=shorten(told[0].message, EVENT_MESSAGE_LENGTH - len(more)) + more,
             )
 
     # --- policy status -----------------------------------------------------------------------------------

@@ -36,14 +36,15 @@ class Outcome:
     def denial_message(self, subject: str) -> str:
         """``slimguard denied <subject>: N violation(s) of ImagePolicy "a", "b":`` and one line per denial."""
         policies = ", ".join(sorted({f'"{finding.policy}"' for finding in self.denials}))
-        lines = "\n".join(f"- {finding.message}" for finding in self.denials)
-        return f"slimguard denied {subject}: {len(self.denials)} violation(s) of ImagePolicy {policies}:\n{lines}"
+        said = list(dict.fromkeys(finding.message for finding in self.denials))  # one error under 7 policies: once
+        lines = "\n".join(f"- {text}" for text in said)
+        return f"slimguard denied {subject}: {len(said)} violation(s) of ImagePolicy {policies}:\n{lines}"
 
 
 def outcome_of(verdict: Verdict, *, on_unknown: Mapping[str, Decision]) -> Outcome:
     """Map each finding by its policy's mode (and ``onUnknown`` for errors; a policy not named there: Allow)."""
     denials: list[Finding] = []
-    warnings: list[str] = []
+    warnings: list[tuple[Finding, str]] = []
     unknown: list[Finding] = []
     for finding in verdict.findings:
         if finding.kind is FindingKind.ERROR:
@@ -51,12 +52,16 @@ def outcome_of(verdict: Verdict, *, on_unknown: Mapping[str, Decision]) -> Outco
             if finding.mode is Mode.ENFORCE and on_unknown.get(finding.policy) is Decision.DENY:
                 denials.append(finding)
             else:
-                warnings.append(f"{finding.message}; admitted unchecked (onUnknown: Allow)")
+                warnings.append((finding, f"{finding.message}; admitted unchecked (onUnknown: Allow)"))
         elif finding.mode is Mode.ENFORCE:
             denials.append(finding)
         elif finding.mode is Mode.WARN:
-            warnings.append(finding.message)
-    return Outcome(tuple(denials), tuple(warnings), tuple(unknown))
+            warnings.append((finding, finding.message))
+    # An image that cannot be inspected is an error under every policy checking it, in the same words: it is
+    # said once, and not as "admitted" where another policy denies it.
+    denied = {finding.message for finding in denials}
+    said = tuple(dict.fromkeys(text for finding, text in warnings if finding.message not in denied))
+    return Outcome(tuple(denials), said, tuple(unknown))
 
 
 def worst_exit_status(outcomes: Sequence[Outcome]) -> int:

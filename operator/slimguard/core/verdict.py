@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from slimguard.core.policy import Mode
@@ -36,9 +36,15 @@ class Finding:
     actual: str | None = None
     reason: str | None = None
     """For an error, why it could not be checked, as a CamelCase word (RegistryUnreachable, GarbledManifest…)."""
+    other_policies: tuple[str, ...] = ()
+    """Further policies that found exactly this (see ``Verdict.distinct_findings``); empty in ``findings``."""
 
-    def as_dict(self) -> dict[str, str]:
-        item = {
+    @property
+    def policies(self) -> tuple[str, ...]:
+        return (self.policy, *self.other_policies)
+
+    def as_dict(self) -> dict[str, str | list[str]]:
+        item: dict[str, str | list[str]] = {
             "policy": self.policy,
             "container": self.container,
             "image": self.image,
@@ -49,6 +55,8 @@ class Finding:
             item["kind"] = self.kind.value
             if self.reason:
                 item["reason"] = self.reason
+        if self.other_policies:
+            item["policies"] = list(self.policies)
         return item
 
 
@@ -75,6 +83,25 @@ class Verdict:
     @property
     def errors(self) -> tuple[Finding, ...]:
         return tuple(f for f in self.findings if f.kind is FindingKind.ERROR)
+
+    @property
+    def distinct_findings(self) -> tuple[Finding, ...]:
+        """The findings as people are told them: one statement made under several policies, once.
+
+        An image that cannot be inspected is an error under every policy that checks it, in the same words;
+        seven policies must not make the annotation, the Event or the admission message say it seven times.
+        The first finding stands for them and names every policy (``other_policies``). ``findings`` keeps
+        one per policy, so counts per policy (``status_for``) still count it for each.
+        """
+        said: dict[tuple[FindingKind, str, str, str, str], Finding] = {}
+        for finding in self.findings:
+            key = (finding.kind, finding.container, finding.image, finding.rule, finding.message)
+            first = said.get(key)
+            if first is None:
+                said[key] = finding
+            elif finding.policy not in first.policies:
+                said[key] = replace(first, other_policies=(*first.other_policies, finding.policy))
+        return tuple(said.values())
 
     @property
     def status(self) -> Status:

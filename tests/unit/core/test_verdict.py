@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from slimguard.core.errors import InspectionError
 from slimguard.core.policy import Mode
 from slimguard.core.verdict import Finding, FindingKind, Status, Verdict
 from slimguard.core.workload import WorkloadKey
+
+from . import builders
 
 KEY = WorkloadKey("Deployment", "team-a", "api")
 
@@ -72,3 +75,27 @@ def test_the_status_under_one_policy_counts_only_that_policys_findings() -> None
     assert verdict.status_for("size") is Status.NONCOMPLIANT
     assert verdict.status_for("scan") is Status.ERROR
     assert verdict.status_for("clean") is Status.COMPLIANT
+
+
+def test_an_error_about_one_image_found_by_seven_policies_is_said_once_and_counted_for_each() -> None:
+    names = [f"policy-{n}" for n in range(7)]
+    unreachable = InspectionError("registry registry.example.com is unreachable", reason="Unreachable")
+    verdict = builders.verdict([builders.policy(name) for name in names], facts_by_image={builders.APP: unreachable})
+    assert len(verdict.errors) == 7, "one per policy, so each policy's status counts it"
+    (said,) = verdict.distinct_findings
+    assert said.policies == tuple(names)
+    assert said.message.endswith("could not be inspected: registry registry.example.com is unreachable")
+    assert said.as_dict()["policies"] == names
+    assert said.as_dict()["policy"] == "policy-0"
+    assert all(verdict.status_for(name) is Status.ERROR for name in names)
+
+
+def test_findings_that_differ_in_what_they_say_stay_apart() -> None:
+    fat = builders.facts(builders.platform_image(*builders.layers("fat", 3)))
+    verdict = builders.verdict(
+        [builders.policy("a", rules={"maxLayers": 1}), builders.policy("b", rules={"maxLayers": 2})],
+        facts_by_image={builders.APP: fat},
+    )
+    # Each violation names its own policy and limit: two statements, one policy each.
+    assert [f.policies for f in verdict.distinct_findings] == [("a",), ("b",)]
+    assert "policies" not in verdict.distinct_findings[0].as_dict()

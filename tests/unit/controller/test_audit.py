@@ -1,0 +1,300 @@
+"""The audit loop with an in-memory gateway and inspector: what it writes, announces and retries, and when.
+
+No cluster and no sleeping: the inspector is held at a gate the test opens, and timers go to a fake scheduler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
+
+from core.builders import NOW, facts, layers, platform_image
+
+from slimguard.controller import annotations as notes
+from slimguard.controller.audit import AuditController
+from slimguard.core.errors import InspectionError
+from slimguard.core.facts import ImageFacts
+from slimguard.core.workload import WorkloadKey
+from slimguard.registry.settings import RegistrySettings
+
+IMAGE = "registry.example.com/shop/api:1.0"
+KEY = WorkloadKey("Deployment", "shop", "api")
+
+
+class FakeKube:
+    """Records writes; every call yields once, as a round trip to the apiserver does."""
+
+    def __init__(self) -> None:
+        self.patches: list[dict[str, str | None]] = []
+        self.events: list[str] = []
+
+    async def list_policies(self) -> list[dict[str, Any]]:
+        return []
+
+    async def patch_annotations(self, kind: str, namespace: str, name: str, patch: dict[str, str | None]) -> bool:
+        await asyncio.sleep(0)
+        self.patches.append(patch)
+        return True
+
+    async def emit_event(self, **fields: Any) -> None:
+        await asyncio.sleep(0)
+        self.events.append(str(fields["message"]))
+
+    async def service_account_pull_secrets(self, namespace: str, name: str) -> tuple[str, ...]:
+        return ()
+
+    async def pull_secrets(self, namespace: str, names: list[str]) -> list[dict[str, str]]:
+        return []
+
+    async def patch_policy_status(self, name: str, status: dict[str, Any]) -> None:
+        return None
+
+
+class GatedInspector:
+    """Answers only once ``gate`` is open; ``answer`` is what every inspection gives (facts, or an error)."""
+
+    def __init__(self, answer: ImageFacts | InspectionError) -> None:
+        self.answer = answer
+        self.client = SimpleNamespace(settings=RegistrySettings())  # what the controller reads its failure TTL from
+        self.gate = asyncio.Event()
+        self.calls = 0
+        self.waiting = 0
+
+    def cached(self, image: str, **_: Any) -> None:
+        return None
+
+    async def inspect(self, image: str, **_: Any) -> ImageFacts:
+        self.calls += 1
+        self.waiting += 1
+        await self.gate.wait()
+        self.waiting -= 1
+        if isinstance(self.answer, InspectionError):
+            raise self.answer
+        return self.answer
+
+
+def policy_body(name: str = "slim", rules: dict[str, Any] | None = None, **spec: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "generation": 1},
+        "spec": {"mode": "Audit", "match": {"namespaces": ["shop"]}, "rules": rules or {"maxLayers": 1}, **spec},
+    }
+
+
+def deployment_body(image: str = IMAGE) -> dict[str, Any]:
+    pod = {"spec": {"containers": [{"name": "api", "image": image}]}}
+    return {
+        "metadata": {"name": "api", "namespace": "shop", "uid": "u-1"},
+        "spec": {"template": pod},
+    }
+
+
+def replicaset_body() -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": "api-5d9c8b7f4",
+            "namespace": "shop",
+            "annotations": {"deployment.kubernetes.io/revision": "1"},
+            "ownerReferences": [{"kind": "Deployment", "name": "api", "controller": True}],
+        },
+        "spec": {"template": {"spec": {"containers": [{"name": "api", "image": IMAGE}]}}},
+    }
+
+
+def fat() -> ImageFacts:
+    return facts(platform_image(*layers("fat", 3)))
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Let the loop run until ``condition`` holds; a bounded number of turns, never a wall-clock wait."""
+    for _ in range(1000):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("the condition never held")
+
+
+@dataclass
+class FakeTimer:
+    delay: float
+    callback: Callable[[], None]
+    cancelled: bool = False
+    fired: bool = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class FakeScheduler:
+    """Records the timers the controller sets; the test fires them, so no test waits for one."""
+
+    def __init__(self) -> None:
+        self.timers: list[FakeTimer] = []
+
+    def __call__(self, delay: float, callback: Callable[[], None]) -> FakeTimer:
+        timer = FakeTimer(delay, callback)
+        self.timers.append(timer)
+        return timer
+
+    def pending(self) -> list[FakeTimer]:
+        return [t for t in self.timers if not t.cancelled and not t.fired]
+
+    def fire(self, timer: FakeTimer) -> None:
+        assert timer in self.pending()
+        timer.fired = True
+        timer.callback()
+
+
+async def started(
+    inspector: GatedInspector, kube: FakeKube, policy: dict[str, Any] | None = None, **options: Any
+) -> AuditController:
+    controller = AuditController(inspector=inspector, kube=kube, clock=lambda: NOW, **options)  # type: ignore[arg-type]
+    await controller.start()
+    controller.observe_policy(policy or policy_body())
+    return controller
+
+
+async def test_a_workload_queued_again_while_it_is_evaluated_is_evaluated_once_at_a_time_and_announced_once() -> None:
+    inspector, kube = GatedInspector(fat()), FakeKube()
+    controller = await started(inspector, kube, workers=2)
+    try:
+        controller.observe_workload("Deployment", deployment_body())
+        await until(lambda: inspector.waiting == 1)
+        # While the first evaluation waits on the registry, the Deployment's status is updated (a new body,
+        # still without our annotations) and its ReplicaSet appears, which asks for the Deployment again.
+        controller.observe_workload("Deployment", deployment_body())
+        controller.observe_workload("ReplicaSet", replicaset_body())
+        for _ in range(50):  # a second worker is free: give it every chance to take the Deployment
+            await asyncio.sleep(0)
+        assert inspector.waiting == 1, "one workload is never evaluated by two workers at once"
+        inspector.gate.set()
+        await controller._queue.join()
+    finally:
+        await controller.stop()
+    assert len(kube.events) == 1, kube.events
+    assert len(kube.patches) == 1
+    assert kube.patches[0][notes.STATUS] == "noncompliant"
+    # The request made meanwhile was not dropped: it ran after the first pass and found nothing to change.
+    assert inspector.calls == 2
+
+
+async def test_a_stale_body_seen_after_our_write_does_not_announce_the_same_violations_again() -> None:
+    inspector, kube = GatedInspector(fat()), FakeKube()
+    inspector.gate.set()
+    controller = await started(inspector, kube)
+    try:
+        controller.observe_workload("Deployment", deployment_body())
+        await controller._queue.join()
+        assert len(kube.events) == 1
+        # A status update made before our write reaches the watch after it: its body lacks our annotations.
+        controller.observe_workload("Deployment", deployment_body())
+        controller.observe_workload("ReplicaSet", replicaset_body())
+        await controller._queue.join()
+    finally:
+        await controller.stop()
+    assert len(kube.events) == 1, kube.events
+
+
+async def test_violations_already_on_the_workload_when_first_seen_are_not_announced_again() -> None:
+    inspector, kube = GatedInspector(fat()), FakeKube()
+    inspector.gate.set()
+    controller = await started(inspector, kube)
+    try:
+        controller.observe_workload("Deployment", deployment_body())
+        await controller._queue.join()
+        written = {k: v for k, v in kube.patches[0].items() if v is not None}
+    finally:
+        await controller.stop()
+    # A restarted controller finds its own annotations on the workload: nothing changed, nothing is said.
+    inspector, kube = GatedInspector(fat()), FakeKube()
+    inspector.gate.set()
+    controller = await started(inspector, kube)
+    try:
+        body = deployment_body()
+        body["metadata"]["annotations"] = written
+        controller.observe_workload("Deployment", body)
+        await controller._queue.join()
+    finally:
+        await controller.stop()
+    assert kube.events == []
+    assert kube.patches == []
+
+
+UNREACHABLE = InspectionError("registry registry.example.com is unreachable (connection refused)", reason="Unreachable")
+
+
+async def test_an_error_is_retried_with_backoff_once_the_failure_cache_expires_and_the_backoff_resets_after() -> None:
+    inspector, kube, scheduler = GatedInspector(UNREACHABLE), FakeKube(), FakeScheduler()
+    inspector.gate.set()
+    controller = await started(inspector, kube, scheduler=scheduler)
+    try:
+        controller.observe_workload("Deployment", deployment_body())
+        await controller._queue.join()
+        assert controller.verdicts[KEY].status.value == "error"
+        delays = []
+        for _ in range(6):
+            (retry,) = scheduler.pending()
+            delays.append(retry.delay)
+            scheduler.fire(retry)
+            await controller._queue.join()
+        # Never before the inspector forgets the failure (it would only answer from that cache), then doubling,
+        # capped so that a registry still down is asked a few times an hour.
+        assert RegistrySettings().failure_ttl_seconds < delays[0]
+        assert delays == [20.0, 40.0, 80.0, 160.0, 240.0, 240.0]
+        assert inspector.calls == 7
+
+        inspector.answer = fat()  # the registry is back
+        (retry,) = scheduler.pending()
+        scheduler.fire(retry)
+        await controller._queue.join()
+        assert controller.verdicts[KEY].status.value == "noncompliant"
+        assert scheduler.pending() == []
+
+        inspector.answer = UNREACHABLE  # down again: the backoff starts over
+        controller.enqueue(KEY)
+        await controller._queue.join()
+        assert [t.delay for t in scheduler.pending()] == [20.0]
+    finally:
+        await controller.stop()
+    assert [t for t in scheduler.timers if not t.fired and not t.cancelled] == []
+
+
+async def test_an_evaluation_while_a_retry_is_due_does_not_push_it_back() -> None:
+    inspector, kube, scheduler = GatedInspector(UNREACHABLE), FakeKube(), FakeScheduler()
+    inspector.gate.set()
+    controller = await started(inspector, kube, scheduler=scheduler)
+    try:
+        controller.observe_workload("Deployment", deployment_body())
+        await controller._queue.join()
+        (first,) = scheduler.pending()
+        controller.enqueue(KEY)  # e.g. its ReplicaSet appeared
+        await controller._queue.join()
+        assert scheduler.pending() == [first]
+    finally:
+        await controller.stop()
+
+
+async def test_the_retry_and_the_exemption_timers_are_kept_apart_and_both_are_cancelled_on_deletion() -> None:
+    inspector, kube, scheduler = GatedInspector(UNREACHABLE), FakeKube(), FakeScheduler()
+    inspector.gate.set()
+    exemption = {
+        "workloads": [{"namespace": "shop", "name": "api"}],
+        "reason": "moving to distroless by Q3",
+        "expires": "2026-11-27T13:00:00Z",
+    }
+    controller = await started(inspector, kube, policy_body(exemptions=[exemption]), scheduler=scheduler)
+    try:
+        controller.observe_workload("Deployment", deployment_body())
+        await controller._queue.join()
+        assert sorted(t.delay for t in scheduler.pending()) == [20.0, 3600.5]
+        retry = next(t for t in scheduler.pending() if t.delay == 20.0)
+        scheduler.fire(retry)
+        await controller._queue.join()
+        # The pass re-armed the exemption timer and set the next retry; neither cancelled the other.
+        assert sorted(t.delay for t in scheduler.pending()) == [40.0, 3600.5]
+        controller.observe_workload("Deployment", deployment_body(), deleted=True)
+        assert scheduler.pending() == []
+    finally:
+        await controller.stop()
