@@ -979,7 +979,7 @@ def start_bench(stack: contextlib.ExitStack, work: Path, args: argparse.Namespac
     slim = push_image(registry.endpoint, "shop/bench-slim", "1.0", [busybox_files()], user="10001", cmd=["sh"])
     rooted = push_image(registry.endpoint, "shop/bench-root", "1.0", [{"/app/root.txt": b"runs as root"}])
     plane.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-    plane.kubectl("wait", "--for=condition=Established", "crd/imagepolicies.slimguard.dev")
+    plane.wait_established("imagepolicies.slimguard.dev")
     kubeconfig = install_rbac(plane, REPO / "deploy" / "kustomize" / "base", "webhook")
     api.post("/api/v1/namespaces", {"metadata": {"name": NAMESPACE}})
     deadline = time.monotonic() + 60

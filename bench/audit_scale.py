@@ -642,7 +642,7 @@ def run(args: argparse.Namespace) -> Results:
         results.setup_seconds["ReplicaSets by the controller-manager"] = time.monotonic() - started
 
         plane.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-        plane.kubectl("wait", "--for=condition=Established", "crd/imagepolicies.slimguard.dev")
+        plane.wait_established("imagepolicies.slimguard.dev")
         kubeconfig = install_controller_rbac(plane, REPO / "deploy" / "kustomize" / "base")
 
         before_start = api.counts()

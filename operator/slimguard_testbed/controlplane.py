@@ -121,6 +121,31 @@ class ControlPlane(Service):
             raise KubectlError(result.returncode, argv, result.stdout, result.stderr)
         return result
 
+    def wait_established(self, *crds: str, timeout: float = 60.0) -> None:
+        """Wait until each named CRD (or every CRD, when none is named) is Established.
+
+        Not ``kubectl wait``: right after an apply a CRD may have no ``status.conditions`` yet, and kubectl
+        1.36 then fails at once ("accessor error") instead of waiting.
+        """
+        names = list(crds) or self.kubectl("get", "crd", "-o", "name").stdout.split()
+        established = '{.status.conditions[?(@.type=="Established")].status}'
+
+        def all_established() -> bool:
+            return all(
+                self.kubectl(
+                    "get",
+                    "crd",
+                    name.removeprefix("customresourcedefinition.apiextensions.k8s.io/"),
+                    "-o",
+                    f"jsonpath={established}",
+                    check=False,
+                ).stdout
+                == "True"
+                for name in names
+            )
+
+        wait_until(all_established, timeout=timeout, interval=0.2, what=f"CRDs {', '.join(names)} to be Established")
+
     def apply(self, manifest: str | Path) -> subprocess.CompletedProcess[str]:
         """Server-side apply of YAML text (str) or a file or directory (Path)."""
         base = ["apply", "--server-side", "--force-conflicts", f"--field-manager={_FIELD_MANAGER}"]

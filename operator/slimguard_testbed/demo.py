@@ -100,7 +100,7 @@ def main() -> int:
 
             say("installing slimguard: CRDs from crds/, ServiceAccounts bound to deploy/'s ClusterRoles")
             plane.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-            plane.kubectl("wait", "--for=condition=Established", "crd/imagepolicies.slimguard.dev")
+            plane.wait_established("imagepolicies.slimguard.dev")
             controller_config = install_rbac(plane, BASE, "controller")
             webhook_config = install_rbac(plane, BASE, "webhook")
             controller = ManagedProcess(

@@ -135,7 +135,7 @@ REPO = E2E_DIR.parents[1]
 @pytest.fixture(scope="session")
 def crds_installed(control_plane: ControlPlane) -> None:
     control_plane.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-    control_plane.kubectl("wait", "--for=condition=Established", "crd/imagepolicies.slimguard.dev")
+    control_plane.wait_established("imagepolicies.slimguard.dev")
 
 
 @pytest.fixture(scope="session")

@@ -96,7 +96,7 @@ def cluster(control_plane: ControlPlane) -> ControlPlane:
     """The control plane with the install's CRDs (and Trivy Operator's VulnerabilityReport CRD) established."""
     control_plane.apply(CRDS)
     control_plane.apply(TEST_CRDS)
-    control_plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+    control_plane.wait_established()
     return control_plane
 
 

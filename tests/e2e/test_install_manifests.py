@@ -219,7 +219,7 @@ def rbac_installed(control_plane: ControlPlane, base_objects: list[dict[str, Any
     # `kubectl auth can-i` resolves resource names through discovery: the CRDs must be served.
     control_plane.apply(CRDS)
     control_plane.apply(TEST_CRDS)
-    control_plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+    control_plane.wait_established()
     control_plane.apply(manifest)
     yield
     control_plane.kubectl("delete", "--wait=false", "--ignore-not-found", "-f", "-", input=manifest)

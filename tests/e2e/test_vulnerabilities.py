@@ -25,7 +25,7 @@ NS = "audit-vulns"
 @pytest.fixture(scope="module")
 def trivy_crd(control_plane: ControlPlane) -> None:
     control_plane.kubectl("apply", "-f", str(TRIVY_CRD))
-    control_plane.kubectl("wait", "--for=condition=Established", "crd/vulnerabilityreports.aquasecurity.github.io")
+    control_plane.wait_established("vulnerabilityreports.aquasecurity.github.io")
 
 
 @pytest.fixture
