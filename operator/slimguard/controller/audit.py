@@ -26,12 +26,10 @@ from slimguard.core.policy import ImagePolicy
 from slimguard.core.text import shorten
 from slimguard.core.verdict import FindingKind, Status, Verdict
 from slimguard.core.workload import Workload, WorkloadKey, normalise
-from slimguard.engine.credentials import PullCredentials
 from slimguard.engine.facts import Evaluator
-from slimguard.engine.view import ClusterView
 from slimguard.kube.gateway import KubeGateway
 from slimguard.kube.resources import api_version
-from slimguard.registry.inspector import ImageInspector
+from slimguard.registry.settings import RegistrySettings
 
 log = logging.getLogger(__name__)
 
@@ -72,22 +70,21 @@ def _apply(annotations: dict[str, str], patch: Mapping[str, str | None]) -> None
 
 @dataclass
 class AuditController:
-    inspector: ImageInspector
+    evaluator: Evaluator
+    """Built by engine.wiring, as the webhook's is; its cluster view is the one the watches here feed."""
     kube: KubeGateway
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     workers: int = 8
     status_interval: float = 1.0
-    trusted_report_namespaces: frozenset[str] | None = None
     scheduler: Scheduler = loop_scheduler
-    error_backoff: Backoff | None = None
-    """How soon a workload whose verdict holds errors is evaluated again; by default it waits out the
-    inspector's failure cache first."""
+    error_backoff: Backoff = field(
+        default_factory=lambda: Backoff.after_failure_cache(RegistrySettings().failure_ttl_seconds)
+    )
+    """How soon a workload whose verdict holds errors is evaluated again: after the inspector's failure cache
+    has let go of the failure (the wiring passes the registry settings' own TTL)."""
 
     def __post_init__(self) -> None:
-        self.view = ClusterView(trusted_report_namespaces=self.trusted_report_namespaces)
-        self.evaluator = Evaluator(
-            inspector=self.inspector, view=self.view, credentials=PullCredentials(self.kube).for_workload
-        )
+        self.view = self.evaluator.view
         self.workloads: dict[WorkloadKey, WorkloadRecord] = {}
         self.verdicts: dict[WorkloadKey, Verdict] = {}
         self._queue: WorkQueue[WorkloadKey] = WorkQueue()
@@ -103,9 +100,7 @@ class AuditController:
         self._wakeups: dict[WorkloadKey, Timer] = {}  # the next exemption to expire
         self._retries: dict[WorkloadKey, Timer] = {}  # the next retry of a verdict with errors
         self._error_attempts: dict[WorkloadKey, int] = {}
-        self._backoff = self.error_backoff or Backoff.after_failure_cache(
-            self.inspector.client.settings.failure_ttl_seconds
-        )
+        self._backoff = self.error_backoff
         # Which workloads' verdicts read the reports of which digest: a report names one workload, but speaks
         # for every workload running its digest.
         self._scanned: dict[WorkloadKey, tuple[str, ...]] = {}
@@ -138,7 +133,7 @@ class AuditController:
     def observe_workload(self, kind: str, body: Mapping[str, Any], *, deleted: bool = False) -> None:
         workload = normalise(kind, body)
         key = workload.key
-        if kind == "ReplicaSet" and (owner := self.view.observe_replicaset(workload, body, deleted=deleted)):
+        if kind == "ReplicaSet" and (owner := self.view.observe_replicaset(workload, deleted=deleted)):
             self.enqueue(owner)
         if deleted:
             self.workloads.pop(key, None)
@@ -154,13 +149,12 @@ class AuditController:
         if workload.controlled:
             # Reported on its owner (a Deployment's ReplicaSets, a Job's Pods): never twice.
             return
-        metadata = body.get("metadata") or {}
         fingerprint = _fingerprint(workload)
         previous = self.workloads.get(key)
         record = WorkloadRecord(
             workload=workload,
-            uid=metadata.get("uid"),
-            annotations=dict(metadata.get("annotations") or {}),
+            uid=workload.uid,
+            annotations=dict(workload.annotations),
             fingerprint=fingerprint,
         )
         self.workloads[key] = record

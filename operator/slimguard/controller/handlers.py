@@ -15,6 +15,9 @@ from prometheus_client import start_http_server
 from slimguard import metrics
 from slimguard.controller.audit import AuditController
 from slimguard.controller.settings import ControllerSettings
+from slimguard.controller.timers import Backoff
+from slimguard.engine.view import ClusterView
+from slimguard.engine.wiring import Engine, build_engine
 from slimguard.kube.gateway import KubeGateway, load_api_client
 from slimguard.kube.kopf_tuning import is_deletion, tune
 from slimguard.kube.login import connection_info
@@ -24,9 +27,6 @@ from slimguard.kube.resources import (
     VULNERABILITY_REPORT_RESOURCE,
     WORKLOAD_RESOURCES,
 )
-from slimguard.registry.client import RegistryClient
-from slimguard.registry.guard import GuardedNetworkBackend
-from slimguard.registry.inspector import ImageInspector
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +48,8 @@ def build_registry(
     async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         settings.posting.level = logging.WARNING
         tune(settings)
-        controller = await _start_controller(operator_settings, network_backend)
-        memo["controller"] = controller
+        engine, controller = await _start_controller(operator_settings, network_backend)
+        memo["engine"], memo["controller"] = engine, controller
         memo["reaudit"] = asyncio.create_task(_reaudit(controller, operator_settings.audit_interval_seconds))
 
     @kopf.on.cleanup(registry=registry)
@@ -62,7 +62,9 @@ def build_registry(
         controller: AuditController | None = memo.get("controller")
         if controller is not None:
             await controller.stop()
-            await controller.inspector.client.aclose()
+        engine: Engine | None = memo.get("engine")
+        if engine is not None:
+            await engine.aclose()
 
     def workload_handler(kind: str) -> EventHandler:
         async def handle(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
@@ -90,23 +92,26 @@ def build_registry(
 
 async def _start_controller(
     settings: ControllerSettings, network_backend: httpcore.AsyncNetworkBackend | None
-) -> AuditController:
-    backend = network_backend and GuardedNetworkBackend(settings.registry.address_policy, inner=network_backend)
-    client = RegistryClient(settings.registry, backend=backend)
+) -> tuple[Engine, AuditController]:
+    kube = KubeGateway(load_api_client(settings.kubeconfig), dry_run=settings.dry_run, component="slimguard-controller")
+    engine = build_engine(
+        registry=settings.registry,
+        kube=kube,
+        view=ClusterView(trusted_report_namespaces=settings.trusted_report_namespaces),
+        network_backend=network_backend,
+    )
     controller = AuditController(
-        inspector=ImageInspector(client),
-        kube=KubeGateway(
-            load_api_client(settings.kubeconfig), dry_run=settings.dry_run, component="slimguard-controller"
-        ),
+        evaluator=engine.evaluator,
+        kube=kube,
         workers=settings.workers,
-        trusted_report_namespaces=settings.trusted_report_namespaces,
+        error_backoff=Backoff.after_failure_cache(settings.registry.failure_ttl_seconds),
     )
     await controller.start()
     if settings.metrics_port:
         metrics.register_compliance(controller.compliance)
         start_http_server(settings.metrics_port)
     log.info("slimguard controller started: %s", settings.describe())
-    return controller
+    return engine, controller
 
 
 async def _reaudit(controller: AuditController, interval: float) -> None:

@@ -11,6 +11,8 @@ from slimguard.core.errors import InvalidReference
 from slimguard.core.policy import WORKLOAD_KINDS
 from slimguard.core.reference import ImageReference
 
+REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
+
 
 class ContainerType(StrEnum):
     INIT = "initContainers"
@@ -62,6 +64,10 @@ class Workload:
     pull_secrets: tuple[str, ...] = ()
     service_account: str = "default"
     owners: tuple[tuple[str, str], ...] = field(default=())
+    uid: str | None = None
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    revision: int = 0
+    """A ReplicaSet's ``deployment.kubernetes.io/revision``: the highest is its Deployment's current one."""
 
     @property
     def key(self) -> WorkloadKey:
@@ -128,4 +134,12 @@ def normalise(kind: str, body: Mapping[str, Any]) -> Workload:
             for ref in metadata.get("ownerReferences") or ()
             if ref.get("controller")
         ),
+        uid=str(metadata["uid"]) if metadata.get("uid") else None,
+        annotations={str(k): str(v) for k, v in (metadata.get("annotations") or {}).items()},
+        revision=_revision(metadata.get("annotations") or {}),
     )
+
+
+def _revision(annotations: Mapping[str, Any]) -> int:
+    text = str(annotations.get(REVISION_ANNOTATION) or "0")
+    return int(text) if text.isdigit() else 0

@@ -203,7 +203,7 @@ class ClusterView:
                 if not group:
                     del self._reports_by_digest[slot]
 
-    def observe_replicaset(self, workload: Workload, body: Mapping[str, Any], *, deleted: bool) -> WorkloadKey | None:
+    def observe_replicaset(self, workload: Workload, *, deleted: bool) -> WorkloadKey | None:
         """Track which ReplicaSet is a Deployment's current one; returns the Deployment when that changed."""
         owner = next((name for kind, name in workload.owners if kind == "Deployment"), None)
         if owner is None:
@@ -213,10 +213,8 @@ class ClusterView:
             self.replicasets.pop(key, None)
             self._replicasets_by_owner.get((workload.namespace, owner), {}).pop(workload.name, None)
             return None
-        annotations = (body.get("metadata") or {}).get("annotations") or {}
-        revision = str(annotations.get("deployment.kubernetes.io/revision") or "0")
         before = self.replicasets.get(key)
-        self.replicasets[key] = (owner, int(revision) if revision.isdigit() else 0)
+        self.replicasets[key] = (owner, workload.revision)
         self._replicasets_by_owner.setdefault((workload.namespace, owner), {})[workload.name] = self.replicasets[key][1]
         if before == self.replicasets[key]:
             return None

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import Any
 
 from core.builders import NOW, facts, layers, platform_image
@@ -18,6 +17,9 @@ from slimguard.controller.audit import AuditController
 from slimguard.core.errors import InspectionError
 from slimguard.core.facts import ImageFacts
 from slimguard.core.workload import WorkloadKey
+from slimguard.engine.credentials import PullCredentials
+from slimguard.engine.facts import Evaluator
+from slimguard.engine.view import ClusterView
 from slimguard.registry.settings import RegistrySettings
 
 IMAGE = "registry.example.com/shop/api:1.0"
@@ -58,7 +60,6 @@ class GatedInspector:
 
     def __init__(self, answer: ImageFacts | InspectionError) -> None:
         self.answer = answer
-        self.client = SimpleNamespace(settings=RegistrySettings())  # what the controller reads its failure TTL from
         self.gate = asyncio.Event()
         self.calls = 0
         self.waiting = 0
@@ -150,7 +151,12 @@ class FakeScheduler:
 async def started(
     inspector: GatedInspector, kube: FakeKube, policy: dict[str, Any] | None = None, **options: Any
 ) -> AuditController:
-    controller = AuditController(inspector=inspector, kube=kube, clock=lambda: NOW, **options)  # type: ignore[arg-type]
+    evaluator = Evaluator(
+        inspector=inspector,  # type: ignore[arg-type]
+        view=ClusterView(),
+        credentials=PullCredentials(kube).for_workload,  # type: ignore[arg-type]
+    )
+    controller = AuditController(evaluator=evaluator, kube=kube, clock=lambda: NOW, **options)  # type: ignore[arg-type]
     await controller.start()
     controller.observe_policy(policy or policy_body())
     return controller

@@ -134,3 +134,20 @@ def test_the_container_security_context_overrides_the_pods(
     normalised = security(pod, container)
     assert (normalised.run_as_user, normalised.run_as_non_root) == (user, non_root)
     assert normalised.runs_as_non_root is guaranteed
+
+
+def test_the_normaliser_carries_uid_annotations_and_the_replicaset_revision() -> None:
+    body = {
+        "metadata": {
+            "name": "api-5d9c8b7f4",
+            "namespace": "shop",
+            "uid": "0b7c",
+            "annotations": {"deployment.kubernetes.io/revision": "7", "slimguard.dev/status": "compliant"},
+        },
+        "spec": {"template": {"spec": {"containers": [{"name": "api", "image": "shop/api:1"}]}}},
+    }
+    replicaset = normalise("ReplicaSet", body)
+    assert (replicaset.uid, replicaset.revision) == ("0b7c", 7)
+    assert replicaset.annotations["slimguard.dev/status"] == "compliant"
+    bare = normalise("Pod", {"metadata": {"name": "p"}, "spec": {"containers": []}})
+    assert (bare.uid, bare.annotations, bare.revision) == (None, {}, 0)

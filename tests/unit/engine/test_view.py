@@ -23,7 +23,7 @@ def replicaset(name: str, deployment: str, revision: int, namespace: str = "shop
 
 
 def observe_rs(view: ClusterView, body: dict[str, Any], deleted: bool = False) -> WorkloadKey | None:
-    return view.observe_replicaset(normalise("ReplicaSet", body), body, deleted=deleted)
+    return view.observe_replicaset(normalise("ReplicaSet", body), deleted=deleted)
 
 
 def deployment(name: str, namespace: str = "shop") -> Any:
