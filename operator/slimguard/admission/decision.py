@@ -38,6 +38,8 @@ class Answer:
     message: str | None = None
     warnings: list[str] = field(default_factory=list)
     code: int = 200
+    decision: str = "allowed"
+    """For the metrics: allowed, warned, unknown (admitted by onUnknown without facts) or denied."""
 
     def response(self, uid: str) -> dict[str, Any]:
         body: dict[str, Any] = {"uid": uid, "allowed": self.allowed}
@@ -88,9 +90,10 @@ class Reviewer:
         except Exception:  # never brick the cluster over a bug of ours: admit, say so, and count it
             log.exception("admission review of %s failed", kind)
             metrics.ADMISSION_FAILURES.inc()
-            answer = Answer(True, warnings=[_warning("could not evaluate this object; admitted (see its logs)")])
-        outcome = "allowed" if answer.allowed else "denied"
-        metrics.ADMISSION_DECISIONS.labels(kind=kind or "unknown", decision=outcome).inc()
+            answer = Answer(
+                True, warnings=[_warning("could not evaluate this object; admitted (see its logs)")], decision="failed"
+            )
+        metrics.ADMISSION_REVIEWS.labels(kind=metrics.kind_label(kind), decision=answer.decision).inc()
         metrics.ADMISSION_SECONDS.observe(time.perf_counter() - started)
         return answer
 
@@ -115,19 +118,31 @@ class Reviewer:
         on_unknown = {policy.name: policy.spec.on_unknown for policy in policies}
         denials: list[Finding] = []
         warnings: list[str] = []
+        decided = dict.fromkeys(on_unknown, "allowed")  # each policy's own decision, for the metrics
         for finding in verdict.findings:
             if finding.kind is FindingKind.ERROR:
                 metrics.ADMISSION_UNKNOWN.labels(policy=finding.policy).inc()
                 if finding.mode is Mode.ENFORCE and on_unknown[finding.policy] is Decision.DENY:
                     denials.append(finding)
+                    _decide_at_least(decided, finding.policy, "denied")
                 else:
                     warnings.append(_warning(f"{finding.message}; admitted unchecked (onUnknown: Allow)"))
+                    _decide_at_least(decided, finding.policy, "unknown")
             elif finding.mode is Mode.ENFORCE:
                 denials.append(finding)
+                _decide_at_least(decided, finding.policy, "denied")
             elif finding.mode is Mode.WARN:
                 warnings.append(_warning(finding.message))
+                if not workload.controlled:  # a controller's objects get no warnings: none was given
+                    _decide_at_least(decided, finding.policy, "warned")
         if workload.controlled:
             warnings = []
+        kind_label = metrics.kind_label(kind)
+        for policy in policies:
+            metrics.ADMISSION_POLICY_DECISIONS.labels(
+                policy=policy.name, mode=policy.spec.mode.value, kind=kind_label, decision=decided[policy.name]
+            ).inc()
+        decision = max(decided.values(), key=metrics.DECISIONS.index)
         if denials:
             policies_named = ", ".join(sorted({f'"{f.policy}"' for f in denials}))
             lines = "\n".join(f"- {f.message}" for f in denials)
@@ -135,5 +150,11 @@ class Reviewer:
                 f"slimguard denied {_subject(workload)}: {len(denials)} violation(s) of ImagePolicy "
                 f"{policies_named}:\n{lines}"
             )
-            return Answer(False, message=message, warnings=warnings, code=403)
-        return Answer(True, warnings=warnings)
+            return Answer(False, message=message, warnings=warnings, code=403, decision=decision)
+        return Answer(True, warnings=warnings, decision=decision)
+
+
+def _decide_at_least(decided: dict[str, str], policy: str, decision: str) -> None:
+    """A policy's decision is the strictest of its findings'."""
+    if metrics.DECISIONS.index(decision) > metrics.DECISIONS.index(decided[policy]):
+        decided[policy] = decision

@@ -40,13 +40,29 @@ class Reporter:
     def policy_name(self) -> str:
         return f'ImagePolicy "{self.policy.name}"'
 
-    def violation(self, rule: str, message: str, *, limit: str | None = None, actual: str | None = None) -> None:
-        self._add(rule, message, FindingKind.VIOLATION, limit, actual)
+    def violation(
+        self,
+        rule: str,
+        message: str,
+        *,
+        limit: str | None = None,
+        actual: str | None = None,
+        excess_bytes: int | None = None,
+    ) -> None:
+        self._add(rule, message, FindingKind.VIOLATION, limit, actual, excess_bytes)
 
     def error(self, rule: str, message: str) -> None:
-        self._add(rule, message, FindingKind.ERROR, None, None)
+        self._add(rule, message, FindingKind.ERROR, None, None, None)
 
-    def _add(self, rule: str, message: str, kind: FindingKind, limit: str | None, actual: str | None) -> None:
+    def _add(
+        self,
+        rule: str,
+        message: str,
+        kind: FindingKind,
+        limit: str | None,
+        actual: str | None,
+        excess_bytes: int | None,
+    ) -> None:
         self.findings.append(
             Finding(
                 policy=self.policy.name,
@@ -58,6 +74,7 @@ class Reporter:
                 kind=kind,
                 limit=limit,
                 actual=actual,
+                excess_bytes=excess_bytes,
             )
         )
 
