@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
+from pathlib import Path
 
 from core.builders import APP, NOW, MiB, facts, layers, platform_image, policy, verdict, workload
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -183,3 +185,14 @@ def test_admission_buckets_include_every_apiserver_webhook_bucket() -> None:
     # apiserver_admission_webhook_admission_duration_seconds (k8s.io/apiserver/pkg/admission/metrics)
     assert {0.005, 0.025, 0.1, 0.5, 1, 2.5, 10, 25} <= set(metrics.ADMISSION_BUCKETS)
     assert 3 in metrics.ADMISSION_BUCKETS  # the default timeoutSeconds: "p99 near the timeout" resolves there
+
+
+def test_every_metric_is_documented_in_the_readme(repo_root: Path) -> None:
+    documented = set(re.findall(r"^\| `(slimguard_\w+)` \|", (repo_root / "README.md").read_text(), re.M))
+    declared = {
+        value._name for value in vars(metrics).values() if isinstance(value, Counter | Gauge | Histogram)
+    }  # prometheus_client keeps a counter's name without _total
+    declared = {f"{name}_total" if f"{name}_total" in documented else name for name in declared}
+    snapshot = metrics.FleetSnapshot(verdicts=[], policies=[], now=NOW)
+    declared |= {family.name for family in metrics.fleet_metrics(snapshot, per_image_limit=1)}
+    assert declared == documented
