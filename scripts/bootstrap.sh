@@ -2,7 +2,8 @@
 # Prepare a machine (Debian 12, as root) for slimguard's tests and demo. Idempotent, and fast when warm:
 #   1. Debian packages the test bed runs (apt-get update only when something is missing);
 #   2. .venv with Python 3.11 and `pip install -e '.[dev]'` (skipped while pyproject.toml is unchanged);
-#   3. Kubernetes binaries via scripts/build-k8s.sh (cached in ~/.cache/slimguard; ~10 min cold).
+#   3. Kubernetes binaries via scripts/build-k8s.sh (cached in ~/.cache/slimguard; ~10 min cold);
+#   4. helm and the Grafana dashboard validator, built from their Go modules into the same cache.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -84,3 +85,7 @@ log "Kubernetes binaries: $K8S_BIN"
 # -- 4. helm, for the chart's tests (built from its Go module once; ~4 min cold) ---------------------------
 HELM="$(bash scripts/build-helm.sh)"
 log "helm: $HELM"
+
+# -- 5. the Grafana dashboard validator (grafana-foundation-sdk's Go module; seconds once it is fetched) ----
+VALIDATOR="$(bash scripts/build-dashboard-validator.sh)"
+log "dashboard validator: $VALIDATOR"

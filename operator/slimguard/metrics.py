@@ -1,26 +1,91 @@
-"""Prometheus metrics: what slimguard inspected, decided and wrote."""
+"""Prometheus metrics: the work slimguard does, and the fleet as the controller sees it.
+
+Two kinds, documented one by one in the README ("Metrics"):
+- work done (counters and histograms), counted where the work happens: admission, the registry client, the
+  inspector's caches;
+- fleet state, computed at scrape time by ``FleetCollector`` from the controller's current verdicts and the
+  policies in force, so a workload, namespace or policy that went away leaves no stale series behind.
+
+Every label has a stated bound. Image digests and workload names are never labels; registry hosts come from
+image references (user input), so only the first ``REGISTRY_LABELS`` distinct hosts get their own series;
+image references are labels only in the opt-in per-image series, capped at the largest N.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from importlib import metadata
 
-from prometheus_client import REGISTRY, Counter, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-EVALUATIONS = Counter("slimguard_evaluations_total", "Workload evaluations.", ["status"])
+from slimguard.core.outcome import DECISIONS as OUTCOME_DECISIONS
+from slimguard.core.policy import WORKLOAD_KINDS, ImagePolicy
+from slimguard.core.verdict import FindingKind, ImageSize, Verdict
+
+OTHER = "other"
+
+
+class BoundedValues:
+    """At most ``limit`` distinct values of one label; any value first seen after that is reported as ``other``."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()  # the webhook and the controller count from one loop, tests from threads
+
+    def __call__(self, value: str) -> str:
+        if value in self._seen:
+            return value
+        with self._lock:
+            if len(self._seen) < self.limit:
+                self._seen.add(value)
+                return value
+        return OTHER
+
+
+def kind_label(kind: str) -> str:
+    """The kinds slimguard reviews, and ``other`` for anything else a request might name."""
+    return kind if kind in WORKLOAD_KINDS else OTHER
+
+
+# --- work done: evaluation ---------------------------------------------------------------------------------
+
+EVALUATIONS = Counter("slimguard_evaluations_total", "Workload evaluations by the controller.", ["status"])
 EVALUATION_SECONDS = Histogram(
     "slimguard_evaluation_seconds",
-    "Time to evaluate one workload, facts included.",
+    "Time to evaluate one workload in the controller, facts included.",
     buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10),
 )
-ADMISSION_DECISIONS = Counter(
-    "slimguard_admission_reviews_total", "Admission reviews answered, by kind and decision.", ["kind", "decision"]
+
+# --- work done: admission ----------------------------------------------------------------------------------
+
+DECISIONS = OUTCOME_DECISIONS
+"""A review's outcome, mildest first (core.outcome decides it); a review with several policies takes the strictest."""
+
+ADMISSION_REVIEWS = Counter(
+    "slimguard_admission_reviews_total",
+    "Admission reviews answered, by kind and decision (allowed, warned, unknown: admitted by onUnknown without "
+    "facts, denied, failed: admitted unchecked after an internal error).",
+    ["kind", "decision"],
 )
+ADMISSION_POLICY_DECISIONS = Counter(
+    "slimguard_admission_policy_decisions_total",
+    "Each applicable ImagePolicy's decision in an admission review (a review counts once per policy).",
+    ["policy", "mode", "kind", "decision"],
+)
+# The apiserver's own apiserver_admission_webhook_admission_duration_seconds uses 0.005, 0.025, 0.1, 0.5, 1,
+# 2.5, 10 and 25: every one of those is a bucket here, so both sides of the call compare bucket by bucket; the
+# others resolve the fast path and the default 3 s timeout.
+ADMISSION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 2.5, 3, 5, 10, 25)
 ADMISSION_SECONDS = Histogram(
     "slimguard_admission_decision_seconds",
     "Time from receiving an AdmissionReview to its answer, inside the webhook.",
-    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+    buckets=ADMISSION_BUCKETS,
 )
 ADMISSION_UNKNOWN = Counter(
     "slimguard_admission_unknown_total",
@@ -30,26 +95,251 @@ ADMISSION_UNKNOWN = Counter(
 ADMISSION_FAILURES = Counter(
     "slimguard_admission_failures_total", "Reviews that failed inside slimguard and were admitted unchecked."
 )
+ADMISSION_TIMEOUT = Gauge(
+    "slimguard_admission_timeout_seconds",
+    "The webhook configuration's timeoutSeconds this replica answers within (--timeout-seconds).",
+)
+
+# --- work done: registry -----------------------------------------------------------------------------------
+
+REGISTRY_LABELS = BoundedValues(32)
+REGISTRY_REQUESTS = Counter(
+    "slimguard_registry_requests_total",
+    "HTTP requests sent to registries (token requests included), by registry host and status class: 2xx, 3xx, "
+    "4xx, 429 (rate limited, apart from 4xx), 5xx, error (no answer: unreachable, timeout), refused (by the "
+    "address guard, never sent).",
+    ["registry", "status"],
+)
+CACHE_LOOKUPS = Counter(
+    "slimguard_cache_lookups_total",
+    "Inspector cache lookups: tags (tag to digest), facts (by digest), failures (a recent failure served again).",
+    ["cache", "result"],
+)
+INSPECTION_SECONDS = Histogram(
+    "slimguard_inspection_seconds",
+    "Time to read one image's facts from its registry: manifests, configs and layer trailers (cache misses only).",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+INSPECTION_FAILURES = Counter(
+    "slimguard_inspection_failures_total",
+    "Image inspections that failed, by reason (RegistryUnreachable, RegistryRateLimited, ImageNotFound, ...).",
+    ["reason"],
+)
+
+BUILD_INFO = Gauge("slimguard_build_info", "1 for each running slimguard component.", ["component", "version"])
 
 
-class ComplianceCollector(Collector):
-    """Workloads per policy and status, computed at scrape time from the controller's verdicts: never stale."""
+def _version() -> str:
+    try:
+        return metadata.version("slimguard")
+    except metadata.PackageNotFoundError:  # run from a source tree without installing
+        return "unknown"
 
-    def __init__(self, source: Callable[[], Iterable[tuple[str, str, int]]]) -> None:
+
+VERSION = _version()
+
+
+def registry_response(registry: str, status: int | None, *, refused: bool = False) -> None:
+    """Count one request to ``registry``: its HTTP status, or None when no answer came."""
+    if refused:
+        status_class = "refused"
+    elif status is None:
+        status_class = "error"
+    elif status == 429:
+        status_class = "429"
+    else:
+        status_class = f"{status // 100}xx"
+    REGISTRY_REQUESTS.labels(registry=REGISTRY_LABELS(registry), status=status_class).inc()
+
+
+def cache_lookup(cache: str, *, hit: bool) -> None:
+    CACHE_LOOKUPS.labels(cache=cache, result="hit" if hit else "miss").inc()
+
+
+def admission_started(timeout_seconds: float) -> None:
+    """The webhook's series exist from its start, at zero: rates and ratios have something to divide."""
+    ADMISSION_TIMEOUT.set(timeout_seconds)
+    for kind in (*WORKLOAD_KINDS, OTHER):
+        for decision in (*DECISIONS, "failed"):
+            ADMISSION_REVIEWS.labels(kind=kind, decision=decision)
+
+
+# --- fleet state, at scrape time ---------------------------------------------------------------------------
+
+SIZE_CLASSES = ((50 << 20, "0-50Mi"), (200 << 20, "50Mi-200Mi"), (500 << 20, "200Mi-500Mi"), (1 << 30, "500Mi-1Gi"))
+LARGEST_CLASS = "1Gi+"
+
+
+def size_class(compressed: int) -> str:
+    for limit, name in SIZE_CLASSES:
+        if compressed < limit:
+            return name
+    return LARGEST_CLASS
+
+
+Counts = dict[tuple[str, ...], float]
+"""Label values, in the family's label order, to the value."""
+
+
+@dataclass(frozen=True)
+class FleetSnapshot:
+    """What the fleet metrics are computed from: the controller's current verdicts and the policies in force."""
+
+    verdicts: Sequence[Verdict]
+    policies: Sequence[ImagePolicy]
+    now: datetime
+
+
+def fleet_metrics(snapshot: FleetSnapshot, *, per_image_limit: int = 0) -> list[Metric]:
+    """Every fleet family, from one snapshot. Pure: the collector calls it at each scrape; tests call it directly."""
+    workloads: Counts = {}
+    violations: Counts = {}
+    exempted: Counts = {}
+    over_limit: dict[tuple[str, str, str], int] = {}  # (namespace, policy, image) -> bytes, one per image
+    images: dict[tuple[str, str], ImageSize] = {}  # (namespace, image): an image counts once per namespace
+    for verdict in snapshot.verdicts:
+        key = verdict.workload
+        for policy_name in verdict.policies:
+            status = verdict.status_for(policy_name).value
+            counted = (policy_name, key.namespace, key.kind, status)
+            workloads[counted] = workloads.get(counted, 0) + 1
+        for finding in verdict.findings:
+            if finding.kind is not FindingKind.VIOLATION:
+                continue
+            rule = (finding.policy, key.namespace, finding.rule)
+            violations[rule] = violations.get(rule, 0) + 1
+            if finding.rule == "maxCompressedSize" and finding.excess_bytes is not None:
+                image = (key.namespace, finding.policy, finding.image)
+                over_limit[image] = max(over_limit.get(image, 0), finding.excess_bytes)
+        for finding in verdict.exempted:
+            waived = (finding.policy, key.namespace)
+            exempted[waived] = exempted.get(waived, 0) + 1
+        for size in verdict.image_sizes:
+            seen = images.get((key.namespace, size.image))
+            if seen is None or size.compressed > seen.compressed:
+                images[(key.namespace, size.image)] = size
+
+    by_namespace: dict[str, list[ImageSize]] = {}
+    for (namespace, _), size in images.items():
+        by_namespace.setdefault(namespace, []).append(size)
+    classes: Counts = {}
+    compressed: Counts = {}
+    uncompressed: Counts = {}
+    for namespace, sizes in by_namespace.items():
+        for size in sizes:
+            counted_class = (namespace, size_class(size.compressed))
+            classes[counted_class] = classes.get(counted_class, 0) + 1
+        compressed[(namespace,)] = sum(size.compressed for size in sizes)
+        known = [size.uncompressed for size in sizes if size.uncompressed is not None]
+        if known:
+            uncompressed[(namespace,)] = sum(known)
+    saved: Counts = {}
+    for (namespace, policy_name, _), excess in over_limit.items():
+        saved[(namespace, policy_name)] = saved.get((namespace, policy_name), 0) + excess
+    in_force: Counts = {}
+    expiry: Counts = {}
+    for policy in snapshot.policies:
+        live = 0
+        for index, exemption in enumerate(policy.spec.exemptions):
+            if exemption.expires is not None and exemption.expires <= snapshot.now:
+                continue
+            live += 1
+            if exemption.expires is not None:
+                expiry[(policy.name, str(index))] = exemption.expires.timestamp()
+        in_force[(policy.name,)] = live
+
+    families = [
+        _gauge(
+            "slimguard_workloads",
+            "Workloads an ImagePolicy applies to, by namespace, kind and verdict status under that policy.",
+            ["policy", "namespace", "kind", "status"],
+            workloads,
+        ),
+        _gauge(
+            "slimguard_violations",
+            "Violations in the current verdicts (one per container, rule and platform), by policy, namespace, rule.",
+            ["policy", "namespace", "rule"],
+            violations,
+        ),
+        _gauge(
+            "slimguard_exempted_violations",
+            "Violations an exemption waives in the current verdicts, by policy and namespace.",
+            ["policy", "namespace"],
+            exempted,
+        ),
+        _gauge(
+            "slimguard_images",
+            "Distinct images in use whose facts slimguard read, by namespace and compressed size class.",
+            ["namespace", "size_class"],
+            classes,
+        ),
+        _gauge(
+            "slimguard_image_compressed_bytes",
+            "Sum of the compressed sizes (what nodes pull) of the distinct images in use, by namespace.",
+            ["namespace"],
+            compressed,
+        ),
+        _gauge(
+            "slimguard_image_uncompressed_bytes",
+            "Sum of the uncompressed sizes of the distinct images in use whose size is known (a policy with "
+            "maxUncompressedSize has the layer trailers read), by namespace.",
+            ["namespace"],
+            uncompressed,
+        ),
+        _gauge(
+            "slimguard_compressed_bytes_over_limit",
+            "Bytes by which the images in use exceed maxCompressedSize, per namespace and policy (each image once): "
+            "what slimmer builds would save on every pull.",
+            ["namespace", "policy"],
+            saved,
+        ),
+        _gauge("slimguard_exemptions", "Exemptions in each ImagePolicy that have not expired.", ["policy"], in_force),
+        _gauge(
+            "slimguard_exemption_expiry_timestamp_seconds",
+            "When each unexpired exemption with an expiry stops applying (Unix time); exemption is its index in "
+            "spec.exemptions.",
+            ["policy", "exemption"],
+            expiry,
+        ),
+    ]
+    if per_image_limit > 0:
+        largest = sorted(images.items(), key=lambda item: (-item[1].compressed, item[0]))[:per_image_limit]
+        families.append(
+            _gauge(
+                "slimguard_image_bytes",
+                f"Compressed size of each image in use, by namespace (opt-in: --image-metrics; the {per_image_limit} "
+                "largest only).",
+                ["namespace", "image"],
+                {key: size.compressed for key, size in largest},
+            )
+        )
+    return families
+
+
+def _gauge(name: str, documentation: str, labels: list[str], values: Mapping[tuple[str, ...], float]) -> Metric:
+    """One gauge family, its series in a stable order (label values in the order of ``labels``)."""
+    family = GaugeMetricFamily(name, documentation, labels=labels)
+    for key, value in sorted(values.items()):
+        family.add_metric(list(key), value)
+    return family
+
+
+class FleetCollector(Collector):
+    """The fleet families, computed at scrape time from ``source``: never stale."""
+
+    def __init__(self, source: Callable[[], FleetSnapshot], *, per_image_limit: int = 0) -> None:
         self.source = source
+        self.per_image_limit = per_image_limit
 
     def collect(self) -> Iterable[Metric]:
-        family = GaugeMetricFamily(
-            "slimguard_workloads",
-            "Workloads an ImagePolicy applies to, by verdict status.",
-            labels=["policy", "status"],
-        )
-        for policy, status, count in self.source():
-            family.add_metric([policy, status], count)
-        yield family
+        return fleet_metrics(self.source(), per_image_limit=self.per_image_limit)
+
+    def describe(self) -> Iterable[Metric]:
+        # Registration asks for the names without calling the source (the controller may not be running yet).
+        return []
 
 
-def register_compliance(source: Callable[[], Iterable[tuple[str, str, int]]]) -> ComplianceCollector:
-    collector = ComplianceCollector(source)
+def register_fleet(source: Callable[[], FleetSnapshot], *, per_image_limit: int = 0) -> FleetCollector:
+    collector = FleetCollector(source, per_image_limit=per_image_limit)
     REGISTRY.register(collector)
     return collector

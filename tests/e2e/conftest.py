@@ -23,6 +23,7 @@ from slimguard_testbed import (
     DockerEngine,
     Registry,
     TestbedError,
+    free_port,
     k8s_binaries,
 )
 from slimguard_testbed.operator_runner import InProcessOperator
@@ -151,6 +152,10 @@ def operator(control_plane: ControlPlane, operator_kubeconfig: str, registry: Re
         kubeconfig=operator_kubeconfig,
         registry=RegistrySettings(address_policy=AddressPolicy(allow_loopback=True), ca_files=(str(registry.ca_file),)),
         audit_interval_seconds=600,
+        # /metrics on loopback, with the opt-in per-image series: test_observability scrapes it with Prometheus.
+        metrics_port=free_port(),
+        metrics_address="127.0.0.1",
+        image_metrics=20,
     )
     with InProcessOperator(settings) as running:
         yield running

@@ -20,7 +20,7 @@ from typing import Any
 
 from slimguard import metrics
 from slimguard.core.evaluation import applicable_policies
-from slimguard.core.outcome import outcome_of
+from slimguard.core.outcome import ALLOWED, outcome_of
 from slimguard.core.policy import WORKLOAD_KINDS
 from slimguard.core.text import shorten
 from slimguard.core.workload import Workload, normalise, pod_spec_of
@@ -39,6 +39,8 @@ class Answer:
     message: str | None = None
     warnings: list[str] = field(default_factory=list)
     code: int = 200
+    decision: str = "allowed"
+    """For the metrics: allowed, warned, unknown (admitted by onUnknown without facts) or denied."""
 
     def response(self, uid: str) -> dict[str, Any]:
         body: dict[str, Any] = {"uid": uid, "allowed": self.allowed}
@@ -89,9 +91,10 @@ class Reviewer:
         except Exception:  # never brick the cluster over a bug of ours: admit, say so, and count it
             log.exception("admission review of %s failed", kind)
             metrics.ADMISSION_FAILURES.inc()
-            answer = Answer(True, warnings=[_warning("could not evaluate this object; admitted (see its logs)")])
-        outcome = "allowed" if answer.allowed else "denied"
-        metrics.ADMISSION_DECISIONS.labels(kind=kind or "unknown", decision=outcome).inc()
+            answer = Answer(
+                True, warnings=[_warning("could not evaluate this object; admitted (see its logs)")], decision="failed"
+            )
+        metrics.ADMISSION_REVIEWS.labels(kind=metrics.kind_label(kind), decision=answer.decision).inc()
         metrics.ADMISSION_SECONDS.observe(time.perf_counter() - started)
         return answer
 
@@ -113,11 +116,24 @@ class Reviewer:
         if not policies:
             return Answer(True)
         verdict = await self.evaluator.verdict(workload, policies, now=self.clock(), deadline=self.deadline)
-        decided = outcome_of(verdict, on_unknown={policy.name: policy.spec.on_unknown for policy in policies})
+        decided = outcome_of(
+            verdict,
+            on_unknown={policy.name: policy.spec.on_unknown for policy in policies},
+            # Nobody reads warnings sent to a workload controller, and its owner already had them.
+            warn=not workload.controlled,
+        )
         for finding in decided.unknown:
             metrics.ADMISSION_UNKNOWN.labels(policy=finding.policy).inc()
-        # Nobody reads warnings sent to a workload controller, and its owner already had them.
-        warnings = [] if workload.controlled else [_warning(text) for text in decided.warnings]
+        kind_label = metrics.kind_label(kind)
+        for policy in policies:
+            metrics.ADMISSION_POLICY_DECISIONS.labels(
+                policy=policy.name,
+                mode=policy.spec.mode.value,
+                kind=kind_label,
+                decision=decided.policy_decisions.get(policy.name, ALLOWED),
+            ).inc()
+        warnings = [_warning(text) for text in decided.warnings]
         if not decided.allowed:
-            return Answer(False, message=decided.denial_message(_subject(workload)), warnings=warnings, code=403)
-        return Answer(True, warnings=warnings)
+            message = decided.denial_message(_subject(workload))
+            return Answer(False, message=message, warnings=warnings, code=403, decision=decided.decision)
+        return Answer(True, warnings=warnings, decision=decided.decision)

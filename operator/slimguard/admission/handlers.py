@@ -7,6 +7,7 @@ from typing import Any
 
 import kopf
 
+from slimguard import metrics
 from slimguard.admission.decision import Reviewer
 from slimguard.admission.server import WebhookServer
 from slimguard.admission.settings import WebhookSettings
@@ -40,6 +41,8 @@ def build_registry(settings: WebhookSettings) -> kopf.OperatorRegistry:
         server = WebhookServer(reviewer=reviewer, view=view, settings=webhook_settings.server)
         await server.start()
         memo["server"], memo["engine"] = server, engine
+        metrics.admission_started(webhook_settings.timeout_seconds)
+        metrics.BUILD_INFO.labels(component="webhook", version=metrics.VERSION).set(1)
         log.info("slimguard webhook started: %s", webhook_settings.describe())
 
     @kopf.on.cleanup(registry=registry)

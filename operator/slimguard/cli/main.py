@@ -150,6 +150,13 @@ def controller(
     metrics_port: Annotated[
         int, typer.Option(help="Plain-HTTP port for /metrics; 0 to disable.", envvar="SLIMGUARD_METRICS_PORT")
     ] = 9090,
+    image_metrics: Annotated[
+        int,
+        typer.Option(
+            help="Export slimguard_image_bytes{namespace,image} for the N largest images in use (0: off). "
+            "One series per image: mind the cardinality."
+        ),
+    ] = 0,
 ) -> None:
     """Run the operator: watch ImagePolicies and workloads, annotate verdicts, keep policy status current."""
     from slimguard.controller.handlers import run
@@ -165,6 +172,7 @@ def controller(
         dry_run=dry_run,
         liveness_endpoint=liveness,
         metrics_port=metrics_port,
+        image_metrics=image_metrics,
         trusted_report_namespaces=parse_namespaces(trusted_report_namespaces),
     )
     run(settings)

@@ -337,15 +337,6 @@ class AuditController:
                 log.exception("writing ImagePolicy status failed; will retry")
                 self._status_dirty.set()
 
-    def compliance(self) -> list[tuple[str, str, int]]:
-        """(policy, status, workloads) for the scrape-time collector."""
-        counts: dict[tuple[str, str], int] = {}
-        for verdict in list(self.verdicts.values()):
-            for policy in verdict.policies:
-                key = (policy, verdict.status_for(policy).value)
-                counts[key] = counts.get(key, 0) + 1
-        return [(policy, status, count) for (policy, status), count in sorted(counts.items())]
-
     async def flush_statuses(self) -> None:
         for name, record in list(self.view.policies.items()):
             status = policy_status(

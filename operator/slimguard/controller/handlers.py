@@ -10,7 +10,7 @@ from typing import Any
 
 import httpcore
 import kopf
-from prometheus_client import start_http_server
+from prometheus_client import REGISTRY, start_http_server
 
 from slimguard import metrics
 from slimguard.controller.audit import AuditController
@@ -50,6 +50,8 @@ def build_registry(
         tune(settings)
         engine, controller = await _start_controller(operator_settings, network_backend)
         memo["engine"], memo["controller"] = engine, controller
+        if operator_settings.metrics_port:
+            memo["metrics"] = _MetricsServer(operator_settings, controller)
         memo["reaudit"] = asyncio.create_task(_reaudit(controller, operator_settings.audit_interval_seconds))
 
     @kopf.on.cleanup(registry=registry)
@@ -59,6 +61,9 @@ def build_registry(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        served: _MetricsServer | None = memo.get("metrics")
+        if served is not None:
+            served.stop()
         controller: AuditController | None = memo.get("controller")
         if controller is not None:
             await controller.stop()
@@ -107,11 +112,43 @@ async def _start_controller(
         error_backoff=Backoff.after_failure_cache(settings.registry.failure_ttl_seconds),
     )
     await controller.start()
-    if settings.metrics_port:
-        metrics.register_compliance(controller.compliance)
-        start_http_server(settings.metrics_port)
     log.info("slimguard controller started: %s", settings.describe())
     return engine, controller
+
+
+def fleet_snapshot(controller: AuditController) -> metrics.FleetSnapshot:
+    """The controller's verdicts and policies as they are now, read from the scrape's thread.
+
+    Copying a dict another thread mutates can fail mid-way ("changed size during iteration"): try again, it
+    is a matter of microseconds.
+    """
+    for _ in range(10):
+        try:
+            verdicts = tuple(controller.verdicts.values())
+            records = tuple(controller.view.policies.values())
+            break
+        except RuntimeError:
+            continue
+    else:
+        verdicts, records = (), ()
+    policies = tuple(record.policy for record in records if record.policy is not None)
+    return metrics.FleetSnapshot(verdicts=verdicts, policies=policies, now=controller.clock())
+
+
+class _MetricsServer:
+    """/metrics with the fleet collector; stopped and unregistered at cleanup, so an operator can run again."""
+
+    def __init__(self, settings: ControllerSettings, controller: AuditController) -> None:
+        self.collector = metrics.register_fleet(
+            lambda: fleet_snapshot(controller), per_image_limit=settings.image_metrics
+        )
+        metrics.BUILD_INFO.labels(component="controller", version=metrics.VERSION).set(1)
+        self.server, _ = start_http_server(settings.metrics_port, addr=settings.metrics_address)
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        REGISTRY.unregister(self.collector)
 
 
 async def _reaudit(controller: AuditController, interval: float) -> None:

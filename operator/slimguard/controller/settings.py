@@ -17,6 +17,9 @@ class ControllerSettings:
     dry_run: bool = False
     liveness_endpoint: str | None = None
     metrics_port: int = 0
+    metrics_address: str = "0.0.0.0"
+    image_metrics: int = 0
+    """Export slimguard_image_bytes for this many of the largest images in use (0: off; one series each)."""
     trusted_report_namespaces: frozenset[str] | None = None
     """Namespaces whose VulnerabilityReports speak for an image in every namespace; None: all."""
 
@@ -25,6 +28,8 @@ class ControllerSettings:
             raise ValueError("--workers must be at least 1")
         if self.audit_interval_seconds < 10:
             raise ValueError("--audit-interval must be at least 10 seconds")
+        if self.image_metrics < 0:
+            raise ValueError("--image-metrics must be 0 (off) or a number of images")
 
     def describe(self) -> str:
         policy = self.registry.address_policy

@@ -15,7 +15,7 @@ from slimguard.core.needs import needs_of
 from slimguard.core.policy import ImagePolicy
 from slimguard.core.rules import WITH_FACTS, WITHOUT_FACTS, Reporter, Subject
 from slimguard.core.rules.vulnerabilities import digests
-from slimguard.core.verdict import Finding, FindingKind, Verdict
+from slimguard.core.verdict import Finding, FindingKind, ImageSize, Verdict
 from slimguard.core.workload import Container, Workload
 
 __all__ = ["Context", "FactsOrError", "applicable_policies", "evaluate"]
@@ -34,6 +34,7 @@ def evaluate(*, policies: Sequence[ImagePolicy], workload: Workload, context: Co
     exempted: list[Finding] = []
     pending: list[str] = []
     scanned: dict[str, None] = {}
+    sizes: dict[str, ImageSize] = {}
     for policy in sorted(policies, key=lambda p: p.name):
         containers = selected_containers(policy, workload, context.namespace_labels)
         if not containers:
@@ -43,6 +44,8 @@ def evaluate(*, policies: Sequence[ImagePolicy], workload: Workload, context: Co
             image_facts = context.facts.get(container.image)
             if policy.spec.rules.vulnerabilities is not None and isinstance(image_facts, ImageFacts):
                 scanned.update(dict.fromkeys(digests(image_facts)))
+            if isinstance(image_facts, ImageFacts) and image_facts.platforms:
+                sizes[container.image] = _larger(sizes.get(container.image), _size_of(container.image, image_facts))
             if image_facts is None and needs_of(policy.spec.rules) is not None:
                 # Still checked for what needs no facts (the reference, requireDigest): known now, so said now.
                 pending.append(container.image)
@@ -60,7 +63,25 @@ def evaluate(*, policies: Sequence[ImagePolicy], workload: Workload, context: Co
         exempted=tuple(exempted),
         pending_images=tuple(dict.fromkeys(pending)),
         scanned_digests=tuple(scanned),
+        image_sizes=tuple(sizes.values()),
     )
+
+
+def _size_of(image: str, facts: ImageFacts) -> ImageSize:
+    known = [size for platform in facts.platforms if (size := platform.uncompressed_size) is not None]
+    return ImageSize(
+        image=image,
+        compressed=max(platform.compressed_size for platform in facts.platforms),
+        uncompressed=max(known) if known else None,
+    )
+
+
+def _larger(seen: ImageSize | None, new: ImageSize) -> ImageSize:
+    """Policies may read different platforms of one image: keep what the most complete reading says."""
+    if seen is None:
+        return new
+    known = [size for size in (seen.uncompressed, new.uncompressed) if size is not None]
+    return ImageSize(new.image, max(seen.compressed, new.compressed), max(known) if known else None)
 
 
 def _check_container(policy: ImagePolicy, workload: Workload, container: Container, context: Context) -> list[Finding]:

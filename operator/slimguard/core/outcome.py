@@ -9,13 +9,17 @@ One mapping for every entry point: the webhook answers with it, and a CI check e
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from slimguard.core.policy import Decision, Mode
 from slimguard.core.verdict import Finding, FindingKind, Verdict
 
 EXIT_OK = 0
 EXIT_DENIED = 1
+
+ALLOWED, WARNED, UNKNOWN, DENIED = "allowed", "warned", "unknown", "denied"
+DECISIONS = (ALLOWED, WARNED, UNKNOWN, DENIED)
+"""A policy's decision, mildest first; a review under several policies takes the strictest of theirs."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +28,12 @@ class Outcome:
     warnings: tuple[str, ...] = ()
     unknown: tuple[Finding, ...] = ()
     """The error findings, whichever way onUnknown decided them (they are counted)."""
+    policy_decisions: Mapping[str, str] = field(default_factory=dict)
+    """Each policy with a finding: the strictest of DECISIONS its findings led to (absent: allowed)."""
+
+    @property
+    def decision(self) -> str:
+        return max(self.policy_decisions.values(), key=DECISIONS.index, default=ALLOWED)
 
     @property
     def allowed(self) -> bool:
@@ -41,27 +51,41 @@ class Outcome:
         return f"slimguard denied {subject}: {len(said)} violation(s) of ImagePolicy {policies}:\n{lines}"
 
 
-def outcome_of(verdict: Verdict, *, on_unknown: Mapping[str, Decision]) -> Outcome:
-    """Map each finding by its policy's mode (and ``onUnknown`` for errors; a policy not named there: Allow)."""
+def outcome_of(verdict: Verdict, *, on_unknown: Mapping[str, Decision], warn: bool = True) -> Outcome:
+    """Map each finding by its policy's mode (and ``onUnknown`` for errors; a policy not named there: Allow).
+
+    ``warn=False`` for objects a workload controller made: nobody reads warnings sent to it, so none are given
+    (and none is counted as given).
+    """
     denials: list[Finding] = []
     warnings: list[tuple[Finding, str]] = []
     unknown: list[Finding] = []
+    decided: dict[str, str] = {}
+
+    def decide(finding: Finding, decision: str) -> None:
+        if DECISIONS.index(decision) > DECISIONS.index(decided.get(finding.policy, ALLOWED)):
+            decided[finding.policy] = decision
+
     for finding in verdict.findings:
         if finding.kind is FindingKind.ERROR:
             unknown.append(finding)
             if finding.mode is Mode.ENFORCE and on_unknown.get(finding.policy) is Decision.DENY:
                 denials.append(finding)
+                decide(finding, DENIED)
             else:
                 warnings.append((finding, f"{finding.message}; admitted unchecked (onUnknown: Allow)"))
+                decide(finding, UNKNOWN)
         elif finding.mode is Mode.ENFORCE:
             denials.append(finding)
-        elif finding.mode is Mode.WARN:
+            decide(finding, DENIED)
+        elif finding.mode is Mode.WARN and warn:
             warnings.append((finding, finding.message))
+            decide(finding, WARNED)
     # An image that cannot be inspected is an error under every policy checking it, in the same words: it is
     # said once, and not as "admitted" where another policy denies it.
     denied = {finding.message for finding in denials}
-    said = tuple(dict.fromkeys(text for finding, text in warnings if finding.message not in denied))
-    return Outcome(tuple(denials), said, tuple(unknown))
+    said = tuple(dict.fromkeys(text for finding, text in warnings if finding.message not in denied)) if warn else ()
+    return Outcome(tuple(denials), said, tuple(unknown), decided)
 
 
 def worst_exit_status(outcomes: Sequence[Outcome]) -> int:

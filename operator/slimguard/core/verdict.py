@@ -38,6 +38,8 @@ class Finding:
     """For an error, why it could not be checked, as a CamelCase word (RegistryUnreachable, GarbledManifest…)."""
     other_policies: tuple[str, ...] = ()
     """Further policies that found exactly this (see ``Verdict.distinct_findings``); empty in ``findings``."""
+    excess_bytes: int | None = None
+    """For a size rule, the bytes above the limit: what a slimmer build would save (a metric sums them)."""
 
     @property
     def policies(self) -> tuple[str, ...]:
@@ -61,6 +63,19 @@ class Finding:
 
 
 @dataclass(frozen=True, slots=True)
+class ImageSize:
+    """The size of one image a workload runs, as its facts say: what the fleet metrics sum per namespace.
+
+    The largest of the platforms read, since that is what the heaviest node pulls; ``uncompressed`` is None
+    unless a rule had the layer trailers read.
+    """
+
+    image: str
+    compressed: int
+    uncompressed: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Verdict:
     """A workload's standing under every policy that applies to it."""
 
@@ -71,6 +86,8 @@ class Verdict:
     pending_images: tuple[str, ...] = ()
     scanned_digests: tuple[str, ...] = ()
     """The image digests whose VulnerabilityReports this verdict read: a new report for one may change it."""
+    image_sizes: tuple[ImageSize, ...] = ()
+    """Each distinct image of the selected containers whose facts were read (for metrics, never for status)."""
 
     @property
     def applies(self) -> bool:

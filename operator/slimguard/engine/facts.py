@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
+from slimguard import metrics
 from slimguard.core.errors import InspectionError
 from slimguard.core.evaluation import Context, FactsOrError, evaluate
 from slimguard.core.facts import ImageFacts, Platform
@@ -119,6 +120,7 @@ class Evaluator:
         try:
             results, base_results = await asyncio.wait_for(work, timeout=deadline)
         except TimeoutError:
+            metrics.INSPECTION_FAILURES.labels(reason="InspectionDeadline").inc()
             late = InspectionError(
                 f"no answer within slimguard's {deadline:g}s admission deadline", reason="InspectionDeadline"
             )

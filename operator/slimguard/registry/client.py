@@ -18,6 +18,7 @@ from urllib.parse import urlencode, urljoin, urlsplit
 import httpcore
 import httpx
 
+from slimguard import metrics
 from slimguard.core.errors import InspectionError
 from slimguard.core.media_types import MANIFEST_TYPES
 from slimguard.core.reference import DOCKER_HUB, ImageReference
@@ -255,16 +256,20 @@ class RegistryClient:
                 request = self._http.build_request(method, url, headers=headers)
                 response = await self._http.send(request, stream=True)
             except RefusedAddress:
+                metrics.registry_response(reference.registry, None, refused=True)
                 raise
             except httpx.TimeoutException as error:
+                metrics.registry_response(reference.registry, None)
                 raise InspectionError(
                     f"registry {reference.registry} did not answer within {self.settings.timeout_seconds:g}s",
                     reason="RegistryTimeout",
                 ) from error
             except httpx.HTTPError as error:
+                metrics.registry_response(reference.registry, None)
                 raise InspectionError(
                     f"registry {reference.registry} is unreachable: {error}", reason="RegistryUnreachable"
                 ) from error
+            metrics.registry_response(reference.registry, response.status_code)
             try:
                 if response.status_code in (301, 302, 303, 307, 308) and "Location" in response.headers:
                     url = urljoin(url, response.headers["Location"])

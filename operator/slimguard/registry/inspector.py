@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 
+from slimguard import metrics
 from slimguard.core import oci
 from slimguard.core.errors import InspectionError, InvalidReference
 from slimguard.core.facts import ImageFacts, Layer, Platform, PlatformImage
@@ -62,13 +63,16 @@ class ImageInspector:
         requests' work does not land inside its latency.
         """
         try:
-            reference, credential = self._identify(image, credentials)
+            reference, credential = self._identify(image, credentials, count_miss=False)
         except InspectionError as error:
             return error
         identity = credential.username if credential else ""
         digest = self._tags.get((reference.name, reference.identifier, identity))
         facts = self._facts.get(digest) if digest is not None else None
         if facts is not None and self._complete(facts, frozenset(platforms), uncompressed):
+            # Counted only when memory answers: otherwise `inspect` follows and counts the lookups it makes.
+            metrics.cache_lookup("tags", hit=True)
+            metrics.cache_lookup("facts", hit=True)
             return facts
         return None
 
@@ -81,10 +85,11 @@ class ImageInspector:
         uncompressed: bool = False,
     ) -> ImageFacts:
         """Facts for ``image`` with the given platforms fetched (and uncompressed sizes if asked)."""
-        reference, credential = self._identify(image, credentials)
+        reference, credential = self._identify(image, credentials, count_miss=True)
         try:
             return await self._inspect(reference, credential, frozenset(platforms), uncompressed)
         except InspectionError as error:
+            metrics.INSPECTION_FAILURES.labels(reason=error.reason).inc()
             self._failures.put(self._failure_key(reference, credential), error)
             raise
 
@@ -92,16 +97,22 @@ class ImageInspector:
     def _failure_key(reference: ImageReference, credential: Credential | None) -> tuple[str, str]:
         return (str(reference), credential.username if credential else "")
 
-    def _identify(self, image: str, credentials: Sequence[Credential]) -> tuple[ImageReference, Credential | None]:
+    def _identify(
+        self, image: str, credentials: Sequence[Credential], *, count_miss: bool
+    ) -> tuple[ImageReference, Credential | None]:
         """Parse the reference and pick its credential; raises a recent failure for the same pair again."""
         try:
             reference = ImageReference.parse(image)
         except InvalidReference as error:
+            metrics.INSPECTION_FAILURES.labels(reason="InvalidReference").inc()
             raise InspectionError(str(error), reason="InvalidReference") from None
         credential = next(iter(credentials_for(reference, credentials)), None)
         failed = self._failures.get(self._failure_key(reference, credential))
         if failed is not None:
+            metrics.cache_lookup("failures", hit=True)
             raise failed
+        if count_miss:  # `cached` probes first and `inspect` follows: count the miss once
+            metrics.cache_lookup("failures", hit=False)
         return reference, credential
 
     async def _inspect(
@@ -109,7 +120,9 @@ class ImageInspector:
     ) -> ImageFacts:
         digest = await self._resolve(reference, credential)
         cached = self._facts.get(digest)
-        if cached is not None and self._complete(cached, wanted, uncompressed):
+        hit = cached is not None and self._complete(cached, wanted, uncompressed)
+        metrics.cache_lookup("facts", hit=hit)
+        if cached is not None and hit:
             return cached
         return await self._fetching.run(
             (digest, wanted, uncompressed),
@@ -131,6 +144,7 @@ class ImageInspector:
         identity = credential.username if credential else ""
         key = (reference.name, reference.identifier, identity)
         cached = self._tags.get(key)
+        metrics.cache_lookup("tags", hit=cached is not None)
         if cached is not None:
             return cached
 
@@ -151,6 +165,18 @@ class ImageInspector:
         return await self._resolving.run(key, head)
 
     async def _fetch(
+        self,
+        reference: ImageReference,
+        digest: str,
+        credential: Credential | None,
+        wanted: frozenset[Platform],
+        uncompressed: bool,
+    ) -> ImageFacts:
+        """Read one digest's facts from the registry (timed: this is the cost a cache miss has)."""
+        with metrics.INSPECTION_SECONDS.time():
+            return await self._read_facts(reference, digest, credential, wanted, uncompressed)
+
+    async def _read_facts(
         self,
         reference: ImageReference,
         digest: str,

@@ -71,3 +71,22 @@ def test_the_worst_exit_status_of_several_checks_wins() -> None:
     denied = outcome_of(verdict(finding("strict", Mode.ENFORCE)), on_unknown={})
     assert worst_exit_status([ok, denied, ok]) == EXIT_DENIED
     assert worst_exit_status([]) == EXIT_OK
+
+
+def test_each_policy_decides_by_its_strictest_finding_and_the_review_by_the_strictest_policy() -> None:
+    result = outcome_of(
+        verdict(
+            finding("gentle", Mode.WARN),
+            finding("strict", Mode.ENFORCE, kind=FindingKind.ERROR, message="could not be inspected"),
+            finding("watch", Mode.AUDIT),
+        ),
+        on_unknown={},
+    )
+    assert result.policy_decisions == {"gentle": "warned", "strict": "unknown"}
+    assert result.decision == "unknown"
+    assert outcome_of(verdict(), on_unknown={}).decision == "allowed"
+
+
+def test_objects_made_by_a_controller_get_no_warnings_and_none_is_counted() -> None:
+    result = outcome_of(verdict(finding("gentle", Mode.WARN)), on_unknown={}, warn=False)
+    assert (result.warnings, result.decision) == ((), "allowed")

@@ -40,11 +40,19 @@ class Reporter:
     def policy_name(self) -> str:
         return f'ImagePolicy "{self.policy.name}"'
 
-    def violation(self, rule: str, message: str, *, limit: str | None = None, actual: str | None = None) -> None:
-        self._add(rule, message, FindingKind.VIOLATION, limit, actual)
+    def violation(
+        self,
+        rule: str,
+        message: str,
+        *,
+        limit: str | None = None,
+        actual: str | None = None,
+        excess_bytes: int | None = None,
+    ) -> None:
+        self._add(rule, message, FindingKind.VIOLATION, limit, actual, excess_bytes=excess_bytes)
 
     def error(self, rule: str, message: str, *, reason: str) -> None:
-        self._add(rule, message, FindingKind.ERROR, None, None, reason)
+        self._add(rule, message, FindingKind.ERROR, None, None, reason=reason)
 
     def _add(
         self,
@@ -53,7 +61,9 @@ class Reporter:
         kind: FindingKind,
         limit: str | None,
         actual: str | None,
+        *,
         reason: str | None = None,
+        excess_bytes: int | None = None,
     ) -> None:
         self.findings.append(
             Finding(
@@ -67,6 +77,7 @@ class Reporter:
                 limit=limit,
                 actual=actual,
                 reason=reason,
+                excess_bytes=excess_bytes,
             )
         )
 

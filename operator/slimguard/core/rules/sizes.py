@@ -51,4 +51,5 @@ def _size_check(report: Reporter, rule: str, size: int, limit: int | None, what:
             f"is {actual} {what} ({platform}); {report.policy_name} allows {allowed}. {SLIM_HINT}",
             limit=allowed,
             actual=actual,
+            excess_bytes=size - limit,
         )

@@ -1,0 +1,317 @@
+"""The dashboard and the alerts, proven on the real thing: Debian's Prometheus scrapes the running controller
+and both webhook replicas every second while a scenario runs (fat and slim workloads, a denial, a warning, an
+onUnknown decision on an unreachable registry, an exemption); then every dashboard panel query and every alert
+expression runs through Prometheus' /api/v1/query, with the dashboard's variables substituted.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from cluster import apply, deployment, image_policy, namespace, wait_for, wait_for_status
+
+from slimguard_testbed import ControlPlane, free_port
+from slimguard_testbed.operator_runner import InProcessOperator
+from slimguard_testbed.process import ManagedProcess
+from slimguard_testbed.webhook import WebhookReplicas
+
+# Starting the control plane, the webhook and Prometheus, and the scenario, count against the first test.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+REPO = Path(__file__).resolve().parents[2]
+DASHBOARD = REPO / "deploy" / "helm" / "slimguard" / "files" / "dashboards" / "slimguard.json"
+ALERTS = REPO / "deploy" / "helm" / "slimguard" / "files" / "alerts.yaml"
+UNREACHABLE = "127.0.0.1:1/never/pushed:1"  # a registry that refuses every connection: an outage
+UNREACHABLE_AGAIN = "127.0.0.1:1/never/pushed-again:1"  # another image there: not in the failure cache
+AUDIT, ENFORCE, WARN, EXEMPT = "obs-audit", "obs-enforce", "obs-warn", "obs-exempt"
+# Alert expressions on the apiserver's own metrics: this Prometheus does not scrape the apiserver.
+APISERVER_ONLY = {"SlimguardWebhookFailingOpen"}
+
+
+class Prometheus:
+    def __init__(self, workdir: Path, targets: dict[str, list[str]]) -> None:
+        binary = shutil.which("prometheus")
+        assert binary, "prometheus is missing: scripts/bootstrap.sh installs Debian's prometheus package"
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "scrape_configs": [
+                {"job_name": job, "static_configs": [{"targets": addresses}]} for job, addresses in targets.items()
+            ],
+        }
+        (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
+        self.process = ManagedProcess(
+            "prometheus",
+            [
+                binary,
+                f"--config.file={workdir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+            ],
+            log_file=workdir / "prometheus.log",
+        )
+
+    def start(self) -> Prometheus:
+        self.process.start()
+
+        def ready() -> bool:
+            self.process.check_alive()
+            try:
+                return httpx.get(f"{self.url}/-/ready", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for("Prometheus to be ready", ready, timeout=30)
+        return self
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        """An instant query; fails the test unless Prometheus answers success."""
+        response = httpx.get(f"{self.url}/api/v1/query", params={"query": expr}, timeout=10)
+        body = response.json()
+        assert response.status_code == 200, (expr, body)
+        assert body["status"] == "success", (expr, body)
+        result: list[dict[str, Any]] = body["data"]["result"]
+        return result
+
+    def targets_up(self) -> bool:
+        return bool(self.query("up")) and all(sample["value"][1] == "1" for sample in self.query("up"))
+
+
+@pytest.fixture(scope="module")
+def prometheus(
+    operator: InProcessOperator, webhook: WebhookReplicas, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Prometheus]:
+    started = Prometheus(
+        tmp_path_factory.mktemp("prometheus"),
+        {
+            "slimguard-controller": [f"127.0.0.1:{operator.settings.metrics_port}"],
+            "slimguard-webhook": [f"127.0.0.1:{port}" for port in webhook.metrics_ports],
+        },
+    ).start()
+    try:
+        wait_for("every target to be scraped", started.targets_up, timeout=30)
+        yield started
+    finally:
+        started.process.stop()
+
+
+def _kubectl_apply(plane: ControlPlane, document: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+    return plane.kubectl("apply", "-f", "-", input=yaml.safe_dump(document), check=False)
+
+
+def _pod(name: str, ns: str, image: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"containers": [{"name": "api", "image": image}]},
+    }
+
+
+@pytest.fixture(scope="module")
+def scenario(
+    control_plane: ControlPlane, operator: InProcessOperator, webhook: WebhookReplicas, fixture_images: Any,
+    prometheus: Prometheus,
+) -> dict[str, Any]:  # fmt: skip
+    fat, slim = fixture_images.fat_app.ref, fixture_images.slim_app.ref
+    limit = {"maxCompressedSize": "200Mi"}
+    expires = (datetime.now(UTC) + timedelta(days=3)).replace(microsecond=0)
+    apply(
+        control_plane,
+        *(namespace(ns) for ns in (AUDIT, ENFORCE, WARN, EXEMPT)),
+        image_policy("obs-audit", limit, namespaces=[AUDIT]),
+        image_policy("obs-enforce", limit, namespaces=[ENFORCE], mode="Enforce"),
+        image_policy("obs-warn", limit, namespaces=[WARN], mode="Warn"),
+        image_policy(
+            "obs-exempt",
+            limit,
+            namespaces=[EXEMPT],
+            mode="Enforce",
+            exemptions=[{"images": [fat], "reason": "moving to distroless", "expires": expires.isoformat()}],
+        ),
+    )
+
+    # The webhook sees the policies through its watch: an unreachable image is then admitted with a warning.
+    def warned_unknown() -> subprocess.CompletedProcess[str] | None:
+        result = _kubectl_apply(control_plane, _pod("unknown", ENFORCE, UNREACHABLE))
+        return result if result.returncode == 0 and "admitted unchecked" in result.stderr else None
+
+    unknown = wait_for("onUnknown to admit the unreachable image", warned_unknown, timeout=60)
+    denied = _kubectl_apply(control_plane, deployment("fat", ENFORCE, fat))
+    assert denied.returncode != 0
+    assert "denied the request" in denied.stderr
+    warned = _kubectl_apply(control_plane, deployment("fat", WARN, fat))
+    assert warned.returncode == 0, warned.stderr
+    assert "Warning: slimguard:" in warned.stderr
+    for document in (deployment("fat", AUDIT, fat), deployment("slim", AUDIT, slim), deployment("fat", EXEMPT, fat)):
+        result = _kubectl_apply(control_plane, document)
+        assert result.returncode == 0, result.stderr
+    wait_for_status(control_plane, "deployment", "fat", AUDIT, "noncompliant")
+    wait_for_status(control_plane, "deployment", "slim", AUDIT, "compliant")
+    wait_for_status(control_plane, "deployment", "fat", EXEMPT, "compliant")
+    wait_for_status(control_plane, "pod", "unknown", ENFORCE, "error")
+    # The outage goes on: once Prometheus has seen the controller's first failed request, a second image on
+    # the same registry fails again, so the error counter rises between two scrapes (rate() shows it).
+    wait_for(
+        "Prometheus to see the registry outage",
+        lambda: prometheus.query('slimguard_registry_requests_total{job="slimguard-controller", status="error"}'),
+    )
+    again = _kubectl_apply(control_plane, _pod("unknown-again", ENFORCE, UNREACHABLE_AGAIN))
+    assert again.returncode == 0, again.stderr
+    wait_for_status(control_plane, "pod", "unknown-again", ENFORCE, "error")
+
+    # Prometheus has it all once the scrapes after the scenario are in: rate() needs two samples of a counter.
+    def scraped() -> bool:
+        return all(
+            prometheus.query(expr)
+            for expr in (
+                f'slimguard_workloads{{namespace="{EXEMPT}", status="compliant"}}',
+                f'slimguard_exempted_violations{{namespace="{EXEMPT}"}}',
+                'rate(slimguard_registry_requests_total{job="slimguard-controller", status="error"}[1m]) > 0',
+                *(
+                    f'rate(slimguard_admission_policy_decisions_total{{decision="{decision}"}}[1m])'
+                    for decision in ("unknown", "denied", "warned")
+                ),
+            )
+        )
+
+    wait_for("Prometheus to scrape the scenario", scraped, timeout=60)
+    return {"fat": fat, "slim": slim, "expires": expires, "unknown": unknown}
+
+
+# -- the dashboard ---------------------------------------------------------------------------------------------
+
+
+def _panel_queries() -> list[tuple[str, str]]:
+    board = json.loads(DASHBOARD.read_text())
+    return [
+        (f"{panel['title']} [{target['refId']}]", target["expr"])
+        for panel in board["panels"]
+        if panel["type"] != "row"
+        for target in panel["targets"]
+    ]
+
+
+def _substitute(expr: str, *, namespace: str = ".*", policy: str = ".*") -> str:
+    """What Grafana sends: variables replaced (All is the variables' allValue, `.*`)."""
+    return expr.replace("$namespace", namespace).replace("$policy", policy).replace("$__rate_interval", "1m")
+
+
+@pytest.mark.usefixtures("scenario")
+@pytest.mark.parametrize(("panel", "expr"), _panel_queries(), ids=[panel for panel, _ in _panel_queries()])
+def test_every_panel_query_succeeds_and_shows_the_scenario(prometheus: Prometheus, panel: str, expr: str) -> None:
+    result = prometheus.query(_substitute(expr))
+    assert result, f"{panel}: no data for {_substitute(expr)}"
+
+
+@pytest.mark.usefixtures("scenario")
+@pytest.mark.parametrize(
+    ("panel", "expr"),
+    [(panel, expr) for panel, expr in _panel_queries() if "$namespace" in expr],
+    ids=[panel for panel, expr in _panel_queries() if "$namespace" in expr],
+)
+def test_panels_filter_by_the_namespace_and_policy_variables(prometheus: Prometheus, panel: str, expr: str) -> None:
+    # Two values selected in each variable: Grafana sends them as a regex alternation.
+    chosen = (AUDIT, EXEMPT)
+    some = prometheus.query(_substitute(expr, namespace="|".join(chosen), policy="obs-audit|obs-exempt"))
+    none = prometheus.query(_substitute(expr, namespace="no-such-namespace", policy="no-such-policy"))
+    assert some, panel
+    for sample in some:
+        assert sample["metric"].get("namespace", AUDIT) in chosen, (panel, sample)
+    assert all(sample["value"][1] == "0" for sample in none), (panel, none)  # `or vector(0)` panels show 0
+
+
+def test_the_scenario_shows_in_the_numbers(prometheus: Prometheus, scenario: dict[str, Any]) -> None:
+    def value(expr: str) -> float:
+        (sample,) = prometheus.query(expr)
+        return float(sample["value"][1])
+
+    assert value(f'sum(slimguard_workloads{{namespace="{AUDIT}", status="noncompliant"}})') == 1
+    assert value(f'sum(slimguard_workloads{{namespace="{AUDIT}", status="compliant"}})') == 1
+    assert value(f'sum(slimguard_violations{{namespace="{AUDIT}", rule="maxCompressedSize"}})') >= 1
+    assert value(f'sum(slimguard_exempted_violations{{namespace="{EXEMPT}"}})') >= 1
+    assert value(f'sum(slimguard_workloads{{namespace="{ENFORCE}", status="error"}})') == 2  # both unreachable pods
+    assert value(f'sum(slimguard_compressed_bytes_over_limit{{namespace="{AUDIT}"}})') > 0
+    assert value(f'sum(slimguard_image_bytes{{namespace="{AUDIT}", image="{scenario["fat"]}"}})') > 200 * 2**20
+    assert value('sum(slimguard_exemption_expiry_timestamp_seconds{policy="obs-exempt"})') == (
+        scenario["expires"].timestamp()
+    )
+    decisions = {"obs-enforce": "denied", "obs-warn": "warned"}
+    for policy, decision in decisions.items():
+        assert (
+            value(f'sum(slimguard_admission_policy_decisions_total{{policy="{policy}", decision="{decision}"}})') >= 1
+        )
+    assert value('sum(slimguard_admission_policy_decisions_total{policy="obs-enforce", decision="unknown"})') >= 1
+    assert value('sum(slimguard_admission_reviews_total{decision="denied"})') >= 1
+    assert value('sum(slimguard_registry_requests_total{registry="127.0.0.1:1", status="error"})') >= 1
+    assert value('sum(slimguard_inspection_failures_total{reason="RegistryUnreachable"})') >= 1
+    assert value('sum(slimguard_cache_lookups_total{result="hit"})') >= 1
+    assert value("max(slimguard_admission_timeout_seconds)") == 3
+
+
+def test_every_metric_a_panel_uses_is_in_the_scrape(operator: InProcessOperator, webhook: WebhookReplicas) -> None:
+    exposed = set()
+    for port in (operator.settings.metrics_port, *webhook.metrics_ports):
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        exposed |= set(re.findall(r"^# TYPE (\S+) ", text, re.M))
+    used = {
+        re.sub(r"_bucket$", "", name) for _, expr in _panel_queries() for name in re.findall(r"slimguard_\w+", expr)
+    }
+    # prometheus_client declares a counter by its name without _total
+    assert not {name for name in used if name not in exposed and name.removesuffix("_total") not in exposed}
+
+
+# -- the alerts -----------------------------------------------------------------------------------------------
+
+
+def _alert_rules() -> list[dict[str, Any]]:
+    return [rule for group in yaml.safe_load(ALERTS.read_text())["groups"] for rule in group["rules"]]
+
+
+@pytest.mark.usefixtures("scenario")
+@pytest.mark.parametrize("rule", _alert_rules(), ids=[rule["alert"] for rule in _alert_rules()])
+def test_every_alert_expression_succeeds_on_the_real_scrape(prometheus: Prometheus, rule: dict[str, Any]) -> None:
+    result = prometheus.query(rule["expr"])
+    # What the scenario makes true, and what must stay silent while both components run.
+    firing = {
+        "SlimguardExemptionExpiringSoon": [{"policy": "obs-exempt", "exemption": "0"}],
+        "SlimguardErrorVerdictsPersisting": [{"policy": "obs-enforce", "namespace": ENFORCE}],
+        "SlimguardRegistryErrors": [{"registry": "127.0.0.1:1"}],
+    }
+    silent = {
+        "SlimguardControllerAbsent",
+        "SlimguardWebhookAbsent",
+        "SlimguardTargetDown",
+        "SlimguardAdmissionFailures",
+    }
+    if rule["alert"] in firing:
+        found = [
+            {key: sample["metric"].get(key) for key in want} for want in firing[rule["alert"]] for sample in result
+        ]
+        for want in firing[rule["alert"]]:
+            assert want in found, (rule["alert"], result)
+    elif rule["alert"] in silent:
+        assert result == [], (rule["alert"], result)
+    elif rule["alert"] in APISERVER_ONLY:
+        assert result == []
+
+
+def test_promtool_check_metrics_is_clean_on_every_scrape(operator: InProcessOperator, webhook: WebhookReplicas) -> None:
+    promtool = shutil.which("promtool")
+    assert promtool
+    for port in (operator.settings.metrics_port, *webhook.metrics_ports):
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        result = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, check=False)
+        assert result.returncode == 0, f"port {port}:\n{result.stdout}{result.stderr}"
+        assert result.stdout.strip() == "", result.stdout
