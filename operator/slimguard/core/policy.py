@@ -40,7 +40,10 @@ def parse_duration(text: str) -> timedelta:
     """``168h``, ``7d``, ``1h30m`` → timedelta."""
     if not _DURATION_RE.match(text):
         raise ValueError(f"{text!r} is not a duration such as 24h, 7d or 1h30m")
-    return timedelta(seconds=sum(int(n) * _UNITS[unit] for n, unit in _DURATION_PART_RE.findall(text)))
+    try:
+        return timedelta(seconds=sum(int(n) * _UNITS[unit] for n, unit in _DURATION_PART_RE.findall(text)))
+    except OverflowError:  # the CRD admits "9999999999999999999d": longer than timedelta holds is forever
+        return timedelta.max
 
 
 class _Model(BaseModel):

@@ -40,7 +40,12 @@ def references(draw: st.DrawFn) -> str:
 _REFERENCE_ALPHABET = st.sampled_from([*_ALNUM, "A", "Z", ".", "_", "-", "/", ":", "@", "[", "]", " ", "\n", "é", "*"])
 reference_like_text = st.one_of(
     st.text(_REFERENCE_ALPHABET, max_size=80),
-    st.builds(lambda ref, junk, at: ref[:at] + junk + ref[at:], references(), st.text(_REFERENCE_ALPHABET, max_size=3), st.integers(0, 80)),
+    st.builds(
+        lambda ref, junk, at: ref[:at] + junk + ref[at:],
+        references(),
+        st.text(_REFERENCE_ALPHABET, max_size=3),
+        st.integers(0, 80),
+    ),
     st.text(max_size=40),
 )
 
@@ -55,13 +60,13 @@ scalars = st.one_of(
 )
 
 
-def json_values(keys: st.SearchStrategy[str] | None = None, leaves: st.SearchStrategy[Any] = scalars) -> st.SearchStrategy[Any]:
+def json_values(
+    keys: st.SearchStrategy[str] | None = None, leaves: st.SearchStrategy[Any] = scalars
+) -> st.SearchStrategy[Any]:
     """Nested lists and objects; ``keys`` biases object keys towards the field names a parser looks up."""
     key_strategy = keys if keys is not None else st.text(max_size=10)
     return st.recursive(
         leaves,
-        lambda children: st.one_of(
-            st.lists(children, max_size=4), st.dictionaries(key_strategy, children, max_size=5)
-        ),
+        lambda children: st.one_of(st.lists(children, max_size=4), st.dictionaries(key_strategy, children, max_size=5)),
         max_leaves=25,
     )
