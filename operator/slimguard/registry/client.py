@@ -12,6 +12,7 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit
 
@@ -300,13 +301,24 @@ class RegistryClient:
         return b"".join(chunks)
 
     def _retry_delay(self, response: _Reply, attempt: int) -> float:
-        retry_after = response.headers.get("Retry-After")
+        """Seconds to wait before the next attempt: the registry's Retry-After (capped), else exponential backoff.
+
+        The header is the registry's to choose; a value that is neither seconds nor an HTTP date ("1.5",
+        "soon", a superscript digit) is ignored, where it once raised ValueError out of the client
+        (tests/unit/fuzz/test_fuzz_retry_after.py).
+        """
+        cap = self.settings.max_retry_after_seconds
+        retry_after = response.headers.get("Retry-After", "").strip()
+        if retry_after.isascii() and retry_after.isdigit():
+            return min(float(retry_after), cap)
         if retry_after:
-            if retry_after.isdigit():
-                return min(float(retry_after), self.settings.max_retry_after_seconds)
-            when = email.utils.parsedate_to_datetime(retry_after) if retry_after else None
+            try:
+                when = email.utils.parsedate_to_datetime(retry_after)
+            except (ValueError, TypeError, IndexError, OverflowError):
+                when = None
             if when is not None:
-                return max(0.0, min(when.timestamp() - time.time(), self.settings.max_retry_after_seconds))
+                when = when if when.tzinfo is not None else when.replace(tzinfo=UTC)  # HTTP dates are GMT
+                return max(0.0, min(when.timestamp() - time.time(), cap))
         return float(self.settings.backoff_seconds * (2 ** (attempt - 1)))
 
     def _error(
