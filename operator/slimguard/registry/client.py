@@ -290,14 +290,27 @@ class RegistryClient:
             )
         chunks: list[bytes] = []
         received = 0
-        async for chunk in response.aiter_bytes():
-            received += len(chunk)
-            if received > max_bytes:
-                raise InspectionError(
-                    f"registry {reference.registry} sent more than the {max_bytes} bytes expected",
-                    reason="ResponseTooLarge",
-                )
-            chunks.append(chunk)
+        try:
+            async for chunk in response.aiter_bytes():
+                received += len(chunk)
+                if received > max_bytes:
+                    raise InspectionError(
+                        f"registry {reference.registry} sent more than the {max_bytes} bytes expected",
+                        reason="ResponseTooLarge",
+                    )
+                chunks.append(chunk)
+        # The body is read after send()'s error mapping: a body cut short or stalled escaped as a raw httpx
+        # error, which evaluation does not catch, so the webhook admitted unchecked (tests/e2e/test_faults.py).
+        except httpx.TimeoutException as error:
+            raise InspectionError(
+                f"registry {reference.registry} stalled mid-response for over {self.settings.timeout_seconds:g}s",
+                reason="RegistryTimeout",
+            ) from error
+        except httpx.HTTPError as error:
+            raise InspectionError(
+                f"registry {reference.registry} broke off the response after {received} bytes: {error}",
+                reason="TruncatedResponse",
+            ) from error
         return b"".join(chunks)
 
     def _retry_delay(self, response: _Reply, attempt: int) -> float:
@@ -391,7 +404,7 @@ class RegistryClient:
             document = token_response.json()
             value = str(document.get("token") or document.get("access_token") or "")
             expires_in = float(document.get("expires_in") or 60)
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, TypeError):  # TypeError: "expires_in": [1] (tests/e2e/test_faults.py)
             return False
         if not value:
             return False
