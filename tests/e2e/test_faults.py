@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+import yaml
+from cluster import apply, deployment, image_policy, namespace, violations, wait_for, wait_for_status
 
 from slimguard.core.errors import InspectionError
 from slimguard.core.facts import Platform
@@ -31,9 +33,10 @@ from slimguard.registry.credentials import Credential
 from slimguard.registry.guard import AddressPolicy, GuardedNetworkBackend
 from slimguard.registry.inspector import ImageInspector
 from slimguard.registry.settings import RegistrySettings
-from slimguard_testbed import Registry
-from slimguard_testbed.faults import HUGE, HostileRegistry, RateLimitingProxy
-from slimguard_testbed.operator_runner import LoopbackOnlyBackend
+from slimguard_testbed import ControlPlane, Registry
+from slimguard_testbed.faults import HUGE, DelayProxy, HostileRegistry, RateLimitingProxy
+from slimguard_testbed.operator_runner import InProcessOperator, LoopbackOnlyBackend
+from slimguard_testbed.webhook import WebhookReplicas
 
 AMD64 = {Platform("linux", "amd64")}
 POLICY = ImagePolicy.from_resource("slim", {"mode": "Enforce", "rules": {"maxCompressedSize": "200Mi"}})
@@ -209,3 +212,56 @@ async def test_wrong_content_is_an_error_finding_in_bounded_requests_and_bytes(
         body_bytes_sent_by_server=body_bytes,
         seconds_to_error_finding=round(seconds, 3),
     )
+
+
+# --- registry slower than the admission deadline ---------------------------------------------------------
+
+
+def test_a_registry_slower_than_the_admission_deadline_is_decided_by_on_unknown_then_audited_for_real(
+    control_plane: ControlPlane,
+    webhook: WebhookReplicas,
+    operator: InProcessOperator,
+    registry: Registry,
+    fixture_images: Any,
+) -> None:
+    ns = "fault-slow-registry"
+    apply(
+        control_plane,
+        namespace(ns),
+        image_policy("fault-slow", {"maxCompressedSize": "200Mi"}, namespaces=[ns], mode="Enforce"),
+    )
+    probe = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "probe", "namespace": ns},
+        "spec": {"containers": [{"name": "api", "image": "127.0.0.1:1/never/pushed:1"}]},
+    }
+
+    def policy_applies() -> bool:
+        result = control_plane.kubectl("apply", "--dry-run=server", "-f", "-", input=yaml.safe_dump(probe), check=False)
+        return result.returncode == 0 and "slimguard" in result.stderr
+
+    wait_for("the webhook to see the policy", policy_applies, timeout=30)
+    # Every new connection to the registry waits 6 s: over the webhook's 2.25 s deadline, under the 10 s
+    # registry timeout of the controller.
+    host, port = registry.host.split(":")
+    with DelayProxy(upstream=(host, int(port)), delay=6) as slow:
+        image = f"{slow.host}/{fixture_images.fat_app.ref.split('/', 1)[1]}"
+        started = time.monotonic()
+        admitted = control_plane.kubectl(
+            "apply", "-f", "-", input=yaml.safe_dump(deployment("api", ns, image)), check=False
+        )
+        admission_seconds = time.monotonic() - started
+        assert admitted.returncode == 0, admitted.stderr
+        assert "admission deadline; admitted unchecked (onUnknown: Allow)" in admitted.stderr
+        found = wait_for_status(control_plane, "deployment", "api", ns, "noncompliant", timeout=60)
+        verdict_seconds = time.monotonic() - started
+    assert [v["rule"] for v in violations(found)] == ["maxCompressedSize"]
+    measured(
+        "registry slower (6 s per connection) than the 2.25 s admission deadline",
+        admission_seconds=round(admission_seconds, 2),
+        seconds_to_real_verdict=round(verdict_seconds, 2),
+        connections_to_registry=slow.connections,
+    )
+    control_plane.kubectl("delete", "namespace", ns, "--wait=false")
+    control_plane.kubectl("delete", "imagepolicy", "fault-slow")
