@@ -73,6 +73,7 @@ def test_one_malformed_entry_is_skipped_and_the_others_still_count() -> None:
         {
             "auths": {
                 "bad.local": {"auth": 5},
+                "text.local": "not an object",
                 "nocolon.local": {"auth": "bm9jb2xvbg=="},
                 "registry.local": {"auth": good},
             }
