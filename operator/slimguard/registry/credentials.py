@@ -69,7 +69,7 @@ def _entry_credential(location: str, entry: Any) -> Credential | None:
     if isinstance(auth, str) and auth:
         try:
             username, _, password = base64.b64decode(auth, validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:  # binascii.Error, UnicodeDecodeError, and non-ASCII text ("\x80") in the field
             return None
         if _ == "":  # no colon: the kubelet rejects the entry
             return None

@@ -78,5 +78,6 @@ def test_any_secret_data_decodes_to_credentials_and_matching_never_fails(
 
 
 @given(configs)
+@example({"auths": {"r.io": {"auth": "\x80"}}})  # once: ValueError from b64decode of non-ASCII text
 def test_any_docker_config_document_parses(document: Any) -> None:
     assert isinstance(parse_docker_config(json.dumps(document)), list)
