@@ -9,7 +9,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 CACHE="${SLIMGUARD_CACHE:-$HOME/.cache/slimguard}"
-PACKAGES=(etcd-server docker.io docker-registry debootstrap skopeo busybox-static apache2-utils prometheus iproute2)
+PACKAGES=(etcd-server docker.io docker-registry debootstrap skopeo busybox-static apache2-utils prometheus iproute2 nginx-light)
 
 log() { printf '==> %s\n' "$*" >&2; }
 as_root() { if [[ $EUID -eq 0 ]]; then "$@"; else sudo "$@"; fi; }

@@ -85,7 +85,9 @@ class Reviewer:
 
     async def review(self, request: Mapping[str, Any]) -> Answer:
         started = time.perf_counter()
-        kind = str((request.get("kind") or {}).get("kind") or "")
+        # Outside the try below, so it must not raise: {"kind": "Pod"} (a string) was a 500 (tests/unit/fuzz).
+        kind_field = request.get("kind")
+        kind = str(kind_field.get("kind") or "") if isinstance(kind_field, Mapping) else ""
         try:
             answer = await self._decide(kind, request)
         except Exception:  # never brick the cluster over a bug of ours: admit, say so, and count it

@@ -102,11 +102,12 @@ def parse_index(document: Mapping[str, Any], *, max_entries: int) -> ParsedIndex
 
 def _platform_of(descriptor: Mapping[str, Any]) -> Platform | None:
     raw = descriptor.get("platform")
-    if not isinstance(raw, dict) or not raw.get("os") or not raw.get("architecture"):
+    if not isinstance(raw, dict) or not _text(raw.get("os")) or not _text(raw.get("architecture")):
         return None
     if raw["os"] == "unknown":  # buildx attestation manifests
         return None
-    return Platform(str(raw["os"]), str(raw["architecture"]), raw.get("variant") or None)
+    # Only text: a list as variant made an unhashable Platform, a TypeError far from here (tests/unit/fuzz).
+    return Platform(raw["os"], raw["architecture"], _text(raw.get("variant")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,9 +159,9 @@ def platform_image(
         for position, layer in enumerate(manifest.layers)
     )
     actual = Platform(
-        str(config.get("os") or (platform.os if platform else "linux")),
-        str(config.get("architecture") or (platform.architecture if platform else "amd64")),
-        config.get("variant") or (platform.variant if platform else None),
+        _text(config.get("os")) or (platform.os if platform else "linux"),
+        _text(config.get("architecture")) or (platform.architecture if platform else "amd64"),
+        _text(config.get("variant")) or (platform.variant if platform else None),
     )
     labels = {str(k): str(v) for k, v in _dict(inner.get("Labels")).items()}
     return PlatformImage(
@@ -211,8 +212,8 @@ def with_uncompressed(layer: Layer, probe: bytes) -> Layer:
     (isize,) = struct.unpack("<I", probe)
     # ISIZE is the size modulo 2**32: a layer that compresses better than 1:1 and is over 4 GiB would wrap.
     # That guess is why a size read from a gzip trailer is called an estimate.
-    while isize < layer.size:
-        isize += 2**32
+    if isize < layer.size:  # arithmetic, not a loop: a manifest may claim a layer of 2**62 bytes
+        isize += -((isize - layer.size) // 2**32) * 2**32
     return replace(layer, uncompressed_size=isize, uncompressed_estimated=True)
 
 
@@ -230,6 +231,11 @@ def zstd_content_size(head: bytes) -> int | None:
         return None
     value = int.from_bytes(head[position : position + field_size], "little")
     return value + 256 if field_size == 2 else value
+
+
+def _text(value: Any) -> str | None:
+    """A non-empty string field, else None: registries may serve any JSON where a string belongs."""
+    return value if isinstance(value, str) and value else None
 
 
 def _dict(value: Any) -> dict[str, Any]:

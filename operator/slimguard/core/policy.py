@@ -13,7 +13,7 @@ from pydantic.alias_generators import to_camel
 from slimguard.core.errors import InvalidPolicy, InvalidReference
 from slimguard.core.facts import Platform
 from slimguard.core.globs import image_matches_any
-from slimguard.core.quantity import parse_bytes
+from slimguard.core.quantity import QuantityTooLarge, parse_bytes
 from slimguard.core.reference import ImageReference
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod")
@@ -24,7 +24,7 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 # Bounds the CRD enforces too (crds/): what a timedelta, date arithmetic and the apiserver's int32 and
 # quantity comparisons can hold. A value beyond them is the user's error, named, never an OverflowError.
 MAX_REPORT_AGE = timedelta(days=36500)
-MAX_BYTES = 8 * 10**18  # 8E: the largest round quantity the apiserver still compares correctly (int64)
+MAX_POLICY_BYTES = 8 * 10**18  # 8E: the largest round quantity the apiserver still compares correctly (int64)
 MAX_INT32 = 2**31 - 1
 
 
@@ -188,11 +188,15 @@ class Rules(_Model):
     def _quantity(cls, value: int | str | None) -> int | str | None:
         if value is None:
             return value
-        size = parse_bytes(value)
+        too_large = ValueError(f"must be at most 8E (8*10^18 bytes), not {value!r}")
+        try:
+            size = parse_bytes(value)
+        except QuantityTooLarge:
+            raise too_large from None
         if size <= 0:
             raise ValueError("must be greater than zero")
-        if size > MAX_BYTES:
-            raise ValueError(f"must be at most 8E (8*10^18 bytes), not {value!r}")
+        if size > MAX_POLICY_BYTES:
+            raise too_large
         return value
 
     _globs = field_validator("allowed_base_images", "denied_base_images")(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from decimal import Decimal
+from decimal import MAX_EMAX, MIN_EMIN, ROUND_CEILING, Context, Decimal, InvalidOperation, localcontext
 
 _SUFFIXES: dict[str, Decimal] = {
     "": Decimal(1),
@@ -20,9 +20,16 @@ _SUFFIXES: dict[str, Decimal] = {
     "P": Decimal(10**15),
     "E": Decimal(10**18),
 }
-# An exponent has at most 2 digits, as the CRD demands: 1e999999999 is a valid Decimal whose integer value
-# would take minutes and gigabytes to build.
+# A quantity in bytes is an int64 in Kubernetes; anything larger is no image size, and converting a Decimal
+# such as 1e999999 to an int takes minutes (found by tests/unit/fuzz/test_fuzz_quantity.py).
+MAX_BYTES = 2**63 - 1
+# An exponent has at most 2 digits, as the CRD demands (its quantity check itself ran past the request timeout
+# on 1e999999999).
 _QUANTITY_RE = re.compile(r"^([+-]?[0-9.]+(?:[eE][+-]?[0-9]{1,2})?)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
+
+
+class QuantityTooLarge(ValueError):
+    """A well-formed quantity beyond what an int64 of bytes holds."""
 
 
 def parse_bytes(value: str | int) -> int:
@@ -36,15 +43,23 @@ def parse_bytes(value: str | int) -> int:
     match = _QUANTITY_RE.match(value.strip())
     if not match:
         raise ValueError(f"{value!r} is not a Kubernetes quantity such as 200Mi or 1G")
-    number, suffix = match.group(1), match.group(2) or ""
+    number_text, suffix = match.group(1), match.group(2) or ""
     try:
-        amount = Decimal(number) * _SUFFIXES[suffix]
-    except ArithmeticError as error:  # InvalidOperation ("1.2.3"), and Overflow should the grammar ever widen
+        number = Decimal(number_text)  # exact: construction does not round
+    except InvalidOperation as error:
         raise ValueError(f"{value!r} is not a Kubernetes quantity such as 200Mi or 1G") from error
-    if amount < 0:
+    if number < 0:
         raise ValueError(f"{value!r} is negative")
-    whole = int(amount)
-    return whole if whole == amount else whole + 1
+    if number > MAX_BYTES:
+        raise QuantityTooLarge(f"{value!r} is larger than a Kubernetes quantity of bytes can be (2^63-1)")
+    # Exact arithmetic: the default 28 digits rounded 1.0000000000000000000000000000001 down to 1, and its
+    # exponent range turned 1e-99999999 into 0 and 1e9999999999 into decimal.Overflow (no ValueError).
+    exact = Context(prec=len(number.as_tuple().digits) + 25, Emin=MIN_EMIN, Emax=MAX_EMAX, traps=[])
+    with localcontext(exact):
+        whole = int((number * _SUFFIXES[suffix]).to_integral_value(rounding=ROUND_CEILING))  # rounded up, as Kubernetes
+    if whole > MAX_BYTES:
+        raise QuantityTooLarge(f"{value!r} is larger than a Kubernetes quantity of bytes can be (2^63-1)")
+    return whole
 
 
 def format_bytes(size: int) -> str:

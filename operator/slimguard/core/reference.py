@@ -16,11 +16,13 @@ _PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _TAG = r"[\w][\w.-]{0,127}"
 _DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
 
-_DOMAIN_RE = re.compile(rf"^{_DOMAIN}$")
-_PATH_RE = re.compile(rf"^{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*$")
-_TAG_RE = re.compile(rf"^{_TAG}$", re.ASCII)  # \w as in Go: ASCII letters, digits and _ only
-_DIGEST_RE = re.compile(rf"^{_DIGEST}$")
-_SHA256_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+# Matched with fullmatch, never ``^...$``: ``$`` also matches before a final newline, which let
+# ``node\n:20`` through as repository ``library/node\n`` (found by tests/unit/fuzz/test_fuzz_reference.py).
+_DOMAIN_RE = re.compile(_DOMAIN)
+_PATH_RE = re.compile(rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*")
+_TAG_RE = re.compile(_TAG, re.ASCII)  # \w as in Go: ASCII letters, digits and _ only
+_DIGEST_RE = re.compile(_DIGEST)
+_SHA256_RE = re.compile(r"sha256:[0-9a-f]{64}")
 _MAX_NAME_LENGTH = 255
 _MAX_PORT = 65535
 
@@ -47,21 +49,21 @@ class ImageReference:
         digest: str | None = None
         if "@" in text:
             text, digest = text.split("@", 1)
-            if not _DIGEST_RE.match(digest):
+            if not _DIGEST_RE.fullmatch(digest):
                 raise InvalidReference(f"image reference {original!r} has an invalid digest {digest!r}")
-            if digest.startswith("sha256:") and not _SHA256_RE.match(digest):
+            if digest.startswith("sha256:") and not _SHA256_RE.fullmatch(digest):
                 raise InvalidReference(f"image reference {original!r}: a sha256 digest has 64 lowercase hex characters")
         tag: str | None = None
         last_slash = text.rfind("/")
         last_colon = text.rfind(":")
         if last_colon > last_slash:
             text, tag = text[:last_colon], text[last_colon + 1 :]
-            if not _TAG_RE.match(tag):
+            if not _TAG_RE.fullmatch(tag):
                 raise InvalidReference(f"image reference {original!r} has an invalid tag {tag!r}")
         first, _, rest = text.partition("/")
         if rest and ("." in first or ":" in first or first == "localhost"):
             registry, repository = first, rest
-            if not _DOMAIN_RE.match(registry):
+            if not _DOMAIN_RE.fullmatch(registry):
                 raise InvalidReference(f"image reference {original!r} has an invalid registry {registry!r}")
             # The grammar takes any run of digits as a port; refuse here what no socket can have, so a
             # reference such as host:99999/app is the user's error, not a resolver or connection failure.
@@ -77,7 +79,7 @@ class ImageReference:
             registry = DOCKER_HUB
         if registry == DOCKER_HUB and "/" not in repository:
             repository = f"{_OFFICIAL_NAMESPACE}/{repository}"
-        if not _PATH_RE.match(repository):
+        if not _PATH_RE.fullmatch(repository):
             raise InvalidReference(
                 f"image reference {original!r} has an invalid repository {repository!r} "
                 "(lowercase letters, digits and separators . _ __ - only)"

@@ -11,8 +11,6 @@ from fnmatch import fnmatchcase
 from typing import Any
 from urllib.parse import urlsplit
 
-from docker import auth as docker_auth
-
 from slimguard.core.reference import DOCKER_HUB, ImageReference
 
 _HUB_KEYS = {"index.docker.io", "docker.io", "registry-1.docker.io"}
@@ -61,10 +59,32 @@ def _specificity(location: str) -> tuple[int, int]:
     return (len(path), -host.count("*"))
 
 
+def _entry_credential(location: str, entry: Any) -> Credential | None:
+    """One ``auths`` entry the way the kubelet reads it (credentialprovider.DockerConfigEntry): ``username`` and
+    ``password`` fields, overridden by ``auth`` (base64 of ``user:password``) when that is set."""
+    if not isinstance(entry, dict):
+        return None
+    username, password = entry.get("username"), entry.get("password")
+    auth = entry.get("auth")
+    if isinstance(auth, str) and auth:
+        try:
+            username, _, password = base64.b64decode(auth, validate=True).decode().partition(":")
+        except ValueError:  # binascii.Error, UnicodeDecodeError, and non-ASCII text ("\x80") in the field
+            return None
+        if _ == "":  # no colon: the kubelet rejects the entry
+            return None
+    if not isinstance(username, str) or not username or not isinstance(password, str):
+        return None
+    return Credential(location=location, username=username, password=password)
+
+
 def parse_docker_config(payload: bytes | str) -> list[Credential]:
     """Credentials from a ``.dockerconfigjson`` (or legacy ``.dockercfg``) document.
 
-    Decoding of the ``auth`` field is the ``docker`` package's own; a malformed entry is skipped, not fatal.
+    A malformed entry is skipped, not fatal, and never an exception: a Secret anyone in the namespace can write
+    must not stop evaluation. (The ``docker`` package's parser, used before, raised TypeError for ``"auth": 5``,
+    dropped every entry for one that was not an object, and ignored ``username``/``password`` fields; found by
+    tests/unit/fuzz/test_fuzz_credentials.py.)
     """
     try:
         document = json.loads(payload)
@@ -75,15 +95,11 @@ def parse_docker_config(payload: bytes | str) -> list[Credential]:
     entries = document.get("auths", document)
     if not isinstance(entries, dict):
         return []
-    parsed: Mapping[str, Any] = docker_auth.parse_auth(entries, raise_on_error=False)
-    credentials = []
-    for location, entry in parsed.items():
-        if not isinstance(entry, dict):
-            continue
-        username, password = entry.get("username"), entry.get("password")
-        if username and password is not None:
-            credentials.append(Credential(location=location, username=str(username), password=str(password)))
-    return credentials
+    return [
+        credential
+        for location, entry in entries.items()
+        if (credential := _entry_credential(str(location), entry)) is not None
+    ]
 
 
 def decode_secret_data(data: Mapping[str, str]) -> list[Credential]:
@@ -92,7 +108,7 @@ def decode_secret_data(data: Mapping[str, str]) -> list[Credential]:
         if key in data:
             try:
                 return parse_docker_config(base64.b64decode(data[key]))
-            except (binascii.Error, ValueError):
+            except (binascii.Error, ValueError, TypeError):
                 return []
     return []
 

@@ -60,3 +60,24 @@ def test_a_credential_never_prints_its_password() -> None:
     (credential,) = parse_docker_config(dockerconfig(**{"reg.io": ("alice", "s3cret")}))
     assert "s3cret" not in repr(credential)
     assert credential.password == "s3cret"
+
+
+def test_username_and_password_fields_count_without_auth_as_the_kubelet_reads_them() -> None:
+    payload = json.dumps({"auths": {"registry.local": {"username": "bob", "password": "pw"}}}).encode()
+    assert users_for("registry.local/team/api:1", payload) == ["bob"]
+
+
+def test_one_malformed_entry_is_skipped_and_the_others_still_count() -> None:
+    good = base64.b64encode(b"alice:pw").decode()
+    payload = json.dumps(
+        {
+            "auths": {
+                "bad.local": {"auth": 5},
+                "text.local": "not an object",
+                "nocolon.local": {"auth": "bm9jb2xvbg=="},
+                "registry.local": {"auth": good},
+            }
+        }
+    ).encode()
+    secret = {".dockerconfigjson": base64.b64encode(payload).decode()}
+    assert [c.username for c in decode_secret_data(secret)] == ["alice"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from slimguard.core.facts import ImageFacts
 from slimguard.core.policy import Decision, Rules
 from slimguard.core.rules.common import FactsNeeds, Subject
@@ -16,6 +18,17 @@ def needs(rules: Rules) -> FactsNeeds | None:
 def digests(facts: ImageFacts) -> frozenset[str]:
     """Every digest a report may name for this image: the index's and each platform manifest's."""
     return frozenset({facts.digest} | {image.manifest_digest for image in facts.platforms})
+
+
+def _fresh_since(now: datetime, age_limit: timedelta | None) -> datetime | None:
+    """The oldest report time still trusted; None (every report) for a limit reaching back before year 1.
+
+    The CRD admits ``maxReportAge: 999999999d``; ``now - age_limit`` then overflowed and every evaluation of
+    the policy failed (found by tests/unit/fuzz/test_fuzz_policy.py).
+    """
+    if age_limit is None or age_limit >= now - datetime.min.replace(tzinfo=now.tzinfo):
+        return None
+    return now - age_limit
 
 
 def check(subject: Subject) -> None:
@@ -43,7 +56,7 @@ def check(subject: Subject) -> None:
         digests=digests_running,
         shared=[group for digest in sorted(digests_running) for group in context.digest_reports.get(digest, ())],
         ignore_unfixed=limits.ignore_unfixed,
-        fresh_since=None if age_limit is None else context.now - age_limit,
+        fresh_since=_fresh_since(context.now, age_limit),
     )
     found = lookup.report
     if found is None:
