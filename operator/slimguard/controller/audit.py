@@ -27,6 +27,7 @@ from slimguard.core.text import shorten
 from slimguard.core.verdict import FindingKind, Status, Verdict
 from slimguard.core.workload import Workload, WorkloadKey, normalise
 from slimguard.engine.facts import Evaluator
+from slimguard.engine.view import ClusterView
 from slimguard.kube.gateway import KubeGateway
 from slimguard.kube.resources import api_version
 from slimguard.registry.settings import RegistrySettings
@@ -71,7 +72,9 @@ def _apply(annotations: dict[str, str], patch: Mapping[str, str | None]) -> None
 @dataclass
 class AuditController:
     evaluator: Evaluator
-    """Built by engine.wiring, as the webhook's is; its cluster view is the one the watches here feed."""
+    """Built by engine.wiring, as the webhook's is, over ``view``."""
+    view: ClusterView
+    """The cluster as this controller's watches show it; the evaluator reads it."""
     kube: KubeGateway
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     workers: int = 8
@@ -84,7 +87,6 @@ class AuditController:
     has let go of the failure (the wiring passes the registry settings' own TTL)."""
 
     def __post_init__(self) -> None:
-        self.view = self.evaluator.view
         self.workloads: dict[WorkloadKey, WorkloadRecord] = {}
         self.verdicts: dict[WorkloadKey, Verdict] = {}
         self._queue: WorkQueue[WorkloadKey] = WorkQueue()

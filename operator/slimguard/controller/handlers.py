@@ -107,6 +107,7 @@ async def _start_controller(
     )
     controller = AuditController(
         evaluator=engine.evaluator,
+        view=engine.view,
         kube=kube,
         workers=settings.workers,
         error_backoff=Backoff.after_failure_cache(settings.registry.failure_ttl_seconds),

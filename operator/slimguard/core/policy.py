@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -167,7 +168,7 @@ class VulnerabilityRules(_Model):
             raise ValueError("maxReportAge must be longer than 0")
         return self
 
-    @property
+    @cached_property  # parsed once, when first read: evaluation reads it per container
     def report_age_limit(self) -> timedelta | None:
         return parse_duration(self.max_report_age) if self.max_report_age else None
 
@@ -228,15 +229,15 @@ class Rules(_Model):
             raise ValueError(f"base images cannot be both allowed and denied: {', '.join(both)}")
         return self
 
-    @property
+    @cached_property  # parsed once, when first read: evaluation reads it per container
     def compressed_limit(self) -> int | None:
         return None if self.max_compressed_size is None else parse_bytes(self.max_compressed_size)
 
-    @property
+    @cached_property  # parsed once, when first read: evaluation reads it per container
     def uncompressed_limit(self) -> int | None:
         return None if self.max_uncompressed_size is None else parse_bytes(self.max_uncompressed_size)
 
-    @property
+    @cached_property  # parsed once, when first read: evaluation reads it per container
     def required_platforms(self) -> tuple[Platform, ...]:
         return tuple(Platform.parse(p) for p in self.platforms) if self.platforms else DEFAULT_PLATFORMS
 

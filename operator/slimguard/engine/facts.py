@@ -14,9 +14,8 @@ from slimguard.core.facts import ImageFacts, Platform
 from slimguard.core.needs import FactsNeeds, base_candidates, image_needs
 from slimguard.core.policy import ImagePolicy
 from slimguard.core.verdict import Verdict
-from slimguard.core.vulnerabilities import DigestReports
+from slimguard.core.vulnerabilities import DigestReports, VulnerabilityReport
 from slimguard.core.workload import Workload
-from slimguard.engine.view import ClusterView
 from slimguard.registry.credentials import Credential
 
 CredentialSource = Callable[[Workload], Awaitable[list[Credential]]]
@@ -38,10 +37,44 @@ class FactsSource(Protocol):
     ) -> ImageFacts: ...
 
 
+class ClusterFacts(Protocol):
+    """What evaluation reads of the cluster besides the workload: namespace labels and scan reports.
+
+    ``ClusterView`` (fed by watches) is the one in the cluster; an entry point outside it passes ``NO_CLUSTER``.
+    """
+
+    def namespace_labels(self, namespace: str) -> Mapping[str, str]: ...
+
+    def report_owners(self, workload: Workload) -> tuple[tuple[str, str], ...]: ...
+
+    def own_reports(self, namespace: str, owners: Iterable[tuple[str, str]]) -> Sequence[VulnerabilityReport]: ...
+
+    def digest_reports(self, namespace: str, digest: str) -> tuple[DigestReports, ...]: ...
+
+
+class _NoCluster:
+    """No namespace labels and no scan reports: for checks outside a cluster (CI, a local image)."""
+
+    def namespace_labels(self, namespace: str) -> Mapping[str, str]:
+        return {}
+
+    def report_owners(self, workload: Workload) -> tuple[tuple[str, str], ...]:
+        return ()
+
+    def own_reports(self, namespace: str, owners: Iterable[tuple[str, str]]) -> Sequence[VulnerabilityReport]:
+        return ()
+
+    def digest_reports(self, namespace: str, digest: str) -> tuple[DigestReports, ...]:
+        return ()
+
+
+NO_CLUSTER: ClusterFacts = _NoCluster()
+
+
 class Evaluator:
     """Turns a workload and the policies that apply to it into a Verdict, fetching only what rules need."""
 
-    def __init__(self, *, inspector: FactsSource, view: ClusterView, credentials: CredentialSource) -> None:
+    def __init__(self, *, inspector: FactsSource, view: ClusterFacts, credentials: CredentialSource) -> None:
         self.inspector = inspector
         self.view = view
         self.credentials = credentials

@@ -151,12 +151,13 @@ class FakeScheduler:
 async def started(
     inspector: GatedInspector, kube: FakeKube, policy: dict[str, Any] | None = None, **options: Any
 ) -> AuditController:
+    view = ClusterView()
     evaluator = Evaluator(
         inspector=inspector,  # type: ignore[arg-type]
-        view=ClusterView(),
+        view=view,
         credentials=PullCredentials(kube).for_workload,  # type: ignore[arg-type]
     )
-    controller = AuditController(evaluator=evaluator, kube=kube, clock=lambda: NOW, **options)  # type: ignore[arg-type]
+    controller = AuditController(evaluator=evaluator, view=view, kube=kube, clock=lambda: NOW, **options)  # type: ignore[arg-type]
     await controller.start()
     controller.observe_policy(policy or policy_body())
     return controller
