@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import shutil
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -235,3 +237,15 @@ def webhook(
         )
         yield replicas
         control_plane.kubectl("delete", "validatingwebhookconfiguration", "slimguard-e2e", "--ignore-not-found")
+
+
+@pytest.fixture(scope="session")
+def helm() -> str:
+    """helm v3.22.0 from the cache (built by scripts/build-helm.sh, which `make test` runs first) or PATH;
+    missing, the tests fail: they never skip."""
+    result = subprocess.run(
+        ["bash", str(E2E_DIR.parents[1] / "scripts" / "build-helm.sh")], capture_output=True, text=True, check=False
+    )
+    path = result.stdout.strip() or shutil.which("helm")
+    assert path, f"helm is not available and could not be built:\n{result.stderr[-2000:]}"
+    return path

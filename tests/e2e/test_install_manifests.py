@@ -6,7 +6,6 @@ the `restricted` Pod Security Standard, and the chart and kustomize copies of sh
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -339,17 +338,6 @@ def test_match_conditions_send_only_creates_and_image_changes(
 
 
 # -- Helm (built by scripts/build-helm.sh, which `make test` runs first) ---------------------------------------
-
-
-@pytest.fixture(scope="module")
-def helm() -> str:
-    """helm v3.22.0 from the cache (or PATH); missing, the tests fail: they never skip."""
-    result = subprocess.run(
-        ["bash", str(REPO / "scripts" / "build-helm.sh")], capture_output=True, text=True, check=False
-    )
-    path = result.stdout.strip() or shutil.which("helm")
-    assert path, f"helm is not available and could not be built:\n{result.stderr[-2000:]}"
-    return path
 
 
 def _helm_template(helm: str, *sets: str) -> list[dict[str, Any]]:

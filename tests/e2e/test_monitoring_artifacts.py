@@ -160,16 +160,6 @@ def test_the_shipped_files_are_what_scripts_monitoring_writes() -> None:
 # -- shipped by helm and kustomize ----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def helm() -> str:
-    result = subprocess.run(
-        ["bash", str(REPO / "scripts" / "build-helm.sh")], capture_output=True, text=True, check=False
-    )
-    path = result.stdout.strip() or shutil.which("helm")
-    assert path, f"helm is not available and could not be built:\n{result.stderr[-2000:]}"
-    return path
-
-
 def _helm(helm: str, *sets: str) -> list[dict[str, Any]]:
     argv = [helm, "template", "slimguard", str(CHART), "--namespace", "slimguard", "--kube-version", "1.36.3"]
     for value in sets:
