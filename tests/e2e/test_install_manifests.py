@@ -384,3 +384,19 @@ def test_helm_optional_objects(helm: str) -> None:
     configuration = _one(objects, "ValidatingWebhookConfiguration")
     assert configuration["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == "slimguard/slimguard-webhook"
     assert "caBundle" not in configuration["webhooks"][0]["clientConfig"]
+
+
+def test_helm_limits_trusted_report_namespaces_for_both_components(helm: str) -> None:
+    objects = _helm_template(helm, "trustedReportNamespaces={trivy-system,security}")
+    deployments = [o for o in objects if o["kind"] == "Deployment"]
+    assert len(deployments) == 2
+    for deployment in deployments:
+        args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert "--trusted-report-namespaces=trivy-system" in args
+        assert "--trusted-report-namespaces=security" in args
+    default = [o for o in _helm_template(helm) if o["kind"] == "Deployment"]
+    assert not any(
+        "--trusted-report-namespaces" in a
+        for d in default
+        for a in d["spec"]["template"]["spec"]["containers"][0]["args"]
+    )

@@ -55,4 +55,7 @@ app.kubernetes.io/part-of: slimguard
 {{- range .Values.registries.allowlist }}
 - --registry={{ . }}
 {{- end }}
+{{- range .Values.trustedReportNamespaces }}
+- --trusted-report-namespaces={{ . }}
+{{- end }}
 {{- end }}
