@@ -44,13 +44,9 @@ def base_candidates(policies: Sequence[ImagePolicy]) -> tuple[str, ...]:
 
     The references are pooled: a base one policy names identifies an image for another policy's rule too.
     """
-    if not any(_has_base_rule(policy.spec.rules) for policy in policies):
+    if not any(policy.spec.rules.has_base_rule for policy in policies):
         return ()
     return tuple(dict.fromkeys(reference for policy in policies for reference in policy.base_image_candidates))
-
-
-def _has_base_rule(rules: Rules) -> bool:
-    return rules.allowed_base_images is not None or rules.denied_base_images is not None
 
 
 __all__ = ["FactsNeeds", "base_candidates", "image_needs", "needs_of"]

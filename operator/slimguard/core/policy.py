@@ -242,6 +242,11 @@ class Rules(_Model):
         return tuple(Platform.parse(p) for p in self.platforms) if self.platforms else DEFAULT_PLATFORMS
 
     @property
+    def has_base_rule(self) -> bool:
+        """allowedBaseImages or deniedBaseImages is set: the base image must be found."""
+        return self.allowed_base_images is not None or self.denied_base_images is not None
+
+    @property
     def base_image_globs(self) -> tuple[str, ...]:
         return (self.allowed_base_images or ()) + (self.denied_base_images or ())
 

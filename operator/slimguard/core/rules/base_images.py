@@ -15,14 +15,12 @@ from slimguard.core.rules.common import FactsNeeds, Reporter, Subject
 
 
 def needs(rules: Rules) -> FactsNeeds | None:
-    if rules.allowed_base_images is None and rules.denied_base_images is None:
-        return None
-    return FactsNeeds(frozenset(rules.required_platforms))
+    return FactsNeeds(frozenset(rules.required_platforms)) if rules.has_base_rule else None
 
 
 def check(subject: Subject) -> None:
     rules = subject.rules
-    if rules.allowed_base_images is None and rules.denied_base_images is None:
+    if not rules.has_base_rule:
         return
     assert subject.facts is not None
     candidates = subject.context.base_candidates
