@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+from slimguard.core.content import ContentFacts
 from slimguard.core.media_types import INDEX_TYPES
 
 _DEFAULT_VARIANTS = {"arm64": "v8", "arm": "v7", "amd64": "v1"}
@@ -82,6 +83,8 @@ class PlatformImage:
     labels: dict[str, str] = field(default_factory=dict)
     created: datetime | None = None
     annotated_base: BaseImage | None = None
+    content: ContentFacts | None = None
+    """What the layers hold; read only when a content rule applies (None: not read)."""
 
     @property
     def compressed_size(self) -> int:

@@ -15,13 +15,19 @@ from slimguard.core.workload import Container, Workload
 
 @dataclass(frozen=True, slots=True)
 class FactsNeeds:
-    """What to read about one image: which platforms' manifests and configs, and whether layer sizes."""
+    """What to read about one image: which platforms' manifests and configs, whether layer sizes, whether contents."""
 
     platforms: frozenset[Platform]
     uncompressed: bool = False
+    content: bool = False
+    """Layer contents (packages, tools, wasted bytes): the only need that reads whole layer blobs."""
 
     def __or__(self, other: FactsNeeds) -> FactsNeeds:
-        return FactsNeeds(self.platforms | other.platforms, self.uncompressed or other.uncompressed)
+        return FactsNeeds(
+            self.platforms | other.platforms,
+            self.uncompressed or other.uncompressed,
+            self.content or other.content,
+        )
 
 
 class Reporter:
