@@ -99,6 +99,15 @@ ADMISSION_TIMEOUT = Gauge(
     "slimguard_admission_timeout_seconds",
     "The webhook configuration's timeoutSeconds this replica answers within (--timeout-seconds).",
 )
+WEBHOOK_CERTIFICATE_EXPIRY = Gauge(
+    "slimguard_webhook_certificate_expiry_timestamp_seconds",
+    "When the serving certificate this replica presents stops being valid (Unix time).",
+)
+WEBHOOK_CERTIFICATE_RELOAD_FAILURES = Counter(
+    "slimguard_webhook_certificate_reload_failures_total",
+    "Checks that found the certificate files changed but unreadable (a Secret deleted, a rotation half done); "
+    "the last good pair is still served.",
+)
 
 # --- work done: registry -----------------------------------------------------------------------------------
 

@@ -69,16 +69,23 @@ def _san(hosts: tuple[str, ...]) -> x509.SubjectAlternativeName:
     return x509.SubjectAlternativeName(names)
 
 
-def _builder(subject: x509.Name, issuer: x509.Name, key: PrivateKey) -> x509.CertificateBuilder:
+def _builder(
+    subject: x509.Name,
+    issuer: x509.Name,
+    key: PrivateKey,
+    *,
+    valid_for: tuple[datetime.datetime, datetime.datetime] | None = None,
+) -> x509.CertificateBuilder:
     now = datetime.datetime.now(datetime.UTC)
+    not_before, not_after = valid_for or (now - _CLOCK_SKEW, now + _VALIDITY)
     return (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(issuer)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - _CLOCK_SKEW)
-        .not_valid_after(now + _VALIDITY)
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
     )
 
@@ -139,14 +146,16 @@ class CertificateAuthority:
         *,
         hosts: tuple[str, ...] = (),
         organizations: tuple[str, ...] = (),
+        valid_for: tuple[datetime.datetime, datetime.datetime] | None = None,
     ) -> KeyPair:
         """A leaf certificate good for both serving (for `hosts`) and client authentication.
 
         Kubernetes reads a client's user from the CN and its groups from O (e.g. `system:masters`).
+        ``valid_for`` (not before, not after) makes an expired or not-yet-valid one; default: now, 30 days.
         """
         key = ec.generate_private_key(ec.SECP256R1())
         builder = (
-            _builder(_name(common_name, organizations), self._cert.subject, key)
+            _builder(_name(common_name, organizations), self._cert.subject, key, valid_for=valid_for)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self._key.public_key()), critical=False)
             .add_extension(

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import yaml
 
-from slimguard_testbed.certs import CertificateAuthority
+from slimguard_testbed.certs import CertificateAuthority, KeyPair
 from slimguard_testbed.controlplane import ControlPlane
 from slimguard_testbed.ports import free_port
 from slimguard_testbed.process import ManagedProcess, TestbedError
@@ -38,7 +38,9 @@ class WebhookReplicas:
         timeout_seconds: float = 3.0,
         shutdown_delay: float = 1.0,
         cert_reload_interval: float = 10.0,
+        serving: KeyPair | None = None,
     ) -> None:
+        """``serving``: the certificate to present (default: a fresh one from ``ca`` for 127.0.0.1)."""
         self.kubeconfig = kubeconfig
         self.ca = ca
         self.registry_ca_file = registry_ca_file
@@ -50,7 +52,8 @@ class WebhookReplicas:
         self.port = free_port()
         self.metrics_ports: list[int] = []
         self.processes: list[ManagedProcess] = []
-        self.cert_file, self.key_file = ca.issue("slimguard-webhook", hosts=("127.0.0.1",)).write(workdir, "webhook")
+        serving = serving or ca.issue("slimguard-webhook", hosts=("127.0.0.1",))
+        self.cert_file, self.key_file = serving.write(workdir, "webhook")
 
     @property
     def url(self) -> str:
@@ -60,7 +63,8 @@ class WebhookReplicas:
         context = ssl.create_default_context(cadata=self.ca.cert_pem.decode())
         return httpx.Client(verify=context, timeout=2)
 
-    def start_replica(self) -> ManagedProcess:
+    def start_replica(self, *, wait_ready: bool = True) -> ManagedProcess:
+        """Start one more replica; with ``wait_ready`` False, wait only for its metrics (it may never be ready)."""
         index = len(self.processes)
         metrics_port = free_port()
         process = ManagedProcess(
@@ -97,10 +101,10 @@ class WebhookReplicas:
         process.start()
         self.processes.append(process)
         self.metrics_ports.append(metrics_port)
-        self._wait_ready(process, metrics_port)
+        self._wait_ready(process, metrics_port, https=wait_ready)
         return process
 
-    def _wait_ready(self, process: ManagedProcess, metrics_port: int, timeout: float = 30) -> None:
+    def _wait_ready(self, process: ManagedProcess, metrics_port: int, *, https: bool, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
         with httpx.Client(timeout=2) as plain:
             while time.monotonic() < deadline:
@@ -108,6 +112,8 @@ class WebhookReplicas:
                 try:
                     # The replica's own metrics port proves this process, not a sibling, is up.
                     if plain.get(f"http://127.0.0.1:{metrics_port}/metrics").status_code == 200:
+                        if not https:
+                            return
                         with self._client() as client:
                             if client.get(f"https://127.0.0.1:{self.port}/readyz").status_code == 200:
                                 return

@@ -1,6 +1,7 @@
 """The webhook's HTTPS server: plain aiohttp, because it must do three things kopf's WebhookServer does not.
 
-1. Reload its serving certificate when the files change (cert-manager rotates them under a running pod).
+1. Reload its serving certificate when the files change (cert-manager rotates them under a running pod), and
+   turn unready when it has expired (``admission.certificates``).
 2. Report readiness, and on shutdown stop being ready first, then finish in-flight reviews before closing,
    so a rolling restart or a killed replica fails no admission.
 3. Share the listening port between replicas on one host (SO_REUSEPORT), which the e2e tests use to put two
@@ -13,12 +14,11 @@ import asyncio
 import contextlib
 import json
 import logging
-import ssl
 from dataclasses import dataclass
-from pathlib import Path
 
 from aiohttp import web
 
+from slimguard.admission.certificates import CertificateReloader
 from slimguard.admission.decision import Reviewer
 from slimguard.engine.view import ClusterView
 
@@ -35,41 +35,6 @@ class ServerSettings:
     shutdown_delay: float = 5.0
     """Seconds between turning unready and closing the listener: time for endpoints to drop this replica."""
     shutdown_timeout: float = 30.0
-
-
-class CertificateReloader:
-    """Loads the chain into one SSLContext and again whenever the files change; new handshakes use it."""
-
-    def __init__(self, cert_file: str, key_file: str) -> None:
-        self.cert_file, self.key_file = Path(cert_file), Path(key_file)
-        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self.context.minimum_version = ssl.TLSVersion.TLSv1_2
-        self._stamp = self._current_stamp()
-        self.context.load_cert_chain(self.cert_file, self.key_file)
-        self.reloads = 0
-
-    def _current_stamp(self) -> tuple[float, float, int, int]:
-        cert, key = self.cert_file.stat(), self.key_file.stat()
-        return (cert.st_mtime, key.st_mtime, cert.st_size, key.st_size)
-
-    def reload_if_changed(self) -> bool:
-        try:
-            stamp = self._current_stamp()
-            if stamp == self._stamp:
-                return False
-            self.context.load_cert_chain(self.cert_file, self.key_file)
-        except (OSError, ssl.SSLError) as error:  # half-written files: keep serving the old pair, retry later
-            log.warning("serving certificate not reloaded yet: %s", error)
-            return False
-        self._stamp = stamp
-        self.reloads += 1
-        log.info("serving certificate reloaded from %s", self.cert_file)
-        return True
-
-    async def watch(self, interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            self.reload_if_changed()
 
 
 class WebhookServer:
@@ -110,6 +75,9 @@ class WebhookServer:
     async def readyz(self, _: web.Request) -> web.Response:
         if self.draining:
             return web.Response(status=503, text="shutting down")
+        problem = self._reloader.problem() if self._reloader else None
+        if problem:
+            return web.Response(status=503, text=problem)
         if not self.view.policies_synced:
             return web.Response(status=503, text="policies not loaded yet")
         return web.Response(text="ok")

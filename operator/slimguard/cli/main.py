@@ -203,6 +203,7 @@ def webhook(
     """Run the validating admission webhook: reject bloated images before they run."""
     from prometheus_client import start_http_server
 
+    from slimguard.admission.certificates import CertificateReloader, CertificateUnavailable
     from slimguard.admission.handlers import run as run_webhook
     from slimguard.admission.server import ServerSettings
     from slimguard.admission.settings import WebhookSettings
@@ -223,6 +224,11 @@ def webhook(
         timeout_seconds=timeout_seconds,
         trusted_report_namespaces=parse_namespaces(trusted_report_namespaces),
     )
+    try:  # a missing Secret or a bad pair is one clear line at start, not a retry loop inside kopf
+        CertificateReloader(tls_cert_file, tls_key_file)
+    except CertificateUnavailable as error:
+        typer.echo(f"slimguard webhook: {error}", err=True)
+        raise typer.Exit(2) from None
     if metrics_port:
         start_http_server(metrics_port, addr=host)
     run_webhook(settings)
