@@ -12,6 +12,7 @@ import shutil
 import ssl
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,37 @@ class ControlPlane(Service):
     @property
     def log_dir(self) -> Path:
         return self.workdir / "logs"
+
+    def process(self, name: str) -> ManagedProcess:
+        """The running ``etcd``, ``kube-apiserver`` or ``kube-controller-manager`` process."""
+        return next(process for process in self._processes if process.name == name)
+
+    def outage(self, *, etcd_down_seconds: float = 0.0) -> None:
+        """Restart kube-apiserver for real, with etcd stopped for ``etcd_down_seconds`` in between.
+
+        Same ports, flags and data: what clients see when a control plane is upgraded or its node reboots.
+        Every watch breaks and every connection is refused until /readyz is ok again.
+        """
+        apiserver, etcd = self.process("kube-apiserver"), self.process("etcd")
+        apiserver.stop()
+        if etcd_down_seconds:
+            etcd.stop()
+            time.sleep(etcd_down_seconds)
+            etcd.start()
+        apiserver.start()
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        pki = self.workdir / "pki"
+        context = ssl.create_default_context(cafile=str(self.ca_file))
+        context.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
+        with httpx.Client(base_url=self.server, verify=context, timeout=2.0) as client:
+            wait_until(
+                lambda: _ok(client, "/readyz"),
+                timeout=self.start_timeout,
+                what="kube-apiserver /readyz",
+                watch=self._processes,
+            )
 
     def stop(self) -> None:
         """Stop every process (process groups, SIGTERM then SIGKILL); idempotent."""

@@ -70,9 +70,10 @@ class ManagedProcess:
 
     def start(self) -> None:
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        self._log = self.log_file.open("wb")
+        # Appended: a process started again (a restart in a fault test) keeps its earlier lines.
+        self._log = self.log_file.open("ab")
         if self.stderr_file is not None:
-            self._stderr = self.stderr_file.open("wb")
+            self._stderr = self.stderr_file.open("ab")
         # PDEATHSIG fires when the *thread* that forked exits, so only ask for it from the main thread.
         pdeathsig = self.die_with_parent and threading.current_thread() is threading.main_thread()
         try:

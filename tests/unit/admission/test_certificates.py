@@ -63,7 +63,7 @@ def test_vanished_files_keep_the_last_pair_and_are_logged_once(
 
 
 def test_a_missing_or_garbled_pair_at_start_is_one_clear_error(ca: CertificateAuthority, tmp_path: Path) -> None:
-    with pytest.raises(CertificateUnavailable, match="cannot load the serving certificate .*tls.crt"):
+    with pytest.raises(CertificateUnavailable, match=r"cannot load the serving certificate .*tls\.crt"):
         CertificateReloader(str(tmp_path / "tls.crt"), str(tmp_path / "tls.key"))
     cert, key = write_pair(ca, tmp_path, NOW + timedelta(days=10))
     key.write_text("not a key")
