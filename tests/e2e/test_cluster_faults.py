@@ -25,6 +25,8 @@ from slimguard_testbed.webhook import WebhookReplicas, register, webhook_configu
 REPO = Path(__file__).resolve().parents[2]
 BASE = REPO / "deploy" / "kustomize" / "base"
 WORKLOADS = 300
+# A control plane of its own and a few hundred workloads on a shared 2-core machine: deadlines, not claims.
+pytestmark = pytest.mark.timeout(600)
 
 
 def measured(fault: str, **numbers: Any) -> None:
@@ -46,10 +48,7 @@ def controller_kubeconfig(plane: ControlPlane) -> str:
 
 def statuses(plane: ControlPlane, ns: str) -> dict[str, str]:
     listed = json.loads(plane.kubectl("get", "deployments", "-n", ns, "-o", "json").stdout)["items"]
-    return {
-        item["metadata"]["name"]: (item["metadata"].get("annotations") or {}).get(STATUS, "")
-        for item in listed
-    }
+    return {item["metadata"]["name"]: (item["metadata"].get("annotations") or {}).get(STATUS, "") for item in listed}
 
 
 def expected_status(name: str) -> str:
@@ -98,7 +97,7 @@ def test_a_controller_killed_mid_audit_finishes_after_a_restart_with_nothing_los
 
         def consistent_status() -> dict[str, Any] | None:
             status = (get(plane, "imagepolicy", "killed") or {}).get("status") or {}
-            counts = (status.get("matchedWorkloads"), status.get("compliant"), status.get("noncompliant"), status.get("errors"))
+            counts = tuple(status.get(key) for key in ("matchedWorkloads", "compliant", "noncompliant", "errors"))
             return status if counts == (WORKLOADS, WORKLOADS * 2 // 3, WORKLOADS // 3, 0) else None
 
         wait_for("the ImagePolicy status to count the whole fleet", consistent_status, timeout=60)
