@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from datetime import datetime
@@ -111,3 +112,11 @@ def patch_for(current: Mapping[str, str], wanted: dict[str, str] | None) -> dict
     if all(current.get(key) == wanted[key] for key in (STATUS, VIOLATIONS)):
         return None
     return dict(wanted)
+
+
+def event_name(workload: str, uid: str | None, previous: str | None, said: str) -> str:
+    """The same name for the same change of the same object: writing its Event twice keeps one."""
+    change = hashlib.sha256("\0".join((uid or workload, previous or "", said)).encode()).hexdigest()[:16]
+    suffix = f".slimguard-{change}"
+    # Cut to fit 253 characters; a cut must not leave a label ending in "-" or "." (not a DNS subdomain).
+    return workload[: 253 - len(suffix)].rstrip("-.") + suffix

@@ -296,6 +296,13 @@ class AuditController:
         patch = notes.patch_for(record.annotations, wanted)
         if patch is None:
             return
+        said = patch.get(notes.VIOLATIONS)
+        if said is not None and self._announced.get(key) != said:
+            # The Event goes first, under a name fixed by what changed: killed between the two writes, the
+            # controller finds the old annotation again, writes the same Event again, and the apiserver keeps
+            # one. Annotation first would lose the Event for good, as the restarted controller sees no change.
+            self._announced[key] = said  # before the await: a concurrent write of the same verdict says nothing
+            await self._announce(record, verdict, previous=record.annotations.get(notes.VIOLATIONS), said=said)
         found = await self.kube.patch_annotations(workload.kind, workload.namespace, workload.name, patch)
         if not found:
             return
@@ -304,25 +311,27 @@ class AuditController:
         if current is not None and current is not record:
             # A watch event replaced the record while the patch was on its way; ours is the newer write.
             _apply(current.annotations, patch)
-        said = patch.get(notes.VIOLATIONS)
         if said is None:  # ours are gone: the next violations, whatever they are, are news
             self._announced.pop(key, None)
+
+    async def _announce(
+        self, record: WorkloadRecord, verdict: Verdict | None, *, previous: str | None, said: str
+    ) -> None:
+        if verdict is None or verdict.status is not Status.NONCOMPLIANT:
             return
-        if self._announced.get(key) == said:
-            return
-        self._announced[key] = said  # set before the await, so a concurrent write of the same verdict says nothing
-        if verdict is not None and verdict.status is Status.NONCOMPLIANT:
-            told = [f for f in verdict.distinct_findings if f.kind is FindingKind.VIOLATION]
-            more = f" (and {len(told) - 1} more violations)" if len(told) > 1 else ""
-            await self.kube.emit_event(
-                kind=workload.kind,
-                namespace=workload.namespace,
-                name=workload.name,
-                uid=record.uid,
-                api_version=api_version(workload.kind),
-                reason=EVENT_REASON,
-                message=shorten(told[0].message, EVENT_MESSAGE_LENGTH - len(more)) + more,
-            )
+        workload = record.workload
+        told = [f for f in verdict.distinct_findings if f.kind is FindingKind.VIOLATION]
+        more = f" (and {len(told) - 1} more violations)" if len(told) > 1 else ""
+        await self.kube.emit_event(
+            kind=workload.kind,
+            namespace=workload.namespace,
+            name=workload.name,
+            uid=record.uid,
+            api_version=api_version(workload.kind),
+            reason=EVENT_REASON,
+            message=shorten(told[0].message, EVENT_MESSAGE_LENGTH - len(more)) + more,
+            event_name=notes.event_name(workload.name, record.uid, previous, said),
+        )
 
     # --- policy status -----------------------------------------------------------------------------------
 

@@ -75,14 +75,26 @@ class KubeGateway:
         return True
 
     async def emit_event(
-        self, *, kind: str, namespace: str, name: str, uid: str | None, api_version: str, reason: str, message: str
+        self,
+        *,
+        kind: str,
+        namespace: str,
+        name: str,
+        uid: str | None,
+        api_version: str,
+        reason: str,
+        message: str,
+        event_name: str | None = None,
     ) -> None:
+        """Post a Warning Event; with ``event_name``, posting the same one again is a no-op (409 is success)."""
         if self.dry_run:
             log.info("dry-run: would emit %s on %s %s/%s: %s", reason, kind, namespace, name, message)
             return
         now = datetime.now(UTC)
         event = k8s.CoreV1Event(
-            metadata=k8s.V1ObjectMeta(generate_name=f"{name}.", namespace=namespace),
+            metadata=k8s.V1ObjectMeta(
+                name=event_name, generate_name=None if event_name else f"{name}.", namespace=namespace
+            ),
             involved_object=k8s.V1ObjectReference(
                 kind=kind, namespace=namespace, name=name, uid=uid, api_version=api_version
             ),
@@ -99,6 +111,9 @@ class KubeGateway:
         try:
             await self._call(self.core.create_namespaced_event, namespace, event)
         except ApiException as error:  # an Event is best effort: never fail a verdict over it
+            if error.status == 409 and event_name:
+                log.debug("event %s on %s %s/%s was already posted", event_name, kind, namespace, name)
+                return
             log.warning("could not emit event on %s %s/%s: %s", kind, namespace, name, error.reason)
 
     async def pull_secrets(self, namespace: str, secret_names: Sequence[str]) -> list[dict[str, str]]:

@@ -32,6 +32,8 @@ class FakeKube:
     def __init__(self) -> None:
         self.patches: list[dict[str, str | None]] = []
         self.events: list[str] = []
+        self.event_names: list[str | None] = []
+        self.writes: list[str] = []
 
     async def list_policies(self) -> list[dict[str, Any]]:
         return []
@@ -39,11 +41,14 @@ class FakeKube:
     async def patch_annotations(self, kind: str, namespace: str, name: str, patch: dict[str, str | None]) -> bool:
         await asyncio.sleep(0)
         self.patches.append(patch)
+        self.writes.append("annotations")
         return True
 
     async def emit_event(self, **fields: Any) -> None:
         await asyncio.sleep(0)
         self.events.append(str(fields["message"]))
+        self.event_names.append(fields.get("event_name"))
+        self.writes.append("event")
 
     async def service_account_pull_secrets(self, namespace: str, name: str) -> tuple[str, ...]:
         return ()
@@ -185,6 +190,39 @@ async def test_a_workload_queued_again_while_it_is_evaluated_is_evaluated_once_a
     assert kube.patches[0][notes.STATUS] == "noncompliant"
     # The request made meanwhile was not dropped: it ran after the first pass and found nothing to change.
     assert inspector.calls == 2
+
+
+async def test_a_controller_killed_between_the_event_and_the_annotation_posts_the_same_event_again() -> None:
+    """The Event goes first under a name fixed by the change; the apiserver keeps one Event of a name."""
+    first_kube = FakeKube()
+    inspector = GatedInspector(fat())
+    inspector.gate.set()
+    first = await started(inspector, first_kube)
+    try:
+        first.observe_workload("Deployment", deployment_body())
+        await first._queue.join()
+    finally:
+        await first.stop()
+    assert first_kube.writes == ["event", "annotations"]
+    # Killed before the annotation landed: the restarted controller finds the workload as it was.
+    again = FakeKube()
+    restarted = await started(inspector, again)
+    try:
+        restarted.observe_workload("Deployment", deployment_body())
+        await restarted._queue.join()
+    finally:
+        await restarted.stop()
+    assert again.event_names == first_kube.event_names
+    assert first_kube.event_names[0] is not None
+
+
+def test_an_event_name_is_the_same_for_the_same_change_and_differs_when_violations_come_back() -> None:
+    once = notes.event_name("api", "u-1", None, '["A"]')
+    assert notes.event_name("api", "u-1", None, '["A"]') == once
+    assert notes.event_name("api", "u-1", '["B"]', '["A"]') != once  # A, then B, then A again: news each time
+    assert notes.event_name("api", "u-2", None, '["A"]') != once  # a new object of the same name
+    assert len(notes.event_name("x" * 253, "u-1", None, "[]")) <= 253
+    assert notes.event_name("x" * 225 + "-y" * 10, "u-1", None, "[]").startswith("x" * 225 + ".slimguard-")
 
 
 async def test_a_stale_body_seen_after_our_write_does_not_announce_the_same_violations_again() -> None:
