@@ -91,6 +91,11 @@ class ManagedProcess:
             self._close_logs()
             raise TestbedError(f"cannot start {self.name} ({self.argv[0]}): {error}") from error
 
+    @property
+    def returncode(self) -> int | None:
+        """The exit code once it has exited (None while it runs, or before it started)."""
+        return self._popen.poll() if self._popen is not None else None
+
     def alive(self) -> bool:
         return self._popen is not None and self._popen.poll() is None
 

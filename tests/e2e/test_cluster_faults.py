@@ -55,11 +55,13 @@ def expected_status(name: str) -> str:
     return "noncompliant" if name.startswith("fat-") else "compliant"
 
 
-def fleet(ns: str, fat: str, slim: str) -> list[dict[str, Any]]:
-    return [
+def create_fleet(plane: ControlPlane, ns: str, fat: str, slim: str) -> None:
+    """A third of the workloads on the fat image; one kubectl apply, given the time a loaded machine needs."""
+    documents = [
         deployment(f"fat-{n:03d}", ns, fat) if n % 3 == 0 else deployment(f"slim-{n:03d}", ns, slim)
         for n in range(WORKLOADS)
     ]
+    plane.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(documents), timeout=600)
 
 
 def test_a_controller_killed_mid_audit_finishes_after_a_restart_with_nothing_lost_or_doubled(
@@ -67,7 +69,7 @@ def test_a_controller_killed_mid_audit_finishes_after_a_restart_with_nothing_los
 ) -> None:
     ns = "killed-mid-audit"
     apply(plane, namespace(ns))
-    apply(plane, *fleet(ns, fixture_images.fat_app.ref, fixture_images.slim_app.ref))
+    create_fleet(plane, ns, fixture_images.fat_app.ref, fixture_images.slim_app.ref)
     policy = image_policy("killed", {"maxCompressedSize": "200Mi"}, namespaces=[ns])
     first = ControllerProcess(
         kubeconfig=controller_kubeconfig, registry_ca_file=str(registry.ca_file), workdir=tmp_path
@@ -224,3 +226,82 @@ def test_an_apiserver_restart_with_etcd_stopped_is_ridden_out_by_the_controller_
         seconds_to_controller_verdict_on_a_new_workload=round(controller_caught_up, 1),
     )
     plane.kubectl("delete", "imagepolicy", "outage", "outage-later")
+
+
+def _vm(pid: int, field: str) -> int:
+    """A /proc/PID/status size in bytes (VmPeak: address space, VmHWM: peak resident)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"{field} not in /proc/{pid}/status")
+
+
+def _python_child(process: ControllerProcess) -> int:
+    """The controller's own pid: prlimit execs it, so it is the process itself."""
+    assert process.process.pid is not None
+    return process.process.pid
+
+
+ADDRESS_SPACE_CAP = 1 << 30
+
+
+def test_a_controller_capped_at_1_gib_of_address_space_still_finishes_a_large_audit(
+    plane: ControlPlane, controller_kubeconfig: str, registry: Registry, fixture_images: Any, tmp_path: Path
+) -> None:
+    ns = "capped"
+    apply(plane, namespace(ns))
+    create_fleet(plane, ns, fixture_images.fat_app.ref, fixture_images.slim_app.ref)
+    capped = ControllerProcess(
+        kubeconfig=controller_kubeconfig,
+        registry_ca_file=str(registry.ca_file),
+        workdir=tmp_path,
+        address_space=ADDRESS_SPACE_CAP,
+    )
+    with capped:
+        started = time.monotonic()
+        apply(plane, image_policy("capped", {"maxCompressedSize": "200Mi"}, namespaces=[ns]))
+        wait_for(
+            f"all {WORKLOADS} deployments under the cap to carry their verdict",
+            lambda: all(status == expected_status(name) for name, status in statuses(plane, ns).items()),
+            timeout=300,
+        )
+        pid = _python_child(capped)
+        peak_address_space, peak_resident = _vm(pid, "VmPeak"), _vm(pid, "VmHWM")
+        assert capped.process.alive()
+        log = capped.process.log_file.read_text()
+    assert peak_address_space <= ADDRESS_SPACE_CAP
+    assert "MemoryError" not in log
+    measured(
+        "controller under a 1 GiB address-space cap (ulimit -v)",
+        workloads=WORKLOADS,
+        seconds_to_all_verdicts=round(time.monotonic() - started, 1),
+        peak_address_space_mib=peak_address_space >> 20,
+        peak_resident_mib=peak_resident >> 20,
+    )
+    plane.kubectl("delete", "namespace", ns, "--wait=false")
+    plane.kubectl("delete", "imagepolicy", "capped")
+
+
+def test_a_controller_with_too_little_memory_for_its_audit_exits_saying_so_in_one_line(
+    plane: ControlPlane, controller_kubeconfig: str, registry: Registry, fixture_images: Any, tmp_path: Path
+) -> None:
+    ns = "starved"
+    apply(plane, namespace(ns))
+    create_fleet(plane, ns, fixture_images.fat_app.ref, fixture_images.slim_app.ref)
+    apply(plane, image_policy("starved", {"maxCompressedSize": "200Mi"}, namespaces=[ns]))
+    starved = ControllerProcess(
+        kubeconfig=controller_kubeconfig,
+        registry_ca_file=str(registry.ca_file),
+        workdir=tmp_path,
+        address_space=160 << 20,
+    )
+    starved.process.start()
+    wait_for("the starved controller to exit", lambda: not starved.process.alive(), timeout=180, every=0.5)
+    exit_code = starved.process.returncode
+    starved.stop()
+    plane.kubectl("delete", "namespace", ns, "--wait=false")
+    plane.kubectl("delete", "imagepolicy", "starved")
+    last_line = starved.process.log_file.read_text().rstrip().splitlines()[-1]
+    assert exit_code == 3
+    assert last_line.startswith("slimguard controller: out of memory (address-space limit 160 MiB)")
+    assert last_line.endswith("; give it more memory (resources.limits.memory)")

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import logging
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
 import typer
 
+from slimguard import exhaustion
 from slimguard.registry.guard import AddressPolicy
 from slimguard.registry.settings import RegistrySettings
 
@@ -91,6 +93,16 @@ _REGISTRY_DEFAULTS: dict[str, Any] = {
     "ca_file": None,
     "plain_http_registry": None,
 }
+
+
+@contextlib.contextmanager
+def exit_clearly_when_out_of_memory(component: str) -> Iterator[None]:
+    """Out of memory, say so in one line and exit 3 (the kubelet restarts it), not a page of traceback."""
+    try:
+        yield
+    except MemoryError as error:
+        typer.echo(exhaustion.message(component, error), err=True)
+        raise typer.Exit(exhaustion.EXIT_CODE) from None
 
 
 def registry_settings(
@@ -175,7 +187,8 @@ def controller(
         image_metrics=image_metrics,
         trusted_report_namespaces=parse_namespaces(trusted_report_namespaces),
     )
-    run(settings)
+    with exit_clearly_when_out_of_memory("controller"):
+        run(settings)
 
 
 @app.command()
@@ -231,7 +244,8 @@ def webhook(
         raise typer.Exit(2) from None
     if metrics_port:
         start_http_server(metrics_port, addr=host)
-    run_webhook(settings)
+    with exit_clearly_when_out_of_memory("webhook"):
+        run_webhook(settings)
 
 
 @app.command()

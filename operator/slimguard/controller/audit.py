@@ -28,6 +28,7 @@ from slimguard.core.verdict import FindingKind, Status, Verdict
 from slimguard.core.workload import Workload, WorkloadKey, normalise
 from slimguard.engine.facts import Evaluator
 from slimguard.engine.view import ClusterView
+from slimguard.exhaustion import exit_exhausted, is_exhaustion
 from slimguard.kube.gateway import KubeGateway
 from slimguard.kube.resources import api_version
 from slimguard.registry.settings import RegistrySettings
@@ -214,7 +215,9 @@ class AuditController:
                 await self.reconcile(key)
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as error:
+                if is_exhaustion(error):  # every workload after this one would fail the same way, or hang
+                    exit_exhausted("controller", error)
                 # One workload's failure must not stop the audit of the others; it is retried on the next pass.
                 log.exception("audit of %s failed", key)
             finally:
