@@ -271,7 +271,7 @@ class ControlPlane(Service):
             ],
         )
         # Started at once: it retries until the apiserver answers, which saves a few seconds.
-        self._spawn(
+        manager = self._spawn(
             "kube-controller-manager",
             [
                 binaries / "kube-controller-manager",
@@ -300,8 +300,12 @@ class ControlPlane(Service):
                 lambda: _ok(client, "/readyz"),
                 timeout=self.start_timeout,
                 what="kube-apiserver /readyz",
-                watch=self._processes,
+                watch=[process for process in self._processes if process is not manager],
             )
+            if not manager.alive():
+                # It waits only 20 s for a healthy apiserver; on a loaded machine the apiserver takes longer.
+                manager.stop()
+                manager.start()
             # The `default` ServiceAccount appears once the controller-manager's controllers run.
             wait_until(
                 lambda: _ok(client, "/api/v1/namespaces/default/serviceaccounts/default"),

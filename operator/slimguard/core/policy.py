@@ -200,8 +200,10 @@ class Rules(_Model):
             raise too_large
         return value
 
+    # An empty list sets no rule, as the CRD counts it ("rules must set at least one rule"): `allowedBaseImages:
+    # []` is not "no base is allowed", which would deny every image whose base is known.
     _globs = field_validator("allowed_base_images", "denied_base_images")(
-        lambda cls, value: None if value is None else _non_blank_globs(value)
+        lambda cls, value: _non_blank_globs(value) or None if value is not None else None
     )
 
     @field_validator("platforms")
@@ -209,7 +211,7 @@ class Rules(_Model):
     def _platforms(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
         for text in value or ():
             Platform.parse(text)
-        return value
+        return value or None
 
     @model_validator(mode="after")
     def _checks_something(self) -> Rules:

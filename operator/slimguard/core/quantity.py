@@ -23,9 +23,12 @@ _SUFFIXES: dict[str, Decimal] = {
 # A quantity in bytes is an int64 in Kubernetes; anything larger is no image size, and converting a Decimal
 # such as 1e999999 to an int takes minutes (found by tests/unit/fuzz/test_fuzz_quantity.py).
 MAX_BYTES = 2**63 - 1
-# An exponent has at most 2 digits, as the CRD demands (its quantity check itself ran past the request timeout
-# on 1e999999999).
-_QUANTITY_RE = re.compile(r"^([+-]?[0-9.]+(?:[eE][+-]?[0-9]{1,2})?)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
+# The CRD's grammar exactly (crds/: a number, then one exponent *or* one suffix; no spaces), so a policy file
+# `slimguard check` accepts is one `kubectl apply` accepts (tests/e2e/test_model_crd_agreement.py). An
+# exponent has at most 2 digits (the apiserver's own quantity check ran past its timeout on 1e999999999).
+_QUANTITY_RE = re.compile(
+    r"([+-]?(?:[0-9]+(?:[.][0-9]*)?|[.][0-9]+))(?:([eE][+-]?[0-9]{1,2})|(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E))?"
+)
 
 
 class QuantityTooLarge(ValueError):
@@ -40,10 +43,10 @@ def parse_bytes(value: str | int) -> int:
         if value < 0:
             raise ValueError(f"{value} is negative")
         return value
-    match = _QUANTITY_RE.match(value.strip())
+    match = _QUANTITY_RE.fullmatch(value)
     if not match:
         raise ValueError(f"{value!r} is not a Kubernetes quantity such as 200Mi or 1G")
-    number_text, suffix = match.group(1), match.group(2) or ""
+    number_text, suffix = match.group(1) + (match.group(2) or ""), match.group(3) or ""
     try:
         number = Decimal(number_text)  # exact: construction does not round
     except InvalidOperation as error:

@@ -20,11 +20,9 @@ from slimguard.core.quantity import format_bytes, parse_bytes
         ("1E", 10**18),
         ("1e3", 1000),
         ("1E3", 1000),
-        ("2.5e2Ki", 250 * 1024),
         (".5Ki", 512),
         ("1024", 1024),
         ("+7", 7),
-        (" 1Gi ", 1024**3),
     ],
 )
 def test_kubernetes_quantities_become_bytes(text: str, size: int) -> None:
@@ -41,7 +39,11 @@ def test_a_fraction_of_a_byte_is_rounded_up_as_the_apiserver_does() -> None:
     assert parse_bytes("0.1Ki") == 103
 
 
-@pytest.mark.parametrize("text", ["", "abc", "200MB", "200mi", "1K", "Mi", "1.2.3Mi", ".", "1 Mi", "500m", "0x10"])
+@pytest.mark.parametrize(
+    "text",
+    # An exponent and a suffix together, and spaces anywhere, are not quantities to the apiserver either.
+    ["", "abc", "200MB", "200mi", "1K", "Mi", "1.2.3Mi", ".", "1 Mi", " 1Mi", "1Mi ", "500m", "0x10", "2.5e2Ki", "1e3M"],
+)
 def test_strings_that_are_not_quantities_are_refused_with_an_example(text: str) -> None:
     with pytest.raises(ValueError, match="200Mi"):
         parse_bytes(text)

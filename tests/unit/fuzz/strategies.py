@@ -70,3 +70,75 @@ def json_values(
         lambda children: st.one_of(st.lists(children, max_size=4), st.dictionaries(key_strategy, children, max_size=5)),
         max_leaves=25,
     )
+
+
+# --- ImagePolicy specs: values people plausibly write, right and wrong, shared with the e2e CRD agreement test ---
+
+plausible = st.one_of(
+    st.sampled_from(
+        [
+            "Enforce",
+            "Warn",
+            "Audit",
+            "Allow",
+            "Deny",
+            "In",
+            "NotIn",
+            "Exists",
+            "200Mi",
+            "1e999999",
+            "0",
+            "-1",
+            "9999999999999999999d",
+            "999999999d",
+            "168h",
+            "0h",
+            "linux/amd64",
+            "linux",
+            "*",
+            "team-*",
+            "Deployment",
+            "2027-01-01T00:00:00Z",
+            "2027-01-01T00:00:00",
+            "not-a-date",
+            "",
+            " ",
+        ]
+    ),
+    st.integers(min_value=-3, max_value=2**64),
+    st.booleans(),
+    st.none(),
+    references(),
+)
+
+rules = st.fixed_dictionaries(
+    {},
+    optional={
+        "maxCompressedSize": plausible,
+        "maxUncompressedSize": plausible,
+        "maxLayers": plausible,
+        "allowedBaseImages": st.lists(plausible, max_size=2),
+        "deniedBaseImages": st.lists(plausible, max_size=2),
+        "requireNonRootUser": plausible,
+        "requireDigest": plausible,
+        "platforms": st.lists(plausible, max_size=2),
+        "vulnerabilities": st.fixed_dictionaries(
+            {"maxCritical": st.integers(0, 3)},
+            optional={"maxReportAge": plausible, "onMissingReport": plausible, "ignoreUnfixed": plausible},
+        ),
+    },
+)
+near_valid_specs = st.fixed_dictionaries(
+    {"rules": rules},
+    optional={
+        "mode": plausible,
+        "onUnknown": plausible,
+        "exemptions": st.lists(
+            st.fixed_dictionaries(
+                {"reason": plausible}, optional={"images": st.lists(plausible), "expires": plausible}
+            ),
+            max_size=2,
+        ),
+        "knownBaseImages": st.lists(plausible, max_size=2),
+    },
+)

@@ -15,7 +15,7 @@ from slimguard.core.evaluation import evaluate
 from slimguard.core.policy import ImagePolicy
 from slimguard.core.verdict import Status
 
-from .strategies import json_values, references
+from .strategies import json_values, near_valid_specs, plausible
 
 _FIELDS = [
     "mode",
@@ -58,42 +58,6 @@ _FIELDS = [
     "expires",
 ]
 field_names = st.one_of(st.sampled_from(_FIELDS), st.text(max_size=6))
-plausible = st.one_of(
-    st.sampled_from(
-        [
-            "Enforce",
-            "Warn",
-            "Audit",
-            "Allow",
-            "Deny",
-            "In",
-            "NotIn",
-            "Exists",
-            "200Mi",
-            "1e999999",
-            "0",
-            "-1",
-            "9999999999999999999d",
-            "999999999d",
-            "168h",
-            "0h",
-            "linux/amd64",
-            "linux",
-            "*",
-            "team-*",
-            "Deployment",
-            "2027-01-01T00:00:00Z",
-            "2027-01-01T00:00:00",
-            "not-a-date",
-            "",
-            " ",
-        ]
-    ),
-    st.integers(min_value=-3, max_value=2**64),
-    st.booleans(),
-    st.none(),
-    references(),
-)
 specs = json_values(keys=field_names, leaves=plausible)
 
 
@@ -109,39 +73,6 @@ def _policy_or_none(spec: Any) -> ImagePolicy | None:
 @given(specs)
 def test_any_json_spec_is_a_policy_or_an_invalid_policy(spec: Any) -> None:
     _policy_or_none(spec if isinstance(spec, dict) else {"rules": spec})
-
-
-rules = st.fixed_dictionaries(
-    {},
-    optional={
-        "maxCompressedSize": plausible,
-        "maxUncompressedSize": plausible,
-        "maxLayers": plausible,
-        "allowedBaseImages": st.lists(plausible, max_size=2),
-        "deniedBaseImages": st.lists(plausible, max_size=2),
-        "requireNonRootUser": plausible,
-        "requireDigest": plausible,
-        "platforms": st.lists(plausible, max_size=2),
-        "vulnerabilities": st.fixed_dictionaries(
-            {"maxCritical": st.integers(0, 3)},
-            optional={"maxReportAge": plausible, "onMissingReport": plausible, "ignoreUnfixed": plausible},
-        ),
-    },
-)
-near_valid_specs = st.fixed_dictionaries(
-    {"rules": rules},
-    optional={
-        "mode": plausible,
-        "onUnknown": plausible,
-        "exemptions": st.lists(
-            st.fixed_dictionaries(
-                {"reason": plausible}, optional={"images": st.lists(plausible), "expires": plausible}
-            ),
-            max_size=2,
-        ),
-        "knownBaseImages": st.lists(plausible, max_size=2),
-    },
-)
 
 
 @given(near_valid_specs)
