@@ -216,8 +216,8 @@ def fleet_metrics(snapshot: FleetSnapshot, *, per_image_limit: int = 0) -> list[
             waived = (finding.policy, key.namespace)
             exempted[waived] = exempted.get(waived, 0) + 1
         for hint in verdict.hints:
-            saving = (key.namespace, hint.policy, hint.image)
-            savings[saving] = max(savings.get(saving, 0), hint.saving)
+            hinted = (key.namespace, hint.policy, hint.image)
+            savings[hinted] = max(savings.get(hinted, 0), hint.saving)
         for size in verdict.image_sizes:
             seen = images.get((key.namespace, size.image))
             if seen is None or size.compressed > seen.compressed:
