@@ -71,11 +71,14 @@ class SlimmerBaseFinder:
     async def _answer(
         self, key: tuple[str, BaseQuery, str], base: str, query: BaseQuery, credentials: Sequence[Credential]
     ) -> Looked:
-        measured_base = await self._measure(base, query.platforms, credentials)
+        # Side by side: the tag list is asked for even when the base turns out unreadable, and cached either way.
+        measured_base, variants = await asyncio.gather(
+            self._measure(base, query.platforms, credentials),
+            self._variants(base, credentials) if query.from_tags else _nothing(),
+        )
         if measured_base is None:
             looked = Looked(None)
         else:
-            variants = await self._variants(base, credentials) if query.from_tags else ()
             references = tuple(dict.fromkeys(ref for ref in (*variants, *query.named) if ref != base))
             sizes = await asyncio.gather(*(self._measure(ref, query.platforms, credentials) for ref in references))
             measured = {ref: size for ref, size in zip(references, sizes, strict=True) if size is not None}
@@ -176,6 +179,10 @@ class SlimmerBaseFinder:
         else:
             return None
         return MeasuredImage(image, sizes) if sizes else None
+
+
+async def _nothing() -> tuple[str, ...]:
+    return ()
 
 
 def _compressed(manifest: oci.ParsedManifest) -> int:
