@@ -94,7 +94,7 @@ async def _no_credentials(_: Workload) -> list[Credential]:
 
 
 class Engine:
-    def __init__(self, registry: Registry, *, tag_ttl: float = 120.0) -> None:
+    def __init__(self, registry: Registry, *, tag_ttl: float = 120.0, hint_ttl: float = 3600.0) -> None:
         settings = RegistrySettings(
             address_policy=AddressPolicy(allow_loopback=True),
             ca_files=(str(registry.ca_file),),
@@ -102,7 +102,7 @@ class Engine:
         )
         self.client = RegistryClient(settings)
         inspector = ImageInspector(self.client)
-        self.finder = SlimmerBaseFinder(self.client)
+        self.finder = SlimmerBaseFinder(self.client, ttl=hint_ttl)
         self.evaluator = Evaluator(
             inspector=inspector,
             view=NO_CLUSTER,
@@ -214,6 +214,33 @@ async def test_a_base_whose_tag_list_is_refused_gives_no_hint_and_no_error(
     again = await engine.verdict(app.ref, _policy(slimmerBases={}))
     assert again.hints == ()
     assert [r for r in hint_registry.requests(since=mark) if r.kind == "tags"] == refused  # once per TTL
+
+
+async def test_a_base_with_no_slimmer_variant_says_so_once_however_often_it_is_asked(
+    hint_registry: Registry, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = Engine(hint_registry, hint_ttl=0.0)  # every evaluation measures again: the log still says it once
+    try:
+        lonely = push(hint_registry.endpoint, "base/lonely", "1-bookworm", stand_in("lonely", 3 * 1024 * 1024))
+        push(hint_registry.endpoint, "base/lonely", "1-slim", stand_in("lonely-slim", 4 * 1024 * 1024))  # larger
+        app = push(
+            hint_registry.endpoint,
+            "shop/on-lonely",
+            "1.0",
+            stand_in("on-lonely", 64 * 1024, base=lonely.artifact),  # type: ignore[arg-type]
+            mount_from=("base/lonely",),
+        )
+        policy = _policy(knownBaseImages=[lonely.ref], slimmerBases={})
+        with caplog.at_level("INFO", logger="slimguard.engine.alternatives"):
+            for _ in range(3):
+                result = await engine.verdict(app.ref, policy)
+                assert result.hints == ()
+                assert [f.rule for f in result.findings] == ["maxCompressedSize"]
+        said = [r.getMessage() for r in caplog.records if "no slimmer variant" in r.getMessage()]
+        assert said == [f"no slimmer variant of base {lonely.ref} found (1 candidates measured)"]
+        assert engine.finder.tag_lists_fetched == 3  # the TTL of 0 let it ask again; it told nobody again
+    finally:
+        await engine.client.aclose()
 
 
 async def test_admission_of_a_seen_image_with_hints_sends_no_registry_request(
