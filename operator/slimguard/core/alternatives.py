@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from slimguard.core.context import FactsOrError
 from slimguard.core.errors import InvalidReference
-from slimguard.core.facts import BaseImage, ImageFacts, Platform, PlatformImage
+from slimguard.core.facts import BaseImage, ImageFacts, Platform
 from slimguard.core.globs import image_matches_any
 from slimguard.core.policy import ImagePolicy
 from slimguard.core.quantity import format_bytes
@@ -208,15 +208,6 @@ def best_slimmer_base(
         alternative_size=size,
         platform=platform,
     )
-
-
-def measured_from_facts(reference: str, facts: ImageFacts) -> MeasuredImage:
-    """A measurement from facts already read (the compressed size of each platform image)."""
-    return MeasuredImage(reference, {image.platform: image.compressed_size for image in facts.platforms})
-
-
-def platform_sizes(images: Iterable[PlatformImage]) -> dict[Platform, int]:
-    return {image.platform: image.compressed_size for image in images}
 
 
 @dataclass(frozen=True, slots=True)
