@@ -11,12 +11,13 @@ import json
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from cluster import annotations, apply, deployment, image_policy, namespace, wait_for
+from cluster import annotations, apply, deployment, image_policy, namespace, violations, wait_for, wait_for_status
 
 from slimguard.core.outcome import outcome_of
 from slimguard.core.policy import ImagePolicy
@@ -45,6 +46,7 @@ from slimguard_testbed.images.base_variants import (
 )
 from slimguard_testbed.images.published import FixtureImage
 from slimguard_testbed.operator_runner import InProcessOperator
+from slimguard_testbed.trivy import vulnerability, vulnerability_report
 from slimguard_testbed.webhook import WebhookReplicas
 
 # Anonymous pulls everywhere but locked/, whose tag list (and everything else) needs credentials.
@@ -111,8 +113,6 @@ class Engine:
         )
 
     async def verdict(self, image: str, policy: ImagePolicy, *, deadline: float | None = None) -> Verdict:
-        from datetime import UTC, datetime
-
         workload = Workload(
             kind="Deployment",
             namespace="shop",
@@ -413,3 +413,74 @@ def _events(plane: ControlPlane, ns: str, name: str) -> list[dict[str, Any]]:
         "json",
     ).stdout
     return list(json.loads(found)["items"])
+
+
+TRIVY_CRD = Path(__file__).parent / "crds" / "aquasecurity.github.io_vulnerabilityreports.yaml"
+
+
+@pytest.mark.timeout(240)  # a guard against hangs: three Deployments and the controller on a shared machine
+def test_a_stale_base_is_flagged_with_what_trivy_operator_reports_for_both_versions(
+    control_plane: ControlPlane, operator: InProcessOperator, registry: Registry
+) -> None:
+    control_plane.kubectl("apply", "-f", str(TRIVY_CRD))
+    control_plane.wait_established("vulnerabilityreports.aquasecurity.github.io")
+    ns = "hints-stale"
+    v1 = stand_in("trivy-base-v1", 64 * 1024)
+    then = push(registry.endpoint, "base/trivy-node", "20", v1)
+    app = _app_on(registry, then, "shop/on-trivy-node", "on-trivy-node")
+    now = push(registry.endpoint, "base/trivy-node", "20", stand_in("trivy-base-fix", 16 * 1024, base=v1))
+    apply(
+        control_plane,
+        namespace(ns),
+        deployment("old-base", ns, then.pinned),
+        deployment("new-base", ns, now.pinned),
+    )
+    # Trivy Operator scanned the workloads running each version of the base.
+    for name, version, found in (("old-base", then, ["CRITICAL", "CRITICAL", "HIGH"]), ("new-base", now, ["HIGH"])):
+        replicaset, uid = _replicaset(control_plane, name, ns)
+        apply(
+            control_plane,
+            vulnerability_report(
+                namespace=ns,
+                kind="ReplicaSet",
+                name=replicaset,
+                container="api",
+                image=version.ref,
+                digest=version.digest,
+                updated=datetime.now(UTC),
+                vulnerabilities=[vulnerability(f"CVE-2026-{1000 + n}", severity) for n, severity in enumerate(found)],
+                owner_uid=uid,
+            ),
+        )
+    apply(control_plane, image_policy("hints-stale", {"requireCurrentBase": True}, namespaces=[ns]))
+    time.sleep(1)
+    apply(control_plane, deployment("app", ns, app.ref))
+    found = wait_for_status(control_plane, "deployment", "app", ns, "noncompliant", timeout=120)
+    (finding,) = violations(found)
+    assert finding["rule"] == "requireCurrentBase"
+    assert f"is built on {then.ref}@{then.digest}" in finding["message"]
+    assert f"now points to {now.digest}" in finding["message"]
+    assert finding["message"].endswith(
+        "Trivy Operator counts 2 critical and 1 high vulnerabilities in the base it was built on, 0 and 1 in "
+        "the current one (-2 critical, +0 high on a rebuild)."
+    )
+    control_plane.kubectl("delete", "imagepolicy", "hints-stale")
+
+
+def _replicaset(plane: ControlPlane, name: str, ns: str) -> tuple[str, str]:
+    found = wait_for(
+        f"the ReplicaSet of {name}",
+        lambda: plane.kubectl(
+            "get",
+            "rs",
+            "-n",
+            ns,
+            "-l",
+            f"app={name}",
+            "-o",
+            "jsonpath={.items[0].metadata.name} {.items[0].metadata.uid}",
+            check=False,
+        ).stdout.strip(),
+    )
+    replicaset, uid = found.split()
+    return replicaset, uid
