@@ -89,3 +89,7 @@ log "helm: $HELM"
 # -- 5. the Grafana dashboard validator (grafana-foundation-sdk's Go module; seconds once it is fetched) ----
 VALIDATOR="$(bash scripts/build-dashboard-validator.sh)"
 log "dashboard validator: $VALIDATOR"
+
+# -- 6. distribution v3's registry, whose tag lists paginate (2.8's do not), for the tag-list tests -------
+REGISTRY_V3="$(bash scripts/build-registry-v3.sh)"
+log "registry v3: $REGISTRY_V3"

@@ -206,6 +206,7 @@ def fleet_metrics(snapshot: FleetSnapshot, *, per_image_limit: int = 0) -> list[
     exempted: Counts = {}
     over_limit: dict[tuple[str, str, str], int] = {}  # (namespace, policy, image) -> bytes, one per image
     images: dict[tuple[str, str], ImageSize] = {}  # (namespace, image): an image counts once per namespace
+    savings: dict[tuple[str, str, str], int] = {}  # (namespace, policy, image) -> bytes a slimmer base saves
     for verdict in snapshot.verdicts:
         key = verdict.workload
         for policy_name in verdict.policies:
@@ -223,6 +224,9 @@ def fleet_metrics(snapshot: FleetSnapshot, *, per_image_limit: int = 0) -> list[
         for finding in verdict.exempted:
             waived = (finding.policy, key.namespace)
             exempted[waived] = exempted.get(waived, 0) + 1
+        for hint in verdict.hints:
+            hinted = (key.namespace, hint.policy, hint.image)
+            savings[hinted] = max(savings.get(hinted, 0), hint.saving)
         for size in verdict.image_sizes:
             seen = images.get((key.namespace, size.image))
             if seen is None or size.compressed > seen.compressed:
@@ -245,6 +249,9 @@ def fleet_metrics(snapshot: FleetSnapshot, *, per_image_limit: int = 0) -> list[
     saved: Counts = {}
     for (namespace, policy_name, _), excess in over_limit.items():
         saved[(namespace, policy_name)] = saved.get((namespace, policy_name), 0) + excess
+    base_savings: Counts = {}
+    for (namespace, policy_name, _), saving in savings.items():
+        base_savings[(namespace, policy_name)] = base_savings.get((namespace, policy_name), 0) + saving
     in_force: Counts = {}
     expiry: Counts = {}
     for policy in snapshot.policies:
@@ -301,6 +308,13 @@ def fleet_metrics(snapshot: FleetSnapshot, *, per_image_limit: int = 0) -> list[
             "what slimmer builds would save on every pull.",
             ["namespace", "policy"],
             saved,
+        ),
+        _gauge(
+            "slimguard_slimmer_base_savings_bytes",
+            "Bytes per pull that rebuilding the images in use on the slimmer bases slimguard measured would save, "
+            "per namespace and policy with slimmerBases (each image once).",
+            ["namespace", "policy"],
+            base_savings,
         ),
         _gauge("slimguard_exemptions", "Exemptions in each ImagePolicy that have not expired.", ["policy"], in_force),
         _gauge(

@@ -99,6 +99,7 @@ class Registry(Service):
         service: str = "slimguard-testbed-registry",
         start_timeout: float = 30.0,
         redirect_blobs_to: str | None = None,
+        binary: Path | None = None,
     ) -> None:
         if auth not in (None, "htpasswd", "token"):
             raise ValueError(f"auth must be None, 'htpasswd' or 'token', not {auth!r}")
@@ -114,6 +115,8 @@ class Registry(Service):
         self.service = service
         self.start_timeout = start_timeout
         self.redirect_blobs_to = redirect_blobs_to
+        self.binary = binary
+        """Another build of the registry (distribution v3, which paginates tag lists); default Debian's 2.8."""
         self.port = 0
         self.token_issuer: TokenIssuer | None = None
         self._process: ManagedProcess | None = None
@@ -178,7 +181,7 @@ class Registry(Service):
     # -- start-up -------------------------------------------------------------------------------------
 
     def _start(self) -> None:
-        binary = require_binary("docker-registry", hint="apt-get install docker-registry")
+        binary = self.binary or require_binary("docker-registry", hint="apt-get install docker-registry")
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.storage_dir.mkdir(parents=True, exist_ok=True)
         self.ca.write(self.workdir)

@@ -67,6 +67,7 @@ FULL_POLICY: dict[str, Any] = {
             "deniedBaseImages": ["*/debian:*"],
             "requireNonRootUser": True,
             "requireDigest": True,
+            "requireCurrentBase": True,
             "platforms": ["linux/amd64", "linux/arm64/v8"],
             "vulnerabilities": {
                 "maxCritical": 0,
@@ -78,6 +79,10 @@ FULL_POLICY: dict[str, Any] = {
             },
         },
         "knownBaseImages": ["docker.io/library/debian:bookworm", "docker.io/library/node:20-bookworm"],
+        "slimmerBases": {
+            "fromTags": True,
+            "alternatives": [{"base": "*/node:20-bookworm", "candidates": ["gcr.io/distroless/nodejs20-debian12"]}],
+        },
         "exemptions": [
             {
                 "images": ["*/legacy/*"],

@@ -14,8 +14,10 @@ PREFIX = "slimguard.dev/"
 STATUS = f"{PREFIX}status"
 VIOLATIONS = f"{PREFIX}violations"
 CHECKED_AT = f"{PREFIX}checked-at"
-OURS = (STATUS, VIOLATIONS, CHECKED_AT)
+SLIMMER_BASE = f"{PREFIX}slimmer-base"
+OURS = (STATUS, VIOLATIONS, CHECKED_AT, SLIMMER_BASE)
 MAX_VIOLATIONS_BYTES = 4096
+MAX_HINTS = 8
 
 
 # Caps on each field of a finding, loosest first: text is cut only as far as it must be to fit.
@@ -90,15 +92,29 @@ def _cut_names(names: list[str], limit: int) -> list[str]:
     return kept
 
 
+def hints_json(verdict: Verdict) -> str | None:
+    """The slimmer-base hints, one per image and alternative (several policies asking: said once), or None."""
+    said: dict[tuple[str, str], dict[str, str | int]] = {}
+    for hint in verdict.hints:
+        said.setdefault((hint.image, hint.alternative), hint.as_dict())
+    if not said:
+        return None
+    items = list(said.values())[:MAX_HINTS]
+    return json.dumps(items, separators=(",", ":"), sort_keys=True)
+
+
 def desired(verdict: Verdict | None, now: datetime) -> dict[str, str] | None:
     """What the annotations should say; None when no policy applies (then none of ours should remain)."""
     if verdict is None or not verdict.applies:
         return None
-    return {
+    wanted = {
         STATUS: verdict.status.value,
         VIOLATIONS: violations_json(verdict),
         CHECKED_AT: now.strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
+    if (hints := hints_json(verdict)) is not None:
+        wanted[SLIMMER_BASE] = hints
+    return wanted
 
 
 def patch_for(current: Mapping[str, str], wanted: dict[str, str] | None) -> dict[str, str | None] | None:
@@ -109,9 +125,12 @@ def patch_for(current: Mapping[str, str], wanted: dict[str, str] | None) -> dict
     if wanted is None:
         present = [key for key in OURS if key in current]
         return {key: None for key in present} if present else None
-    if all(current.get(key) == wanted[key] for key in (STATUS, VIOLATIONS)):
+    if all(current.get(key) == wanted.get(key) for key in (STATUS, VIOLATIONS, SLIMMER_BASE)):
         return None
-    return dict(wanted)
+    patch: dict[str, str | None] = dict(wanted)
+    if SLIMMER_BASE not in wanted and SLIMMER_BASE in current:
+        patch[SLIMMER_BASE] = None  # no hint any more (a rebuild on the slimmer base, a policy changed)
+    return patch
 
 
 def event_name(workload: str, uid: str | None, previous: str | None, said: str) -> str:

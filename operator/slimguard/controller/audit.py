@@ -325,6 +325,9 @@ class AuditController:
         workload = record.workload
         told = [f for f in verdict.distinct_findings if f.kind is FindingKind.VIOLATION]
         more = f" (and {len(told) - 1} more violations)" if len(told) > 1 else ""
+        hint = next((h.text for h in verdict.hints if h.text not in told[0].message), None)
+        if hint is not None:  # the first violation is not a size one: the cure is still worth saying
+            more += f"; slimmer base: {hint}"
         await self.kube.emit_event(
             kind=workload.kind,
             namespace=workload.namespace,

@@ -5,10 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from slimguard.core.errors import InspectionError
 from slimguard.core.facts import ImageFacts
 from slimguard.core.vulnerabilities import DigestReports, VulnerabilityReport
+
+if TYPE_CHECKING:
+    from slimguard.core.alternatives import BaseOptions
 
 FactsOrError = ImageFacts | InspectionError
 
@@ -29,3 +33,9 @@ class Context:
     its current ReplicaSet (Trivy Operator files a Deployment's reports under the ReplicaSet)."""
     digest_reports: Mapping[str, Sequence[DigestReports]] = field(default_factory=dict)
     """Per image digest, the reports filed for it under any workload (those the cluster view trusts)."""
+    base_options: Mapping[str, BaseOptions] = field(default_factory=dict)
+    """Per base reference (by tag), the base and its slimmer candidates as measured (absent: not measured)."""
+    base_versions: Mapping[str, FactsOrError] = field(default_factory=dict)
+    """For requireCurrentBase: the bases images name by annotation, read by tag (now) and by digest (then)."""
+    base_history: Mapping[str, Sequence[ImageFacts]] = field(default_factory=dict)
+    """Per base reference, earlier versions its tag pointed to that slimguard read (newest first)."""

@@ -6,7 +6,9 @@ This module is the driver only: each rule's check and needs live in ``core.rules
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
+from slimguard.core.alternatives import SlimmerBase, slimmer_base_for
 from slimguard.core.context import Context, FactsOrError
 from slimguard.core.errors import InspectionError, InvalidReference
 from slimguard.core.facts import ImageFacts
@@ -35,6 +37,7 @@ def evaluate(*, policies: Sequence[ImagePolicy], workload: Workload, context: Co
     pending: list[str] = []
     scanned: dict[str, None] = {}
     sizes: dict[str, ImageSize] = {}
+    hints: dict[tuple[str, str], SlimmerBase] = {}
     for policy in sorted(policies, key=lambda p: p.name):
         containers = selected_containers(policy, workload, context.namespace_labels)
         if not containers:
@@ -50,6 +53,9 @@ def evaluate(*, policies: Sequence[ImagePolicy], workload: Workload, context: Co
                 # Still checked for what needs no facts (the reference, requireDigest): known now, so said now.
                 pending.append(container.image)
             container_findings = _check_container(policy, workload, container, context)
+            if isinstance(image_facts, ImageFacts) and (hint := _hint(policy, container.image, image_facts, context)):
+                hints.setdefault((policy.name, container.image), hint)
+                container_findings = [_with_hint(finding, hint) for finding in container_findings]
             exemption = exemption_for(policy, workload, container, context.now)
             if exemption is None:
                 findings.extend(container_findings)
@@ -64,7 +70,22 @@ def evaluate(*, policies: Sequence[ImagePolicy], workload: Workload, context: Co
         pending_images=tuple(dict.fromkeys(pending)),
         scanned_digests=tuple(scanned),
         image_sizes=tuple(sizes.values()),
+        hints=tuple(hints.values()),
     )
+
+
+_SIZE_RULES = frozenset({"maxCompressedSize", "maxUncompressedSize"})
+
+
+def _hint(policy: ImagePolicy, image: str, facts: ImageFacts, context: Context) -> SlimmerBase | None:
+    return slimmer_base_for(policy, image, facts, candidates=context.base_candidates, options=context.base_options)
+
+
+def _with_hint(finding: Finding, hint: SlimmerBase) -> Finding:
+    """A size violation says which slimmer base would cure it, measured: the cure, not only the diagnosis."""
+    if finding.rule not in _SIZE_RULES or finding.kind is not FindingKind.VIOLATION:
+        return finding
+    return replace(finding, message=f"{finding.message} Slimmer base: {hint.text}.")
 
 
 def _size_of(image: str, facts: ImageFacts) -> ImageSize:

@@ -40,11 +40,12 @@ def image_needs(
 
 
 def base_candidates(policies: Sequence[ImagePolicy]) -> tuple[str, ...]:
-    """The concrete base references every policy names, read for layer comparison when some base rule applies.
+    """The concrete base references every policy names, read for layer comparison when something reads bases
+    (a base rule, requireCurrentBase, slimmer-base hints).
 
     The references are pooled: a base one policy names identifies an image for another policy's rule too.
     """
-    if not any(policy.spec.rules.has_base_rule for policy in policies):
+    if not any(policy.finds_bases for policy in policies):
         return ()
     return tuple(dict.fromkeys(reference for policy in policies for reference in policy.base_image_candidates))
 

@@ -183,6 +183,7 @@ class Rules(_Model):
     require_digest: bool = False
     platforms: tuple[str, ...] | None = None
     vulnerabilities: VulnerabilityRules | None = None
+    require_current_base: bool = False
 
     @field_validator("max_compressed_size", "max_uncompressed_size")
     @classmethod
@@ -224,7 +225,8 @@ class Rules(_Model):
             self.platforms,
             self.vulnerabilities,
         )
-        if all(rule is None for rule in rules) and not self.require_non_root_user and not self.require_digest:
+        flags = (self.require_non_root_user, self.require_digest, self.require_current_base)
+        if all(rule is None for rule in rules) and not any(flags):
             raise ValueError("rules must set at least one rule")
         both = sorted(set(self.allowed_base_images or ()) & set(self.denied_base_images or ()))
         if both:
@@ -251,6 +253,45 @@ class Rules(_Model):
     @property
     def base_image_globs(self) -> tuple[str, ...]:
         return (self.allowed_base_images or ()) + (self.denied_base_images or ())
+
+
+def _concrete_reference(value: str, field_name: str) -> str:
+    if not value.strip() or any(c in value for c in "*?[") or any(c.isspace() for c in value):
+        raise ValueError(f"{value!r} is not a concrete image reference; {field_name} are fetched, so name exact ones")
+    return value
+
+
+class BaseAlternative(_Model):
+    """Slimmer bases a policy names for the bases ``base`` matches, wherever they are published."""
+
+    base: str
+    """A reference or glob of the bases these alternatives replace, e.g. ``*/node:20-bookworm``."""
+    candidates: tuple[str, ...]
+
+    @field_validator("base")
+    @classmethod
+    def _base_glob(cls, value: str) -> str:
+        return _non_blank_globs((value,))[0]
+
+    @field_validator("candidates")
+    @classmethod
+    def _concrete_candidates(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("name at least one candidate")
+        if len(value) > MAX_NAMED_CANDIDATES:
+            raise ValueError(f"at most {MAX_NAMED_CANDIDATES} candidates per base")
+        return tuple(_concrete_reference(ref, "candidates") for ref in value)
+
+
+class SlimmerBases(_Model):
+    """Hints: a slimmer variant of an image's base, measured in the registry, and the bytes it would save."""
+
+    from_tags: bool = True
+    """Look in the base's own repository for the same version with a slim suffix (-slim, -alpine, ...)."""
+    alternatives: tuple[BaseAlternative, ...] = ()
+
+
+MAX_NAMED_CANDIDATES = 8
 
 
 class WorkloadSelector(_Model):
@@ -305,6 +346,7 @@ class PolicySpec(_Model):
     rules: Rules
     exemptions: tuple[Exemption, ...] = ()
     known_base_images: tuple[str, ...] = ()
+    slimmer_bases: SlimmerBases | None = None
 
     @field_validator("known_base_images")
     @classmethod
@@ -337,6 +379,12 @@ class ImagePolicy(_Model):
             raise InvalidPolicy(
                 f'ImagePolicy "{name}" is invalid: spec: cannot be read ({type(error).__name__}: {error})'
             ) from error
+
+    @property
+    def finds_bases(self) -> bool:
+        """Something reads the image's base: a base rule, requireCurrentBase or slimmer-base hints."""
+        rules = self.spec.rules
+        return rules.has_base_rule or rules.require_current_base or self.spec.slimmer_bases is not None
 
     @property
     def base_image_candidates(self) -> tuple[str, ...]:

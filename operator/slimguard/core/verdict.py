@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
+from slimguard.core.alternatives import SlimmerBase
 from slimguard.core.policy import Mode
 from slimguard.core.workload import WorkloadKey
 
@@ -88,6 +89,8 @@ class Verdict:
     """The image digests whose VulnerabilityReports this verdict read: a new report for one may change it."""
     image_sizes: tuple[ImageSize, ...] = ()
     """Each distinct image of the selected containers whose facts were read (for metrics, never for status)."""
+    hints: tuple[SlimmerBase, ...] = ()
+    """Per policy asking for them (``slimmerBases``) and image: a measured slimmer base and what it would save."""
 
     @property
     def applies(self) -> bool:

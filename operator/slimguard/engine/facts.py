@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
@@ -11,11 +12,13 @@ from slimguard import metrics
 from slimguard.core.errors import InspectionError
 from slimguard.core.evaluation import Context, FactsOrError, evaluate
 from slimguard.core.facts import ImageFacts, Platform
+from slimguard.core.matching import selected_containers
 from slimguard.core.needs import FactsNeeds, base_candidates, image_needs
 from slimguard.core.policy import ImagePolicy
 from slimguard.core.verdict import Verdict
 from slimguard.core.vulnerabilities import DigestReports, VulnerabilityReport
 from slimguard.core.workload import Workload
+from slimguard.engine.bases import NO_BASE_FACTS, BaseFacts, BaseLookups
 from slimguard.registry.credentials import Credential
 
 CredentialSource = Callable[[Workload], Awaitable[list[Credential]]]
@@ -74,10 +77,18 @@ NO_CLUSTER: ClusterFacts = _NoCluster()
 class Evaluator:
     """Turns a workload and the policies that apply to it into a Verdict, fetching only what rules need."""
 
-    def __init__(self, *, inspector: FactsSource, view: ClusterFacts, credentials: CredentialSource) -> None:
+    def __init__(
+        self,
+        *,
+        inspector: FactsSource,
+        view: ClusterFacts,
+        credentials: CredentialSource,
+        bases: BaseLookups | None = None,
+    ) -> None:
         self.inspector = inspector
         self.view = view
         self.credentials = credentials
+        self.bases = bases or BaseLookups(inspector)
 
     async def verdict(
         self,
@@ -88,9 +99,21 @@ class Evaluator:
         deadline: float | None = None,
     ) -> Verdict:
         """Evaluate; with a ``deadline`` (seconds), images not inspected in time become errors naming it."""
+        started = time.monotonic()
         labels = self.view.namespace_labels(workload.namespace)
         facts, bases = await self.gather(policies, workload, labels, deadline=deadline)
+        base_facts = NO_BASE_FACTS
+        if any(policy.finds_bases for policy in policies):
+            remaining = None if deadline is None else max(0.0, deadline - (time.monotonic() - started))
+            base_facts = await self.bases.gather(
+                _policies_by_image(policies, workload, labels),
+                facts,
+                bases,
+                await self.credentials(workload),
+                deadline=remaining,
+            )
         scans = any(policy.spec.rules.vulnerabilities is not None for policy in policies)
+        stale_check = any(policy.spec.rules.require_current_base for policy in policies)
         owners = self.view.report_owners(workload) if scans else ()
         context = Context(
             now=now,
@@ -101,16 +124,21 @@ class Evaluator:
             if scans
             else (),
             report_owners=owners,
-            digest_reports=self._digest_reports(workload.namespace, facts) if scans else {},
+            digest_reports=self._digest_reports(
+                workload.namespace, [*facts.values(), *(_base_versions(bases, base_facts) if stale_check else ())]
+            )
+            if scans or stale_check
+            else {},
+            base_options=base_facts.options,
+            base_versions=base_facts.versions,
+            base_history=base_facts.history,
         )
         return evaluate(policies=policies, workload=workload, context=context)
 
-    def _digest_reports(
-        self, namespace: str, facts: Mapping[str, FactsOrError]
-    ) -> dict[str, tuple[DigestReports, ...]]:
+    def _digest_reports(self, namespace: str, facts: Iterable[FactsOrError]) -> dict[str, tuple[DigestReports, ...]]:
         """The view's reports for every digest of these images: a dictionary lookup per digest, no scan."""
         found: dict[str, tuple[DigestReports, ...]] = {}
-        for image in facts.values():
+        for image in facts:
             if not isinstance(image, ImageFacts):
                 continue
             for digest in (image.digest, *(platform.manifest_digest for platform in image.platforms)):
@@ -176,3 +204,21 @@ class Evaluator:
                 facts[image] = cached
             found.append(facts)
         return found[0], found[1]
+
+
+def _policies_by_image(
+    policies: Sequence[ImagePolicy], workload: Workload, labels: Mapping[str, str]
+) -> dict[str, tuple[ImagePolicy, ...]]:
+    selecting: dict[str, tuple[ImagePolicy, ...]] = {}
+    for policy in policies:
+        for container in selected_containers(policy, workload, labels):
+            before = selecting.get(container.image, ())
+            if policy not in before:
+                selecting[container.image] = (*before, policy)
+    return selecting
+
+
+def _base_versions(candidates: Mapping[str, FactsOrError], base_facts: BaseFacts) -> list[FactsOrError]:
+    """Every version of a base read for requireCurrentBase: their reports tell what a rebuild would fix."""
+    history = [facts for versions in base_facts.history.values() for facts in versions]
+    return [*candidates.values(), *base_facts.versions.values(), *history]

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import httpcore
 
+from slimguard.engine.alternatives import SlimmerBaseFinder
+from slimguard.engine.bases import BaseLookups
 from slimguard.engine.credentials import PullCredentials
 from slimguard.engine.facts import Evaluator
 from slimguard.engine.view import ClusterView
@@ -40,5 +42,10 @@ def build_engine(
     backend = network_backend and GuardedNetworkBackend(registry.address_policy, inner=network_backend)
     client = RegistryClient(registry, backend=backend)
     inspector = ImageInspector(client)
-    evaluator = Evaluator(inspector=inspector, view=view, credentials=PullCredentials(kube).for_workload)
+    evaluator = Evaluator(
+        inspector=inspector,
+        view=view,
+        credentials=PullCredentials(kube).for_workload,
+        bases=BaseLookups(inspector, SlimmerBaseFinder(client)),
+    )
     return Engine(client=client, inspector=inspector, view=view, evaluator=evaluator)

@@ -200,6 +200,13 @@ class RegistryClient:
             )
         return response.content
 
+    async def get_tags_page(
+        self, reference: ImageReference, credential: Credential | None, *, query: str, max_bytes: int
+    ) -> tuple[bytes, str]:
+        """One page of ``/v2/<name>/tags/list?<query>``: the body and the ``Link`` header (empty when none)."""
+        response = await self._request("GET", reference, f"tags/list?{query}", credential, max_bytes=max_bytes)
+        return response.content, response.headers.get("Link", "")
+
     # --- the request loop ----------------------------------------------------------------------------------
 
     def _base_url(self, reference: ImageReference) -> str:

@@ -137,3 +137,39 @@ def test_a_10_kb_image_reference_under_seven_policies_keeps_why_it_cannot_be_che
     assert item["message"].startswith('container "app": image registry.example.com/aaa')
     assert item["message"].endswith("is longer than 255 characters")
     assert len(item["policies"]) == 7
+
+
+def _hint(policy: str = "slim") -> object:
+    from slimguard.core.alternatives import SlimmerBase
+    from slimguard.core.facts import Platform
+
+    return SlimmerBase(
+        policy=policy,
+        image="x",
+        base="r.example/base/node:20-bookworm",
+        base_size=380 << 20,
+        alternative="r.example/base/node:20-alpine",
+        alternative_size=45 << 20,
+        platform=Platform("linux", "amd64"),
+    )
+
+
+def test_a_slimmer_base_hint_is_its_own_annotation_said_once_for_several_policies_and_removed_when_gone() -> None:
+    hinted = Verdict(KEY, ("slim", "other"), (finding(),), hints=(_hint(), _hint("other")))  # type: ignore[arg-type]
+    wanted = notes.desired(hinted, NOW)
+    assert wanted is not None
+    (said,) = json.loads(wanted[notes.SLIMMER_BASE])
+    assert said == {
+        "policy": "slim",
+        "image": "x",
+        "base": "r.example/base/node:20-bookworm",
+        "baseBytes": 380 << 20,
+        "alternative": "r.example/base/node:20-alpine",
+        "alternativeBytes": 45 << 20,
+        "savedBytes": 335 << 20,
+        "platform": "linux/amd64",
+    }
+    current = dict(wanted)
+    patch = notes.patch_for(current, notes.desired(Verdict(KEY, ("slim",), (finding(),)), NOW))
+    assert patch is not None
+    assert patch[notes.SLIMMER_BASE] is None

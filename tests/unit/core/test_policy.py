@@ -336,3 +336,25 @@ def test_the_readme_example_policy_finds_its_base_images_by_layers_too() -> None
     loaded = ImagePolicy.from_resource(document["metadata"]["name"], document["spec"])
     assert loaded.spec.rules.denied_base_images
     assert loaded.base_detection_warning is None
+
+
+def test_slimmer_bases_and_require_current_base_are_read_and_checked() -> None:
+    read = ImagePolicy.from_resource(
+        "hints",
+        {
+            "rules": {"requireCurrentBase": True},
+            "slimmerBases": {"alternatives": [{"base": "*/node:20-bookworm", "candidates": ["gcr.io/d/node:20"]}]},
+        },
+    )
+    assert read.spec.rules.require_current_base
+    assert read.spec.slimmer_bases is not None
+    assert read.spec.slimmer_bases.from_tags
+    assert read.finds_bases
+    with pytest.raises(InvalidPolicy, match=r"spec\.slimmerBases\.alternatives\.0\.candidates: .* is not a concrete"):
+        ImagePolicy.from_resource(
+            "bad",
+            {
+                "rules": {"maxLayers": 3},
+                "slimmerBases": {"alternatives": [{"base": "*/node:*", "candidates": ["gcr.io/d/*"]}]},
+            },
+        )

@@ -196,3 +196,25 @@ def test_every_metric_is_documented_in_the_readme(repo_root: Path) -> None:
     snapshot = metrics.FleetSnapshot(verdicts=[], policies=[], now=NOW)
     declared |= {family.name for family in metrics.fleet_metrics(snapshot, per_image_limit=1)}
     assert declared == documented
+
+
+def test_bytes_a_slimmer_base_would_save_are_summed_per_namespace_and_policy_each_image_once() -> None:
+    from core.builders import AMD64, annotated
+
+    from slimguard.core.alternatives import BaseOptions, MeasuredImage
+
+    base = "registry.example.com/base/node:20-bookworm"
+    alpine = "registry.example.com/base/node:20-alpine"
+    hinted = policy("hints", rules={"maxCompressedSize": "200Mi"}, slimmerBases={})
+    on_base = {FAT: facts(platform_image(*layers("fat", 3, FAT_SIZE // 3), base=annotated(base), seed="fat"))}
+    options = {
+        base: BaseOptions(
+            MeasuredImage(base, {AMD64: 250 * MiB}), (alpine,), {alpine: MeasuredImage(alpine, {AMD64: 50 * MiB})}
+        )
+    }
+    verdicts = [
+        verdict(hinted, workload(FAT, namespace="shop", name=name), on_base, base_options=options)
+        for name in ("a", "b")
+    ]
+    families = metrics.fleet_metrics(metrics.FleetSnapshot(verdicts=verdicts, policies=[hinted], now=NOW))
+    assert _samples(families, "slimguard_slimmer_base_savings_bytes") == {("shop", "hints"): 200 * MiB}

@@ -6,7 +6,7 @@ To add a rule: a module here with ``needs`` and ``check``, an entry in ``RULES``
 
 from __future__ import annotations
 
-from slimguard.core.rules import base_images, platforms, reference, sizes, user, vulnerabilities
+from slimguard.core.rules import base_images, current_base, platforms, reference, sizes, user, vulnerabilities
 from slimguard.core.rules.common import FactsNeeds, Reporter, Rule, Subject
 
 WITHOUT_FACTS: tuple[Rule, ...] = (Rule("requireDigest", reference.needs, reference.check),)
@@ -16,6 +16,7 @@ WITH_FACTS: tuple[Rule, ...] = (
     Rule("platforms", platforms.needs, platforms.check),
     Rule("sizes", sizes.needs, sizes.check),
     Rule("baseImages", base_images.needs, base_images.check),
+    Rule("requireCurrentBase", current_base.needs, current_base.check),
     Rule("requireNonRootUser", user.needs, user.check),
     Rule("vulnerabilities", vulnerabilities.needs, vulnerabilities.check),
 )
