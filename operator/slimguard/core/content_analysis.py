@@ -371,10 +371,15 @@ def dive_efficiency(contents: Sequence[LayerContent]) -> tuple[float, int]:
                 if node.children:
                     continue  # dive visits leaves only
                 path = node.path()
+                # dive creates the path's record before sizing it: a failed whiteout leaves it with
+                # cumulative 0 and smallest -1, which then counts in Σ smallest.
+                cumulative.setdefault(path, 0)
+                smallest.setdefault(path, -1)
+                seen.setdefault(path, 0)
                 size = _whiteout_size(below, path) if node.is_whiteout else node.size
-                cumulative[path] = cumulative.get(path, 0) + size
-                smallest[path] = min(smallest.get(path, size), size)
-                seen[path] = seen.get(path, 0) + 1
+                cumulative[path] += size
+                smallest[path] = size if smallest[path] < 0 else min(smallest[path], size)
+                seen[path] += 1
         except _MissingLowerPath:
             pass  # dive logs "unable to propagate ref tree" and goes on with the next layer
         if index == 0:
