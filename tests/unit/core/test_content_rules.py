@@ -9,7 +9,7 @@ import pytest
 
 from slimguard.core.content import ContentFacts, FoundTool, PackageCount, PackageManager
 from slimguard.core.errors import InvalidPolicy
-from slimguard.core.facts import ImageFacts, PlatformImage
+from slimguard.core.facts import ImageFacts
 from slimguard.core.needs import needs_of
 from slimguard.core.policy import ImagePolicy
 from slimguard.core.rules.blame import short_command
@@ -71,12 +71,14 @@ def run(policy_: ImagePolicy, image: ImageFacts) -> list[Finding]:
 )
 def test_every_content_rule_needs_the_layers_read(given: dict[str, Any]) -> None:
     need = needs_of(rules(**given).spec.rules)
-    assert need is not None and need.content
+    assert need is not None
+    assert need.content
 
 
 def test_rules_that_are_not_about_content_never_read_layers() -> None:
     need = needs_of(rules(maxCompressedSize="200Mi", maxLayers=10, requireNonRootUser=True).spec.rules)
-    assert need is not None and not need.content
+    assert need is not None
+    assert not need.content
 
 
 # --- maxPackages ---------------------------------------------------------------------------------------------
@@ -242,7 +244,3 @@ def test_out_of_range_content_limits_are_invalid(given: dict[str, Any], field: s
 )
 def test_instructions_are_shown_as_the_dockerfile_says_them(created_by: str | None, shown: str) -> None:
     assert short_command(created_by) == shown
-
-
-def platform(image: ImageFacts) -> PlatformImage:
-    return image.platforms[0]

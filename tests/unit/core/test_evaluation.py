@@ -62,7 +62,7 @@ def test_a_fat_image_breaks_the_compressed_size_limit_with_a_message_naming_cont
     steps = (
         ("/bin/sh -c #(nop) ADD file:4a1b2c in / ", 30 * MiB),
         ("RUN /bin/sh -c apt-get update && apt-get install -y build-essential curl nodejs # buildkit", 212 * MiB),
-        ("/bin/sh -c #(nop)  CMD [\"bash\"]", 0),
+        ('/bin/sh -c #(nop)  CMD ["bash"]', 0),
         ("COPY . /app # buildkit", 58 * MiB),
     )
     fat = facts(platform_image(*(replace(layer(f"s{n}", size), created_by=by) for n, (by, size) in enumerate(steps))))
