@@ -6,7 +6,18 @@ To add a rule: a module here with ``needs`` and ``check``, an entry in ``RULES``
 
 from __future__ import annotations
 
-from slimguard.core.rules import base_images, current_base, platforms, reference, sizes, user, vulnerabilities
+from slimguard.core.rules import (
+    base_images,
+    current_base,
+    forbidden_tools,
+    packages,
+    platforms,
+    reference,
+    sizes,
+    user,
+    vulnerabilities,
+    waste,
+)
 from slimguard.core.rules.common import FactsNeeds, Reporter, Rule, Subject
 
 WITHOUT_FACTS: tuple[Rule, ...] = (Rule("requireDigest", reference.needs, reference.check),)
@@ -18,6 +29,9 @@ WITH_FACTS: tuple[Rule, ...] = (
     Rule("baseImages", base_images.needs, base_images.check),
     Rule("requireCurrentBase", current_base.needs, current_base.check),
     Rule("requireNonRootUser", user.needs, user.check),
+    Rule("maxPackages", packages.needs, packages.check),
+    Rule("forbiddenTools", forbidden_tools.needs, forbidden_tools.check),
+    Rule("waste", waste.needs, waste.check),
     Rule("vulnerabilities", vulnerabilities.needs, vulnerabilities.check),
 )
 """Rules that read what the registry holds; they run once the image's facts are known."""
