@@ -14,13 +14,16 @@ from prometheus_client import REGISTRY, start_http_server
 
 from slimguard import metrics
 from slimguard.controller.audit import AuditController
+from slimguard.controller.reports import PolicyReports
 from slimguard.controller.settings import ControllerSettings
 from slimguard.controller.timers import Backoff
+from slimguard.core.policy_report import REPORT_APIS
 from slimguard.engine.view import ClusterView
 from slimguard.engine.wiring import Engine, build_engine
 from slimguard.kube.gateway import KubeGateway, load_api_client
 from slimguard.kube.kopf_tuning import is_deletion, tune
 from slimguard.kube.login import connection_info
+from slimguard.kube.policy_reports import PolicyReportWriter
 from slimguard.kube.resources import (
     NAMESPACE_RESOURCE,
     POLICY_RESOURCE,
@@ -111,6 +114,11 @@ async def _start_controller(
         kube=kube,
         workers=settings.workers,
         error_backoff=Backoff.after_failure_cache(settings.registry.failure_ttl_seconds),
+        reports=(
+            PolicyReports(PolicyReportWriter(kube, REPORT_APIS[settings.policy_reports]))
+            if settings.policy_reports
+            else None
+        ),
     )
     await controller.start()
     log.info("slimguard controller started: %s", settings.describe())
