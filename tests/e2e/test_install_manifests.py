@@ -156,6 +156,8 @@ WORKLOADS = (
     "deployments.apps", "statefulsets.apps", "daemonsets.apps", "replicasets.apps", "jobs.batch", "cronjobs.batch",
     "pods",
 )  # fmt: skip
+REPORTS = ("policyreports.wgpolicyk8s.io", "reports.openreports.io")
+REPORT_VERBS = ("get", "list", "create", "patch", "delete")
 CONTROLLER_MAY = [
     ("list", "imagepolicies.slimguard.dev"),
     ("watch", "imagepolicies.slimguard.dev"),
@@ -169,6 +171,7 @@ CONTROLLER_MAY = [
     ("create", "events"),
     ("create", "events.events.k8s.io"),
     ("watch", "customresourcedefinitions.apiextensions.k8s.io"),
+    *[(verb, reports) for verb in REPORT_VERBS for reports in REPORTS],
 ]
 CONTROLLER_MAY_NOT = [
     ("list", "secrets"),
@@ -197,6 +200,7 @@ WEBHOOK_MAY_NOT = [
     ("patch", "pods"),
     ("patch", "imagepolicies.slimguard.dev", "--subresource=status"),
     ("create", "events"),
+    *[("create", reports) for reports in REPORTS],
 ]
 
 
@@ -400,3 +404,23 @@ def test_helm_limits_trusted_report_namespaces_for_both_components(helm: str) ->
         for d in default
         for a in d["spec"]["template"]["spec"]["containers"][0]["args"]
     )
+
+
+def test_helm_policy_reports_are_on_by_default_and_can_be_turned_off(helm: str) -> None:
+    def controller_and_role(*sets: str) -> tuple[list[str], list[dict[str, Any]]]:
+        objects = _helm_template(helm, *sets)
+        (controller,) = [o for o in objects if o["kind"] == "Deployment" and "controller" in o["metadata"]["name"]]
+        (role,) = [o for o in objects if o["kind"] == "ClusterRole" and "controller" in o["metadata"]["name"]]
+        return controller["spec"]["template"]["spec"]["containers"][0]["args"], role["rules"]
+
+    def report_groups(rules: list[dict[str, Any]]) -> set[str]:
+        return {g for rule in rules for g in rule["apiGroups"] if g in ("wgpolicyk8s.io", "openreports.io")}
+
+    args, rules = controller_and_role()
+    assert "--policy-reports=wgpolicyk8s.io" in args
+    assert report_groups(rules) == {"wgpolicyk8s.io", "openreports.io"}
+    args, _ = controller_and_role("policyReports.api=openreports.io")
+    assert "--policy-reports=openreports.io" in args
+    args, rules = controller_and_role("policyReports.enabled=false")
+    assert "--policy-reports=none" in args
+    assert report_groups(rules) == set()
