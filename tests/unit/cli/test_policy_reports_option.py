@@ -26,5 +26,5 @@ def test_reports_are_written_as_kyverno_writes_them_unless_told_otherwise(monkey
 
 
 def test_an_unknown_report_api_is_refused_at_start_naming_the_choices() -> None:
-    with pytest.raises(ValueError, match="--policy-reports must be one of wgpolicyk8s.io, openreports.io or none"):
+    with pytest.raises(ValueError, match=r"--policy-reports must be one of wgpolicyk8s\.io, openreports\.io or none"):
         ControllerSettings(policy_reports="reports.example.com")

@@ -205,8 +205,10 @@ def test_an_images_vulnerabilities_are_the_worst_report_for_any_of_its_digests()
     view.observe_report(counted_report("platform-scan", "trivy-system", "sha256:amd64", critical=2))
     view.observe_report(counted_report("own-scan", "shop", "sha256:amd64", critical=7))
     worst = view.image_vulnerabilities("web", ["sha256:index", "sha256:amd64"])
-    assert worst is not None and (worst.critical, worst.high, worst.low) == (2, 0, 3)
+    assert worst is not None
+    assert (worst.critical, worst.high, worst.low) == (2, 0, 3)
     # shop's own report speaks for shop only (it is not trusted elsewhere)
     own = view.image_vulnerabilities("shop", ["sha256:index", "sha256:amd64"])
-    assert own is not None and own.critical == 7
+    assert own is not None
+    assert own.critical == 7
     assert view.image_vulnerabilities("web", ["sha256:unscanned"]) is None
