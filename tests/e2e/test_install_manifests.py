@@ -424,3 +424,37 @@ def test_helm_policy_reports_are_on_by_default_and_can_be_turned_off(helm: str) 
     args, rules = controller_and_role("policyReports.enabled=false")
     assert "--policy-reports=none" in args
     assert report_groups(rules) == set()
+
+
+def _scrape_annotations(objects: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
+    return {
+        o["metadata"]["name"]: (o["spec"]["template"]["metadata"].get("annotations") or {})
+        for o in objects
+        if o["kind"] == "Deployment"
+    }
+
+
+def test_pods_carry_plain_scrape_annotations_for_a_prometheus_without_the_operator(
+    helm: str, base_objects: list[dict[str, Any]]
+) -> None:
+    for objects in (base_objects, _helm_template(helm)):
+        deployments = [o for o in objects if o["kind"] == "Deployment"]
+        assert len(deployments) == 2
+        for deployment in deployments:
+            annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+            (container,) = deployment["spec"]["template"]["spec"]["containers"]
+            (metrics_port,) = [p["containerPort"] for p in container["ports"] if p["name"] == "metrics"]
+            assert annotations["prometheus.io/scrape"] == "true"
+            assert annotations["prometheus.io/port"] == str(metrics_port)
+            assert annotations["prometheus.io/path"] == "/metrics"
+        # Not on the Services too: a Prometheus scraping annotated Services as well would count twice.
+        for service in (o for o in objects if o["kind"] == "Service"):
+            assert "prometheus.io/scrape" not in (service["metadata"].get("annotations") or {})
+
+
+def test_helm_scrape_annotations_follow_the_port_and_can_be_turned_off(helm: str) -> None:
+    moved = _scrape_annotations(_helm_template(helm, "metrics.port=9100", "controller.podAnnotations.team=shop"))
+    assert {a["prometheus.io/port"] for a in moved.values()} == {"9100"}
+    assert moved["slimguard-controller"]["team"] == "shop"
+    off = _scrape_annotations(_helm_template(helm, "metrics.scrapeAnnotations=false"))
+    assert not any("prometheus.io/scrape" in a for a in off.values())
