@@ -210,6 +210,24 @@ def test_a_policy_that_stops_applying_takes_its_results_and_the_last_one_the_rep
     control_plane.kubectl("delete", "namespace", ns, "--wait=false")
 
 
+@pytest.mark.usefixtures("reported")
+def test_without_the_report_crd_the_controller_writes_nothing_and_keeps_going(
+    control_plane: ControlPlane, operator: InProcessOperator, operator_kubeconfig: str
+) -> None:
+    missing = pr.ReportApi("reports.example.com", "v1", "Report", "reports", report_level_source=False)
+    key = WorkloadKey("Deployment", NS, "slim")
+    wait_for("the slim Deployment's verdict", lambda: key in operator.controller.verdicts)
+    record, verdict = operator.controller.workloads[key], operator.controller.verdicts[key]
+
+    async def without_crd() -> tuple[bool, int]:
+        reports = PolicyReports(PolicyReportWriter(KubeGateway(load_api_client(operator_kubeconfig)), missing))
+        started = await reports.start()
+        await reports.update(record.workload, record.uid, verdict, ())  # waits for the CRD: no call, no error
+        return started, len(reports._written)
+
+    assert asyncio.run(without_crd()) == (False, 0)
+
+
 def test_the_openreports_crd_accepts_the_same_report_and_it_goes_with_its_workload(
     control_plane: ControlPlane, operator_kubeconfig: str
 ) -> None:

@@ -17,7 +17,7 @@ from slimguard.core import policy_report
 from slimguard.core.policy import ImagePolicy
 from slimguard.core.verdict import Verdict
 from slimguard.core.workload import Workload
-from slimguard.kube.policy_reports import PolicyReportWriter, ReportApiMissing
+from slimguard.kube.policy_reports import PolicyReportWriter, ReportApiMissing, ReportWriteFailed
 from slimguard.kube.resources import api_version
 
 log = logging.getLogger(__name__)
@@ -52,9 +52,13 @@ class PolicyReports:
         """Read back the reports slimguard wrote before (a restart must not rewrite them all)."""
         try:
             found = await self.writer.list_ours()
-        except ReportApiMissing as missing:
+        except (ReportApiMissing, ReportWriteFailed) as missing:
             if self._next_probe is None or self._written:
-                log.warning("not writing PolicyReports: %s (install its CRD; asking again every 5 minutes)", missing)
+                log.warning(
+                    "not writing PolicyReports: %s (install its CRD; looking again every %s)",
+                    missing,
+                    self.probe_interval,
+                )
             self._written.clear()
             self._next_probe = self.clock() + self.probe_interval
             return False
@@ -74,7 +78,11 @@ class PolicyReports:
         previous = self._written.get(key)
         if verdict is None or not verdict.policies:
             if previous is not None:
-                await self.writer.delete(*key)
+                try:
+                    await self.writer.delete(*key)
+                except ReportWriteFailed as failed:  # best effort, as an Event: the verdict stands without it
+                    log.warning("could not delete %s", failed)
+                    return
                 del self._written[key]
             return
         resource = policy_report.ResourceRef(
@@ -94,6 +102,9 @@ class PolicyReports:
             await self.writer.write(body, exists=previous is not None)
         except ReportApiMissing:
             await self.start()  # the CRD went away: wait for it again
+            return
+        except ReportWriteFailed as failed:  # written at the next evaluation (re-audit, retry, change)
+            log.warning("could not write %s", failed)
             return
         self._written[key] = content
 

@@ -17,6 +17,10 @@ class ReportApiMissing(Exception):
     """The apiserver does not serve the report API: its CRD is not installed."""
 
 
+class ReportWriteFailed(Exception):
+    """The apiserver refused a report write (its namespace terminating, a quota, a webhook): tried again later."""
+
+
 class PolicyReportWriter:
     def __init__(self, kube: KubeGateway, api: ReportApi) -> None:
         self.kube = kube
@@ -27,7 +31,8 @@ class PolicyReportWriter:
         return self.api.group, self.api.version
 
     async def list_ours(self) -> list[dict[str, Any]]:
-        """Every report slimguard wrote, in every namespace. Raises ReportApiMissing without the CRD."""
+        """Every report slimguard wrote, in every namespace. ReportApiMissing without the CRD, ReportWriteFailed
+        when the apiserver refuses (a role without the report kinds)."""
         try:
             listed = await self.kube._call(
                 self.kube.custom.list_cluster_custom_object,
@@ -38,11 +43,22 @@ class PolicyReportWriter:
         except ApiException as error:
             if error.status == 404:
                 raise ReportApiMissing(f"{self.api.plural}.{self.api.group} is not served") from None
-            raise
+            raise ReportWriteFailed(
+                f"listing {self.api.plural}.{self.api.group}: {error.status} {error.reason}"
+            ) from None
         return list(listed.get("items") or [])
 
     async def write(self, body: dict[str, Any], *, exists: bool) -> None:
         """Create the report, or merge-patch it (lists are replaced whole, so its results are exactly ``body``'s)."""
+        try:
+            await self._write(body, exists=exists)
+        except ApiException as error:
+            metadata = body["metadata"]
+            raise ReportWriteFailed(
+                f"{self.api.kind} {metadata['namespace']}/{metadata['name']}: {error.status} {error.reason}"
+            ) from None
+
+    async def _write(self, body: dict[str, Any], *, exists: bool) -> None:
         metadata = body["metadata"]
         namespace, name = metadata["namespace"], metadata["name"]
         if self.kube.dry_run:
@@ -75,7 +91,7 @@ class PolicyReportWriter:
             if error.status != 404:
                 raise
             # Deleted meanwhile (its workload went, and the garbage collector with it): written anew if it comes back.
-            await self.write(body, exists=False)
+            await self._write(body, exists=False)
 
     async def delete(self, namespace: str, name: str) -> None:
         if self.kube.dry_run:
@@ -87,4 +103,4 @@ class PolicyReportWriter:
             )
         except ApiException as error:
             if error.status != 404:
-                raise
+                raise ReportWriteFailed(f"{self.api.kind} {namespace}/{name}: {error.status} {error.reason}") from None

@@ -215,3 +215,18 @@ def test_rules_of_names_every_rule_field_of_the_policy_model() -> None:
     fields = {info.alias or name for name, info in Rules.model_fields.items()}
     named = set(pr.rules_of(every.spec.rules)) | {"deniedBaseImages"}  # allowed and denied exclude each other here
     assert named == fields
+
+
+def test_only_slimguards_own_label_and_annotation_are_compared() -> None:
+    """A GitOps tool's label on a report is not ours to undo, and must not make every re-audit write."""
+    body = pr.report(api=pr.WGPOLICY, resource=RESOURCE, results=[], previous=None, now=NOW)
+    stored = {
+        **body,
+        "metadata": {
+            **body["metadata"],
+            "labels": {**body["metadata"]["labels"], "argocd.argoproj.io/instance": "shop"},
+            "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}"},
+            "resourceVersion": "42",
+        },
+    }
+    assert pr.content_of(stored) == pr.content_of(body)
