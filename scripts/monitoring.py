@@ -307,7 +307,26 @@ def panels() -> list[dict[str, Any]]:
             _target(f"sum by (namespace) (slimguard_exempted_violations{{{FLEET}}})", "{{namespace}}", instant=True),
             (12, 6, 12, 21),
         ),
-        row("Admission", 27),
+        timeseries(
+            "Vulnerabilities by severity",
+            "Known vulnerabilities in the distinct images in use, from Trivy Operator's VulnerabilityReports "
+            "(each image's worst report for its digests, all findings counted; images without a report add "
+            "nothing).",
+            [_target(f"sum by (severity) (slimguard_image_vulnerabilities{{{NS}}})", "{{severity}}")],
+            (12, 8, 0, 27),
+            stack=True,
+        ),
+        bargauge(
+            "Critical and high vulnerabilities by namespace",
+            "Critical and high findings in the images each namespace runs: where patched or smaller bases help most.",
+            _target(
+                f'sum by (namespace) (slimguard_image_vulnerabilities{{{NS}, severity=~"critical|high"}})',
+                "{{namespace}}",
+                instant=True,
+            ),
+            (12, 8, 12, 27),
+        ),
+        row("Admission", 35),
         timeseries(
             "Admission decisions",
             "Each selected policy's decision per review: denied (Enforce), warned "
@@ -318,7 +337,7 @@ def panels() -> list[dict[str, Any]]:
                     "{{decision}}",
                 )
             ],
-            (8, 8, 0, 28),
+            (8, 8, 0, 36),
             unit="reqps",
             stack=True,
         ),
@@ -340,7 +359,7 @@ def panels() -> list[dict[str, Any]]:
                 ),
                 _target("max(slimguard_admission_timeout_seconds)", "timeout", "C"),
             ],
-            (8, 8, 8, 28),
+            (8, 8, 8, 36),
             unit="s",
         ),
         timeseries(
@@ -348,10 +367,10 @@ def panels() -> list[dict[str, Any]]:
             "Images whose facts could not be had before the admission deadline, by "
             "policy: each was decided by the policy's onUnknown.",
             [_target(f"sum by (policy) (rate(slimguard_admission_unknown_total{{{POLICY}}}[{RATE}]))", "{{policy}}")],
-            (8, 8, 16, 28),
+            (8, 8, 16, 36),
             unit="reqps",
         ),
-        row("Registries and caches", 36),
+        row("Registries and caches", 44),
         timeseries(
             "Registry requests",
             "Requests slimguard sends, by registry and status class (429 apart; error: no answer).",
@@ -361,7 +380,7 @@ def panels() -> list[dict[str, Any]]:
                     "{{registry}} {{status}}",
                 )
             ],
-            (8, 8, 0, 37),
+            (8, 8, 0, 45),
             unit="reqps",
         ),
         timeseries(
@@ -374,7 +393,7 @@ def panels() -> list[dict[str, Any]]:
                     "{{registry}} {{status}}",
                 )
             ],
-            (8, 8, 8, 37),
+            (8, 8, 8, 45),
             unit="reqps",
         ),
         timeseries(
@@ -388,14 +407,14 @@ def panels() -> list[dict[str, Any]]:
                     "{{cache}}",
                 )
             ],
-            (8, 8, 16, 37),
+            (8, 8, 16, 45),
             unit="percentunit",
         ),
         timeseries(
             "Inspection failures by reason",
             "Image inspections that failed, by reason.",
             [_target(f"sum by (reason) (rate(slimguard_inspection_failures_total[{RATE}]))", "{{reason}}")],
-            (12, 8, 0, 45),
+            (12, 8, 0, 53),
             unit="reqps",
         ),
         timeseries(
@@ -413,7 +432,7 @@ def panels() -> list[dict[str, Any]]:
                     "B",
                 ),
             ],
-            (12, 8, 12, 45),
+            (12, 8, 12, 53),
             unit="s",
         ),
     ]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import metadata
 
@@ -26,6 +26,7 @@ from prometheus_client.registry import Collector
 from slimguard.core.outcome import DECISIONS as OUTCOME_DECISIONS
 from slimguard.core.policy import WORKLOAD_KINDS, ImagePolicy
 from slimguard.core.verdict import FindingKind, ImageSize, Verdict
+from slimguard.core.vulnerabilities import SeverityCounts
 
 OTHER = "other"
 
@@ -175,6 +176,7 @@ def admission_started(timeout_seconds: float) -> None:
 
 # --- fleet state, at scrape time ---------------------------------------------------------------------------
 
+SEVERITIES = ("critical", "high", "medium", "low")
 SIZE_CLASSES = ((50 << 20, "0-50Mi"), (200 << 20, "50Mi-200Mi"), (500 << 20, "200Mi-500Mi"), (1 << 30, "500Mi-1Gi"))
 LARGEST_CLASS = "1Gi+"
 
@@ -197,6 +199,8 @@ class FleetSnapshot:
     verdicts: Sequence[Verdict]
     policies: Sequence[ImagePolicy]
     now: datetime
+    vulnerabilities: Mapping[tuple[str, str], SeverityCounts] = field(default_factory=dict)
+    """(namespace, image) of images in use → what the worst VulnerabilityReport for their digests counts."""
 
 
 def fleet_metrics(snapshot: FleetSnapshot, *, per_image_limit: int = 0) -> list[Metric]:
@@ -246,6 +250,13 @@ def fleet_metrics(snapshot: FleetSnapshot, *, per_image_limit: int = 0) -> list[
         known = [size.uncompressed for size in sizes if size.uncompressed is not None]
         if known:
             uncompressed[(namespace,)] = sum(known)
+    vulnerable: Counts = {}
+    for in_use, counts in snapshot.vulnerabilities.items():
+        if in_use not in images:
+            continue  # not in use (any more): its report says nothing about the fleet
+        for severity in SEVERITIES:
+            counted_severity = (in_use[0], severity)
+            vulnerable[counted_severity] = vulnerable.get(counted_severity, 0) + getattr(counts, severity)
     saved: Counts = {}
     for (namespace, policy_name, _), excess in over_limit.items():
         saved[(namespace, policy_name)] = saved.get((namespace, policy_name), 0) + excess
@@ -315,6 +326,13 @@ def fleet_metrics(snapshot: FleetSnapshot, *, per_image_limit: int = 0) -> list[
             "per namespace and policy with slimmerBases (each image once).",
             ["namespace", "policy"],
             base_savings,
+        ),
+        _gauge(
+            "slimguard_image_vulnerabilities",
+            "Known vulnerabilities in the distinct images in use, by namespace and severity: for each image the "
+            "worst Trivy Operator VulnerabilityReport filed for its digests, all findings counted.",
+            ["namespace", "severity"],
+            vulnerable,
         ),
         _gauge("slimguard_exemptions", "Exemptions in each ImagePolicy that have not expired.", ["policy"], in_force),
         _gauge(

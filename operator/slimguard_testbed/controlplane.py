@@ -270,28 +270,6 @@ class ControlPlane(Service):
                 *self.apiserver_args,
             ],
         )
-        # Started at once: it retries until the apiserver answers, which saves a few seconds.
-        manager = self._spawn(
-            "kube-controller-manager",
-            [
-                binaries / "kube-controller-manager",
-                f"--kubeconfig={cm_kubeconfig}",
-                f"--service-account-private-key-file={sa_key}",
-                f"--root-ca-file={ca_file}",
-                f"--cluster-signing-cert-file={ca_file}",
-                f"--cluster-signing-key-file={pki / 'ca.key'}",
-                "--use-service-account-credentials",
-                "--leader-elect=false",
-                "--bind-address=127.0.0.1",
-                f"--secure-port={cm_port}",
-                f"--controllers={_CONTROLLERS}",
-                # Client-side throttling (20 qps by default) is what makes it slow to start and to react.
-                "--kube-api-qps=500",
-                "--kube-api-burst=1000",
-                "--profiling=false",
-            ],
-        )
-
         context = ssl.create_default_context(cafile=str(ca_file))
         admin_cert, admin_key = admin.write(pki, "admin")
         context.load_cert_chain(str(admin_cert), str(admin_key))
@@ -300,12 +278,30 @@ class ControlPlane(Service):
                 lambda: _ok(client, "/readyz"),
                 timeout=self.start_timeout,
                 what="kube-apiserver /readyz",
-                watch=[process for process in self._processes if process is not manager],
+                watch=self._processes,
             )
-            if not manager.alive():
-                # It waits only 20 s for a healthy apiserver; on a loaded machine the apiserver takes longer.
-                manager.stop()
-                manager.start()
+            # Only once the apiserver is ready: its RBAC bootstrap roles are then in place. Started at once, it
+            # waits 20 s for /healthz (forbidden to it until they are) and exits: on a loaded machine it did.
+            self._spawn(
+                "kube-controller-manager",
+                [
+                    binaries / "kube-controller-manager",
+                    f"--kubeconfig={cm_kubeconfig}",
+                    f"--service-account-private-key-file={sa_key}",
+                    f"--root-ca-file={ca_file}",
+                    f"--cluster-signing-cert-file={ca_file}",
+                    f"--cluster-signing-key-file={pki / 'ca.key'}",
+                    "--use-service-account-credentials",
+                    "--leader-elect=false",
+                    "--bind-address=127.0.0.1",
+                    f"--secure-port={cm_port}",
+                    f"--controllers={_CONTROLLERS}",
+                    # Client-side throttling (20 qps by default) is what makes it slow to start and to react.
+                    "--kube-api-qps=500",
+                    "--kube-api-burst=1000",
+                    "--profiling=false",
+                ],
+            )
             # The `default` ServiceAccount appears once the controller-manager's controllers run.
             wait_until(
                 lambda: _ok(client, "/api/v1/namespaces/default/serviceaccounts/default"),

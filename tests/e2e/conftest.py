@@ -142,6 +142,14 @@ def crds_installed(control_plane: ControlPlane) -> None:
 
 
 @pytest.fixture(scope="session")
+def policy_report_crds(control_plane: ControlPlane) -> None:
+    """Kyverno's PolicyReport CRDs (tests/e2e/crds), so the controller under test writes its reports."""
+    for name in ("wgpolicyk8s.io_policyreports.yaml", "wgpolicyk8s.io_clusterpolicyreports.yaml"):
+        control_plane.kubectl("apply", "--server-side", "-f", str(E2E_DIR / "crds" / name))
+    control_plane.wait_established("policyreports.wgpolicyk8s.io", "clusterpolicyreports.wgpolicyk8s.io")
+
+
+@pytest.fixture(scope="session")
 def operator_kubeconfig(control_plane: ControlPlane, crds_installed: None) -> str:
     from slimguard_testbed.install import install_controller_rbac
 
@@ -149,7 +157,9 @@ def operator_kubeconfig(control_plane: ControlPlane, crds_installed: None) -> st
 
 
 @pytest.fixture(scope="session")
-def operator(control_plane: ControlPlane, operator_kubeconfig: str, registry: Registry) -> Iterator[InProcessOperator]:
+def operator(
+    control_plane: ControlPlane, operator_kubeconfig: str, registry: Registry, policy_report_crds: None
+) -> Iterator[InProcessOperator]:
     settings = ControllerSettings(
         kubeconfig=operator_kubeconfig,
         registry=RegistrySettings(address_policy=AddressPolicy(allow_loopback=True), ca_files=(str(registry.ca_file),)),

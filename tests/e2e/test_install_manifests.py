@@ -156,6 +156,8 @@ WORKLOADS = (
     "deployments.apps", "statefulsets.apps", "daemonsets.apps", "replicasets.apps", "jobs.batch", "cronjobs.batch",
     "pods",
 )  # fmt: skip
+REPORTS = ("policyreports.wgpolicyk8s.io", "reports.openreports.io")
+REPORT_VERBS = ("get", "list", "create", "patch", "delete")
 CONTROLLER_MAY = [
     ("list", "imagepolicies.slimguard.dev"),
     ("watch", "imagepolicies.slimguard.dev"),
@@ -169,6 +171,7 @@ CONTROLLER_MAY = [
     ("create", "events"),
     ("create", "events.events.k8s.io"),
     ("watch", "customresourcedefinitions.apiextensions.k8s.io"),
+    *[(verb, reports) for verb in REPORT_VERBS for reports in REPORTS],
 ]
 CONTROLLER_MAY_NOT = [
     ("list", "secrets"),
@@ -197,6 +200,7 @@ WEBHOOK_MAY_NOT = [
     ("patch", "pods"),
     ("patch", "imagepolicies.slimguard.dev", "--subresource=status"),
     ("create", "events"),
+    *[("create", reports) for reports in REPORTS],
 ]
 
 
@@ -400,3 +404,57 @@ def test_helm_limits_trusted_report_namespaces_for_both_components(helm: str) ->
         for d in default
         for a in d["spec"]["template"]["spec"]["containers"][0]["args"]
     )
+
+
+def test_helm_policy_reports_are_on_by_default_and_can_be_turned_off(helm: str) -> None:
+    def controller_and_role(*sets: str) -> tuple[list[str], list[dict[str, Any]]]:
+        objects = _helm_template(helm, *sets)
+        (controller,) = [o for o in objects if o["kind"] == "Deployment" and "controller" in o["metadata"]["name"]]
+        (role,) = [o for o in objects if o["kind"] == "ClusterRole" and "controller" in o["metadata"]["name"]]
+        return controller["spec"]["template"]["spec"]["containers"][0]["args"], role["rules"]
+
+    def report_groups(rules: list[dict[str, Any]]) -> set[str]:
+        return {g for rule in rules for g in rule["apiGroups"] if g in ("wgpolicyk8s.io", "openreports.io")}
+
+    args, rules = controller_and_role()
+    assert "--policy-reports=wgpolicyk8s.io" in args
+    assert report_groups(rules) == {"wgpolicyk8s.io", "openreports.io"}
+    args, _ = controller_and_role("policyReports.api=openreports.io")
+    assert "--policy-reports=openreports.io" in args
+    args, rules = controller_and_role("policyReports.enabled=false")
+    assert "--policy-reports=none" in args
+    assert report_groups(rules) == set()
+
+
+def _scrape_annotations(objects: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
+    return {
+        o["metadata"]["name"]: (o["spec"]["template"]["metadata"].get("annotations") or {})
+        for o in objects
+        if o["kind"] == "Deployment"
+    }
+
+
+def test_pods_carry_plain_scrape_annotations_for_a_prometheus_without_the_operator(
+    helm: str, base_objects: list[dict[str, Any]]
+) -> None:
+    for objects in (base_objects, _helm_template(helm)):
+        deployments = [o for o in objects if o["kind"] == "Deployment"]
+        assert len(deployments) == 2
+        for deployment in deployments:
+            annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+            (container,) = deployment["spec"]["template"]["spec"]["containers"]
+            (metrics_port,) = [p["containerPort"] for p in container["ports"] if p["name"] == "metrics"]
+            assert annotations["prometheus.io/scrape"] == "true"
+            assert annotations["prometheus.io/port"] == str(metrics_port)
+            assert annotations["prometheus.io/path"] == "/metrics"
+        # Not on the Services too: a Prometheus scraping annotated Services as well would count twice.
+        for service in (o for o in objects if o["kind"] == "Service"):
+            assert "prometheus.io/scrape" not in (service["metadata"].get("annotations") or {})
+
+
+def test_helm_scrape_annotations_follow_the_port_and_can_be_turned_off(helm: str) -> None:
+    moved = _scrape_annotations(_helm_template(helm, "metrics.port=9100", "controller.podAnnotations.team=shop"))
+    assert {a["prometheus.io/port"] for a in moved.values()} == {"9100"}
+    assert moved["slimguard-controller"]["team"] == "shop"
+    off = _scrape_annotations(_helm_template(helm, "metrics.scrapeAnnotations=false"))
+    assert not any("prometheus.io/scrape" in a for a in off.values())

@@ -1,7 +1,8 @@
 """The dashboard and the alerts, proven on the real thing: Debian's Prometheus scrapes the running controller
 and both webhook replicas every second while a scenario runs (fat and slim workloads, a denial, a warning, an
-onUnknown decision on an unreachable registry, an exemption); then every dashboard panel query and every alert
-expression runs through Prometheus' /api/v1/query, with the dashboard's variables substituted.
+onUnknown decision on an unreachable registry, an exemption, a VulnerabilityReport for the fat image); then
+every dashboard panel query and every alert expression runs through Prometheus' /api/v1/query, with the
+dashboard's variables substituted.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from cluster import apply, deployment, image_policy, namespace, wait_for, wait_f
 from slimguard_testbed import ControlPlane, free_port
 from slimguard_testbed.operator_runner import InProcessOperator
 from slimguard_testbed.process import ManagedProcess
+from slimguard_testbed.trivy import vulnerability, vulnerability_report
 from slimguard_testbed.webhook import WebhookReplicas
 
 # Starting the control plane, the webhook and Prometheus, and the scenario, count against the first test.
@@ -31,6 +33,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARD = REPO / "deploy" / "helm" / "slimguard" / "files" / "dashboards" / "slimguard.json"
 ALERTS = REPO / "deploy" / "helm" / "slimguard" / "files" / "alerts.yaml"
+TRIVY_CRD = REPO / "tests" / "e2e" / "crds" / "aquasecurity.github.io_vulnerabilityreports.yaml"
 UNREACHABLE = "127.0.0.1:1/never/pushed:1"  # a registry that refuses every connection: an outage
 UNREACHABLE_AGAIN = "127.0.0.1:1/never/pushed-again:1"  # another image there: not in the failure cache
 AUDIT, ENFORCE, WARN, EXEMPT = "obs-audit", "obs-enforce", "obs-warn", "obs-exempt"
@@ -160,6 +163,27 @@ def scenario(
     wait_for_status(control_plane, "deployment", "fat", AUDIT, "noncompliant")
     wait_for_status(control_plane, "deployment", "slim", AUDIT, "compliant")
     wait_for_status(control_plane, "deployment", "fat", EXEMPT, "compliant")
+    # Trivy Operator's scan of the fat image: it speaks for that digest in every namespace running it.
+    control_plane.kubectl("apply", "-f", str(TRIVY_CRD))
+    control_plane.wait_established("vulnerabilityreports.aquasecurity.github.io")
+    findings = [
+        *(vulnerability(f"CVE-2026-100{n}", "CRITICAL", fixed="3.0.2") for n in range(2)),
+        *(vulnerability(f"CVE-2026-200{n}", "HIGH") for n in range(3)),
+        vulnerability("CVE-2026-3000", "LOW"),
+    ]
+    apply(
+        control_plane,
+        vulnerability_report(
+            namespace=AUDIT,
+            kind="ReplicaSet",
+            name="fat-scanned",
+            container="api",
+            image=fat,
+            digest=fixture_images.fat_app.digest,
+            updated=datetime.now(UTC),
+            vulnerabilities=findings,
+        ),
+    )
     wait_for_status(control_plane, "pod", "unknown", ENFORCE, "error")
     # The outage goes on: once Prometheus has seen the controller's first failed request, a second image on
     # the same registry fails again, so the error counter rises between two scrapes (rate() shows it).
@@ -178,6 +202,7 @@ def scenario(
             for expr in (
                 f'slimguard_workloads{{namespace="{EXEMPT}", status="compliant"}}',
                 f'slimguard_exempted_violations{{namespace="{EXEMPT}"}}',
+                f'slimguard_image_vulnerabilities{{namespace="{EXEMPT}", severity="critical"}} > 0',
                 'rate(slimguard_registry_requests_total{job="slimguard-controller", status="error"}[1m]) > 0',
                 *(
                     f'rate(slimguard_admission_policy_decisions_total{{decision="{decision}"}}[1m])'
@@ -243,6 +268,13 @@ def test_the_scenario_shows_in_the_numbers(prometheus: Prometheus, scenario: dic
     assert value(f'sum(slimguard_exempted_violations{{namespace="{EXEMPT}"}})') >= 1
     assert value(f'sum(slimguard_workloads{{namespace="{ENFORCE}", status="error"}})') == 2  # both unreachable pods
     assert value(f'sum(slimguard_compressed_bytes_over_limit{{namespace="{AUDIT}"}})') > 0
+    # The fat image's report counts once in each namespace running it.
+    for ns in (AUDIT, EXEMPT, WARN):
+        by_severity = {
+            severity: value(f'slimguard_image_vulnerabilities{{namespace="{ns}", severity="{severity}"}}')
+            for severity in ("critical", "high", "medium", "low")
+        }
+        assert by_severity == {"critical": 2, "high": 3, "medium": 0, "low": 1}, ns
     assert value(f'sum(slimguard_image_bytes{{namespace="{AUDIT}", image="{scenario["fat"]}"}})') > 200 * 2**20
     assert value('sum(slimguard_exemption_expiry_timestamp_seconds{policy="obs-exempt"})') == (
         scenario["expires"].timestamp()

@@ -169,6 +169,13 @@ def controller(
             "One series per image: mind the cardinality."
         ),
     ] = 0,
+    policy_reports: Annotated[
+        str,
+        typer.Option(
+            help="Write each workload's verdict as a PolicyReport of this API group (wgpolicyk8s.io, as Kyverno "
+            "writes them, or openreports.io), for Policy Reporter and kubectl; none: no reports."
+        ),
+    ] = "wgpolicyk8s.io",
 ) -> None:
     """Run the operator: watch ImagePolicies and workloads, annotate verdicts, keep policy status current."""
     from slimguard.controller.handlers import run
@@ -186,6 +193,7 @@ def controller(
         metrics_port=metrics_port,
         image_metrics=image_metrics,
         trusted_report_namespaces=parse_namespaces(trusted_report_namespaces),
+        policy_reports=None if policy_reports == "none" else policy_reports,
     )
     with exit_clearly_when_out_of_memory("controller"):
         run(settings)

@@ -19,6 +19,7 @@ from typing import Any
 from slimguard import metrics
 from slimguard.controller import annotations as notes
 from slimguard.controller.queue import WorkQueue
+from slimguard.controller.reports import PolicyReports
 from slimguard.controller.status import policy_status
 from slimguard.controller.timers import Backoff, Scheduler, Timer, loop_scheduler
 from slimguard.core.evaluation import applicable_policies
@@ -86,6 +87,8 @@ class AuditController:
     )
     """How soon a workload whose verdict holds errors is evaluated again: after the inspector's failure cache
     has let go of the failure (the wiring passes the registry settings' own TTL)."""
+    reports: PolicyReports | None = None
+    """Writes each verdict as a PolicyReport too; None: no reports (``--policy-reports none``)."""
 
     def __post_init__(self) -> None:
         self.workloads: dict[WorkloadKey, WorkloadRecord] = {}
@@ -113,6 +116,8 @@ class AuditController:
 
     async def start(self) -> None:
         await self.view.sync_policies(self.kube)
+        if self.reports is not None:
+            await self.reports.start()
         self._tasks = [asyncio.create_task(self._work(), name=f"slimguard-worker-{n}") for n in range(self.workers)]
         self._tasks.append(asyncio.create_task(self._write_statuses(), name="slimguard-status"))
 
@@ -141,6 +146,8 @@ class AuditController:
         if deleted:
             self.workloads.pop(key, None)
             self._announced.pop(key, None)
+            if self.reports is not None:
+                self.reports.forget(key.namespace, workload.uid)
             for timers in (self._wakeups, self._retries):
                 if (timer := timers.pop(key, None)) is not None:
                     timer.cancel()
@@ -249,10 +256,16 @@ class AuditController:
             self._retry_while_erroring(key, None)
             self._note_scanned(key, ())
             if self.verdicts.pop(key, None) is None and not any(k in record.annotations for k in notes.OURS):
+                await self._report(record, None, ())
                 return None
         self._status_dirty.set()
         await self._write(record, verdict)
+        await self._report(record, verdict, policies)
         return verdict
+
+    async def _report(self, record: WorkloadRecord, verdict: Verdict | None, policies: tuple[ImagePolicy, ...]) -> None:
+        if self.reports is not None:
+            await self.reports.update(record.workload, record.uid, verdict, policies)
 
     def _wake_when_exemptions_expire(self, key: WorkloadKey, policies: tuple[ImagePolicy, ...]) -> None:
         """An expired exemption stops applying by itself: re-evaluate the moment the next one runs out."""

@@ -14,13 +14,18 @@ from prometheus_client import REGISTRY, start_http_server
 
 from slimguard import metrics
 from slimguard.controller.audit import AuditController
+from slimguard.controller.reports import PolicyReports
 from slimguard.controller.settings import ControllerSettings
 from slimguard.controller.timers import Backoff
+from slimguard.core.policy_report import REPORT_APIS
+from slimguard.core.verdict import Verdict
+from slimguard.core.vulnerabilities import SeverityCounts
 from slimguard.engine.view import ClusterView
 from slimguard.engine.wiring import Engine, build_engine
 from slimguard.kube.gateway import KubeGateway, load_api_client
 from slimguard.kube.kopf_tuning import is_deletion, tune
 from slimguard.kube.login import connection_info
+from slimguard.kube.policy_reports import PolicyReportWriter
 from slimguard.kube.resources import (
     NAMESPACE_RESOURCE,
     POLICY_RESOURCE,
@@ -111,6 +116,11 @@ async def _start_controller(
         kube=kube,
         workers=settings.workers,
         error_backoff=Backoff.after_failure_cache(settings.registry.failure_ttl_seconds),
+        reports=(
+            PolicyReports(PolicyReportWriter(kube, REPORT_APIS[settings.policy_reports]))
+            if settings.policy_reports
+            else None
+        ),
     )
     await controller.start()
     log.info("slimguard controller started: %s", settings.describe())
@@ -127,13 +137,31 @@ def fleet_snapshot(controller: AuditController) -> metrics.FleetSnapshot:
         try:
             verdicts = tuple(controller.verdicts.values())
             records = tuple(controller.view.policies.values())
+            vulnerabilities = _vulnerabilities_in_use(controller.view, verdicts)
             break
-        except RuntimeError:
+        except (RuntimeError, KeyError, IndexError):  # a report indexed or dropped while read: read again
             continue
     else:
-        verdicts, records = (), ()
+        verdicts, records, vulnerabilities = (), (), {}
     policies = tuple(record.policy for record in records if record.policy is not None)
-    return metrics.FleetSnapshot(verdicts=verdicts, policies=policies, now=controller.clock())
+    return metrics.FleetSnapshot(
+        verdicts=verdicts, policies=policies, now=controller.clock(), vulnerabilities=vulnerabilities
+    )
+
+
+def _vulnerabilities_in_use(view: ClusterView, verdicts: tuple[Verdict, ...]) -> dict[tuple[str, str], SeverityCounts]:
+    """Each distinct image in use, per namespace: the worst report for its digests, as the view holds them."""
+    found: dict[tuple[str, str], SeverityCounts] = {}
+    for verdict in verdicts:
+        namespace = verdict.workload.namespace
+        for size in verdict.image_sizes:
+            key = (namespace, size.image)
+            if key in found or not size.digests:
+                continue
+            counts = view.image_vulnerabilities(namespace, size.digests)
+            if counts is not None:
+                found[key] = counts
+    return found
 
 
 class _MetricsServer:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from slimguard.core.policy_report import REPORT_APIS
 from slimguard.engine.view import describe_namespaces
 from slimguard.registry.settings import RegistrySettings
 
@@ -22,6 +23,8 @@ class ControllerSettings:
     """Export slimguard_image_bytes for this many of the largest images in use (0: off; one series each)."""
     trusted_report_namespaces: frozenset[str] | None = None
     """Namespaces whose VulnerabilityReports speak for an image in every namespace; None: all."""
+    policy_reports: str | None = "wgpolicyk8s.io"
+    """The API group verdicts are written to as PolicyReports (core.policy_report.REPORT_APIS); None: none."""
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -30,6 +33,8 @@ class ControllerSettings:
             raise ValueError("--audit-interval must be at least 10 seconds")
         if self.image_metrics < 0:
             raise ValueError("--image-metrics must be 0 (off) or a number of images")
+        if self.policy_reports is not None and self.policy_reports not in REPORT_APIS:
+            raise ValueError(f"--policy-reports must be one of {', '.join(REPORT_APIS)} or none")
 
     def describe(self) -> str:
         policy = self.registry.address_policy
@@ -37,5 +42,6 @@ class ControllerSettings:
             f"workers={self.workers} audit_interval={self.audit_interval_seconds:g}s dry_run={self.dry_run} "
             f"allow_loopback={policy.allow_loopback} allow_private={policy.allow_private} "
             f"registry_allowlist={list(policy.allowed_registries) or 'any'} extra_cas={len(self.registry.ca_files)} "
-            f"trusted_report_namespaces={describe_namespaces(self.trusted_report_namespaces)}"
+            f"trusted_report_namespaces={describe_namespaces(self.trusted_report_namespaces)} "
+            f"policy_reports={self.policy_reports or 'none'}"
         )

@@ -94,6 +94,7 @@ def _size_of(image: str, facts: ImageFacts) -> ImageSize:
         image=image,
         compressed=max(platform.compressed_size for platform in facts.platforms),
         uncompressed=max(known) if known else None,
+        digests=tuple(sorted(digests(facts))),
     )
 
 
@@ -102,7 +103,9 @@ def _larger(seen: ImageSize | None, new: ImageSize) -> ImageSize:
     if seen is None:
         return new
     known = [size for size in (seen.uncompressed, new.uncompressed) if size is not None]
-    return ImageSize(new.image, max(seen.compressed, new.compressed), max(known) if known else None)
+    return ImageSize(
+        new.image, max(seen.compressed, new.compressed), max(known) if known else None, new.digests or seen.digests
+    )
 
 
 def _check_container(policy: ImagePolicy, workload: Workload, container: Container, context: Context) -> list[Finding]:

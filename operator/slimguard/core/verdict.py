@@ -74,6 +74,8 @@ class ImageSize:
     image: str
     compressed: int
     uncompressed: int | None = None
+    digests: tuple[str, ...] = ()
+    """Every digest a VulnerabilityReport may name for this image (the index's and each platform's)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -167,6 +167,15 @@ class DigestReports:
         return max(self._reports.values(), key=lambda r: r.updated or _EPOCH, default=None)
 
 
+def worst_of(groups: Iterable[DigestReports]) -> VulnerabilityReport | None:
+    """The worst report, all findings counted and of any age, among those filed for an image's digests.
+
+    What the fleet metrics count per image in use: no policy's ``ignoreUnfixed`` or ``maxReportAge`` applies.
+    """
+    found = [worst for group in groups if (worst := group.worst(ignore_unfixed=False, fresh_since=None))]
+    return max(found, key=lambda r: (severity_rank(r, ignore_unfixed=False), r.updated or _EPOCH), default=None)
+
+
 @dataclass(frozen=True, slots=True)
 class ReportLookup:
     """The outcome of looking for a container's report: the one to use, or why there is none."""

@@ -12,7 +12,7 @@ from typing import Any
 
 from slimguard.core.errors import InvalidPolicy
 from slimguard.core.policy import ImagePolicy
-from slimguard.core.vulnerabilities import DigestReports, ReportKey, VulnerabilityReport
+from slimguard.core.vulnerabilities import DigestReports, ReportKey, SeverityCounts, VulnerabilityReport, worst_of
 from slimguard.core.workload import Workload, WorkloadKey
 from slimguard.kube.gateway import KubeGateway
 
@@ -106,6 +106,11 @@ class ClusterView:
         if not self.trusts_reports_of(namespace):
             found.append(self._reports_by_digest.get((namespace, digest)))
         return tuple(group for group in found if group)
+
+    def image_vulnerabilities(self, namespace: str, digests: Iterable[str]) -> SeverityCounts | None:
+        """What the worst report for an image running in ``namespace`` counts; None when it has no report."""
+        worst = worst_of(group for digest in digests for group in self.digest_reports(namespace, digest))
+        return None if worst is None else worst.summary
 
     def report_owners(self, workload: Workload) -> tuple[tuple[str, str], ...]:
         """Trivy Operator files a Deployment's reports under its current ReplicaSet (the highest revision)."""

@@ -191,3 +191,24 @@ def test_an_invalid_update_keeps_the_last_valid_generation_applying_and_says_so(
     view.observe_policy(policy_body(4, {"maxLayers": 5}))
     assert [(p.generation, p.spec.rules.max_layers) for p in view.active_policies] == [(4, 5)]
     assert view.policies["slim"].error is None
+
+
+def counted_report(name: str, namespace: str, digest: str, critical: int, high: int = 0) -> dict[str, Any]:
+    body = report(name, "ReplicaSet", name, namespace=namespace, digest=digest)
+    body["report"]["summary"] = {"criticalCount": critical, "highCount": high, "mediumCount": 0, "lowCount": 3}
+    return body
+
+
+def test_an_images_vulnerabilities_are_the_worst_report_for_any_of_its_digests() -> None:
+    view = ClusterView(trusted_report_namespaces=["trivy-system"])
+    view.observe_report(counted_report("index-scan", "trivy-system", "sha256:index", critical=1, high=9))
+    view.observe_report(counted_report("platform-scan", "trivy-system", "sha256:amd64", critical=2))
+    view.observe_report(counted_report("own-scan", "shop", "sha256:amd64", critical=7))
+    worst = view.image_vulnerabilities("web", ["sha256:index", "sha256:amd64"])
+    assert worst is not None
+    assert (worst.critical, worst.high, worst.low) == (2, 0, 3)
+    # shop's own report speaks for shop only (it is not trusted elsewhere)
+    own = view.image_vulnerabilities("shop", ["sha256:index", "sha256:amd64"])
+    assert own is not None
+    assert own.critical == 7
+    assert view.image_vulnerabilities("web", ["sha256:unscanned"]) is None

@@ -12,6 +12,7 @@ from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from slimguard import metrics
+from slimguard.core.vulnerabilities import SeverityCounts
 
 FAT = "registry.example.com/team/fat:1.0"
 SLIM = "registry.example.com/team/slim:1.0"
@@ -74,6 +75,29 @@ def test_image_bytes_count_each_distinct_image_once_per_namespace() -> None:
         ("shop", "0-50Mi"): 1,
         ("shop", "200Mi-500Mi"): 1,
         ("web", "0-50Mi"): 1,
+    }
+
+
+def test_vulnerabilities_sum_each_image_in_use_once_per_namespace_by_severity() -> None:
+    fat_scan = SeverityCounts(critical=3, high=10, medium=20, low=40)
+    slim_scan = SeverityCounts(critical=0, high=1, medium=2, low=4)
+    families = _fleet(
+        vulnerabilities={
+            ("shop", FAT): fat_scan,  # two workloads run it in shop: one image to patch
+            ("shop", SLIM): slim_scan,
+            ("web", SLIM): slim_scan,
+            ("gone", FAT): fat_scan,  # no workload runs it there any more
+        }
+    )
+    assert _samples(families, "slimguard_image_vulnerabilities") == {
+        ("shop", "critical"): 3,
+        ("shop", "high"): 11,
+        ("shop", "medium"): 22,
+        ("shop", "low"): 44,
+        ("web", "critical"): 0,
+        ("web", "high"): 1,
+        ("web", "medium"): 2,
+        ("web", "low"): 4,
     }
 
 

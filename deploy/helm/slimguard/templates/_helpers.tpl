@@ -59,3 +59,13 @@ app.kubernetes.io/part-of: slimguard
 - --trusted-report-namespaces={{ . }}
 {{- end }}
 {{- end }}
+
+{{/*
+Plain scrape annotations, for a Prometheus without the Operator (its kubernetes-pods job). On the Pods only:
+a Prometheus that also scrapes annotated Services would otherwise take every series twice.
+*/}}
+{{- define "slimguard.scrapeAnnotations" -}}
+prometheus.io/scrape: "true"
+prometheus.io/port: {{ .Values.metrics.port | quote }}
+prometheus.io/path: /metrics
+{{- end }}
