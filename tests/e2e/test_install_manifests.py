@@ -160,6 +160,7 @@ CONTROLLER_MAY = [
     ("list", "imagepolicies.slimguard.dev"),
     ("watch", "imagepolicies.slimguard.dev"),
     ("patch", "imagepolicies.slimguard.dev", "--subresource=status"),
+    *[(verb, "imagereports.slimguard.dev") for verb in ("watch", "create", "update", "patch", "delete")],
     *[("patch", workload) for workload in WORKLOADS],
     ("watch", "pods"),
     ("watch", "namespaces"),
@@ -186,6 +187,7 @@ CONTROLLER_MAY_NOT = [
 ]
 WEBHOOK_MAY = [
     ("watch", "imagepolicies.slimguard.dev"),
+    ("watch", "imagereports.slimguard.dev"),
     ("watch", "namespaces"),
     ("get", "secrets"),
     ("get", "serviceaccounts"),
@@ -197,6 +199,8 @@ WEBHOOK_MAY_NOT = [
     ("patch", "pods"),
     ("patch", "imagepolicies.slimguard.dev", "--subresource=status"),
     ("create", "events"),
+    ("create", "imagereports.slimguard.dev"),
+    ("delete", "imagereports.slimguard.dev"),
 ]
 
 
