@@ -157,6 +157,10 @@ def controller(
             "One series per image: mind the cardinality."
         ),
     ] = 0,
+    report_grace_period: Annotated[
+        float,
+        typer.Option(help="Seconds an ImageReport of a digest no workload uses any more is kept before removal."),
+    ] = 86400.0,
 ) -> None:
     """Run the operator: watch ImagePolicies and workloads, annotate verdicts, keep policy status current."""
     from slimguard.controller.handlers import run
@@ -174,6 +178,7 @@ def controller(
         metrics_port=metrics_port,
         image_metrics=image_metrics,
         trusted_report_namespaces=parse_namespaces(trusted_report_namespaces),
+        report_grace_seconds=report_grace_period,
     )
     run(settings)
 

@@ -22,6 +22,8 @@ class ControllerSettings:
     """Export slimguard_image_bytes for this many of the largest images in use (0: off; one series each)."""
     trusted_report_namespaces: frozenset[str] | None = None
     """Namespaces whose VulnerabilityReports speak for an image in every namespace; None: all."""
+    report_grace_seconds: float = 24 * 3600.0
+    """How long the ImageReport of a digest no workload uses any more is kept (it may come back: a rollback)."""
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -30,6 +32,8 @@ class ControllerSettings:
             raise ValueError("--audit-interval must be at least 10 seconds")
         if self.image_metrics < 0:
             raise ValueError("--image-metrics must be 0 (off) or a number of images")
+        if self.report_grace_seconds <= 0:
+            raise ValueError("--report-grace-period must be a positive number of seconds")
 
     def describe(self) -> str:
         policy = self.registry.address_policy
@@ -37,5 +41,6 @@ class ControllerSettings:
             f"workers={self.workers} audit_interval={self.audit_interval_seconds:g}s dry_run={self.dry_run} "
             f"allow_loopback={policy.allow_loopback} allow_private={policy.allow_private} "
             f"registry_allowlist={list(policy.allowed_registries) or 'any'} extra_cas={len(self.registry.ca_files)} "
-            f"trusted_report_namespaces={describe_namespaces(self.trusted_report_namespaces)}"
+            f"trusted_report_namespaces={describe_namespaces(self.trusted_report_namespaces)} "
+            f"report_grace_period={self.report_grace_seconds:g}s"
         )

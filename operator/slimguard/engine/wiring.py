@@ -1,4 +1,5 @@
-"""One wiring for every in-cluster entry point: registry client → inspector → pull credentials → evaluator."""
+"""One wiring for every in-cluster entry point: registry client → inspector (behind the ImageReports) → pull
+credentials → evaluator."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ import httpcore
 
 from slimguard.engine.credentials import PullCredentials
 from slimguard.engine.facts import Evaluator
+from slimguard.engine.reported_facts import Learned, ReportedInspector
 from slimguard.engine.view import ClusterView
 from slimguard.kube.gateway import KubeGateway
+from slimguard.kube.image_reports import ImageReports
 from slimguard.registry.client import RegistryClient
 from slimguard.registry.guard import GuardedNetworkBackend
-from slimguard.registry.inspector import ImageInspector
 from slimguard.registry.settings import RegistrySettings
 
 
@@ -21,7 +23,7 @@ class Engine:
     """What the controller and the webhook evaluate with; ``aclose`` releases the registry connections."""
 
     client: RegistryClient
-    inspector: ImageInspector
+    inspector: ReportedInspector
     view: ClusterView
     evaluator: Evaluator
 
@@ -34,11 +36,15 @@ def build_engine(
     registry: RegistrySettings,
     kube: KubeGateway,
     view: ClusterView,
+    reports: ImageReports | None = None,
+    learned: Learned | None = None,
     network_backend: httpcore.AsyncNetworkBackend | None = None,
 ) -> Engine:
-    """``network_backend`` replaces the connector under the SSRF guard (tests instrument it); the guard stays."""
+    """``reports``: the ImageReports the process watches (none: every fact from the registry); ``learned`` is told
+    the facts the registry or memory gave (the controller writes reports from it). ``network_backend`` replaces
+    the connector under the SSRF guard (tests instrument it); the guard stays."""
     backend = network_backend and GuardedNetworkBackend(registry.address_policy, inner=network_backend)
     client = RegistryClient(registry, backend=backend)
-    inspector = ImageInspector(client)
+    inspector = ReportedInspector(client, reports=reports if reports is not None else ImageReports(), learned=learned)
     evaluator = Evaluator(inspector=inspector, view=view, credentials=PullCredentials(kube).for_workload)
     return Engine(client=client, inspector=inspector, view=view, evaluator=evaluator)

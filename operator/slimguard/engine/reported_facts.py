@@ -1,0 +1,143 @@
+"""Facts from memory, then from the cluster's ImageReports, then from the registry: the one FactsSource in use.
+
+A digest never changes, so what a report says about one is as good as reading the registry again: a digest
+reference with a report costs no request at all. A tag moves: it is still resolved with its HEAD (unless the
+inspector's short tag cache knows it), and only what it resolves to is looked up in the reports.
+
+This is the registry inspector with a second cache behind its first; it subclasses it because the report must be
+consulted between resolving a tag and fetching its manifest, inside the inspector's coalescing and failure
+handling, so that a tag costs exactly the requests it cost before when no report exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from slimguard import metrics
+from slimguard.core.errors import InspectionError, InvalidReference
+from slimguard.core.facts import ImageFacts, Platform
+from slimguard.core.reference import ImageReference
+from slimguard.kube.image_reports import ImageReports
+from slimguard.registry.client import RegistryClient
+from slimguard.registry.credentials import Credential, credentials_for
+from slimguard.registry.inspector import ImageInspector
+
+Learned = Callable[[str, ImageFacts], None]
+"""Told every image reference and the facts it was answered with, from the registry or memory (not reports)."""
+
+
+class ReportedInspector(ImageInspector):
+    def __init__(
+        self,
+        client: RegistryClient,
+        *,
+        reports: ImageReports,
+        learned: Learned | None = None,
+        **inspector: Any,
+    ) -> None:
+        super().__init__(client, **inspector)
+        self.reports = reports
+        self.learned = learned
+        self.resolved: dict[str, str] = {}
+        """Each image reference → the digest it was last answered for (what the controller's GC counts as used)."""
+
+    # --- FactsSource -------------------------------------------------------------------------------------------
+
+    def cached(
+        self,
+        image: str,
+        *,
+        credentials: Sequence[Credential] = (),
+        platforms: Iterable[Platform],
+        uncompressed: bool = False,
+        content: bool = False,
+    ) -> ImageFacts | InspectionError | None:
+        wanted = frozenset(platforms)
+        reference = _parsed(image)
+        if reference is not None:
+            digest = reference.digest or self._known_tag(reference, credentials)
+            if digest is not None:
+                reported = self._reported(digest, wanted, uncompressed, content, count_miss=False)
+                if reported is not None:
+                    self.resolved[image] = digest
+                    return reported
+        found = super().cached(image, credentials=credentials, platforms=wanted, uncompressed=uncompressed)
+        if isinstance(found, ImageFacts):
+            if content and not _has_content(found, wanted):
+                return None
+            self._answered(image, found)
+        return found
+
+    async def inspect(
+        self,
+        image: str,
+        *,
+        credentials: Sequence[Credential] = (),
+        platforms: Iterable[Platform],
+        uncompressed: bool = False,
+        content: bool = False,
+    ) -> ImageFacts:
+        wanted = frozenset(platforms)
+        reference = _parsed(image)
+        if reference is not None and reference.digest is not None:
+            # Before the failure cache and any request: a report answers even while the registry is down.
+            reported = self._reported(reference.digest, wanted, uncompressed, content)
+            if reported is not None:
+                self.resolved[image] = reference.digest
+                return reported
+        found = await super().inspect(image, credentials=credentials, platforms=wanted, uncompressed=uncompressed)
+        if self.reports.facts(found.digest) is found:  # answered by a report after the tag's HEAD: no news
+            self.resolved[image] = found.digest
+        else:
+            self._answered(image, found)
+        return found
+
+    # --- between resolving and fetching ------------------------------------------------------------------------
+
+    async def _inspect(
+        self, reference: ImageReference, credential: Credential | None, wanted: frozenset[Platform], uncompressed: bool
+    ) -> ImageFacts:
+        digest = await self._resolve(reference, credential)
+        reported = self._reported(digest, wanted, uncompressed, content=False)
+        if reported is not None:
+            return reported
+        return await super()._inspect(reference, credential, wanted, uncompressed)
+
+    # --- helpers -----------------------------------------------------------------------------------------------
+
+    def _known_tag(self, reference: ImageReference, credentials: Sequence[Credential]) -> str | None:
+        credential = next(iter(credentials_for(reference, credentials)), None)
+        return self._tags.get((reference.name, reference.identifier, credential.username if credential else ""))
+
+    def _reported(
+        self, digest: str, wanted: frozenset[Platform], uncompressed: bool, content: bool, *, count_miss: bool = True
+    ) -> ImageFacts | None:
+        """The report's facts for ``digest`` if they hold all that is wanted (`cached` probes, `inspect` counts)."""
+        facts = self.reports.facts(digest)
+        hit = facts is not None and self._complete(facts, wanted, uncompressed)
+        if facts is not None and hit and content:
+            hit = _has_content(facts, wanted)
+        if hit or count_miss:
+            metrics.cache_lookup("reports", hit=hit)
+        return facts if hit else None
+
+    def _answered(self, image: str, facts: ImageFacts) -> None:
+        self.resolved[image] = facts.digest
+        if self.learned is not None:
+            self.learned(image, facts)
+
+
+def _parsed(image: str) -> ImageReference | None:
+    try:
+        return ImageReference.parse(image)
+    except InvalidReference:
+        return None  # the inspector says so, in its words
+
+
+def _has_content(facts: ImageFacts, wanted: frozenset[Platform]) -> bool:
+    """Every wanted platform the image has was read with its layers' contents."""
+    chosen = [image for platform in wanted if (image := facts.for_platform(platform)) is not None]
+    if not wanted:
+        chosen = list(facts.platforms)
+    return all(image.content is not None for image in chosen)
