@@ -45,7 +45,9 @@ def build_registry(settings: WebhookSettings) -> kopf.OperatorRegistry:
         await view.sync_policies(kube)
         await reports.sync(kube)  # a new replica answers from the reports from its first review
         # The webhook reads no layer (admission has seconds): the controller reads them and writes the report.
-        engine = build_engine(registry=webhook_settings.registry, kube=kube, view=view, reports=reports)
+        engine = build_engine(
+            registry=webhook_settings.registry, kube=kube, view=view, reports=reports, read_layers=False
+        )
         reviewer = Reviewer(evaluator=engine.evaluator, view=view, deadline=webhook_settings.deadline_seconds)
         server = WebhookServer(reviewer=reviewer, view=view, settings=webhook_settings.server)
         await server.start()

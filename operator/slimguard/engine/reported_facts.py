@@ -58,14 +58,14 @@ class ReportedInspector(ImageInspector):
         if reference is not None:
             digest = reference.digest or self._known_tag(reference, credentials)
             if digest is not None:
-                reported = self._reported(digest, wanted, uncompressed, content, count_miss=False)
+                reported = self._reported(digest, wanted, uncompressed, self._reads(content), count_miss=False)
                 if reported is not None:
                     self.resolved[image] = digest
                     return reported
-        found = super().cached(image, credentials=credentials, platforms=wanted, uncompressed=uncompressed)
+        found = super().cached(
+            image, credentials=credentials, platforms=wanted, uncompressed=uncompressed, content=content
+        )
         if isinstance(found, ImageFacts):
-            if content and not _has_content(found, wanted):
-                return None
             self._answered(image, found)
         return found
 
@@ -82,11 +82,13 @@ class ReportedInspector(ImageInspector):
         reference = _parsed(image)
         if reference is not None and reference.digest is not None:
             # Before the failure cache and any request: a report answers even while the registry is down.
-            reported = self._reported(reference.digest, wanted, uncompressed, content)
+            reported = self._reported(reference.digest, wanted, uncompressed, self._reads(content))
             if reported is not None:
                 self.resolved[image] = reference.digest
                 return reported
-        found = await super().inspect(image, credentials=credentials, platforms=wanted, uncompressed=uncompressed)
+        found = await super().inspect(
+            image, credentials=credentials, platforms=wanted, uncompressed=uncompressed, content=content
+        )
         if self.reports.facts(found.digest) is found:  # answered by a report after the tag's HEAD: no news
             self.resolved[image] = found.digest
         else:
@@ -96,13 +98,20 @@ class ReportedInspector(ImageInspector):
     # --- between resolving and fetching ------------------------------------------------------------------------
 
     async def _inspect(
-        self, reference: ImageReference, credential: Credential | None, wanted: frozenset[Platform], uncompressed: bool
+        self,
+        reference: ImageReference,
+        credential: Credential | None,
+        wanted: frozenset[Platform],
+        uncompressed: bool,
+        content: bool,
     ) -> ImageFacts:
+        """``content`` is what this inspector will read (never for the webhook): a report without the layers'
+        contents then still answers, and content rules say ContentPending until the controller's arrives."""
         digest = await self._resolve(reference, credential)
-        reported = self._reported(digest, wanted, uncompressed, content=False)
+        reported = self._reported(digest, wanted, uncompressed, content)
         if reported is not None:
             return reported
-        return await super()._inspect(reference, credential, wanted, uncompressed)
+        return await super()._inspect(reference, credential, wanted, uncompressed, content)
 
     # --- helpers -----------------------------------------------------------------------------------------------
 
@@ -115,9 +124,7 @@ class ReportedInspector(ImageInspector):
     ) -> ImageFacts | None:
         """The report's facts for ``digest`` if they hold all that is wanted (`cached` probes, `inspect` counts)."""
         facts = self.reports.facts(digest)
-        hit = facts is not None and self._complete(facts, wanted, uncompressed)
-        if facts is not None and hit and content:
-            hit = _has_content(facts, wanted)
+        hit = facts is not None and self._complete(facts, wanted, uncompressed, content)
         if hit or count_miss:
             metrics.cache_lookup("reports", hit=hit)
         return facts if hit else None
@@ -133,11 +140,3 @@ def _parsed(image: str) -> ImageReference | None:
         return ImageReference.parse(image)
     except InvalidReference:
         return None  # the inspector says so, in its words
-
-
-def _has_content(facts: ImageFacts, wanted: frozenset[Platform]) -> bool:
-    """Every wanted platform the image has was read with its layers' contents."""
-    chosen = [image for platform in wanted if (image := facts.for_platform(platform)) is not None]
-    if not wanted:
-        chosen = list(facts.platforms)
-    return all(image.content is not None for image in chosen)

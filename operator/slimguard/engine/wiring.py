@@ -39,12 +39,22 @@ def build_engine(
     reports: ImageReports | None = None,
     learned: Learned | None = None,
     network_backend: httpcore.AsyncNetworkBackend | None = None,
+    read_layers: bool = True,
 ) -> Engine:
     """``reports``: the ImageReports the process watches (none: every fact from the registry); ``learned`` is told
     the facts the registry or memory gave (the controller writes reports from it). ``network_backend`` replaces
-    the connector under the SSRF guard (tests instrument it); the guard stays."""
+    the connector under the SSRF guard (tests instrument it); the guard stays.
+
+    ``read_layers``: whether content rules may stream whole layers (the controller); the webhook passes False,
+    answering within its deadline from what it has, and content rules say ContentPending until a report does.
+    """
     backend = network_backend and GuardedNetworkBackend(registry.address_policy, inner=network_backend)
     client = RegistryClient(registry, backend=backend)
-    inspector = ReportedInspector(client, reports=reports if reports is not None else ImageReports(), learned=learned)
+    inspector = ReportedInspector(
+        client,
+        reports=reports if reports is not None else ImageReports(),
+        learned=learned,
+        read_layers=read_layers,
+    )
     evaluator = Evaluator(inspector=inspector, view=view, credentials=PullCredentials(kube).for_workload)
     return Engine(client=client, inspector=inspector, view=view, evaluator=evaluator)
