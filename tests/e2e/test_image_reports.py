@@ -77,9 +77,9 @@ def _requests(registry: Registry, image: FixtureImage, since: int) -> list[tuple
     return [(r.method, r.kind, r.status) for r in registry.requests(since=since) if r.repository == image.repository]
 
 
-def _settled(operator: InProcessOperator, names: tuple[str, ...]) -> bool:
+def _settled(operator: InProcessOperator, names: tuple[str, ...], ns: str = NS) -> bool:
     controller = operator.controller
-    done = {key.name for key in controller.verdicts if key.namespace == NS}
+    done = {key.name for key in controller.verdicts if key.namespace == ns}
     return set(names) <= done and controller.idle
 
 
@@ -166,11 +166,11 @@ def new_webhook(
         control_plane.kubectl("delete", "validatingwebhookconfiguration", "reports-e2e", "--ignore-not-found")
 
 
-def _dry_run_pod(plane: ControlPlane, name: str, image: str) -> Any:
+def _dry_run_pod(plane: ControlPlane, name: str, image: str, ns: str = NS) -> Any:
     pod = {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": name, "namespace": NS},
+        "metadata": {"name": name, "namespace": ns},
         "spec": {"containers": [{"name": "api", "image": image}]},
     }
     return plane.kubectl("apply", "--dry-run=server", "-f", "-", input=yaml.safe_dump(pod), check=False)
@@ -236,3 +236,84 @@ def test_a_garbled_report_is_ignored_and_written_again(
 
     wait_for("the report written again", rewritten)
     assert read_report(_report(control_plane, images.pinned.digest) or {}).facts is not None
+
+
+# --- the layers' contents: read by the controller once, then only from the report -----------------------------
+
+CONTENT_NS = "image-reports-content"
+
+
+@pytest.fixture(scope="module")
+def tools_image(registry: Registry) -> FixtureImage:
+    """A slim image with a compiler left in it (the layer that adds it is the one to blame)."""
+    layers = [{"/usr/bin/gcc": (b"\x7fELF not really gcc", 0o755)}, {"/app/server.txt": b"serve\n" * 500}]
+    return push_image(registry.endpoint, "shop/reports-tools", "1.0", layers, user="10001")
+
+
+@pytest.fixture(scope="module")
+def content_policy(control_plane: ControlPlane, operator: InProcessOperator) -> Iterator[str]:
+    rules = {"forbiddenTools": ["compilers"]}
+    apply(
+        control_plane,
+        namespace(CONTENT_NS),
+        image_policy("reports-content", rules, namespaces=[CONTENT_NS], mode="Enforce"),
+    )
+    wait_for("the controller to see the policy", lambda: "reports-content" in operator.controller.view.policies)
+    yield CONTENT_NS
+    control_plane.kubectl("delete", "namespace", CONTENT_NS, "--wait=false")
+    control_plane.kubectl("delete", "imagepolicy", "reports-content", "--ignore-not-found")
+
+
+def test_content_rules_wait_for_the_report_at_admission_then_a_new_replica_answers_them_from_it(
+    control_plane: ControlPlane,
+    registry: Registry,
+    operator: InProcessOperator,
+    tools_image: FixtureImage,
+    content_policy: str,
+    new_webhook: WebhookReplicas,
+) -> None:
+    # No report yet: the webhook reads no layer, so the content rule is decided by onUnknown (Allow), with a
+    # warning that says why; the controller reads the layers and writes the report.
+    created = control_plane.kubectl(
+        "apply", "-f", "-", input=yaml.safe_dump(deployment("tools", content_policy, tools_image.ref))
+    )
+    assert "ImageReport is on its way" in created.stderr, created.stderr
+    wait_for_status(control_plane, "deployment", "tools", content_policy, "noncompliant")
+    report = wait_for("the report with the contents", lambda: _report(control_plane, tools_image.digest))
+    assert report["report"]["summary"]["tools"] == "compilers(1)"
+    assert report["report"]["platforms"][0]["content"]["tools"][0] == {
+        "category": "compilers", "what": "usr/bin/gcc", "byPackage": False, "layer": 0
+    }  # fmt: skip
+    row = control_plane.kubectl("get", "imagereport", report_name(tools_image.digest), "--no-headers").stdout
+    assert tools_image.ref in row
+    assert "compilers(1)" in row
+
+    # A replica that started before the report existed answers from it once its watch has it: no registry request
+    # for a digest reference, and the content rule decides.
+    mark = registry.mark()
+    denied = wait_for(
+        "the replica to answer from the report",
+        lambda: (r := _dry_run_pod(control_plane, "tools", tools_image.pinned, content_policy)).returncode != 0 and r,
+    )
+    assert DENIED in denied.stderr
+    assert "usr/bin/gcc" in denied.stderr, denied.stderr
+    assert _requests(registry, tools_image, mark) == []
+
+
+def test_a_restarted_controller_reads_no_layer_again(
+    control_plane: ControlPlane,
+    registry: Registry,
+    operator: InProcessOperator,
+    tools_image: FixtureImage,
+    content_policy: str,
+) -> None:
+    if _report(control_plane, tools_image.digest) is None:  # run alone: have the controller read it first
+        apply(control_plane, deployment("tools", content_policy, tools_image.ref))
+        wait_for("the report", lambda: _report(control_plane, tools_image.digest))
+    mark = registry.mark()
+    operator.restart()
+    wait_for("the restarted controller to audit", lambda: _settled(operator, ("tools",), content_policy))
+    made = [r for r in _requests(registry, tools_image, mark) if r[2] < 400]
+    assert made == [("HEAD", "manifests", 200)], "no manifest, no config, no layer read again"
+    verdict = next(v for key, v in operator.controller.verdicts.items() if key.name == "tools")
+    assert {f.rule for f in verdict.violations} == {"forbiddenTools"}
