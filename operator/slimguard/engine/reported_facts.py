@@ -11,8 +11,8 @@ handling, so that a tag costs exactly the requests it cost before when no report
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
 
 from slimguard import metrics
 from slimguard.core.errors import InspectionError, InvalidReference
@@ -34,9 +34,10 @@ class ReportedInspector(ImageInspector):
         *,
         reports: ImageReports,
         learned: Learned | None = None,
-        **inspector: Any,
+        read_layers: bool = True,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        super().__init__(client, **inspector)
+        super().__init__(client, read_layers=read_layers, clock=clock)
         self.reports = reports
         self.learned = learned
         self.resolved: dict[str, str] = {}
@@ -111,7 +112,16 @@ class ReportedInspector(ImageInspector):
         reported = self._reported(digest, wanted, uncompressed, content)
         if reported is not None:
             return reported
-        return await super()._inspect(reference, credential, wanted, uncompressed, content)
+        # The rest of ImageInspector._inspect, not a call to it: that would resolve (and count) the tag twice.
+        cached = self._facts.get(digest)
+        hit = cached is not None and self._complete(cached, wanted, uncompressed, content)
+        metrics.cache_lookup("facts", hit=hit)
+        if cached is not None and hit:
+            return cached
+        return await self._fetching.run(
+            (digest, wanted, uncompressed, content),
+            lambda: self._fetch(reference, digest, credential, wanted, uncompressed, content),
+        )
 
     # --- helpers -----------------------------------------------------------------------------------------------
 

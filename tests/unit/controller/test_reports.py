@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from core.builders import NOW, digest, policy, workload
+from core.builders import NOW, digest, facts, policy, workload
 
-from slimguard.controller.reports import UnusedReports, digests_in_use
+from slimguard.controller.reports import ReportKeeper, UnusedReports, digests_in_use
+from slimguard.kube.image_reports import ImageReports
 
 HOUR = timedelta(hours=1)
 APP = "registry.example.com/shop/api:1.0"
@@ -57,3 +58,15 @@ def test_digests_in_use_are_what_containers_and_named_bases_last_resolved_to_and
         {APP: OLD, "registry.example.com/base/debian:12": BASE, "registry.example.com/gone:1": digest("gone")},
     )
     assert used == {OLD, NEW, BASE}
+
+
+def test_the_keeper_queues_a_write_only_for_news() -> None:
+    keeper = ReportKeeper(reports=ImageReports(), kube=None, in_use=set, clock=lambda: NOW)  # type: ignore[arg-type]
+    image = facts()
+    keeper.learned(APP, image)
+    assert not keeper.idle
+    keeper._pending.clear()  # as if written
+    keeper.learned(APP, image)  # every warm evaluation tells it again
+    assert keeper.idle
+    keeper.learned("registry.example.com/shop/api:latest", image)  # a new reference for the digest
+    assert not keeper.idle
