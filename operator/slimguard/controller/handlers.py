@@ -74,6 +74,9 @@ def build_registry(
         keeper: ReportKeeper | None = memo.get("reports")
         if keeper is not None:
             await keeper.stop()
+            # What was learned last is written before the process goes, so the next one need not read it again.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(keeper.flush(), timeout=5)
         engine: Engine | None = memo.get("engine")
         if engine is not None:
             await engine.aclose()

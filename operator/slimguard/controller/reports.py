@@ -136,9 +136,13 @@ class ReportKeeper:
             try:
                 if await self.reports.write(self.kube, facts, self._references.get(digest, {})):
                     self.writes += 1
+            except asyncio.CancelledError:
+                raise
             except ApiException as error:
                 # A report is a cache: one that cannot be written costs a registry read after a restart, no more.
                 log.warning("ImageReport for %s not written: %s %s", digest, error.status, error.reason)
+            except Exception:
+                log.exception("ImageReport for %s not written", digest)
 
     async def sweep(self) -> list[str]:
         """Remove the reports unused for the grace period; returns their names."""
