@@ -106,8 +106,10 @@ class WebhookReplicas:
             while time.monotonic() < deadline:
                 process.check_alive()
                 try:
-                    # The replica's own metrics port proves this process, not a sibling, is up.
-                    if plain.get(f"http://127.0.0.1:{metrics_port}/metrics").status_code == 200:
+                    # The shared port's /readyz may be a sibling's answer, and the metrics port is up before the
+                    # replica has loaded policies and ImageReports: its own log says when it serves.
+                    serving = "slimguard webhook started" in process.log_file.read_text(errors="replace")
+                    if serving and plain.get(f"http://127.0.0.1:{metrics_port}/metrics").status_code == 200:
                         with self._client() as client:
                             if client.get(f"https://127.0.0.1:{self.port}/readyz").status_code == 200:
                                 return
