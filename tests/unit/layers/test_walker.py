@@ -273,3 +273,9 @@ async def test_the_async_walk_raises_the_same_errors() -> None:
     with pytest.raises(InspectionError) as raised:
         await walk_layer_stream(stream(), digest=digest_of(b"x"))
     assert raised.value.reason == "LayerDigestMismatch"
+
+
+def test_zero_padding_after_the_last_gzip_member_is_allowed_and_other_trailing_bytes_are_not() -> None:
+    padded = gzip.compress(BASIC) + b"\0" * 700
+    assert len(walk(padded)) == 5
+    assert refusal(gzip.compress(BASIC) + b"trailing garbage").reason == "GarbledLayer"
