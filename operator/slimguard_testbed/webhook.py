@@ -100,7 +100,8 @@ class WebhookReplicas:
         self._wait_ready(process, metrics_port)
         return process
 
-    def _wait_ready(self, process: ManagedProcess, metrics_port: int, timeout: float = 30) -> None:
+    def _wait_ready(self, process: ManagedProcess, metrics_port: int, timeout: float = 120) -> None:
+        # A deadline, not a speed claim: on a loaded machine importing kopf alone can take half a minute.
         deadline = time.monotonic() + timeout
         with httpx.Client(timeout=2) as plain:
             while time.monotonic() < deadline:

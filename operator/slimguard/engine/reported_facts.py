@@ -1,8 +1,10 @@
-"""Facts from memory, then from the cluster's ImageReports, then from the registry: the one FactsSource in use.
+"""Facts from memory and the cluster's ImageReports, then from the registry: the one FactsSource in use.
 
 A digest never changes, so what a report says about one is as good as reading the registry again: a digest
 reference with a report costs no request at all. A tag moves: it is still resolved with its HEAD (unless the
-inspector's short tag cache knows it), and only what it resolves to is looked up in the reports.
+inspector's short tag cache knows it), and only what it resolves to is looked up in the reports. Both are in
+memory (the reports come from a watch); the report is asked before the inspector's own cache because it can
+know more than this process read (a webhook reads no layer, the controller wrote their contents).
 
 This is the registry inspector with a second cache behind its first; it subclasses it because the report must be
 consulted between resolving a tag and fetching its manifest, inside the inspector's coalescing and failure
