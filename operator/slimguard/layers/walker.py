@@ -318,6 +318,29 @@ def walk_layer(
     """
     limits = limits or LayerLimits()
     source = _CompressedSource(chunks, digest)
+    try:
+        return _walk(source, digest, media_type, limits)
+    except InspectionError as error:
+        if error.reason not in REFUSALS:
+            raise
+        # The blob is refused for what it is: hash the rest (no decompression) so the refusal can be kept by
+        # digest, and a bomb costs one read, not one per retry.
+        source.drain()
+        raise LayerRefused(str(error), reason=error.reason, verified=source.matches) from None
+
+
+REFUSALS = frozenset({"LayerTooLarge", "TooManyLayerEntries", "UnsafeLayerPath"})
+
+
+class LayerRefused(InspectionError):
+    """A layer refused for its content (a cap broken, an escaping path); ``verified``: its bytes are the digest's."""
+
+    def __init__(self, message: str, *, reason: str, verified: bool) -> None:
+        super().__init__(message, reason=reason)
+        self.verified = verified
+
+
+def _walk(source: _CompressedSource, digest: str, media_type: str, limits: LayerLimits) -> LayerContent:
     counted = _Counted(_decoder(source), limits.max_uncompressed_bytes, digest)
     read = _Members(digest, limits)
     try:
@@ -416,4 +439,12 @@ async def _next_chunk(chunks: AsyncIterator[bytes]) -> bytes | None:
         return None
 
 
-__all__ = ["LayerLimits", "is_package_database", "normalised_path", "walk_layer", "walk_layer_stream"]
+__all__ = [
+    "REFUSALS",
+    "LayerLimits",
+    "LayerRefused",
+    "is_package_database",
+    "normalised_path",
+    "walk_layer",
+    "walk_layer_stream",
+]
