@@ -404,3 +404,13 @@ def test_helm_limits_trusted_report_namespaces_for_both_components(helm: str) ->
         for d in default
         for a in d["spec"]["template"]["spec"]["containers"][0]["args"]
     )
+
+
+def test_helm_sets_the_image_report_grace_period_of_the_controller(helm: str) -> None:
+    def controller_args(*sets: str) -> list[str]:
+        objects = _helm_template(helm, *sets)
+        (controller,) = [o for o in objects if o["kind"] == "Deployment" and "controller" in o["metadata"]["name"]]
+        return list(controller["spec"]["template"]["spec"]["containers"][0]["args"])
+
+    assert "--report-grace-period=86400" in controller_args()
+    assert "--report-grace-period=3600" in controller_args("controller.reportGracePeriod=3600")
