@@ -122,7 +122,8 @@ REGISTRY_REQUESTS = Counter(
 )
 CACHE_LOOKUPS = Counter(
     "slimguard_cache_lookups_total",
-    "Inspector cache lookups: tags (tag to digest), facts (by digest), failures (a recent failure served again).",
+    "Inspector cache lookups: tags (tag to digest), facts (by digest), failures (a recent failure served again), "
+    "reports (by digest, in the ImageReports watched).",
     ["cache", "result"],
 )
 INSPECTION_SECONDS = Histogram(

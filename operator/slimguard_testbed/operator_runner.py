@@ -93,6 +93,14 @@ class InProcessOperator:
         if self.error is not None:
             raise self.error
 
+    def restart(self, settings: ControllerSettings | None = None, timeout: float = 30) -> InProcessOperator:
+        """Stop, then start a new controller in this process (a pod restart: nothing kept in memory)."""
+        self.stop()
+        self.settings = settings or self.settings
+        self.memo = kopf.Memo()
+        self._stop, self._ready = threading.Event(), threading.Event()
+        return self.start(timeout)
+
     def __enter__(self) -> InProcessOperator:
         return self.start()
 

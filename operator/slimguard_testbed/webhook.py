@@ -104,14 +104,17 @@ class WebhookReplicas:
         self._wait_ready(process, metrics_port, https=wait_ready)
         return process
 
-    def _wait_ready(self, process: ManagedProcess, metrics_port: int, *, https: bool, timeout: float = 30) -> None:
+    def _wait_ready(self, process: ManagedProcess, metrics_port: int, *, https: bool, timeout: float = 120) -> None:
+        # A deadline, not a speed claim: on a loaded machine importing kopf alone can take half a minute.
         deadline = time.monotonic() + timeout
         with httpx.Client(timeout=2) as plain:
             while time.monotonic() < deadline:
                 process.check_alive()
                 try:
-                    # The replica's own metrics port proves this process, not a sibling, is up.
-                    if plain.get(f"http://127.0.0.1:{metrics_port}/metrics").status_code == 200:
+                    # The shared port's /readyz may be a sibling's answer, and the metrics port is up before the
+                    # replica has loaded policies and ImageReports: its own log says when it serves.
+                    serving = "slimguard webhook started" in process.log_file.read_text(errors="replace")
+                    if serving and plain.get(f"http://127.0.0.1:{metrics_port}/metrics").status_code == 200:
                         if not https:
                             return
                         with self._client() as client:

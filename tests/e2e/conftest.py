@@ -139,6 +139,7 @@ REPO = E2E_DIR.parents[1]
 def crds_installed(control_plane: ControlPlane) -> None:
     control_plane.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
     control_plane.wait_established("imagepolicies.slimguard.dev")
+    control_plane.wait_established("imagereports.slimguard.dev")
 
 
 @pytest.fixture(scope="session")

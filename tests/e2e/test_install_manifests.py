@@ -162,6 +162,7 @@ CONTROLLER_MAY = [
     ("list", "imagepolicies.slimguard.dev"),
     ("watch", "imagepolicies.slimguard.dev"),
     ("patch", "imagepolicies.slimguard.dev", "--subresource=status"),
+    *[(verb, "imagereports.slimguard.dev") for verb in ("watch", "create", "update", "patch", "delete")],
     *[("patch", workload) for workload in WORKLOADS],
     ("watch", "pods"),
     ("watch", "namespaces"),
@@ -189,6 +190,7 @@ CONTROLLER_MAY_NOT = [
 ]
 WEBHOOK_MAY = [
     ("watch", "imagepolicies.slimguard.dev"),
+    ("watch", "imagereports.slimguard.dev"),
     ("watch", "namespaces"),
     ("get", "secrets"),
     ("get", "serviceaccounts"),
@@ -201,6 +203,8 @@ WEBHOOK_MAY_NOT = [
     ("patch", "imagepolicies.slimguard.dev", "--subresource=status"),
     ("create", "events"),
     *[("create", reports) for reports in REPORTS],
+    ("create", "imagereports.slimguard.dev"),
+    ("delete", "imagereports.slimguard.dev"),
 ]
 
 
@@ -458,3 +462,13 @@ def test_helm_scrape_annotations_follow_the_port_and_can_be_turned_off(helm: str
     assert moved["slimguard-controller"]["team"] == "shop"
     off = _scrape_annotations(_helm_template(helm, "metrics.scrapeAnnotations=false"))
     assert not any("prometheus.io/scrape" in a for a in off.values())
+
+
+def test_helm_sets_the_image_report_grace_period_of_the_controller(helm: str) -> None:
+    def controller_args(*sets: str) -> list[str]:
+        objects = _helm_template(helm, *sets)
+        (controller,) = [o for o in objects if o["kind"] == "Deployment" and "controller" in o["metadata"]["name"]]
+        return list(controller["spec"]["template"]["spec"]["containers"][0]["args"])
+
+    assert "--report-grace-period=86400" in controller_args()
+    assert "--report-grace-period=3600" in controller_args("controller.reportGracePeriod=3600")

@@ -19,7 +19,7 @@ import pytest
 from cluster import apply, deployment, get, image_policy, namespace, wait_for, wait_for_status
 from prometheus_client import REGISTRY
 
-from slimguard.controller.reports import PolicyReports
+from slimguard.controller.policy_reports import PolicyReports
 from slimguard.core import policy_report as pr
 from slimguard.core.workload import WorkloadKey
 from slimguard.kube.gateway import KubeGateway, load_api_client

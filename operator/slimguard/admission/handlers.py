@@ -14,9 +14,15 @@ from slimguard.admission.settings import WebhookSettings
 from slimguard.engine.view import ClusterView
 from slimguard.engine.wiring import Engine, build_engine
 from slimguard.kube.gateway import KubeGateway, load_api_client
+from slimguard.kube.image_reports import ImageReports
 from slimguard.kube.kopf_tuning import is_deletion, tune
 from slimguard.kube.login import connection_info
-from slimguard.kube.resources import NAMESPACE_RESOURCE, POLICY_RESOURCE, VULNERABILITY_REPORT_RESOURCE
+from slimguard.kube.resources import (
+    IMAGE_REPORT_RESOURCE,
+    NAMESPACE_RESOURCE,
+    POLICY_RESOURCE,
+    VULNERABILITY_REPORT_RESOURCE,
+)
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +31,7 @@ def build_registry(settings: WebhookSettings) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     webhook_settings = settings  # kopf passes its own `settings` to startup handlers, by that name
     view = ClusterView(trusted_report_namespaces=settings.trusted_report_namespaces)
+    reports = ImageReports()
 
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:
@@ -36,7 +43,11 @@ def build_registry(settings: WebhookSettings) -> kopf.OperatorRegistry:
         tune(settings)
         kube = KubeGateway(load_api_client(webhook_settings.kubeconfig), component="slimguard-webhook")
         await view.sync_policies(kube)
-        engine = build_engine(registry=webhook_settings.registry, kube=kube, view=view, read_layers=False)
+        await reports.sync(kube)  # a new replica answers from the reports from its first review
+        # The webhook reads no layer (admission has seconds): the controller reads them and writes the report.
+        engine = build_engine(
+            registry=webhook_settings.registry, kube=kube, view=view, reports=reports, read_layers=False
+        )
         reviewer = Reviewer(evaluator=engine.evaluator, view=view, deadline=webhook_settings.deadline_seconds)
         server = WebhookServer(reviewer=reviewer, view=view, settings=webhook_settings.server)
         await server.start()
@@ -67,6 +78,10 @@ def build_registry(settings: WebhookSettings) -> kopf.OperatorRegistry:
     @kopf.on.event(*VULNERABILITY_REPORT_RESOURCE, registry=registry)
     async def observe_report(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
         view.observe_report(body, deleted=is_deletion(event))
+
+    @kopf.on.event(*IMAGE_REPORT_RESOURCE, registry=registry)
+    async def observe_image_report(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+        reports.observe(body, deleted=is_deletion(event))
 
     return registry
 

@@ -176,6 +176,10 @@ def controller(
             "writes them, or openreports.io), for Policy Reporter and kubectl; none: no reports."
         ),
     ] = "wgpolicyk8s.io",
+    report_grace_period: Annotated[
+        float,
+        typer.Option(help="Seconds an ImageReport of a digest no workload uses any more is kept before removal."),
+    ] = 86400.0,
 ) -> None:
     """Run the operator: watch ImagePolicies and workloads, annotate verdicts, keep policy status current."""
     from slimguard.controller.handlers import run
@@ -194,6 +198,7 @@ def controller(
         image_metrics=image_metrics,
         trusted_report_namespaces=parse_namespaces(trusted_report_namespaces),
         policy_reports=None if policy_reports == "none" else policy_reports,
+        report_grace_seconds=report_grace_period,
     )
     with exit_clearly_when_out_of_memory("controller"):
         run(settings)

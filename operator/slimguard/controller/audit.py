@@ -18,8 +18,8 @@ from typing import Any
 
 from slimguard import metrics
 from slimguard.controller import annotations as notes
+from slimguard.controller.policy_reports import PolicyReports
 from slimguard.controller.queue import WorkQueue
-from slimguard.controller.reports import PolicyReports
 from slimguard.controller.status import policy_status
 from slimguard.controller.timers import Backoff, Scheduler, Timer, loop_scheduler
 from slimguard.core.evaluation import applicable_policies

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import httpcore
@@ -14,7 +15,8 @@ from prometheus_client import REGISTRY, start_http_server
 
 from slimguard import metrics
 from slimguard.controller.audit import AuditController
-from slimguard.controller.reports import PolicyReports
+from slimguard.controller.image_reports import ReportKeeper, digests_in_use
+from slimguard.controller.policy_reports import PolicyReports
 from slimguard.controller.settings import ControllerSettings
 from slimguard.controller.timers import Backoff
 from slimguard.core.policy_report import REPORT_APIS
@@ -23,10 +25,12 @@ from slimguard.core.vulnerabilities import SeverityCounts
 from slimguard.engine.view import ClusterView
 from slimguard.engine.wiring import Engine, build_engine
 from slimguard.kube.gateway import KubeGateway, load_api_client
+from slimguard.kube.image_reports import ImageReports
 from slimguard.kube.kopf_tuning import is_deletion, tune
 from slimguard.kube.login import connection_info
 from slimguard.kube.policy_reports import PolicyReportWriter
 from slimguard.kube.resources import (
+    IMAGE_REPORT_RESOURCE,
     NAMESPACE_RESOURCE,
     POLICY_RESOURCE,
     VULNERABILITY_REPORT_RESOURCE,
@@ -53,8 +57,8 @@ def build_registry(
     async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         settings.posting.level = logging.WARNING
         tune(settings)
-        engine, controller = await _start_controller(operator_settings, network_backend)
-        memo["engine"], memo["controller"] = engine, controller
+        engine, controller, keeper = await _start_controller(operator_settings, network_backend)
+        memo["engine"], memo["controller"], memo["reports"] = engine, controller, keeper
         if operator_settings.metrics_port:
             memo["metrics"] = _MetricsServer(operator_settings, controller)
         memo["reaudit"] = asyncio.create_task(_reaudit(controller, operator_settings.audit_interval_seconds))
@@ -72,6 +76,12 @@ def build_registry(
         controller: AuditController | None = memo.get("controller")
         if controller is not None:
             await controller.stop()
+        keeper: ReportKeeper | None = memo.get("reports")
+        if keeper is not None:
+            await keeper.stop()
+            # What was learned last is written before the process goes, so the next one need not read it again.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(keeper.flush(), timeout=5)
         engine: Engine | None = memo.get("engine")
         if engine is not None:
             await engine.aclose()
@@ -97,17 +107,38 @@ def build_registry(
     async def observe_report(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
         memo["controller"].observe_report(body, deleted=is_deletion(event))
 
+    @kopf.on.event(*IMAGE_REPORT_RESOURCE, registry=registry)
+    async def observe_image_report(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
+        memo["engine"].inspector.reports.observe(body, deleted=is_deletion(event))
+
     return registry
 
 
 async def _start_controller(
     settings: ControllerSettings, network_backend: httpcore.AsyncNetworkBackend | None
-) -> tuple[Engine, AuditController]:
+) -> tuple[Engine, AuditController, ReportKeeper]:
     kube = KubeGateway(load_api_client(settings.kubeconfig), dry_run=settings.dry_run, component="slimguard-controller")
+    reports = ImageReports()
+    await reports.sync(kube)  # before the first evaluation: what is reported is not read from registries again
+    view = ClusterView(trusted_report_namespaces=settings.trusted_report_namespaces)
+
+    def in_use() -> set[str]:  # asked by the keeper's sweeps, once the controller below exists
+        workloads = [record.workload for record in controller.workloads.values()]
+        return digests_in_use(workloads, view.active_policies, engine.inspector.resolved)
+
+    keeper = ReportKeeper(
+        reports=reports,
+        kube=kube,
+        in_use=in_use,
+        clock=lambda: datetime.now(UTC),
+        grace_seconds=settings.report_grace_seconds,
+    )
     engine = build_engine(
         registry=settings.registry,
         kube=kube,
-        view=ClusterView(trusted_report_namespaces=settings.trusted_report_namespaces),
+        view=view,
+        reports=reports,
+        learned=keeper.learned,
         network_backend=network_backend,
     )
     controller = AuditController(
@@ -122,9 +153,10 @@ async def _start_controller(
             else None
         ),
     )
+    await keeper.start()
     await controller.start()
-    log.info("slimguard controller started: %s", settings.describe())
-    return engine, controller
+    log.info("slimguard controller started: %s; %d ImageReports read", settings.describe(), len(reports))
+    return engine, controller, keeper
 
 
 def fleet_snapshot(controller: AuditController) -> metrics.FleetSnapshot:

@@ -25,6 +25,8 @@ class ControllerSettings:
     """Namespaces whose VulnerabilityReports speak for an image in every namespace; None: all."""
     policy_reports: str | None = "wgpolicyk8s.io"
     """The API group verdicts are written to as PolicyReports (core.policy_report.REPORT_APIS); None: none."""
+    report_grace_seconds: float = 24 * 3600.0
+    """How long the ImageReport of a digest no workload uses any more is kept (it may come back: a rollback)."""
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -35,6 +37,8 @@ class ControllerSettings:
             raise ValueError("--image-metrics must be 0 (off) or a number of images")
         if self.policy_reports is not None and self.policy_reports not in REPORT_APIS:
             raise ValueError(f"--policy-reports must be one of {', '.join(REPORT_APIS)} or none")
+        if self.report_grace_seconds <= 0:
+            raise ValueError("--report-grace-period must be a positive number of seconds")
 
     def describe(self) -> str:
         policy = self.registry.address_policy
@@ -43,5 +47,6 @@ class ControllerSettings:
             f"allow_loopback={policy.allow_loopback} allow_private={policy.allow_private} "
             f"registry_allowlist={list(policy.allowed_registries) or 'any'} extra_cas={len(self.registry.ca_files)} "
             f"trusted_report_namespaces={describe_namespaces(self.trusted_report_namespaces)} "
-            f"policy_reports={self.policy_reports or 'none'}"
+            f"policy_reports={self.policy_reports or 'none'} "
+            f"report_grace_period={self.report_grace_seconds:g}s"
         )

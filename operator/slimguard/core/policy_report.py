@@ -6,7 +6,7 @@ owned by the workload, so Kubernetes' garbage collector removes it with the work
 ``wgpolicyk8s.io/v1alpha2`` (what Kyverno 1.19 writes unless told ``--openreportsEnabled``) or
 ``openreports.io/v1alpha1``; Policy Reporter reads both, and the results are the same in each.
 
-Pure: the controller's effect (controller/reports.py) builds the body here and writes it only when it changed.
+Pure: the controller's effect (controller/policy_reports.py) builds the body here and writes it only when it changed.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""One wiring for every in-cluster entry point: registry client → inspector → pull credentials → evaluator."""
+"""One wiring for every in-cluster entry point: registry client → inspector (behind the ImageReports) → pull
+credentials → evaluator."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ from slimguard.engine.alternatives import SlimmerBaseFinder
 from slimguard.engine.bases import BaseLookups
 from slimguard.engine.credentials import PullCredentials
 from slimguard.engine.facts import Evaluator
+from slimguard.engine.reported_facts import Learned, ReportedInspector
 from slimguard.engine.view import ClusterView
 from slimguard.kube.gateway import KubeGateway
+from slimguard.kube.image_reports import ImageReports
 from slimguard.registry.client import RegistryClient
 from slimguard.registry.guard import GuardedNetworkBackend
-from slimguard.registry.inspector import ImageInspector
 from slimguard.registry.settings import RegistrySettings
 
 
@@ -23,7 +25,7 @@ class Engine:
     """What the controller and the webhook evaluate with; ``aclose`` releases the registry connections."""
 
     client: RegistryClient
-    inspector: ImageInspector
+    inspector: ReportedInspector
     view: ClusterView
     evaluator: Evaluator
 
@@ -36,17 +38,26 @@ def build_engine(
     registry: RegistrySettings,
     kube: KubeGateway,
     view: ClusterView,
+    reports: ImageReports | None = None,
+    learned: Learned | None = None,
     network_backend: httpcore.AsyncNetworkBackend | None = None,
     read_layers: bool = True,
 ) -> Engine:
-    """``network_backend`` replaces the connector under the SSRF guard (tests instrument it); the guard stays.
+    """``reports``: the ImageReports the process watches (none: every fact from the registry); ``learned`` is told
+    the facts the registry or memory gave (the controller writes reports from it). ``network_backend`` replaces
+    the connector under the SSRF guard (tests instrument it); the guard stays.
 
     ``read_layers``: whether content rules may stream whole layers (the controller); the webhook passes False,
     answering within its deadline from what it has, and content rules say ContentPending until a report does.
     """
     backend = network_backend and GuardedNetworkBackend(registry.address_policy, inner=network_backend)
     client = RegistryClient(registry, backend=backend)
-    inspector = ImageInspector(client, read_layers=read_layers)
+    inspector = ReportedInspector(
+        client,
+        reports=reports if reports is not None else ImageReports(),
+        learned=learned,
+        read_layers=read_layers,
+    )
     evaluator = Evaluator(
         inspector=inspector,
         view=view,

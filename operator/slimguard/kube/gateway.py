@@ -11,11 +11,12 @@ from typing import Any
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from slimguard.kube.resources import POLICY_RESOURCE
+from slimguard.kube.resources import IMAGE_REPORT_RESOURCE, POLICY_RESOURCE
 
 log = logging.getLogger(__name__)
 
 GROUP, VERSION, POLICY_PLURAL = POLICY_RESOURCE
+IMAGE_REPORT_PLURAL = IMAGE_REPORT_RESOURCE[2]
 
 
 def load_api_client(kubeconfig: str | None) -> k8s.ApiClient:
@@ -154,3 +155,85 @@ class KubeGateway:
         except ApiException as error:
             if error.status != 404:
                 raise
+
+    # --- ImageReports (cluster-scoped; the controller writes them, both components list them) -------------
+
+    async def list_image_reports(self, *, page_size: int = 250) -> list[dict[str, Any]]:
+        """Every ImageReport, a page at a time: a fleet's worth in one response would be a large allocation."""
+        items: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            extra: dict[str, Any] = {"limit": page_size}
+            if token:
+                extra["_continue"] = token
+            result = await self._call(
+                self.custom.list_cluster_custom_object, GROUP, VERSION, IMAGE_REPORT_PLURAL, **extra
+            )
+            items.extend(result.get("items") or [])
+            token = (result.get("metadata") or {}).get("continue")
+            if not token:
+                return items
+
+    async def create_image_report(self, body: dict[str, Any]) -> dict[str, Any] | None:
+        """Create; None when one of that name exists already (the caller reads it and decides)."""
+        if self.dry_run:
+            log.info("dry-run: would create ImageReport %s", body["metadata"]["name"])
+            return body
+        try:
+            created: dict[str, Any] = await self._call(
+                self.custom.create_cluster_custom_object, GROUP, VERSION, IMAGE_REPORT_PLURAL, body
+            )
+        except ApiException as error:
+            if error.status == 409:
+                return None
+            raise
+        return created
+
+    async def get_image_report(self, name: str) -> dict[str, Any] | None:
+        try:
+            found: dict[str, Any] = await self._call(
+                self.custom.get_cluster_custom_object, GROUP, VERSION, IMAGE_REPORT_PLURAL, name
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return found
+
+    async def replace_image_report(self, body: dict[str, Any]) -> dict[str, Any] | None:
+        """Replace at ``metadata.resourceVersion``; None on a conflict or when it is gone (read it again)."""
+        if self.dry_run:
+            log.info("dry-run: would update ImageReport %s", body["metadata"]["name"])
+            return body
+        try:
+            replaced: dict[str, Any] = await self._call(
+                self.custom.replace_cluster_custom_object,
+                GROUP,
+                VERSION,
+                IMAGE_REPORT_PLURAL,
+                body["metadata"]["name"],
+                body,
+            )
+        except ApiException as error:
+            if error.status in (404, 409):
+                return None
+            raise
+        return replaced
+
+    async def delete_image_report(self, name: str, *, resource_version: str | None = None) -> bool:
+        """Delete (only that version, when given: a report rewritten meanwhile is kept); False if not deleted."""
+        if self.dry_run:
+            log.info("dry-run: would delete ImageReport %s", name)
+            return True
+        options = k8s.V1DeleteOptions(
+            preconditions=k8s.V1Preconditions(resource_version=resource_version) if resource_version else None
+        )
+        try:
+            await self._call(
+                self.custom.delete_cluster_custom_object, GROUP, VERSION, IMAGE_REPORT_PLURAL, name, body=options
+            )
+        except ApiException as error:
+            if error.status in (404, 409):
+                return False
+            raise
+        return True

@@ -1,11 +1,15 @@
-"""Where everything slimguard watches lives in the Kubernetes API: workload kinds, its policies, scan reports."""
+"""Where everything slimguard watches lives in the Kubernetes API: workload kinds, its policies and image
+reports, scan reports."""
 
 from __future__ import annotations
+
+from slimguard.core import image_report
 
 Resource = tuple[str, str, str]
 """(group, version, plural), as kopf and the custom-objects API take them."""
 
 POLICY_RESOURCE: Resource = ("slimguard.dev", "v1alpha1", "imagepolicies")
+IMAGE_REPORT_RESOURCE: Resource = (image_report.GROUP, image_report.VERSION, image_report.PLURAL)
 VULNERABILITY_REPORT_RESOURCE: Resource = ("aquasecurity.github.io", "v1alpha1", "vulnerabilityreports")
 NAMESPACE_RESOURCE: Resource = ("", "v1", "namespaces")
 

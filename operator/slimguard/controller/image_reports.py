@@ -1,0 +1,185 @@
+"""The controller's side of ImageReports: write what it learned about each digest, remove what nobody runs.
+
+The inspector tells ``ReportKeeper.learned`` every image it answered from the registry or its memory; a
+background task writes each digest's report once, and again only when it would change (kube.image_reports
+decides). Another task removes the reports of digests no workload has used for the grace period: a digest in
+use is one a workload's container (or a policy's named base) last resolved to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from kubernetes.client.exceptions import ApiException
+
+from slimguard.core.errors import InvalidReference
+from slimguard.core.facts import ImageFacts
+from slimguard.core.policy import ImagePolicy
+from slimguard.core.reference import ImageReference
+from slimguard.core.workload import Workload
+from slimguard.kube.gateway import KubeGateway
+from slimguard.kube.image_reports import ImageReports
+
+log = logging.getLogger(__name__)
+
+DEFAULT_GRACE_SECONDS = 24 * 3600.0
+
+
+def digests_in_use(
+    workloads: Iterable[Workload], policies: Iterable[ImagePolicy], resolved: Mapping[str, str]
+) -> set[str]:
+    """The digests the workloads' containers run and the policies' named bases are, as last resolved."""
+    images = {container.image for workload in workloads for container in workload.containers}
+    images.update(reference for policy in policies for reference in policy.base_image_candidates)
+    used: set[str] = set()
+    for image in images:
+        if (digest := resolved.get(image)) is not None:
+            used.add(digest)
+        with contextlib.suppress(InvalidReference):
+            if (pinned := ImageReference.parse(image).digest) is not None:
+                used.add(pinned)
+    return used
+
+
+@dataclass
+class UnusedReports:
+    """Which reports have gone unused for the grace period; time is given, never read, so tests choose it."""
+
+    grace: timedelta
+    _unused_since: dict[str, datetime] = field(default_factory=dict)
+
+    def due(self, reports: Mapping[str, str | None], in_use: set[str], now: datetime) -> list[str]:
+        """Names of the reports (name → digest, None if garbled) unused since ``now - grace`` or longer.
+
+        A report first seen unused starts its grace period now: after a restart nothing is removed before the
+        controller has had the whole period to see the workloads that use it.
+        """
+        for name in list(self._unused_since):
+            if name not in reports:
+                del self._unused_since[name]
+        due: list[str] = []
+        for name, digest in reports.items():
+            if digest is not None and digest in in_use:
+                self._unused_since.pop(name, None)
+                continue
+            since = self._unused_since.setdefault(name, now)
+            if now - since >= self.grace:
+                due.append(name)
+        return due
+
+    def forget(self, name: str) -> None:
+        self._unused_since.pop(name, None)
+
+
+class ReportKeeper:
+    def __init__(
+        self,
+        *,
+        reports: ImageReports,
+        kube: KubeGateway,
+        in_use: Callable[[], set[str]],
+        clock: Callable[[], datetime],
+        grace_seconds: float = DEFAULT_GRACE_SECONDS,
+    ) -> None:
+        self.reports = reports
+        self.kube = kube
+        self.in_use = in_use
+        self.clock = clock
+        self.unused = UnusedReports(timedelta(seconds=grace_seconds))
+        # A sweep a few times per grace period, at least every 10 minutes and at most every second.
+        self.sweep_interval = min(max(grace_seconds / 4, 1.0), 600.0)
+        self._pending: dict[str, ImageFacts] = {}
+        self._references: dict[str, dict[str, None]] = {}
+        self._told: dict[str, tuple[ImageFacts, frozenset[str]]] = {}
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.writes = 0
+        self.deletions = 0
+
+    def learned(self, image: str, facts: ImageFacts) -> None:
+        """From the inspector, on the event loop: queue a write unless these facts and this reference are known."""
+        references = self._references.setdefault(facts.digest, {})
+        told = self._told.get(facts.digest)
+        if told is not None and told[0] is facts and image in references:
+            return
+        references[image] = None
+        self._told[facts.digest] = (facts, frozenset(references))
+        self._pending[facts.digest] = facts
+        self._wake.set()
+
+    @property
+    def idle(self) -> bool:
+        return not self._pending
+
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._write_loop(), name="slimguard-report-writer"),
+            asyncio.create_task(self._sweep_loop(), name="slimguard-report-sweeper"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    async def flush(self) -> None:
+        """Write every pending report now."""
+        while self._pending:
+            digest, facts = next(iter(self._pending.items()))
+            del self._pending[digest]
+            try:
+                if await self.reports.write(self.kube, facts, self._references.get(digest, {})):
+                    self.writes += 1
+            except asyncio.CancelledError:
+                raise
+            except ApiException as error:
+                # A report is a cache: one that cannot be written costs a registry read after a restart, no more.
+                log.warning("ImageReport for %s not written: %s %s", digest, error.status, error.reason)
+            except Exception:
+                log.exception("ImageReport for %s not written", digest)
+
+    async def sweep(self) -> list[str]:
+        """Remove the reports unused for the grace period; returns their names."""
+        names = self.reports.names()
+        due = self.unused.due(names, self.in_use(), self.clock())
+        removed: list[str] = []
+        for name in due:
+            digest = names.get(name)
+            if digest is not None and digest in self._pending:
+                continue  # being written: in use after all
+            if await self.reports.delete(self.kube, name):
+                removed.append(name)
+                self.unused.forget(name)
+                if digest is not None:
+                    self._told.pop(digest, None)
+                    self._references.pop(digest, None)
+                log.info("ImageReport %s removed: no workload has used %s for %s", name, digest, self.unused.grace)
+        self.deletions += len(removed)
+        return removed
+
+    async def _write_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self.flush()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("writing ImageReports failed; will retry with the next one learned")
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.sweep_interval)
+            try:
+                await self.sweep()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("removing unused ImageReports failed; will retry")

@@ -1,0 +1,133 @@
+"""The facts source both components use: a digest an ImageReport covers is answered without a request; a tag
+still needs its HEAD; a report that lacks what is wanted (or is garbled) answers nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
+from typing import Any
+
+import httpcore
+import pytest
+from core.builders import AMD64, ARM64, facts, platform_image
+
+from slimguard.core.content import ContentFacts, PackageCount
+from slimguard.core.errors import InspectionError
+from slimguard.core.facts import ImageFacts
+from slimguard.core.image_report import report_body
+from slimguard.engine.reported_facts import ReportedInspector
+from slimguard.kube.image_reports import ImageReports
+from slimguard.registry.client import RegistryClient
+from slimguard.registry.settings import RegistrySettings
+
+REPOSITORY = "registry.example.com/shop/api"
+CONTENT = ContentFacts(PackageCount(3), (), (), efficiency=1.0, wasted_bytes=0, file_count=12)
+
+
+class NoNetwork(httpcore.AsyncNetworkBackend):
+    """Refuses every connection, and counts the attempts: these tests must show where none is made."""
+
+    def __init__(self) -> None:
+        self.attempts = 0
+
+    async def connect_tcp(self, host: str, port: int, *args: Any, **kwargs: Any) -> httpcore.AsyncNetworkStream:
+        self.attempts += 1
+        raise httpcore.ConnectError(f"no network in unit tests ({host}:{port})")
+
+    async def sleep(self, seconds: float) -> None:
+        return None
+
+
+@pytest.fixture
+def network() -> NoNetwork:
+    return NoNetwork()
+
+
+@pytest.fixture
+def reports() -> ImageReports:
+    return ImageReports()
+
+
+def inspector(network: NoNetwork, reports: ImageReports, **options: Any) -> Iterator[ReportedInspector]:
+    client = RegistryClient(RegistrySettings(), backend=network, sleep=lambda _: asyncio.sleep(0))  # no backoff waits
+    yield ReportedInspector(client, reports=reports, **options)
+    asyncio.run(client.aclose())
+
+
+@pytest.fixture
+def source(network: NoNetwork, reports: ImageReports) -> Iterator[ReportedInspector]:
+    yield from inspector(network, reports)
+
+
+def file(reports: ImageReports, image: ImageFacts, **change: Any) -> None:
+    body = json.loads(json.dumps(report_body(image, [f"{REPOSITORY}:1.0"])))
+    body["metadata"]["resourceVersion"] = "1"
+    body["report"].update(change)
+    reports.observe(body)
+
+
+def ask(source: ReportedInspector, image: str, platforms: Iterable[Any] = (AMD64,), **need: Any) -> Any:
+    return source.cached(image, platforms=platforms, **need)
+
+
+def test_a_digest_reference_with_a_report_is_answered_without_a_request(
+    source: ReportedInspector, reports: ImageReports, network: NoNetwork
+) -> None:
+    image = facts()
+    file(reports, image)
+    pinned = f"{REPOSITORY}@{image.digest}"
+    assert ask(source, pinned) == image
+    assert asyncio.run(source.inspect(pinned, platforms=[AMD64])) == image
+    assert network.attempts == 0
+    assert source.resolved[pinned] == image.digest  # in use, for the controller's GC
+
+
+def test_a_tag_is_resolved_with_the_registry_even_when_a_report_exists(
+    source: ReportedInspector, reports: ImageReports, network: NoNetwork
+) -> None:
+    file(reports, facts())
+    assert ask(source, f"{REPOSITORY}:1.0") is None  # which digest the tag names now, only a HEAD can say
+    with pytest.raises(InspectionError):
+        asyncio.run(source.inspect(f"{REPOSITORY}:1.0", platforms=[AMD64]))
+    assert network.attempts >= 1
+
+
+def test_a_garbled_report_answers_nothing(source: ReportedInspector, reports: ImageReports) -> None:
+    image = facts()
+    file(reports, image, platforms="all of them")
+    assert ask(source, f"{REPOSITORY}@{image.digest}") is None
+
+
+def test_a_report_without_a_wanted_platform_answers_nothing(source: ReportedInspector, reports: ImageReports) -> None:
+    index = facts(platform_image(platform=AMD64), listed=[AMD64, ARM64])
+    file(reports, index)
+    pinned = f"{REPOSITORY}@{index.digest}"
+    assert ask(source, pinned, [AMD64]) == index
+    assert ask(source, pinned, [AMD64, ARM64]) is None  # arm64 is listed but was never read
+
+
+def test_contents_are_read_by_the_controller_but_the_webhook_takes_the_report_as_it_is(
+    network: NoNetwork, reports: ImageReports
+) -> None:
+    without = facts(seed="without")
+    with_content = facts(replace(platform_image(seed="with"), content=CONTENT), seed="with")
+    file(reports, without)
+    file(reports, with_content)
+    for read_layers, answered in ((True, None), (False, without)):
+        for source in inspector(network, reports, read_layers=read_layers):
+            assert ask(source, f"{REPOSITORY}@{without.digest}", content=True) == answered
+            assert ask(source, f"{REPOSITORY}@{with_content.digest}", content=True) == with_content
+    assert network.attempts == 0
+
+
+def test_what_the_registry_or_memory_answered_is_told_to_the_report_writer_and_reports_are_not(
+    network: NoNetwork, reports: ImageReports
+) -> None:
+    told: list[tuple[str, str]] = []
+    image = facts()
+    file(reports, image)
+    for source in inspector(network, reports, learned=lambda ref, found: told.append((ref, found.digest))):
+        ask(source, f"{REPOSITORY}@{image.digest}")
+    assert told == []
