@@ -168,7 +168,8 @@ def kyverno_policy(*, to_string: bool = True) -> dict[str, Any]:
 
 
 def slimguard_policy(*, rules: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The same limit for slimguard; a cluster with amd64 and arm64 nodes (Kyverno reads only one platform)."""
+    """The same limit for slimguard. No `platforms` rule: it would also demand that every image provide both
+    (a single-platform amd64 image would be denied), so both tools read linux/amd64 only, as Kyverno does."""
     return {
         "apiVersion": "slimguard.dev/v1alpha1",
         "kind": "ImagePolicy",
@@ -176,7 +177,6 @@ def slimguard_policy(*, rules: dict[str, Any] | None = None) -> dict[str, Any]:
         "spec": {
             "mode": "Enforce",
             "match": {"namespaces": [NAMESPACE]},
-            "platforms": ["linux/amd64", "linux/arm64"],
             "rules": rules if rules is not None else {"maxCompressedSize": LIMIT},
         },
     }
@@ -294,6 +294,11 @@ class SlowProxy:
         async def close() -> None:
             if self._server is not None:
                 self._server.close()
+            current = asyncio.current_task()
+            pending = [task for task in asyncio.all_tasks() if task is not current]
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
 
         asyncio.run_coroutine_threadsafe(close(), self._loop).result(timeout=10)
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -471,7 +476,9 @@ class Comparison:
         if variant == "kyverno":
             self.api.delete(policy_path)
             self._wait_gone(policy_path)
-            self.api.post("/apis/kyverno.io/v1/clusterpolicies", kyverno_policy_body or kyverno_policy())
+            self.api.post(
+                "/apis/kyverno.io/v1/clusterpolicies?fieldValidation=Strict", kyverno_policy_body or kyverno_policy()
+            )
         else:
             self.api.delete(policy_path)
         if variant in ("slimguard", "always-allow"):
@@ -759,7 +766,8 @@ def run(args: argparse.Namespace) -> Results:
         while not api.exists(f"/api/v1/namespaces/{NAMESPACE}/serviceaccounts/default"):
             time.sleep(0.2)
         api.post(f"/api/v1/namespaces/{NAMESPACE}/secrets", pull_secret(registry))
-        api.post("/apis/slimguard.dev/v1alpha1/imagepolicies", slimguard_policy())
+        # Strict: a field the CRD does not know must fail here, not be pruned (as `platforms` once was).
+        api.post("/apis/slimguard.dev/v1alpha1/imagepolicies?fieldValidation=Strict", slimguard_policy())
 
         kyverno = Kyverno(binary, plane, registry, work)
         kyverno.install()
