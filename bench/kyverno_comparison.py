@@ -476,9 +476,7 @@ class Comparison:
         if variant == "kyverno":
             self.api.delete(policy_path)
             self._wait_gone(policy_path)
-            self.api.post(
-                "/apis/kyverno.io/v1/clusterpolicies?fieldValidation=Strict", kyverno_policy_body or kyverno_policy()
-            )
+            self._post_policy(kyverno_policy_body or kyverno_policy())
         else:
             self.api.delete(policy_path)
         if variant in ("slimguard", "always-allow"):
@@ -489,6 +487,19 @@ class Comparison:
             self.api.post(CONFIGURATIONS_PATH, configuration)
         self._wait_live(variant)
         self.registered = variant
+
+    def _post_policy(self, body: dict[str, Any], timeout: float = 90) -> None:
+        """Kyverno validates its policies with its own webhook, whose certificate it is still making for a
+        while after start-up (`tls: internal error`): retry until it answers."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.api.post("/apis/kyverno.io/v1/clusterpolicies?fieldValidation=Strict", body)
+                return
+            except TestbedError as error:
+                if "failed calling webhook" not in str(error) or time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
 
     def _wait_gone(self, path: str, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
