@@ -9,12 +9,15 @@ one ImagePolicy and measures:
 - registry requests, in total and per distinct image (the registry's own access log);
 - apiserver writes per workload (the apiserver's `apiserver_request_total`), and those of an unchanged
   periodic re-audit;
-- the controller's peak RSS and CPU seconds (from /proc).
+- the controller's peak RSS and CPU seconds (from /proc);
+- then a restart of the controller on that cluster: time to the first and the last re-verified workload
+  (its `slimguard_evaluations_total`), registry requests and writes (none expected: nothing changed).
 
 Targets are reported beside the measurements, never asserted: this is a benchmark, not a test.
 
     python bench/audit_scale.py                      # 2000 Deployments, 20 namespaces, 200 images
     python bench/audit_scale.py --quick              # = --deployments 200 --namespaces 4 --images 20
+    python bench/audit_scale.py --deployments 10000 --namespaces 100 --images 1000 --profile /tmp/prof
 """
 
 from __future__ import annotations
@@ -30,7 +33,9 @@ import random
 import re
 import shlex
 import shutil
+import signal
 import ssl
+import subprocess
 import sys
 import tempfile
 import time
@@ -45,6 +50,7 @@ import httpx
 from slimguard_testbed import CertificateAuthority, ControlPlane, Registry, oci
 from slimguard_testbed.images import FixtureImage, busybox_files, close_clients, push_image
 from slimguard_testbed.install import install_controller_rbac
+from slimguard_testbed.ports import free_port
 from slimguard_testbed.process import ManagedProcess, TestbedError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,8 +71,14 @@ METADATA_ONLY_PROTOBUF = "application/vnd.kubernetes.protobuf;as=PartialObjectMe
 _STATUS_ENTRY = re.compile(bytes([0x0A, len(STATUS)]) + re.escape(STATUS.encode()) + rb"\x12(.)", re.DOTALL)
 # What the controller watches with kopf: each is LISTed once before its WATCH starts.
 LISTED_RESOURCES = ("deployments", "replicasets", "pods", "namespaces", "imagepolicies")
-TARGET_SECONDS = 30.0
 TARGET_RSS_MB = 150.0
+
+
+def target_seconds(deployments: int) -> float:
+    """The issue's targets: 30 s for the 2,000 of the first benchmark, 60 s for 10,000 (and beyond)."""
+    return 30.0 if deployments <= 2000 else 60.0
+
+
 MIN_REQUESTS_PER_IMAGE = 3  # HEAD (resolve the tag), GET manifest, GET config blob
 
 
@@ -180,9 +192,19 @@ class Apiserver:
         return [body[m.end() : m.end() + m[1][0]].decode() for m in _STATUS_ENTRY.finditer(body)]
 
     def count(self, path: str) -> int:
+        """Objects in a collection: one item and the apiserver's remainingItemCount, not a LIST of 10,000."""
+        response = self.http.get(path, params={"limit": 1}, headers={"Accept": METADATA_ONLY})
+        response.raise_for_status()
+        listed = response.json()
+        metadata = listed.get("metadata") or {}
+        items = len(listed.get("items") or ())
+        if metadata.get("continue") and metadata.get("remainingItemCount") is not None:
+            return items + int(metadata["remainingItemCount"])
+        if not metadata.get("continue"):
+            return items
         response = self.http.get(path, headers={"Accept": METADATA_ONLY})
         response.raise_for_status()
-        return len(response.json()["items"])
+        return len(response.json().get("items") or ())
 
     async def create_many(self, objects: Sequence[tuple[str, dict[str, Any]]], *, concurrency: int = 16) -> None:
         """POST many objects at once: kubectl creates them one round trip at a time."""
@@ -453,6 +475,20 @@ class Results:
     operator_log_lines: int = 0
     operator_log_bytes: int = 0
     operator_exit_code: int | None = None
+    restart_load_average: float = 0.0
+    restart_list_seconds: float = 0.0  # start -> every watched resource LISTed
+    restart_first_seconds: float | None = None  # start -> the first workload re-evaluated
+    restart_last_seconds: float | None = None  # start -> every workload re-evaluated
+    restart_evaluations: int = 0
+    restart_registry_requests: int = 0
+    restart_registry_breakdown: dict[str, int] = field(default_factory=dict)
+    restart_heads_per_tag_max: int = 0
+    restart_token_requests: int = 0
+    restart_patches_deployments: int = 0
+    restart_events: int = 0
+    restart_cpu_seconds: float = 0.0
+    restart_peak_rss_mb: float = 0.0
+    restart_errors: list[str] = field(default_factory=list)
 
 
 def per_image(requests: Sequence[Any], repositories: set[str]) -> dict[str, Counter[str]]:
@@ -477,8 +513,8 @@ def table(results: Results) -> str:
         (
             "Policy created -> every Deployment annotated",
             f"{audit} (first at {_seconds(r.first_verdict_seconds)}, half at {_seconds(r.half_seconds)})",
-            f"< {TARGET_SECONDS:.0f} s",
-            _met(None if r.audit_seconds is None else r.audit_seconds < TARGET_SECONDS),
+            f"< {target_seconds(n):.0f} s",
+            _met(None if r.audit_seconds is None else r.audit_seconds < target_seconds(n)),
         ),
         (
             "Verdicts (findings by rule)",
@@ -565,6 +601,36 @@ def table(results: Results) -> str:
             _met(not r.operator_errors),
         ),
     ]
+    if r.restart_evaluations or r.restart_list_seconds:
+        rows += [
+            (
+                "Restart: start -> first / last workload re-verified",
+                f"{_seconds(r.restart_first_seconds)} / {_seconds(r.restart_last_seconds)} "
+                f"(listed everything at {r.restart_list_seconds:.1f} s; {r.restart_evaluations} evaluations)",
+                "",
+                "",
+            ),
+            (
+                "Restart: registry requests",
+                f"{r.restart_registry_requests} ("
+                + ", ".join(f"{k} {v}" for k, v in r.restart_registry_breakdown.items())
+                + f"); +{r.restart_token_requests} token requests",
+                "<= 1 HEAD per tag (+ facts: no ImageReports here)",
+                _met(r.restart_heads_per_tag_max <= 1),
+            ),
+            (
+                "Restart: writes",
+                f"{r.restart_patches_deployments} PATCH deployments, {r.restart_events} Events",
+                "0",
+                _met(r.restart_patches_deployments == 0 and r.restart_events == 0),
+            ),
+            (
+                "Restart: controller CPU, peak RSS",
+                f"{r.restart_cpu_seconds:.1f} s, {r.restart_peak_rss_mb:.0f} MB",
+                f"< {TARGET_RSS_MB:.0f} MB",
+                _met(r.restart_peak_rss_mb < TARGET_RSS_MB),
+            ),
+        ]
     header = ("Measure", "Result", "Target", "Met")
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -634,18 +700,18 @@ def run(args: argparse.Namespace) -> Results:
 
         # The controller-manager makes one ReplicaSet per Deployment: let it finish before measuring.
         started = time.monotonic()
-        deadline = started + 300
+        allowed = 300 + 0.15 * args.deployments  # 10,000 took over 300 s on a loaded machine
+        deadline = started + allowed
         while api.count("/apis/apps/v1/replicasets") < args.deployments:
             if time.monotonic() > deadline:
-                raise TestbedError("the controller-manager did not create every ReplicaSet within 300s")
-            time.sleep(1)
+                raise TestbedError(f"the controller-manager did not create every ReplicaSet within {allowed:.0f}s")
+            time.sleep(2)
         results.setup_seconds["ReplicaSets by the controller-manager"] = time.monotonic() - started
 
         plane.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
         plane.wait_established("imagepolicies.slimguard.dev")
         kubeconfig = install_controller_rbac(plane, REPO / "deploy" / "kustomize" / "base")
 
-        before_start = api.counts()
         argv = [
             *(shlex.split(args.controller_command) if args.controller_command else [slimguard_executable()]),
             "controller",
@@ -653,40 +719,17 @@ def run(args: argparse.Namespace) -> Results:
             "--allow-loopback-registries",
             f"--ca-file={registry.ca_file}",
             f"--audit-interval={args.audit_interval:g}",
-            "--metrics-port=0",  # its default (9090, every interface) would clash with other runs on this machine
         ]
         if args.workers:
             argv.append(f"--workers={args.workers}")
+        # Its default metrics port (9090, every interface) would clash with other runs on this machine.
+        operator, probe, started, before_start = start_controller(
+            api, [*argv, "--metrics-port=0"], work / "operator.log", stack, "slimguard-controller"
+        )
         operator_log = work / "operator.log"
-        operator = ManagedProcess("slimguard-controller", argv, log_file=operator_log, cwd=work)
-        started = time.monotonic()
-        operator.start()
-        stack.callback(operator.stop)
-        assert operator.pid is not None
-        probe = ProcessProbe(operator.pid)
-        log(f"controller started (pid {operator.pid}); log: {operator_log}")
-
-        # "Listed everything": one LIST of each watched resource since the start, then the controller idle.
-        # Its start-up handler logs this just before kopf begins to LIST: the memory of imports and start-up alone.
-        while "slimguard controller started" not in operator_log.read_text(errors="replace"):
-            operator.check_alive()
-            if time.monotonic() - started > 120:
-                raise TestbedError("the controller did not start within 120s")
-            time.sleep(0.02)
         results.rss_at_start_mb = probe.memory_kib()[0] / 1024
-        while True:
-            operator.check_alive()
-            now = api.counts()
-            if all(
-                now.count(verb="LIST", resource=name) > before_start.count(verb="LIST", resource=name)
-                for name in LISTED_RESOURCES
-            ):
-                break
-            if time.monotonic() - started > 300:
-                raise TestbedError("the controller did not LIST every watched resource within 300s")
-            time.sleep(0.5)
-        probe.wait_quiet(timeout=300, check=operator.check_alive)
-        results.list_seconds = time.monotonic() - started
+        with profiled(operator.pid, args.profile / "list.txt" if args.profile else None):
+            results.list_seconds = wait_listed(api, operator, probe, started, before_start)
         results.list_cpu_seconds = probe.cpu_seconds()
         results.rss_after_list_mb = probe.memory_kib()[0] / 1024
         log(f"controller listed everything and is idle after {results.list_seconds:.1f}s")
@@ -701,6 +744,8 @@ def run(args: argparse.Namespace) -> Results:
         machine_before = CpuSnapshot.take()
         results.audit_load_average = os.getloadavg()[0]
         started = time.monotonic()
+        audit_profile = profiled(operator.pid, args.profile / "audit.txt" if args.profile else None)
+        audit_profile.__enter__()
         api.post("/apis/slimguard.dev/v1alpha1/imagepolicies", image_policy(fat, busybox))
         while time.monotonic() - started < args.timeout:
             operator.check_alive()
@@ -717,6 +762,7 @@ def run(args: argparse.Namespace) -> Results:
                 results.audit_seconds = elapsed
                 break
             time.sleep(args.poll)
+        audit_profile.__exit__(None, None, None)
         # Where both cores went while the audit ran (the machine is shared: other sessions count too).
         results.audit_cpu_by_process = CpuSnapshot.take().since(machine_before)
         results.audit_cpu_by_process["wall seconds x 2 cores"] = round(2 * (time.monotonic() - started), 1)
@@ -812,10 +858,158 @@ def run(args: argparse.Namespace) -> Results:
         results.operator_exit_code = popen.returncode if popen is not None else None
         lines = operator_log.read_text(errors="replace").splitlines()
         results.operator_log_lines, results.operator_log_bytes = len(lines), operator_log.stat().st_size
-        results.operator_errors = [
-            line for line in lines if "Traceback" in line or " ERROR " in line or "[ERROR" in line
-        ][:20]
+        results.operator_errors = errors_in(lines)
+
+        if args.restart:
+            restart(args, results, api, registry, argv, work, stack, {image.image.ref for image in images})
     return results
+
+
+def errors_in(lines: Sequence[str]) -> list[str]:
+    return [line for line in lines if "Traceback" in line or " ERROR " in line or "[ERROR" in line][:20]
+
+
+def start_controller(
+    api: Apiserver, argv: Sequence[str], log_file: Path, stack: contextlib.ExitStack, name: str
+) -> tuple[ManagedProcess, ProcessProbe, float, RequestCounts]:
+    """Start the controller and wait until it logs that it started (before kopf LISTs anything).
+
+    Also returns the apiserver's counters from just before the start, to tell its LISTs by.
+    """
+    before_start = api.counts()
+    operator = ManagedProcess(name, list(argv), log_file=log_file, cwd=log_file.parent)
+    started = time.monotonic()
+    operator.start()
+    stack.callback(operator.stop)
+    assert operator.pid is not None
+    probe = ProcessProbe(operator.pid)
+    log(f"controller started (pid {operator.pid}); log: {log_file}")
+    # Its start-up handler logs this just before kopf begins to LIST: the memory of imports and start-up alone.
+    while "slimguard controller started" not in log_file.read_text(errors="replace"):
+        operator.check_alive()
+        if time.monotonic() - started > 120:
+            raise TestbedError("the controller did not start within 120s")
+        time.sleep(0.02)
+    return operator, probe, started, before_start
+
+
+def wait_listed(
+    api: Apiserver, operator: ManagedProcess, probe: ProcessProbe, started: float, before_start: RequestCounts
+) -> float:
+    """Listed everything: one LIST of each watched resource since the start, then the controller idle."""
+    while True:
+        operator.check_alive()
+        now = api.counts()
+        if all(
+            now.count(verb="LIST", resource=name) > before_start.count(verb="LIST", resource=name)
+            for name in LISTED_RESOURCES
+        ):
+            break
+        if time.monotonic() - started > 300:
+            raise TestbedError("the controller did not LIST every watched resource within 300s")
+        time.sleep(0.5)
+    probe.wait_quiet(timeout=600, check=operator.check_alive)
+    elapsed = time.monotonic() - started
+    log(f"controller listed everything and is idle after {elapsed:.1f}s")
+    return elapsed
+
+
+def evaluations(http: httpx.Client, url: str) -> int:
+    """The controller's `slimguard_evaluations_total`, all statuses."""
+    total = 0.0
+    for line in http.get(url).text.splitlines():
+        if line.startswith("slimguard_evaluations_total{"):
+            total += float(line.rsplit(" ", 1)[1])
+    return int(total)
+
+
+def restart(
+    args: argparse.Namespace,
+    results: Results,
+    api: Apiserver,
+    registry: Registry,
+    argv: Sequence[str],
+    work: Path,
+    stack: contextlib.ExitStack,
+    tags: set[str],
+) -> None:
+    """A new controller process on the audited cluster: it must re-verify everything and change nothing."""
+    mark = registry.mark()
+    tokens_before = len(registry.token_issuer.requests) if registry.token_issuer else 0
+    before = api.counts()
+    port = free_port()
+    results.restart_load_average = os.getloadavg()[0]
+    log_file = work / "operator-restarted.log"
+    operator, probe, started, before_start = start_controller(
+        api, [*argv, f"--metrics-port={port}"], log_file, stack, "slimguard-controller-restarted"
+    )
+    url = f"http://127.0.0.1:{port}/metrics"
+    with (
+        httpx.Client(timeout=30) as http,
+        profiled(operator.pid, args.profile / "restart.txt" if args.profile else None),
+    ):
+        while time.monotonic() - started < args.timeout:
+            operator.check_alive()
+            try:
+                done = evaluations(http, url)
+            except httpx.HTTPError:
+                done = 0
+            elapsed = time.monotonic() - started
+            if done and results.restart_first_seconds is None:
+                results.restart_first_seconds = elapsed
+            if done >= results.deployments:
+                results.restart_last_seconds = elapsed
+                break
+            time.sleep(args.poll)
+        results.restart_list_seconds = wait_listed(api, operator, probe, started, before_start)
+        results.restart_evaluations = evaluations(http, url)
+    results.restart_cpu_seconds = probe.cpu_seconds()
+    probe.memory_kib()
+    results.restart_peak_rss_mb = probe.peak_rss_kib / 1024
+    after = api.counts()
+    requests = registry.requests(since=mark)
+    results.restart_registry_requests = len(requests)
+    results.restart_registry_breakdown = dict(
+        sorted(Counter(f"{request.method} {request.kind} {request.status}" for request in requests).items())
+    )
+    heads = Counter(request.repository for request in requests if request.method == "HEAD" and request.status < 400)
+    results.restart_heads_per_tag_max = max(heads.values(), default=0)
+    tokens_after = len(registry.token_issuer.requests) if registry.token_issuer else 0
+    results.restart_token_requests = tokens_after - tokens_before
+    results.restart_patches_deployments = _delta(before, after, verb="PATCH", resource="deployments")
+    results.restart_events = _delta(before, after, verb="POST", resource="events", group="")
+    operator.stop(timeout=15)
+    results.restart_errors = errors_in(log_file.read_text(errors="replace").splitlines())
+    log(
+        f"restart: first re-verified at {_seconds(results.restart_first_seconds)}, "
+        f"last at {_seconds(results.restart_last_seconds)} ({len(tags)} tags)"
+    )
+
+
+@contextlib.contextmanager
+def profiled(pid: int | None, output: Path | None) -> Iterator[None]:
+    """py-spy samples the process meanwhile (collapsed stacks, one line per stack); a no-op without a path.
+
+    Profiled runs are for where the time goes, not for timings: blocking sampling slows the process down.
+    """
+    if output is None or pid is None:
+        yield
+        return
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    # --gil: only samples that hold the GIL, i.e. the one core Python code can use.
+    command = [py_spy, "record", "--pid", str(pid), "--rate", "100", "--gil", "--format", "raw"]
+    command += ["--output", str(output)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        yield
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+        if not output.exists():
+            log(f"py-spy wrote no profile: {stderr.decode(errors='replace')[-500:]}")
+        else:
+            log(f"profile of pid {pid}: {output}")
 
 
 def _delta(before: RequestCounts, after: RequestCounts, **labels: str) -> int:
@@ -838,7 +1032,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=600.0, help="give up on the audit after this long")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--keep", action="store_true", help="keep the work directory and logs")
+    parser.add_argument(
+        "--profile", type=Path, help="py-spy profiles of the controller (list, audit, restart) into this directory"
+    )
+    parser.add_argument(
+        "--no-restart", dest="restart", action="store_false", help="skip restarting the controller at the end"
+    )
     args = parser.parse_args(argv)
+    # A run started in the background ignores SIGINT: SIGTERM stops it too, with every process cleaned up.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.quick:
         args.deployments, args.namespaces, args.images = 200, 4, 20
     if min(args.deployments, args.namespaces, args.images) < 1:
@@ -863,6 +1065,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"carry {STATUS} (copied from their Deployment): {results.replicasets_annotated}"
     )
     print(f"registry requests in the re-audit window: {results.reaudit_registry_breakdown}")
+    if args.restart:
+        print(f"load average at the restart: {results.restart_load_average:.1f}")
+        for line in results.restart_errors:
+            print(f"restarted controller log: {line}")
     print(f"busiest image: {results.per_image_worst}")
     print(f"all image requests: {results.per_image_ok_breakdown}")
     if args.json:

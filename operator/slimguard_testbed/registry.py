@@ -84,6 +84,7 @@ class Registry(Service):
 
     `auth`: None (open), "htpasswd" (Basic, bcrypt) or "token" (Bearer tokens from a `TokenIssuer`).
     Several registries may share `storage_dir`: push once, serve it with different auth.
+    `token_realm_host`: the host name in the token realm (`localhost` for clients that refuse loopback IPs).
     """
 
     def __init__(
@@ -100,6 +101,7 @@ class Registry(Service):
         start_timeout: float = 30.0,
         redirect_blobs_to: str | None = None,
         binary: Path | None = None,
+        token_realm_host: str = "127.0.0.1",
     ) -> None:
         if auth not in (None, "htpasswd", "token"):
             raise ValueError(f"auth must be None, 'htpasswd' or 'token', not {auth!r}")
@@ -117,6 +119,7 @@ class Registry(Service):
         self.redirect_blobs_to = redirect_blobs_to
         self.binary = binary
         """Another build of the registry (distribution v3, which paginates tag lists); default Debian's 2.8."""
+        self.token_realm_host = token_realm_host
         self.port = 0
         self.token_issuer: TokenIssuer | None = None
         self._process: ManagedProcess | None = None
@@ -217,6 +220,7 @@ class Registry(Service):
                 workdir=self.workdir,
                 anonymous_prefixes=self.anonymous_prefixes,
                 ca=self.ca,
+                realm_host=self.token_realm_host,
             ).start()
             config["auth"] = {
                 "token": {

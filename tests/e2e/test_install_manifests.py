@@ -394,6 +394,20 @@ def test_helm_optional_objects(helm: str) -> None:
     assert "caBundle" not in configuration["webhooks"][0]["clientConfig"]
 
 
+def test_helm_passes_the_tag_ttl_and_staleness_to_both_components(helm: str) -> None:
+    def args_of(*sets: str) -> list[list[str]]:
+        deployments = [o for o in _helm_template(helm, *sets) if o["kind"] == "Deployment"]
+        return [d["spec"]["template"]["spec"]["containers"][0]["args"] for d in deployments]
+
+    set_both = args_of("registries.tagTtlSeconds=60", "registries.tagMaxStaleSeconds=0")
+    assert len(set_both) == 2
+    for args in set_both:
+        assert "--tag-ttl=60" in args
+        assert "--tag-max-stale=0" in args, "0 (no staleness) is a value, not an absence"
+    for args in args_of():
+        assert not any(a.startswith(("--tag-ttl", "--tag-max-stale")) for a in args)
+
+
 def test_helm_limits_trusted_report_namespaces_for_both_components(helm: str) -> None:
     objects = _helm_template(helm, "trustedReportNamespaces={trivy-system,security}")
     deployments = [o for o in objects if o["kind"] == "Deployment"]

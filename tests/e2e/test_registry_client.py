@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +23,10 @@ from slimguard_testbed.operator_runner import LoopbackOnlyBackend
 AMD64 = {Platform("linux", "amd64")}
 
 
-def inspector_for(registry: Registry) -> ImageInspector:
+def inspector_for(registry: Registry, clock: Callable[[], float] = time.monotonic) -> ImageInspector:
     settings = RegistrySettings(address_policy=AddressPolicy(allow_loopback=True), ca_files=(str(registry.ca_file),))
     backend = GuardedNetworkBackend(settings.address_policy, inner=LoopbackOnlyBackend())
-    return ImageInspector(RegistryClient(settings, backend=backend))
+    return ImageInspector(RegistryClient(settings, backend=backend), clock=clock)
 
 
 async def test_basic_auth_registry_is_read_with_credentials_and_refused_without(
@@ -156,5 +158,33 @@ async def test_a_warm_image_is_answered_from_memory_without_a_request(registry: 
         assert inspector.cached(fixture_images.multiarch.ref, platforms={Platform("linux", "arm64")}) is None
         refused = inspector.cached("UPPER/case:1", platforms=AMD64)
         assert isinstance(refused, InspectionError)
+    finally:
+        await inspector.client.aclose()
+
+
+async def test_a_seen_image_past_its_tag_ttl_is_answered_at_once_and_re_resolved_in_the_background(
+    registry: Registry, fixture_images: Any
+) -> None:
+    now = [1000.0]
+    inspector = inspector_for(registry, clock=lambda: now[0])
+    image = fixture_images.slim_app.ref
+    repository = image.split("/", 1)[1].rsplit(":", 1)[0]
+    try:
+        inspected = await inspector.inspect(image, platforms=AMD64)
+        settings = inspector.client.settings
+        now[0] += settings.tag_ttl_seconds + 1  # the tag's entry is due
+        mark = registry.mark()
+        sent = inspector.client.requests_sent
+        assert inspector.cached(image, platforms=AMD64) is inspected, "the admission path answers from memory"
+        assert await inspector.inspect(image, platforms=AMD64) is inspected
+        assert inspector.client.requests_sent == sent, "nothing waited for the registry"
+        await inspector.tags_settled()
+        asked = [(r.method, r.kind, r.status) for r in registry.requests(since=mark) if r.repository == repository]
+        assert [a for a in asked if a[2] < 400] == [("HEAD", "manifests", 200)], "one HEAD, in the background"
+        now[0] += settings.tag_refresh_after_seconds - 1  # re-resolved: fresh again
+        assert inspector.cached(image, platforms=AMD64) is inspected
+        assert inspector.tags_revalidating == 0
+        now[0] += settings.tag_ttl_seconds + settings.tag_max_stale_seconds  # unused for longer than allowed
+        assert inspector.cached(image, platforms=AMD64) is None, "too stale: the next lookup asks the registry"
     finally:
         await inspector.client.aclose()

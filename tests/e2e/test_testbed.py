@@ -233,6 +233,21 @@ def test_token_registry_pushes_with_credentials_and_serves_by_digest(registry: R
     assert wrong.status_code == 401
 
 
+def test_token_issuer_answers_on_connections_with_nagle_off(registry: Registry) -> None:
+    # The issuer writes headers and body separately; with Nagle's algorithm on, every token waited ~40 ms
+    # for the client's delayed ACK. The record says what the serving socket had set, successes and refusals.
+    assert registry.token_issuer is not None
+    before = registry.token_issuer.token_requests
+    scope = {"service": registry.service, "scope": "repository:public/testbed/app:pull"}
+    granted = httpx.get(registry.token_issuer.url, params=scope, verify=registry.ssl_context())
+    refused = httpx.get(
+        registry.token_issuer.url, params=scope, auth=("nobody", "wrong"), verify=registry.ssl_context()
+    )
+    assert (granted.status_code, refused.status_code) == (200, 401)
+    answered = registry.token_issuer.requests[before:]
+    assert [(r.status, r.nodelay) for r in answered] == [(200, True), (401, True)]
+
+
 def test_htpasswd_registry_needs_credentials(registry: Registry, basic_registry: Registry) -> None:
     assert basic_registry.endpoint.username == registry.endpoint.username
     with _client(registry, TokenAuth(registry.ssl_context(), (registry.username, registry.password))) as client:

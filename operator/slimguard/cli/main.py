@@ -62,6 +62,25 @@ PlainHttp = Annotated[
     list[str] | None,
     typer.Option("--plain-http-registry", help="Registry host spoken to over plain HTTP (labs only; repeatable)."),
 ]
+TagTtl = Annotated[
+    float,
+    typer.Option(
+        "--tag-ttl",
+        help="Seconds a tag's digest counts as current; tags in use are re-resolved in the background ahead of it.",
+        envvar="SLIMGUARD_TAG_TTL",
+        min=1,
+    ),
+]
+TagMaxStale = Annotated[
+    float,
+    typer.Option(
+        "--tag-max-stale",
+        help="Seconds past its TTL a tag's last digest is still answered while it is re-resolved (slow or failing "
+        "registry); an answer lags the registry by at most TTL + this. 0: wait for the registry.",
+        envvar="SLIMGUARD_TAG_MAX_STALE",
+        min=0,
+    ),
+]
 
 
 def configure_logging(level: str) -> None:
@@ -85,6 +104,8 @@ _REGISTRY_OPTIONS: tuple[tuple[str, Any], ...] = (
     ("registry", RegistryAllowlist),
     ("ca_file", CaFiles),
     ("plain_http_registry", PlainHttp),
+    ("tag_ttl", TagTtl),
+    ("tag_max_stale", TagMaxStale),
 )
 _REGISTRY_DEFAULTS: dict[str, Any] = {
     "allow_loopback_registries": False,
@@ -92,6 +113,8 @@ _REGISTRY_DEFAULTS: dict[str, Any] = {
     "registry": None,
     "ca_file": None,
     "plain_http_registry": None,
+    "tag_ttl": RegistrySettings.tag_ttl_seconds,
+    "tag_max_stale": RegistrySettings.tag_max_stale_seconds,
 }
 
 
@@ -112,6 +135,8 @@ def registry_settings(
     registry: list[str] | None = None,
     ca_file: list[str] | None = None,
     plain_http_registry: list[str] | None = None,
+    tag_ttl: float = RegistrySettings.tag_ttl_seconds,
+    tag_max_stale: float = RegistrySettings.tag_max_stale_seconds,
 ) -> RegistrySettings:
     return RegistrySettings(
         address_policy=AddressPolicy(
@@ -121,6 +146,8 @@ def registry_settings(
         ),
         ca_files=tuple(ca_file or ()),
         plain_http_registries=tuple(plain_http_registry or ()),
+        tag_ttl_seconds=tag_ttl,
+        tag_max_stale_seconds=tag_max_stale,
     )
 
 

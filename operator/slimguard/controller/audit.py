@@ -11,6 +11,7 @@ import functools
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -81,6 +82,10 @@ class AuditController:
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     workers: int = 8
     status_interval: float = 1.0
+    status_cpu_share: float = 0.05
+    """At most this share of the event loop goes to recomputing policy statuses: each recompute reads every
+    verdict, so at 10,000 workloads one per second would cost more and more of the audit it reports on."""
+    cpu_clock: Callable[[], float] = time.thread_time
     scheduler: Scheduler = loop_scheduler
     error_backoff: Backoff = field(
         default_factory=lambda: Backoff.after_failure_cache(RegistrySettings().failure_ttl_seconds)
@@ -354,20 +359,30 @@ class AuditController:
 
     # --- policy status -----------------------------------------------------------------------------------
 
+    def status_delay(self, recompute_seconds: float) -> float:
+        """The pause before the next status recompute: the debounce interval, or longer when the last one was
+        expensive enough to take more than `status_cpu_share` of the loop."""
+        return max(self.status_interval, recompute_seconds * (1 - self.status_cpu_share) / self.status_cpu_share)
+
     async def _write_statuses(self) -> None:
+        recompute_seconds = 0.0
         while True:
             await self._status_dirty.wait()
-            await asyncio.sleep(self.status_interval)  # debounce: one write per policy per interval at most
+            # Debounce: one write per policy per interval at most.
+            await asyncio.sleep(self.status_delay(recompute_seconds))
             self._status_dirty.clear()
             try:
-                await self.flush_statuses()
+                recompute_seconds = await self.flush_statuses()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("writing ImagePolicy status failed; will retry")
                 self._status_dirty.set()
 
-    async def flush_statuses(self) -> None:
+    async def flush_statuses(self) -> float:
+        """Write every policy's status that changed; returns the CPU seconds the recomputation took."""
+        started = self.cpu_clock()
+        changed: list[tuple[str, dict[str, Any]]] = []
         for name, record in list(self.view.policies.items()):
             status = policy_status(
                 record.name,
@@ -379,7 +394,10 @@ class AuditController:
                 now=self.clock(),
                 policy=record.policy,
             )
-            if self._written_status.get(name) == status:
-                continue
+            if self._written_status.get(name) != status:
+                changed.append((name, status))
+        spent = self.cpu_clock() - started
+        for name, status in changed:
             await self.kube.patch_policy_status(name, status)
             self._written_status[name] = status
+        return spent

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import replace
+from typing import Any
 
 from slimguard import metrics
 from slimguard.core import oci
@@ -17,7 +18,7 @@ from slimguard.core.facts import ImageFacts, Layer, Platform, PlatformImage
 from slimguard.core.media_types import IMAGE_TYPES, INDEX_TYPES
 from slimguard.core.reference import ImageReference
 from slimguard.layers.walker import LayerLimits, LayerRefused, walk_layer_stream
-from slimguard.registry.cache import Coalescer, LruCache, TtlCache
+from slimguard.registry.cache import Coalescer, LruCache, RevalidatingCache, TtlCache
 from slimguard.registry.client import RegistryClient
 from slimguard.registry.credentials import Credential, credentials_for
 
@@ -33,6 +34,8 @@ class ImageInspector:
 
     - A tag is resolved with one HEAD, cached per repository, tag and credential for a short TTL (tags move);
       resolving per credential is what keeps a private image private to workloads that hold its secret.
+      A seen tag is answered from memory and re-resolved in the background, ahead of its TTL and for a
+      bounded staleness past it (`RevalidatingCache`): no admission of a seen image waits on a HEAD.
     - Facts are cached by digest, forever (a digest never changes), in an LRU.
     - Concurrent requests for the same tag or digest share one fetch.
     - With ``content`` asked and ``read_layers`` on (the controller), each layer blob is streamed once through
@@ -63,13 +66,28 @@ class ImageInspector:
         self.layer_reads = 0
         """Layer blobs streamed (cache misses): what a base shared by many images must cost once."""
         settings = client.settings
-        self._tags: TtlCache[tuple[str, str, str], str] = TtlCache(settings.tag_ttl_seconds, clock)
+        self._tags: RevalidatingCache[tuple[str, str, str], str] = RevalidatingCache(
+            ttl=settings.tag_ttl_seconds,
+            max_stale=settings.tag_max_stale_seconds,
+            refresh_after=settings.tag_refresh_after_seconds,
+            retry_seconds=settings.failure_ttl_seconds,
+            clock=clock,
+        )
         # A registry that is down or refuses us is asked again only after a pause: an outage must not make
         # every admission wait out its deadline, nor every re-audit hammer the registry.
         self._failures: TtlCache[tuple[str, str], InspectionError] = TtlCache(settings.failure_ttl_seconds, clock)
         self._facts: LruCache[str, ImageFacts] = LruCache(settings.facts_cache_size)
         self._resolving: Coalescer[tuple[str, str, str], str] = Coalescer()
         self._fetching: Coalescer[tuple[str, frozenset[Platform], bool, bool], ImageFacts] = Coalescer()
+
+    @property
+    def tags_revalidating(self) -> int:
+        """Tags being re-resolved in the background right now."""
+        return self._tags.revalidating
+
+    async def tags_settled(self) -> None:
+        """Returns once no tag is being re-resolved in the background."""
+        await self._tags.settled()
 
     def cached(
         self,
@@ -89,8 +107,7 @@ class ImageInspector:
             reference, credential = self._identify(image, credentials, count_miss=False)
         except InspectionError as error:
             return error
-        identity = credential.username if credential else ""
-        digest = self._tags.get((reference.name, reference.identifier, identity))
+        digest = self._tags.get(self._tag_key(reference, credential), self._revalidation(reference, credential))
         facts = self._facts.get(digest) if digest is not None else None
         if facts is not None and self._complete(facts, frozenset(platforms), uncompressed, self._reads(content)):
             # Counted only when memory answers: otherwise `inspect` follows and counts the lookups it makes.
@@ -175,13 +192,25 @@ class ImageInspector:
                 return False
         return True
 
+    @staticmethod
+    def _tag_key(reference: ImageReference, credential: Credential | None) -> tuple[str, str, str]:
+        return (reference.name, reference.identifier, credential.username if credential else "")
+
+    def _revalidation(
+        self, reference: ImageReference, credential: Credential | None
+    ) -> Callable[[], Coroutine[Any, Any, str]]:
+        return lambda: self._resolve_now(reference, credential)
+
     async def _resolve(self, reference: ImageReference, credential: Credential | None) -> str:
-        identity = credential.username if credential else ""
-        key = (reference.name, reference.identifier, identity)
-        cached = self._tags.get(key)
+        cached = self._tags.get(self._tag_key(reference, credential), self._revalidation(reference, credential))
         metrics.cache_lookup("tags", hit=cached is not None)
         if cached is not None:
             return cached
+        return await self._resolve_now(reference, credential)
+
+    async def _resolve_now(self, reference: ImageReference, credential: Credential | None) -> str:
+        """Ask the registry (one HEAD, shared by concurrent callers and the background re-resolve)."""
+        key = self._tag_key(reference, credential)
 
         async def head() -> str:
             result = await self.client.head_manifest(reference, credential)

@@ -22,6 +22,21 @@ class RegistrySettings:
     max_retry_after_seconds: float = 30.0
     concurrency_per_registry: int = 8
     tag_ttl_seconds: float = 120.0
+    """How long a tag's digest counts as current. Tags of images in use are re-resolved in the background
+    from `tag_refresh_after_seconds` on, so admissions of a seen image never wait for the registry's HEAD."""
+    tag_max_stale_seconds: float = 300.0
+    """How long past its TTL a tag's last digest is still answered while it is re-resolved (a slow or failing
+    registry). The longest an answer can lag the registry is `tag_ttl_seconds + tag_max_stale_seconds` (7 min
+    by default); 0: once the TTL is out, the next lookup waits for the registry."""
+    tag_refresh_after_seconds: float = 90.0
+    """Age from which a tag looked up is re-resolved in the background, ahead of its TTL."""
     failure_ttl_seconds: float = 15.0
     facts_cache_size: int = 4096
     max_platform_manifests: int = 16
+
+    def __post_init__(self) -> None:
+        if self.tag_ttl_seconds < 0 or self.tag_max_stale_seconds < 0:
+            raise ValueError("the tag TTL and its staleness must not be negative")
+        if not 0 <= self.tag_refresh_after_seconds <= self.tag_ttl_seconds:
+            # A TTL shorter than the default refresh: refresh from three quarters of it.
+            object.__setattr__(self, "tag_refresh_after_seconds", self.tag_ttl_seconds * 0.75)

@@ -36,3 +36,22 @@ def test_the_controller_and_the_webhook_both_offer_them() -> None:
         assert result.exit_code == 0
         for option in ("--allow-loopback-registries", "--allow-private-registries", "--registry", "--ca-file"):
             assert option in result.output, (command, option)
+
+
+def test_the_tag_ttl_and_its_longest_staleness_are_options() -> None:
+    seen: list[RegistrySettings] = []
+    probe = typer.Typer()
+
+    @probe.command()
+    @with_registry_options
+    def check(registry_settings: RegistrySettings) -> None:
+        seen.append(registry_settings)
+
+    assert CliRunner().invoke(probe, []).exit_code == 0
+    assert CliRunner().invoke(probe, ["--tag-ttl", "60", "--tag-max-stale", "0"]).exit_code == 0
+    default, chosen = seen
+    assert (default.tag_ttl_seconds, default.tag_max_stale_seconds) == (120, 300)
+    assert (chosen.tag_ttl_seconds, chosen.tag_max_stale_seconds) == (60, 0)
+    assert chosen.tag_refresh_after_seconds == 45, "refreshed ahead of a TTL shorter than the default refresh"
+    refused = CliRunner().invoke(probe, ["--tag-max-stale", "-1"])
+    assert refused.exit_code != 0

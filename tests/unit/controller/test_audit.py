@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 from core.builders import NOW, facts, layers, platform_image
 
 from slimguard.controller import annotations as notes
@@ -343,3 +344,21 @@ async def test_the_retry_and_the_exemption_timers_are_kept_apart_and_both_are_ca
         assert scheduler.pending() == []
     finally:
         await controller.stop()
+
+
+async def test_policy_status_recomputes_take_a_bounded_share_of_the_loop_however_many_verdicts() -> None:
+    # Each recompute reads every verdict: once a second is fine for 200 workloads, not for 10,000.
+    spent = iter([10.0, 10.4])  # the CPU clock before and after the recompute: it took 0.4 s
+    inspector, kube = GatedInspector(fat()), FakeKube()
+    inspector.gate.set()
+    # A long debounce keeps the background writer out of the way: this test calls the recompute itself.
+    controller = await started(inspector, kube, cpu_clock=lambda: next(spent), status_interval=3600)
+    try:
+        controller.observe_workload("Deployment", deployment_body())
+        await controller._queue.join()
+        assert await controller.flush_statuses() == pytest.approx(0.4)
+    finally:
+        await controller.stop()
+    controller.status_interval = 1.0
+    assert controller.status_delay(0.0) == 1.0, "cheap: the plain debounce"
+    assert controller.status_delay(0.4) == pytest.approx(7.6), "0.4 s of CPU is 5 % of 8 s"

@@ -55,6 +55,12 @@ app.kubernetes.io/part-of: slimguard
 {{- range .Values.registries.allowlist }}
 - --registry={{ . }}
 {{- end }}
+{{- if not (kindIs "invalid" .Values.registries.tagTtlSeconds) }}
+- --tag-ttl={{ .Values.registries.tagTtlSeconds }}
+{{- end }}
+{{- if not (kindIs "invalid" .Values.registries.tagMaxStaleSeconds) }}
+- --tag-max-stale={{ .Values.registries.tagMaxStaleSeconds }}
+{{- end }}
 {{- range .Values.trustedReportNamespaces }}
 - --trusted-report-namespaces={{ . }}
 {{- end }}
