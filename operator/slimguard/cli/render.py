@@ -49,8 +49,9 @@ def render_check(document: Mapping[str, Any], console: Console) -> None:
             console.print(table)
         else:
             for finding in image["findings"]:
+                why = f": {finding['reason']}" if finding.get("reason") else ""
                 console.print(
-                    f"  {finding['decision'].upper()} [{finding['rule']}] {finding['message']}",
+                    f"  {finding['decision'].upper()} [{finding['rule']}{why}] {finding['message']}",
                     markup=False,
                     highlight=False,
                     soft_wrap=True,
