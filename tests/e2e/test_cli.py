@@ -9,6 +9,7 @@ subprocess, its output piped (so plain, not rich), its exit status read.
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 import os
@@ -350,7 +351,9 @@ def test_a_stopped_registry_is_exit_2_never_a_pass(
     config = no_docker_config / "config.json"
     with own:
         image = f"{own.host}/shop/api:1.0-slim"
-        config.write_text(json.dumps({"auths": {own.host: {"username": own.username, "password": own.password}}}))
+        # As `docker login` writes it: base64 of user:password in "auth".
+        auth = base64.b64encode(f"{own.username}:{own.password}".encode()).decode()
+        config.write_text(json.dumps({"auths": {own.host: {"auth": auth}}}))
         up = slimguard(
             "check", image, "-p", str(policy), *registry_flags(own), env={"DOCKER_CONFIG": str(no_docker_config)}
         )
