@@ -187,6 +187,7 @@ async def inspect_image(
     platforms: Sequence[Platform],
     known_bases: Sequence[str],
     policies: Sequence[ImagePolicy],
+    content: bool = False,
 ) -> InspectedImage:
     """The image's facts (every platform asked for, uncompressed sizes too) and the bases to compare it with."""
     candidates = list(dict.fromkeys([*known_bases, *(c for p in policies for c in p.base_image_candidates)]))
@@ -194,7 +195,9 @@ async def inspect_image(
     wanted = tuple(platforms)
     if not wanted and sources.docker is None:
         wanted = await _listed_platforms(image, sources, credentials)
-    facts = await sources.facts.inspect(image, credentials=credentials, platforms=wanted, uncompressed=True)
+    facts = await sources.facts.inspect(
+        image, credentials=credentials, platforms=wanted, uncompressed=True, content=content
+    )
     bases: dict[str, Any] = {}
     for candidate in candidates:
         try:

@@ -399,6 +399,9 @@ def inspect_command(
     ] = None,
     policy: PolicyOption = None,
     measure_compressed: Annotated[bool, typer.Option(help="With --docker: measure the compressed size.")] = False,
+    content: Annotated[
+        bool, typer.Option("--content", help="Read the layers (streamed): package count, tools, wasted bytes.")
+    ] = False,
     format: FormatOption = OutputFormat.TABLE,
     output: OutputOption = None,
 ) -> None:
@@ -425,7 +428,12 @@ def inspect_command(
         )
         try:
             inspected = await inspect_image(
-                image, sources, platforms=platforms, known_bases=known_base or (), policies=policies
+                image,
+                sources,
+                platforms=platforms,
+                known_bases=known_base or (),
+                policies=policies,
+                content=content,
             )
         finally:
             await sources.aclose()

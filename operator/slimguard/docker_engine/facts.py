@@ -15,15 +15,19 @@ import io
 import tarfile
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import replace
 from typing import Any, Protocol
 
 import docker
 import docker.errors
 import requests.exceptions
 
+from slimguard.core.content import LayerContent
+from slimguard.core.content_analysis import analyse_content
 from slimguard.core.errors import InspectionError
 from slimguard.core.facts import ImageFacts, Platform
-from slimguard.core.local_image import local_image_facts, with_compressed_sizes, with_config
+from slimguard.core.local_image import DOCKER_LAYER_TAR, local_image_facts, with_compressed_sizes, with_config
+from slimguard.layers.walker import LayerLimits, walk_layer
 from slimguard.registry.credentials import Credential
 
 _ENGINE_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException, OSError)
@@ -35,7 +39,13 @@ class _Registry(Protocol):
     """Where a base the engine lacks is read from (the registry inspector; engine.facts.FactsSource's inspect)."""
 
     async def inspect(
-        self, image: str, *, credentials: Sequence[Credential], platforms: Iterable[Platform], uncompressed: bool
+        self,
+        image: str,
+        *,
+        credentials: Sequence[Credential],
+        platforms: Iterable[Platform],
+        uncompressed: bool,
+        content: bool = False,
     ) -> ImageFacts: ...
 
 
@@ -65,32 +75,48 @@ class DockerFacts:
         registry: _Registry | None = None,
         local_only: Iterable[str] = (),
         measure_compressed: bool = False,
+        limits: LayerLimits | None = None,
     ) -> None:
         self.client = client
         self.registry = registry
         self.local_only = frozenset(local_only)
         self.measure_compressed = measure_compressed
-        self._facts: dict[str, ImageFacts] = {}
+        self.limits = limits or LayerLimits()
+        self._facts: dict[tuple[str, bool], ImageFacts] = {}
 
     def cached(
-        self, image: str, *, credentials: Sequence[Credential], platforms: Iterable[Platform], uncompressed: bool
+        self,
+        image: str,
+        *,
+        credentials: Sequence[Credential],
+        platforms: Iterable[Platform],
+        uncompressed: bool,
+        content: bool = False,
     ) -> ImageFacts | InspectionError | None:
-        return self._facts.get(image)
+        return self._facts.get((image, content)) or self._facts.get((image, True))
 
     async def inspect(
-        self, image: str, *, credentials: Sequence[Credential], platforms: Iterable[Platform], uncompressed: bool
+        self,
+        image: str,
+        *,
+        credentials: Sequence[Credential],
+        platforms: Iterable[Platform],
+        uncompressed: bool,
+        content: bool = False,
     ) -> ImageFacts:
-        """The engine's facts for ``image``; a base the engine lacks comes from its registry."""
-        if image in self._facts:
-            return self._facts[image]
-        facts = await asyncio.to_thread(self._read, image)
+        """The engine's facts for ``image`` (its layer contents too when ``content``); a base the engine lacks
+        comes from its registry."""
+        known = self._facts.get((image, content)) or self._facts.get((image, True))
+        if known is not None:
+            return known
+        facts = await asyncio.to_thread(self._read, image, content=content)
         if facts is None:
             if image in self.local_only or self.registry is None:
                 raise InspectionError(f"the local Docker engine has no image {image}", reason="ImageNotFound")
             return await self.registry.inspect(
-                image, credentials=credentials, platforms=platforms, uncompressed=uncompressed
+                image, credentials=credentials, platforms=platforms, uncompressed=uncompressed, content=content
             )
-        self._facts[image] = facts
+        self._facts[(image, content)] = facts
         return facts
 
     async def platforms_of(self, image: str) -> tuple[Platform, ...]:
@@ -98,7 +124,7 @@ class DockerFacts:
         facts = await asyncio.to_thread(self._read, image, save=False)
         return facts.listed_platforms if facts is not None else ()
 
-    def _read(self, image: str, *, save: bool = True) -> ImageFacts | None:
+    def _read(self, image: str, *, save: bool = True, content: bool = False) -> ImageFacts | None:
         try:
             found = self.client.images.get(image)
             history = found.history()
@@ -109,53 +135,104 @@ class DockerFacts:
                 f"the Docker engine could not be asked about {image}: {_short(error)}", reason="DockerUnreachable"
             ) from None
         facts = local_image_facts(found.attrs, history)
-        if save and self.measure_compressed:
-            facts = self._measured(found, facts)
+        if save and (self.measure_compressed or content):
+            facts = self._from_save(found, facts, content=content)
         return facts
 
-    def _measured(self, image: Any, facts: ImageFacts) -> ImageFacts:
-        """Stream ``docker save`` once: each blob's sha256 (a layer's is its diff ID) and gzipped size, and
-        the config (the blob whose digest is the image ID)."""
+    def _from_save(self, image: Any, facts: ImageFacts, *, content: bool) -> ImageFacts:
+        """Stream ``docker save`` once, never to disk: the config (the blob whose digest is the image ID) for
+        exact steps, each layer tar gzipped to count what a push would send (``measure_compressed``), and each
+        layer walked into its contents (``content``). A saved layer tar is uncompressed: its sha256 is its diff
+        ID, which the walker verifies."""
+        expected = [layer.digest for layer in facts.platforms[0].layers]
         compressed: dict[str, int] = {}
+        contents: dict[str, LayerContent] = {}
         config: bytes | None = None
+        position = 0
         try:
             with tarfile.open(fileobj=_ChunkReader(image.save(chunk_size=_CHUNK)), mode="r|") as archive:
                 for member in archive:
-                    if not member.isfile():
-                        continue
-                    stream = archive.extractfile(member)
+                    stream = archive.extractfile(member) if member.isfile() else None
                     if stream is None:
                         continue
-                    digest, size, head = _digest_and_gzip_size(stream, keep=member.size <= _MAX_CONFIG_BYTES)
-                    compressed[digest] = size
-                    if digest == facts.digest and head is not None:
-                        config = head
-        except (
-            docker.errors.DockerException,
-            requests.exceptions.RequestException,
-            OSError,
-            tarfile.TarError,
-        ) as error:
+                    if _is_layer(member.name, expected):
+                        digest = _layer_digest(member.name, expected, position)
+                        position += 1
+                        gzip = _GzipCounter() if self.measure_compressed else None
+                        chunks = _read_chunks(stream, gzip)
+                        if content and digest not in contents:
+                            contents[digest] = walk_layer(
+                                chunks, digest=digest, media_type=DOCKER_LAYER_TAR, limits=self.limits
+                            )
+                        else:
+                            for _ in chunks:
+                                pass
+                        if gzip is not None:
+                            compressed[digest] = gzip.size
+                    elif member.size <= _MAX_CONFIG_BYTES:
+                        body = stream.read()
+                        if f"sha256:{hashlib.sha256(body).hexdigest()}" == facts.digest:
+                            config = body
+        except (*_ENGINE_ERRORS, tarfile.TarError) as error:
             raise InspectionError(
                 f"the Docker engine's export of {facts.digest} could not be read: {_short(error)}",
                 reason="DockerSaveFailed",
             ) from None
-        measured = with_compressed_sizes(facts, compressed)
-        return with_config(measured, config) if config is not None else measured
+        if config is not None:
+            facts = with_config(facts, config)
+        if self.measure_compressed:
+            facts = with_compressed_sizes(facts, compressed)
+        if content:
+            image_facts = facts.platforms[0]
+            missing = [digest for digest in expected if digest not in contents]
+            if missing:
+                raise InspectionError(
+                    f"the Docker engine's export of {facts.digest} lacks layer {missing[0]}", reason="DockerSaveFailed"
+                )
+            analysed = analyse_content(image_facts.layers, [contents[digest] for digest in expected])
+            facts = replace(facts, platforms=(replace(image_facts, content=analysed),))
+        return facts
 
 
-def _digest_and_gzip_size(stream: io.BufferedReader | Any, *, keep: bool) -> tuple[str, int, bytes | None]:
-    sha = hashlib.sha256()
-    gzip = zlib.compressobj(6, zlib.DEFLATED, 31)  # gzip, at the level `docker push` compresses with
-    size = 0
-    kept = bytearray() if keep else None
+def _is_layer(name: str, expected: Sequence[str]) -> bool:
+    """``<id>/layer.tar`` in the classic save format (dockerd before 25); in the OCI one, a blob under
+    ``blobs/sha256/`` named by one of the image's diff IDs (an uncompressed layer's digest is its diff ID)."""
+    if name.startswith("blobs/sha256/"):
+        return "sha256:" + name.rsplit("/", 1)[1] in expected
+    return name.endswith("/layer.tar") or name == "layer.tar"
+
+
+def _layer_digest(name: str, expected: Sequence[str], position: int) -> str:
+    """The diff ID a saved layer should have: its blob name (OCI format), else its order (the classic format
+    writes the layers in the image's order). The walker verifies it, so a wrong guess is an error, never
+    wrong contents."""
+    if name.startswith("blobs/sha256/"):
+        return "sha256:" + name.rsplit("/", 1)[1]
+    return expected[position] if position < len(expected) else f"sha256:{'0' * 64}"
+
+
+class _GzipCounter:
+    def __init__(self) -> None:
+        self._gzip = zlib.compressobj(6, zlib.DEFLATED, 31)  # gzip, at its default level
+        self._size = 0
+        self._flushed = False
+
+    def update(self, chunk: bytes) -> None:
+        self._size += len(self._gzip.compress(chunk))
+
+    @property
+    def size(self) -> int:
+        if not self._flushed:
+            self._size += len(self._gzip.flush())
+            self._flushed = True
+        return self._size
+
+
+def _read_chunks(stream: Any, gzip: _GzipCounter | None) -> Iterator[bytes]:
     while chunk := stream.read(_CHUNK):
-        sha.update(chunk)
-        size += len(gzip.compress(chunk))
-        if kept is not None:
-            kept += chunk
-    size += len(gzip.flush())
-    return f"sha256:{sha.hexdigest()}", size, bytes(kept) if kept is not None else None
+        if gzip is not None:
+            gzip.update(chunk)
+        yield chunk
 
 
 class _ChunkReader(io.RawIOBase):

@@ -54,7 +54,9 @@ def test_the_check_json_shape_is_fixed() -> None:
                         "kind": "violation",
                         "decision": "denied",
                         "message": f'image {APP} is 300 MiB compressed (linux/amd64); ImagePolicy "slim" allows '
-                        "200 MiB. Use a multi-stage build with a slim, alpine or distroless final stage.",
+                        "200 MiB. Largest layers: layer 1/3 adds 100 MiB: (no build history); layer 2/3 adds 100 MiB: "
+                        "(no build history); layer 3/3 adds 100 MiB: (no build history). Use a multi-stage build "
+                        "with a slim, alpine or distroless final stage.",
                         "limit": "200 MiB",
                         "actual": "300 MiB",
                     }
