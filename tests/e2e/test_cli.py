@@ -264,6 +264,15 @@ def test_after_pushing_check_gives_the_verdict_the_controller_writes_finding_by_
     slim = slimguard("check", built.pushed_slim, "--policy", str(policy), *registry_flags(registry), env=env)
     assert slim.returncode == 0, slim.stdout + slim.stderr
 
+    # The cluster's own policies, read with a kubeconfig: the same findings of this policy.
+    kubeconfig = ["--cluster", "--kubeconfig", str(control_plane.admin_kubeconfig)]
+    clustered = slimguard("check", built.pushed_fat, *kubeconfig, "-f", "json", *registry_flags(registry), env=env)
+    assert clustered.returncode == 1, clustered.stdout + clustered.stderr
+    (image,) = json.loads(clustered.stdout)["images"]
+    assert sorted((f["policy"], f["rule"], f["message"]) for f in image["findings"] if f["policy"] == POLICY) == (
+        from_cli
+    )
+
 
 def test_check_sarif_is_valid_and_locates_image_findings_at_the_repository(
     built: Built, registry: Registry, tmp_path: Path, no_docker_config: Path

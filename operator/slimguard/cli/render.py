@@ -27,7 +27,7 @@ def render_check(document: Mapping[str, Any], console: Console) -> None:
         status = image["status"]
         head = f"{image['image']}: {status} (exit {image['exitCode']})"
         if not image["policies"]:
-            head = f"{image['image']}: no policy applies (its match.images select it under none)"
+            head = f"{image['image']}: unchecked, no ImagePolicy selects it (match.images) (exit {image['exitCode']})"
         console.print(head, style="bold" if rich else None, markup=False, highlight=False)
         for platform in image["uncheckedPlatforms"]:
             console.print(

@@ -12,7 +12,7 @@ from slimguard.core.content import ContentFacts
 from slimguard.core.context import FactsOrError
 from slimguard.core.facts import ImageFacts, Platform
 from slimguard.core.lint import LintFinding
-from slimguard.core.outcome import DENIED, UNKNOWN, WARNED, Outcome, check_exit_status
+from slimguard.core.outcome import DENIED, EXIT_ERROR, UNKNOWN, WARNED, Outcome, check_exit_status
 from slimguard.core.policy import Decision, ImagePolicy, Mode
 from slimguard.core.rules.base_images import detect_bases
 from slimguard.core.verdict import Finding, FindingKind, Verdict
@@ -42,7 +42,10 @@ def image_result(
     unchecked_platforms: tuple[Platform, ...] = (),
     strict: bool = False,
 ) -> ImageResult:
-    return ImageResult(image, verdict, outcome, facts, unchecked_platforms, check_exit_status(outcome, strict=strict))
+    # An image no policy selects was checked against nothing: in a pipeline that is a mistake (a wrong file, a
+    # tag the policy's match.images misses), not a pass.
+    status = check_exit_status(outcome, strict=strict) if verdict.applies else EXIT_ERROR
+    return ImageResult(image, verdict, outcome, facts, unchecked_platforms, status)
 
 
 def finding_decision(finding: Finding, on_unknown: Mapping[str, Decision]) -> str:

@@ -14,6 +14,7 @@ from slimguard.core.facts import Platform, PlatformImage
 from slimguard.core.image_check import image_scoped, image_workload, narrowed_to, policies_from_yaml
 from slimguard.core.outcome import EXIT_DENIED, EXIT_ERROR, EXIT_OK, check_exit_status, outcome_of
 from slimguard.core.policy import Decision, ImagePolicy
+from slimguard.core.report import image_result
 
 POLICY_YAML = """
 apiVersion: slimguard.dev/v1alpha1
@@ -143,3 +144,10 @@ def test_a_local_image_within_the_limit_uncompressed_passes_and_beyond_it_is_unk
 def _local(image: PlatformImage) -> PlatformImage:
     """As a local engine reports it: the layer sizes are uncompressed, no compressed size is known."""
     return replace(image, compressed_measured=False)
+
+
+def test_an_image_no_policy_selects_is_not_a_pass() -> None:
+    only_ours = image_scoped(policy(rules={"maxLayers": 100}, match={"images": ["registry.example.com/ours/*"]}))
+    verdict = evaluate(policies=[only_ours], workload=image_workload(APP), context=context({APP: facts()}))
+    assert verdict.policies == ()
+    assert image_result(APP, verdict, outcome_of(verdict, on_unknown={})).exit_status == EXIT_ERROR
