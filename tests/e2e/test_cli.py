@@ -217,6 +217,31 @@ def test_check_docker_fails_the_fat_build_and_passes_the_slim_one(
     assert f"{built.slim}: compliant" in slim.stdout
 
 
+def test_check_docker_measures_compressed_size_and_reads_contents_from_one_save_stream(
+    built: Built, docker_engine: DockerEngine, registry: Registry, tmp_path: Path, no_docker_config: Path
+) -> None:
+    """--measure-compressed gzips each saved layer; a content rule walks the same stream (never on disk)."""
+    rules = {"maxCompressedSize": "200Mi", "maxPackages": 50}
+    policy = write_policy(tmp_path / "policy.yaml", "measured", rules)
+    env = docker_env(docker_engine, no_docker_config)
+    flags = ["--docker", "--measure-compressed", "--policy", str(policy), "--format", "json", *registry_flags(registry)]
+    fat = slimguard("check", built.fat, *flags, env=env)
+    assert fat.returncode == 1, fat.stdout + fat.stderr
+    (image,) = json.loads(fat.stdout)["images"]
+    found = {finding["rule"]: finding for finding in image["findings"]}
+    assert set(found) == {"maxCompressedSize", "maxPackages"}, image["findings"]
+    assert "compressed (linux/amd64)" in found["maxCompressedSize"]["message"]
+
+    pushed = slimguard("inspect", built.pushed_fat, "--format", "json", *registry_flags(registry), env=env)
+    local = slimguard("inspect", built.fat, "--docker", "--measure-compressed", "--format", "json", env=env)
+    registry_size = json.loads(pushed.stdout)["platforms"][0]["compressedSize"]
+    measured = json.loads(local.stdout)["platforms"][0]["compressedSize"]
+    assert abs(measured - registry_size) / registry_size < 0.1  # another gzip of the same bytes
+
+    slim = slimguard("check", built.slim, *flags, env=env)
+    assert slim.returncode == 0, slim.stdout + slim.stderr
+
+
 def test_check_docker_of_an_image_the_engine_lacks_is_exit_2(
     built: Built, docker_engine: DockerEngine, registry: Registry, tmp_path: Path, no_docker_config: Path
 ) -> None:

@@ -90,11 +90,8 @@ def _registries(images: Sequence[str], policies: Sequence[ImagePolicy]) -> list[
     return found
 
 
-def credential_source(
-    images: Sequence[str], policies: Sequence[ImagePolicy]
-) -> Callable[[Workload], Awaitable[list[Credential]]]:
-    """The user's Docker credentials for the registries of the images and of the bases the policies name."""
-    credentials = docker_config_credentials(_registries(images, policies))
+def credential_source(credentials: list[Credential]) -> Callable[[Workload], Awaitable[list[Credential]]]:
+    """The same credentials for every image checked: there is no workload to take pull secrets from."""
 
     async def for_workload(_: Workload) -> list[Credential]:
         return credentials
@@ -143,7 +140,9 @@ async def check_images(
 ) -> list[ImageResult]:
     """Each image evaluated on its own, as the cluster would evaluate a container running it."""
     scoped = [image_scoped(policy) for policy in policies]
-    evaluator = Evaluator(inspector=sources.facts, view=NO_CLUSTER, credentials=credential_source(images, scoped))
+    # The user's Docker credentials for the registries of the images and of the bases the policies name.
+    credentials = docker_config_credentials(_registries(images, scoped))
+    evaluator = Evaluator(inspector=sources.facts, view=NO_CLUSTER, credentials=credential_source(credentials))
     on_unknown = {policy.name: policy.spec.on_unknown for policy in scoped}
     results = []
     for image in images:
@@ -154,7 +153,7 @@ async def check_images(
             applied, unchecked = _narrowed(scoped, available)
         verdict = await evaluator.verdict(image_workload(image), applied, now=now or datetime.now(UTC))
         outcome = outcome_of(verdict, on_unknown=on_unknown)
-        facts = sources.facts.cached(image, credentials=(), platforms=(), uncompressed=False)
+        facts = sources.facts.cached(image, credentials=credentials, platforms=(), uncompressed=False)
         results.append(
             image_result(
                 image,
