@@ -148,7 +148,6 @@ class DockerFacts:
         compressed: dict[str, int] = {}
         contents: dict[str, LayerContent] = {}
         config: bytes | None = None
-        position = 0
         try:
             with tarfile.open(fileobj=_ChunkReader(image.save(chunk_size=_CHUNK)), mode="r|") as archive:
                 for member in archive:
@@ -156,17 +155,24 @@ class DockerFacts:
                     if stream is None:
                         continue
                     if _is_layer(member.name, expected):
-                        digest = _layer_digest(member.name, expected, position)
-                        position += 1
+                        # The classic format names a layer by its v1 ID, in sorted order: its diff ID is known
+                        # once its bytes are read (a saved layer tar is uncompressed, so its sha256 is it).
                         gzip = _GzipCounter() if self.measure_compressed else None
-                        chunks = _read_chunks(stream, gzip)
-                        if content and digest not in contents:
-                            contents[digest] = walk_layer(
-                                chunks, digest=digest, media_type=DOCKER_LAYER_TAR, limits=self.limits
+                        sha = hashlib.sha256()
+                        chunks = _read_chunks(stream, gzip, sha)
+                        if content:
+                            walked = walk_layer(
+                                chunks,
+                                digest=f"{member.name} of {facts.digest}",
+                                media_type=DOCKER_LAYER_TAR,
+                                limits=self.limits,
+                                verify=False,
                             )
+                            contents[walked.digest] = walked
                         else:
                             for _ in chunks:
                                 pass
+                        digest = f"sha256:{sha.hexdigest()}"
                         if gzip is not None:
                             compressed[digest] = gzip.size
                     elif member.size <= _MAX_CONFIG_BYTES:
@@ -202,15 +208,6 @@ def _is_layer(name: str, expected: Sequence[str]) -> bool:
     return name.endswith("/layer.tar") or name == "layer.tar"
 
 
-def _layer_digest(name: str, expected: Sequence[str], position: int) -> str:
-    """The diff ID a saved layer should have: its blob name (OCI format), else its order (the classic format
-    writes the layers in the image's order). The walker verifies it, so a wrong guess is an error, never
-    wrong contents."""
-    if name.startswith("blobs/sha256/"):
-        return "sha256:" + name.rsplit("/", 1)[1]
-    return expected[position] if position < len(expected) else f"sha256:{'0' * 64}"
-
-
 class _GzipCounter:
     def __init__(self) -> None:
         self._gzip = zlib.compressobj(6, zlib.DEFLATED, 31)  # gzip, at its default level
@@ -228,8 +225,9 @@ class _GzipCounter:
         return self._size
 
 
-def _read_chunks(stream: Any, gzip: _GzipCounter | None) -> Iterator[bytes]:
+def _read_chunks(stream: Any, gzip: _GzipCounter | None, sha: Any) -> Iterator[bytes]:
     while chunk := stream.read(_CHUNK):
+        sha.update(chunk)
         if gzip is not None:
             gzip.update(chunk)
         yield chunk
