@@ -12,6 +12,9 @@ ARG BUILDER=debian:12-slim
 ARG RUNTIME=gcr.io/distroless/python3-debian12:nonroot
 
 FROM ${BUILDER} AS build
+# A package index to install from instead of PyPI (a mirror; the test suite's offline index), if set.
+ARG PIP_INDEX_URL
+ARG PIP_TRUSTED_HOST
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1

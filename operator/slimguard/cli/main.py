@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import inspect
 import logging
 import typing
 from collections.abc import Callable, Iterator
+from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from slimguard import exhaustion
+from slimguard.core.outcome import EXIT_ERROR
 from slimguard.registry.guard import AddressPolicy
 from slimguard.registry.settings import RegistrySettings
 
@@ -291,9 +295,265 @@ def webhook(
 @app.command()
 def version() -> None:
     """Print slimguard's version."""
+    typer.echo(slimguard_version())
+
+
+def slimguard_version() -> str:
+    from importlib.metadata import PackageNotFoundError
     from importlib.metadata import version as package_version
 
-    typer.echo(package_version("slimguard"))
+    try:
+        return package_version("slimguard")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "0.0.0"
+
+
+# --- the CI commands: check, inspect, lint ------------------------------------------------------------------
+# Exit status: 0 pass, 1 violations (Enforce; Warn only with --strict), 2 usage, policy, registry or engine
+# errors: a check that could not be completed is never a pass.
+
+
+class OutputFormat(StrEnum):
+    TABLE = "table"
+    JSON = "json"
+    SARIF = "sarif"
+
+
+FormatOption = Annotated[
+    OutputFormat, typer.Option("--format", "-f", help="table (rich on a terminal, plain when piped), json or sarif.")
+]
+OutputOption = Annotated[
+    str | None, typer.Option("--output", "-o", help="Write the report to this file instead of standard output.")
+]
+StrictOption = Annotated[bool, typer.Option(help="Warn-level findings fail too (exit 1).")]
+DockerOption = Annotated[
+    bool, typer.Option("--docker", help="Read the images from the local Docker engine ($DOCKER_HOST), not a registry.")
+]
+DockerHostOption = Annotated[
+    str | None, typer.Option(help="The Docker engine to read, e.g. unix:///var/run/docker.sock; default $DOCKER_HOST.")
+]
+PolicyOption = Annotated[
+    list[str] | None,
+    typer.Option("--policy", "-p", help="An ImagePolicy YAML file (repeatable; a file may hold several)."),
+]
+
+
+def fail(message: str) -> typer.Exit:
+    """One clear line on standard error, exit 2: bad input is never a traceback."""
+    typer.echo(f"slimguard: error: {message}", err=True)
+    return typer.Exit(EXIT_ERROR)
+
+
+def emit(text: str, output: str | None) -> None:
+    if output is None:
+        typer.echo(text)
+        return
+    try:
+        Path(output).write_text(text + "\n")
+    except OSError as error:
+        raise fail(f"cannot write {output}: {error.strerror or error}") from None
+
+
+def emit_report(
+    document: dict[str, Any],
+    format: OutputFormat,
+    output: str | None,
+    *,
+    table: Callable[[dict[str, Any], Any], None],
+    sarif: Callable[..., str] | None,
+) -> None:
+    import json
+
+    from rich.console import Console
+
+    if format is OutputFormat.JSON:
+        emit(json.dumps(document, indent=2), output)
+    elif format is OutputFormat.SARIF:
+        if sarif is None:
+            raise fail("--format sarif is for check and lint findings; inspect has none")
+        emit(sarif(document, version=slimguard_version()), output)
+    elif output is None:
+        table(document, Console(soft_wrap=False))
+    else:
+        try:
+            with Path(output).open("w") as out:
+                table(document, Console(file=out, force_terminal=False, width=200))
+        except OSError as error:
+            raise fail(f"cannot write {output}: {error.strerror or error}") from None
+
+
+@app.command()
+@with_registry_options
+def check(
+    registry_settings: RegistrySettings,
+    images: Annotated[
+        list[str], typer.Argument(help="Image references (a registry's, or the engine's with --docker).")
+    ],
+    policy: PolicyOption = None,
+    cluster: Annotated[
+        bool, typer.Option("--cluster", help="Use the ImagePolicies of the cluster in the current kubeconfig.")
+    ] = False,
+    kubeconfig: KubeconfigOption = None,
+    docker: DockerOption = False,
+    docker_host: DockerHostOption = None,
+    measure_compressed: Annotated[
+        bool,
+        typer.Option(help="With --docker: gzip the saved layers (streamed, never on disk) to measure compressed size."),
+    ] = False,
+    format: FormatOption = OutputFormat.TABLE,
+    output: OutputOption = None,
+    strict: StrictOption = False,
+) -> None:
+    """Check images against ImagePolicies, as the cluster would: exit 0 pass, 1 violations, 2 errors."""
+    from slimguard.cli.check import check_images, load_cluster_policies, load_policy_files, open_sources
+    from slimguard.cli.render import render_check
+    from slimguard.cli.sarif import check_sarif
+    from slimguard.core.errors import SlimguardError
+    from slimguard.core.report import check_document
+
+    if bool(policy) == cluster:
+        raise fail("give --policy FILE (one or more) or --cluster, not both and not neither")
+
+    async def run() -> dict[str, Any]:
+        policies = load_policy_files(policy or ()) if policy else await load_cluster_policies(kubeconfig)
+        sources = open_sources(
+            images,
+            registry=registry_settings,
+            docker=docker,
+            docker_host=docker_host,
+            measure_compressed=measure_compressed,
+        )
+        try:
+            results = await check_images(images, policies, sources, strict=strict)
+        finally:
+            await sources.aclose()
+        status = max((result.exit_status for result in results), default=0)
+        return check_document(
+            results,
+            policies,
+            source="docker" if docker else "registry",
+            version=slimguard_version(),
+            exit_status=status,
+        )
+
+    try:
+        document = asyncio.run(run())
+    except SlimguardError as error:
+        raise fail(str(error)) from None
+    emit_report(document, format, output, table=render_check, sarif=check_sarif)
+    raise typer.Exit(document["exitCode"])
+
+
+@app.command(name="inspect")
+@with_registry_options
+def inspect_command(
+    registry_settings: RegistrySettings,
+    image: Annotated[str, typer.Argument(help="An image reference.")],
+    docker: DockerOption = False,
+    docker_host: DockerHostOption = None,
+    platform: Annotated[
+        list[str] | None, typer.Option(help="Platforms to read, e.g. linux/arm64 (default: every one listed).")
+    ] = None,
+    known_base: Annotated[
+        list[str] | None, typer.Option(help="A base image to recognise by shared layers (repeatable).")
+    ] = None,
+    policy: PolicyOption = None,
+    measure_compressed: Annotated[bool, typer.Option(help="With --docker: measure the compressed size.")] = False,
+    content: Annotated[
+        bool, typer.Option("--content", help="Read the layers (streamed): package count, tools, wasted bytes.")
+    ] = False,
+    format: FormatOption = OutputFormat.TABLE,
+    output: OutputOption = None,
+) -> None:
+    """Show an image: size per platform, layers by size with the step that made each, base image, user."""
+    from slimguard.cli.check import inspect_image, load_policy_files, open_sources
+    from slimguard.cli.render import render_inspect
+    from slimguard.core.errors import SlimguardError
+    from slimguard.core.facts import Platform
+    from slimguard.core.report import inspect_document
+
+    try:
+        platforms = [Platform.parse(text) for text in platform or ()]
+    except ValueError as error:
+        raise fail(str(error)) from None
+
+    async def run() -> dict[str, Any]:
+        policies = load_policy_files(policy) if policy else ()
+        sources = open_sources(
+            [image],
+            registry=registry_settings,
+            docker=docker,
+            docker_host=docker_host,
+            measure_compressed=measure_compressed,
+        )
+        try:
+            inspected = await inspect_image(
+                image,
+                sources,
+                platforms=platforms,
+                known_bases=known_base or (),
+                policies=policies,
+                content=content,
+            )
+        finally:
+            await sources.aclose()
+        return inspect_document(inspected, version=slimguard_version())
+
+    try:
+        document = asyncio.run(run())
+    except SlimguardError as error:
+        raise fail(str(error)) from None
+    emit_report(document, format, output, table=render_inspect, sarif=None)
+
+
+@app.command()
+def lint(
+    dockerfiles: Annotated[
+        list[str] | None, typer.Argument(help="Dockerfiles to lint (default: ./Dockerfile).")
+    ] = None,
+    build_arg: Annotated[
+        list[str] | None, typer.Option(help="NAME=VALUE, as docker build --build-arg (resolves FROM ${NAME}).")
+    ] = None,
+    format: FormatOption = OutputFormat.TABLE,
+    output: OutputOption = None,
+    strict: StrictOption = False,
+) -> None:
+    """Lint Dockerfiles against the lesson (rules SG1xx, each with a fix): exit 0 pass, 1 errors, 2 unreadable."""
+    from slimguard.cli.render import render_lint
+    from slimguard.cli.sarif import lint_sarif
+    from slimguard.core.lint import UnparsableDockerfile, lint_exit_status, parse_dockerfile
+    from slimguard.core.lint import lint as lint_dockerfile
+    from slimguard.core.report import lint_document
+
+    args = {}
+    for text in build_arg or ():
+        name, equals, value = text.partition("=")
+        if not equals or not name:
+            raise fail(f"--build-arg {text!r} is not NAME=VALUE")
+        args[name] = value
+    findings = {}
+    status = 0
+    for path in dockerfiles or ["Dockerfile"]:
+        file = Path(path)
+        try:
+            text = file.read_text()
+        except UnicodeDecodeError:
+            raise fail(f"{path}: not a Dockerfile (not UTF-8 text)") from None
+        except OSError as error:
+            raise fail(f"{path}: cannot be read ({error.strerror or error})") from None
+        ignore_file = file.parent / ".dockerignore"
+        try:
+            ignore = ignore_file.read_text() if ignore_file.is_file() else None
+            parsed = parse_dockerfile(text, path=path, dockerignore=ignore, build_args=args)
+        except UnparsableDockerfile as error:
+            raise fail(str(error)) from None
+        except (OSError, UnicodeDecodeError) as error:
+            raise fail(f"{ignore_file}: cannot be read ({error})") from None
+        findings[path] = lint_dockerfile(parsed)
+        status = max(status, lint_exit_status(findings[path], strict=strict))
+    document = lint_document(findings, version=slimguard_version(), exit_status=status)
+    emit_report(document, format, output, table=render_lint, sarif=lint_sarif)
+    raise typer.Exit(status)
 
 
 if __name__ == "__main__":

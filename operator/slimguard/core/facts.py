@@ -85,6 +85,10 @@ class PlatformImage:
     annotated_base: BaseImage | None = None
     content: ContentFacts | None = None
     """What the layers hold; read only when a content rule applies (None: not read)."""
+    compressed_measured: bool = True
+    """False for an image read from a local Docker engine, which keeps layers uncompressed: each layer's
+    ``size`` is then its uncompressed size, and ``compressed_size`` what a push would compress (at most that,
+    give or take gzip's few bytes of framing)."""
 
     @property
     def compressed_size(self) -> int:

@@ -16,6 +16,8 @@ from slimguard.core.verdict import Finding, FindingKind, Verdict
 
 EXIT_OK = 0
 EXIT_DENIED = 1
+EXIT_ERROR = 2
+"""A check that could not be completed (an image or base unreadable, a bad policy, bad usage): never a pass."""
 
 ALLOWED, WARNED, UNKNOWN, DENIED = "allowed", "warned", "unknown", "denied"
 DECISIONS = (ALLOWED, WARNED, UNKNOWN, DENIED)
@@ -90,3 +92,19 @@ def outcome_of(verdict: Verdict, *, on_unknown: Mapping[str, Decision], warn: bo
 
 def worst_exit_status(outcomes: Sequence[Outcome]) -> int:
     return max((outcome.exit_status for outcome in outcomes), default=EXIT_OK)
+
+
+def check_exit_status(outcome: Outcome, *, strict: bool = False) -> int:
+    """The exit status of a check outside the cluster (CI): what admission would do, with errors never a pass.
+
+    An error finding is 2 whatever ``onUnknown`` says: admission may let an unchecked image in so that a registry
+    outage does not stop a cluster, but a pipeline that cannot check an image must not report it clean. Enforce
+    violations are 1; Warn violations are 1 only with ``strict``; Audit findings are recorded and exit 0.
+    """
+    if outcome.unknown:
+        return EXIT_ERROR
+    if outcome.denials:
+        return EXIT_DENIED
+    if strict and any(decision == WARNED for decision in outcome.policy_decisions.values()):
+        return EXIT_DENIED
+    return EXIT_OK

@@ -76,15 +76,18 @@ def _error(digest: str, message: str, reason: str) -> InspectionError:
 class _CompressedSource:
     """The blob as a readable file over the caller's chunks, hashing every byte as it passes."""
 
-    def __init__(self, chunks: Iterable[bytes], digest: str) -> None:
+    def __init__(self, chunks: Iterable[bytes], digest: str, *, verify: bool = True) -> None:
         self._chunks: Iterator[bytes] = iter(chunks)
         self._buffer = b""
         self._offset = 0
         algorithm, _, expected = digest.partition(":")
-        if algorithm not in ("sha256", "sha512") or not expected:
+        if not verify:
+            algorithm, expected = "sha256", ""
+        elif algorithm not in ("sha256", "sha512") or not expected:
             raise _error(digest, "has a digest slimguard cannot verify (sha256 or sha512 only)", "GarbledLayer")
+        self._algorithm = algorithm
         self._hash = hashlib.new(algorithm)
-        self._expected = expected.lower()
+        self._expected: str | None = expected.lower() if verify else None
         self.size = 0
 
     def _fill(self) -> bool:
@@ -120,7 +123,12 @@ class _CompressedSource:
 
     @property
     def matches(self) -> bool:
-        return self._hash.hexdigest() == self._expected
+        return self._expected is None or self._hash.hexdigest() == self._expected
+
+    @property
+    def digest(self) -> str:
+        """The digest of the bytes read (all of them once drained)."""
+        return f"{self._algorithm}:{self._hash.hexdigest()}"
 
 
 class _Counted:
@@ -309,17 +317,25 @@ def _entry(member: tarfile.TarInfo, path: str, digest: str) -> LayerEntry:
 
 
 def walk_layer(
-    chunks: Iterable[bytes], *, digest: str, media_type: str = "", limits: LayerLimits | None = None
+    chunks: Iterable[bytes],
+    *,
+    digest: str,
+    media_type: str = "",
+    limits: LayerLimits | None = None,
+    verify: bool = True,
 ) -> LayerContent:
     """Read one layer blob, given as its compressed chunks in order, into its entries and package databases.
 
     Raises InspectionError with reason LayerDigestMismatch, LayerTooLarge, TooManyLayerEntries, GarbledLayer
     or UnsafeLayerPath. ``media_type`` is only for messages: the compression is told by the blob's magic bytes.
+    ``verify=False`` is for a trusted local source whose blobs' digests are not known before they are read
+    (``docker save`` names layers by v1 IDs, in no useful order): ``digest`` then only names the layer in
+    messages, and the content carries the sha256 of the bytes read, for the caller to place.
     """
     limits = limits or LayerLimits()
-    source = _CompressedSource(chunks, digest)
+    source = _CompressedSource(chunks, digest, verify=verify)
     try:
-        return _walk(source, digest, media_type, limits)
+        return _walk(source, digest, media_type, limits, verify=verify)
     except InspectionError as error:
         if error.reason not in REFUSALS:
             raise
@@ -340,7 +356,9 @@ class LayerRefused(InspectionError):
         self.verified = verified
 
 
-def _walk(source: _CompressedSource, digest: str, media_type: str, limits: LayerLimits) -> LayerContent:
+def _walk(
+    source: _CompressedSource, digest: str, media_type: str, limits: LayerLimits, *, verify: bool = True
+) -> LayerContent:
     counted = _Counted(_decoder(source), limits.max_uncompressed_bytes, digest)
     read = _Members(digest, limits)
     try:
@@ -362,7 +380,7 @@ def _walk(source: _CompressedSource, digest: str, media_type: str, limits: Layer
     if not source.matches:
         raise _error(digest, "does not match its digest (the registry served other bytes)", "LayerDigestMismatch")
     return LayerContent(
-        digest=digest,
+        digest=digest if verify else source.digest,
         entries=tuple(read.entries),
         uncompressed_bytes=counted.size,
         package_databases=read.databases,

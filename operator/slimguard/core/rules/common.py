@@ -41,6 +41,9 @@ class Reporter:
 
     @property
     def subject(self) -> str:
+        # A container without a name is an image checked on its own (the CLI): there is no container to name.
+        if not self.container.name:
+            return f"image {self.container.image}"
         return f'container "{self.container.name}": image {self.container.image}'
 
     @property

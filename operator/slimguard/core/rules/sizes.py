@@ -21,7 +21,10 @@ def check(subject: Subject) -> None:
     report, rules = subject.report, subject.rules
     for image in subject.images:
         platform = str(image.platform)
-        _size_check(report, "maxCompressedSize", image.compressed_size, rules.compressed_limit, "compressed", image)
+        if image.compressed_measured:
+            _size_check(report, "maxCompressedSize", image.compressed_size, rules.compressed_limit, "compressed", image)
+        else:
+            _unmeasured_compressed_check(report, image.compressed_size, rules.compressed_limit, platform)
         if rules.uncompressed_limit is not None:
             uncompressed = image.uncompressed_size
             if uncompressed is None:
@@ -41,6 +44,20 @@ def check(subject: Subject) -> None:
                 limit=str(rules.max_layers),
                 actual=str(len(image.layers)),
             )
+
+
+def _unmeasured_compressed_check(report: Reporter, uncompressed: int, limit: int | None, platform: str) -> None:
+    """A local image's layers are uncompressed: within the limit uncompressed, it is within it compressed too;
+    beyond it, its compressed size is unknown, and that is said rather than guessed."""
+    if limit is None or uncompressed <= limit:
+        return
+    report.error(
+        "maxCompressedSize",
+        f"is {format_bytes(uncompressed)} uncompressed ({platform}) in the local Docker engine, which holds no "
+        f"compressed size; {report.policy_name} allows {format_bytes(limit)} compressed. Pass --measure-compressed "
+        "to compress the layers and measure, or check the pushed image.",
+        reason="CompressedSizeUnknown",
+    )
 
 
 def _size_check(report: Reporter, rule: str, size: int, limit: int | None, what: str, image: PlatformImage) -> None:

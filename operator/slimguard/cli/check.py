@@ -1,0 +1,219 @@
+"""``slimguard check`` and ``slimguard inspect``: the cluster's evaluation, run on images from a pipeline.
+
+Only translation lives here: policies from files (or the cluster), a facts source (the registry inspector, or
+the local Docker engine), the same ``Evaluator`` and ``core.outcome`` mapping the webhook uses, and a report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from slimguard.core.errors import InspectionError, InvalidPolicy, InvalidReference
+from slimguard.core.facts import ImageFacts, Platform
+from slimguard.core.image_check import image_scoped, image_workload, narrowed_to, policies_from_yaml
+from slimguard.core.needs import base_candidates
+from slimguard.core.outcome import outcome_of
+from slimguard.core.policy import ImagePolicy
+from slimguard.core.reference import ImageReference
+from slimguard.core.report import ImageResult, InspectedImage, image_result
+from slimguard.core.workload import Workload
+from slimguard.docker_engine import DockerFacts, connect, docker_config_credentials
+from slimguard.engine.facts import NO_CLUSTER, Evaluator, FactsSource
+from slimguard.registry.client import RegistryClient
+from slimguard.registry.credentials import Credential
+from slimguard.registry.inspector import ImageInspector
+from slimguard.registry.settings import RegistrySettings
+
+
+class UsageError(Exception):
+    """Wrong or missing arguments: exit 2 with this message."""
+
+
+def load_policy_files(paths: Sequence[str]) -> tuple[ImagePolicy, ...]:
+    policies: list[ImagePolicy] = []
+    for path in paths:
+        try:
+            text = Path(path).read_text()
+        except OSError as error:
+            raise InvalidPolicy(f"{path}: cannot be read ({error.strerror or error})") from None
+        except UnicodeDecodeError:
+            raise InvalidPolicy(f"{path}: not a text file") from None
+        policies.extend(policies_from_yaml(text, source=path))
+    names = [policy.name for policy in policies]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise InvalidPolicy(f"ImagePolicy {', '.join(repeated)} is defined in more than one file")
+    return tuple(policies)
+
+
+async def load_cluster_policies(kubeconfig: str | None) -> tuple[ImagePolicy, ...]:
+    """The cluster's ImagePolicies, read with the current kubeconfig (as ``kubectl get imagepolicies``)."""
+    from kubernetes.client.exceptions import ApiException
+    from kubernetes.config import ConfigException
+
+    from slimguard.kube.gateway import KubeGateway, load_api_client
+
+    try:
+        api = load_api_client(kubeconfig)
+    except (ConfigException, OSError) as error:
+        raise InvalidPolicy(f"no cluster to read ImagePolicies from: {error}") from None
+    try:
+        items = await KubeGateway(api).list_policies()
+    except ApiException as error:
+        raise InvalidPolicy(f"the cluster's ImagePolicies could not be listed: {error.status} {error.reason}") from None
+    except OSError as error:
+        raise InvalidPolicy(f"the cluster's ImagePolicies could not be listed: {error}") from None
+    finally:
+        api.close()
+    policies = []
+    for item in items:
+        metadata = item.get("metadata") or {}
+        policies.append(
+            ImagePolicy.from_resource(str(metadata.get("name")), item.get("spec") or {}, metadata.get("generation", 0))
+        )
+    if not policies:
+        raise InvalidPolicy("the cluster has no ImagePolicy")
+    return tuple(policies)
+
+
+def _registries(images: Sequence[str], policies: Sequence[ImagePolicy]) -> list[str]:
+    found = []
+    for text in (*images, *base_candidates(policies)):
+        try:
+            found.append(ImageReference.parse(text).registry)
+        except InvalidReference:
+            continue
+    return found
+
+
+def credential_source(credentials: list[Credential]) -> Callable[[Workload], Awaitable[list[Credential]]]:
+    """The same credentials for every image checked: there is no workload to take pull secrets from."""
+
+    async def for_workload(_: Workload) -> list[Credential]:
+        return credentials
+
+    return for_workload
+
+
+@dataclass
+class Sources:
+    """The facts sources a command reads from, and what must be closed after."""
+
+    facts: FactsSource
+    docker: DockerFacts | None
+    client: RegistryClient
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+        if self.docker is not None:
+            self.docker.client.close()
+
+
+def open_sources(
+    images: Sequence[str],
+    *,
+    registry: RegistrySettings,
+    docker: bool,
+    docker_host: str | None,
+    measure_compressed: bool,
+) -> Sources:
+    engine = connect(docker_host) if docker else None  # first: an engine that is not there opens nothing
+    client = RegistryClient(registry)
+    inspector = ImageInspector(client)
+    if engine is None:
+        return Sources(inspector, None, client)
+    local = DockerFacts(engine, registry=inspector, local_only=images, measure_compressed=measure_compressed)
+    return Sources(local, local, client)
+
+
+async def check_images(
+    images: Sequence[str],
+    policies: Sequence[ImagePolicy],
+    sources: Sources,
+    *,
+    strict: bool,
+    now: datetime | None = None,
+) -> list[ImageResult]:
+    """Each image evaluated on its own, as the cluster would evaluate a container running it."""
+    scoped = [image_scoped(policy) for policy in policies]
+    # The user's Docker credentials for the registries of the images and of the bases the policies name.
+    credentials = docker_config_credentials(_registries(images, scoped))
+    evaluator = Evaluator(inspector=sources.facts, view=NO_CLUSTER, credentials=credential_source(credentials))
+    on_unknown = {policy.name: policy.spec.on_unknown for policy in scoped}
+    results = []
+    for image in images:
+        applied: list[ImagePolicy] = scoped
+        unchecked: tuple[Platform, ...] = ()
+        if sources.docker is not None:
+            available = await sources.docker.platforms_of(image)
+            applied, unchecked = _narrowed(scoped, available)
+        verdict = await evaluator.verdict(image_workload(image), applied, now=now or datetime.now(UTC))
+        outcome = outcome_of(verdict, on_unknown=on_unknown)
+        facts = sources.facts.cached(image, credentials=credentials, platforms=(), uncompressed=False)
+        results.append(
+            image_result(
+                image,
+                verdict,
+                outcome,
+                facts=facts if isinstance(facts, ImageFacts) else None,
+                unchecked_platforms=unchecked,
+                strict=strict,
+            )
+        )
+    return results
+
+
+def _narrowed(
+    policies: Sequence[ImagePolicy], available: Sequence[Platform]
+) -> tuple[list[ImagePolicy], tuple[Platform, ...]]:
+    narrowed: list[ImagePolicy] = []
+    unchecked: dict[Platform, None] = {}
+    for policy in policies:
+        kept, left = narrowed_to(policy, available)
+        narrowed.append(kept)
+        unchecked.update(dict.fromkeys(left))
+    return narrowed, tuple(unchecked)
+
+
+async def inspect_image(
+    image: str,
+    sources: Sources,
+    *,
+    platforms: Sequence[Platform],
+    known_bases: Sequence[str],
+    policies: Sequence[ImagePolicy],
+    content: bool = False,
+) -> InspectedImage:
+    """The image's facts (every platform asked for, uncompressed sizes too) and the bases to compare it with."""
+    candidates = list(dict.fromkeys([*known_bases, *(c for p in policies for c in p.base_image_candidates)]))
+    credentials = docker_config_credentials(_registries([image], policies) + _registries(candidates, []))
+    wanted = tuple(platforms)
+    if not wanted and sources.docker is None:
+        wanted = await _listed_platforms(image, sources, credentials)
+    facts = await sources.facts.inspect(
+        image, credentials=credentials, platforms=wanted, uncompressed=True, content=content
+    )
+    bases: dict[str, Any] = {}
+    for candidate in candidates:
+        try:
+            bases[candidate] = await sources.facts.inspect(
+                candidate,
+                credentials=credentials,
+                platforms=tuple(p.platform for p in facts.platforms),
+                uncompressed=False,
+            )
+        except InspectionError as error:
+            bases[candidate] = error
+    return InspectedImage(image, "docker" if sources.docker is not None else "registry", facts, bases)
+
+
+async def _listed_platforms(image: str, sources: Sources, credentials: Sequence[Credential]) -> tuple[Platform, ...]:
+    """Every platform an index lists (one look at the index first), or linux/amd64 for a single manifest."""
+    first = await sources.facts.inspect(
+        image, credentials=credentials, platforms=(Platform("linux", "amd64"),), uncompressed=False
+    )
+    return first.listed_platforms or tuple(p.platform for p in first.platforms) or (Platform("linux", "amd64"),)

@@ -1,0 +1,142 @@
+"""SARIF 2.1.0 for code scanning (GitHub, GitLab, Azure DevOps), built with sarif-pydantic from the JSON report.
+
+Lint findings are located at their Dockerfile line. Image findings are located at the image's repository, as
+Trivy locates image findings (an image has no source line: line 1 of a file named by the repository), so a
+code-scanning alert is one per rule and image. Levels: Enforce violations and errors are ``error``, Warn
+violations ``warning``, Audit ``note``; lint rules carry their own level.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from sarif_pydantic import (
+    ArtifactLocation,
+    Invocation,
+    Level,
+    Location,
+    Message,
+    PhysicalLocation,
+    Region,
+    ReportingConfiguration,
+    ReportingDescriptor,
+    Result,
+    Run,
+    Sarif,
+    Tool,
+    ToolDriver,
+)
+
+from slimguard.core.errors import InvalidReference
+from slimguard.core.lint import RULES as LINT_RULES
+from slimguard.core.reference import ImageReference
+
+SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
+INFORMATION_URI = "https://github.com/slimguard/slimguard"
+_DECISION_LEVELS = {"denied": Level.ERROR, "unknown": Level.ERROR, "warned": Level.WARNING, "audited": Level.NOTE}
+_POLICY_RULE_HELP = {
+    "maxCompressedSize": "Use a multi-stage build with a slim, alpine or distroless final stage.",
+    "maxUncompressedSize": "Use a multi-stage build with a slim, alpine or distroless final stage.",
+    "maxLayers": "Combine RUN steps, or copy the result of a build stage in one COPY.",
+    "deniedBaseImages": "Rebuild FROM an allowed base.",
+    "allowedBaseImages": "Rebuild FROM an allowed base, or list the base in spec.knownBaseImages.",
+    "requireNonRootUser": "Add USER 10001 to the final stage.",
+    "requireDigest": "Reference the image by digest (image@sha256:...).",
+    "platforms": "Build and push every required platform, e.g. with docker buildx --platform.",
+    "inspection": "Check the image reference, the registry's availability and your credentials.",
+}
+
+
+def _dump(log: Sarif) -> str:
+    return json.dumps(log.model_dump(mode="json", by_alias=True, exclude_none=True), indent=2)
+
+
+def _driver(version: str, rules: list[ReportingDescriptor]) -> Tool:
+    return Tool(
+        driver=ToolDriver(
+            name="slimguard", version=version, semantic_version=version, information_uri=INFORMATION_URI, rules=rules
+        )
+    )
+
+
+def _location(uri: str, line: int) -> Location:
+    return Location(
+        physical_location=PhysicalLocation(artifact_location=ArtifactLocation(uri=uri), region=Region(start_line=line))
+    )
+
+
+def lint_sarif(document: Mapping[str, Any], *, version: str) -> str:
+    """``slimguard lint --format sarif``: every SG1xx rule, and each finding at its Dockerfile line."""
+    rules = [
+        ReportingDescriptor(
+            id=rule.id,
+            name=rule.name,
+            short_description=Message(text=rule.summary),
+            full_description=Message(text=rule.summary),
+            help=Message(text=rule.hint),
+            default_configuration=ReportingConfiguration(level=rule.level),
+        )
+        for rule in LINT_RULES
+    ]
+    index = {rule.id: position for position, rule in enumerate(LINT_RULES)}
+    results = [
+        Result(
+            rule_id=finding["rule"],
+            rule_index=index[finding["rule"]],
+            level=Level(finding["level"]),
+            message=Message(text=f"{finding['message']}. {finding['hint']}"),
+            locations=[_location(file["path"], finding["line"])],
+        )
+        for file in document["files"]
+        for finding in file["findings"]
+    ]
+    run = Run(
+        tool=_driver(version, rules),
+        invocations=[Invocation(execution_successful=document["exitCode"] != 2)],
+        results=results,
+    )
+    return _dump(Sarif(schema_uri=SCHEMA_URI, runs=[run]))
+
+
+def _repository(image: str) -> str:
+    """Where an image finding is located: its repository path (``shop/api``), as Trivy names image targets."""
+    try:
+        return ImageReference.parse(image).repository
+    except InvalidReference:
+        return image.split("@", 1)[0].split(":", 1)[0] or "image"
+
+
+def check_sarif(document: Mapping[str, Any], *, version: str) -> str:
+    """``slimguard check --format sarif``: the policy rules that fired, each finding at its image's repository."""
+    names = list(dict.fromkeys(f["rule"] for image in document["images"] for f in image["findings"]))
+    rules = [
+        ReportingDescriptor(
+            id=name,
+            name=name,
+            short_description=Message(text=f"ImagePolicy rule {name}"),
+            help=Message(text=_POLICY_RULE_HELP.get(name, "See the ImagePolicy's rules.")),
+        )
+        for name in names
+    ]
+    index = {name: position for position, name in enumerate(names)}
+    results = [
+        Result(
+            rule_id=finding["rule"],
+            rule_index=index[finding["rule"]],
+            level=_DECISION_LEVELS.get(finding["decision"], Level.WARNING),
+            message=Message(text=finding["message"]),
+            locations=[_location(_repository(image["image"]), 1)],
+            partial_fingerprints={"imageRule": f"{image['image']}|{finding['policy']}|{finding['rule']}"},
+            properties={"image": image["image"], "policy": finding["policy"], "mode": finding["mode"]},
+        )
+        for image in document["images"]
+        for finding in image["findings"]
+    ]
+    run = Run(
+        tool=_driver(version, rules),
+        invocations=[Invocation(execution_successful=document["exitCode"] != 2)],
+        results=results,
+    )
+    return _dump(Sarif(schema_uri=SCHEMA_URI, runs=[run]))

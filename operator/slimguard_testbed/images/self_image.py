@@ -1,0 +1,236 @@
+"""Local stand-ins for the bases of slimguard's own Dockerfile, and a package index for its build.
+
+Nothing can be pulled here, so the Dockerfile is built with build args naming stand-ins:
+- BUILDER (``debian:12-slim``): a debootstrapped Debian 12 with python3 and python3-venv already installed and
+  no apt sources, so the Dockerfile's own ``apt-get update && apt-get install python3 python3-venv`` runs
+  unchanged and finds everything installed (built once per machine, ~1.5 min, cached like the fat Debian).
+- RUNTIME (``gcr.io/distroless/python3-debian12:nonroot``): the same Debian's python3.11, its standard
+  library and shared libraries, and a nonroot user 65532: no shell, no apt, no dpkg, as distroless ships.
+- PIP_INDEX_URL: a PEP 503 index on 127.0.0.1 over wheels downloaded once from PyPI (the machine's package
+  registry, as debootstrap reads Debian's) for CPython 3.11 on manylinux x86_64; the build runs with host
+  networking, so its only network is this loopback index.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+import http.server
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from slimguard_testbed import oci
+from slimguard_testbed.cache import cache_dir, file_lock, require_binary
+from slimguard_testbed.images.common import DEBIAN_SUITE
+from slimguard_testbed.images.debian import _run, _tidy_rootfs, debian_mirror
+from slimguard_testbed.images.recipe_cache import cached
+from slimguard_testbed.oci import History, Image
+from slimguard_testbed.process import TestbedError
+
+if TYPE_CHECKING:
+    import docker
+
+BUILDER_TAG = "slimguard-fixtures/python-builder:12"
+RUNTIME_TAG = "slimguard-fixtures/distroless-python3:nonroot"
+PYTHON_PACKAGES = ("python3", "python3-venv")
+_RUNTIME_PATHS = (
+    "usr/bin/python3",
+    "usr/bin/python3.11",
+    "usr/lib/python3.11",
+    "usr/lib/x86_64-linux-gnu",
+    "usr/lib64",
+    "lib",
+    "lib64",
+    "bin",
+    "sbin",
+    "etc/ld.so.cache",
+)
+_WHEEL_PLATFORMS = ("manylinux2014_x86_64", *(f"manylinux_2_{minor}_x86_64" for minor in range(17, 37)))
+
+
+def _debootstrap_python(work: Path) -> Path:
+    if os.geteuid() != 0:
+        raise TestbedError("building the Python builder stand-in needs root (debootstrap chroots)")
+    debootstrap = require_binary("debootstrap", hint="apt-get install debootstrap")
+    rootfs = work / "rootfs"
+    _run(
+        [
+            str(debootstrap),
+            "--variant=minbase",
+            f"--include={','.join(PYTHON_PACKAGES)}",
+            "--arch=amd64",
+            DEBIAN_SUITE,
+            str(rootfs),
+            debian_mirror(),
+        ],
+        log=work / "debootstrap.log",
+        what="debootstrap",
+    )
+    _tidy_rootfs(rootfs)
+    # No sources: `apt-get update` then succeeds offline, and install finds the packages already there.
+    for sources in (rootfs / "etc/apt/sources.list", *(rootfs / "etc/apt/sources.list.d").glob("*")):
+        sources.unlink(missing_ok=True)
+    shutil.rmtree(rootfs / "var/lib/apt/lists", ignore_errors=True)
+    (rootfs / "var/lib/apt/lists/partial").mkdir(parents=True)
+    shutil.rmtree(rootfs / "var/cache/apt/archives", ignore_errors=True)
+    (rootfs / "var/cache/apt/archives/partial").mkdir(parents=True)
+    return rootfs
+
+
+def _runtime_rootfs(rootfs: Path, out: Path) -> None:
+    """The distroless-like runtime: python3.11 and what it links, a nonroot user, nothing else."""
+    for relative in _RUNTIME_PATHS:
+        source = rootfs / relative
+        target = out / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_symlink():
+            target.symlink_to(os.readlink(source))
+        elif source.is_dir():
+            shutil.copytree(source, target, symlinks=True)
+        elif source.exists():
+            shutil.copy2(source, target, follow_symlinks=False)
+    for shell in ("usr/bin/sh", "usr/bin/dash", "usr/bin/bash"):
+        (out / shell).unlink(missing_ok=True)
+    etc = out / "etc"
+    etc.mkdir(exist_ok=True)
+    (etc / "passwd").write_text(
+        "root:x:0:0:root:/root:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n"
+        "nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n"
+    )
+    (etc / "group").write_text("root:x:0:\nnobody:x:65534:\nnonroot:x:65532:\n")
+    (etc / "os-release").write_text(
+        'PRETTY_NAME="Distroless"\nNAME="Debian GNU/Linux"\nID="debian"\nVERSION_ID="12"\n'
+        'HOME_URL="https://github.com/GoogleContainerTools/distroless"\n'
+    )
+    for directory, mode in (("tmp", 0o1777), ("home/nonroot", 0o700)):
+        (out / directory).mkdir(parents=True, exist_ok=True)
+        (out / directory).chmod(mode)
+        if directory == "home/nonroot":
+            os.chown(out / directory, 65532, 65532)
+
+
+def build_python_bases(work: Path) -> Image:
+    """Both stand-ins in one cached artifact: an image whose two layers are the builder and the runtime
+    (each imported into the engine as an image of its own)."""
+    rootfs = _debootstrap_python(work)
+    runtime = work / "runtime"
+    runtime.mkdir()
+    _runtime_rootfs(rootfs, runtime)
+    builder_layer = oci.layer_from_directory(rootfs, work / "builder.tar.gz", created_by="debootstrap python3")
+    runtime_layer = oci.layer_from_directory(runtime, work / "runtime.tar.gz", created_by="python3.11 only")
+    shutil.rmtree(rootfs, ignore_errors=True)
+    shutil.rmtree(runtime, ignore_errors=True)
+    return oci.build_image(
+        [builder_layer, runtime_layer],
+        history=[History("debootstrap python3 python3-venv"), History("python3.11 runtime files")],
+        docker=True,
+    )
+
+
+def python_bases() -> Image:
+    image = cached(
+        "python-bases", {"suite": DEBIAN_SUITE, "packages": list(PYTHON_PACKAGES), "v": 1}, build_python_bases
+    )
+    assert isinstance(image, Image)
+    return image
+
+
+def import_python_bases(client: docker.DockerClient) -> tuple[str, str]:
+    """The builder and runtime stand-ins in the engine (imported once); returns their tags."""
+    import docker.errors
+
+    bases = python_bases()
+    path_env = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    for tag, layer, changes in (
+        (BUILDER_TAG, bases.layers[0], [f"ENV {path_env}", 'CMD ["bash"]']),
+        (RUNTIME_TAG, bases.layers[1], [f"ENV {path_env}", "USER 65532", "WORKDIR /home/nonroot"]),
+    ):
+        try:
+            client.images.get(tag)
+            continue
+        except docker.errors.ImageNotFound:
+            pass
+        with layer.blob.open() as compressed, gzip.open(compressed) as tar_stream:
+            repository, name = tag.split(":")
+            client.api.import_image(src=tar_stream, repository=repository, tag=name, changes=changes)
+    return BUILDER_TAG, RUNTIME_TAG
+
+
+# -- the package index -------------------------------------------------------------------------------------
+
+
+def _requirements(pyproject: Path) -> list[str]:
+    project = tomllib.loads(pyproject.read_text())["project"]
+    return [*project["dependencies"], "pip>=24", "setuptools>=69", "wheel"]
+
+
+def wheelhouse(pyproject: Path) -> Path:
+    """Every wheel the Dockerfile installs, for CPython 3.11 on manylinux x86_64, downloaded once (PyPI)."""
+    requirements = _requirements(pyproject)
+    key = hashlib.sha256("\n".join(requirements).encode()).hexdigest()[:16]
+    root = cache_dir("images") / f"self-wheels-{key}"
+    with file_lock(cache_dir("images") / ".self-wheels.lock"):
+        if (root / "simple").is_dir():
+            return root
+        staging = root.with_name(root.name + ".partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        command = [
+            sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--dest", str(staging),
+            "--implementation", "cp", "--python-version", "3.11", "--abi", "cp311", "--abi", "abi3", "--abi", "none",
+            *(arg for platform in _WHEEL_PLATFORMS for arg in ("--platform", platform)), *requirements,
+        ]  # fmt: skip
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise TestbedError(f"pip download of the self image's wheels failed:\n{result.stderr[-3000:]}")
+        _write_simple_index(staging)
+        staging.rename(root)
+    return root
+
+
+def _write_simple_index(directory: Path) -> None:
+    """PEP 503: /simple/<normalised project>/ listing that project's files."""
+    projects: dict[str, list[str]] = {}
+    for wheel in sorted(directory.glob("*.whl")):
+        project = re.sub(r"[-_.]+", "-", wheel.name.split("-", 1)[0]).lower()
+        projects.setdefault(project, []).append(wheel.name)
+    simple = directory / "simple"
+    for project, files in projects.items():
+        page = simple / project
+        page.mkdir(parents=True)
+        links = "".join(f'<a href="../../{name}">{name}</a><br>\n' for name in files)
+        (page / "index.html").write_text(f"<!DOCTYPE html><html><body>\n{links}</body></html>\n")
+    (simple / "index.html").write_text(
+        "<!DOCTYPE html><html><body>\n"
+        + "".join(f'<a href="{project}/">{project}</a><br>\n' for project in sorted(projects))
+        + "</body></html>\n"
+    )
+
+
+@contextmanager
+def package_index(directory: Path) -> Iterator[str]:
+    """The wheelhouse served on 127.0.0.1; yields its PIP_INDEX_URL."""
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    handler = functools.partial(Quiet, directory=str(directory))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/simple/"
+    finally:
+        server.shutdown()
+        server.server_close()
