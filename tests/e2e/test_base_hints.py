@@ -101,6 +101,8 @@ class Engine:
             address_policy=AddressPolicy(allow_loopback=True),
             ca_files=(str(registry.ca_file),),
             tag_ttl_seconds=tag_ttl,
+            # A TTL of 0 means "ask where the tag points now": no stale answer while it is re-resolved either.
+            tag_max_stale_seconds=0.0 if tag_ttl == 0 else 300.0,
         )
         self.client = RegistryClient(settings)
         inspector = ImageInspector(self.client)
@@ -452,6 +454,13 @@ def test_a_stale_base_is_flagged_with_what_trivy_operator_reports_for_both_versi
                 owner_uid=uid,
             ),
         )
+    # kopf starts watching a CRD applied at run time when it notices it: the reports must be in the controller's
+    # view before the workload is judged (nothing re-judges "app" when a report about its *base* arrives).
+    wait_for(
+        "the controller to see both reports",
+        lambda: all(operator.controller.view.digest_reports(ns, v.digest) for v in (then, now)),
+        timeout=120,
+    )
     apply(control_plane, image_policy("hints-stale", {"requireCurrentBase": True}, namespaces=[ns]))
     time.sleep(1)
     apply(control_plane, deployment("app", ns, app.ref))
