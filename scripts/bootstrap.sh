@@ -3,7 +3,8 @@
 #   1. Debian packages the test bed runs (apt-get update only when something is missing);
 #   2. .venv with Python 3.11 and `pip install -e '.[dev]'` (skipped while pyproject.toml is unchanged);
 #   3. Kubernetes binaries via scripts/build-k8s.sh (cached in ~/.cache/slimguard; ~10 min cold);
-#   4. helm and the Grafana dashboard validator, built from their Go modules into the same cache.
+#   4.-5. helm and the Grafana dashboard validator, built from their Go modules into the same cache;
+#   6. dive and syft, the anchors the layer-content numbers are checked against (same cache, by version).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -89,3 +90,10 @@ log "helm: $HELM"
 # -- 5. the Grafana dashboard validator (grafana-foundation-sdk's Go module; seconds once it is fetched) ----
 VALIDATOR="$(bash scripts/build-dashboard-validator.sh)"
 log "dashboard validator: $VALIDATOR"
+
+# -- 6. dive and syft: what slimguard's efficiency, wasted bytes and package counts are checked against ----
+# (Go modules, ~3 and ~6 min cold; scripts/build-go-tool.sh returns at once when the version is cached)
+DIVE="$(bash scripts/build-go-tool.sh dive github.com/wagoodman/dive "${DIVE_VERSION:-v0.13.1}")"
+log "dive: $DIVE"
+SYFT="$(bash scripts/build-go-tool.sh syft github.com/anchore/syft/cmd/syft "${SYFT_VERSION:-v1.57.1}")"
+log "syft: $SYFT"
