@@ -47,6 +47,8 @@ class LayerContent:
     package_databases: Mapping[str, bytes] = field(default_factory=dict)
     """Path → content of the package-database files in this layer (dpkg status and status.d/*, apk installed,
     rpm's database files), read whole but capped by the walker."""
+    oversized_databases: tuple[str, ...] = ()
+    """Package-database files above the walker's cap: present, but their packages cannot be counted."""
 
 
 class PackageManager(StrEnum):
