@@ -258,6 +258,7 @@ def helm() -> str:
 from slimguard_testbed import anchors  # noqa: E402
 from slimguard_testbed.images.content import (  # noqa: E402
     HostileImages,
+    publish_fleet_base,
     publish_hostile_images,
     publish_wasted_bytes,
     push_fleet,
@@ -302,6 +303,12 @@ def hostile_images(registry: Registry, registry_storage: Path, fixture_images: F
 
 
 @pytest.fixture(scope="session")
-def fleet_images(registry: Registry, fixture_images: FixtureImages) -> tuple[FixtureImage, ...]:
-    """shop/fleet-000..099:1.0: the fat Debian base (mounted, never uploaded again) plus a tiny layer each."""
-    return push_fleet(registry.endpoint, fixture_images.debian_fat, count=100)
+def fleet_base(registry: Registry, fixture_images: FixtureImages) -> FixtureImage:
+    """base/fleet-debian:bookworm: the fat Debian image under a layer blob no other test reads."""
+    return publish_fleet_base(registry.endpoint, fixture_images.debian_fat)
+
+
+@pytest.fixture(scope="session")
+def fleet_images(registry: Registry, fleet_base: FixtureImage) -> tuple[FixtureImage, ...]:
+    """shop/fleet-000..099:1.0: the fleet base (mounted, never uploaded again) plus a tiny layer each."""
+    return push_fleet(registry.endpoint, fleet_base, count=100)

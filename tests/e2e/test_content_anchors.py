@@ -152,16 +152,29 @@ def test_the_swapped_layer_is_served_under_a_digest_it_does_not_have(
 # -- the fleet ------------------------------------------------------------------------------------------------
 
 
-def test_the_fleet_shares_the_fat_base_blobs_without_uploading_them(
-    registry: Registry, fixture_images: FixtureImages
+def test_the_fleet_base_is_the_fat_image_under_another_digest(
+    fixture_images: FixtureImages, fleet_base: FixtureImage
 ) -> None:
+    fat, fleet = (image.artifact for image in (fixture_images.debian_fat, fleet_base))
+    assert isinstance(fat, Image)
+    assert isinstance(fleet, Image)
+    assert fleet.config.digest == fat.config.digest  # the same image config: the same diff_ids and history
+    assert [layer.blob.digest for layer in fleet.layers] != [layer.blob.digest for layer in fat.layers]
+    tar_digest = hashlib.sha256()
+    with fleet.layers[0].blob.open() as blob, gzip.open(blob) as tar:  # both gzip members, in turn
+        while chunk := tar.read(1 << 20):
+            tar_digest.update(chunk)
+    assert f"sha256:{tar_digest.hexdigest()}" == fat.layers[0].diff_id
+
+
+def test_the_fleet_shares_its_base_blobs_without_uploading_them(registry: Registry, fleet_base: FixtureImage) -> None:
     from slimguard_testbed.images.content import base_layer_digests, push_fleet
 
     mark = registry.mark()
-    fleet = push_fleet(registry.endpoint, fixture_images.debian_fat, count=10, repository_prefix="shop/fleet-check")
+    fleet = push_fleet(registry.endpoint, fleet_base, count=10, repository_prefix="shop/fleet-check")
     requests = registry.requests(since=mark)
 
-    base = set(base_layer_digests(fixture_images.debian_fat))
+    base = set(base_layer_digests(fleet_base))
     base_hex = {digest.split(":")[1] for digest in base}  # the log has the query as sent (%3A-encoded)
     assert all(set(base_layer_digests(image)[: len(base)]) == base for image in fleet)
     mounts = [r for r in requests if r.method == "POST" and any(h in r.query for h in base_hex)]

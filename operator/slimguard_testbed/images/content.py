@@ -9,6 +9,8 @@ its base blobs are mounted (one request each), and the archives are cached by im
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +31,7 @@ from slimguard_testbed.images.published import FixtureImage, FixtureImages, fixt
 from slimguard_testbed.images.recipe_cache import cached
 from slimguard_testbed.images.wasted import RECIPE as WASTED_RECIPE
 from slimguard_testbed.images.wasted import build_wasted_bytes
-from slimguard_testbed.oci import EndpointLike, Image
+from slimguard_testbed.oci import Blob, EndpointLike, Image, Layer, image_from_parts
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,36 @@ def publish_hostile_images(endpoint: EndpointLike, storage_dir: Path, fixtures: 
     )
 
 
+def fleet_base_image(debian: FixtureImage) -> Image:
+    """The fat Debian image under a layer blob no other fixture has: an empty gzip member, then the debootstrap
+    layer's gzip as it is (a multi-member gzip, as pigz and concatenating tools write). The same tar, so the
+    same diff_id, packages and tools, under another digest: no other test reads this blob, so a count of its
+    fetches is exact whatever ran before in the session. Cached (a copy of ~337 MB, once per machine)."""
+    original = _as_image(debian.artifact)
+
+    def build(work: Path) -> Image:
+        layers = []
+        for layer in original.layers:
+            out = work / f"{layer.blob.digest.split(':')[1]}.fleet.gz"
+            digest = hashlib.sha256()
+            with out.open("wb") as target, layer.blob.open() as source:
+                for chunk in (gzip.compress(b"", mtime=0), *iter(lambda: source.read(1 << 20), b"")):
+                    target.write(chunk)
+                    digest.update(chunk)
+            blob = Blob(f"sha256:{digest.hexdigest()}", out.stat().st_size, path=out)
+            layers.append(Layer(blob, layer.diff_id, layer.uncompressed_size, layer.created_by))
+        return image_from_parts(original.config, layers, platform=original.platform, docker=True)
+
+    return _as_image(cached("fleet-base", {"base": original.digest, "prefix": "empty gzip member"}, build))
+
+
+def publish_fleet_base(endpoint: EndpointLike, debian: FixtureImage) -> FixtureImage:
+    """base/fleet-debian:bookworm: `fleet_base_image` pushed (~337 MB of upload into a fresh registry)."""
+    image = fleet_base_image(debian)
+    _client_for(endpoint).push("base/fleet-debian", "bookworm", image)
+    return fixture_image(endpoint.host, "base/fleet-debian", "bookworm", image)
+
+
 def push_fleet(
     endpoint: EndpointLike, base: FixtureImage, *, count: int = 100, repository_prefix: str = "shop/fleet"
 ) -> tuple[FixtureImage, ...]:
@@ -130,6 +162,8 @@ __all__ = [
     "HostileImages",
     "archive_of",
     "base_layer_digests",
+    "fleet_base_image",
+    "publish_fleet_base",
     "publish_hostile_images",
     "publish_wasted_bytes",
     "push_fleet",
