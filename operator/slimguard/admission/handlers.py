@@ -36,7 +36,7 @@ def build_registry(settings: WebhookSettings) -> kopf.OperatorRegistry:
         tune(settings)
         kube = KubeGateway(load_api_client(webhook_settings.kubeconfig), component="slimguard-webhook")
         await view.sync_policies(kube)
-        engine = build_engine(registry=webhook_settings.registry, kube=kube, view=view)
+        engine = build_engine(registry=webhook_settings.registry, kube=kube, view=view, read_layers=False)
         reviewer = Reviewer(evaluator=engine.evaluator, view=view, deadline=webhook_settings.deadline_seconds)
         server = WebhookServer(reviewer=reviewer, view=view, settings=webhook_settings.server)
         await server.start()

@@ -150,6 +150,10 @@ def platform_image(
     inner = _dict(config.get("config"))
     diff_ids = _list(_dict(config.get("rootfs")).get("diff_ids"))
     commands = _history_commands(config)
+    if len(commands) != len(manifest.layers):
+        # History that does not line up (builders older than empty_layer list ENV steps as layers; some tools
+        # write none, or only the base's): matching by position would blame the wrong step, so blame none.
+        commands = []
     layers = tuple(
         replace(
             layer,

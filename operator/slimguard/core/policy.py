@@ -16,6 +16,7 @@ from slimguard.core.facts import Platform
 from slimguard.core.globs import image_matches_any
 from slimguard.core.quantity import QuantityTooLarge, parse_bytes
 from slimguard.core.reference import ImageReference
+from slimguard.core.tools import CATEGORY_NAMES
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod")
 DEFAULT_PLATFORMS = (Platform("linux", "amd64"),)
@@ -183,6 +184,34 @@ class Rules(_Model):
     require_digest: bool = False
     platforms: tuple[str, ...] | None = None
     vulnerabilities: VulnerabilityRules | None = None
+    max_packages: int | None = Field(default=None, ge=0, le=MAX_INT32)
+    forbidden_tools: tuple[str, ...] | None = None
+    min_efficiency: float | None = Field(default=None, ge=0, le=1)
+    max_wasted_bytes: int | str | None = None
+
+    @field_validator("forbidden_tools")
+    @classmethod
+    def _tools(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        for entry in value or ():
+            if entry not in CATEGORY_NAMES and ("/" not in entry or re.search(r"\s", entry)):
+                raise ValueError(
+                    f"{entry!r} is neither a tool category ({', '.join(CATEGORY_NAMES)}) nor a path glob "
+                    "with a '/', e.g. /usr/bin/gcc*"
+                )
+        return value
+
+    @field_validator("max_wasted_bytes")
+    @classmethod
+    def _wasted(cls, value: int | str | None) -> int | str | None:
+        if value is None:
+            return value
+        try:
+            size = parse_bytes(value)
+        except QuantityTooLarge:
+            raise ValueError(f"must be at most 8E (8*10^18 bytes), not {value!r}") from None
+        if size > MAX_POLICY_BYTES:
+            raise ValueError(f"must be at most 8E (8*10^18 bytes), not {value!r}")
+        return value
 
     @field_validator("max_compressed_size", "max_uncompressed_size")
     @classmethod
@@ -221,6 +250,10 @@ class Rules(_Model):
             self.denied_base_images,
             self.platforms,
             self.vulnerabilities,
+            self.max_packages,
+            self.forbidden_tools,
+            self.min_efficiency,
+            self.max_wasted_bytes,
         )
         if all(rule is None for rule in rules) and not self.require_non_root_user and not self.require_digest:
             raise ValueError("rules must set at least one rule")
@@ -236,6 +269,18 @@ class Rules(_Model):
     @cached_property  # parsed once, when first read: evaluation reads it per container
     def uncompressed_limit(self) -> int | None:
         return None if self.max_uncompressed_size is None else parse_bytes(self.max_uncompressed_size)
+
+    @cached_property  # parsed once, when first read: evaluation reads it per container
+    def wasted_limit(self) -> int | None:
+        return None if self.max_wasted_bytes is None else parse_bytes(self.max_wasted_bytes)
+
+    @property
+    def has_content_rule(self) -> bool:
+        """A rule that reads what the layers hold (packages, tools, dive's numbers): the layers must be read."""
+        return any(
+            rule is not None
+            for rule in (self.max_packages, self.forbidden_tools, self.min_efficiency, self.max_wasted_bytes)
+        )
 
     @cached_property  # parsed once, when first read: evaluation reads it per container
     def required_platforms(self) -> tuple[Platform, ...]:

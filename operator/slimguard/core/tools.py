@@ -27,16 +27,16 @@ CATEGORIES: tuple[ToolCategory, ...] = (
     ToolCategory(
         "compilers",
         executables=(
-            "gcc", "gcc-[0-9]*", "*-gcc", "*-gcc-[0-9]*", "g++", "g++-[0-9]*", "*-g++", "*-g++-[0-9]*",
-            "cc", "c++", "c89", "c99", "clang", "clang-[0-9]*", "clang++", "clang++-[0-9]*", "tcc",
-            "ld", "ld.bfd", "ld.gold", "ld.lld", "*-ld", "*-ld.bfd", "*-ld.gold", "as", "*-as",
-            "make", "gmake", "cmake", "ninja", "rustc", "cargo", "javac",
+            "gcc", "g++", "make", "cc", "c++", "clang", "clang++", "gcc-[0-9]*", "g++-[0-9]*", "clang-[0-9]*",
+            "clang++-[0-9]*", "*-gcc", "*-gcc-[0-9]*", "*-g++", "*-g++-[0-9]*", "c89", "c99", "tcc", "gmake",
+            "cmake", "ninja", "rustc", "cargo", "javac", "ld", "ld.bfd", "ld.gold", "ld.lld", "*-ld", "*-ld.bfd",
+            "*-ld.gold", "as", "*-as",
         ),
         packages=(
             # Exact version names: gcc-12-base and libgcc-s1 are in every Debian, slim ones too.
-            "build-essential", "gcc", "gcc-[0-9]", "gcc-[0-9][0-9]", "g++", "g++-[0-9]", "g++-[0-9][0-9]",
-            "clang", "clang-[0-9]", "clang-[0-9][0-9]", "binutils", "binutils-*-linux-gnu*", "make", "cmake",
-            "ninja-build", "build-base", "rust", "rustc", "cargo",
+            "build-essential", "gcc", "g++", "make", "clang", "gcc-[0-9]", "gcc-[0-9][0-9]", "g++-[0-9]",
+            "g++-[0-9][0-9]", "clang-[0-9]", "clang-[0-9][0-9]", "cmake", "ninja-build", "build-base", "rust",
+            "rustc", "cargo", "binutils", "binutils-*-linux-gnu*",
         ),
     ),
     ToolCategory(
@@ -75,9 +75,25 @@ def on_path(path: str) -> bool:
 
 
 def executable_category(category: ToolCategory, path: str) -> bool:
-    name = posixpath.basename(path)
-    return on_path(path) and any(fnmatchcase(name, glob) for glob in category.executables)
+    return on_path(path) and executable_rank(category, path) is not None
 
 
 def package_category(category: ToolCategory, package: str) -> bool:
-    return any(fnmatchcase(package, glob) for glob in category.packages)
+    return package_rank(category, package) is not None
+
+
+def executable_rank(category: ToolCategory, path: str) -> int | None:
+    """The position of the first of the category's names ``path``'s file name matches: the most telling first."""
+    return _rank(category.executables, posixpath.basename(path))
+
+
+def package_rank(category: ToolCategory, package: str) -> int | None:
+    return _rank(category.packages, package)
+
+
+def _rank(globs: tuple[str, ...], name: str) -> int | None:
+    return next((position for position, glob in enumerate(globs) if fnmatchcase(name, glob)), None)
+
+
+def category_named(name: str) -> ToolCategory | None:
+    return next((category for category in CATEGORIES if category.name == name), None)

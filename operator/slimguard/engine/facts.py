@@ -29,11 +29,23 @@ class FactsSource(Protocol):
     """
 
     def cached(
-        self, image: str, *, credentials: Sequence[Credential], platforms: Iterable[Platform], uncompressed: bool
+        self,
+        image: str,
+        *,
+        credentials: Sequence[Credential],
+        platforms: Iterable[Platform],
+        uncompressed: bool,
+        content: bool = False,
     ) -> ImageFacts | InspectionError | None: ...
 
     async def inspect(
-        self, image: str, *, credentials: Sequence[Credential], platforms: Iterable[Platform], uncompressed: bool
+        self,
+        image: str,
+        *,
+        credentials: Sequence[Credential],
+        platforms: Iterable[Platform],
+        uncompressed: bool,
+        content: bool = False,
     ) -> ImageFacts: ...
 
 
@@ -140,7 +152,11 @@ class Evaluator:
         async def inspect(image: str, need: FactsNeeds) -> FactsOrError:
             try:
                 return await self.inspector.inspect(
-                    image, credentials=credentials, platforms=need.platforms, uncompressed=need.uncompressed
+                    image,
+                    credentials=credentials,
+                    platforms=need.platforms,
+                    uncompressed=need.uncompressed,
+                    content=need.content,
                 )
             except InspectionError as error:
                 # For a base, evaluation makes this an error finding: a rule it leaves undecided is not compliant.
@@ -169,7 +185,11 @@ class Evaluator:
             facts: dict[str, FactsOrError] = {}
             for image, need in wanted.items():
                 cached = self.inspector.cached(
-                    image, credentials=credentials, platforms=need.platforms, uncompressed=need.uncompressed
+                    image,
+                    credentials=credentials,
+                    platforms=need.platforms,
+                    uncompressed=need.uncompressed,
+                    content=need.content,
                 )
                 if cached is None:
                     return None

@@ -35,10 +35,15 @@ def build_engine(
     kube: KubeGateway,
     view: ClusterView,
     network_backend: httpcore.AsyncNetworkBackend | None = None,
+    read_layers: bool = True,
 ) -> Engine:
-    """``network_backend`` replaces the connector under the SSRF guard (tests instrument it); the guard stays."""
+    """``network_backend`` replaces the connector under the SSRF guard (tests instrument it); the guard stays.
+
+    ``read_layers``: whether content rules may stream whole layers (the controller); the webhook passes False,
+    answering within its deadline from what it has, and content rules say ContentPending until a report does.
+    """
     backend = network_backend and GuardedNetworkBackend(registry.address_policy, inner=network_backend)
     client = RegistryClient(registry, backend=backend)
-    inspector = ImageInspector(client)
+    inspector = ImageInspector(client, read_layers=read_layers)
     evaluator = Evaluator(inspector=inspector, view=view, credentials=PullCredentials(kube).for_workload)
     return Engine(client=client, inspector=inspector, view=view, evaluator=evaluator)

@@ -12,9 +12,13 @@ V = TypeVar("V")
 
 
 class LruCache(Generic[K, V]):
-    def __init__(self, capacity: int) -> None:
+    """Least recently used out first, once the items' total weight (by default: their number) passes ``capacity``."""
+
+    def __init__(self, capacity: int, weigh: Callable[[V], int] | None = None) -> None:
         self.capacity = capacity
+        self._weigh = weigh or (lambda _value: 1)
         self._items: OrderedDict[K, V] = OrderedDict()
+        self.weight = 0
 
     def get(self, key: K) -> V | None:
         value = self._items.get(key)
@@ -23,10 +27,18 @@ class LruCache(Generic[K, V]):
         return value
 
     def put(self, key: K, value: V) -> None:
+        before = self._items.get(key)
+        if before is not None:
+            self.weight -= self._weigh(before)
         self._items[key] = value
         self._items.move_to_end(key)
-        while len(self._items) > self.capacity:
-            self._items.popitem(last=False)
+        self.weight += self._weigh(value)
+        while self.weight > self.capacity and len(self._items) > 1:
+            _, evicted = self._items.popitem(last=False)
+            self.weight -= self._weigh(evicted)
+        if self.weight > self.capacity:  # one item heavier than the whole cache: not kept
+            self._items.clear()
+            self.weight = 0
 
     def __len__(self) -> int:
         return len(self._items)

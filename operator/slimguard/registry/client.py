@@ -10,10 +10,10 @@ import json
 import re
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode, urljoin, urlsplit
 
 import httpcore
@@ -28,6 +28,9 @@ from slimguard.registry.guard import GuardedNetworkBackend, RefusedAddress
 from slimguard.registry.settings import RegistrySettings
 
 _MAX_REDIRECTS = 5
+T = TypeVar("T")
+BlobSink = Callable[[AsyncIterator[bytes]], Awaitable[Any]]
+"""Consumes a blob's body as it arrives (a layer walker); its result is what ``stream_blob`` returns."""
 _CHALLENGE_RE = re.compile(r'(\w+)="([^"]*)"')
 
 
@@ -51,6 +54,8 @@ class _Reply:
     status_code: int
     headers: httpx.Headers
     content: bytes
+    consumed: Any = None
+    """What a sink made of a streamed body (``stream_blob``); the body itself was never held."""
 
     def json(self) -> Any:
         return json.loads(self.content)
@@ -200,6 +205,23 @@ class RegistryClient:
             )
         return response.content
 
+    async def stream_blob(
+        self,
+        reference: ImageReference,
+        digest: str,
+        credential: Credential | None,
+        *,
+        max_bytes: int,
+        sink: Callable[[AsyncIterator[bytes]], Awaitable[T]],
+    ) -> T:
+        """A whole blob (a layer), handed to ``sink`` chunk by chunk as it arrives, never held in memory.
+
+        The same guarded transport, authentication, retries and redirects as every request; ``max_bytes`` (the
+        size the manifest declares) caps the body. The sink verifies the digest: only it sees every byte.
+        """
+        response = await self._request("GET", reference, f"blobs/{digest}", credential, max_bytes=max_bytes, sink=sink)
+        return response.consumed  # type: ignore[no-any-return]
+
     # --- the request loop ----------------------------------------------------------------------------------
 
     def _base_url(self, reference: ImageReference) -> str:
@@ -221,6 +243,7 @@ class RegistryClient:
         headers: dict[str, str] | None = None,
         max_bytes: int,
         accept_partial: bool = False,
+        sink: BlobSink | None = None,
     ) -> _Reply:
         self.settings.address_policy.check_registry(reference.registry)
         url = urljoin(self._base_url(reference), path)
@@ -233,7 +256,7 @@ class RegistryClient:
                 authorization = self._authorization(reference.registry, scope, credential)
                 if authorization:
                     request_headers["Authorization"] = authorization
-                response = await self._send(method, url, request_headers, reference, max_bytes)
+                response = await self._send(method, url, request_headers, reference, max_bytes, sink)
                 status = response.status_code
                 if status == 401 and not authorised_retry:
                     authorised_retry = True
@@ -248,7 +271,13 @@ class RegistryClient:
                 raise self._error(status, method, reference, path, credential)
 
     async def _send(
-        self, method: str, url: str, headers: dict[str, str], reference: ImageReference, max_bytes: int
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        reference: ImageReference,
+        max_bytes: int,
+        sink: BlobSink | None = None,
     ) -> _Reply:
         origin = urlsplit(url).netloc
         for _ in range(_MAX_REDIRECTS + 1):
@@ -278,6 +307,10 @@ class RegistryClient:
                         # Blob storage behind a redirect gets no registry credential.
                         headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
                     continue
+                if sink is not None and response.status_code == 200:
+                    self._check_declared(response, max_bytes, reference)
+                    consumed = await sink(self._capped_chunks(response, max_bytes, reference))
+                    return _Reply(response.status_code, response.headers, b"", consumed)
                 body = await self._read_capped(response, max_bytes, reference)
                 return _Reply(response.status_code, response.headers, body)
             finally:
@@ -287,13 +320,23 @@ class RegistryClient:
     async def _read_capped(self, response: httpx.Response, max_bytes: int, reference: ImageReference) -> bytes:
         if response.request.method == "HEAD" or response.status_code not in (200, 206):
             return b""
+        self._check_declared(response, max_bytes, reference)
+        chunks = [chunk async for chunk in self._capped_chunks(response, max_bytes, reference)]
+        return b"".join(chunks)
+
+    @staticmethod
+    def _check_declared(response: httpx.Response, max_bytes: int, reference: ImageReference) -> None:
         declared = response.headers.get("Content-Length")
         if declared and declared.isdigit() and int(declared) > max_bytes:
             raise InspectionError(
                 f"registry {reference.registry} sent {declared} bytes where at most {max_bytes} are expected",
                 reason="ResponseTooLarge",
             )
-        chunks: list[bytes] = []
+
+    async def _capped_chunks(
+        self, response: httpx.Response, max_bytes: int, reference: ImageReference
+    ) -> AsyncIterator[bytes]:
+        """The body as it arrives, refused past ``max_bytes``, with httpx's errors said as InspectionErrors."""
         received = 0
         try:
             async for chunk in response.aiter_bytes():
@@ -303,7 +346,7 @@ class RegistryClient:
                         f"registry {reference.registry} sent more than the {max_bytes} bytes expected",
                         reason="ResponseTooLarge",
                     )
-                chunks.append(chunk)
+                yield chunk
         # The body is read after send()'s error mapping: a body cut short or stalled escaped as a raw httpx
         # error, which evaluation does not catch, so the webhook admitted unchecked (tests/e2e/test_faults.py).
         except httpx.TimeoutException as error:
@@ -316,7 +359,6 @@ class RegistryClient:
                 f"registry {reference.registry} broke off the response after {received} bytes: {error}",
                 reason="TruncatedResponse",
             ) from error
-        return b"".join(chunks)
 
     def _retry_delay(self, response: _Reply, attempt: int) -> float:
         """Seconds to wait before the next attempt: the registry's Retry-After (capped), else exponential backoff.

@@ -1,4 +1,5 @@
-"""Image facts from the registry: manifest and config first, layer trailers only when a rule needs them."""
+"""Image facts from the registry: manifest and config first, layer trailers only when a rule needs them, and
+whole layers (streamed once per layer digest) only when a content rule does."""
 
 from __future__ import annotations
 
@@ -9,10 +10,13 @@ from dataclasses import replace
 
 from slimguard import metrics
 from slimguard.core import oci
+from slimguard.core.content import ContentFacts, LayerContent
+from slimguard.core.content_analysis import analyse_content
 from slimguard.core.errors import InspectionError, InvalidReference
 from slimguard.core.facts import ImageFacts, Layer, Platform, PlatformImage
 from slimguard.core.media_types import IMAGE_TYPES, INDEX_TYPES
 from slimguard.core.reference import ImageReference
+from slimguard.layers.walker import LayerLimits, walk_layer_stream
 from slimguard.registry.cache import Coalescer, LruCache, TtlCache
 from slimguard.registry.client import RegistryClient
 from slimguard.registry.credentials import Credential, credentials_for
@@ -31,6 +35,10 @@ class ImageInspector:
       resolving per credential is what keeps a private image private to workloads that hold its secret.
     - Facts are cached by digest, forever (a digest never changes), in an LRU.
     - Concurrent requests for the same tag or digest share one fetch.
+    - With ``content`` asked and ``read_layers`` on (the controller), each layer blob is streamed once through
+      the layer walker and its LayerContent kept by layer digest (an LRU bounded by tar entries), so a base's
+      layers are read once for every image built on it. The webhook passes ``read_layers=False``: it never
+      downloads a layer, and ``PlatformImage.content`` stays None (content rules then say ContentPending).
     """
 
     def __init__(
@@ -38,8 +46,20 @@ class ImageInspector:
         client: RegistryClient,
         *,
         clock: Callable[[], float] = time.monotonic,
+        read_layers: bool = True,
+        layer_limits: LayerLimits | None = None,
+        layer_cache_entries: int = 2_000_000,
     ) -> None:
         self.client = client
+        self.read_layers = read_layers
+        self.layer_limits = layer_limits or LayerLimits()
+        # ~150 bytes an entry: 2M entries is ~300 MB at most, the layers of a few hundred typical images.
+        self._layers: LruCache[str, LayerContent] = LruCache(
+            layer_cache_entries, weigh=lambda content: len(content.entries) + 1
+        )
+        self._reading: Coalescer[str, LayerContent] = Coalescer()
+        self.layer_reads = 0
+        """Layer blobs streamed (cache misses): what a base shared by many images must cost once."""
         settings = client.settings
         self._tags: TtlCache[tuple[str, str, str], str] = TtlCache(settings.tag_ttl_seconds, clock)
         # A registry that is down or refuses us is asked again only after a pause: an outage must not make
@@ -47,7 +67,7 @@ class ImageInspector:
         self._failures: TtlCache[tuple[str, str], InspectionError] = TtlCache(settings.failure_ttl_seconds, clock)
         self._facts: LruCache[str, ImageFacts] = LruCache(settings.facts_cache_size)
         self._resolving: Coalescer[tuple[str, str, str], str] = Coalescer()
-        self._fetching: Coalescer[tuple[str, frozenset[Platform], bool], ImageFacts] = Coalescer()
+        self._fetching: Coalescer[tuple[str, frozenset[Platform], bool, bool], ImageFacts] = Coalescer()
 
     def cached(
         self,
@@ -56,6 +76,7 @@ class ImageInspector:
         credentials: Sequence[Credential] = (),
         platforms: Iterable[Platform],
         uncompressed: bool = False,
+        content: bool = False,
     ) -> ImageFacts | InspectionError | None:
         """What ``inspect`` would return, if it can be answered from memory alone; None otherwise.
 
@@ -69,7 +90,7 @@ class ImageInspector:
         identity = credential.username if credential else ""
         digest = self._tags.get((reference.name, reference.identifier, identity))
         facts = self._facts.get(digest) if digest is not None else None
-        if facts is not None and self._complete(facts, frozenset(platforms), uncompressed):
+        if facts is not None and self._complete(facts, frozenset(platforms), uncompressed, self._reads(content)):
             # Counted only when memory answers: otherwise `inspect` follows and counts the lookups it makes.
             metrics.cache_lookup("tags", hit=True)
             metrics.cache_lookup("facts", hit=True)
@@ -83,15 +104,20 @@ class ImageInspector:
         credentials: Sequence[Credential] = (),
         platforms: Iterable[Platform],
         uncompressed: bool = False,
+        content: bool = False,
     ) -> ImageFacts:
-        """Facts for ``image`` with the given platforms fetched (and uncompressed sizes if asked)."""
+        """Facts for ``image`` with the given platforms fetched (uncompressed sizes and contents if asked)."""
         reference, credential = self._identify(image, credentials, count_miss=True)
         try:
-            return await self._inspect(reference, credential, frozenset(platforms), uncompressed)
+            return await self._inspect(reference, credential, frozenset(platforms), uncompressed, self._reads(content))
         except InspectionError as error:
             metrics.INSPECTION_FAILURES.labels(reason=error.reason).inc()
             self._failures.put(self._failure_key(reference, credential), error)
             raise
+
+    def _reads(self, content: bool) -> bool:
+        """Whether contents are read for this request: asked for, and this inspector reads layers at all."""
+        return content and self.read_layers
 
     @staticmethod
     def _failure_key(reference: ImageReference, credential: Credential | None) -> tuple[str, str]:
@@ -116,27 +142,34 @@ class ImageInspector:
         return reference, credential
 
     async def _inspect(
-        self, reference: ImageReference, credential: Credential | None, wanted: frozenset[Platform], uncompressed: bool
+        self,
+        reference: ImageReference,
+        credential: Credential | None,
+        wanted: frozenset[Platform],
+        uncompressed: bool,
+        content: bool,
     ) -> ImageFacts:
         digest = await self._resolve(reference, credential)
         cached = self._facts.get(digest)
-        hit = cached is not None and self._complete(cached, wanted, uncompressed)
+        hit = cached is not None and self._complete(cached, wanted, uncompressed, content)
         metrics.cache_lookup("facts", hit=hit)
         if cached is not None and hit:
             return cached
         return await self._fetching.run(
-            (digest, wanted, uncompressed),
-            lambda: self._fetch(reference, digest, credential, wanted, uncompressed),
+            (digest, wanted, uncompressed, content),
+            lambda: self._fetch(reference, digest, credential, wanted, uncompressed, content),
         )
 
     @staticmethod
-    def _complete(facts: ImageFacts, wanted: frozenset[Platform], uncompressed: bool) -> bool:
+    def _complete(facts: ImageFacts, wanted: frozenset[Platform], uncompressed: bool, content: bool) -> bool:
         for platform in wanted:
             image = facts.for_platform(platform)
             listed = any(p.satisfies(platform) for p in facts.listed_platforms) if facts.is_index else False
             if image is None and listed:
                 return False
             if image is not None and uncompressed and image.uncompressed_size is None:
+                return False
+            if image is not None and content and image.content is None:
                 return False
         return True
 
@@ -171,10 +204,11 @@ class ImageInspector:
         credential: Credential | None,
         wanted: frozenset[Platform],
         uncompressed: bool,
+        content: bool,
     ) -> ImageFacts:
         """Read one digest's facts from the registry (timed: this is the cost a cache miss has)."""
         with metrics.INSPECTION_SECONDS.time():
-            return await self._read_facts(reference, digest, credential, wanted, uncompressed)
+            return await self._read_facts(reference, digest, credential, wanted, uncompressed, content)
 
     async def _read_facts(
         self,
@@ -183,6 +217,7 @@ class ImageInspector:
         credential: Credential | None,
         wanted: frozenset[Platform],
         uncompressed: bool,
+        content: bool,
     ) -> ImageFacts:
         previous = self._facts.get(digest)
         manifest = await self.client.get_manifest(reference, digest, credential)
@@ -192,7 +227,7 @@ class ImageInspector:
             if media_type in INDEX_TYPES:
                 known = {image.platform: image for image in previous.platforms} if previous else {}
                 index = oci.parse_index(document, max_entries=self.client.settings.max_platform_manifests * 2)
-                images = await self._platform_images(reference, index, credential, wanted, known, uncompressed)
+                images = await self._platform_images(reference, index, credential, wanted, known, uncompressed, content)
                 facts = ImageFacts(
                     digest=manifest.digest,
                     media_type=media_type,
@@ -202,7 +237,7 @@ class ImageInspector:
                 )
             elif media_type in IMAGE_TYPES:
                 image = await self._platform_image(
-                    reference, oci.parse_manifest(document), manifest.digest, credential, None, uncompressed
+                    reference, oci.parse_manifest(document), manifest.digest, credential, None, uncompressed, content
                 )
                 facts = ImageFacts(
                     digest=digest, media_type=media_type, platforms=(image,), annotated_base=image.annotated_base
@@ -226,12 +261,15 @@ class ImageInspector:
         wanted: frozenset[Platform],
         known: Mapping[Platform, PlatformImage],
         uncompressed: bool,
+        content: bool,
     ) -> tuple[PlatformImage, ...]:
         """The wanted platforms' images of an index; those already known (and complete enough) are not read again."""
 
         async def one(entry: oci.IndexEntry) -> PlatformImage:
             cached = known.get(entry.platform)
             if cached is not None and not (uncompressed and cached.uncompressed_size is None):
+                if content and cached.content is None:
+                    return replace(cached, content=await self._content(reference, cached, credential))
                 return cached
             child = await self.client.get_manifest(reference, entry.digest, credential)
             try:
@@ -239,7 +277,9 @@ class ImageInspector:
             except oci.GarbledDocument as garbled:
                 raise _garbled(reference, garbled.what) from None
             parsed = oci.parse_manifest(document)
-            return await self._platform_image(reference, parsed, entry.digest, credential, entry.platform, uncompressed)
+            return await self._platform_image(
+                reference, parsed, entry.digest, credential, entry.platform, uncompressed, content
+            )
 
         chosen = index.chosen(wanted, limit=self.client.settings.max_platform_manifests)
         return tuple(await asyncio.gather(*(one(entry) for entry in chosen)))
@@ -252,17 +292,48 @@ class ImageInspector:
         credential: Credential | None,
         platform: Platform | None,
         uncompressed: bool,
+        content: bool,
     ) -> PlatformImage:
         config_body = await self.client.get_blob(
             reference, manifest.config_digest, credential, max_bytes=self.client.settings.max_config_bytes
         )
         image = oci.platform_image(manifest, digest=digest, config_body=config_body, platform=platform)
-        if not uncompressed:
-            return image
-        layers = await asyncio.gather(
-            *(self._with_uncompressed(reference, layer, credential) for layer in image.layers)
-        )
-        return replace(image, layers=tuple(layers))
+        if uncompressed:
+            layers = await asyncio.gather(
+                *(self._with_uncompressed(reference, layer, credential) for layer in image.layers)
+            )
+            image = replace(image, layers=tuple(layers))
+        if content:
+            image = replace(image, content=await self._content(reference, image, credential))
+        return image
+
+    async def _content(
+        self, reference: ImageReference, image: PlatformImage, credential: Credential | None
+    ) -> ContentFacts:
+        """What the image's layers hold: each layer read once per digest (cached), then analysed off the loop."""
+        contents = await asyncio.gather(*(self._layer(reference, layer, credential) for layer in image.layers))
+        return await asyncio.to_thread(analyse_content, image.layers, contents)
+
+    async def _layer(self, reference: ImageReference, layer: Layer, credential: Credential | None) -> LayerContent:
+        cached = self._layers.get(layer.digest)
+        if cached is not None:
+            return cached
+
+        async def read() -> LayerContent:
+            self.layer_reads += 1
+            content = await self.client.stream_blob(
+                reference,
+                layer.digest,
+                credential,
+                max_bytes=layer.size,
+                sink=lambda chunks: walk_layer_stream(
+                    chunks, digest=layer.digest, media_type=layer.media_type, limits=self.layer_limits
+                ),
+            )
+            self._layers.put(layer.digest, content)
+            return content
+
+        return await self._reading.run(layer.digest, read)
 
     async def _with_uncompressed(self, reference: ImageReference, layer: Layer, credential: Credential | None) -> Layer:
         """Read the uncompressed size from a few bytes of the layer: its gzip trailer or its zstd frame header."""

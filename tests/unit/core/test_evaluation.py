@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -58,10 +59,20 @@ def of(image: ImageFacts) -> dict[str, ImageFacts]:
 
 
 def test_a_fat_image_breaks_the_compressed_size_limit_with_a_message_naming_container_image_limit_and_actual() -> None:
-    fat = facts(platform_image(*layers("fat", 3, 100 * MiB)))
+    steps = (
+        ("/bin/sh -c #(nop) ADD file:4a1b2c in / ", 30 * MiB),
+        ("RUN /bin/sh -c apt-get update && apt-get install -y build-essential curl nodejs # buildkit", 212 * MiB),
+        ('/bin/sh -c #(nop)  CMD ["bash"]', 0),
+        ("COPY . /app # buildkit", 58 * MiB),
+    )
+    fat = facts(platform_image(*(replace(layer(f"s{n}", size), created_by=by) for n, (by, size) in enumerate(steps))))
     finding = only(verdict(rules(maxCompressedSize="200Mi"), facts_by_image=of(fat)))
+    # The three largest layers, each with the instruction that made it, as the Dockerfile says it.
     assert finding.message == (
-        f'{SUBJECT} is 300 MiB compressed (linux/amd64); ImagePolicy "slim" allows 200 MiB. {SLIM_HINT}'
+        f'{SUBJECT} is 300 MiB compressed (linux/amd64); ImagePolicy "slim" allows 200 MiB. Largest layers: '
+        "layer 2/4 adds 212 MiB: RUN apt-get update && apt-get install -y build-essential curl nodejs; "
+        "layer 4/4 adds 58 MiB: COPY . /app; layer 1/4 adds 30 MiB: ADD file:4a1b2c in /. "
+        f"{SLIM_HINT}"
     )
     assert (finding.policy, finding.container, finding.image, finding.rule) == ("slim", "app", APP, "maxCompressedSize")
     assert (finding.limit, finding.actual, finding.kind) == ("200 MiB", "300 MiB", FindingKind.VIOLATION)
@@ -77,7 +88,8 @@ def test_the_config_blob_counts_and_an_excess_hidden_by_rounding_is_shown_in_byt
     finding = only(verdict(rules(maxCompressedSize="200Mi"), facts_by_image=of(over)))
     assert finding.message == (
         f"{SUBJECT} is 200 MiB (209715201 bytes) compressed (linux/amd64); "
-        f'ImagePolicy "slim" allows 200 MiB (209715200 bytes). {SLIM_HINT}'
+        f'ImagePolicy "slim" allows 200 MiB (209715200 bytes). Largest layers: layer 1/2 adds 100 MiB: '
+        f"(no build history); layer 2/2 adds 100 MiB: (no build history). {SLIM_HINT}"
     )
 
 
@@ -99,7 +111,9 @@ def test_an_image_too_big_on_disk_breaks_the_uncompressed_limit() -> None:
     big = facts(platform_image(*layers("big", 4, 100 * MiB)))  # 800 MiB once unpacked
     finding = only(verdict(rules(maxUncompressedSize="600Mi"), facts_by_image=of(big)))
     assert finding.message == (
-        f'{SUBJECT} is 800 MiB uncompressed (linux/amd64); ImagePolicy "slim" allows 600 MiB. {SLIM_HINT}'
+        f'{SUBJECT} is 800 MiB uncompressed (linux/amd64); ImagePolicy "slim" allows 600 MiB. Largest layers: '
+        "layer 1/4 adds 200 MiB: (no build history); layer 2/4 adds 200 MiB: (no build history); "
+        f"layer 3/4 adds 200 MiB: (no build history). {SLIM_HINT}"
     )
     assert finding.rule == "maxUncompressedSize"
 
@@ -139,7 +153,9 @@ def test_too_many_layers_breaks_max_layers_and_at_the_limit_is_fine() -> None:
     many = facts(platform_image(*layers("many", 21)))
     finding = only(verdict(rules(maxLayers=20), facts_by_image=of(many)))
     assert finding.message == (
-        f'{SUBJECT} has 21 layers (linux/amd64); ImagePolicy "slim" allows 20. '
+        f'{SUBJECT} has 21 layers (linux/amd64); ImagePolicy "slim" allows 20. Largest layers: '
+        "layer 1/21 adds 1 MiB: (no build history); layer 2/21 adds 1 MiB: (no build history); "
+        "layer 3/21 adds 1 MiB: (no build history). "
         "Combine RUN steps, or copy the result of a build stage in one COPY."
     )
     assert (finding.limit, finding.actual) == ("20", "21")

@@ -62,6 +62,34 @@ def test_a_manifest_and_its_config_give_layers_with_diff_ids_and_the_steps_that_
     assert image.compressed_size == 621
 
 
+def test_history_that_does_not_line_up_with_the_layers_blames_no_layer() -> None:
+    # Images from builders older than empty_layer (and some hand-made ones) list every step, ENV included: the
+    # second layer is not "ENV PATH=/bin". Aligning anyway would blame the wrong instruction; none is honest.
+    unflagged = config_body(
+        history=[{"created_by": "ADD rootfs.tar /"}, {"created_by": "ENV PATH=/bin"}, {"created_by": "RUN npm ci"}]
+    )
+    image = oci.platform_image(
+        oci.parse_manifest(manifest_document(100, 200)), digest="d", config_body=unflagged, platform=None
+    )
+    assert [layer.created_by for layer in image.layers] == [None, None]
+    short = config_body(history=[{"created_by": "RUN npm ci"}])
+    image = oci.platform_image(
+        oci.parse_manifest(manifest_document(100, 200)), digest="d", config_body=short, platform=None
+    )
+    assert [layer.created_by for layer in image.layers] == [None, None]
+
+
+def test_history_entries_without_a_command_keep_their_place() -> None:
+    history = [{"comment": "imported"}, {"created_by": "ENV A=b", "empty_layer": True}, {"created_by": "RUN x"}]
+    image = oci.platform_image(
+        oci.parse_manifest(manifest_document(100, 200)),
+        digest="d",
+        config_body=config_body(history=history),
+        platform=None,
+    )
+    assert [layer.created_by for layer in image.layers] == [None, "RUN x"]
+
+
 def test_the_base_is_read_from_manifest_annotations_or_else_config_labels() -> None:
     annotated = manifest_document(1, annotations={oci.BASE_NAME: "node:20-alpine", oci.BASE_DIGEST: digest("b")})
     image = oci.platform_image(oci.parse_manifest(annotated), digest="d", config_body=config_body(), platform=None)

@@ -22,12 +22,24 @@ class InMemoryFacts:
         self.asked: list[str] = []
 
     def cached(
-        self, image: str, *, credentials: Sequence[Credential], platforms: Iterable[Platform], uncompressed: bool
+        self,
+        image: str,
+        *,
+        credentials: Sequence[Credential],
+        platforms: Iterable[Platform],
+        uncompressed: bool,
+        content: bool = False,
     ) -> ImageFacts | InspectionError | None:
         return None
 
     async def inspect(
-        self, image: str, *, credentials: Sequence[Credential], platforms: Iterable[Platform], uncompressed: bool
+        self,
+        image: str,
+        *,
+        credentials: Sequence[Credential],
+        platforms: Iterable[Platform],
+        uncompressed: bool,
+        content: bool = False,
     ) -> ImageFacts:
         self.asked.append(image)
         return self.known[image]

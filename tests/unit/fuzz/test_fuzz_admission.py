@@ -63,12 +63,24 @@ class FixedFacts:
     """A FactsSource: slim or fat facts, or the registry unreachable, as ``kind_of`` says."""
 
     def cached(
-        self, image: str, *, credentials: Sequence[Credential], platforms: Iterable[Platform], uncompressed: bool
+        self,
+        image: str,
+        *,
+        credentials: Sequence[Credential],
+        platforms: Iterable[Platform],
+        uncompressed: bool,
+        content: bool = False,
     ) -> ImageFacts | InspectionError | None:
         return None  # always the asynchronous path, where the deadline and gather live
 
     async def inspect(
-        self, image: str, *, credentials: Sequence[Credential], platforms: Iterable[Platform], uncompressed: bool
+        self,
+        image: str,
+        *,
+        credentials: Sequence[Credential],
+        platforms: Iterable[Platform],
+        uncompressed: bool,
+        content: bool = False,
     ) -> ImageFacts:
         found = kind_of(image)
         if found == "invalid":

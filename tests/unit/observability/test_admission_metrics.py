@@ -24,14 +24,26 @@ class Facts:
     """A facts source from memory: FAT is 300 MiB, DOWN's registry is unreachable."""
 
     def cached(
-        self, image: str, *, credentials: Sequence[Credential], platforms: Iterable[Platform], uncompressed: bool
+        self,
+        image: str,
+        *,
+        credentials: Sequence[Credential],
+        platforms: Iterable[Platform],
+        uncompressed: bool,
+        content: bool = False,
     ) -> ImageFacts | InspectionError | None:
         if image == DOWN:
             return InspectionError("registry registry.down.example is unreachable", reason="RegistryUnreachable")
         return facts(platform_image(*layers("fat", 3, 100 * MiB), seed="fat"))
 
     async def inspect(
-        self, image: str, *, credentials: Sequence[Credential], platforms: Iterable[Platform], uncompressed: bool
+        self,
+        image: str,
+        *,
+        credentials: Sequence[Credential],
+        platforms: Iterable[Platform],
+        uncompressed: bool,
+        content: bool = False,
     ) -> ImageFacts:
         raise AssertionError("everything is in memory")
 

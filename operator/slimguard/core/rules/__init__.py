@@ -6,7 +6,17 @@ To add a rule: a module here with ``needs`` and ``check``, an entry in ``RULES``
 
 from __future__ import annotations
 
-from slimguard.core.rules import base_images, platforms, reference, sizes, user, vulnerabilities
+from slimguard.core.rules import (
+    base_images,
+    forbidden_tools,
+    packages,
+    platforms,
+    reference,
+    sizes,
+    user,
+    vulnerabilities,
+    waste,
+)
 from slimguard.core.rules.common import FactsNeeds, Reporter, Rule, Subject
 
 WITHOUT_FACTS: tuple[Rule, ...] = (Rule("requireDigest", reference.needs, reference.check),)
@@ -17,6 +27,9 @@ WITH_FACTS: tuple[Rule, ...] = (
     Rule("sizes", sizes.needs, sizes.check),
     Rule("baseImages", base_images.needs, base_images.check),
     Rule("requireNonRootUser", user.needs, user.check),
+    Rule("maxPackages", packages.needs, packages.check),
+    Rule("forbiddenTools", forbidden_tools.needs, forbidden_tools.check),
+    Rule("waste", waste.needs, waste.check),
     Rule("vulnerabilities", vulnerabilities.needs, vulnerabilities.check),
 )
 """Rules that read what the registry holds; they run once the image's facts are known."""

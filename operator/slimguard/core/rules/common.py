@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from slimguard.core.content import ContentFacts
 from slimguard.core.context import Context
 from slimguard.core.facts import ImageFacts, Platform, PlatformImage
 from slimguard.core.policy import ImagePolicy, Rules
@@ -118,3 +119,19 @@ class Rule:
     name: str
     needs: Callable[[Rules], FactsNeeds | None]
     check: Callable[[Subject], None]
+
+
+def content_or_pending(report: Reporter, rule: str, image: PlatformImage) -> ContentFacts | None:
+    """The image's content facts; when they are not read yet, an error finding saying they are on their way.
+
+    The webhook never reads layers: until the controller has (and written the ImageReport), a content rule
+    is undecided, and the policy's onUnknown decides at admission.
+    """
+    if image.content is None:
+        report.error(
+            rule,
+            f"has no content facts yet ({image.platform}): slimguard's controller is reading its layers and the "
+            "image's ImageReport is on its way",
+            reason="ContentPending",
+        )
+    return image.content

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from slimguard.core.facts import PlatformImage
 from slimguard.core.policy import Rules
 from slimguard.core.quantity import format_bytes
+from slimguard.core.rules.blame import largest_layers
 from slimguard.core.rules.common import FactsNeeds, Reporter, Subject
 
 SLIM_HINT = "Use a multi-stage build with a slim, alpine or distroless final stage."
@@ -19,7 +21,7 @@ def check(subject: Subject) -> None:
     report, rules = subject.report, subject.rules
     for image in subject.images:
         platform = str(image.platform)
-        _size_check(report, "maxCompressedSize", image.compressed_size, rules.compressed_limit, "compressed", platform)
+        _size_check(report, "maxCompressedSize", image.compressed_size, rules.compressed_limit, "compressed", image)
         if rules.uncompressed_limit is not None:
             uncompressed = image.uncompressed_size
             if uncompressed is None:
@@ -30,25 +32,26 @@ def check(subject: Subject) -> None:
                 )
             else:
                 what = "uncompressed (estimated)" if image.uncompressed_estimated else "uncompressed"
-                _size_check(report, "maxUncompressedSize", uncompressed, rules.uncompressed_limit, what, platform)
+                _size_check(report, "maxUncompressedSize", uncompressed, rules.uncompressed_limit, what, image)
         if rules.max_layers is not None and len(image.layers) > rules.max_layers:
             report.violation(
                 "maxLayers",
                 f"has {len(image.layers)} layers ({platform}); {report.policy_name} allows {rules.max_layers}. "
-                "Combine RUN steps, or copy the result of a build stage in one COPY.",
+                f"{largest_layers(image)} Combine RUN steps, or copy the result of a build stage in one COPY.",
                 limit=str(rules.max_layers),
                 actual=str(len(image.layers)),
             )
 
 
-def _size_check(report: Reporter, rule: str, size: int, limit: int | None, what: str, platform: str) -> None:
+def _size_check(report: Reporter, rule: str, size: int, limit: int | None, what: str, image: PlatformImage) -> None:
     if limit is not None and size > limit:
+        blame = largest_layers(image, uncompressed=rule == "maxUncompressedSize")
         actual, allowed = format_bytes(size), format_bytes(limit)
         if actual == allowed:  # rounding hid the excess ("200 MiB; allows 200 MiB"): show the bytes
             actual, allowed = f"{actual} ({size} bytes)", f"{allowed} ({limit} bytes)"
         report.violation(
             rule,
-            f"is {actual} {what} ({platform}); {report.policy_name} allows {allowed}. {SLIM_HINT}",
+            f"is {actual} {what} ({image.platform}); {report.policy_name} allows {allowed}. {blame} {SLIM_HINT}",
             limit=allowed,
             actual=actual,
             excess_bytes=size - limit,
