@@ -291,6 +291,21 @@ def syft() -> Path:
 
 
 @pytest.fixture(scope="session")
+def open_registry(
+    tmp_path_factory: pytest.TempPathFactory,
+    testbed_ca: CertificateAuthority,
+    registry_storage: Path,
+    registry_credentials: Credentials,
+) -> Iterator[Registry]:
+    """TLS, no auth, over the same storage as `registry`: what syft reads with `registry:`. Its registry library
+    (go-containerregistry) refuses a token realm on a loopback IP ("private or link-local address")."""
+    with _shared_storage_registry(
+        None, tmp_path_factory, testbed_ca, registry_storage, registry_credentials
+    ) as started:
+        yield started
+
+
+@pytest.fixture(scope="session")
 def wasted_image(registry: Registry, fixture_images: FixtureImages) -> FixtureImage:
     """shop/wasted:1.0: 50 MiB added then deleted, a file changed in two layers, a directory deleted."""
     return publish_wasted_bytes(registry.endpoint, fixture_images)

@@ -88,10 +88,12 @@ def test_dive_finds_no_waste_in_the_single_layer_fat_image(dive: Path, fixture_i
 
 
 def test_syft_counts_the_fat_images_packages_alike_from_the_registry_and_an_archive(
-    syft: Path, registry: Registry, fixture_images: FixtureImages
+    syft: Path, open_registry: Registry, fixture_images: FixtureImages
 ) -> None:
     fat = fixture_images.debian_fat
-    from_registry = syft_catalogue(f"registry:{fat.ref}", ca_file=registry.ca_file)
+    from_registry = syft_catalogue(
+        f"registry:{open_registry.host}/{fat.repository}:{fat.tag}", ca_file=open_registry.ca_file
+    )
     from_archive = syft_catalogue(f"docker-archive:{archive_of(fat)}")
 
     installed = _installed_dpkg_packages(fat)

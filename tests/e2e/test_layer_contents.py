@@ -52,11 +52,11 @@ def content_of(registry: Registry, image: FixtureImage) -> ContentFacts:
 
 
 def test_the_fat_debian_images_package_count_is_syfts(
-    syft: Path, registry: Registry, fixture_images: FixtureImages
+    syft: Path, registry: Registry, open_registry: Registry, fixture_images: FixtureImages
 ) -> None:
     fat = fixture_images.debian_fat
     ours = content_of(registry, fat).packages
-    theirs = syft_catalogue(f"registry:{fat.ref}", ca_file=registry.ca_file)
+    theirs = syft_catalogue(f"registry:{open_registry.host}/{fat.repository}:{fat.tag}", ca_file=open_registry.ca_file)
 
     assert ours.count == theirs.os_package_count
     assert set(ours.names) == theirs.names("deb")
@@ -64,12 +64,14 @@ def test_the_fat_debian_images_package_count_is_syfts(
 
 
 def test_the_distroless_base_package_count_is_syfts(
-    syft: Path, registry: Registry, fixture_images: FixtureImages
+    syft: Path, registry: Registry, open_registry: Registry, fixture_images: FixtureImages
 ) -> None:
     """dpkg facts in var/lib/dpkg/status.d/, one file per package, as gcr.io/distroless ships them."""
     distroless = fixture_images.distroless
     ours = content_of(registry, distroless).packages
-    theirs = syft_catalogue(f"registry:{distroless.ref}", ca_file=registry.ca_file)
+    theirs = syft_catalogue(
+        f"registry:{open_registry.host}/{distroless.repository}:{distroless.tag}", ca_file=open_registry.ca_file
+    )
 
     assert ours.count == theirs.os_package_count == 4
     assert set(ours.names) == theirs.names("deb")
