@@ -202,7 +202,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     met = "yes" if ratio <= TARGET_RATIO else "no"
     print(f"\nwalker / (gzip -dc | tar -t), CPU: {ratio:.2f}x (min/min {summary['ratio_cpu_min']:.2f}x); ", end="")
     print(f"target <= {TARGET_RATIO}x: {met}. Wall: {summary['ratio_wall_median']:.2f}x.")
-    print(f"entries: walker {summary['entries']}")
+    entries = summary["entries"]
+    assert isinstance(entries, dict)
+    print(f"entries: walker {entries['walker']:,}, tar -t {entries['tar -t']:,}")
     if args.json:
         args.json.write_text(json.dumps({"summary": summary, "samples": [asdict(s) for s in samples]}, indent=1))
     if args.profile:
