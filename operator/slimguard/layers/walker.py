@@ -10,7 +10,6 @@ an ``InspectionError`` with a reason, never an exception of the tar or zlib modu
 from __future__ import annotations
 
 import asyncio
-import gzip
 import hashlib
 import posixpath
 import tarfile
@@ -33,7 +32,7 @@ _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _ZSTD_MAX_WINDOW = 128 * MIB  # zstd --long=27; what the window may cost in memory, at most
 _WHITEOUT = ".wh."
 _OPAQUE = ".wh..wh..opq"
-_READ_SIZE = 64 * 1024
+_READ_SIZE = 256 * 1024
 _CHUNK_WAIT_SECONDS = 300  # a loop that stopped answering must not hold a thread forever
 
 PACKAGE_DATABASES = frozenset(
@@ -184,10 +183,53 @@ def _decoder(source: _CompressedSource) -> Any:
     """What reads the tar out of the blob; told by its first bytes, whatever the media type says."""
     head = source.peek(4)
     if head.startswith(_GZIP_MAGIC):
-        return gzip.GzipFile(fileobj=cast(BinaryIO, source), mode="rb")
+        return _GzipReader(source)
     if head == _ZSTD_MAGIC:
         return _ZstdReader(source)
     return source
+
+
+class _GzipReader:
+    """gzip members, one after another (as ``gzip -d`` reads them), decoded by zlib in C, CRC and size checked.
+
+    Output per call is bounded (``max_length``), so a bomb never costs more than one block of memory; zero
+    bytes after the last member are padding, anything else there is garbage.
+    """
+
+    def __init__(self, source: _CompressedSource) -> None:
+        self._source = source
+        self._member = zlib.decompressobj(wbits=31)
+        self._pending = b""
+        self._in_member = False
+        self._padding = False
+
+    def read(self, size: int = -1) -> bytes:
+        want = _READ_SIZE if size < 0 else max(1, size)
+        while True:
+            if not self._pending:
+                self._pending = self._source.read(_READ_SIZE)
+                if not self._pending:
+                    if self._in_member:
+                        raise EOFError("the gzip stream ends inside a member")
+                    return b""
+            if self._padding:
+                if self._pending.strip(b"\0"):
+                    raise OSError("data after the last gzip member is not gzip")
+                self._pending = b""
+                continue
+            if not self._in_member and not self._pending.startswith(_GZIP_MAGIC[: len(self._pending)]):
+                if not self._pending.strip(b"\0"):
+                    self._padding = True
+                    continue
+                raise OSError("data after a gzip member is not gzip")
+            self._in_member = True
+            data = self._member.decompress(self._pending, want)
+            self._pending = self._member.unconsumed_tail or self._member.unused_data
+            if self._member.eof:  # the next member, if any, starts with what this one did not use
+                self._member = zlib.decompressobj(wbits=31)
+                self._in_member = False
+            if data:
+                return data
 
 
 class _ZstdReader:
@@ -276,10 +318,35 @@ def walk_layer(
     """
     limits = limits or LayerLimits()
     source = _CompressedSource(chunks, digest)
+    try:
+        return _walk(source, digest, media_type, limits)
+    except InspectionError as error:
+        if error.reason not in REFUSALS:
+            raise
+        # The blob is refused for what it is: hash the rest (no decompression) so the refusal can be kept by
+        # digest, and a bomb costs one read, not one per retry.
+        source.drain()
+        raise LayerRefused(str(error), reason=error.reason, verified=source.matches) from None
+
+
+REFUSALS = frozenset({"LayerTooLarge", "TooManyLayerEntries", "UnsafeLayerPath"})
+
+
+class LayerRefused(InspectionError):
+    """A layer refused for its content (a cap broken, an escaping path); ``verified``: its bytes are the digest's."""
+
+    def __init__(self, message: str, *, reason: str, verified: bool) -> None:
+        super().__init__(message, reason=reason)
+        self.verified = verified
+
+
+def _walk(source: _CompressedSource, digest: str, media_type: str, limits: LayerLimits) -> LayerContent:
     counted = _Counted(_decoder(source), limits.max_uncompressed_bytes, digest)
     read = _Members(digest, limits)
     try:
-        with tarfile.open(fileobj=cast(BinaryIO, counted), mode="r|", tarinfo=_StrictTarInfo) as archive:
+        with tarfile.open(
+            fileobj=cast(BinaryIO, counted), mode="r|", tarinfo=_StrictTarInfo, bufsize=_READ_SIZE
+        ) as archive:
             read.all_of(archive)
     except tarfile.ReadError as error:
         # An empty stream holds no entries (tarfile calls it "empty file"); its digest still has to match.
@@ -372,4 +439,12 @@ async def _next_chunk(chunks: AsyncIterator[bytes]) -> bytes | None:
         return None
 
 
-__all__ = ["LayerLimits", "is_package_database", "normalised_path", "walk_layer", "walk_layer_stream"]
+__all__ = [
+    "REFUSALS",
+    "LayerLimits",
+    "LayerRefused",
+    "is_package_database",
+    "normalised_path",
+    "walk_layer",
+    "walk_layer_stream",
+]

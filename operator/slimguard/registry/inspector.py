@@ -16,7 +16,7 @@ from slimguard.core.errors import InspectionError, InvalidReference
 from slimguard.core.facts import ImageFacts, Layer, Platform, PlatformImage
 from slimguard.core.media_types import IMAGE_TYPES, INDEX_TYPES
 from slimguard.core.reference import ImageReference
-from slimguard.layers.walker import LayerLimits, walk_layer_stream
+from slimguard.layers.walker import LayerLimits, LayerRefused, walk_layer_stream
 from slimguard.registry.cache import Coalescer, LruCache, TtlCache
 from slimguard.registry.client import RegistryClient
 from slimguard.registry.credentials import Credential, credentials_for
@@ -58,6 +58,8 @@ class ImageInspector:
             layer_cache_entries, weigh=lambda content: len(content.entries) + 1
         )
         self._reading: Coalescer[str, LayerContent] = Coalescer()
+        # A layer refused for what its verified bytes hold stays refused: a digest's content never changes.
+        self._refused: LruCache[str, LayerRefused] = LruCache(4096)
         self.layer_reads = 0
         """Layer blobs streamed (cache misses): what a base shared by many images must cost once."""
         settings = client.settings
@@ -318,18 +320,26 @@ class ImageInspector:
         cached = self._layers.get(layer.digest)
         if cached is not None:
             return cached
+        refused = self._refused.get(layer.digest)
+        if refused is not None:  # a fresh error each time: re-raising one object would grow its traceback
+            raise LayerRefused(str(refused), reason=refused.reason, verified=True)
 
         async def read() -> LayerContent:
             self.layer_reads += 1
-            content = await self.client.stream_blob(
-                reference,
-                layer.digest,
-                credential,
-                max_bytes=layer.size,
-                sink=lambda chunks: walk_layer_stream(
-                    chunks, digest=layer.digest, media_type=layer.media_type, limits=self.layer_limits
-                ),
-            )
+            try:
+                content = await self.client.stream_blob(
+                    reference,
+                    layer.digest,
+                    credential,
+                    max_bytes=layer.size,
+                    sink=lambda chunks: walk_layer_stream(
+                        chunks, digest=layer.digest, media_type=layer.media_type, limits=self.layer_limits
+                    ),
+                )
+            except LayerRefused as error:
+                if error.verified:
+                    self._refused.put(layer.digest, error)
+                raise
             self._layers.put(layer.digest, content)
             return content
 

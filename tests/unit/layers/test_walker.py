@@ -15,7 +15,7 @@ import zstandard
 
 from slimguard.core.content import EntryKind, LayerEntry
 from slimguard.core.errors import InspectionError
-from slimguard.layers.walker import LayerLimits, walk_layer, walk_layer_stream
+from slimguard.layers.walker import LayerLimits, LayerRefused, walk_layer, walk_layer_stream
 
 Member = tuple[str, bytes | None, int]  # name, content (None: a directory), mode
 
@@ -273,3 +273,21 @@ async def test_the_async_walk_raises_the_same_errors() -> None:
     with pytest.raises(InspectionError) as raised:
         await walk_layer_stream(stream(), digest=digest_of(b"x"))
     assert raised.value.reason == "LayerDigestMismatch"
+
+
+def test_zero_padding_after_the_last_gzip_member_is_allowed_and_other_trailing_bytes_are_not() -> None:
+    padded = gzip.compress(BASIC) + b"\0" * 700
+    assert len(walk(padded)) == 5
+    assert refusal(gzip.compress(BASIC) + b"trailing garbage").reason == "GarbledLayer"
+
+
+def test_a_refusal_says_whether_the_refused_bytes_are_the_digests() -> None:
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
+    bomb = compressor.compress(b"\0" * (8 * 1024 * 1024)) + compressor.flush()
+    small = LayerLimits(max_uncompressed_bytes=1024 * 1024)
+    genuine = refusal(bomb, small)
+    assert isinstance(genuine, LayerRefused)
+    assert genuine.verified  # the rest was hashed, not unpacked: the refusal can be kept by digest
+    served_other = refusal(bomb, small, digest=digest_of(b"another blob"))
+    assert isinstance(served_other, LayerRefused)
+    assert not served_other.verified
