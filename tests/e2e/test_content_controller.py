@@ -33,10 +33,12 @@ HOSTILE_REASONS = {
 }
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def controller_process(
     control_plane: ControlPlane, operator_kubeconfig: str, registry: Registry, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ControllerProcess]:
+    """A controller of its own for one test, stopped after it: a second controller left running would also
+    read every layer the next test counts reads of."""
     with ControllerProcess(
         kubeconfig=operator_kubeconfig,
         registry_ca_file=registry.ca_file,
