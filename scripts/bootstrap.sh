@@ -3,7 +3,8 @@
 #   1. Debian packages the test bed runs (apt-get update only when something is missing);
 #   2. .venv with Python 3.11 and `pip install -e '.[dev]'` (skipped while pyproject.toml is unchanged);
 #   3. Kubernetes binaries via scripts/build-k8s.sh (cached in ~/.cache/slimguard; ~10 min cold);
-#   4. helm and the Grafana dashboard validator, built from their Go modules into the same cache.
+#   4.-5. helm and the Grafana dashboard validator, built from their Go modules into the same cache;
+#   6. dive and syft, the anchors the layer-content numbers are checked against (same cache, by version).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -93,3 +94,10 @@ log "dashboard validator: $VALIDATOR"
 # -- 6. distribution v3's registry, whose tag lists paginate (2.8's do not), for the tag-list tests -------
 REGISTRY_V3="$(bash scripts/build-registry-v3.sh)"
 log "registry v3: $REGISTRY_V3"
+
+# -- 7. dive and syft: what slimguard's efficiency, wasted bytes and package counts are checked against ----
+# (Go modules, ~3 and ~6 min cold; scripts/build-go-tool.sh returns at once when the version is cached)
+DIVE="$(bash scripts/build-go-tool.sh dive github.com/wagoodman/dive "${DIVE_VERSION:-v0.13.1}")"
+log "dive: $DIVE"
+SYFT="$(bash scripts/build-go-tool.sh syft github.com/anchore/syft/cmd/syft "${SYFT_VERSION:-v1.57.1}")"
+log "syft: $SYFT"

@@ -1,80 +1,138 @@
-"""``slimguard controller`` as a real process: what a fault test kills, restarts or starves of memory."""
+"""`slimguard controller` in its own process, as it is deployed, for tests about the process itself: that it
+stays up, and how much memory it takes (the kernel's own accounting, /proc/PID/status).
+
+It runs the slimguard package this test bed sits beside (`python -m slimguard.cli.main` with that source
+tree first on PYTHONPATH), so a worktree tests its own code, never the virtualenv's editable install.
+"""
 
 from __future__ import annotations
 
 import os
 import signal
 import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
-from slimguard_testbed.ports import free_port
+from slimguard_testbed.lifecycle import Service
 from slimguard_testbed.process import ManagedProcess, TestbedError, wait_until
 
+SOURCE_ROOT = Path(__file__).resolve().parents[1]  # operator/: slimguard and slimguard_testbed
+_STARTED = "slimguard controller started"
 
-class ControllerProcess:
-    """One controller process with its metrics on loopback; ``address_space`` caps it as ``ulimit -v`` does."""
+
+@dataclass(frozen=True)
+class Memory:
+    rss_bytes: int
+    """VmRSS: resident now."""
+    peak_rss_bytes: int
+    """VmHWM: the most it has ever been resident, as the kernel counted (no sampling can miss a spike)."""
+    peak_address_space_bytes: int
+    """VmPeak: the most address space it has ever held (what ``ulimit -v`` caps)."""
+
+
+def process_memory(pid: int) -> Memory:
+    values: dict[str, int] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM", "VmPeak"):
+            values[key] = int(rest.split()[0]) * 1024
+    return Memory(values["VmRSS"], values["VmHWM"], values["VmPeak"])
+
+
+class ControllerProcess(Service):
+    """`slimguard controller --kubeconfig K --allow-loopback-registries --ca-file CA ...` on 127.0.0.1 only.
+
+    ``address_space`` caps it as ``ulimit -v`` does (prlimit execs it, so the pid is the controller's own).
+    """
 
     def __init__(
         self,
         *,
-        kubeconfig: str,
-        registry_ca_file: str,
-        workdir: Path,
+        kubeconfig: str | Path,
+        registry_ca_file: str | Path,
+        workdir: Path | None = None,
+        extra_args: Sequence[str] = (),
+        start_timeout: float = 60.0,
         address_space: int | None = None,
-        extra_args: tuple[str, ...] = (),
     ) -> None:
-        self.metrics_port = free_port()
-        limit = ["prlimit", f"--as={address_space}", "--"] if address_space else []
-        self.process = ManagedProcess(
-            "controller",
-            [
-                *limit,
-                sys.executable,
-                "-m",
-                "slimguard.cli.main",
-                "controller",
-                "--kubeconfig",
-                kubeconfig,
-                "--allow-loopback-registries",
-                "--ca-file",
-                registry_ca_file,
-                "--metrics-port",
-                str(self.metrics_port),
-                *extra_args,
-            ],
-            log_file=workdir / "controller.log",
+        self.kubeconfig = Path(kubeconfig)
+        self.registry_ca_file = Path(registry_ca_file)
+        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="slimguard-controller-"))
+        self.extra_args = tuple(extra_args)
+        self.start_timeout = start_timeout
+        self.address_space = address_space
+        self._process: ManagedProcess | None = None
+
+    @property
+    def log_file(self) -> Path:
+        return self.workdir / "controller.log"
+
+    @property
+    def pid(self) -> int:
+        if self._process is None or self._process.pid is None:
+            raise TestbedError("the controller process is not running")
+        return self._process.pid
+
+    def alive(self) -> bool:
+        return self._process is not None and self._process.alive()
+
+    def memory(self) -> Memory:
+        return process_memory(self.pid)
+
+    def log(self) -> str:
+        return self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
+
+    @property
+    def returncode(self) -> int | None:
+        return self._process.returncode if self._process is not None else None
+
+    def _start(self) -> None:
+        process = self.launch()
+        wait_until(
+            lambda: _STARTED in self.log(),
+            timeout=self.start_timeout,
+            what="slimguard controller to start",
+            watch=[process],
+            interval=0.2,
         )
 
-    def start(self, timeout: float = 60) -> ControllerProcess:
-        self.process.start()
-        wait_until(self._serving, timeout=timeout, what="the controller's /metrics", watch=[self.process])
-        return self
-
-    def _serving(self) -> bool:
-        try:
-            return "slimguard_build_info{" in self.metrics()
-        except httpx.HTTPError:
-            return False
-
-    def metrics(self) -> str:
-        return httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text
+    def launch(self) -> ManagedProcess:
+        """Start the process without waiting for it to say it started (it may not live that long)."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        cap = ["prlimit", f"--as={self.address_space}", "--"] if self.address_space else []
+        argv = [
+            *cap,
+            sys.executable,
+            "-m",
+            "slimguard.cli.main",
+            "controller",
+            f"--kubeconfig={self.kubeconfig}",
+            "--allow-loopback-registries",
+            f"--ca-file={self.registry_ca_file}",
+            "--metrics-port=0",  # its default (9090, every interface) would clash with other runs
+            *self.extra_args,
+        ]
+        python_path = os.pathsep.join(p for p in (str(SOURCE_ROOT), os.environ.get("PYTHONPATH", "")) if p)
+        env = {**os.environ, "PYTHONPATH": python_path, "PYTHONUNBUFFERED": "1"}
+        self._process = ManagedProcess("slimguard-controller", argv, log_file=self.log_file, env=env, cwd=self.workdir)
+        self._process.start()
+        return self._process
 
     def kill(self) -> None:
         """SIGKILL, as the OOM killer or a node failure does: no cleanup handler runs."""
-        pid = self.process.pid
-        if pid is None:
-            raise TestbedError("the controller is not running")
-        os.killpg(pid, signal.SIGKILL)
-        wait_until(lambda: not self.process.alive(), timeout=10, what="the killed controller to exit")
-        self.process.stop()
+        process = self._process
+        if process is None or process.pid is None:
+            raise TestbedError("the controller process is not running")
+        os.killpg(process.pid, signal.SIGKILL)
+        wait_until(lambda: not process.alive(), timeout=10, what="the killed controller to exit")
+        process.stop()
 
     def stop(self) -> None:
-        self.process.stop()
+        if self._process is not None:
+            self._process.stop()
+            self._process = None
 
-    def __enter__(self) -> ControllerProcess:
-        return self.start()
 
-    def __exit__(self, *_: object) -> None:
-        self.stop()
+__all__ = ["ControllerProcess", "Memory", "process_memory"]

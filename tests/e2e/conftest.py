@@ -260,3 +260,81 @@ def helm() -> str:
     path = result.stdout.strip() or shutil.which("helm")
     assert path, f"helm is not available and could not be built:\n{result.stderr[-2000:]}"
     return path
+
+
+# --- layer contents (issue 11): the anchors (dive, syft) and the fixtures they are compared on -------------
+# dive and syft are built from their Go modules once per machine (scripts/build-go-tool.sh, ~3 and ~6 min cold;
+# `make test` builds them first); the fixtures are pushed only when a test asks for them.
+
+from slimguard_testbed import anchors  # noqa: E402
+from slimguard_testbed.images.content import (  # noqa: E402
+    HostileImages,
+    publish_fleet_base,
+    publish_hostile_images,
+    publish_wasted_bytes,
+    push_fleet,
+)
+
+
+@pytest.hookimpl(specname="pytest_collection_finish")
+def pytest_collection_finish_anchors(session: pytest.Session) -> None:
+    # A cold build takes minutes: do it before any test's timeout starts. A failure is reported by the fixture.
+    if session.config.option.collectonly:
+        return
+    names = {name for item in session.items for name in getattr(item, "fixturenames", ())}
+    with contextlib.suppress(TestbedError):
+        if "dive" in names:
+            anchors.dive_binary()
+        if "syft" in names:
+            anchors.syft_binary()
+
+
+@pytest.fixture(scope="session")
+def dive() -> Path:
+    """dive v0.13.1 from the cache (built if missing); missing and unbuildable, the tests fail, never skip."""
+    return anchors.dive_binary()
+
+
+@pytest.fixture(scope="session")
+def syft() -> Path:
+    """syft v1.57.1 from the cache (built if missing)."""
+    return anchors.syft_binary()
+
+
+@pytest.fixture(scope="session")
+def open_registry(
+    tmp_path_factory: pytest.TempPathFactory,
+    testbed_ca: CertificateAuthority,
+    registry_storage: Path,
+    registry_credentials: Credentials,
+) -> Iterator[Registry]:
+    """TLS, no auth, over the same storage as `registry`: what syft reads with `registry:`. Its registry library
+    (go-containerregistry) refuses a token realm on a loopback IP ("private or link-local address")."""
+    with _shared_storage_registry(
+        None, tmp_path_factory, testbed_ca, registry_storage, registry_credentials
+    ) as started:
+        yield started
+
+
+@pytest.fixture(scope="session")
+def wasted_image(registry: Registry, fixture_images: FixtureImages) -> FixtureImage:
+    """shop/wasted:1.0: 50 MiB added then deleted, a file changed in two layers, a directory deleted."""
+    return publish_wasted_bytes(registry.endpoint, fixture_images)
+
+
+@pytest.fixture(scope="session")
+def hostile_images(registry: Registry, registry_storage: Path, fixture_images: FixtureImages) -> HostileImages:
+    """shop/hostile-*:1.0: a gzip bomb, ../ and absolute entries, a truncated gzip, bytes swapped in storage."""
+    return publish_hostile_images(registry.endpoint, registry_storage, fixture_images)
+
+
+@pytest.fixture(scope="session")
+def fleet_base(registry: Registry, fixture_images: FixtureImages) -> FixtureImage:
+    """base/fleet-debian:bookworm: the fat Debian image under a layer blob no other test reads."""
+    return publish_fleet_base(registry.endpoint, fixture_images.debian_fat)
+
+
+@pytest.fixture(scope="session")
+def fleet_images(registry: Registry, fleet_base: FixtureImage) -> tuple[FixtureImage, ...]:
+    """shop/fleet-000..099:1.0: the fleet base (mounted, never uploaded again) plus a tiny layer each."""
+    return push_fleet(registry.endpoint, fleet_base, count=100)

@@ -214,7 +214,7 @@ def test_an_apiserver_restart_with_etcd_stopped_is_ridden_out_by_the_controller_
             timeout=90,
         )
         controller_caught_up = time.monotonic() - back
-        assert controller.process.alive(), "the controller restarted itself"
+        assert controller.alive(), "the controller restarted itself"
         assert all(process.alive() for process in replicas.processes), "a webhook replica restarted itself"
         assert _ready(replicas) == 200
         plane.kubectl("delete", "validatingwebhookconfiguration", "slimguard-outage")
@@ -226,20 +226,6 @@ def test_an_apiserver_restart_with_etcd_stopped_is_ridden_out_by_the_controller_
         seconds_to_controller_verdict_on_a_new_workload=round(controller_caught_up, 1),
     )
     plane.kubectl("delete", "imagepolicy", "outage", "outage-later")
-
-
-def _vm(pid: int, field: str) -> int:
-    """A /proc/PID/status size in bytes (VmPeak: address space, VmHWM: peak resident)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError(f"{field} not in /proc/{pid}/status")
-
-
-def _python_child(process: ControllerProcess) -> int:
-    """The controller's own pid: prlimit execs it, so it is the process itself."""
-    assert process.process.pid is not None
-    return process.process.pid
 
 
 ADDRESS_SPACE_CAP = 1 << 30
@@ -265,10 +251,10 @@ def test_a_controller_capped_at_1_gib_of_address_space_still_finishes_a_large_au
             lambda: all(status == expected_status(name) for name, status in statuses(plane, ns).items()),
             timeout=300,
         )
-        pid = _python_child(capped)
-        peak_address_space, peak_resident = _vm(pid, "VmPeak"), _vm(pid, "VmHWM")
-        assert capped.process.alive()
-        log = capped.process.log_file.read_text()
+        memory = capped.memory()
+        peak_address_space, peak_resident = memory.peak_address_space_bytes, memory.peak_rss_bytes
+        assert capped.alive()
+        log = capped.log()
     assert peak_address_space <= ADDRESS_SPACE_CAP
     assert "MemoryError" not in log
     measured(
@@ -295,13 +281,14 @@ def test_a_controller_with_too_little_memory_for_its_audit_exits_saying_so_in_on
         workdir=tmp_path,
         address_space=160 << 20,
     )
-    starved.process.start()
-    wait_for("the starved controller to exit", lambda: not starved.process.alive(), timeout=180, every=0.5)
-    exit_code = starved.process.returncode
+    starved.launch()
+    wait_for("the starved controller to exit", lambda: not starved.alive(), timeout=180, every=0.5)
+    exit_code = starved.returncode
+    log = starved.log()
     starved.stop()
     plane.kubectl("delete", "namespace", ns, "--wait=false")
     plane.kubectl("delete", "imagepolicy", "starved")
-    last_line = starved.process.log_file.read_text().rstrip().splitlines()[-1]
+    last_line = log.rstrip().splitlines()[-1]
     assert exit_code == 3
     assert last_line.startswith("slimguard controller: out of memory (address-space limit 160 MiB)")
     assert last_line.endswith("; give it more memory (resources.limits.memory)")

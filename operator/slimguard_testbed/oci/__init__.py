@@ -41,6 +41,7 @@ from slimguard_testbed.oci.blobs import (
     layer_from_directory,
     layer_from_files,
     layer_from_tar,
+    layer_from_tar_bytes,
 )
 from slimguard_testbed.oci.layout import load_layout, save_layout
 from slimguard_testbed.oci.push_client import IndependentRegistryClient, parse_challenge, push
@@ -75,6 +76,7 @@ __all__ = [
     "layer_from_directory",
     "layer_from_files",
     "layer_from_tar",
+    "layer_from_tar_bytes",
     "load_layout",
     "parse_challenge",
     "push",

@@ -252,6 +252,16 @@ def layer_from_directory(
         return writer.finish(out, None, created_by)
 
 
+def layer_from_tar_bytes(tar: bytes, *, created_by: str = "") -> Layer:
+    """Gzip a tar held in memory as it is, however it was made (hostile fixtures write names `layer_from_files`
+    refuses, such as `../x`)."""
+    buffer = io.BytesIO()
+    writer = _LayerWriter(buffer)
+    writer.uncompressed.write(tar)
+    layer = writer.finish(None, None, created_by)
+    return dataclasses.replace(layer, blob=dataclasses.replace(layer.blob, data=buffer.getvalue()))
+
+
 def layer_from_tar(source: IO[bytes], out: Path, *, created_by: str = "") -> Layer:
     """Gzip an existing tar stream as it is (its diff_id is kept), e.g. a layer from `docker save`."""
     with out.open("wb") as handle:
