@@ -445,8 +445,8 @@ def panels() -> list[dict[str, Any]]:
         row("Image content and bases", 61),
         timeseries(
             "OS packages and wasted bytes by namespace",
-            "For the distinct images in use whose layers were read (a policy there has maxPackages, forbiddenTools, "
-            "minEfficiency or maxWastedBytes): OS packages installed (left axis) and dive's wasted bytes, paths "
+            "For the distinct images in use whose layers were read (a maxPackages, forbiddenTools, minEfficiency or "
+            "maxWastedBytes rule had them read): OS packages installed (left axis) and dive's wasted bytes, paths "
             "written in two or more layers (right axis), summed per namespace. Divide by "
             "slimguard_images_content_known for a per-image average.",
             [
