@@ -44,7 +44,13 @@ def _target(expr: str, legend: str = "__auto", ref: str = "A", *, instant: bool 
     return target
 
 
-def _field_config(unit: str, *, thresholds: list[tuple[float | None, str]] | None = None, **custom: Any) -> Any:
+def _field_config(
+    unit: str,
+    *,
+    thresholds: list[tuple[float | None, str]] | None = None,
+    overrides: list[dict[str, Any]] | None = None,
+    **custom: Any,
+) -> Any:
     steps = [{"value": value, "color": color} for value, color in (thresholds or [(None, "green")])]
     return {
         "defaults": {
@@ -53,7 +59,7 @@ def _field_config(unit: str, *, thresholds: list[tuple[float | None, str]] | Non
             "color": {"mode": "thresholds" if thresholds else "palette-classic"},
             **({"custom": custom} if custom else {}),
         },
-        "overrides": [],
+        "overrides": overrides or [],
     }
 
 
@@ -120,6 +126,7 @@ def timeseries(
     *,
     unit: str = "short",
     stack: bool = False,
+    overrides: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     custom: dict[str, Any] = {"drawStyle": "line", "lineWidth": 1, "fillOpacity": 10, "showPoints": "never"}
     if stack:
@@ -130,7 +137,7 @@ def timeseries(
         description,
         targets,
         grid,
-        fieldConfig=_field_config(unit, **custom),
+        fieldConfig=_field_config(unit, overrides=overrides, **custom),
         options={
             "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True, "calcs": []},
             "tooltip": {"mode": "multi", "sort": "desc"},
@@ -434,6 +441,48 @@ def panels() -> list[dict[str, Any]]:
             ],
             (12, 8, 12, 53),
             unit="s",
+        ),
+        row("Image content and bases", 61),
+        timeseries(
+            "OS packages and wasted bytes by namespace",
+            "For the distinct images in use whose layers were read (a maxPackages, forbiddenTools, minEfficiency or "
+            "maxWastedBytes rule had them read): OS packages installed (left axis) and dive's wasted bytes, paths "
+            "written in two or more layers (right axis), summed per namespace. Divide by "
+            "slimguard_images_content_known for a per-image average.",
+            [
+                _target(f"sum by (namespace) (slimguard_image_os_packages{{{NS}}})", "{{namespace}} packages", "A"),
+                _target(f"sum by (namespace) (slimguard_image_wasted_bytes{{{NS}}})", "{{namespace}} wasted", "B"),
+            ],
+            (8, 8, 0, 62),
+            overrides=[
+                {
+                    "matcher": {"id": "byFrameRefID", "options": "B"},
+                    "properties": [
+                        {"id": "unit", "value": "bytes"},
+                        {"id": "custom.axisPlacement", "value": "right"},
+                    ],
+                }
+            ],
+        ),
+        bargauge(
+            "Images with build tools in production",
+            "Distinct images in use whose layers were read that hold a tool of each built-in forbiddenTools "
+            "category (compilers, package managers, shells, VCS clients, downloaders), forbidden or not: what a "
+            "multi-stage build would leave behind.",
+            _target(f"sum by (category) (slimguard_images_with_tools{{{NS}}})", "{{category}}", instant=True),
+            (8, 8, 8, 62),
+        ),
+        bargauge(
+            "Bytes a slimmer base would save",
+            "Per namespace and policy with slimmerBases: bytes per pull that rebuilding the images in use on the "
+            "slimmer bases slimguard measured would save (each image once).",
+            _target(
+                f"sum by (namespace, policy) (slimguard_slimmer_base_savings_bytes{{{FLEET}}})",
+                "{{namespace}} {{policy}}",
+                instant=True,
+            ),
+            (8, 8, 16, 62),
+            unit="bytes",
         ),
     ]
 

@@ -25,7 +25,8 @@ from prometheus_client.registry import Collector
 
 from slimguard.core.outcome import DECISIONS as OUTCOME_DECISIONS
 from slimguard.core.policy import WORKLOAD_KINDS, ImagePolicy
-from slimguard.core.verdict import FindingKind, ImageSize, Verdict
+from slimguard.core.tools import CATEGORY_NAMES
+from slimguard.core.verdict import FindingKind, ImageContent, ImageSize, Verdict
 from slimguard.core.vulnerabilities import SeverityCounts
 
 OTHER = "other"
@@ -212,6 +213,7 @@ def fleet_metrics(snapshot: FleetSnapshot, *, per_image_limit: int = 0) -> list[
     over_limit: dict[tuple[str, str, str], int] = {}  # (namespace, policy, image) -> bytes, one per image
     images: dict[tuple[str, str], ImageSize] = {}  # (namespace, image): an image counts once per namespace
     savings: dict[tuple[str, str, str], int] = {}  # (namespace, policy, image) -> bytes a slimmer base saves
+    contents: dict[tuple[str, str], ImageContent] = {}  # (namespace, image), where its layers were read
     for verdict in snapshot.verdicts:
         key = verdict.workload
         for policy_name in verdict.policies:
@@ -236,6 +238,9 @@ def fleet_metrics(snapshot: FleetSnapshot, *, per_image_limit: int = 0) -> list[
             seen = images.get((key.namespace, size.image))
             if seen is None or size.compressed > seen.compressed:
                 images[(key.namespace, size.image)] = size
+        for content in verdict.image_contents:
+            read = contents.get((key.namespace, content.image))
+            contents[(key.namespace, content.image)] = content if read is None else read.merged(content)
 
     by_namespace: dict[str, list[ImageSize]] = {}
     for (namespace, _), size in images.items():
@@ -264,6 +269,7 @@ def fleet_metrics(snapshot: FleetSnapshot, *, per_image_limit: int = 0) -> list[
     base_savings: Counts = {}
     for (namespace, policy_name, _), saving in savings.items():
         base_savings[(namespace, policy_name)] = base_savings.get((namespace, policy_name), 0) + saving
+    content_known, packages, wasted, with_tools = _content_counts(contents.items())
     in_force: Counts = {}
     expiry: Counts = {}
     for policy in snapshot.policies:
@@ -335,6 +341,35 @@ def fleet_metrics(snapshot: FleetSnapshot, *, per_image_limit: int = 0) -> list[
             ["namespace", "severity"],
             vulnerable,
         ),
+        _gauge(
+            "slimguard_images_content_known",
+            "Distinct images in use whose layers slimguard read (a maxPackages, forbiddenTools, minEfficiency or "
+            "maxWastedBytes rule had them read, in this namespace or another), by namespace: what the content sums "
+            "are over.",
+            ["namespace"],
+            content_known,
+        ),
+        _gauge(
+            "slimguard_image_os_packages",
+            "Sum of the OS packages (dpkg, apk, rpm) installed in the distinct images in use whose layers were "
+            "read, by namespace (an image whose package database cannot be counted adds nothing).",
+            ["namespace"],
+            packages,
+        ),
+        _gauge(
+            "slimguard_image_wasted_bytes",
+            "Sum of dive's wasted bytes (every path written in two or more layers, all its copies) of the distinct "
+            "images in use whose layers were read, by namespace.",
+            ["namespace"],
+            wasted,
+        ),
+        _gauge(
+            "slimguard_images_with_tools",
+            "Distinct images in use whose layers were read that hold a tool of a built-in forbiddenTools category "
+            "(compilers, packageManagers, shells, vcs, downloaders), forbidden or not, by namespace and category.",
+            ["namespace", "category"],
+            with_tools,
+        ),
         _gauge("slimguard_exemptions", "Exemptions in each ImagePolicy that have not expired.", ["policy"], in_force),
         _gauge(
             "slimguard_exemption_expiry_timestamp_seconds",
@@ -356,6 +391,29 @@ def fleet_metrics(snapshot: FleetSnapshot, *, per_image_limit: int = 0) -> list[
             )
         )
     return families
+
+
+def _content_counts(
+    contents: Iterable[tuple[tuple[str, str], ImageContent]],
+) -> tuple[Counts, Counts, Counts, Counts]:
+    """Per namespace: images read, packages and wasted bytes summed, images with each category's tools.
+
+    Every category gets a series (0 when no image has it) in each namespace with an image read, so a ratio to
+    ``slimguard_images_content_known`` is defined there.
+    """
+    known: Counts = {}
+    packages: Counts = {}
+    wasted: Counts = {}
+    with_tools: Counts = {}
+    for (namespace, _), content in contents:
+        known[(namespace,)] = known.get((namespace,), 0) + 1
+        if content.packages is not None:
+            packages[(namespace,)] = packages.get((namespace,), 0) + content.packages
+        wasted[(namespace,)] = wasted.get((namespace,), 0) + content.wasted_bytes
+        for category in CATEGORY_NAMES:
+            present = 1 if category in content.tool_categories else 0
+            with_tools[(namespace, category)] = with_tools.get((namespace, category), 0) + present
+    return known, packages, wasted, with_tools
 
 
 def _gauge(name: str, documentation: str, labels: list[str], values: Mapping[tuple[str, ...], float]) -> Metric:

@@ -1,6 +1,7 @@
 """The dashboard and the alerts, proven on the real thing: Debian's Prometheus scrapes the running controller
 and both webhook replicas every second while a scenario runs (fat and slim workloads, a denial, a warning, an
-onUnknown decision on an unreachable registry, an exemption, a VulnerabilityReport for the fat image); then
+onUnknown decision on an unreachable registry, an exemption, a VulnerabilityReport for the fat image, content
+rules that have the fat image's layers read, a slimmer base measured for an app on a known base); then
 every dashboard panel query and every alert expression runs through Prometheus' /api/v1/query, with the
 dashboard's variables substituted.
 """
@@ -21,7 +22,8 @@ import pytest
 import yaml
 from cluster import apply, deployment, image_policy, namespace, wait_for, wait_for_status
 
-from slimguard_testbed import ControlPlane, free_port
+from slimguard_testbed import ControlPlane, Registry, free_port
+from slimguard_testbed.images.base_variants import push_base_variants
 from slimguard_testbed.operator_runner import InProcessOperator
 from slimguard_testbed.process import ManagedProcess
 from slimguard_testbed.trivy import vulnerability, vulnerability_report
@@ -36,7 +38,7 @@ ALERTS = REPO / "deploy" / "helm" / "slimguard" / "files" / "alerts.yaml"
 TRIVY_CRD = REPO / "tests" / "e2e" / "crds" / "aquasecurity.github.io_vulnerabilityreports.yaml"
 UNREACHABLE = "127.0.0.1:1/never/pushed:1"  # a registry that refuses every connection: an outage
 UNREACHABLE_AGAIN = "127.0.0.1:1/never/pushed-again:1"  # another image there: not in the failure cache
-AUDIT, ENFORCE, WARN, EXEMPT = "obs-audit", "obs-enforce", "obs-warn", "obs-exempt"
+AUDIT, ENFORCE, WARN, EXEMPT, HINTS = "obs-audit", "obs-enforce", "obs-warn", "obs-exempt", "obs-hints"
 # Alert expressions on the apiserver's own metrics: this Prometheus does not scrape the apiserver.
 APISERVER_ONLY = {"SlimguardWebhookFailingOpen"}
 
@@ -122,18 +124,32 @@ def _pod(name: str, ns: str, image: str) -> dict[str, Any]:
     }
 
 
+def _installed_packages(fixture: Any) -> int:
+    """The oracle: dpkg's own status file, taken out of the image's first layer by tar, stanzas installed."""
+    blob = fixture.artifact.layers[0].blob.path
+    status = subprocess.run(
+        ["tar", "-xzOf", str(blob), "--wildcards", "*var/lib/dpkg/status"], capture_output=True, check=True
+    ).stdout.decode()
+    return sum(1 for stanza in status.split("\n\n") if "\nStatus: install ok installed" in f"\n{stanza}")
+
+
 @pytest.fixture(scope="module")
 def scenario(
     control_plane: ControlPlane, operator: InProcessOperator, webhook: WebhookReplicas, fixture_images: Any,
-    prometheus: Prometheus,
+    registry: Registry, prometheus: Prometheus,
 ) -> dict[str, Any]:  # fmt: skip
     fat, slim = fixture_images.fat_app.ref, fixture_images.slim_app.ref
     limit = {"maxCompressedSize": "200Mi"}
+    # The content rules have the controller read the layers of the images in obs-audit (fat: Debian with
+    # build-essential; slim: a multi-stage build on busybox, which passes them).
+    inside = {**limit, "maxPackages": 100, "forbiddenTools": ["compilers"]}
+    # An app on a base whose tag list has slimmer variants: the controller measures them for slimmerBases.
+    variants = push_base_variants(registry.endpoint, "base/obs-node", app="shop/obs-hinted")
     expires = (datetime.now(UTC) + timedelta(days=3)).replace(microsecond=0)
     apply(
         control_plane,
-        *(namespace(ns) for ns in (AUDIT, ENFORCE, WARN, EXEMPT)),
-        image_policy("obs-audit", limit, namespaces=[AUDIT]),
+        *(namespace(ns) for ns in (AUDIT, ENFORCE, WARN, EXEMPT, HINTS)),
+        image_policy("obs-audit", inside, namespaces=[AUDIT]),
         image_policy("obs-enforce", limit, namespaces=[ENFORCE], mode="Enforce"),
         image_policy("obs-warn", limit, namespaces=[WARN], mode="Warn"),
         image_policy(
@@ -142,6 +158,13 @@ def scenario(
             namespaces=[EXEMPT],
             mode="Enforce",
             exemptions=[{"images": [fat], "reason": "moving to distroless", "expires": expires.isoformat()}],
+        ),
+        image_policy(
+            "obs-hints",
+            {"maxCompressedSize": "2Mi"},
+            namespaces=[HINTS],
+            knownBaseImages=[variants.bookworm.ref],
+            slimmerBases={},
         ),
     )
 
@@ -157,7 +180,12 @@ def scenario(
     warned = _kubectl_apply(control_plane, deployment("fat", WARN, fat))
     assert warned.returncode == 0, warned.stderr
     assert "Warning: slimguard:" in warned.stderr
-    for document in (deployment("fat", AUDIT, fat), deployment("slim", AUDIT, slim), deployment("fat", EXEMPT, fat)):
+    for document in (
+        deployment("fat", AUDIT, fat),
+        deployment("slim", AUDIT, slim),
+        deployment("fat", EXEMPT, fat),
+        deployment("hinted", HINTS, variants.app.ref),
+    ):
         result = _kubectl_apply(control_plane, document)
         assert result.returncode == 0, result.stderr
     wait_for_status(control_plane, "deployment", "fat", AUDIT, "noncompliant")
@@ -203,6 +231,8 @@ def scenario(
                 f'slimguard_workloads{{namespace="{EXEMPT}", status="compliant"}}',
                 f'slimguard_exempted_violations{{namespace="{EXEMPT}"}}',
                 f'slimguard_image_vulnerabilities{{namespace="{EXEMPT}", severity="critical"}} > 0',
+                f'slimguard_images_with_tools{{namespace="{AUDIT}", category="compilers"}} > 0',
+                f'slimguard_slimmer_base_savings_bytes{{namespace="{HINTS}"}} > 0',
                 'rate(slimguard_registry_requests_total{job="slimguard-controller", status="error"}[1m]) > 0',
                 *(
                     f'rate(slimguard_admission_policy_decisions_total{{decision="{decision}"}}[1m])'
@@ -212,7 +242,9 @@ def scenario(
         )
 
     wait_for("Prometheus to scrape the scenario", scraped, timeout=60)
-    return {"fat": fat, "slim": slim, "expires": expires, "unknown": unknown}
+    saving = variants.sizes[variants.bookworm.ref] - variants.sizes[variants.alpine.ref]
+    packages = _installed_packages(fixture_images.fat_app)
+    return {"fat": fat, "slim": slim, "expires": expires, "unknown": unknown, "saving": saving, "packages": packages}
 
 
 # -- the dashboard ---------------------------------------------------------------------------------------------
@@ -247,9 +279,9 @@ def test_every_panel_query_succeeds_and_shows_the_scenario(prometheus: Prometheu
     ids=[panel for panel, expr in _panel_queries() if "$namespace" in expr],
 )
 def test_panels_filter_by_the_namespace_and_policy_variables(prometheus: Prometheus, panel: str, expr: str) -> None:
-    # Two values selected in each variable: Grafana sends them as a regex alternation.
-    chosen = (AUDIT, EXEMPT)
-    some = prometheus.query(_substitute(expr, namespace="|".join(chosen), policy="obs-audit|obs-exempt"))
+    # Several values selected in each variable: Grafana sends them as a regex alternation.
+    chosen = (AUDIT, EXEMPT, HINTS)
+    some = prometheus.query(_substitute(expr, namespace="|".join(chosen), policy="obs-audit|obs-exempt|obs-hints"))
     none = prometheus.query(_substitute(expr, namespace="no-such-namespace", policy="no-such-policy"))
     assert some, panel
     for sample in some:
@@ -276,6 +308,16 @@ def test_the_scenario_shows_in_the_numbers(prometheus: Prometheus, scenario: dic
         }
         assert by_severity == {"critical": 2, "high": 3, "medium": 0, "low": 1}, ns
     assert value(f'sum(slimguard_image_bytes{{namespace="{AUDIT}", image="{scenario["fat"]}"}})') > 200 * 2**20
+    # obs-audit's content rules had fat's and slim's layers read; slim, on busybox, has no package database.
+    assert value(f'slimguard_images_content_known{{namespace="{AUDIT}"}}') == 2
+    assert value(f'slimguard_image_os_packages{{namespace="{AUDIT}"}}') == scenario["packages"] > 100
+    assert value(f'slimguard_image_wasted_bytes{{namespace="{AUDIT}"}}') >= 0
+    assert value(f'slimguard_images_with_tools{{namespace="{AUDIT}", category="compilers"}}') == 1  # fat only
+    assert value(f'slimguard_images_with_tools{{namespace="{AUDIT}", category="packageManagers"}}') >= 1
+    assert (
+        value(f'sum(slimguard_slimmer_base_savings_bytes{{namespace="{HINTS}", policy="obs-hints"}})')
+        == (scenario["saving"])
+    )
     assert value('sum(slimguard_exemption_expiry_timestamp_seconds{policy="obs-exempt"})') == (
         scenario["expires"].timestamp()
     )

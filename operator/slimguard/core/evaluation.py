@@ -17,7 +17,7 @@ from slimguard.core.needs import needs_of
 from slimguard.core.policy import ImagePolicy
 from slimguard.core.rules import WITH_FACTS, WITHOUT_FACTS, Reporter, Subject
 from slimguard.core.rules.vulnerabilities import digests
-from slimguard.core.verdict import Finding, FindingKind, ImageSize, Verdict
+from slimguard.core.verdict import Finding, FindingKind, ImageContent, ImageSize, Verdict
 from slimguard.core.workload import Container, Workload
 
 __all__ = ["Context", "FactsOrError", "applicable_policies", "evaluate"]
@@ -37,6 +37,7 @@ def evaluate(*, policies: Sequence[ImagePolicy], workload: Workload, context: Co
     pending: list[str] = []
     scanned: dict[str, None] = {}
     sizes: dict[str, ImageSize] = {}
+    contents: dict[str, ImageContent] = {}
     hints: dict[tuple[str, str], SlimmerBase] = {}
     for policy in sorted(policies, key=lambda p: p.name):
         containers = selected_containers(policy, workload, context.namespace_labels)
@@ -49,6 +50,9 @@ def evaluate(*, policies: Sequence[ImagePolicy], workload: Workload, context: Co
                 scanned.update(dict.fromkeys(digests(image_facts)))
             if isinstance(image_facts, ImageFacts) and image_facts.platforms:
                 sizes[container.image] = _larger(sizes.get(container.image), _size_of(container.image, image_facts))
+                if (content := _content_of(container.image, image_facts)) is not None:
+                    seen = contents.get(container.image)
+                    contents[container.image] = content if seen is None else seen.merged(content)
             if image_facts is None and needs_of(policy.spec.rules) is not None:
                 # Still checked for what needs no facts (the reference, requireDigest): known now, so said now.
                 pending.append(container.image)
@@ -70,6 +74,7 @@ def evaluate(*, policies: Sequence[ImagePolicy], workload: Workload, context: Co
         pending_images=tuple(dict.fromkeys(pending)),
         scanned_digests=tuple(scanned),
         image_sizes=tuple(sizes.values()),
+        image_contents=tuple(contents.values()),
         hints=tuple(hints.values()),
     )
 
@@ -105,6 +110,20 @@ def _larger(seen: ImageSize | None, new: ImageSize) -> ImageSize:
     known = [size for size in (seen.uncompressed, new.uncompressed) if size is not None]
     return ImageSize(
         new.image, max(seen.compressed, new.compressed), max(known) if known else None, new.digests or seen.digests
+    )
+
+
+def _content_of(image: str, facts: ImageFacts) -> ImageContent | None:
+    """The platforms whose layers were read, folded: the most packages counted and waste, every tool category."""
+    read = [platform.content for platform in facts.platforms if platform.content is not None]
+    if not read:
+        return None
+    counts = [count for content in read if (count := content.packages.count) is not None]
+    return ImageContent(
+        image=image,
+        packages=max(counts) if counts else None,
+        wasted_bytes=max(content.wasted_bytes for content in read),
+        tool_categories=tuple(sorted({tool.category for content in read for tool in content.tools})),
     )
 
 

@@ -79,6 +79,31 @@ class ImageSize:
 
 
 @dataclass(frozen=True, slots=True)
+class ImageContent:
+    """What one image a workload runs holds, where a content rule had its layers read: what the fleet's
+    content metrics sum per namespace. Of several platforms read, the most packages, the most waste and every
+    tool category any of them has."""
+
+    image: str
+    packages: int | None
+    """OS packages in the final file system; None when the package database could not be counted."""
+    wasted_bytes: int
+    """dive's wasted bytes: the cumulative size of every path seen in two or more layers."""
+    tool_categories: tuple[str, ...] = ()
+    """The built-in ``forbiddenTools`` categories (core.tools) with a tool present, forbidden or not."""
+
+    def merged(self, other: ImageContent) -> ImageContent:
+        """Two readings of one image (policies may read different platforms): what the fuller one says."""
+        counts = [count for count in (self.packages, other.packages) if count is not None]
+        return ImageContent(
+            image=self.image,
+            packages=max(counts) if counts else None,
+            wasted_bytes=max(self.wasted_bytes, other.wasted_bytes),
+            tool_categories=tuple(sorted({*self.tool_categories, *other.tool_categories})),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Verdict:
     """A workload's standing under every policy that applies to it."""
 
@@ -91,6 +116,8 @@ class Verdict:
     """The image digests whose VulnerabilityReports this verdict read: a new report for one may change it."""
     image_sizes: tuple[ImageSize, ...] = ()
     """Each distinct image of the selected containers whose facts were read (for metrics, never for status)."""
+    image_contents: tuple[ImageContent, ...] = ()
+    """Each distinct image of the selected containers whose layers were read (for metrics, never for status)."""
     hints: tuple[SlimmerBase, ...] = ()
     """Per policy asking for them (``slimmerBases``) and image: a measured slimmer base and what it would save."""
 

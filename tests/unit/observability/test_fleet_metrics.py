@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
-from core.builders import APP, NOW, MiB, facts, layers, platform_image, policy, verdict, workload
+from core.builders import AMD64, APP, ARM64, NOW, MiB, facts, layers, platform_image, policy, verdict, workload
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from slimguard import metrics
+from slimguard.core.content import ContentFacts, FoundTool, PackageCount, PackageManager
+from slimguard.core.facts import Platform, PlatformImage
 from slimguard.core.vulnerabilities import SeverityCounts
 
 FAT = "registry.example.com/team/fat:1.0"
@@ -43,7 +46,7 @@ def _fleet(**snapshot: object) -> list[Metric]:
         verdict(limited, workload(SLIM, namespace="web", name="api-slim", kind="CronJob"), _facts_by_image()),
     ]
     fields = {"verdicts": verdicts, "policies": [limited], "now": NOW, **snapshot}
-    return metrics.fleet_metrics(metrics.FleetSnapshot(**fields))  # type: ignore[arg-type]
+    return metrics.fleet_metrics(metrics.FleetSnapshot(**fields))
 
 
 def test_workloads_are_counted_by_policy_namespace_kind_and_status() -> None:
@@ -223,7 +226,7 @@ def test_every_metric_is_documented_in_the_readme(repo_root: Path) -> None:
 
 
 def test_bytes_a_slimmer_base_would_save_are_summed_per_namespace_and_policy_each_image_once() -> None:
-    from core.builders import AMD64, annotated
+    from core.builders import annotated
 
     from slimguard.core.alternatives import BaseOptions, MeasuredImage
 
@@ -242,3 +245,89 @@ def test_bytes_a_slimmer_base_would_save_are_summed_per_namespace_and_policy_eac
     ]
     families = metrics.fleet_metrics(metrics.FleetSnapshot(verdicts=verdicts, policies=[hinted], now=NOW))
     assert _samples(families, "slimguard_slimmer_base_savings_bytes") == {("shop", "hints"): 200 * MiB}
+
+
+# --- layer content ------------------------------------------------------------------------------------------
+
+
+def _content(count: int | None, wasted: int, *categories: str) -> ContentFacts:
+    return ContentFacts(
+        packages=PackageCount(count, (PackageManager.DPKG,), unknown_reason=None if count is not None else "garbled"),
+        tools=tuple(FoundTool(category, f"usr/bin/{category}-tool", False, 0) for category in categories),
+        executables=(),
+        efficiency=0.9,
+        wasted_bytes=wasted,
+        file_count=100,
+    )
+
+
+def _read(seed: str, content: ContentFacts, *, platform: Platform = AMD64) -> PlatformImage:
+    """One platform's image whose layers a content rule had read."""
+    return replace(platform_image(seed=seed, platform=platform), content=content)
+
+
+def test_layer_content_is_summed_per_namespace_each_image_once_with_tools_by_category() -> None:
+    inside = policy("inside", rules={"maxPackages": 100, "forbiddenTools": ["compilers"]})
+    read = {
+        FAT: facts(_read("fat", _content(173, 20 * MiB, "compilers", "shells", "packageManagers"))),
+        SLIM: facts(_read("slim", _content(0, 0))),
+        APP: facts(_read("app", _content(None, 1 * MiB, "shells"))),
+    }
+    verdicts = [
+        verdict(inside, workload(FAT, namespace="shop", name="api-fat"), read),
+        verdict(inside, workload(FAT, namespace="shop", name="api-fat-copy"), read),  # one image to slim down
+        verdict(inside, workload(SLIM, namespace="shop", name="api-slim"), read),
+        verdict(inside, workload(APP, namespace="web", name="app"), read),
+    ]
+    families = metrics.fleet_metrics(metrics.FleetSnapshot(verdicts=verdicts, policies=[inside], now=NOW))
+    assert _samples(families, "slimguard_images_content_known") == {("shop",): 2, ("web",): 1}
+    # app's package database could not be counted: it adds nothing, never a zero it does not have
+    assert _samples(families, "slimguard_image_os_packages") == {("shop",): 173}
+    assert _samples(families, "slimguard_image_wasted_bytes") == {("shop",): 20 * MiB, ("web",): 1 * MiB}
+    assert _samples(families, "slimguard_images_with_tools") == {
+        ("shop", "compilers"): 1, ("shop", "packageManagers"): 1, ("shop", "shells"): 1,
+        ("shop", "vcs"): 0, ("shop", "downloaders"): 0,
+        ("web", "compilers"): 0, ("web", "packageManagers"): 0, ("web", "shells"): 1,
+        ("web", "vcs"): 0, ("web", "downloaders"): 0,
+    }  # fmt: skip
+
+
+def test_images_whose_layers_were_not_read_add_no_content_series() -> None:
+    # maxCompressedSize needs no layer read: sizes are known, content is not, and no zero pretends otherwise
+    families = _fleet()
+    for name in (
+        "slimguard_images_content_known",
+        "slimguard_image_os_packages",
+        "slimguard_image_wasted_bytes",
+        "slimguard_images_with_tools",
+    ):
+        assert _samples(families, name) == {}, name
+
+
+def test_content_of_several_platforms_takes_the_fullest_reading() -> None:
+    inside = policy("inside", rules={"maxPackages": 500, "platforms": ["linux/amd64", "linux/arm64"]})
+    both = facts(
+        _read("fat", _content(120, 5 * MiB, "shells")),
+        _read("fat", _content(130, 2 * MiB, "compilers"), platform=ARM64),
+    )
+    result = verdict(inside, workload(FAT, namespace="shop"), {FAT: both})
+    families = metrics.fleet_metrics(metrics.FleetSnapshot(verdicts=[result], policies=[inside], now=NOW))
+    assert _samples(families, "slimguard_images_content_known") == {("shop",): 1}
+    assert _samples(families, "slimguard_image_os_packages") == {("shop",): 130}
+    assert _samples(families, "slimguard_image_wasted_bytes") == {("shop",): 5 * MiB}
+    found = _samples(families, "slimguard_images_with_tools")
+    assert {category for (_, category), count in found.items() if count} == {"compilers", "shells"}
+
+
+def test_a_workload_whose_policy_reads_no_layers_does_not_hide_the_content_another_read() -> None:
+    sized = policy("sized", rules={"maxCompressedSize": "1Gi"})
+    inside = policy("inside", rules={"forbiddenTools": ["compilers"]})
+    read = {FAT: facts(_read("fat", _content(173, 0, "compilers")))}
+    unread = {FAT: facts(platform_image(seed="fat"))}
+    verdicts = [
+        verdict(sized, workload(FAT, namespace="shop", name="a"), unread),
+        verdict(inside, workload(FAT, namespace="shop", name="b"), read),
+    ]
+    families = metrics.fleet_metrics(metrics.FleetSnapshot(verdicts=verdicts, policies=[sized, inside], now=NOW))
+    assert _samples(families, "slimguard_images_content_known") == {("shop",): 1}
+    assert _samples(families, "slimguard_images_with_tools")[("shop", "compilers")] == 1
