@@ -65,6 +65,9 @@ def crd_answer(client: httpx.Client, spec: dict[str, Any]) -> httpx.Response:
 @example(spec={"rules": {"maxLayers": 1.5}})
 @example(spec={"rules": {"maxCompressedSize": 1.5}})
 @example(spec={"rules": {"maxCompressedSize": 2**63}})
+@example(spec={"rules": {"requireNonRootUser": 1}})  # the model took 1 as true (fixed: strict booleans)
+@example(spec={"rules": {"maxLayers": "5"}})  # and "5" as 5 (fixed: strict integers)
+@example(spec={"rules": {"platforms": ["Linux/AMD64"]}})  # and upper case platforms (fixed: the CRD's pattern)
 def test_the_model_accepts_exactly_what_the_crd_accepts(apiserver: httpx.Client, spec: dict[str, Any]) -> None:
     answer = crd_answer(apiserver, spec)
     assert answer.status_code in (201, 400, 422), answer.text

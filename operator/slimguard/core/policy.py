@@ -8,7 +8,17 @@ from enum import StrEnum
 from functools import cached_property
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from slimguard.core.errors import InvalidPolicy, InvalidReference
@@ -62,6 +72,9 @@ def parse_duration(text: str) -> timedelta:
 
 
 _MAX_TIMEDELTA_SECONDS = int(timedelta.max.total_seconds())
+
+
+_PLATFORM = re.compile(r"[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?")
 
 
 class _Model(BaseModel):
@@ -147,10 +160,10 @@ class WorkloadMatcher(_Model):
 
 
 class VulnerabilityRules(_Model):
-    max_critical: int | None = Field(default=None, ge=0, le=MAX_INT32)
-    max_high: int | None = Field(default=None, ge=0, le=MAX_INT32)
-    max_medium: int | None = Field(default=None, ge=0, le=MAX_INT32)
-    ignore_unfixed: bool = False
+    max_critical: StrictInt | None = Field(default=None, ge=0, le=MAX_INT32)
+    max_high: StrictInt | None = Field(default=None, ge=0, le=MAX_INT32)
+    max_medium: StrictInt | None = Field(default=None, ge=0, le=MAX_INT32)
+    ignore_unfixed: StrictBool = False
     max_report_age: str | None = None
     on_missing_report: Decision = Decision.ALLOW
 
@@ -175,20 +188,20 @@ class VulnerabilityRules(_Model):
 
 
 class Rules(_Model):
-    max_compressed_size: int | str | None = None
-    max_uncompressed_size: int | str | None = None
-    max_layers: int | None = Field(default=None, ge=1, le=MAX_INT32)
+    max_compressed_size: StrictInt | str | None = None
+    max_uncompressed_size: StrictInt | str | None = None
+    max_layers: StrictInt | None = Field(default=None, ge=1, le=MAX_INT32)
     allowed_base_images: tuple[str, ...] | None = None
     denied_base_images: tuple[str, ...] | None = None
-    require_non_root_user: bool = False
-    require_digest: bool = False
+    require_non_root_user: StrictBool = False
+    require_digest: StrictBool = False
     platforms: tuple[str, ...] | None = None
     vulnerabilities: VulnerabilityRules | None = None
-    require_current_base: bool = False
-    max_packages: int | None = Field(default=None, ge=0, le=MAX_INT32)
+    require_current_base: StrictBool = False
+    max_packages: StrictInt | None = Field(default=None, ge=0, le=MAX_INT32)
     forbidden_tools: tuple[str, ...] | None = None
-    min_efficiency: float | None = Field(default=None, ge=0, le=1)
-    max_wasted_bytes: int | str | None = None
+    min_efficiency: StrictFloat | None = Field(default=None, ge=0, le=1)
+    max_wasted_bytes: StrictInt | str | None = None
 
     @field_validator("forbidden_tools")
     @classmethod
@@ -240,6 +253,11 @@ class Rules(_Model):
     @classmethod
     def _platforms(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
         for text in value or ():
+            if not _PLATFORM.fullmatch(text):  # the CRD's pattern: lower case, os/architecture[/variant]
+                raise ValueError(
+                    f"{text!r}: a platform must be os/architecture or os/architecture/variant in lower case, "
+                    "e.g. linux/amd64 or linux/arm64/v8"
+                )
             Platform.parse(text)
         return value or None
 
@@ -331,7 +349,7 @@ class BaseAlternative(_Model):
 class SlimmerBases(_Model):
     """Hints: a slimmer variant of an image's base, measured in the registry, and the bytes it would save."""
 
-    from_tags: bool = True
+    from_tags: StrictBool = True
     """Look in the base's own repository for the same version with a slim suffix (-slim, -alpine, ...)."""
     alternatives: tuple[BaseAlternative, ...] = ()
 
