@@ -217,6 +217,7 @@ def test_check_docker_fails_the_fat_build_and_passes_the_slim_one(
     assert f"{built.slim}: compliant" in slim.stdout
 
 
+@pytest.mark.timeout(900)  # gzips the fat image's ~800 MB save stream: minutes on a shared 2-core machine
 def test_check_docker_measures_compressed_size_and_reads_contents_from_one_save_stream(
     built: Built, docker_engine: DockerEngine, registry: Registry, tmp_path: Path, no_docker_config: Path
 ) -> None:

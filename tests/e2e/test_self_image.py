@@ -22,6 +22,10 @@ import pytest
 from slimguard_testbed import DockerEngine
 from slimguard_testbed.images.self_image import import_python_bases, package_index, wheelhouse
 
+# The module's fixture builds slimguard's own image with the Docker engine (a pip install from a local index):
+# minutes, not the 60 s a test gets by default. A deadline against hangs, never a speed claim.
+pytestmark = pytest.mark.timeout(1800)
+
 REPO = Path(__file__).resolve().parents[2]
 SELF_POLICY = REPO / "policies" / "slimguard-self.yaml"
 SELF_TAG = "ghcr.io/slimguard/slimguard:e2e"

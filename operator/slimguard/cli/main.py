@@ -124,12 +124,14 @@ _REGISTRY_DEFAULTS: dict[str, Any] = {
 
 @contextlib.contextmanager
 def exit_clearly_when_out_of_memory(component: str) -> Iterator[None]:
-    """Out of memory, say so in one line and exit 3 (the kubelet restarts it), not a page of traceback."""
+    """Out of memory, say so in one line and exit 3 (the kubelet restarts it), not a page of traceback.
+
+    At once: an orderly interpreter shutdown would print the errors of every thread it stops after that line.
+    """
     try:
         yield
     except MemoryError as error:
-        typer.echo(exhaustion.message(component, error), err=True)
-        raise typer.Exit(exhaustion.EXIT_CODE) from None
+        exhaustion.exit_exhausted(component, error)
 
 
 def registry_settings(

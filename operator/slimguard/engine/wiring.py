@@ -30,6 +30,7 @@ class Engine:
     evaluator: Evaluator
 
     async def aclose(self) -> None:
+        await self.inspector.stop_background()
         await self.client.aclose()
 
 

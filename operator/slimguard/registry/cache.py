@@ -171,6 +171,13 @@ class RevalidatingCache(Generic[K, V]):
         while self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
 
+    async def cancel_background(self) -> None:
+        """Stop every background re-resolve (before the client they use is closed)."""
+        tasks = list(self._background)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     @property
     def revalidating(self) -> int:
         """Background re-resolves in flight."""

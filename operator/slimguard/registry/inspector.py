@@ -89,6 +89,10 @@ class ImageInspector:
         """Returns once no tag is being re-resolved in the background."""
         await self._tags.settled()
 
+    async def stop_background(self) -> None:
+        """Cancel the background re-resolves: at shutdown they would otherwise use a closed client."""
+        await self._tags.cancel_background()
+
     def cached(
         self,
         image: str,

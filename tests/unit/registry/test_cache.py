@@ -231,3 +231,17 @@ def test_a_lookup_outside_an_event_loop_answers_and_leaves_the_re_resolve_to_the
 def test_the_refresh_must_come_before_the_ttl() -> None:
     with pytest.raises(ValueError, match="refresh_after"):
         RevalidatingCache(ttl=60, max_stale=0, refresh_after=90, retry_seconds=15, clock=Clock())
+
+
+async def test_background_re_resolves_are_cancelled_before_shutdown_and_leave_the_old_digest() -> None:
+    """At shutdown the client closes: a re-resolve still in flight would otherwise use it closed."""
+    clock = Clock()
+    registry = tags(clock)
+    registry.gate.clear()  # the registry does not answer before the shutdown
+    clock.now += 90
+    registry.lookup()
+    await asyncio.sleep(0)
+    assert registry.cache.revalidating == 1
+    await registry.cache.cancel_background()
+    assert registry.cache.revalidating == 0
+    assert registry.lookup() == "sha256:old"
