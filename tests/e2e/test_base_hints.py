@@ -112,6 +112,9 @@ class Engine:
             address_policy=AddressPolicy(allow_loopback=True),
             ca_files=(str(registry.ca_file),),
             tag_ttl_seconds=tag_ttl,
+            # A tag past its TTL is otherwise still answered while re-resolved: "asks where the tag points now"
+            # needs both at 0 since tags became stale-while-revalidate (issue 16).
+            tag_max_stale_seconds=0.0 if tag_ttl == 0 else RegistrySettings.tag_max_stale_seconds,
         )
         self.client = RegistryClient(settings)
         inspector = ImageInspector(self.client)
