@@ -17,8 +17,19 @@ from typing import Any
 
 import pytest
 import yaml
-from cluster import annotations, apply, deployment, image_policy, namespace, violations, wait_for, wait_for_status
+from cluster import (
+    annotations,
+    apply,
+    deployment,
+    get,
+    image_policy,
+    namespace,
+    violations,
+    wait_for,
+    wait_for_status,
+)
 
+from slimguard.core.image_report import report_name
 from slimguard.core.outcome import outcome_of
 from slimguard.core.policy import ImagePolicy
 from slimguard.core.quantity import format_bytes
@@ -101,8 +112,9 @@ class Engine:
             address_policy=AddressPolicy(allow_loopback=True),
             ca_files=(str(registry.ca_file),),
             tag_ttl_seconds=tag_ttl,
-            # A TTL of 0 means "ask where the tag points now": no stale answer while it is re-resolved either.
-            tag_max_stale_seconds=0.0 if tag_ttl == 0 else 300.0,
+            # A tag past its TTL is otherwise still answered while re-resolved: "asks where the tag points now"
+            # needs both at 0 since tags became stale-while-revalidate (issue 16).
+            tag_max_stale_seconds=0.0 if tag_ttl == 0 else RegistrySettings.tag_max_stale_seconds,
         )
         self.client = RegistryClient(settings)
         inspector = ImageInspector(self.client)
@@ -401,6 +413,48 @@ def test_the_controller_annotates_the_workload_with_the_hint_and_says_it_in_the_
     assert "Slimmer base: base" in events[0]["message"]
     assert "node:20-alpine" in events[0]["message"]
     control_plane.kubectl("delete", "imagepolicy", "hints-audit")
+
+
+@pytest.mark.timeout(180)  # a guard against hangs: the controller's first audit on a shared machine
+def test_the_image_report_of_the_audited_image_carries_the_hint_until_its_policy_goes(
+    control_plane: ControlPlane, operator: InProcessOperator, variants: BaseVariants
+) -> None:
+    ns = "hints-report"
+    apply(
+        control_plane,
+        namespace(ns),
+        image_policy(
+            "hints-report",
+            {"maxCompressedSize": "2Mi"},
+            namespaces=[ns],
+            knownBaseImages=[variants.bookworm.ref],
+            slimmerBases={},
+        ),
+    )
+    time.sleep(1)  # the controller watches the new policy
+    apply(control_plane, deployment("fat", ns, variants.app.ref))
+    name = report_name(variants.app.digest)
+
+    def hints() -> list[dict[str, Any]]:
+        body = get(control_plane, "imagereport", name) or {"report": {}}
+        return [hint for hint in body["report"].get("slimmerBases", []) if hint["policy"] == "hints-report"]
+
+    (hint,) = wait_for("the hint in the ImageReport", hints)
+    bookworm, alpine = variants.sizes[variants.bookworm.ref], variants.sizes[variants.alpine.ref]
+    assert hint == {
+        "policy": "hints-report",
+        "image": variants.app.ref,
+        "base": variants.bookworm.ref,
+        "baseBytes": bookworm,
+        "alternative": variants.alpine.ref,
+        "alternativeBytes": alpine,
+        "savedBytes": bookworm - alpine,
+        "platform": "linux/amd64",
+    }
+    row = control_plane.kubectl("get", "imagereport", name).stdout
+    assert format_bytes(bookworm - alpine) in row  # the Saves column
+    control_plane.kubectl("delete", "imagepolicy", "hints-report")
+    wait_for("the hint to leave the report with its policy", lambda: not hints(), timeout=60)
 
 
 def _events(plane: ControlPlane, ns: str, name: str) -> list[dict[str, Any]]:

@@ -94,6 +94,9 @@ class AuditController:
     has let go of the failure (the wiring passes the registry settings' own TTL)."""
     reports: PolicyReports | None = None
     """Writes each verdict as a PolicyReport too; None: no reports (``--policy-reports none``)."""
+    evaluated: Callable[[Workload, tuple[ImagePolicy, ...], Verdict], None] | None = None
+    """Told every verdict with the policies it applied (the wiring passes the slimmer-base hints on to the
+    ImageReports from it)."""
 
     def __post_init__(self) -> None:
         self.workloads: dict[WorkloadKey, WorkloadRecord] = {}
@@ -254,6 +257,8 @@ class AuditController:
                 verdict = await self.evaluator.verdict(workload, policies, now=self.clock())
             metrics.EVALUATIONS.labels(status=verdict.status.value).inc()
             self.verdicts[key] = verdict
+            if self.evaluated is not None:
+                self.evaluated(workload, policies, verdict)
             self._note_scanned(key, verdict.scanned_digests)
             self._wake_when_exemptions_expire(key, policies)
             self._retry_while_erroring(key, verdict)

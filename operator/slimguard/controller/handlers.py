@@ -15,13 +15,15 @@ from prometheus_client import REGISTRY, start_http_server
 
 from slimguard import metrics
 from slimguard.controller.audit import AuditController
-from slimguard.controller.image_reports import ReportKeeper, digests_in_use
+from slimguard.controller.image_reports import ReportKeeper, digests_in_use, slimmer_bases_by_digest
 from slimguard.controller.policy_reports import PolicyReports
 from slimguard.controller.settings import ControllerSettings
 from slimguard.controller.timers import Backoff
+from slimguard.core.policy import ImagePolicy
 from slimguard.core.policy_report import REPORT_APIS
 from slimguard.core.verdict import Verdict
 from slimguard.core.vulnerabilities import SeverityCounts
+from slimguard.core.workload import Workload
 from slimguard.engine.view import ClusterView
 from slimguard.engine.wiring import Engine, build_engine
 from slimguard.kube.gateway import KubeGateway, load_api_client
@@ -98,6 +100,8 @@ def build_registry(
     @kopf.on.event(*POLICY_RESOURCE, registry=registry)
     async def observe_policy(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
         memo["controller"].observe_policy(body, deleted=is_deletion(event))
+        if is_deletion(event) and (name := (body.get("metadata") or {}).get("name")):
+            memo["reports"].policy_gone(str(name))
 
     @kopf.on.event(*NAMESPACE_RESOURCE, registry=registry)
     async def observe_namespace(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
@@ -141,6 +145,11 @@ async def _start_controller(
         learned=keeper.learned,
         network_backend=network_backend,
     )
+
+    def evaluated(workload: Workload, policies: tuple[ImagePolicy, ...], verdict: Verdict) -> None:
+        labels = view.namespace_labels(workload.namespace)
+        keeper.hinted(slimmer_bases_by_digest(workload, policies, labels, verdict, engine.inspector.resolved))
+
     controller = AuditController(
         evaluator=engine.evaluator,
         view=engine.view,
@@ -152,6 +161,7 @@ async def _start_controller(
             if settings.policy_reports
             else None
         ),
+        evaluated=evaluated,
     )
     await keeper.start()
     await controller.start()

@@ -4,6 +4,9 @@ The inspector tells ``ReportKeeper.learned`` every image it answered from the re
 background task writes each digest's report once, and again only when it would change (kube.image_reports
 decides). Another task removes the reports of digests no workload has used for the grace period: a digest in
 use is one a workload's container (or a policy's named base) last resolved to.
+
+The audit tells ``ReportKeeper.hinted`` which slimmer base each policy asking for hints (``slimmerBases``)
+found for each digest it evaluated (``slimmer_bases_by_digest``); the report holds them in ``slimmerBases``.
 """
 
 from __future__ import annotations
@@ -17,10 +20,13 @@ from datetime import datetime, timedelta
 
 from kubernetes.client.exceptions import ApiException
 
+from slimguard.core.alternatives import SlimmerBase
 from slimguard.core.errors import InvalidReference
 from slimguard.core.facts import ImageFacts
+from slimguard.core.matching import selected_containers
 from slimguard.core.policy import ImagePolicy
 from slimguard.core.reference import ImageReference
+from slimguard.core.verdict import Verdict
 from slimguard.core.workload import Workload
 from slimguard.kube.gateway import KubeGateway
 from slimguard.kube.image_reports import ImageReports
@@ -44,6 +50,41 @@ def digests_in_use(
             if (pinned := ImageReference.parse(image).digest) is not None:
                 used.add(pinned)
     return used
+
+
+def _digest_of(image: str, resolved: Mapping[str, str]) -> str | None:
+    if (digest := resolved.get(image)) is not None:
+        return digest
+    try:
+        return ImageReference.parse(image).digest
+    except InvalidReference:
+        return None
+
+
+def slimmer_bases_by_digest(
+    workload: Workload,
+    policies: Iterable[ImagePolicy],
+    namespace_labels: Mapping[str, str],
+    verdict: Verdict,
+    resolved: Mapping[str, str],
+) -> dict[str, dict[str, SlimmerBase | None]]:
+    """Digest → policy → the hint it gave (None: it looked and found none), for each image of ``workload``
+    whose facts the verdict read under a policy with ``slimmerBases``. An image not read (pending, an error)
+    says nothing: a registry hiccup must not take a hint out of its report and put it back a minute later."""
+    read = {size.image for size in verdict.image_sizes}
+    given = {(hint.policy, hint.image): hint for hint in verdict.hints}
+    found: dict[str, dict[str, SlimmerBase | None]] = {}
+    for policy in policies:
+        if policy.spec.slimmer_bases is None or policy.name not in verdict.policies:
+            continue
+        for container in selected_containers(policy, workload, namespace_labels):
+            if container.image not in read or (digest := _digest_of(container.image, resolved)) is None:
+                continue
+            hints = found.setdefault(digest, {})
+            hint = given.get((policy.name, container.image))
+            if hint is not None or policy.name not in hints:
+                hints[policy.name] = hint
+    return found
 
 
 @dataclass
@@ -93,7 +134,10 @@ class ReportKeeper:
         self.unused = UnusedReports(timedelta(seconds=grace_seconds))
         # A sweep a few times per grace period, at least every 10 minutes and at most every second.
         self.sweep_interval = min(max(grace_seconds / 4, 1.0), 600.0)
-        self._pending: dict[str, ImageFacts] = {}
+        self._pending: dict[str, ImageFacts | None] = {}
+        """Digests to write; None: only the hints changed (written over the facts told or reported)."""
+        self._hints: dict[str, dict[str, SlimmerBase]] = {}
+        """Digest → policy → its hint, as last evaluated; a digest not here keeps the hints its report holds."""
         self._references: dict[str, dict[str, None]] = {}
         self._told: dict[str, tuple[ImageFacts, frozenset[str]]] = {}
         self._wake = asyncio.Event()
@@ -111,6 +155,29 @@ class ReportKeeper:
         self._told[facts.digest] = (facts, frozenset(references))
         self._pending[facts.digest] = facts
         self._wake.set()
+
+    def hinted(self, found: Mapping[str, Mapping[str, SlimmerBase | None]]) -> None:
+        """From the audit (``slimmer_bases_by_digest``): queue a write for each digest whose hints changed."""
+        for digest, by_policy in found.items():
+            known = self._hints.get(digest)
+            hints = dict(known or {})
+            for policy, hint in by_policy.items():
+                if hint is None:
+                    hints.pop(policy, None)
+                else:
+                    hints[policy] = hint
+            if known is not None and hints == known:
+                continue
+            self._hints[digest] = hints
+            self._pending.setdefault(digest, None)
+            self._wake.set()
+
+    def policy_gone(self, policy: str) -> None:
+        """A deleted policy's hints leave every report that holds them."""
+        for digest, hints in self._hints.items():
+            if hints.pop(policy, None) is not None:
+                self._pending.setdefault(digest, None)
+                self._wake.set()
 
     @property
     def idle(self) -> bool:
@@ -131,10 +198,17 @@ class ReportKeeper:
     async def flush(self) -> None:
         """Write every pending report now."""
         while self._pending:
-            digest, facts = next(iter(self._pending.items()))
+            digest, pending = next(iter(self._pending.items()))
             del self._pending[digest]
+            told = self._told.get(digest)
+            facts = pending or (told[0] if told is not None else None) or self.reports.facts(digest)
+            if facts is None:
+                continue  # hints for an image not read here nor fully reported: written with its facts
+            hints = self._hints.get(digest)
             try:
-                if await self.reports.write(self.kube, facts, self._references.get(digest, {})):
+                if await self.reports.write(
+                    self.kube, facts, self._references.get(digest, {}), None if hints is None else hints.values()
+                ):
                     self.writes += 1
             except asyncio.CancelledError:
                 raise
@@ -159,6 +233,7 @@ class ReportKeeper:
                 if digest is not None:
                     self._told.pop(digest, None)
                     self._references.pop(digest, None)
+                    self._hints.pop(digest, None)
                 log.info("ImageReport %s removed: no workload has used %s for %s", name, digest, self.unused.grace)
         self.deletions += len(removed)
         return removed

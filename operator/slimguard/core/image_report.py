@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from slimguard.core.alternatives import SlimmerBase
 from slimguard.core.content import ContentFacts, FoundTool, PackageCount, PackageManager
 from slimguard.core.facts import BaseImage, BaseImageMethod, ImageFacts, Layer, Platform, PlatformImage
 from slimguard.core.quantity import format_bytes
@@ -45,6 +46,8 @@ MAX_LABEL_CHARS = 1024
 MAX_PACKAGE_NAMES = 4096
 MAX_TOOLS = 1024
 MAX_EXECUTABLES = 4096
+MAX_SLIMMER_BASES = 16
+"""Hints kept per report (one per policy asking for them): each is a few hundred bytes."""
 MAX_REPORT_BYTES = 1_000_000
 """etcd refuses objects above 1.5 MiB; the apiserver adds metadata and managedFields on top of this."""
 
@@ -67,6 +70,8 @@ class StoredReport:
     truncated: tuple[str, ...]
     report: Mapping[str, Any]
     """The ``report`` field as stored, to tell whether writing again would change anything."""
+    slimmer_bases: tuple[SlimmerBase, ...] = ()
+    """The slimmer-base hints of the policies that gave one for this image when it was last evaluated."""
 
 
 def report_name(digest: str) -> str:
@@ -80,8 +85,13 @@ def report_name(digest: str) -> str:
 # --- facts → body ------------------------------------------------------------------------------------------
 
 
-def report_body(facts: ImageFacts, references: Iterable[str]) -> dict[str, Any]:
-    """The whole ImageReport object for ``facts`` (name, labels and ``report``), within the size budget."""
+def report_body(
+    facts: ImageFacts, references: Iterable[str], slimmer_bases: Iterable[SlimmerBase] = ()
+) -> dict[str, Any]:
+    """The whole ImageReport object for ``facts`` (name, labels and ``report``), within the size budget.
+
+    ``slimmer_bases``: the hints evaluation gave for this image, one per policy (the first for a policy is kept).
+    """
     cuts: list[str] = []
     seen = list(dict.fromkeys(references))
     if len(seen) > MAX_REFERENCES:
@@ -106,7 +116,10 @@ def report_body(facts: ImageFacts, references: Iterable[str]) -> dict[str, Any]:
         report["listedPlatforms"] = listed
     if facts.annotated_base is not None:
         report["annotatedBase"] = _base_out(facts.annotated_base)
-    report["summary"] = _summary(facts)
+    hints = _hints_out(slimmer_bases, cuts)
+    if hints:
+        report["slimmerBases"] = hints
+    report["summary"] = _summary(facts, hints)
     _fit(report, cuts)
     if cuts:
         report["truncated"] = cuts
@@ -116,6 +129,17 @@ def report_body(facts: ImageFacts, references: Iterable[str]) -> dict[str, Any]:
         "metadata": {"name": report_name(facts.digest), "labels": {"app.kubernetes.io/managed-by": "slimguard"}},
         "report": report,
     }
+
+
+def _hints_out(slimmer_bases: Iterable[SlimmerBase], cuts: list[str]) -> list[dict[str, str | int]]:
+    """One hint per policy, in policy order, so the same hints always make the same report (no rewrite)."""
+    by_policy: dict[str, SlimmerBase] = {}
+    for hint in slimmer_bases:
+        by_policy.setdefault(hint.policy, hint)
+    hints = [by_policy[policy].as_dict() for policy in sorted(by_policy)]
+    if len(hints) > MAX_SLIMMER_BASES:
+        cuts.append(f"slimmerBases: {len(hints) - MAX_SLIMMER_BASES} of {len(hints)} not kept")
+    return hints[:MAX_SLIMMER_BASES]
 
 
 def _base_out(base: BaseImage) -> dict[str, Any]:
@@ -221,9 +245,12 @@ def _executables_out(executables: Sequence[tuple[str, int]]) -> dict[str, list[A
     return {"paths": [path for path, _ in executables], "layers": [layer for _, layer in executables]}
 
 
-def _summary(facts: ImageFacts) -> dict[str, Any]:
-    """What ``kubectl get imagereports`` shows: the largest platform read (what the heaviest node pulls)."""
+def _summary(facts: ImageFacts, hints: Sequence[Mapping[str, str | int]] = ()) -> dict[str, Any]:
+    """What ``kubectl get imagereports`` shows: the largest platform read (what the heaviest node pulls), and
+    the largest saving a slimmer base would bring."""
     summary: dict[str, Any] = {}
+    if hints:
+        summary["saves"] = format_bytes(max(int(hint["savedBytes"]) for hint in hints))
     if not facts.platforms:
         return summary
     largest = max(facts.platforms, key=lambda image: image.compressed_size)
@@ -311,6 +338,7 @@ def _read(body: Mapping[str, Any]) -> StoredReport:
     images = tuple(_platform_in(item) for item in platforms)
     complete = not any(item.get("incomplete") for item in platforms)
     listed = tuple(_platform_of(item) for item in _list(report.get("listedPlatforms", [])))
+    hints = tuple(_hint_in(_mapping(item, "slimmerBases[]")) for item in _list(report.get("slimmerBases", [])))
     facts = ImageFacts(
         digest=digest,
         media_type=_string(report["mediaType"], "mediaType"),
@@ -324,7 +352,27 @@ def _read(body: Mapping[str, Any]) -> StoredReport:
         references=references,
         truncated=truncated,
         report=report,
+        slimmer_bases=hints,
     )
+
+
+def _hint_in(item: Mapping[str, Any]) -> SlimmerBase:
+    hint = SlimmerBase(
+        policy=_string(item["policy"], "slimmerBases[].policy"),
+        image=_string(item["image"], "slimmerBases[].image"),
+        base=_string(item["base"], "slimmerBases[].base"),
+        base_size=_count(item["baseBytes"], "slimmerBases[].baseBytes"),
+        alternative=_string(item["alternative"], "slimmerBases[].alternative"),
+        alternative_size=_count(item["alternativeBytes"], "slimmerBases[].alternativeBytes"),
+        platform=Platform.parse(_string(item["platform"], "slimmerBases[].platform")),
+    )
+    saved = _count(item["savedBytes"], "slimmerBases[].savedBytes")
+    if hint.alternative_size >= hint.base_size or saved != hint.saving:
+        raise GarbledReport(
+            f"slimmerBases: {hint.alternative} ({hint.alternative_size} bytes) saving {saved} bytes on "
+            f"{hint.base} ({hint.base_size} bytes) does not add up"
+        )
+    return hint
 
 
 def _platform_of(value: Any) -> Platform:

@@ -15,6 +15,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
+from slimguard.core.alternatives import SlimmerBase
 from slimguard.core.facts import ImageFacts
 from slimguard.core.image_report import GarbledReport, StoredReport, merged, read_report, report_body, report_name
 from slimguard.kube.gateway import KubeGateway
@@ -93,8 +94,18 @@ class ImageReports:
 
     # --- writing (the controller) --------------------------------------------------------------------------
 
-    async def write(self, kube: KubeGateway, facts: ImageFacts, references: Iterable[str]) -> bool:
-        """Create the report for ``facts``, or update it if that adds to it; True when something was written."""
+    async def write(
+        self,
+        kube: KubeGateway,
+        facts: ImageFacts,
+        references: Iterable[str],
+        slimmer_bases: Iterable[SlimmerBase] | None = None,
+    ) -> bool:
+        """Create the report for ``facts``, or update it if that adds to it; True when something was written.
+
+        ``slimmer_bases``: the hints the report should hold now; None keeps those it holds (not evaluated yet).
+        """
+        wanted_hints = None if slimmer_bases is None else tuple(slimmer_bases)
         for _ in range(3):  # a conflict means someone wrote in between: read it again and decide again
             entry = self.entry(facts.digest)
             known = entry.stored if entry is not None and entry.stored is not None else None
@@ -102,7 +113,8 @@ class ImageReports:
                 known = None  # two digests, one hashed name: not ours to merge with
             combined = merged(known.facts if known is not None else None, facts)
             seen = [*(known.references if known is not None else ()), *references]
-            body = report_body(combined, seen)
+            hints = wanted_hints if wanted_hints is not None else known.slimmer_bases if known is not None else ()
+            body = report_body(combined, seen, hints)
             if known is not None and known.report == body["report"]:
                 return False
             if entry is None:

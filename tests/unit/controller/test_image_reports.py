@@ -6,7 +6,11 @@ from datetime import timedelta
 
 from core.builders import NOW, digest, facts, policy, workload
 
-from slimguard.controller.image_reports import ReportKeeper, UnusedReports, digests_in_use
+from slimguard.controller.image_reports import ReportKeeper, UnusedReports, digests_in_use, slimmer_bases_by_digest
+from slimguard.core.alternatives import SlimmerBase
+from slimguard.core.facts import Platform
+from slimguard.core.verdict import ImageSize, Verdict
+from slimguard.core.workload import Workload
 from slimguard.kube.image_reports import ImageReports
 
 HOUR = timedelta(hours=1)
@@ -69,4 +73,58 @@ def test_the_keeper_queues_a_write_only_for_news() -> None:
     keeper.learned(APP, image)  # every warm evaluation tells it again
     assert keeper.idle
     keeper.learned("registry.example.com/shop/api:latest", image)  # a new reference for the digest
+    assert not keeper.idle
+
+
+SIDECAR = "registry.example.com/shop/sidecar:1.0"
+NODE = "registry.example.com/base/node:20-bookworm"
+ALPINE = "registry.example.com/base/node:20-alpine"
+
+
+def hint(policy_name: str, image: str = APP) -> SlimmerBase:
+    return SlimmerBase(policy_name, image, NODE, 380, ALPINE, 45, Platform("linux", "amd64"))
+
+
+def verdict_of(subject: Workload, *hints: SlimmerBase, read: tuple[str, ...] = (APP, SIDECAR)) -> Verdict:
+    return Verdict(
+        workload=subject.key,
+        policies=("hinting", "other", "quiet"),
+        image_sizes=tuple(ImageSize(image, 100) for image in read),
+        hints=hints,
+    )
+
+
+def test_the_hints_each_digest_gets_are_those_of_the_policies_that_look_for_them() -> None:
+    subject = workload(APP, SIDECAR)
+    hinting, quiet = policy("hinting", slimmerBases={}), policy("quiet", slimmerBases={})
+    other = policy("other")  # no slimmerBases: it never looked, so it says nothing either way
+    found = slimmer_bases_by_digest(
+        subject, [hinting, quiet, other], {}, verdict_of(subject, hint("hinting")), {APP: OLD, SIDECAR: NEW}
+    )
+    assert found == {OLD: {"hinting": hint("hinting"), "quiet": None}, NEW: {"hinting": None, "quiet": None}}
+
+
+def test_an_image_whose_facts_were_not_read_says_nothing_about_its_hints() -> None:
+    subject = workload(APP)
+    found = slimmer_bases_by_digest(
+        subject, [policy("hinting", slimmerBases={})], {}, verdict_of(subject, read=()), {APP: OLD}
+    )
+    assert found == {}  # pending or unreachable: the report keeps what it says
+
+
+def test_the_keeper_queues_a_write_only_when_a_digests_hints_change() -> None:
+    keeper = ReportKeeper(reports=ImageReports(), kube=None, in_use=set, clock=lambda: NOW)  # type: ignore[arg-type]
+    keeper.hinted({OLD: {"hinting": hint("hinting"), "quiet": None}})
+    assert not keeper.idle
+    keeper._pending.clear()  # as if written
+    keeper.hinted({OLD: {"hinting": hint("hinting"), "quiet": None}})  # every re-audit tells it again
+    assert keeper.idle
+    keeper.hinted({OLD: {"hinting": None}})  # the policy no longer finds a slimmer base
+    assert keeper._hints[OLD] == {}
+    assert not keeper.idle
+    keeper._pending.clear()
+    keeper.hinted({OLD: {"hinting": hint("hinting")}})
+    keeper._pending.clear()
+    keeper.policy_gone("hinting")
+    assert keeper._hints[OLD] == {}
     assert not keeper.idle

@@ -8,12 +8,14 @@ from typing import Any
 
 import pytest
 
+from slimguard.core.alternatives import SlimmerBase
 from slimguard.core.content import ContentFacts, FoundTool, PackageCount, PackageManager
 from slimguard.core.image_report import (
     MAX_EXECUTABLES,
     MAX_LAYERS,
     MAX_REFERENCES,
     MAX_REPORT_BYTES,
+    MAX_SLIMMER_BASES,
     GarbledReport,
     merged,
     read_report,
@@ -24,6 +26,11 @@ from slimguard.core.image_report import (
 from .builders import AMD64, ARM64, MiB, digest, facts, layer, platform_image
 
 FAT = "registry.example.com/shop/api:1.0-fat"
+NODE = "registry.example.com/base/node:20-bookworm"
+
+
+def slimmer(policy: str = "slim", *, alternative: str = "registry.example.com/base/node:20-alpine") -> SlimmerBase:
+    return SlimmerBase(policy, FAT, NODE, 380 * MiB, alternative, 45 * MiB, AMD64)
 
 
 def content(*, executables: int = 2, packages: int | None = 173, names: int = 3) -> ContentFacts:
@@ -142,10 +149,16 @@ def test_a_report_stays_within_its_byte_budget_whatever_the_image() -> None:
         (lambda r: r["platforms"][0]["content"]["executables"]["layers"].pop(), "as many paths"),
         (lambda r: r["platforms"][0]["content"]["packages"].update(managers=["pacman"]), "garbled"),
         (lambda r: r.pop("platforms") and r.update(platforms={"a": 1}), "list"),
+        (lambda r: r["slimmerBases"][0].update(savedBytes=1), "does not add up"),
+        (lambda r: r["slimmerBases"][0].update(alternativeBytes=400 * MiB, savedBytes=0), "does not add up"),
+        (lambda r: r["slimmerBases"][0].update(baseBytes="380 MiB"), "count"),
+        (lambda r: r["slimmerBases"][0].update(platform="linux"), "garbled"),
+        (lambda r: r["slimmerBases"][0].pop("alternative"), "garbled"),
+        (lambda r: r.update(slimmerBases={"slim": {}}), "list"),
     ],
 )
 def test_a_garbled_report_is_refused_with_a_reason(change: Any, why: str) -> None:
-    body = json.loads(json.dumps(report_body(with_content(), [FAT])))
+    body = json.loads(json.dumps(report_body(with_content(), [FAT], [slimmer()])))
     change(body["report"])
     with pytest.raises(GarbledReport, match=why):
         read_report(body)
@@ -170,3 +183,36 @@ def test_what_is_learned_later_is_added_never_lost() -> None:
     assert merged(combined, replace(first, platforms=(richer_amd,))).for_platform(AMD64) == richer_amd
     # A webhook's reading (no content, no uncompressed sizes) never makes a report poorer.
     assert merged(replace(first, platforms=(richer_amd,)), first).for_platform(AMD64) == richer_amd
+
+
+def test_a_slimmer_base_hint_is_kept_as_the_annotation_gives_it_and_read_back() -> None:
+    hint = slimmer()
+    body = report_body(with_content(), [FAT], [hint])
+    assert body["report"]["slimmerBases"] == [hint.as_dict()]
+    assert body["report"]["slimmerBases"][0]["savedBytes"] == 335 * MiB
+    assert body["report"]["summary"]["saves"] == "335 MiB"
+    stored = roundtrip(body)
+    assert stored.slimmer_bases == (hint,)
+    assert stored.facts == with_content()  # a hint is shown, never read into a verdict
+
+
+def test_an_image_without_hints_has_no_slimmer_bases_field_and_saves_nothing() -> None:
+    report = report_body(with_content(), [FAT])["report"]
+    assert "slimmerBases" not in report
+    assert "saves" not in report["summary"]
+    assert roundtrip(report_body(with_content(), [FAT])).slimmer_bases == ()
+
+
+def test_hints_are_one_per_policy_in_policy_order_so_the_same_hints_make_the_same_report() -> None:
+    first = report_body(facts(), [FAT], [slimmer("b"), slimmer("a"), slimmer("b", alternative="x/y:z")])
+    second = report_body(facts(), [FAT], [slimmer("a"), slimmer("b")])
+    assert first["report"] == second["report"]
+    assert [hint["policy"] for hint in first["report"]["slimmerBases"]] == ["a", "b"]
+
+
+def test_hints_beyond_the_cap_are_left_out_and_said_so() -> None:
+    many = [slimmer(f"policy-{n:02d}") for n in range(MAX_SLIMMER_BASES + 3)]
+    stored = roundtrip(report_body(facts(), [FAT], many))
+    assert len(stored.slimmer_bases) == MAX_SLIMMER_BASES
+    assert f"slimmerBases: 3 of {MAX_SLIMMER_BASES + 3} not kept" in stored.truncated
+    assert stored.facts == facts()  # the cut touches nothing a rule reads

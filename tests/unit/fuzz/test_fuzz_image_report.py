@@ -6,15 +6,17 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
 
+from slimguard.core.alternatives import SlimmerBase
 from slimguard.core.content import ContentFacts, FoundTool, PackageCount, PackageManager
 from slimguard.core.facts import BaseImage, BaseImageMethod, ImageFacts, Layer, Platform, PlatformImage
-from slimguard.core.image_report import GarbledReport, read_report, report_body
+from slimguard.core.image_report import MAX_SLIMMER_BASES, GarbledReport, read_report, report_body
 from slimguard.core.media_types import OCI_INDEX, OCI_MANIFEST
 
 from .strategies import json_values, sha256_digest
@@ -84,19 +86,46 @@ image_facts = st.builds(
     listed_platforms=st.lists(platforms, max_size=4).map(tuple),
 )
 references = st.lists(st.text(min_size=1, max_size=40), max_size=5)
+
+
+@st.composite
+def slimmer_bases(draw: st.DrawFn) -> SlimmerBase:
+    base_size = draw(st.integers(min_value=1, max_value=2**53))
+    return SlimmerBase(
+        policy=draw(text),
+        image=draw(text),
+        base=draw(text),
+        base_size=base_size,
+        alternative=draw(text),
+        alternative_size=draw(st.integers(min_value=0, max_value=base_size - 1)),
+        platform=draw(platforms),
+    )
+
+
+hint_lists = st.lists(slimmer_bases(), max_size=20, unique_by=lambda hint: hint.policy)
 _KEYS = st.sampled_from(
     ["report", "format", "digest", "mediaType", "platforms", "platform", "os", "architecture", "layers", "size",
-     "content", "packages", "count", "executables", "paths", "efficiency", "incomplete", "metadata", "name"]
+     "content", "packages", "count", "executables", "paths", "efficiency", "incomplete", "metadata", "name",
+     "slimmerBases", "baseBytes", "alternativeBytes", "savedBytes"]
 ) | st.text(max_size=8)  # fmt: skip
 
 
-@given(image_facts, references)
-def test_facts_survive_a_report_and_its_json(facts: ImageFacts, seen: list[str]) -> None:
-    body = json.loads(json.dumps(report_body(facts, seen)))  # what the apiserver stores is JSON
+@given(image_facts, references, hint_lists)
+def test_facts_survive_a_report_and_its_json(facts: ImageFacts, seen: list[str], hints: list[SlimmerBase]) -> None:
+    body = json.loads(json.dumps(report_body(facts, seen, hints)))  # what the apiserver stores is JSON
     stored = read_report(body)
     assert stored.facts == facts
     assert stored.references == tuple(dict.fromkeys(seen))
-    assert stored.truncated == ()
+    assert stored.slimmer_bases == one_per_policy(hints)[:MAX_SLIMMER_BASES]
+    left_out = len(hints) - MAX_SLIMMER_BASES
+    assert stored.truncated == ((f"slimmerBases: {left_out} of {len(hints)} not kept",) if left_out > 0 else ())
+
+
+def one_per_policy(hints: Sequence[SlimmerBase]) -> tuple[SlimmerBase, ...]:
+    first: dict[str, SlimmerBase] = {}
+    for hint in hints:
+        first.setdefault(hint.policy, hint)
+    return tuple(first[policy] for policy in sorted(first))
 
 
 def _mutations(draw: st.DrawFn, value: Any, depth: int = 0) -> Any:
@@ -119,7 +148,7 @@ def _mutations(draw: st.DrawFn, value: Any, depth: int = 0) -> Any:
 
 @st.composite
 def garbled_bodies(draw: st.DrawFn) -> dict[str, Any]:
-    body = json.loads(json.dumps(report_body(draw(image_facts), draw(references))))
+    body = json.loads(json.dumps(report_body(draw(image_facts), draw(references), draw(hint_lists))))
     mutated: dict[str, Any] = _mutations(draw, body)
     return mutated
 
@@ -134,8 +163,9 @@ def test_a_garbled_report_is_facts_or_refused_and_never_crashes(body: Any) -> No
     assert body == original  # reading never mutates what the watch handed over
     if stored.facts is not None:
         # Whatever was accepted says the same thing once written again: nothing half-read slips through.
-        again = read_report(json.loads(json.dumps(report_body(stored.facts, stored.references))))
+        again = read_report(json.loads(json.dumps(report_body(stored.facts, stored.references, stored.slimmer_bases))))
         assert again.facts == stored.facts
+        assert again.slimmer_bases == one_per_policy(stored.slimmer_bases)[:MAX_SLIMMER_BASES]
 
 
 @given(json_values(_KEYS))
