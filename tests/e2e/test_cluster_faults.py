@@ -282,10 +282,12 @@ def test_a_controller_with_too_little_memory_for_its_audit_exits_saying_so_in_on
         address_space=160 << 20,
     )
     starved.launch()
-    wait_for("the starved controller to exit", lambda: not starved.alive(), timeout=180, every=0.5)
-    exit_code = starved.returncode
-    log = starved.log()
-    starved.stop()
+    try:
+        wait_for("the starved controller to exit", lambda: not starved.alive(), timeout=180, every=0.5)
+        exit_code = starved.returncode
+        log = starved.log()
+    finally:  # a controller that hangs instead (as it once did) must not outlive the test
+        starved.stop()
     plane.kubectl("delete", "namespace", ns, "--wait=false")
     plane.kubectl("delete", "imagepolicy", "starved")
     last_line = log.rstrip().splitlines()[-1]
