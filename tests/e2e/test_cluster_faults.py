@@ -268,13 +268,11 @@ def test_a_controller_capped_at_1_gib_of_address_space_still_finishes_a_large_au
     plane.kubectl("delete", "imagepolicy", "capped")
 
 
-def test_a_controller_with_too_little_memory_for_its_audit_exits_saying_so_in_one_line(
-    plane: ControlPlane, controller_kubeconfig: str, registry: Registry, fixture_images: Any, tmp_path: Path
+def test_a_controller_given_too_little_address_space_exits_at_once_saying_so_in_one_line(
+    controller_kubeconfig: str, registry: Registry, tmp_path: Path
 ) -> None:
-    ns = "starved"
-    apply(plane, namespace(ns))
-    create_fleet(plane, ns, fixture_images.fat_app.ref, fixture_images.slim_app.ref)
-    apply(plane, image_policy("starved", {"maxCompressedSize": "200Mi"}, namespaces=[ns]))
+    """At 160 MiB CPython fails at random places during an audit (MemoryError in a library, or SIGSEGV, seen
+    both): the controller refuses such a limit at start, in one line, rather than fail unclearly later."""
     starved = ControllerProcess(
         kubeconfig=controller_kubeconfig,
         registry_ca_file=str(registry.ca_file),
@@ -283,14 +281,14 @@ def test_a_controller_with_too_little_memory_for_its_audit_exits_saying_so_in_on
     )
     starved.launch()
     try:
-        wait_for("the starved controller to exit", lambda: not starved.alive(), timeout=180, every=0.5)
+        wait_for("the starved controller to exit", lambda: not starved.alive(), timeout=60, every=0.2)
         exit_code = starved.returncode
         log = starved.log()
     finally:  # a controller that hangs instead (as it once did) must not outlive the test
         starved.stop()
-    plane.kubectl("delete", "namespace", ns, "--wait=false")
-    plane.kubectl("delete", "imagepolicy", "starved")
     last_line = log.rstrip().splitlines()[-1]
     assert exit_code == 3
-    assert last_line.startswith("slimguard controller: out of memory (address-space limit 160 MiB)")
-    assert last_line.endswith("; give it more memory (resources.limits.memory)")
+    assert last_line == (
+        "slimguard controller: out of memory (address-space limit 160 MiB): it needs at least 512 MiB of "
+        "address space; give it more memory (resources.limits.memory)"
+    )

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import resource
+
+import pytest
 
 from slimguard import exhaustion
 
@@ -23,3 +26,33 @@ def test_the_message_names_the_component_the_limit_and_the_cause() -> None:
         "give it more memory (resources.limits.memory)"
     )
     assert exhaustion.message("webhook", MemoryError()).startswith("slimguard webhook: out of memory (")
+
+
+def _watcher_failed() -> None:
+    try:
+        raise MemoryError()
+    except MemoryError as inner:
+        raise RuntimeError("watcher failed") from inner
+
+
+def test_exhaustion_is_found_along_an_exception_chain() -> None:
+    with pytest.raises(RuntimeError) as failed:
+        _watcher_failed()
+    assert isinstance(exhaustion.exhaustion_in(failed.value), MemoryError)
+    assert exhaustion.exhaustion_in(ValueError("no")) is None
+    assert exhaustion.exhaustion_in(None) is None
+
+
+def test_an_exhaustion_logged_by_any_library_ends_the_process_with_the_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """kopf logs a watcher that died of MemoryError and shuts down in order: that must still exit 3."""
+    exits: list[tuple[str, BaseException]] = []
+    monkeypatch.setattr(exhaustion, "exit_exhausted", lambda component, error: exits.append((component, error)))
+    with exhaustion.exit_when_exhausted("controller"):
+        try:
+            raise MemoryError()
+        except MemoryError:
+            logging.getLogger("kopf._core.reactor.queueing").exception("Watcher for deployments has failed")
+        logging.getLogger("kopf").error("an ordinary error")
+    assert [(component, type(error)) for component, error in exits] == [("controller", MemoryError)]

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import inspect
 import logging
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -122,18 +121,6 @@ _REGISTRY_DEFAULTS: dict[str, Any] = {
 }
 
 
-@contextlib.contextmanager
-def exit_clearly_when_out_of_memory(component: str) -> Iterator[None]:
-    """Out of memory, say so in one line and exit 3 (the kubelet restarts it), not a page of traceback.
-
-    At once: an orderly interpreter shutdown would print the errors of every thread it stops after that line.
-    """
-    try:
-        yield
-    except MemoryError as error:
-        exhaustion.exit_exhausted(component, error)
-
-
 def registry_settings(
     *,
     allow_loopback_registries: bool = False,
@@ -233,7 +220,7 @@ def controller(
         policy_reports=None if policy_reports == "none" else policy_reports,
         report_grace_seconds=report_grace_period,
     )
-    with exit_clearly_when_out_of_memory("controller"):
+    with exhaustion.exit_when_exhausted("controller"):
         run(settings)
 
 
@@ -290,7 +277,7 @@ def webhook(
         raise typer.Exit(2) from None
     if metrics_port:
         start_http_server(metrics_port, addr=host)
-    with exit_clearly_when_out_of_memory("webhook"):
+    with exhaustion.exit_when_exhausted("webhook"):
         run_webhook(settings)
 
 
