@@ -1,6 +1,9 @@
 """The ImagePolicy model (used by the webhook, the controller and the CLI) and the CRD (enforced by the
 apiserver) agree: a sample of near-valid specs, each judged by both. A policy only the model accepts would be
-refused at `kubectl apply` though `slimguard check` passed it; one only the CRD accepts is stored but ignored."""
+refused at `kubectl apply` though `slimguard check` passed it; one only the CRD accepts is stored but ignored.
+
+One difference is on purpose and not sampled: a field the schema does not know is pruned by the apiserver
+with a warning, and refused by the model, so a misspelt rule fails `slimguard check` loudly."""
 
 from __future__ import annotations
 
@@ -68,6 +71,8 @@ def crd_answer(client: httpx.Client, spec: dict[str, Any]) -> httpx.Response:
 @example(spec={"rules": {"requireNonRootUser": 1}})  # the model took 1 as true (fixed: strict booleans)
 @example(spec={"rules": {"maxLayers": "5"}})  # and "5" as 5 (fixed: strict integers)
 @example(spec={"rules": {"platforms": ["Linux/AMD64"]}})  # and upper case platforms (fixed: the CRD's pattern)
+@example(spec={"mode": None, "rules": {"maxCritical": None, "requireDigest": True}})  # null is "not set" (fixed)
+@example(spec={"rules": {"vulnerabilities": {"maxCritical": 0, "maxHigh": None}}})
 def test_the_model_accepts_exactly_what_the_crd_accepts(apiserver: httpx.Client, spec: dict[str, Any]) -> None:
     answer = crd_answer(apiserver, spec)
     assert answer.status_code in (201, 400, 422), answer.text

@@ -74,6 +74,16 @@ def parse_duration(text: str) -> timedelta:
 _MAX_TIMEDELTA_SECONDS = int(timedelta.max.total_seconds())
 
 
+def _without_nulls(value: Any) -> Any:
+    """A field set to null is a field not set, as the apiserver prunes it from a CRD's object before defaulting
+    (so `mode: ~` in a policy file means the default mode, as `kubectl apply` of the same file stores it)."""
+    if isinstance(value, dict):
+        return {key: _without_nulls(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [_without_nulls(item) for item in value]
+    return value
+
+
 _PLATFORM = re.compile(r"[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?")
 
 
@@ -429,7 +439,7 @@ class ImagePolicy(_Model):
     def from_resource(cls, name: str, spec: dict[str, Any], generation: int = 0) -> ImagePolicy:
         """Build from the custom resource, or fail naming the policy and each bad field."""
         try:
-            return cls(name=name, generation=generation, spec=PolicySpec.model_validate(spec))
+            return cls(name=name, generation=generation, spec=PolicySpec.model_validate(_without_nulls(spec)))
         except ValidationError as error:
             problems = "; ".join(
                 f"{'.'.join(['spec', *(str(p) for p in item['loc'])])}: {item['msg'].removeprefix('Value error, ')}"
