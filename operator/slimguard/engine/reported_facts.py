@@ -114,16 +114,7 @@ class ReportedInspector(ImageInspector):
         reported = self._reported(digest, wanted, uncompressed, content)
         if reported is not None:
             return reported
-        # The rest of ImageInspector._inspect, not a call to it: that would resolve (and count) the tag twice.
-        cached = self._facts.get(digest)
-        hit = cached is not None and self._complete(cached, wanted, uncompressed, content)
-        metrics.cache_lookup("facts", hit=hit)
-        if cached is not None and hit:
-            return cached
-        return await self._fetching.run(
-            (digest, wanted, uncompressed, content),
-            lambda: self._fetch(reference, digest, credential, wanted, uncompressed, content),
-        )
+        return await self._facts_of(reference, digest, credential, wanted, uncompressed, content)
 
     # --- helpers -----------------------------------------------------------------------------------------------
 

@@ -173,6 +173,18 @@ class ImageInspector:
         content: bool,
     ) -> ImageFacts:
         digest = await self._resolve(reference, credential)
+        return await self._facts_of(reference, digest, credential, wanted, uncompressed, content)
+
+    async def _facts_of(
+        self,
+        reference: ImageReference,
+        digest: str,
+        credential: Credential | None,
+        wanted: frozenset[Platform],
+        uncompressed: bool,
+        content: bool,
+    ) -> ImageFacts:
+        """A resolved digest's facts: from memory when complete enough, else read once (coalesced)."""
         cached = self._facts.get(digest)
         hit = cached is not None and self._complete(cached, wanted, uncompressed, content)
         metrics.cache_lookup("facts", hit=hit)
