@@ -1,14 +1,16 @@
 """Cluster faults, caused for real: the controller SIGKILLed mid-audit, the apiserver restarted with etcd
-stopped, the controller under an address-space cap. Each on a control plane of its own, so no other test's
+stopped (for the controller and the webhook, and for the workload informer's watch), the controller under an
+address-space cap. Each on a control plane of its own, so no other test's
 operator sees these workloads. Measured numbers are printed as ``FAULT-MATRIX`` lines (docs/reliability.md).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,9 @@ import pytest
 import yaml
 from cluster import STATUS, VIOLATIONS, apply, deployment, get, image_policy, namespace, wait_for
 
+from slimguard.kube.informer import ResourceInformer, http_client
+from slimguard.kube.login import connection_info
+from slimguard.kube.resources import WORKLOAD_RESOURCES
 from slimguard_testbed import CertificateAuthority, ControlPlane, Registry
 from slimguard_testbed.controller_process import ControllerProcess
 from slimguard_testbed.install import install_rbac
@@ -292,3 +297,43 @@ def test_a_controller_given_too_little_address_space_exits_at_once_saying_so_in_
         "slimguard controller: out of memory (address-space limit 160 MiB): it needs at least 512 MiB of "
         "address space; give it more memory (resources.limits.memory)"
     )
+
+
+@pytest.mark.timeout(300)
+async def test_a_deletion_made_while_no_watch_was_open_is_seen_when_the_expired_watch_is_replaced_by_a_relist(
+    plane: ControlPlane, controller_kubeconfig: str
+) -> None:
+    ns = "informer-relist"
+    image = "registry.example/app:1"
+    await asyncio.to_thread(apply, plane, namespace(ns), deployment("stays", ns, image), deployment("goes", ns, image))
+    deleted: dict[str, bool] = {}
+
+    def observe(kind: str, body: Mapping[str, Any], gone: bool) -> None:
+        if body["metadata"].get("namespace") == ns:
+            deleted[str(body["metadata"]["name"])] = gone
+
+    client = http_client(lambda: connection_info(controller_kubeconfig))
+    informer = ResourceInformer("Deployment", WORKLOAD_RESOURCES["Deployment"], lambda: client, observe)
+
+    async def watch_until(what: str, done: Callable[[], bool]) -> None:
+        task = asyncio.create_task(informer.run())
+        try:
+            deadline = time.monotonic() + 120  # a deadline for waiting, not a claim
+            while not done():
+                assert time.monotonic() < deadline, f"timed out waiting for {what}; seen {deleted}"
+                await asyncio.sleep(0.2)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    try:
+        await watch_until("both listed", lambda: deleted == {"stays": False, "goes": False})
+        await asyncio.to_thread(plane.kubectl, "delete", "deployment", "-n", ns, "goes")
+        # A restarted apiserver's watch cache begins after the informer's resourceVersion: the watch is refused
+        # as expired (410), and only a new LIST can show what went in between.
+        await asyncio.to_thread(plane.outage)
+        await watch_until("the deletion", lambda: deleted.get("goes") is True)
+        assert deleted == {"stays": False, "goes": True}
+        assert informer.lists == 2, "the expired watch was replaced by a LIST"
+    finally:
+        await client.aclose()

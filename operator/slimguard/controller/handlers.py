@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,6 +28,7 @@ from slimguard.engine.view import ClusterView
 from slimguard.engine.wiring import Engine, build_engine
 from slimguard.kube.gateway import KubeGateway, load_api_client
 from slimguard.kube.image_reports import ImageReports
+from slimguard.kube.informer import WorkloadInformer
 from slimguard.kube.kopf_tuning import is_deletion, tune
 from slimguard.kube.login import connection_info
 from slimguard.kube.policy_reports import PolicyReportWriter
@@ -40,8 +41,6 @@ from slimguard.kube.resources import (
 )
 
 log = logging.getLogger(__name__)
-
-EventHandler = Callable[..., Awaitable[None]]
 
 
 def build_registry(
@@ -61,6 +60,7 @@ def build_registry(
         tune(settings)
         engine, controller, keeper = await _start_controller(operator_settings, network_backend)
         memo["engine"], memo["controller"], memo["reports"] = engine, controller, keeper
+        memo["workloads"] = _watch_workloads(operator_settings, controller)
         if operator_settings.metrics_port:
             memo["metrics"] = _MetricsServer(operator_settings, controller)
         memo["reaudit"] = asyncio.create_task(_reaudit(controller, operator_settings.audit_interval_seconds))
@@ -72,6 +72,9 @@ def build_registry(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        informer: WorkloadInformer | None = memo.get("workloads")
+        if informer is not None:
+            await informer.stop()
         served: _MetricsServer | None = memo.get("metrics")
         if served is not None:
             served.stop()
@@ -87,15 +90,6 @@ def build_registry(
         engine: Engine | None = memo.get("engine")
         if engine is not None:
             await engine.aclose()
-
-    def workload_handler(kind: str) -> EventHandler:
-        async def handle(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
-            memo["controller"].observe_workload(kind, body, deleted=is_deletion(event))
-
-        return handle
-
-    for kind, (group, version, plural) in WORKLOAD_RESOURCES.items():
-        kopf.on.event(group, version, plural, registry=registry, id=f"observe-{kind.lower()}")(workload_handler(kind))
 
     @kopf.on.event(*POLICY_RESOURCE, registry=registry)
     async def observe_policy(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
@@ -116,6 +110,17 @@ def build_registry(
         memo["engine"].inspector.reports.observe(body, deleted=is_deletion(event))
 
     return registry
+
+
+def _watch_workloads(settings: ControllerSettings, controller: AuditController) -> WorkloadInformer:
+    """Workloads come from slimguard's own paged LIST and WATCH, not kopf's (kube/informer.py says why)."""
+
+    def observe(kind: str, body: Mapping[str, Any], deleted: bool) -> None:
+        controller.observe_workload(kind, body, deleted=deleted)
+
+    informer = WorkloadInformer(WORKLOAD_RESOURCES, lambda: connection_info(settings.kubeconfig), observe)
+    informer.start()
+    return informer
 
 
 async def _start_controller(

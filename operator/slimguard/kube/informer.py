@@ -1,0 +1,261 @@
+"""slimguard's own informer for the workload kinds: LIST in pages, then WATCH, each object handed on as decoded.
+
+kopf LISTs a kind in one response and turns every watch event into a worker task, a cause, a logger and a
+handler call. At 10,000 Deployments that was 45 % of the controller's CPU, and the decoded list (~19 KB per
+object, held until each object's worker ran) took the controller past 500 MB (bench/README.md). Here at most
+one page of ``page_size`` objects is decoded at a time, each object is handed to ``observe`` and dropped, and a
+watch event is one line decoded and handed on: nothing of a body outlives the call but what ``observe`` keeps.
+
+What client-go's reflector does, in the small: a watch that ends is resumed from the last resourceVersion seen
+(bookmarks included); one the apiserver calls expired (410) is replaced by a fresh LIST, and every object known
+before but missing from it is handed on as deleted, so a deletion made while no watch was open is never lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import ssl
+import time
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import kopf
+
+from slimguard.exhaustion import exit_exhausted, is_exhaustion
+from slimguard.kube.resources import Resource
+
+log = logging.getLogger(__name__)
+
+Observe = Callable[[str, Mapping[str, Any], bool], None]
+"""(kind, body, deleted): told every object listed or watched, and every deletion."""
+Credentials = Callable[[], kopf.ConnectionInfo]
+"""Read again now and then (``_FreshToken``), so a rotated ServiceAccount token is picked up."""
+
+PAGE_SIZE = 500  # client-go's reflector pages by 500 too
+WATCH_SECONDS = 270  # as kopf's server_timeout here (kube/kopf_tuning.py): the apiserver ends the watch, cleanly
+RETRY_SECONDS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+
+
+class ResourceExpired(Exception):
+    """410 Gone: the resourceVersion (or a list's continue token) is older than the apiserver keeps."""
+
+
+class ApiFailure(Exception):
+    """The apiserver answered a LIST or WATCH with an error other than 410."""
+
+
+def resource_path(resource: Resource) -> str:
+    group, version, plural = resource
+    return f"/apis/{group}/{version}/{plural}" if group else f"/api/{version}/{plural}"
+
+
+class _FreshToken(httpx.Auth):
+    """The bearer token of the newest credentials, read again at most every ``refresh_seconds``: a projected
+    ServiceAccount token is rotated on disk while the watches run."""
+
+    def __init__(self, credentials: Credentials, first: kopf.ConnectionInfo, refresh_seconds: float = 60.0) -> None:
+        self._credentials = credentials
+        self._info = first
+        self._refresh_seconds = refresh_seconds
+        self._read_at = time.monotonic()
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if time.monotonic() - self._read_at > self._refresh_seconds:
+            self._info, self._read_at = self._credentials(), time.monotonic()
+        if self._info.token:
+            request.headers["Authorization"] = f"{self._info.scheme or 'Bearer'} {self._info.token}"
+        yield request
+
+
+def http_client(credentials: Credentials) -> httpx.AsyncClient:
+    """One pooled HTTPS client for the apiserver, with the identity kopf and the ``kubernetes`` client use."""
+    info = credentials()
+    if info.insecure:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    else:
+        context = ssl.create_default_context(cafile=info.ca_path)
+    if info.certificate_path:
+        context.load_cert_chain(info.certificate_path, info.private_key_path)
+    return httpx.AsyncClient(
+        base_url=str(info.server),
+        verify=context,
+        auth=_FreshToken(credentials, info),
+        headers={"Accept": "application/json"},
+        # A pause between watch events is normal; the apiserver ends the watch itself after WATCH_SECONDS.
+        timeout=httpx.Timeout(30.0, read=WATCH_SECONDS + 30.0),
+        limits=httpx.Limits(max_connections=16, max_keepalive_connections=16),
+    )
+
+
+@dataclass
+class ResourceInformer:
+    """One workload kind: its objects handed to ``observe`` as they are listed and as they change."""
+
+    kind: str
+    resource: Resource
+    client: Callable[[], httpx.AsyncClient]
+    observe: Observe
+    page_size: int = PAGE_SIZE
+    watch_seconds: int = WATCH_SECONDS
+    synced: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once the first full LIST has been handed on."""
+    lists: int = 0
+    """Full LISTs made (the first, and one after every expired watch)."""
+
+    def __post_init__(self) -> None:
+        self.path = resource_path(self.resource)
+        # (namespace, name) → uid of every object handed on and not deleted: what a relist compares against.
+        self._known: dict[tuple[str, str], str] = {}
+        self.resource_version: str | None = None
+
+    async def run(self) -> None:
+        failures = 0
+        while True:
+            try:
+                if self.resource_version is None:
+                    self.resource_version = await self._list()
+                    self.synced.set()
+                self.resource_version = await self._watch(self.resource_version)
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except ResourceExpired:
+                log.info("watch of %s expired: listing them again", self.resource[2])
+                self.resource_version = None
+            except (httpx.HTTPError, ApiFailure, ValueError, OSError) as error:
+                # ValueError: a line that is not JSON (a proxy's error page, a cut stream): read it all again.
+                delay = RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)]
+                if failures == 0:
+                    log.warning("watching %s failed (%s); retrying in %.1f s", self.resource[2], error, delay)
+                failures += 1
+                await asyncio.sleep(delay)
+
+    async def _list(self) -> str:
+        listed: dict[tuple[str, str], str] = {}
+        params: dict[str, str] = {"limit": str(self.page_size)}
+        while True:
+            response = await self.client().get(self.path, params=params)
+            page = _json_or_raise(response)
+            for item in page.get("items") or ():
+                self._hand_on(item, deleted=False, into=listed)
+            metadata = page.get("metadata") or {}
+            if not metadata.get("continue"):
+                break
+            params["continue"] = str(metadata["continue"])
+            del page  # one page at a time: the next is decoded only once this one is gone
+        for key in self._known.keys() - listed.keys():
+            namespace, name = key
+            gone = {"metadata": {"namespace": namespace, "name": name, "uid": self._known[key]}}
+            self._deliver(gone, deleted=True)
+        self._known = listed
+        self.lists += 1
+        return str(metadata.get("resourceVersion") or "")
+
+    async def _watch(self, resource_version: str) -> str:
+        params = {
+            "watch": "true",
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(self.watch_seconds),
+            "resourceVersion": resource_version,
+        }
+        async with self.client().stream("GET", self.path, params=params) as response:
+            if response.status_code != 200:
+                await response.aread()
+                _json_or_raise(response)
+            async for line in response.aiter_lines():
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                kind, body = event.get("type"), event.get("object") or {}
+                if kind == "ERROR":
+                    raise _failure(body)
+                resource_version = str((body.get("metadata") or {}).get("resourceVersion") or resource_version)
+                if kind == "BOOKMARK":
+                    continue
+                self._hand_on(body, deleted=kind == "DELETED", into=self._known)
+        return resource_version
+
+    def _hand_on(self, body: Mapping[str, Any], *, deleted: bool, into: dict[tuple[str, str], str]) -> None:
+        metadata = body.get("metadata") or {}
+        key = (str(metadata.get("namespace") or ""), str(metadata.get("name") or ""))
+        if deleted:
+            into.pop(key, None)
+        else:
+            into[key] = str(metadata.get("uid") or "")
+        self._deliver(body, deleted=deleted)
+
+    def _deliver(self, body: Mapping[str, Any], *, deleted: bool) -> None:
+        try:
+            self.observe(self.kind, body, deleted)
+        except Exception as error:
+            if is_exhaustion(error):
+                exit_exhausted("controller", error)
+            # One object the controller cannot take must not stop the watch of all the others.
+            log.exception("observing %s %s failed", self.kind, (body.get("metadata") or {}).get("name"))
+
+
+def _json_or_raise(response: httpx.Response) -> dict[str, Any]:
+    if response.status_code == 410:
+        raise ResourceExpired(response.text[:200])
+    if response.status_code != 200:
+        raise ApiFailure(f"HTTP {response.status_code}: {response.text[:200]}")
+    decoded = response.json()
+    if not isinstance(decoded, dict):
+        raise ValueError("the apiserver's answer is not a JSON object")
+    return decoded
+
+
+def _failure(status: Mapping[str, Any]) -> Exception:
+    if status.get("code") == 410:
+        return ResourceExpired(str(status.get("message") or "expired"))
+    return ApiFailure(f"HTTP {status.get('code')}: {status.get('message')}")
+
+
+class WorkloadInformer:
+    """Every workload kind, each with its own LIST and WATCH, over one pooled client."""
+
+    def __init__(
+        self,
+        resources: Mapping[str, Resource],
+        credentials: Credentials,
+        observe: Observe,
+        *,
+        page_size: int = PAGE_SIZE,
+        watch_seconds: int = WATCH_SECONDS,
+    ) -> None:
+        self._credentials = credentials
+        self._client: httpx.AsyncClient | None = None
+        self.informers = [
+            ResourceInformer(kind, resource, self._http, observe, page_size=page_size, watch_seconds=watch_seconds)
+            for kind, resource in resources.items()
+        ]
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = http_client(self._credentials)
+        return self._client
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(informer.run(), name=f"slimguard-informer-{informer.kind.lower()}")
+            for informer in self.informers
+        ]
+
+    async def synced(self) -> None:
+        await asyncio.gather(*(informer.synced.wait() for informer in self.informers))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
