@@ -75,6 +75,27 @@ async def test_bearer_tokens_are_fetched_once_per_repository_and_reused(
     assert len(issuer.requests) - before == 1, "the cached token served the second inspection"
 
 
+async def test_a_second_repository_gets_its_token_before_its_first_request_not_after_a_401(
+    registry: Registry, fixture_images: Any
+) -> None:
+    # The registry's bearer challenge is remembered: behind a remote registry each 401 is a round trip lost.
+    first, second = fixture_images.multiarch, fixture_images.slim_app
+    inspector = inspector_for(registry)
+    mark = registry.mark()
+    try:
+        await inspector.inspect(first.ref, platforms=AMD64)
+        between = registry.mark()
+        await inspector.inspect(second.ref, platforms=AMD64)
+    finally:
+        await inspector.client.aclose()
+    before = [r for r in registry.requests(since=mark)[: between - mark] if r.repository]
+    after = [r for r in registry.requests(since=between) if r.repository]
+    assert {r.repository for r in before}.isdisjoint({r.repository for r in after}), "two repositories"
+    assert before[0].status == 401, "the first repository is challenged: nothing is known of the registry yet"
+    assert after, "the second image was read from the registry"
+    assert [r.status for r in after if r.status >= 400] == [], after
+
+
 async def test_facts_of_an_index_are_fetched_only_for_the_required_platforms(
     registry: Registry, fixture_images: Any
 ) -> None:

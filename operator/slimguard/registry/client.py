@@ -138,6 +138,9 @@ class RegistryClient:
         )
         self._tokens: dict[tuple[str, str, str], _Token] = {}
         self._schemes: dict[str, str] = {}
+        # registry → the realm and service of its bearer challenge, as last seen: a token for another repository
+        # is asked for before that repository's first request instead of after its 401 (Docker's client does so).
+        self._challenges: dict[str, dict[str, str]] = {}
         self._limits: dict[str, asyncio.Semaphore] = {}
         self.requests_sent = 0
 
@@ -258,6 +261,10 @@ class RegistryClient:
         attempt = 0
         authorised_retry = False
         async with self._limit(reference.registry):
+            challenge = self._challenges.get(reference.registry)
+            if challenge and self._authorization(reference.registry, scope, credential) is None:
+                # Refused or failed, it leaves the registry's own 401 to answer as usual below.
+                await self._fetch_token(challenge, scope, reference, credential)
             while True:
                 request_headers = dict(headers or {})
                 authorization = self._authorization(reference.registry, scope, credential)
@@ -428,22 +435,31 @@ class RegistryClient:
     async def _authenticate(
         self, response: _Reply, reference: ImageReference, scope: str, credential: Credential | None
     ) -> bool:
-        challenge = response.headers.get("WWW-Authenticate", "")
-        kind, _, params_text = challenge.partition(" ")
+        header = response.headers.get("WWW-Authenticate", "")
+        kind, _, params_text = header.partition(" ")
         params = dict(_CHALLENGE_RE.findall(params_text))
         if kind.lower() == "basic":
             self._schemes[reference.registry] = "basic"
+            self._challenges.pop(reference.registry, None)
             return credential is not None
         if kind.lower() != "bearer" or "realm" not in params:
             return False
         self._schemes[reference.registry] = "bearer"
-        realm = params["realm"]
-        realm_parts = urlsplit(realm)
-        if realm_parts.scheme not in ("https", "http"):
+        challenge = {name: params[name] for name in ("realm", "service") if name in params}
+        if urlsplit(challenge["realm"]).scheme not in ("https", "http"):
             return False
-        query = {"scope": params.get("scope", scope)}
-        if "service" in params:
-            query["service"] = params["service"]
+        self._challenges[reference.registry] = challenge
+        return await self._fetch_token(challenge, params.get("scope", scope), reference, credential)
+
+    async def _fetch_token(
+        self, challenge: dict[str, str], scope: str, reference: ImageReference, credential: Credential | None
+    ) -> bool:
+        """A bearer token for ``scope`` from the token service the registry's challenge names; False if refused."""
+        realm = challenge["realm"]
+        realm_parts = urlsplit(realm)
+        query = {"scope": scope}
+        if "service" in challenge:
+            query["service"] = challenge["service"]
         token_headers: dict[str, str] = {}
         # The credential goes to the token service the registry names, over TLS (or to the registry's own host).
         if credential and (realm_parts.scheme == "https" or realm_parts.hostname == reference.host):
