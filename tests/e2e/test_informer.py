@@ -1,6 +1,7 @@
 """The controller's own workload informer, against the real apiserver, as the controller's ServiceAccount:
-every object is listed in pages and handed on, changes and deletions arrive by watch, and one object the
-controller cannot take does not stop the others.
+every object is listed in pages and handed on, changes and deletions arrive by watch, one object the
+controller cannot take does not stop the others, and a kind watched as metadata is read whole only where it
+was not made by another workload.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import httpx
 import pytest
 from cluster import apply, deployment, namespace
 
+from slimguard.core.workload import made_by_a_workload, normalise
 from slimguard.kube.informer import ResourceInformer, http_client
 from slimguard.kube.login import connection_info
 from slimguard.kube.resources import WORKLOAD_RESOURCES
@@ -116,3 +118,70 @@ async def test_workloads_are_listed_in_pages_then_changes_and_deletions_arrive_b
     finally:
         await client.aclose()
         await in_thread(lambda: control_plane.kubectl("delete", "namespace", NS, "--wait=false"))
+
+
+def replicaset(name: str, image: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "ReplicaSet",
+        "metadata": {"name": name, "namespace": NS_MADE},
+        "spec": {
+            "replicas": 0,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "api", "image": image}]},
+            },
+        },
+    }
+
+
+NS_MADE = "informer-metadata"
+
+
+@pytest.mark.timeout(180)
+async def test_replicasets_made_by_a_deployment_arrive_as_metadata_and_one_made_by_hand_with_its_body(
+    control_plane: ControlPlane, operator_kubeconfig: str
+) -> None:
+    await in_thread(
+        lambda: apply(
+            control_plane,
+            namespace(NS_MADE),
+            deployment("owned", NS_MADE, "registry.example/owned:1"),
+            replicaset("by-hand", "registry.example/by-hand:1"),
+        )
+    )
+    bodies: dict[str, Mapping[str, Any]] = {}
+
+    def observe(kind: str, body: Mapping[str, Any], deleted: bool) -> None:
+        if body["metadata"].get("namespace") == NS_MADE:
+            bodies[str(body["metadata"]["name"])] = body
+
+    client = http_client(lambda: connection_info(operator_kubeconfig))
+    informer = ResourceInformer(
+        "ReplicaSet",
+        WORKLOAD_RESOURCES["ReplicaSet"],
+        lambda: client,
+        observe,
+        needs_body=lambda body: not made_by_a_workload(body),
+    )
+
+    def owned_replicaset() -> Mapping[str, Any] | None:
+        return next((body for name, body in bodies.items() if name.startswith("owned-")), None)
+
+    async def scenario() -> None:
+        await until("both ReplicaSets", lambda: "by-hand" in bodies and owned_replicaset() is not None)
+
+    try:
+        await running(informer, scenario)
+    finally:
+        await client.aclose()
+        await in_thread(lambda: control_plane.kubectl("delete", "namespace", NS_MADE, "--wait=false"))
+    made = owned_replicaset()
+    assert made is not None
+    assert made["kind"] == "PartialObjectMetadata", "the Deployment's ReplicaSet: metadata only"
+    assert "spec" not in made
+    assert [ref["kind"] for ref in made["metadata"]["ownerReferences"]] == ["Deployment"]
+    by_hand = normalise("ReplicaSet", bodies["by-hand"])
+    assert not by_hand.controlled
+    assert by_hand.images == ("registry.example/by-hand:1",), "the one made by hand is read whole"

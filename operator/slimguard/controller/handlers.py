@@ -23,7 +23,7 @@ from slimguard.core.policy import ImagePolicy
 from slimguard.core.policy_report import REPORT_APIS
 from slimguard.core.verdict import Verdict
 from slimguard.core.vulnerabilities import SeverityCounts
-from slimguard.core.workload import Workload
+from slimguard.core.workload import Workload, made_by_a_workload
 from slimguard.engine.view import ClusterView
 from slimguard.engine.wiring import Engine, build_engine
 from slimguard.kube.gateway import KubeGateway, load_api_client
@@ -118,9 +118,19 @@ def _watch_workloads(settings: ControllerSettings, controller: AuditController) 
     def observe(kind: str, body: Mapping[str, Any], deleted: bool) -> None:
         controller.observe_workload(kind, body, deleted=deleted)
 
-    informer = WorkloadInformer(WORKLOAD_RESOURCES, lambda: connection_info(settings.kubeconfig), observe)
+    informer = WorkloadInformer(
+        WORKLOAD_RESOURCES,
+        lambda: connection_info(settings.kubeconfig),
+        observe,
+        # The kinds nearly always made by another workload: their bodies are read only where one is not.
+        needs_body={kind: _made_by_hand for kind in ("ReplicaSet", "Pod", "Job")},
+    )
     informer.start()
     return informer
+
+
+def _made_by_hand(body: Mapping[str, Any]) -> bool:
+    return not made_by_a_workload(body)
 
 
 async def _start_controller(

@@ -83,6 +83,13 @@ class Workload:
         return any(kind in WORKLOAD_KINDS for kind, _ in self.owners)
 
 
+def made_by_a_workload(body: Mapping[str, Any]) -> bool:
+    """An object a workload controller made (a Deployment's ReplicaSet, a Job's Pod), from its metadata alone:
+    it is judged on its owner, as ``Workload.controlled`` says once normalised."""
+    references = (body.get("metadata") or {}).get("ownerReferences") or ()
+    return any(ref.get("controller") and ref.get("kind") in WORKLOAD_KINDS for ref in references)
+
+
 def pod_spec_of(kind: str, body: Mapping[str, Any]) -> Mapping[str, Any]:
     spec: Mapping[str, Any] = body.get("spec") or {}
     if kind == "Pod":

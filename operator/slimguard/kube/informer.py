@@ -35,6 +35,8 @@ Observe = Callable[[str, Mapping[str, Any], bool], None]
 Credentials = Callable[[], kopf.ConnectionInfo]
 """Read again now and then (``_FreshToken``), so a rotated ServiceAccount token is picked up."""
 
+METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+METADATA_WATCH = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 PAGE_SIZE = 500  # client-go's reflector pages by 500 too
 WATCH_SECONDS = 270  # as kopf's server_timeout here (kube/kopf_tuning.py): the apiserver ends the watch, cleanly
 RETRY_SECONDS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
@@ -71,6 +73,12 @@ class _FreshToken(httpx.Auth):
         yield request
 
 
+def _namespaced(resource: Resource, namespace: str) -> str:
+    group, version, plural = resource
+    root = f"/apis/{group}/{version}" if group else f"/api/{version}"
+    return f"{root}/namespaces/{namespace}/{plural}" if namespace else f"{root}/{plural}"
+
+
 def http_client(credentials: Credentials) -> httpx.AsyncClient:
     """One pooled HTTPS client for the apiserver, with the identity kopf and the ``kubernetes`` client use."""
     info = credentials()
@@ -103,6 +111,10 @@ class ResourceInformer:
     observe: Observe
     page_size: int = PAGE_SIZE
     watch_seconds: int = WATCH_SECONDS
+    needs_body: Callable[[Mapping[str, Any]], bool] | None = None
+    """Set: list and watch metadata only (``PartialObjectMetadata``), and GET the whole object only where this
+    says so from its metadata. ReplicaSets and Pods are nearly all made by a workload controller, and such an
+    object is judged on its owner: its owner references and annotations are all the controller reads of it."""
     synced: asyncio.Event = field(default_factory=asyncio.Event)
     """Set once the first full LIST has been handed on."""
     lists: int = 0
@@ -140,10 +152,10 @@ class ResourceInformer:
         listed: dict[tuple[str, str], str] = {}
         params: dict[str, str] = {"limit": str(self.page_size)}
         while True:
-            response = await self.client().get(self.path, params=params)
+            response = await self.client().get(self.path, params=params, headers=self._accept(METADATA_LIST))
             page = _json_or_raise(response)
             for item in page.get("items") or ():
-                self._hand_on(item, deleted=False, into=listed)
+                await self._hand_on(item, deleted=False, into=listed)
             metadata = page.get("metadata") or {}
             if not metadata.get("continue"):
                 break
@@ -164,7 +176,8 @@ class ResourceInformer:
             "timeoutSeconds": str(self.watch_seconds),
             "resourceVersion": resource_version,
         }
-        async with self.client().stream("GET", self.path, params=params) as response:
+        headers = self._accept(METADATA_WATCH)
+        async with self.client().stream("GET", self.path, params=params, headers=headers) as response:
             if response.status_code != 200:
                 await response.aread()
                 _json_or_raise(response)
@@ -178,15 +191,24 @@ class ResourceInformer:
                 resource_version = str((body.get("metadata") or {}).get("resourceVersion") or resource_version)
                 if kind == "BOOKMARK":
                     continue
-                self._hand_on(body, deleted=kind == "DELETED", into=self._known)
+                await self._hand_on(body, deleted=kind == "DELETED", into=self._known)
         return resource_version
 
-    def _hand_on(self, body: Mapping[str, Any], *, deleted: bool, into: dict[tuple[str, str], str]) -> None:
+    def _accept(self, metadata_only: str) -> dict[str, str]:
+        return {"Accept": metadata_only} if self.needs_body is not None else {}
+
+    async def _hand_on(self, body: Mapping[str, Any], *, deleted: bool, into: dict[tuple[str, str], str]) -> None:
         metadata = body.get("metadata") or {}
         key = (str(metadata.get("namespace") or ""), str(metadata.get("name") or ""))
         if deleted:
             into.pop(key, None)
-        else:
+        elif self.needs_body is not None and self.needs_body(body):
+            response = await self.client().get(f"{_namespaced(self.resource, key[0])}/{key[1]}")
+            if response.status_code == 404:
+                return  # deleted since: its DELETED event follows
+            body = _json_or_raise(response)
+            metadata = body.get("metadata") or {}
+        if not deleted:
             into[key] = str(metadata.get("uid") or "")
         self._deliver(body, deleted=deleted)
 
@@ -226,13 +248,23 @@ class WorkloadInformer:
         credentials: Credentials,
         observe: Observe,
         *,
+        needs_body: Mapping[str, Callable[[Mapping[str, Any]], bool]] | None = None,
         page_size: int = PAGE_SIZE,
         watch_seconds: int = WATCH_SECONDS,
     ) -> None:
+        """``needs_body``: the kinds watched as metadata only, each with what says an object's body is needed."""
         self._credentials = credentials
         self._client: httpx.AsyncClient | None = None
         self.informers = [
-            ResourceInformer(kind, resource, self._http, observe, page_size=page_size, watch_seconds=watch_seconds)
+            ResourceInformer(
+                kind,
+                resource,
+                self._http,
+                observe,
+                needs_body=(needs_body or {}).get(kind),
+                page_size=page_size,
+                watch_seconds=watch_seconds,
+            )
             for kind, resource in resources.items()
         ]
         self._tasks: list[asyncio.Task[None]] = []

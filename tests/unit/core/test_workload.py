@@ -6,7 +6,14 @@ from typing import Any
 
 import pytest
 
-from slimguard.core.workload import Container, ContainerType, WorkloadKey, normalise, pod_spec_of
+from slimguard.core.workload import (
+    Container,
+    ContainerType,
+    WorkloadKey,
+    made_by_a_workload,
+    normalise,
+    pod_spec_of,
+)
 
 POD_SPEC: dict[str, Any] = {
     "serviceAccountName": "api-runner",
@@ -97,6 +104,25 @@ def test_only_controller_owners_are_kept_and_make_the_object_controlled() -> Non
     mirror = normalise("Pod", body_of("Pod", ownerReferences=[{"kind": "Node", "name": "n1", "controller": True}]))
     assert not mirror.controlled
     assert not normalise("Deployment", body_of("Deployment")).controlled
+
+
+@pytest.mark.parametrize(
+    ("owners", "made"),
+    [
+        ([{"kind": "Deployment", "name": "api", "controller": True}], True),
+        ([{"kind": "Job", "name": "nightly", "controller": True}], True),
+        ([{"kind": "Deployment", "name": "api"}], False),  # an owner that does not control it
+        ([{"kind": "Node", "name": "n1", "controller": True}], False),  # a static Pod's mirror
+        ([], False),
+    ],
+)
+def test_an_object_made_by_a_workload_is_told_from_its_metadata_alone_as_normalise_tells_it(
+    owners: list[dict[str, Any]], made: bool
+) -> None:
+    # The informer reads only metadata of ReplicaSets, Pods and Jobs, and a body where this says it is needed.
+    metadata_only = {"metadata": {"name": "x", "namespace": "shop", "ownerReferences": owners}}
+    assert made_by_a_workload(metadata_only) is made
+    assert normalise("ReplicaSet", body_of("ReplicaSet", ownerReferences=owners)).controlled is made
 
 
 def security(pod: dict[str, Any] | None, container: dict[str, Any] | None) -> Container:
