@@ -9,8 +9,9 @@ from datetime import datetime
 
 from slimguard.core.text import shorten
 from slimguard.core.verdict import Verdict
+from slimguard.core.workload import OWN_ANNOTATION_PREFIX
 
-PREFIX = "slimguard.dev/"
+PREFIX = OWN_ANNOTATION_PREFIX
 STATUS = f"{PREFIX}status"
 VIOLATIONS = f"{PREFIX}violations"
 CHECKED_AT = f"{PREFIX}checked-at"

@@ -46,10 +46,10 @@ class WorkloadRecord:
     workload: Workload
     uid: str | None
     annotations: dict[str, str]
-    fingerprint: str
+    fingerprint: bytes
 
 
-def _fingerprint(workload: Workload) -> str:
+def _fingerprint(workload: Workload) -> bytes:
     """A digest of everything about a workload that evaluation reads; our own annotations are not in it."""
     payload = json.dumps(
         [
@@ -61,7 +61,7 @@ def _fingerprint(workload: Workload) -> str:
         sort_keys=True,
         default=str,
     )
-    return hashlib.sha256(payload.encode()).hexdigest()
+    return hashlib.sha256(payload.encode()).digest()
 
 
 def _apply(annotations: dict[str, str], patch: Mapping[str, str | None]) -> None:

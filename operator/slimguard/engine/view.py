@@ -210,17 +210,22 @@ class ClusterView:
 
     def observe_replicaset(self, workload: Workload, *, deleted: bool) -> WorkloadKey | None:
         """Track which ReplicaSet is a Deployment's current one; returns the Deployment when that changed."""
+        key = (workload.namespace, workload.name)
+        if deleted:
+            # By name: a deletion the informer found by listing again carries no owner references.
+            gone = self.replicasets.pop(key, None)
+            if gone is not None:
+                siblings = self._replicasets_by_owner.get((workload.namespace, gone[0]), {})
+                siblings.pop(workload.name, None)
+                if not siblings:
+                    self._replicasets_by_owner.pop((workload.namespace, gone[0]), None)
+            return None
         owner = next((name for kind, name in workload.owners if kind == "Deployment"), None)
         if owner is None:
             return None
-        key = (workload.namespace, workload.name)
-        if deleted:
-            self.replicasets.pop(key, None)
-            self._replicasets_by_owner.get((workload.namespace, owner), {}).pop(workload.name, None)
-            return None
         before = self.replicasets.get(key)
         self.replicasets[key] = (owner, workload.revision)
-        self._replicasets_by_owner.setdefault((workload.namespace, owner), {})[workload.name] = self.replicasets[key][1]
+        self._replicasets_by_owner.setdefault((workload.namespace, owner), {})[workload.name] = workload.revision
         if before == self.replicasets[key]:
             return None
         return WorkloadKey("Deployment", workload.namespace, owner)

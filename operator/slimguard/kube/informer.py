@@ -17,6 +17,7 @@ import asyncio
 import json
 import logging
 import ssl
+import sys
 import time
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
@@ -199,7 +200,7 @@ class ResourceInformer:
 
     async def _hand_on(self, body: Mapping[str, Any], *, deleted: bool, into: dict[tuple[str, str], str]) -> None:
         metadata = body.get("metadata") or {}
-        key = (str(metadata.get("namespace") or ""), str(metadata.get("name") or ""))
+        key = (sys.intern(str(metadata.get("namespace") or "")), str(metadata.get("name") or ""))
         if deleted:
             into.pop(key, None)
         elif self.needs_body is not None and self.needs_body(body):

@@ -162,18 +162,34 @@ def test_the_container_security_context_overrides_the_pods(
     assert normalised.runs_as_non_root is guaranteed
 
 
-def test_the_normaliser_carries_uid_annotations_and_the_replicaset_revision() -> None:
+def test_the_normaliser_carries_uid_slimguards_own_annotations_and_the_replicaset_revision() -> None:
+    applied = '{"apiVersion":"apps/v1","kind":"ReplicaSet","spec":{"replicas":3}}' * 50
     body = {
         "metadata": {
             "name": "api-5d9c8b7f4",
             "namespace": "shop",
             "uid": "0b7c",
-            "annotations": {"deployment.kubernetes.io/revision": "7", "slimguard.dev/status": "compliant"},
+            "annotations": {
+                "deployment.kubernetes.io/revision": "7",
+                "slimguard.dev/status": "compliant",
+                "kubectl.kubernetes.io/last-applied-configuration": applied,
+            },
         },
         "spec": {"template": {"spec": {"containers": [{"name": "api", "image": "shop/api:1"}]}}},
     }
     replicaset = normalise("ReplicaSet", body)
     assert (replicaset.uid, replicaset.revision) == ("0b7c", 7)
-    assert replicaset.annotations["slimguard.dev/status"] == "compliant"
+    assert replicaset.annotations == {"slimguard.dev/status": "compliant"}, "only slimguard's own are kept"
     bare = normalise("Pod", {"metadata": {"name": "p"}, "spec": {"containers": []}})
     assert (bare.uid, bare.annotations, bare.revision) == (None, {}, 0)
+
+
+def test_an_image_is_parsed_once_and_shared_by_every_container_that_names_it() -> None:
+    pods = [normalise("Pod", {"metadata": {"name": f"p{n}"}, "spec": POD_SPEC}) for n in range(3)]
+    references = {id(pod.containers[0].reference) for pod in pods}
+    assert len(references) == 1
+    bad = [
+        normalise("Pod", {"metadata": {"name": f"b{n}"}, "spec": {"containers": [{"image": "Bad Ref"}]}})
+        for n in range(2)
+    ]
+    assert all(str(pod.containers[0].reference).startswith("image reference 'Bad Ref'") for pod in bad)

@@ -57,6 +57,18 @@ def test_a_deployments_reports_come_from_its_highest_revision_replicaset() -> No
     assert view.report_owners(deployment("api")) == (("ReplicaSet", "api-1"),)
 
 
+def test_a_replicaset_deleted_by_name_alone_is_forgotten_as_its_deployments_current_one() -> None:
+    # What the informer hands on for an object it found gone by listing again: namespace, name and uid.
+    view = ClusterView()
+    observe_rs(view, replicaset("api-1", "api", 1))
+    observe_rs(view, replicaset("api-2", "api", 2))
+    observe_rs(view, {"metadata": {"name": "api-2", "namespace": "shop", "uid": "u2"}}, deleted=True)
+    assert view.report_owners(deployment("api")) == (("ReplicaSet", "api-1"),)
+    observe_rs(view, {"metadata": {"name": "api-1", "namespace": "shop", "uid": "u1"}}, deleted=True)
+    assert view.report_owners(deployment("api")) == ()
+    assert view.replicasets == {}
+
+
 def test_a_new_current_replicaset_names_its_deployment_for_re_evaluation() -> None:
     view = ClusterView()
     assert observe_rs(view, replicaset("api-1", "api", 1)) == WorkloadKey("Deployment", "shop", "api")
