@@ -41,7 +41,7 @@ EVENT_REASON = "ImagePolicyViolation"
 EVENT_MESSAGE_LENGTH = 1024  # what the gateway sends at most; cut here, in the middle, the reason survives
 
 
-@dataclass
+@dataclass(slots=True)
 class WorkloadRecord:
     workload: Workload
     uid: str | None

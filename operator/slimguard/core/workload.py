@@ -153,7 +153,7 @@ def normalise(kind: str, body: Mapping[str, Any]) -> Workload:
         ),
         uid=str(metadata["uid"]) if metadata.get("uid") else None,
         annotations={
-            str(k): str(v)
+            sys.intern(str(k)): str(v)
             for k, v in (metadata.get("annotations") or {}).items()
             if k.startswith(OWN_ANNOTATION_PREFIX)
         },

@@ -38,7 +38,9 @@ Credentials = Callable[[], kopf.ConnectionInfo]
 
 METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 METADATA_WATCH = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
-PAGE_SIZE = 500  # client-go's reflector pages by 500 too
+# client-go pages by 500; half that here: a page of 500 Deployments decodes to ~7 MB (managedFields and all),
+# and each page's peak stays in the process's high-water mark after it is freed.
+PAGE_SIZE = 250
 WATCH_SECONDS = 270  # as kopf's server_timeout here (kube/kopf_tuning.py): the apiserver ends the watch, cleanly
 RETRY_SECONDS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 
@@ -134,7 +136,7 @@ class ResourceInformer:
                 if self.resource_version is None:
                     self.resource_version = await self._list()
                     self.synced.set()
-                self.resource_version = await self._watch(self.resource_version)
+                await self._watch()
                 failures = 0
             except asyncio.CancelledError:
                 raise
@@ -144,7 +146,7 @@ class ResourceInformer:
             except (httpx.HTTPError, ApiFailure, ValueError, OSError) as error:
                 # ValueError: a line that is not JSON (a proxy's error page, a cut stream): read it all again.
                 delay = RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)]
-                if failures == 0:
+                if failures == 0 or delay == RETRY_SECONDS[-1]:  # the first of a streak, then every 30 s
                     log.warning("watching %s failed (%s); retrying in %.1f s", self.resource[2], error, delay)
                 failures += 1
                 await asyncio.sleep(delay)
@@ -161,7 +163,7 @@ class ResourceInformer:
             if not metadata.get("continue"):
                 break
             params["continue"] = str(metadata["continue"])
-            del page  # one page at a time: the next is decoded only once this one is gone
+            del page, response  # one page at a time: the next is read only once this one is gone
         for key in self._known.keys() - listed.keys():
             namespace, name = key
             gone = {"metadata": {"namespace": namespace, "name": name, "uid": self._known[key]}}
@@ -170,12 +172,14 @@ class ResourceInformer:
         self.lists += 1
         return str(metadata.get("resourceVersion") or "")
 
-    async def _watch(self, resource_version: str) -> str:
+    async def _watch(self) -> None:
+        """One WATCH from ``resource_version``, which follows every event: a watch cut short resumes after the
+        last event it delivered."""
         params = {
             "watch": "true",
             "allowWatchBookmarks": "true",
             "timeoutSeconds": str(self.watch_seconds),
-            "resourceVersion": resource_version,
+            "resourceVersion": str(self.resource_version),
         }
         headers = self._accept(METADATA_WATCH)
         async with self.client().stream("GET", self.path, params=params, headers=headers) as response:
@@ -189,11 +193,10 @@ class ResourceInformer:
                 kind, body = event.get("type"), event.get("object") or {}
                 if kind == "ERROR":
                     raise _failure(body)
-                resource_version = str((body.get("metadata") or {}).get("resourceVersion") or resource_version)
-                if kind == "BOOKMARK":
-                    continue
-                await self._hand_on(body, deleted=kind == "DELETED", into=self._known)
-        return resource_version
+                if kind != "BOOKMARK":
+                    await self._hand_on(body, deleted=kind == "DELETED", into=self._known)
+                if version := (body.get("metadata") or {}).get("resourceVersion"):
+                    self.resource_version = str(version)
 
     def _accept(self, metadata_only: str) -> dict[str, str]:
         return {"Accept": metadata_only} if self.needs_body is not None else {}
@@ -228,7 +231,7 @@ def _json_or_raise(response: httpx.Response) -> dict[str, Any]:
         raise ResourceExpired(response.text[:200])
     if response.status_code != 200:
         raise ApiFailure(f"HTTP {response.status_code}: {response.text[:200]}")
-    decoded = response.json()
+    decoded = json.loads(response.content)  # from the bytes: no text copy of a page first
     if not isinstance(decoded, dict):
         raise ValueError("the apiserver's answer is not a JSON object")
     return decoded
