@@ -39,8 +39,10 @@ class WebhookReplicas:
         shutdown_delay: float = 1.0,
         cert_reload_interval: float = 10.0,
         serving: KeyPair | None = None,
+        extra_args: tuple[str, ...] = (),
     ) -> None:
-        """``serving``: the certificate to present (default: a fresh one from ``ca`` for 127.0.0.1)."""
+        """``serving``: the certificate to present (default: a fresh one from ``ca`` for 127.0.0.1);
+        ``extra_args``: more flags for ``slimguard webhook`` (e.g. ``--tag-ttl``)."""
         self.kubeconfig = kubeconfig
         self.ca = ca
         self.registry_ca_file = registry_ca_file
@@ -49,6 +51,7 @@ class WebhookReplicas:
         self.timeout_seconds = timeout_seconds
         self.shutdown_delay = shutdown_delay
         self.cert_reload_interval = cert_reload_interval
+        self.extra_args = extra_args
         self.port = free_port()
         self.metrics_ports: list[int] = []
         self.processes: list[ManagedProcess] = []
@@ -95,6 +98,7 @@ class WebhookReplicas:
                 "--allow-loopback-registries",
                 "--ca-file",
                 self.registry_ca_file,
+                *self.extra_args,
             ],
             log_file=self.workdir / f"webhook-{index}.log",
         )

@@ -1,7 +1,8 @@
 """The audit loop: the controller's picture of the cluster, a work queue, and the workers that drain it.
 
-kopf feeds events in (``observe_*``); workers evaluate one workload at a time and write only what changed.
-Own writes come back as events too: they change no input of the evaluation, so they are not re-queued.
+The workload informer and kopf (policies, namespaces, reports) feed events in (``observe_*``); workers evaluate
+one workload at a time and write only what changed. Own writes come back as events too: they change no input
+of the evaluation, so they are not re-queued.
 """
 
 from __future__ import annotations
@@ -144,7 +145,7 @@ class AuditController:
         """Every workload asked for has been evaluated and written (tests wait on this instead of sleeping)."""
         return self._queue.idle
 
-    # --- observations (from kopf) --------------------------------------------------------------------------
+    # --- observations (from the informer and kopf) -----------------------------------------------------------
 
     def observe_workload(self, kind: str, body: Mapping[str, Any], *, deleted: bool = False) -> None:
         workload = normalise(kind, body)
