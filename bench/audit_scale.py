@@ -335,11 +335,13 @@ class CpuSnapshot:
 
     machine_busy: float
     processes: dict[str, float]
+    stolen: float = 0.0  # time the hypervisor gave this VM's cores to others: on a shared host, a slower machine
 
     @classmethod
     def take(cls) -> CpuSnapshot:
         values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-        busy = sum(values) - values[3] - values[4]  # all but idle and iowait
+        stolen = values[7]
+        busy = sum(values) - values[3] - values[4] - stolen  # all but idle, iowait and steal
         stats: dict[int, tuple[int, str, float]] = {}  # pid -> (parent, name, cpu seconds)
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
@@ -364,7 +366,7 @@ class CpuSnapshot:
             processes[name] = processes.get(name, 0.0) + seconds
         own = os.times()
         processes["benchmark (poller, token issuer)"] = own.user + own.system
-        return cls(busy / _TICK, processes)
+        return cls(busy / _TICK, processes, stolen / _TICK)
 
     def since(self, before: CpuSnapshot) -> dict[str, float]:
         used = {name: round(seconds - before.processes.get(name, 0.0), 1) for name, seconds in self.processes.items()}
@@ -374,6 +376,7 @@ class CpuSnapshot:
             - sum(value for name, value in used.items() if not name.startswith("machine")),
             1,
         )
+        used["machine, stolen by the hypervisor"] = round(self.stolen - before.stolen, 1)
         return used
 
 
