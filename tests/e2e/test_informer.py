@@ -22,6 +22,7 @@ from slimguard.kube.resources import WORKLOAD_RESOURCES
 from slimguard_testbed import ControlPlane
 
 NS = "informer"
+NS_MADE = "informer-metadata"
 BROKEN = "unobservable"
 
 
@@ -134,9 +135,6 @@ def replicaset(name: str, image: str) -> dict[str, Any]:
             },
         },
     }
-
-
-NS_MADE = "informer-metadata"
 
 
 @pytest.mark.timeout(180)

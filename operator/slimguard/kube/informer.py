@@ -143,8 +143,11 @@ class ResourceInformer:
             except ResourceExpired:
                 log.info("watch of %s expired: listing them again", self.resource[2])
                 self.resource_version = None
-            except (httpx.HTTPError, ApiFailure, ValueError, OSError) as error:
-                # ValueError: a line that is not JSON (a proxy's error page, a cut stream): read it all again.
+            except Exception as error:
+                if is_exhaustion(error):
+                    exit_exhausted("controller", error)
+                # The apiserver unreachable or refusing, a line that is not JSON (a proxy's error page, a cut
+                # stream), an answer of the wrong shape: whatever it was, this kind's watch must not end with it.
                 delay = RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)]
                 if failures == 0 or delay == RETRY_SECONDS[-1]:  # the first of a streak, then every 30 s
                     log.warning("watching %s failed (%s); retrying in %.1f s", self.resource[2], error, delay)
