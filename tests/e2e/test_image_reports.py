@@ -77,6 +77,12 @@ def _requests(registry: Registry, image: FixtureImage, since: int) -> list[tuple
     return [(r.method, r.kind, r.status) for r in registry.requests(since=since) if r.repository == image.repository]
 
 
+# A restarted controller re-audits every workload the session's earlier tests left in the cluster before it is
+# idle: on a slow host that alone took most of a minute. Deadlines for waiting, not claims.
+RESTART_SECONDS = 180
+pytestmark = pytest.mark.timeout(RESTART_SECONDS + 120)
+
+
 def _settled(operator: InProcessOperator, names: tuple[str, ...], ns: str = NS) -> bool:
     controller = operator.controller
     done = {key.name for key in controller.verdicts if key.namespace == ns}
@@ -128,7 +134,11 @@ def test_a_restarted_controller_reads_nothing_again_for_reported_digests_but_the
     before = {image: _report(control_plane, image.digest) for image in (images.tagged, images.pinned)}
     mark = registry.mark()
     operator.restart()
-    wait_for("the restarted controller to audit both", lambda: _settled(operator, ("tagged", "pinned")))
+    wait_for(
+        "the restarted controller to audit both",
+        lambda: _settled(operator, ("tagged", "pinned")),
+        timeout=RESTART_SECONDS,
+    )
     # The tag may have moved: one HEAD (a 401 first, when the token is fetched), then the report answers.
     assert [r for r in _requests(registry, images.tagged, mark) if r[2] < 400] == [("HEAD", "manifests", 200)]
     assert _requests(registry, images.pinned, mark) == []
@@ -225,7 +235,7 @@ def test_a_garbled_report_is_ignored_and_written_again(
     control_plane.kubectl("patch", "imagereport", name, "--type=merge", "-p", json.dumps(forged))
     mark = registry.mark()
     operator.restart()
-    wait_for("the restarted controller to audit", lambda: _settled(operator, ("pinned",)))
+    wait_for("the restarted controller to audit", lambda: _settled(operator, ("pinned",)), timeout=RESTART_SECONDS)
     assert [r for r in _requests(registry, images.pinned, mark) if r[2] < 400]  # read again: not trusted
     verdict = {f.rule for key, v in operator.controller.verdicts.items() if key.name == "pinned" for f in v.violations}
     assert verdict == {"maxLayers"}
@@ -312,7 +322,11 @@ def test_a_restarted_controller_reads_no_layer_again(
         wait_for("the report", lambda: _report(control_plane, tools_image.digest))
     mark = registry.mark()
     operator.restart()
-    wait_for("the restarted controller to audit", lambda: _settled(operator, ("tools",), content_policy))
+    wait_for(
+        "the restarted controller to audit",
+        lambda: _settled(operator, ("tools",), content_policy),
+        timeout=RESTART_SECONDS,
+    )
     made = [r for r in _requests(registry, tools_image, mark) if r[2] < 400]
     assert made == [("HEAD", "manifests", 200)], "no manifest, no config, no layer read again"
     verdict = next(v for key, v in operator.controller.verdicts.items() if key.name == "tools")

@@ -287,9 +287,6 @@ class WorkloadInformer:
             for informer in self.informers
         ]
 
-    async def synced(self) -> None:
-        await asyncio.gather(*(informer.synced.wait() for informer in self.informers))
-
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
