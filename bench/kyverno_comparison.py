@@ -935,7 +935,8 @@ def report(results: Results) -> str:
         + ". The machine is shared: absolute figures were taken under load; compare variants within the run."
         + (
             f" slimguard's tag TTL is {results.tag_ttl:g} s here (its default: 120 s): a tag in use is re-resolved"
-            f" in the background from {0.75 * results.tag_ttl:g} s on, so tags fall due inside every batch that lasts longer."
+            f" in the background from {0.75 * results.tag_ttl:g} s on, so tags fall due inside every batch"
+            " that lasts longer."
             if results.tag_ttl is not None
             else ""
         )
