@@ -53,9 +53,11 @@ class ApiFailure(Exception):
     """The apiserver answered a LIST or WATCH with an error other than 410."""
 
 
-def resource_path(resource: Resource) -> str:
+def resource_path(resource: Resource, namespace: str = "") -> str:
+    """The collection's path: across namespaces, or within ``namespace``."""
     group, version, plural = resource
-    return f"/apis/{group}/{version}/{plural}" if group else f"/api/{version}/{plural}"
+    root = f"/apis/{group}/{version}" if group else f"/api/{version}"
+    return f"{root}/namespaces/{namespace}/{plural}" if namespace else f"{root}/{plural}"
 
 
 class _FreshToken(httpx.Auth):
@@ -74,12 +76,6 @@ class _FreshToken(httpx.Auth):
         if self._info.token:
             request.headers["Authorization"] = f"{self._info.scheme or 'Bearer'} {self._info.token}"
         yield request
-
-
-def _namespaced(resource: Resource, namespace: str) -> str:
-    group, version, plural = resource
-    root = f"/apis/{group}/{version}" if group else f"/api/{version}"
-    return f"{root}/namespaces/{namespace}/{plural}" if namespace else f"{root}/{plural}"
 
 
 def http_client(credentials: Credentials) -> httpx.AsyncClient:
@@ -210,7 +206,7 @@ class ResourceInformer:
         if deleted:
             into.pop(key, None)
         elif self.needs_body is not None and self.needs_body(body):
-            response = await self.client().get(f"{_namespaced(self.resource, key[0])}/{key[1]}")
+            response = await self.client().get(f"{resource_path(self.resource, key[0])}/{key[1]}")
             if response.status_code == 404:
                 return  # deleted since: its DELETED event follows
             body = _json_or_raise(response)
