@@ -58,6 +58,8 @@ def build_registry(settings: WebhookSettings) -> kopf.OperatorRegistry:
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+        # Reviews in flight finish first (the server drains them); then the engine's own reads, which a review
+        # that met its deadline left running, are cancelled before the registry connections close.
         server: WebhookServer | None = memo.get("server")
         if server is not None:
             await server.stop()

@@ -105,9 +105,11 @@ class Sources:
 
     facts: FactsSource
     docker: DockerFacts | None
+    inspector: ImageInspector
     client: RegistryClient
 
     async def aclose(self) -> None:
+        await self.inspector.stop_background()  # reads still running (a timed-out command) end before the client
         await self.client.aclose()
         if self.docker is not None:
             self.docker.client.close()
@@ -125,9 +127,9 @@ def open_sources(
     client = RegistryClient(registry)
     inspector = ImageInspector(client)
     if engine is None:
-        return Sources(inspector, None, client)
+        return Sources(inspector, None, inspector, client)
     local = DockerFacts(engine, registry=inspector, local_only=images, measure_compressed=measure_compressed)
-    return Sources(local, local, client)
+    return Sources(local, local, inspector, client)
 
 
 async def check_images(

@@ -67,29 +67,7 @@ def build_registry(
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(memo: kopf.Memo, **_: Any) -> None:
-        task = memo.get("reaudit")
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        informer: WorkloadInformer | None = memo.get("workloads")
-        if informer is not None:
-            await informer.stop()
-        served: _MetricsServer | None = memo.get("metrics")
-        if served is not None:
-            served.stop()
-        controller: AuditController | None = memo.get("controller")
-        if controller is not None:
-            await controller.stop()
-        keeper: ReportKeeper | None = memo.get("reports")
-        if keeper is not None:
-            await keeper.stop()
-            # What was learned last is written before the process goes, so the next one need not read it again.
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(keeper.flush(), timeout=5)
-        engine: Engine | None = memo.get("engine")
-        if engine is not None:
-            await engine.aclose()
+        await shut_down(memo)
 
     @kopf.on.event(*POLICY_RESOURCE, registry=registry)
     async def observe_policy(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
@@ -110,6 +88,39 @@ def build_registry(
         memo["engine"].inspector.reports.observe(body, deleted=is_deletion(event))
 
     return registry
+
+
+async def shut_down(memo: Mapping[str, Any]) -> None:
+    """Stop in the order work flows, so nothing runs on what is already closed: what brings work (the re-audit
+    timer, the informer), what does it (the workers), what it started on its own (the engine's reads), then the
+    last reports are written, and only then are the registry connections and /metrics closed."""
+    task: asyncio.Task[None] | None = memo.get("reaudit")
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    informer: WorkloadInformer | None = memo.get("workloads")
+    if informer is not None:
+        await informer.stop()
+    controller: AuditController | None = memo.get("controller")
+    if controller is not None:
+        await controller.stop()
+    engine: Engine | None = memo.get("engine")
+    if engine is not None:
+        await engine.stop_background()
+    keeper: ReportKeeper | None = memo.get("reports")
+    if keeper is not None:
+        await keeper.stop()
+        # What was learned last is written before the process goes, so the next one need not read it again.
+        try:
+            await asyncio.wait_for(keeper.flush(), timeout=5)
+        except Exception as error:  # a report is a cache: shutdown goes on, and says so
+            log.warning("the last ImageReports were not all written at shutdown: %r", error)
+    if engine is not None:
+        await engine.aclose()
+    served: _MetricsServer | None = memo.get("metrics")
+    if served is not None:
+        served.stop()
 
 
 def _watch_workloads(settings: ControllerSettings, controller: AuditController) -> WorkloadInformer:

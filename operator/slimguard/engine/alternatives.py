@@ -24,6 +24,7 @@ from slimguard.registry.cache import Coalescer, TtlCache
 from slimguard.registry.client import RegistryClient
 from slimguard.registry.credentials import Credential, credentials_for
 from slimguard.registry.tags import list_tags
+from slimguard.tasks import BackgroundTasks
 
 log = logging.getLogger(__name__)
 
@@ -46,14 +47,16 @@ class SlimmerBaseFinder:
         *,
         ttl: float = DEFAULT_TTL_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        tasks: BackgroundTasks | None = None,
     ) -> None:
         self.client = client
+        self.tasks = tasks if tasks is not None else BackgroundTasks("the slimmer-base finder")
         self._tags: TtlCache[tuple[str, str], tuple[str, ...]] = TtlCache(ttl, clock)
         self._sizes: TtlCache[tuple[str, str, frozenset[Platform]], MeasuredImage | None] = TtlCache(ttl, clock)
         self._answers: TtlCache[tuple[str, BaseQuery, str], Looked] = TtlCache(ttl, clock)
-        self._listing: Coalescer[tuple[str, str], tuple[str, ...]] = Coalescer()
-        self._measuring: Coalescer[tuple[str, str, frozenset[Platform]], MeasuredImage | None] = Coalescer()
-        self._answering: Coalescer[tuple[str, BaseQuery, str], Looked] = Coalescer()
+        self._listing: Coalescer[tuple[str, str], tuple[str, ...]] = Coalescer(self.tasks)
+        self._measuring: Coalescer[tuple[str, str, frozenset[Platform]], MeasuredImage | None] = Coalescer(self.tasks)
+        self._answering: Coalescer[tuple[str, BaseQuery, str], Looked] = Coalescer(self.tasks)
         self._said_none: set[str] = set()
         self.tag_lists_fetched = 0
 

@@ -10,18 +10,27 @@ from slimguard.core.workload import Workload
 from slimguard.kube.gateway import KubeGateway
 from slimguard.registry.cache import Coalescer, TtlCache
 from slimguard.registry.credentials import Credential, decode_secret_data
+from slimguard.tasks import BackgroundTasks
 
 
 class PullCredentials:
     """Reads Secrets the way the kubelet would; a short TTL keeps 1,000 workloads from meaning 1,000 reads."""
 
-    def __init__(self, kube: KubeGateway, *, ttl: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        kube: KubeGateway,
+        *,
+        ttl: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+        tasks: BackgroundTasks | None = None,
+    ) -> None:
         self.kube = kube
+        self.tasks = tasks if tasks is not None else BackgroundTasks("the pull-credential reader")
         self._accounts: TtlCache[tuple[str, str], tuple[str, ...]] = TtlCache(ttl, clock)
         self._secrets: TtlCache[tuple[str, str], list[Credential]] = TtlCache(ttl, clock)
         # Many workloads of one namespace are evaluated at once: they share one read, not one each.
-        self._reading_accounts: Coalescer[tuple[str, str], tuple[str, ...]] = Coalescer()
-        self._reading_secrets: Coalescer[tuple[str, str], list[Credential]] = Coalescer()
+        self._reading_accounts: Coalescer[tuple[str, str], tuple[str, ...]] = Coalescer(self.tasks)
+        self._reading_secrets: Coalescer[tuple[str, str], list[Credential]] = Coalescer(self.tasks)
 
     async def for_workload(self, workload: Workload) -> list[Credential]:
         names = list(workload.pull_secrets)

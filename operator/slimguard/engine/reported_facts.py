@@ -24,6 +24,7 @@ from slimguard.kube.image_reports import ImageReports
 from slimguard.registry.client import RegistryClient
 from slimguard.registry.credentials import Credential, credentials_for
 from slimguard.registry.inspector import ImageInspector
+from slimguard.tasks import BackgroundTasks
 
 Learned = Callable[[str, ImageFacts], None]
 """Told every image reference and the facts it was answered with, from the registry or memory (not reports)."""
@@ -38,8 +39,9 @@ class ReportedInspector(ImageInspector):
         learned: Learned | None = None,
         read_layers: bool = True,
         clock: Callable[[], float] = time.monotonic,
+        tasks: BackgroundTasks | None = None,
     ) -> None:
-        super().__init__(client, read_layers=read_layers, clock=clock)
+        super().__init__(client, read_layers=read_layers, clock=clock, tasks=tasks)
         self.reports = reports
         self.learned = learned
         self.resolved: dict[str, str] = {}

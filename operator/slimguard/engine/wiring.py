@@ -18,19 +18,29 @@ from slimguard.kube.image_reports import ImageReports
 from slimguard.registry.client import RegistryClient
 from slimguard.registry.guard import GuardedNetworkBackend
 from slimguard.registry.settings import RegistrySettings
+from slimguard.tasks import BackgroundTasks
 
 
 @dataclass
 class Engine:
-    """What the controller and the webhook evaluate with; ``aclose`` releases the registry connections."""
+    """What the controller and the webhook evaluate with.
+
+    Every task the engine starts on its own (coalesced registry and Secret reads, tag re-resolves, slimmer-base
+    lookups, layer walks) belongs to ``tasks``: ``stop_background`` cancels and awaits them all, and ``aclose``
+    does that before it closes the registry connections they use.
+    """
 
     client: RegistryClient
     inspector: ReportedInspector
     view: ClusterView
     evaluator: Evaluator
+    tasks: BackgroundTasks
+
+    async def stop_background(self) -> None:
+        await self.tasks.aclose()
 
     async def aclose(self) -> None:
-        await self.inspector.stop_background()
+        await self.stop_background()
         await self.client.aclose()
 
 
@@ -53,16 +63,18 @@ def build_engine(
     """
     backend = network_backend and GuardedNetworkBackend(registry.address_policy, inner=network_backend)
     client = RegistryClient(registry, backend=backend)
+    tasks = BackgroundTasks("the engine")
     inspector = ReportedInspector(
         client,
         reports=reports if reports is not None else ImageReports(),
         learned=learned,
         read_layers=read_layers,
+        tasks=tasks,
     )
     evaluator = Evaluator(
         inspector=inspector,
         view=view,
-        credentials=PullCredentials(kube).for_workload,
-        bases=BaseLookups(inspector, SlimmerBaseFinder(client)),
+        credentials=PullCredentials(kube, tasks=tasks).for_workload,
+        bases=BaseLookups(inspector, SlimmerBaseFinder(client, tasks=tasks)),
     )
-    return Engine(client=client, inspector=inspector, view=view, evaluator=evaluator)
+    return Engine(client=client, inspector=inspector, view=view, evaluator=evaluator, tasks=tasks)

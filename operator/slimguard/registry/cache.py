@@ -8,6 +8,8 @@ from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from slimguard.tasks import BackgroundTasks
+
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
@@ -65,16 +67,18 @@ class Coalescer(Generic[K, V]):
     """Concurrent callers asking for the same key share one in-flight computation.
 
     The computation runs as its own task: a caller that gives up (an admission deadline) does not cancel it,
-    so the facts still land in the cache for the next request.
+    so the facts still land in the cache for the next request. That task belongs to ``tasks``, which the owner
+    closes at shutdown before closing what the computation uses.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, tasks: BackgroundTasks | None = None) -> None:
+        self.tasks = tasks if tasks is not None else BackgroundTasks("a coalescer")
         self._inflight: dict[K, asyncio.Task[V]] = {}
 
     async def run(self, key: K, compute: Callable[[], Awaitable[V]]) -> V:
         task = self._inflight.get(key)
         if task is None:
-            task = asyncio.ensure_future(compute())
+            task = self.tasks.spawn(_awaited(compute))
             self._inflight[key] = task
             task.add_done_callback(lambda done: self._finished(key, done))
         return await asyncio.shield(task)
@@ -86,6 +90,10 @@ class Coalescer(Generic[K, V]):
 
     def __len__(self) -> int:
         return len(self._inflight)
+
+
+async def _awaited(compute: Callable[[], Awaitable[V]]) -> V:
+    return await compute()
 
 
 @dataclass
@@ -116,6 +124,7 @@ class RevalidatingCache(Generic[K, V]):
         retry_seconds: float,
         clock: Callable[[], float],
         capacity: int = 65536,
+        tasks: BackgroundTasks | None = None,
     ) -> None:
         if not 0 <= refresh_after <= ttl:
             raise ValueError(f"refresh_after ({refresh_after}) must lie between 0 and the TTL ({ttl})")
@@ -125,6 +134,7 @@ class RevalidatingCache(Generic[K, V]):
         self.retry_seconds = retry_seconds
         self._clock = clock
         self._items: LruCache[K, _Resolved[V]] = LruCache(capacity)
+        self._tasks = tasks if tasks is not None else BackgroundTasks("a tag cache")
         self._background: set[asyncio.Task[object]] = set()
         self.revalidation_failures = 0
 
@@ -151,11 +161,13 @@ class RevalidatingCache(Generic[K, V]):
 
     def _start(self, entry: _Resolved[V], revalidate: Callable[[], Coroutine[Any, Any, object]]) -> None:
         try:
-            loop = asyncio.get_running_loop()
+            asyncio.get_running_loop()
         except RuntimeError:  # no event loop running (a synchronous caller): the next async one will
             entry.retry_at = self._clock()
             return
-        task: asyncio.Task[object] = loop.create_task(revalidate())
+        if self._tasks.closed:  # shutting down: answer from memory, re-resolve nothing
+            return
+        task: asyncio.Task[object] = self._tasks.spawn(revalidate())
         self._background.add(task)
         task.add_done_callback(lambda done: self._finished(entry, done))
 

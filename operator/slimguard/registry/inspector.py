@@ -21,6 +21,7 @@ from slimguard.layers.walker import LayerLimits, LayerRefused, walk_layer_stream
 from slimguard.registry.cache import Coalescer, LruCache, RevalidatingCache, TtlCache
 from slimguard.registry.client import RegistryClient
 from slimguard.registry.credentials import Credential, credentials_for
+from slimguard.tasks import BackgroundTasks
 
 
 def _garbled(reference: ImageReference, what: str) -> InspectionError:
@@ -52,15 +53,18 @@ class ImageInspector:
         read_layers: bool = True,
         layer_limits: LayerLimits | None = None,
         layer_cache_entries: int = 2_000_000,
+        tasks: BackgroundTasks | None = None,
     ) -> None:
         self.client = client
+        # Coalesced reads and background re-resolves: cancelled by `stop_background` before the client closes.
+        self.tasks = tasks if tasks is not None else BackgroundTasks("the image inspector")
         self.read_layers = read_layers
         self.layer_limits = layer_limits or LayerLimits()
         # ~150 bytes an entry: 2M entries is ~300 MB at most, the layers of a few hundred typical images.
         self._layers: LruCache[str, LayerContent] = LruCache(
             layer_cache_entries, weigh=lambda content: len(content.entries) + 1
         )
-        self._reading: Coalescer[str, LayerContent] = Coalescer()
+        self._reading: Coalescer[str, LayerContent] = Coalescer(self.tasks)
         # A layer refused for what its verified bytes hold stays refused: a digest's content never changes.
         self._refused: LruCache[str, LayerRefused] = LruCache(4096)
         self.layer_reads = 0
@@ -72,13 +76,14 @@ class ImageInspector:
             refresh_after=settings.tag_refresh_after_seconds,
             retry_seconds=settings.failure_ttl_seconds,
             clock=clock,
+            tasks=self.tasks,
         )
         # A registry that is down or refuses us is asked again only after a pause: an outage must not make
         # every admission wait out its deadline, nor every re-audit hammer the registry.
         self._failures: TtlCache[tuple[str, str], InspectionError] = TtlCache(settings.failure_ttl_seconds, clock)
         self._facts: LruCache[str, ImageFacts] = LruCache(settings.facts_cache_size)
-        self._resolving: Coalescer[tuple[str, str, str], str] = Coalescer()
-        self._fetching: Coalescer[tuple[str, frozenset[Platform], bool, bool], ImageFacts] = Coalescer()
+        self._resolving: Coalescer[tuple[str, str, str], str] = Coalescer(self.tasks)
+        self._fetching: Coalescer[tuple[str, frozenset[Platform], bool, bool], ImageFacts] = Coalescer(self.tasks)
 
     @property
     def tags_revalidating(self) -> int:
@@ -90,8 +95,9 @@ class ImageInspector:
         await self._tags.settled()
 
     async def stop_background(self) -> None:
-        """Cancel the background re-resolves: at shutdown they would otherwise use a closed client."""
-        await self._tags.cancel_background()
+        """Cancel and await every read and re-resolve in flight (and refuse new ones): at shutdown they would
+        otherwise still be sending when the client closes."""
+        await self.tasks.aclose()
 
     def cached(
         self,
