@@ -271,14 +271,14 @@ def test_the_garbled_and_many_layer_images(
     assert len({layer["digest"] for layer in manifest["layers"]}) == 40
 
 
-def test_publishing_again_is_fast_and_gives_the_same_images(registry: Registry, fixture_images: FixtureImages) -> None:
+def test_publishing_again_uploads_nothing_and_gives_the_same_images(
+    registry: Registry, fixture_images: FixtureImages
+) -> None:
     mark = registry.mark()
-    started = time.monotonic()
     again = publish_fixture_images(registry.endpoint, None)  # warm: no Docker needed
-    elapsed = time.monotonic() - started
     assert again == fixture_images
-    assert elapsed < 10
-    # Everything is there: one HEAD per tag, nothing uploaded.
+    # Everything is there: one HEAD per tag answered 200, and not one GET, POST, PUT or PATCH (nothing uploaded).
+    # The request count says it; a wall-clock limit would only measure how busy the machine is.
     requests = [r for r in registry.requests(since=mark) if r.path.startswith("/v2/") and r.path != "/v2/"]
     assert {r.method for r in requests} == {"HEAD"}
     assert len([r for r in requests if r.status == 200]) == len(fixture_images.all())
