@@ -91,6 +91,13 @@ class ControlPlane(Service):
         """The running ``etcd``, ``kube-apiserver`` or ``kube-controller-manager`` process."""
         return next(process for process in self._processes if process.name == name)
 
+    def failure(self) -> str | None:
+        """Why the control plane is unusable (one of its processes exited on its own), else None."""
+        for process in self._processes:
+            if (reason := process.failure()) is not None:
+                return reason
+        return None
+
     def outage(self, *, etcd_down_seconds: float = 0.0) -> None:
         """Restart kube-apiserver for real, with etcd stopped for ``etcd_down_seconds`` in between.
 

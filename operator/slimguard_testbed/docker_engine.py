@@ -122,6 +122,13 @@ class DockerEngine:
         finally:
             users.close()  # closing drops the lock
 
+    def failure(self) -> str | None:
+        """Why this engine is unusable (dockerd is gone while this session still uses it), else None."""
+        if self._users is None or self._daemon_pid() is not None:
+            return None
+        last_lines = log_tail(self.log_file, 10)
+        return f"dockerd on {self.socket_path} is no longer running; last lines of {self.log_file}:\n{last_lines}"
+
     # -- internals ------------------------------------------------------------------------------------
 
     def _daemon_pid(self) -> int | None:

@@ -86,6 +86,15 @@ class InProcessOperator:
             raise RuntimeError("the controller has not started")
         return controller  # type: ignore[no-any-return]
 
+    def failure(self) -> str | None:
+        """Why this controller is not running (its thread ended: it crashed, or a stop or restart left it
+        stopped), else None. Cheap: a test bed checks it before every test that uses the controller."""
+        if self._thread is None or self._thread.is_alive():
+            return None
+        if self.error is not None:
+            return f"it stopped with {self.error!r}"
+        return "it has stopped" if self._stop.is_set() else "its thread ended without an error"
+
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:

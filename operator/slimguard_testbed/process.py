@@ -99,6 +99,14 @@ class ManagedProcess:
     def alive(self) -> bool:
         return self._popen is not None and self._popen.poll() is None
 
+    def failure(self, *, tail_lines: int = 10) -> str | None:
+        """Why this process is gone if it exited on its own, else None. A deliberate ``stop()`` (or never having
+        started) is not a failure: ``stop()`` forgets the process, so only an unasked-for exit is reported."""
+        if self._popen is None or self._popen.poll() is None:
+            return None
+        code, last_lines = self._popen.returncode, self.tail(tail_lines)
+        return f"{self.name} exited with code {code}; last lines of {self.log_file}:\n{last_lines}"
+
     def check_alive(self) -> None:
         """Raise with the log tail if the process has exited."""
         if self._popen is not None and self._popen.poll() is not None:

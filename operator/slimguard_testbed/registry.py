@@ -168,6 +168,12 @@ class Registry(Service):
         if self._own_workdir and not self._keep_workdir and not os.environ.get("SLIMGUARD_KEEP_TESTBED"):
             shutil.rmtree(self.workdir, ignore_errors=True)
 
+    def failure(self) -> str | None:
+        """Why this registry is unusable (its process or its token issuer died on its own), else None."""
+        if self._process is not None and (reason := self._process.failure()) is not None:
+            return reason
+        return self.token_issuer.failure() if self.token_issuer is not None else None
+
     def mark(self) -> int:
         """A position in the request log: `requests(since=mark)` gives the requests made after it."""
         return len(self.requests())

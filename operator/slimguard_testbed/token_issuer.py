@@ -133,6 +133,12 @@ class TokenIssuer:
         self._thread.start()
         return self
 
+    def failure(self) -> str | None:
+        """Why the issuer no longer answers (its serving thread ended without ``stop()``), else None."""
+        if self._thread is not None and not self._thread.is_alive():
+            return f"the token issuer's thread on {self.url} has ended"
+        return None
+
     def stop(self) -> None:
         if self._server is not None:
             self._server.shutdown()

@@ -134,6 +134,13 @@ class WebhookReplicas:
             self.start_replica()
         return self
 
+    def failure(self) -> str | None:
+        """Why the replicas are unusable (a replica exited that no one stopped or terminated), else None."""
+        for process in self.processes:
+            if (reason := process.failure()) is not None:
+                return reason
+        return None
+
     def terminate(self, index: int, timeout: float = 30) -> None:
         """SIGTERM, as the kubelet sends: the replica drains and exits."""
         process = self.processes[index]

@@ -16,6 +16,9 @@ from pathlib import Path
 
 import pytest
 
+# Autouse: a test that uses a shared part which has died fails at once, naming it (no cascade of timeouts).
+from shared_parts import fail_fast_when_a_shared_part_died  # noqa: F401
+
 from slimguard.controller.settings import ControllerSettings
 from slimguard.registry.guard import AddressPolicy
 from slimguard.registry.settings import RegistrySettings
