@@ -6,10 +6,11 @@ A missing binary makes the fixture (and so the test) fail; nothing here skips.
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import secrets
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,12 +28,15 @@ from slimguard_testbed import (
     ControlPlane,
     DockerEngine,
     Registry,
-    TestbedError,
+    anchors,
     free_port,
     k8s_binaries,
 )
+from slimguard_testbed.images import warm_fixture_cache
+from slimguard_testbed.images.engine_warm import EngineNeeds, warm_docker_engine
 from slimguard_testbed.operator_runner import InProcessOperator
 from slimguard_testbed.registry import Auth
+from slimguard_testbed.warmup import Warmup, run_build_script
 
 E2E_DIR = Path(__file__).resolve().parent
 
@@ -45,13 +49,47 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    # Get the Kubernetes binaries before any test runs: a cold build takes ~10 minutes, which would
-    # otherwise count against the first test's timeout. A failure is reported by the fixture instead.
+    """Prepare, before any test's clock starts, everything slow only the first time on a machine that the
+    collected tests use: seconds when warm, up to ~40 minutes on a fresh machine, one progress line per part.
+    A part that fails here is reported again, in full, by the fixture that needs it."""
     if session.config.option.collectonly:
         return
-    if any("control_plane" in getattr(item, "fixturenames", ()) for item in session.items):
-        with contextlib.suppress(TestbedError):
-            k8s_binaries()
+    names = {name for item in session.items for name in getattr(item, "fixturenames", ())}
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    warmup = Warmup(reporter.write_line if reporter is not None else lambda line: print(line, file=sys.stderr))
+    if "control_plane" in names:
+        warmup.step("Kubernetes binaries", "~10 min", k8s_binaries)
+    for fixture, what, cold, script, args in GO_TOOLS:
+        if fixture in names:
+            warmup.step(what, cold, functools.partial(run_build_script, script, *args))
+    if "dive" in names:
+        warmup.step("dive", "~3 min", anchors.dive_binary)
+    if "syft" in names:
+        warmup.step("syft", "~6 min", anchors.syft_binary)
+    if "fixture_images" not in names:
+        return
+    artifacts = warmup.step("fixture images", "~3 min", warm_fixture_cache)
+    engine_needs = EngineNeeds(
+        fat_bases="built" in names,
+        busybox="built" in names,
+        content_shapes="content_shapes" in names,
+        self_image="self_image" in names,
+    )
+    if artifacts is not None and engine_needs.any():
+        warmup.step(
+            "Docker engine images",
+            "~8 min",
+            lambda: warm_docker_engine(artifacts, engine_needs, say=lambda line: warmup.write(f"  {line}")),
+        )
+
+
+# The Go programs some tests run, built from their modules into the cache by scripts/ (bootstrap builds them
+# too): (fixture that runs it, what, time when cold, script, its arguments).
+GO_TOOLS = (
+    ("helm", "helm", "~4 min", "build-helm.sh", ()),
+    ("dashboard_validator", "Grafana dashboard validator", "~2 min", "build-dashboard-validator.sh", ()),
+    ("paging_registry", "distribution v3 registry", "~3 min", "build-registry-v3.sh", ()),
+)
 
 
 @dataclass(frozen=True)
@@ -186,19 +224,8 @@ from slimguard_testbed.images import (  # noqa: E402
     FixtureImages,
     publish_fixture_images,
     push_image,
-    warm_fixture_cache,
 )
 from slimguard_testbed.webhook import WebhookReplicas, register, webhook_configuration  # noqa: E402
-
-
-@pytest.hookimpl(specname="pytest_collection_finish")
-def pytest_collection_finish_fixture_images(session: pytest.Session) -> None:
-    # Like the Kubernetes binaries above: build a cold image cache before any test's timeout starts.
-    if session.config.option.collectonly:
-        return
-    if any("fixture_images" in getattr(item, "fixturenames", ()) for item in session.items):
-        with contextlib.suppress(TestbedError):  # the fixture reports it
-            warm_fixture_cache()
 
 
 @pytest.fixture(scope="session")
@@ -269,7 +296,6 @@ def helm() -> str:
 # dive and syft are built from their Go modules once per machine (scripts/build-go-tool.sh, ~3 and ~6 min cold;
 # `make test` builds them first); the fixtures are pushed only when a test asks for them.
 
-from slimguard_testbed import anchors  # noqa: E402
 from slimguard_testbed.images.content import (  # noqa: E402
     HostileImages,
     publish_fleet_base,
@@ -277,19 +303,6 @@ from slimguard_testbed.images.content import (  # noqa: E402
     publish_wasted_bytes,
     push_fleet,
 )
-
-
-@pytest.hookimpl(specname="pytest_collection_finish")
-def pytest_collection_finish_anchors(session: pytest.Session) -> None:
-    # A cold build takes minutes: do it before any test's timeout starts. A failure is reported by the fixture.
-    if session.config.option.collectonly:
-        return
-    names = {name for item in session.items for name in getattr(item, "fixturenames", ())}
-    with contextlib.suppress(TestbedError):
-        if "dive" in names:
-            anchors.dive_binary()
-        if "syft" in names:
-            anchors.syft_binary()
 
 
 @pytest.fixture(scope="session")

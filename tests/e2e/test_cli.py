@@ -10,7 +10,6 @@ subprocess, its output piped (so plain, not rich), its exit status read.
 from __future__ import annotations
 
 import base64
-import gzip
 import json
 import os
 import shutil
@@ -20,15 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import docker
-import docker.errors
 import jsonschema
 import pytest
 import yaml
 from cluster import apply, deployment, image_policy, namespace, violations, wait_for_status
 
 from slimguard_testbed import CertificateAuthority, ControlPlane, DockerEngine, Registry
-from slimguard_testbed.images.common import ENGINE_BASE_TAG, PATH_ENV, SLIM_APP_DIR
+from slimguard_testbed.images.common import ENGINE_BASE_TAG, SLIM_APP_DIR
+from slimguard_testbed.images.engine_warm import import_busybox_base
 from slimguard_testbed.operator_runner import InProcessOperator
 
 REPO = Path(__file__).resolve().parents[2]
@@ -80,19 +78,6 @@ def ci_rules(node_base: str) -> dict[str, Any]:
     }
 
 
-def _import_busybox(client: docker.DockerClient, busybox: Any) -> None:
-    """The slim Dockerfile's base, as the test bed's engine images are made: the busybox rootfs imported."""
-    try:
-        client.images.get(ENGINE_BASE_TAG)
-        return
-    except docker.errors.ImageNotFound:
-        pass
-    with busybox.artifact.layers[0].blob.open() as compressed, gzip.open(compressed) as tar_stream:
-        rootfs = tar_stream.read()
-    repository, tag = ENGINE_BASE_TAG.split(":")
-    client.api.import_image_from_data(rootfs, repository=repository, tag=tag, changes=[f"ENV {PATH_ENV}", 'CMD ["sh"]'])
-
-
 @pytest.fixture(scope="module")
 def built(
     docker_engine: DockerEngine,
@@ -102,11 +87,14 @@ def built(
     registry_credentials: Any,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Built:
-    """Both Dockerfiles built by dockerd, then pushed (through the htpasswd registry over the same storage)."""
+    """Both Dockerfiles built by dockerd, then pushed (through the htpasswd registry over the same storage).
+
+    The collection-time warm-up has pulled the fat base into the engine once (slimguard_testbed/images/
+    engine_warm.py), so the pull below finds every layer there and reads only the manifest."""
     client = docker_engine.client()
     node_base = fixture_images.node_base.ref
     client.images.pull(node_base)  # the fat base's stand-in, from the test registry (anonymous under base/)
-    _import_busybox(client, fixture_images.busybox)
+    import_busybox_base(client, fixture_images.busybox.artifact)
     context = tmp_path_factory.mktemp("fat-context")
     shutil.copy(FAT_APP_DIR / "Dockerfile", context / "Dockerfile")
     for name in ("server.js", "package.json"):

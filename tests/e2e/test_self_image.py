@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from slimguard_testbed import DockerEngine
-from slimguard_testbed.images.self_image import import_python_bases, package_index, wheelhouse
+from slimguard_testbed.images.self_image import build_self_image
 
 # The module's fixture builds slimguard's own image with the Docker engine (a pip install from a local index):
 # minutes, not the 60 s a test gets by default. A deadline against hangs, never a speed claim.
@@ -28,7 +28,6 @@ pytestmark = pytest.mark.timeout(1800)
 
 REPO = Path(__file__).resolve().parents[2]
 SELF_POLICY = REPO / "policies" / "slimguard-self.yaml"
-SELF_TAG = "ghcr.io/slimguard/slimguard:e2e"
 
 
 def slimguard(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -44,39 +43,22 @@ def slimguard(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[st
 
 @pytest.fixture(scope="module")
 def self_image(docker_engine: DockerEngine, fixture_images: Any, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Built for real by the engine; the collection-time warm-up (tests/e2e/conftest.py) built it once already,
+    so unchanged steps come from the engine's build cache."""
     client = docker_engine.client(timeout=1200)
-    builder, runtime = import_python_bases(client)
-    # The fat bases the self policy names, as stand-ins: what base detection compares the image with.
-    client.images.get(builder).tag("debian", tag="12-slim")
-    client.images.get(builder).tag("python", tag="3.11-bookworm")
-    client.images.pull(fixture_images.node_base.ref).tag("node", tag="20-bookworm")
-    client.images.pull(fixture_images.debian_fat.ref).tag("debian", tag="bookworm")
-    context = tmp_path_factory.mktemp("self-context")
-    for name in ("Dockerfile", ".dockerignore", "pyproject.toml", "README.md"):
-        shutil.copy(REPO / name, context / name)
-    shutil.copytree(REPO / "operator", context / "operator", ignore=shutil.ignore_patterns("__pycache__"))
-    with package_index(wheelhouse(REPO / "pyproject.toml")) as index:
-        try:
-            client.images.build(
-                path=str(context),
-                tag=SELF_TAG,
-                network_mode="host",  # for the loopback index only: dockerd here has no bridge to the outside
-                pull=False,
-                rm=True,
-                forcerm=True,
-                buildargs={
-                    "BUILDER": builder,
-                    "RUNTIME": runtime,
-                    "PIP_INDEX_URL": index,
-                    "PIP_TRUSTED_HOST": "127.0.0.1",
-                },
-            )
-        except Exception as error:  # the build log is the only useful thing to show
-            log = getattr(error, "build_log", None) or []
-            tail = "".join(str(entry.get("stream") or entry.get("error") or "") for entry in log)[-4000:]
-            raise AssertionError(f"docker build of the Dockerfile failed: {error}\n{tail}") from None
-    client.close()
-    return SELF_TAG
+    try:
+        # The fat bases as the session's registry serves them; their layers are in the engine since the warm-up.
+        node_base = client.images.pull(fixture_images.node_base.ref).id
+        debian_fat = client.images.pull(fixture_images.debian_fat.ref).id
+        return build_self_image(
+            client,
+            repo_root=REPO,
+            node_base=node_base,
+            debian_fat=debian_fat,
+            workdir=tmp_path_factory.mktemp("self-image"),
+        )
+    finally:
+        client.close()
 
 
 def test_the_built_image_runs_slimguard(docker_engine: DockerEngine, self_image: str) -> None:

@@ -93,24 +93,34 @@ def build_shape(work: Path, dockerfile: str, debian: Image, busybox: Image, engi
     return image_from_docker_archive(archive, work)
 
 
+def content_shape_artifacts(debian: Image, busybox: Image, engine_source: EngineSource) -> dict[str, Image]:
+    """Each shape from the cache, built by the engine first if it is not cached yet (the warm-up calls this)."""
+    artifacts: dict[str, Image] = {}
+    for name, (dockerfile, _repository, _tag) in SHAPES.items():
+        recipe = {
+            "debian": debian.digest,
+            "busybox": busybox.digest,
+            "context": _tree_hash(CONTEXT_DIR),
+            "dockerfile": dockerfile,
+        }
+        artifact = cached(
+            f"content-{name.replace('_', '-')}",
+            recipe,
+            lambda work, dockerfile=dockerfile: build_shape(work, dockerfile, debian, busybox, engine_source),  # type: ignore[misc]
+        )
+        assert isinstance(artifact, Image)
+        artifacts[name] = artifact
+    return artifacts
+
+
 def publish_content_shapes(
     endpoint: EndpointLike, debian: Image, busybox: Image, engine_source: EngineSource
 ) -> ContentShapes:
     """Build (or load from the cache) each shape and push it to ``endpoint``."""
     built: dict[str, FixtureImage] = {}
+    artifacts = content_shape_artifacts(debian, busybox, engine_source)
     with oci.IndependentRegistryClient(endpoint) as registry:
-        for name, (dockerfile, repository, tag) in SHAPES.items():
-            recipe = {
-                "debian": debian.digest,
-                "busybox": busybox.digest,
-                "context": _tree_hash(CONTEXT_DIR),
-                "dockerfile": dockerfile,
-            }
-            artifact = cached(
-                f"content-{name.replace('_', '-')}",
-                recipe,
-                lambda work, dockerfile=dockerfile: build_shape(work, dockerfile, debian, busybox, engine_source),  # type: ignore[misc]
-            )
-            registry.push(repository, tag, artifact)
-            built[name] = fixture_image(endpoint.host, repository, tag, artifact)
+        for name, (_dockerfile, repository, tag) in SHAPES.items():
+            registry.push(repository, tag, artifacts[name])
+            built[name] = fixture_image(endpoint.host, repository, tag, artifacts[name])
     return ContentShapes(**built)

@@ -217,6 +217,13 @@ def _write_simple_index(directory: Path) -> None:
     )
 
 
+def _index_port() -> int:
+    """The port the index prefers, the same on every run of one cache: PIP_INDEX_URL is a build argument of the
+    Dockerfile's pip RUN steps, so a new port would miss the engine's build cache and reinstall every wheel.
+    Below Linux's ephemeral range (32768-60999), where `free_port()` picks the test bed's other servers."""
+    return 20000 + int(hashlib.sha256(str(cache_dir("images")).encode()).hexdigest(), 16) % 10000
+
+
 @contextmanager
 def package_index(directory: Path) -> Iterator[str]:
     """The wheelhouse served on 127.0.0.1; yields its PIP_INDEX_URL."""
@@ -226,7 +233,10 @@ def package_index(directory: Path) -> Iterator[str]:
             pass
 
     handler = functools.partial(Quiet, directory=str(directory))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    try:
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", _index_port()), handler)
+    except OSError:  # taken: any port works, the build is only slower (its pip steps miss the cache)
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -234,3 +244,53 @@ def package_index(directory: Path) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+# -- slimguard's own image, built by the engine ------------------------------------------------------------
+
+SELF_TAG = "ghcr.io/slimguard/slimguard:e2e"
+_SELF_CONTEXT = ("Dockerfile", ".dockerignore", "pyproject.toml", "README.md")
+
+
+def build_self_image(
+    client: docker.DockerClient, *, repo_root: Path, node_base: str, debian_fat: str, workdir: Path
+) -> str:
+    """The repository's Dockerfile built by the engine on the stand-in bases, pip installing from the loopback
+    index; returns its tag. ``node_base`` and ``debian_fat`` name the fat fixtures, already in the engine.
+
+    The first build on a machine takes ~3 minutes; after that the engine's build cache answers every step whose
+    inputs are unchanged, so the test bed's warm-up makes this build and the tests' own is quick.
+    """
+    builder, runtime = import_python_bases(client)
+    # The fat bases the self policy names, as stand-ins: what base detection compares the image with.
+    client.images.get(builder).tag("debian", tag="12-slim")
+    client.images.get(builder).tag("python", tag="3.11-bookworm")
+    client.images.get(node_base).tag("node", tag="20-bookworm")
+    client.images.get(debian_fat).tag("debian", tag="bookworm")
+    context = workdir / "self-context"
+    shutil.rmtree(context, ignore_errors=True)
+    context.mkdir(parents=True)
+    for name in _SELF_CONTEXT:
+        shutil.copy(repo_root / name, context / name)
+    shutil.copytree(repo_root / "operator", context / "operator", ignore=shutil.ignore_patterns("__pycache__"))
+    with package_index(wheelhouse(repo_root / "pyproject.toml")) as index:
+        try:
+            client.images.build(
+                path=str(context),
+                tag=SELF_TAG,
+                network_mode="host",  # for the loopback index only: dockerd here has no bridge to the outside
+                pull=False,
+                rm=True,
+                forcerm=True,
+                buildargs={
+                    "BUILDER": builder,
+                    "RUNTIME": runtime,
+                    "PIP_INDEX_URL": index,
+                    "PIP_TRUSTED_HOST": "127.0.0.1",
+                },
+            )
+        except Exception as error:  # the build log is the only useful thing to show
+            log = getattr(error, "build_log", None) or []
+            tail = "".join(str(entry.get("stream") or entry.get("error") or "") for entry in log)[-4000:]
+            raise TestbedError(f"docker build of the Dockerfile failed: {error}\n{tail}") from None
+    return SELF_TAG
