@@ -79,6 +79,11 @@ if ! command -v go >/dev/null && [[ -x /usr/local/go/bin/go ]]; then
   export PATH="$PATH:/usr/local/go/bin"
 fi
 mkdir -p "$CACHE"
+# Go and pip keep caches of their own (~/.cache/go-build, ~/go/pkg/mod, ~/.cache/pip) unless GOCACHE, GOMODCACHE
+# and PIP_CACHE_DIR say otherwise; scripts/rehearse-fresh-machine.sh points them all under SLIMGUARD_CACHE.
+if command -v go >/dev/null; then
+  log "caches: $CACHE; Go $(go env GOCACHE) and $(go env GOMODCACHE); pip ${PIP_CACHE_DIR:-its default}"
+fi
 # The same lock the test bed takes (slimguard_testbed.cache): build-k8s.sh wipes its work directory first.
 K8S_BIN="$(flock "$CACHE/k8s-build.lock" bash scripts/build-k8s.sh)"
 log "Kubernetes binaries: $K8S_BIN"
