@@ -7,6 +7,7 @@ tree first on PYTHONPATH), so a worktree tests its own code, never the virtualen
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -128,6 +129,18 @@ class ControllerProcess(Service):
         os.killpg(process.pid, signal.SIGKILL)
         wait_until(lambda: not process.alive(), timeout=10, what="the killed controller to exit")
         process.stop()
+
+    def terminate(self, timeout: float = 30) -> int | None:
+        """SIGTERM, as the kubelet sends; returns the exit code (None if it had to be killed after ``timeout``)."""
+        process = self._process
+        if process is None or process.pid is None:
+            raise TestbedError("the controller process is not running")
+        os.kill(process.pid, signal.SIGTERM)
+        with contextlib.suppress(TestbedError):
+            wait_until(lambda: not process.alive(), timeout=timeout, what="the controller to exit after SIGTERM")
+        code = process.returncode
+        self.stop()
+        return code
 
     def stop(self) -> None:
         if self._process is not None:

@@ -141,15 +141,17 @@ class WebhookReplicas:
                 return reason
         return None
 
-    def terminate(self, index: int, timeout: float = 30) -> None:
-        """SIGTERM, as the kubelet sends: the replica drains and exits."""
+    def terminate(self, index: int, timeout: float = 30) -> int | None:
+        """SIGTERM, as the kubelet sends: the replica drains and exits. Returns its exit code (None: killed)."""
         process = self.processes[index]
         if process.pid is not None and process.alive():
             os.kill(process.pid, signal.SIGTERM)
             deadline = time.monotonic() + timeout
             while process.alive() and time.monotonic() < deadline:
                 time.sleep(0.1)
+        code = process.returncode
         process.stop()
+        return code
 
     def stop(self) -> None:
         for process in self.processes:
