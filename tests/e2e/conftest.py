@@ -74,6 +74,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         busybox="built" in names,
         content_shapes="content_shapes" in names,
         self_image="self_image" in names,
+        cli_fat_build="built" in names,
     )
     if artifacts is not None and engine_needs.any():
         warmup.step(

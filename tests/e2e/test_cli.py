@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -26,11 +25,17 @@ from cluster import apply, deployment, image_policy, namespace, violations, wait
 
 from slimguard_testbed import CertificateAuthority, ControlPlane, DockerEngine, Registry
 from slimguard_testbed.images.common import ENGINE_BASE_TAG, SLIM_APP_DIR
+from slimguard_testbed.images.engine_built import (
+    CLI_FAT_ARTIFACT,
+    FAT_APP_DIR,
+    build_fat_cli_app,
+    engine_image_artifact,
+)
 from slimguard_testbed.images.engine_warm import import_busybox_base
+from slimguard_testbed.oci import push
 from slimguard_testbed.operator_runner import InProcessOperator
 
 REPO = Path(__file__).resolve().parents[2]
-FAT_APP_DIR = REPO / "operator" / "slimguard_testbed" / "fixtures" / "fat-app"
 SARIF_SCHEMA = json.loads((REPO / "tests" / "schemas" / "sarif-schema-2.1.0.json").read_text())
 POLICY = "ci-slim"
 
@@ -84,25 +89,21 @@ def built(
     fixture_images: Any,
     registry: Registry,
     basic_registry: Registry,
-    registry_credentials: Any,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Built:
-    """Both Dockerfiles built by dockerd, then pushed (through the htpasswd registry over the same storage).
+    """Both Dockerfiles built by dockerd, then pushed to the session's registry.
 
-    The collection-time warm-up has pulled the fat base into the engine once (slimguard_testbed/images/
-    engine_warm.py), so the pull below finds every layer there and reads only the manifest."""
+    The collection-time warm-up has pulled the fat base into the engine and built and saved the fat image once
+    (slimguard_testbed/images/engine_warm.py): the pull and the fat build below are cache hits, and the push
+    uploads only the app's layers, mounting the base's from base/node, where the session already pushed them.
+    """
     client = docker_engine.client()
     node_base = fixture_images.node_base.ref
     client.images.pull(node_base)  # the fat base's stand-in, from the test registry (anonymous under base/)
     import_busybox_base(client, fixture_images.busybox.artifact)
-    context = tmp_path_factory.mktemp("fat-context")
-    shutil.copy(FAT_APP_DIR / "Dockerfile", context / "Dockerfile")
-    for name in ("server.js", "package.json"):
-        shutil.copy(SLIM_APP_DIR / name, context / name)
     fat, slim = "slimguard-e2e/cli-api:fat", "slimguard-e2e/cli-api:slim"
-    options: dict[str, Any] = {"network_mode": "none", "pull": False, "rm": True, "forcerm": True}
-    client.images.build(path=str(context), tag=fat, buildargs={"BASE": node_base}, **options)
-    client.images.build(
+    fat_id = build_fat_cli_app(client, base=node_base, work=tmp_path_factory.mktemp("cli-builds"), tag=fat)
+    slim_image, _logs = client.images.build(
         path=str(SLIM_APP_DIR),
         tag=slim,
         buildargs={
@@ -110,17 +111,21 @@ def built(
             "BASE_NAME": fixture_images.busybox.ref,
             "BASE_DIGEST": fixture_images.busybox.digest,
         },
-        **options,
+        network_mode="none",
+        pull=False,
+        rm=True,
+        forcerm=True,
     )
-    auth = {"username": registry_credentials.username, "password": registry_credentials.password}
-    pushed = {}
-    for local, flavour in ((fat, "fat"), (slim, "slim")):
-        target = f"{basic_registry.host}/shop/cli-api"
-        client.images.get(local).tag(target, tag=flavour)
-        for line in client.images.push(target, tag=flavour, auth_config=auth, stream=True, decode=True):
-            assert "error" not in line, line
-        pushed[flavour] = f"{registry.host}/shop/cli-api:{flavour}"  # the same storage, read through the token registry
+    node_layers = fixture_images.node_base.artifact.layers
+    fat_artifact = engine_image_artifact(client, fat_id, name=CLI_FAT_ARTIFACT, known_layers=node_layers)
+    slim_artifact = engine_image_artifact(client, str(slim_image.id), name="cli-api-slim")
     client.close()
+    pushed = {}
+    for flavour, artifact in (("fat", fat_artifact), ("slim", slim_artifact)):
+        push(
+            basic_registry.endpoint, "shop/cli-api", flavour, artifact, mount_from=[fixture_images.node_base.repository]
+        )
+        pushed[flavour] = f"{registry.host}/shop/cli-api:{flavour}"  # the same storage, read through the token registry
     return Built(fat, slim, node_base, pushed["fat"], pushed["slim"])
 
 

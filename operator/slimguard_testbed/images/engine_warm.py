@@ -26,6 +26,7 @@ from slimguard_testbed.cache import REPO_ROOT, cache_dir
 from slimguard_testbed.docker_engine import DockerEngine
 from slimguard_testbed.images.common import ENGINE_BASE_TAG, PATH_ENV
 from slimguard_testbed.images.content_shapes import content_shape_artifacts
+from slimguard_testbed.images.engine_built import CLI_FAT_ARTIFACT, build_fat_cli_app, engine_image_artifact
 from slimguard_testbed.images.publish import FixtureArtifacts
 from slimguard_testbed.images.self_image import build_self_image
 from slimguard_testbed.oci import Image
@@ -46,9 +47,10 @@ class EngineNeeds:
     busybox: bool = False  # imported: the slim Dockerfile's base
     content_shapes: bool = False
     self_image: bool = False
+    cli_fat_build: bool = False  # test_cli's single-stage build, saved once so a session pushes it in seconds
 
     def any(self) -> bool:
-        return self.fat_bases or self.busybox or self.content_shapes or self.self_image
+        return self.fat_bases or self.busybox or self.content_shapes or self.self_image or self.cli_fat_build
 
 
 def _present(client: docker.DockerClient, name: str) -> bool:
@@ -117,12 +119,18 @@ def warm_docker_engine(artifacts: FixtureArtifacts, needs: EngineNeeds, *, say: 
     with DockerEngine() as engine:
         client = engine.client(timeout=1800)
         try:
-            if needs.fat_bases or needs.self_image:
+            if needs.fat_bases or needs.self_image or needs.cli_fat_build:
                 pull_fat_bases(client, artifacts, say=say)
             if needs.busybox:
                 import_busybox_base(client, artifacts.busybox)
             if needs.content_shapes:
                 content_shape_artifacts(artifacts.debian, artifacts.busybox, engine)
+            if needs.cli_fat_build:
+                started = time.monotonic()
+                with tempfile.TemporaryDirectory(prefix="warm-cli-fat-") as work:
+                    image_id = build_fat_cli_app(client, base=PULLED_NODE_TAG, work=Path(work))
+                    engine_image_artifact(client, image_id, name=CLI_FAT_ARTIFACT, known_layers=artifacts.node.layers)
+                say(f"test_cli's fat build saved for pushing ({time.monotonic() - started:.0f}s)")
             if needs.self_image:
                 started = time.monotonic()
                 with tempfile.TemporaryDirectory(prefix="warm-self-image-") as work:
