@@ -28,7 +28,8 @@ async def test_closing_the_owner_ends_a_coalesced_read_that_every_caller_gave_up
     caller.cancel()  # an admission deadline: the read goes on for the next caller
     with pytest.raises(asyncio.CancelledError):
         await caller
-    assert not ended.is_set() and len(tasks) == 1
+    assert not ended.is_set()
+    assert len(tasks) == 1
 
     await tasks.aclose()
 
@@ -64,4 +65,5 @@ async def test_a_tag_cache_whose_owner_closed_answers_from_memory_and_re_resolve
 
     assert cache.get("app:1.0", resolve) == "sha256:a"
     await asyncio.sleep(0)
-    assert resolves == 0 and cache.revalidating == 0
+    assert resolves == 0
+    assert cache.revalidating == 0
