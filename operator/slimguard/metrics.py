@@ -17,12 +17,12 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from importlib import metadata
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from slimguard import __version__
 from slimguard.core.outcome import DECISIONS as OUTCOME_DECISIONS
 from slimguard.core.policy import WORKLOAD_KINDS, ImagePolicy
 from slimguard.core.tools import CATEGORY_NAMES
@@ -139,16 +139,7 @@ INSPECTION_FAILURES = Counter(
 )
 
 BUILD_INFO = Gauge("slimguard_build_info", "1 for each running slimguard component.", ["component", "version"])
-
-
-def _version() -> str:
-    try:
-        return metadata.version("slimguard")
-    except metadata.PackageNotFoundError:  # run from a source tree without installing
-        return "unknown"
-
-
-VERSION = _version()
+VERSION = __version__
 
 
 def registry_response(registry: str, status: int | None, *, refused: bool = False) -> None:

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from slimguard import exhaustion
+from slimguard import __version__, exhaustion
 from slimguard.core.outcome import EXIT_ERROR
 from slimguard.registry.guard import AddressPolicy
 from slimguard.registry.settings import RegistrySettings
@@ -24,6 +24,23 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        typer.echo(f"slimguard {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def slimguard_options(
+    show_version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print slimguard's version and exit."),
+    ] = False,
+) -> None:
+    """Options before the command (``slimguard --version``); each command has its own after its name."""
+
 
 KubeconfigOption = Annotated[
     str | None,
@@ -283,18 +300,8 @@ def webhook(
 
 @app.command()
 def version() -> None:
-    """Print slimguard's version."""
-    typer.echo(slimguard_version())
-
-
-def slimguard_version() -> str:
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version as package_version
-
-    try:
-        return package_version("slimguard")
-    except PackageNotFoundError:  # run from a source tree that was never installed
-        return "0.0.0"
+    """Print slimguard's version (the number alone, for scripts)."""
+    typer.echo(__version__)
 
 
 # --- the CI commands: check, inspect, lint ------------------------------------------------------------------
@@ -360,7 +367,7 @@ def emit_report(
     elif format is OutputFormat.SARIF:
         if sarif is None:
             raise fail("--format sarif is for check and lint findings; inspect has none")
-        emit(sarif(document, version=slimguard_version()), output)
+        emit(sarif(document, version=__version__), output)
     elif output is None:
         table(document, Console(soft_wrap=False))
     else:
@@ -421,7 +428,7 @@ def check(
             results,
             policies,
             source="docker" if docker else "registry",
-            version=slimguard_version(),
+            version=__version__,
             exit_status=status,
         )
 
@@ -486,7 +493,7 @@ def inspect_command(
             )
         finally:
             await sources.aclose()
-        return inspect_document(inspected, version=slimguard_version())
+        return inspect_document(inspected, version=__version__)
 
     try:
         document = asyncio.run(run())
@@ -540,7 +547,7 @@ def lint(
             raise fail(f"{ignore_file}: cannot be read ({error})") from None
         findings[path] = lint_dockerfile(parsed)
         status = max(status, lint_exit_status(findings[path], strict=strict))
-    document = lint_document(findings, version=slimguard_version(), exit_status=status)
+    document = lint_document(findings, version=__version__, exit_status=status)
     emit_report(document, format, output, table=render_lint, sarif=lint_sarif)
     raise typer.Exit(status)
 
