@@ -7,7 +7,8 @@ import functools
 import inspect
 import logging
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -101,6 +102,25 @@ TagMaxStale = Annotated[
         min=0,
     ),
 ]
+
+
+OPERATOR_EXTRA_MODULES = frozenset({"kopf", "kubernetes", "prometheus_client", "aiohttp", "cryptography"})
+"""What ``slimguard[operator]`` adds to ``pip install slimguard`` (the CLI alone), by import name."""
+
+
+@contextmanager
+def operator_extra(command: str) -> Iterator[None]:
+    """Around the imports of a command that needs the operator's dependencies: when one is missing, one line
+    naming the extra to install and exit 2, not a traceback. Any other missing module is a bug, raised as is."""
+    try:
+        yield
+    except ModuleNotFoundError as error:
+        missing = (error.name or "").partition(".")[0]
+        if missing not in OPERATOR_EXTRA_MODULES:
+            raise
+        raise fail(
+            f"{command} needs {missing}, which `pip install slimguard` leaves out: pip install 'slimguard[operator]'"
+        ) from None
 
 
 def configure_logging(level: str) -> None:
@@ -219,11 +239,12 @@ def controller(
     ] = 86400.0,
 ) -> None:
     """Run the operator: watch ImagePolicies and workloads, annotate verdicts, keep policy status current."""
-    from slimguard.controller.handlers import run
-    from slimguard.controller.settings import ControllerSettings
-    from slimguard.engine.view import parse_namespaces
+    with operator_extra("slimguard controller"):
+        from slimguard.controller.handlers import run
+        from slimguard.controller.settings import ControllerSettings
+        from slimguard.engine.view import parse_namespaces
 
-    configure_logging(log_level)
+        configure_logging(log_level)
     settings = ControllerSettings(
         kubeconfig=kubeconfig,
         registry=registry_settings,
@@ -264,15 +285,16 @@ def webhook(
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
 ) -> None:
     """Run the validating admission webhook: reject bloated images before they run."""
-    from prometheus_client import start_http_server
+    with operator_extra("slimguard webhook"):
+        from prometheus_client import start_http_server
 
-    from slimguard.admission.certificates import CertificateReloader, CertificateUnavailable
-    from slimguard.admission.handlers import run as run_webhook
-    from slimguard.admission.server import ServerSettings
-    from slimguard.admission.settings import WebhookSettings
-    from slimguard.engine.view import parse_namespaces
+        from slimguard.admission.certificates import CertificateReloader, CertificateUnavailable
+        from slimguard.admission.handlers import run as run_webhook
+        from slimguard.admission.server import ServerSettings
+        from slimguard.admission.settings import WebhookSettings
+        from slimguard.engine.view import parse_namespaces
 
-    configure_logging(log_level)
+        configure_logging(log_level)
     settings = WebhookSettings(
         kubeconfig=kubeconfig,
         registry=registry_settings,
@@ -411,7 +433,11 @@ def check(
         raise fail("give --policy FILE (one or more) or --cluster, not both and not neither")
 
     async def run() -> dict[str, Any]:
-        policies = load_policy_files(policy or ()) if policy else await load_cluster_policies(kubeconfig)
+        if policy:
+            policies = load_policy_files(policy)
+        else:
+            with operator_extra("slimguard check --cluster"):  # the cluster is read with the kubernetes client
+                policies = await load_cluster_policies(kubeconfig)
         sources = open_sources(
             images,
             registry=registry_settings,
