@@ -31,7 +31,7 @@ RUN python3 -m venv /venv \
  && /venv/bin/python -c 'import tomllib; project = tomllib.load(open("pyproject.toml", "rb"))["project"]; print("\n".join(project["dependencies"] + project["optional-dependencies"]["operator"]))' \
       > /tmp/requirements.txt \
  && /venv/bin/python -m pip install --only-binary=:all: -r /tmp/requirements.txt
-COPY README.md ./
+COPY README.md LICENSE ./
 COPY operator/ operator/
 # The project as a wheel (.dockerignore keeps the test bed out of the context, so only slimguard), then
 # into the venv; pip and setuptools leave, so the final image has no installer.

@@ -256,7 +256,7 @@ def package_index(directory: Path) -> Iterator[str]:
 # -- slimguard's own image, built by the engine ------------------------------------------------------------
 
 SELF_TAG = "ghcr.io/slimguard/slimguard:e2e"
-_SELF_CONTEXT = ("Dockerfile", ".dockerignore", "pyproject.toml", "README.md")
+_SELF_CONTEXT = ("Dockerfile", ".dockerignore", "pyproject.toml", "README.md", "LICENSE")
 
 
 def build_self_image(
