@@ -23,14 +23,15 @@ RUN apt-get update \
  && apt-get install --yes --no-install-recommends python3 python3-venv \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-# Dependencies first: this layer is reused until pyproject.toml changes.
+# Dependencies first: this layer is reused until pyproject.toml changes. The image runs the controller and
+# the webhook, so it takes the operator extra beside the CLI's dependencies.
 COPY pyproject.toml ./
 RUN python3 -m venv /venv \
- && /venv/bin/python -m pip install --upgrade "pip>=24" "setuptools>=69" wheel \
- && /venv/bin/python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' \
+ && /venv/bin/python -m pip install --upgrade "pip>=24" "setuptools>=77" wheel \
+ && /venv/bin/python -c 'import tomllib; project = tomllib.load(open("pyproject.toml", "rb"))["project"]; print("\n".join(project["dependencies"] + project["optional-dependencies"]["operator"]))' \
       > /tmp/requirements.txt \
  && /venv/bin/python -m pip install --only-binary=:all: -r /tmp/requirements.txt
-COPY README.md ./
+COPY README.md LICENSE ./
 COPY operator/ operator/
 # The project as a wheel (.dockerignore keeps the test bed out of the context, so only slimguard), then
 # into the venv; pip and setuptools leave, so the final image has no installer.

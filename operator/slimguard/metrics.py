@@ -9,6 +9,9 @@ Two kinds, documented one by one in the README ("Metrics"):
 Every label has a stated bound. Image digests and workload names are never labels; registry hosts come from
 image references (user input), so only the first ``REGISTRY_LABELS`` distinct hosts get their own series;
 image references are labels only in the opt-in per-image series, capped at the largest N.
+
+Without prometheus-client (``pip install slimguard``, the CLI alone) every metric here is a ``noop_metrics``
+stand-in: the code that counts is the same, and nothing is kept.
 """
 
 from __future__ import annotations
@@ -17,12 +20,21 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from importlib import metadata
+from typing import TYPE_CHECKING
 
-from prometheus_client import REGISTRY, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
+if TYPE_CHECKING:  # checked against the library the controller and the webhook run with
+    from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+    from prometheus_client.core import GaugeMetricFamily, Metric
+    from prometheus_client.registry import Collector
+else:
+    try:
+        from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+        from prometheus_client.core import GaugeMetricFamily
+        from prometheus_client.registry import Collector
+    except ModuleNotFoundError:  # the CLI alone (`pip install slimguard`): counts that nobody could scrape
+        from slimguard.noop_metrics import REGISTRY, Collector, Counter, Gauge, GaugeMetricFamily, Histogram
 
+from slimguard import __version__
 from slimguard.core.outcome import DECISIONS as OUTCOME_DECISIONS
 from slimguard.core.policy import WORKLOAD_KINDS, ImagePolicy
 from slimguard.core.tools import CATEGORY_NAMES
@@ -139,16 +151,7 @@ INSPECTION_FAILURES = Counter(
 )
 
 BUILD_INFO = Gauge("slimguard_build_info", "1 for each running slimguard component.", ["component", "version"])
-
-
-def _version() -> str:
-    try:
-        return metadata.version("slimguard")
-    except metadata.PackageNotFoundError:  # run from a source tree without installing
-        return "unknown"
-
-
-VERSION = _version()
+VERSION = __version__
 
 
 def registry_response(registry: str, status: int | None, *, refused: bool = False) -> None:

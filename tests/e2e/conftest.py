@@ -66,6 +66,12 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         warmup.step("dive", "~3 min", anchors.dive_binary)
     if "syft" in names:
         warmup.step("syft", "~6 min", anchors.syft_binary)
+    if names & {"distributions", "cli_install", "operator_install"}:
+        warmup.step("slimguard's sdist and wheel (python -m build)", "~30 s", _distributions)
+    if "cli_install" in names:  # the dependencies come from PyPI the first time
+        warmup.step("pip install slimguard (the CLI alone)", "~1 min", functools.partial(_installed, ()))
+    if "operator_install" in names:
+        warmup.step("pip install 'slimguard[operator]'", "~2 min", functools.partial(_installed, OPERATOR_EXTRA))
     if "fixture_images" not in names:
         return
     artifacts = warmup.step("fixture images", "~3 min", warm_fixture_cache)
@@ -355,3 +361,55 @@ def fleet_base(registry: Registry, fixture_images: FixtureImages) -> FixtureImag
 def fleet_images(registry: Registry, fleet_base: FixtureImage) -> tuple[FixtureImage, ...]:
     """shop/fleet-000..099:1.0: the fleet base (mounted, never uploaded again) plus a tiny layer each."""
     return push_fleet(registry.endpoint, fleet_base, count=100)
+
+
+# --- slimguard as `pip install` gives it (issue 23) -----------------------------------------------------------
+# The sdist and the wheel built once per session from this checkout, the wheel installed into fresh venvs: the
+# CLI alone and with [operator]. The dependencies come from PyPI once per machine; pytest_collection_finish
+# builds and installs before any test's timeout starts.
+
+import tempfile  # noqa: E402
+
+from slimguard_testbed.package import Distributions, InstalledPackage, build_distributions, install_wheel  # noqa: E402
+
+OPERATOR_EXTRA = ("operator",)
+
+
+@functools.cache
+def _package_workdir() -> Path:
+    return Path(tempfile.mkdtemp(prefix="slimguard-package-"))
+
+
+@functools.cache
+def _distributions() -> Distributions:
+    return build_distributions(REPO, _package_workdir() / "dist")
+
+
+@functools.cache
+def _installed(extras: tuple[str, ...]) -> InstalledPackage:
+    venv = _package_workdir() / ("venv-" + ("-".join(extras) or "cli"))
+    return install_wheel(_distributions().wheel, venv, extras=extras)
+
+
+@pytest.fixture(scope="session")
+def package_workdir() -> Iterator[Path]:
+    yield _package_workdir()
+    shutil.rmtree(_package_workdir(), ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def distributions(package_workdir: Path) -> Distributions:
+    """`python -m build` of this checkout: the sdist and the wheel built from it."""
+    return _distributions()
+
+
+@pytest.fixture(scope="session")
+def cli_install(package_workdir: Path) -> InstalledPackage:
+    """`pip install slimguard`: the wheel alone, as a CI job installs it."""
+    return _installed(())
+
+
+@pytest.fixture(scope="session")
+def operator_install(package_workdir: Path) -> InstalledPackage:
+    """`pip install 'slimguard[operator]'`: the controller and the webhook too."""
+    return _installed(OPERATOR_EXTRA)

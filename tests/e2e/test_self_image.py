@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from slimguard import __version__
 from slimguard_testbed import DockerEngine
 from slimguard_testbed.images.self_image import build_self_image
 
@@ -66,6 +67,20 @@ def test_the_built_image_runs_slimguard(docker_engine: DockerEngine, self_image:
     output = client.containers.run(self_image, ["version"], network_mode="none", remove=True)
     client.close()
     assert output.decode().strip()
+    assert output.decode() == f"{__version__}\n"
+
+
+def test_the_image_carries_slimguards_license(docker_engine: DockerEngine, self_image: str) -> None:
+    read = (
+        "from importlib.metadata import distribution; package = distribution('slimguard'); "
+        "print(package.metadata['License-Expression']); print(package.read_text('licenses/LICENSE'))"
+    )
+    client = docker_engine.client()
+    output = client.containers.run(
+        self_image, ["-c", read], entrypoint=["/venv/bin/python"], network_mode="none", remove=True
+    )
+    client.close()
+    assert output.decode() == "Apache-2.0\n" + (REPO / "LICENSE").read_text() + "\n"
 
 
 def test_slimguards_own_image_passes_its_own_policy(

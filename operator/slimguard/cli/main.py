@@ -7,14 +7,15 @@ import functools
 import inspect
 import logging
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from slimguard import exhaustion
+from slimguard import __version__, exhaustion
 from slimguard.core.outcome import EXIT_ERROR
 from slimguard.registry.guard import AddressPolicy
 from slimguard.registry.settings import RegistrySettings
@@ -24,6 +25,23 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        typer.echo(f"slimguard {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def slimguard_options(
+    show_version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print slimguard's version and exit."),
+    ] = False,
+) -> None:
+    """Options before the command (``slimguard --version``); each command has its own after its name."""
+
 
 KubeconfigOption = Annotated[
     str | None,
@@ -84,6 +102,25 @@ TagMaxStale = Annotated[
         min=0,
     ),
 ]
+
+
+OPERATOR_EXTRA_MODULES = frozenset({"kopf", "kubernetes", "prometheus_client", "aiohttp", "cryptography"})
+"""What ``slimguard[operator]`` adds to ``pip install slimguard`` (the CLI alone), by import name."""
+
+
+@contextmanager
+def operator_extra(command: str) -> Iterator[None]:
+    """Around the imports of a command that needs the operator's dependencies: when one is missing, one line
+    naming the extra to install and exit 2, not a traceback. Any other missing module is a bug, raised as is."""
+    try:
+        yield
+    except ModuleNotFoundError as error:
+        missing = (error.name or "").partition(".")[0]
+        if missing not in OPERATOR_EXTRA_MODULES:
+            raise
+        raise fail(
+            f"{command} needs {missing}, which `pip install slimguard` leaves out: pip install 'slimguard[operator]'"
+        ) from None
 
 
 def configure_logging(level: str) -> None:
@@ -202,11 +239,12 @@ def controller(
     ] = 86400.0,
 ) -> None:
     """Run the operator: watch ImagePolicies and workloads, annotate verdicts, keep policy status current."""
-    from slimguard.controller.handlers import run
-    from slimguard.controller.settings import ControllerSettings
-    from slimguard.engine.view import parse_namespaces
+    with operator_extra("slimguard controller"):
+        from slimguard.controller.handlers import run
+        from slimguard.controller.settings import ControllerSettings
+        from slimguard.engine.view import parse_namespaces
 
-    configure_logging(log_level)
+        configure_logging(log_level)
     settings = ControllerSettings(
         kubeconfig=kubeconfig,
         registry=registry_settings,
@@ -247,15 +285,16 @@ def webhook(
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
 ) -> None:
     """Run the validating admission webhook: reject bloated images before they run."""
-    from prometheus_client import start_http_server
+    with operator_extra("slimguard webhook"):
+        from prometheus_client import start_http_server
 
-    from slimguard.admission.certificates import CertificateReloader, CertificateUnavailable
-    from slimguard.admission.handlers import run as run_webhook
-    from slimguard.admission.server import ServerSettings
-    from slimguard.admission.settings import WebhookSettings
-    from slimguard.engine.view import parse_namespaces
+        from slimguard.admission.certificates import CertificateReloader, CertificateUnavailable
+        from slimguard.admission.handlers import run as run_webhook
+        from slimguard.admission.server import ServerSettings
+        from slimguard.admission.settings import WebhookSettings
+        from slimguard.engine.view import parse_namespaces
 
-    configure_logging(log_level)
+        configure_logging(log_level)
     settings = WebhookSettings(
         kubeconfig=kubeconfig,
         registry=registry_settings,
@@ -283,18 +322,8 @@ def webhook(
 
 @app.command()
 def version() -> None:
-    """Print slimguard's version."""
-    typer.echo(slimguard_version())
-
-
-def slimguard_version() -> str:
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version as package_version
-
-    try:
-        return package_version("slimguard")
-    except PackageNotFoundError:  # run from a source tree that was never installed
-        return "0.0.0"
+    """Print slimguard's version (the number alone, for scripts)."""
+    typer.echo(__version__)
 
 
 # --- the CI commands: check, inspect, lint ------------------------------------------------------------------
@@ -360,7 +389,7 @@ def emit_report(
     elif format is OutputFormat.SARIF:
         if sarif is None:
             raise fail("--format sarif is for check and lint findings; inspect has none")
-        emit(sarif(document, version=slimguard_version()), output)
+        emit(sarif(document, version=__version__), output)
     elif output is None:
         table(document, Console(soft_wrap=False))
     else:
@@ -404,7 +433,11 @@ def check(
         raise fail("give --policy FILE (one or more) or --cluster, not both and not neither")
 
     async def run() -> dict[str, Any]:
-        policies = load_policy_files(policy or ()) if policy else await load_cluster_policies(kubeconfig)
+        if policy:
+            policies = load_policy_files(policy)
+        else:
+            with operator_extra("slimguard check --cluster"):  # the cluster is read with the kubernetes client
+                policies = await load_cluster_policies(kubeconfig)
         sources = open_sources(
             images,
             registry=registry_settings,
@@ -421,7 +454,7 @@ def check(
             results,
             policies,
             source="docker" if docker else "registry",
-            version=slimguard_version(),
+            version=__version__,
             exit_status=status,
         )
 
@@ -486,7 +519,7 @@ def inspect_command(
             )
         finally:
             await sources.aclose()
-        return inspect_document(inspected, version=slimguard_version())
+        return inspect_document(inspected, version=__version__)
 
     try:
         document = asyncio.run(run())
@@ -540,7 +573,7 @@ def lint(
             raise fail(f"{ignore_file}: cannot be read ({error})") from None
         findings[path] = lint_dockerfile(parsed)
         status = max(status, lint_exit_status(findings[path], strict=strict))
-    document = lint_document(findings, version=slimguard_version(), exit_status=status)
+    document = lint_document(findings, version=__version__, exit_status=status)
     emit_report(document, format, output, table=render_lint, sarif=lint_sarif)
     raise typer.Exit(status)
 

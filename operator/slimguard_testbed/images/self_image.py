@@ -170,8 +170,15 @@ def import_python_bases(client: docker.DockerClient) -> tuple[str, str]:
 
 
 def _requirements(pyproject: Path) -> list[str]:
+    """What the Dockerfile installs: the CLI's dependencies, the operator extra, and its build tools."""
     project = tomllib.loads(pyproject.read_text())["project"]
-    return [*project["dependencies"], "pip>=24", "setuptools>=69", "wheel"]
+    return [
+        *project["dependencies"],
+        *project["optional-dependencies"]["operator"],
+        "pip>=24",
+        "setuptools>=77",
+        "wheel",
+    ]
 
 
 def wheelhouse(pyproject: Path) -> Path:
@@ -249,7 +256,7 @@ def package_index(directory: Path) -> Iterator[str]:
 # -- slimguard's own image, built by the engine ------------------------------------------------------------
 
 SELF_TAG = "ghcr.io/slimguard/slimguard:e2e"
-_SELF_CONTEXT = ("Dockerfile", ".dockerignore", "pyproject.toml", "README.md")
+_SELF_CONTEXT = ("Dockerfile", ".dockerignore", "pyproject.toml", "README.md", "LICENSE")
 
 
 def build_self_image(
