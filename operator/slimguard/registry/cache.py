@@ -134,7 +134,8 @@ class RevalidatingCache(Generic[K, V]):
         self.retry_seconds = retry_seconds
         self._clock = clock
         self._items: LruCache[K, _Resolved[V]] = LruCache(capacity)
-        self._tasks = tasks if tasks is not None else BackgroundTasks("a tag cache")
+        self.tasks = tasks if tasks is not None else BackgroundTasks("a tag cache")
+        """Owns the background re-resolves: closing it (before the client closes) cancels them."""
         self._background: set[asyncio.Task[object]] = set()
         self.revalidation_failures = 0
 
@@ -165,9 +166,9 @@ class RevalidatingCache(Generic[K, V]):
         except RuntimeError:  # no event loop running (a synchronous caller): the next async one will
             entry.retry_at = self._clock()
             return
-        if self._tasks.closed:  # shutting down: answer from memory, re-resolve nothing
+        if self.tasks.closed:  # shutting down: answer from memory, re-resolve nothing
             return
-        task: asyncio.Task[object] = self._tasks.spawn(revalidate())
+        task: asyncio.Task[object] = self.tasks.spawn(revalidate())
         self._background.add(task)
         task.add_done_callback(lambda done: self._finished(entry, done))
 
@@ -182,13 +183,6 @@ class RevalidatingCache(Generic[K, V]):
         """Returns once no background re-resolve is in flight (their failures are kept, not raised)."""
         while self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
-
-    async def cancel_background(self) -> None:
-        """Stop every background re-resolve (before the client they use is closed)."""
-        tasks = list(self._background)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
     @property
     def revalidating(self) -> int:

@@ -242,6 +242,6 @@ async def test_background_re_resolves_are_cancelled_before_shutdown_and_leave_th
     registry.lookup()
     await asyncio.sleep(0)
     assert registry.cache.revalidating == 1
-    await registry.cache.cancel_background()
+    await registry.cache.tasks.aclose()
     assert registry.cache.revalidating == 0
     assert registry.lookup() == "sha256:old"
