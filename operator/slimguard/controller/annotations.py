@@ -1,24 +1,57 @@
-"""The annotations slimguard writes on workloads, and how a verdict becomes them."""
+"""What slimguard writes on a workload, and how a verdict becomes it: the status as a label, the findings as
+annotations, only on workloads that have some.
+
+A label, because the Deployment controller copies every annotation of a Deployment onto its current
+ReplicaSet (``copyDeploymentAnnotationsToReplicaSet``) and not its labels: a verdict written as annotations
+cost the cluster a ReplicaSet update (and a 409 retried) for each Deployment PATCH. A compliant workload
+carries the label alone, so its verdict costs one small write and its ReplicaSet nothing.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypedDict
 
 from slimguard.core.text import shorten
 from slimguard.core.verdict import Verdict
-from slimguard.core.workload import OWN_ANNOTATION_PREFIX
+from slimguard.core.workload import OWN_ANNOTATION_PREFIX, STATUS_LABEL, Workload
 
 PREFIX = OWN_ANNOTATION_PREFIX
-STATUS = f"{PREFIX}status"
 VIOLATIONS = f"{PREFIX}violations"
 CHECKED_AT = f"{PREFIX}checked-at"
 SLIMMER_BASE = f"{PREFIX}slimmer-base"
-OURS = (STATUS, VIOLATIONS, CHECKED_AT, SLIMMER_BASE)
+LEGACY_STATUS = f"{PREFIX}status"
+"""The status as an annotation, as slimguard wrote it before the label: removed wherever it is found."""
+OURS = (LEGACY_STATUS, VIOLATIONS, CHECKED_AT, SLIMMER_BASE)
 MAX_VIOLATIONS_BYTES = 4096
 MAX_HINTS = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Marks:
+    """What slimguard has said on one workload: its status label and its own annotations."""
+
+    status: str | None = None
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, workload: Workload) -> Marks:
+        return cls(workload.status_label, {k: v for k, v in workload.annotations.items() if k in OURS})
+
+    @property
+    def empty(self) -> bool:
+        return self.status is None and not self.annotations
+
+
+class MetadataPatch(TypedDict, total=False):
+    """The ``metadata`` of a JSON merge patch: ``None`` removes a key."""
+
+    labels: dict[str, str | None]
+    annotations: dict[str, str | None]
 
 
 # Caps on each field of a finding, loosest first: text is cut only as far as it must be to fit.
@@ -104,34 +137,61 @@ def hints_json(verdict: Verdict) -> str | None:
     return json.dumps(items, separators=(",", ":"), sort_keys=True)
 
 
-def desired(verdict: Verdict | None, now: datetime) -> dict[str, str] | None:
-    """What the annotations should say; None when no policy applies (then none of ours should remain)."""
+def desired(verdict: Verdict | None, now: datetime) -> Marks | None:
+    """What the workload should carry; None when no policy applies (then nothing of ours should remain).
+
+    Annotations only where there is something to say: findings (with the time they were found) or a slimmer
+    base. A compliant or pending verdict without hints is the label alone.
+    """
     if verdict is None or not verdict.applies:
         return None
-    wanted = {
-        STATUS: verdict.status.value,
-        VIOLATIONS: violations_json(verdict),
-        CHECKED_AT: now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-    }
+    said: dict[str, str] = {}
+    if verdict.distinct_findings:
+        said[VIOLATIONS] = violations_json(verdict)
     if (hints := hints_json(verdict)) is not None:
-        wanted[SLIMMER_BASE] = hints
-    return wanted
+        said[SLIMMER_BASE] = hints
+    if said:
+        said[CHECKED_AT] = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return Marks(verdict.status.value, said)
 
 
-def patch_for(current: Mapping[str, str], wanted: dict[str, str] | None) -> dict[str, str | None] | None:
-    """The merge patch that brings ``current`` to ``wanted``, or None when nothing meaningful changed.
+def patch_for(current: Marks, wanted: Marks | None) -> MetadataPatch | None:
+    """The one merge patch that brings ``current`` to ``wanted``, or None when nothing meaningful changed.
 
-    ``checked-at`` alone never causes a write: an unchanged re-audit costs the apiserver nothing.
+    Only what differs is sent. ``checked-at`` alone never causes a write (an unchanged re-audit costs the
+    apiserver nothing); it is written with the findings or hints it dates. The legacy status annotation goes in
+    the same patch as the label arrives: a workload never carries both.
     """
-    if wanted is None:
-        present = [key for key in OURS if key in current]
-        return {key: None for key in present} if present else None
-    if all(current.get(key) == wanted.get(key) for key in (STATUS, VIOLATIONS, SLIMMER_BASE)):
-        return None
-    patch: dict[str, str | None] = dict(wanted)
-    if SLIMMER_BASE not in wanted and SLIMMER_BASE in current:
-        patch[SLIMMER_BASE] = None  # no hint any more (a rebuild on the slimmer base, a policy changed)
-    return patch
+    target = wanted or Marks()
+    labels: dict[str, str | None] = {}
+    if current.status != target.status:
+        labels[STATUS_LABEL] = target.status
+    annotations: dict[str, str | None] = {
+        key: value
+        for key, value in target.annotations.items()
+        if key != CHECKED_AT and current.annotations.get(key) != value
+    }
+    if annotations and CHECKED_AT in target.annotations:
+        annotations[CHECKED_AT] = target.annotations[CHECKED_AT]
+    annotations |= {key: None for key in OURS if key in current.annotations and key not in target.annotations}
+    patch = MetadataPatch()
+    if labels:
+        patch["labels"] = labels
+    if annotations:
+        patch["annotations"] = annotations
+    return patch or None
+
+
+def applied(marks: Marks, patch: MetadataPatch) -> Marks:
+    """``marks`` as they are once ``patch`` has landed."""
+    status = patch.get("labels", {}).get(STATUS_LABEL, marks.status)
+    annotations = dict(marks.annotations)
+    for key, value in patch.get("annotations", {}).items():
+        if value is None:
+            annotations.pop(key, None)
+        else:
+            annotations[key] = value
+    return Marks(status, annotations)
 
 
 def event_name(workload: str, uid: str | None, previous: str | None, said: str) -> str:

@@ -46,12 +46,14 @@ EVENT_MESSAGE_LENGTH = 1024  # what the gateway sends at most; cut here, in the 
 class WorkloadRecord:
     workload: Workload
     uid: str | None
-    annotations: dict[str, str]
+    marks: notes.Marks
+    """What slimguard has said on it: as the watch last showed it, or as slimguard last wrote it."""
     fingerprint: bytes
 
 
 def _fingerprint(workload: Workload) -> bytes:
-    """A digest of everything about a workload that evaluation reads; our own annotations are not in it."""
+    """A digest of everything about a workload that evaluation reads; our own label and annotations are not in
+    it (normalise keeps the status label out of ``labels``)."""
     payload = json.dumps(
         [
             workload.labels,
@@ -63,14 +65,6 @@ def _fingerprint(workload: Workload) -> bytes:
         default=str,
     )
     return hashlib.sha256(payload.encode()).digest()
-
-
-def _apply(annotations: dict[str, str], patch: Mapping[str, str | None]) -> None:
-    for name, value in patch.items():
-        if value is None:
-            annotations.pop(name, None)
-        else:
-            annotations[name] = value
 
 
 @dataclass
@@ -173,11 +167,11 @@ class AuditController:
         record = WorkloadRecord(
             workload=workload,
             uid=workload.uid,
-            annotations=dict(workload.annotations),
+            marks=notes.Marks.of(workload),
             fingerprint=fingerprint,
         )
         self.workloads[key] = record
-        if previous is None and (said := record.annotations.get(notes.VIOLATIONS)) is not None:
+        if previous is None and (said := record.marks.annotations.get(notes.VIOLATIONS)) is not None:
             self._announced.setdefault(key, said)  # a restarted controller does not repeat itself
         if previous is None or previous.fingerprint != fingerprint:
             self.enqueue(key)
@@ -266,7 +260,7 @@ class AuditController:
         else:
             self._retry_while_erroring(key, None)
             self._note_scanned(key, ())
-            if self.verdicts.pop(key, None) is None and not any(k in record.annotations for k in notes.OURS):
+            if self.verdicts.pop(key, None) is None and record.marks.empty:
                 await self._report(record, None, ())
                 return None
         self._status_dirty.set()
@@ -320,25 +314,27 @@ class AuditController:
         workload = record.workload
         key = workload.key
         wanted = notes.desired(verdict, self.clock())
-        patch = notes.patch_for(record.annotations, wanted)
+        patch = notes.patch_for(record.marks, wanted)
         if patch is None:
             return
-        said = patch.get(notes.VIOLATIONS)
+        annotations = patch.get("annotations", {})
+        said = annotations.get(notes.VIOLATIONS)
         if said is not None and self._announced.get(key) != said:
             # The Event goes first, under a name fixed by what changed: killed between the two writes, the
             # controller finds the old annotation again, writes the same Event again, and the apiserver keeps
             # one. Annotation first would lose the Event for good, as the restarted controller sees no change.
             self._announced[key] = said  # before the await: a concurrent write of the same verdict says nothing
-            await self._announce(record, verdict, previous=record.annotations.get(notes.VIOLATIONS), said=said)
-        found = await self.kube.patch_annotations(workload.kind, workload.namespace, workload.name, patch)
+            previous = record.marks.annotations.get(notes.VIOLATIONS)
+            await self._announce(record, verdict, previous=previous, said=said)
+        found = await self.kube.patch_metadata(workload.kind, workload.namespace, workload.name, **patch)
         if not found:
             return
-        _apply(record.annotations, patch)
+        record.marks = notes.applied(record.marks, patch)
         current = self.workloads.get(key)
         if current is not None and current is not record:
             # A watch event replaced the record while the patch was on its way; ours is the newer write.
-            _apply(current.annotations, patch)
-        if said is None:  # ours are gone: the next violations, whatever they are, are news
+            current.marks = notes.applied(current.marks, patch)
+        if notes.VIOLATIONS in annotations and said is None:  # gone: the next violations, whatever, are news
             self._announced.pop(key, None)
 
     async def _announce(

@@ -17,6 +17,9 @@ REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 OWN_ANNOTATION_PREFIX = "slimguard.dev/"
 """The annotations a Workload keeps: slimguard's own, read back so that only what changed is written. Others
 are not kept: a kubectl ``last-applied-configuration`` alone can be the size of the whole object."""
+STATUS_LABEL = "slimguard.dev/status"
+"""slimguard's verdict on a workload (``compliant``, ``noncompliant``, ``pending``, ``error``), as a label: users
+select on it, and the Deployment controller does not copy labels onto ReplicaSets as it does annotations."""
 
 
 class ContainerType(StrEnum):
@@ -78,6 +81,9 @@ class Workload:
     annotations: Mapping[str, str] = field(default_factory=dict)
     revision: int = 0
     """A ReplicaSet's ``deployment.kubernetes.io/revision``: the highest is its Deployment's current one."""
+    status_label: str | None = None
+    """The ``STATUS_LABEL`` it carries. Not in ``labels``: slimguard's verdict is an output of evaluation, never
+    an input (no policy selects on it, and writing it is no change worth evaluating again)."""
 
     @property
     def key(self) -> WorkloadKey:
@@ -118,6 +124,7 @@ def normalise(kind: str, body: Mapping[str, Any]) -> Workload:
     if kind not in WORKLOAD_KINDS:
         raise ValueError(f"{kind} is not a workload kind slimguard checks")
     metadata = body.get("metadata") or {}
+    labels: Mapping[str, Any] = metadata.get("labels") or {}
     pod_spec = pod_spec_of(kind, body)
     pod_security = pod_spec.get("securityContext") or {}
     containers: list[Container] = []
@@ -140,7 +147,7 @@ def normalise(kind: str, body: Mapping[str, Any]) -> Workload:
         kind=kind,
         namespace=sys.intern(str(metadata.get("namespace") or "")),  # one string per namespace, not per object
         name=str(metadata.get("name") or metadata.get("generateName") or ""),
-        labels={sys.intern(str(k)): str(v) for k, v in (metadata.get("labels") or {}).items()},
+        labels={sys.intern(str(k)): str(v) for k, v in labels.items() if k != STATUS_LABEL},
         containers=tuple(containers),
         pull_secrets=tuple(
             str(ref["name"]) for ref in pod_spec.get("imagePullSecrets") or () if ref and ref.get("name")
@@ -158,6 +165,7 @@ def normalise(kind: str, body: Mapping[str, Any]) -> Workload:
             if k.startswith(OWN_ANNOTATION_PREFIX)
         },
         revision=_revision(metadata.get("annotations") or {}),
+        status_label=str(labels[STATUS_LABEL]) if STATUS_LABEL in labels else None,
     )
 
 

@@ -72,13 +72,22 @@ class KubeGateway:
         }
         return patchers[kind]
 
-    async def patch_annotations(self, kind: str, namespace: str, name: str, annotations: dict[str, str | None]) -> bool:
-        """Merge-patch annotations (``None`` removes one). False when the object is gone."""
+    async def patch_metadata(
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        *,
+        labels: Mapping[str, str | None] | None = None,
+        annotations: Mapping[str, str | None] | None = None,
+    ) -> bool:
+        """Labels and annotations in one merge patch (``None`` removes one). False when the object is gone."""
+        metadata = {part: values for part, values in (("labels", labels), ("annotations", annotations)) if values}
         if self.dry_run:
-            log.info("dry-run: would annotate %s %s/%s with %s", kind, namespace, name, annotations)
+            log.info("dry-run: would patch %s %s/%s with %s", kind, namespace, name, metadata)
             return True
         try:
-            await self._write(self._patcher(kind), name, namespace, {"metadata": {"annotations": annotations}})
+            await self._write(self._patcher(kind), name, namespace, {"metadata": metadata})
         except ApiException as error:
             if error.status == 404:
                 return False

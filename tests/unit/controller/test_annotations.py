@@ -1,19 +1,28 @@
-"""Annotations are written only when the verdict changes, and removed when no policy applies."""
+"""The status label and the finding annotations: one small write per change of verdict, nothing otherwise.
+
+A compliant workload carries the label alone; findings (and slimmer-base hints) add annotations, removed in the
+same patch once they are gone; the annotation-only format of earlier versions is migrated by one patch.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 
+import pytest
 from core import builders
 
 from slimguard.controller import annotations as notes
 from slimguard.core.policy import Mode
-from slimguard.core.verdict import Finding, FindingKind, Verdict
-from slimguard.core.workload import WorkloadKey
+from slimguard.core.verdict import Finding, FindingKind, Status, Verdict
+from slimguard.core.workload import STATUS_LABEL, WorkloadKey
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+LATER = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 KEY = WorkloadKey("Deployment", "shop", "api")
+# Kubernetes' rule for a label value (apimachinery's IsValidLabelValue).
+LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
 
 
 def finding(message: str = 'container "api": image x is 1 GiB compressed') -> Finding:
@@ -22,32 +31,107 @@ def finding(message: str = 'container "api": image x is 1 GiB compressed') -> Fi
     )
 
 
+COMPLIANT = Verdict(KEY, ("slim",))
+NONCOMPLIANT = Verdict(KEY, ("slim",), (finding(),))
+
+
+def marks_of(verdict: Verdict, when: datetime = NOW) -> notes.Marks:
+    wanted = notes.desired(verdict, when)
+    assert wanted is not None
+    return wanted
+
+
+@pytest.mark.parametrize("status", list(Status))
+def test_every_status_is_a_valid_label_value(status: Status) -> None:
+    assert len(status.value) <= 63
+    assert LABEL_VALUE.fullmatch(status.value)
+
+
+def test_a_compliant_or_pending_workload_carries_the_label_alone() -> None:
+    assert notes.desired(COMPLIANT, NOW) == notes.Marks("compliant", {})
+    pending = Verdict(KEY, ("slim",), pending_images=("x",))
+    assert notes.desired(pending, NOW) == notes.Marks("pending", {})
+    assert notes.patch_for(notes.Marks(), marks_of(COMPLIANT)) == {"labels": {STATUS_LABEL: "compliant"}}
+
+
 def test_an_unchanged_verdict_causes_no_write_even_at_a_later_time() -> None:
-    verdict = Verdict(KEY, ("slim",), (finding(),))
-    current = notes.desired(verdict, NOW)
-    assert current is not None
-    later = notes.desired(verdict, datetime(2026, 11, 28, tzinfo=UTC))
-    assert notes.patch_for(current, later) is None
+    assert notes.patch_for(marks_of(NONCOMPLIANT), marks_of(NONCOMPLIANT, LATER)) is None
+    assert notes.patch_for(marks_of(COMPLIANT), marks_of(COMPLIANT, LATER)) is None
 
 
-def test_a_changed_verdict_writes_status_violations_and_time() -> None:
-    before = notes.desired(Verdict(KEY, ("slim",)), NOW)
-    assert before is not None
-    assert before[notes.STATUS] == "compliant"
-    patch = notes.patch_for(before, notes.desired(Verdict(KEY, ("slim",), (finding(),)), NOW))
+def test_a_workload_found_noncompliant_gets_the_label_violations_and_time_in_one_patch() -> None:
+    patch = notes.patch_for(marks_of(COMPLIANT), marks_of(NONCOMPLIANT))
     assert patch is not None
-    assert patch[notes.STATUS] == "noncompliant"
-    assert json.loads(patch[notes.VIOLATIONS] or "")[0]["rule"] == "maxCompressedSize"
-    assert patch[notes.CHECKED_AT] == "2026-11-27T12:00:00Z"
+    assert patch["labels"] == {STATUS_LABEL: "noncompliant"}
+    annotations = patch["annotations"]
+    assert json.loads(annotations[notes.VIOLATIONS] or "")[0]["rule"] == "maxCompressedSize"
+    assert annotations[notes.CHECKED_AT] == "2026-11-27T12:00:00Z"
+    assert set(annotations) == {notes.VIOLATIONS, notes.CHECKED_AT}
 
 
-def test_no_applicable_policy_removes_only_our_annotations() -> None:
-    current = {notes.STATUS: "compliant", notes.VIOLATIONS: "[]", "team": "shop"}
-    assert notes.patch_for(current, notes.desired(Verdict(KEY, ()), NOW)) == {
-        notes.STATUS: None,
-        notes.VIOLATIONS: None,
+def test_a_workload_that_becomes_compliant_loses_its_finding_annotations_in_the_same_patch() -> None:
+    assert notes.patch_for(marks_of(NONCOMPLIANT), marks_of(COMPLIANT, LATER)) == {
+        "labels": {STATUS_LABEL: "compliant"},
+        "annotations": {notes.VIOLATIONS: None, notes.CHECKED_AT: None},
     }
-    assert notes.patch_for({"team": "shop"}, None) is None
+
+
+def test_other_violations_rewrite_the_violations_and_their_time_but_not_the_label() -> None:
+    other = Verdict(KEY, ("slim",), (finding('container "api": image x has no USER'),))
+    patch = notes.patch_for(marks_of(NONCOMPLIANT), marks_of(other, LATER))
+    assert patch is not None
+    assert "labels" not in patch
+    assert patch["annotations"][notes.CHECKED_AT] == "2026-11-28T12:00:00Z"
+
+
+def test_no_applicable_policy_removes_our_label_and_annotations_and_nothing_else() -> None:
+    current = notes.Marks("noncompliant", {notes.VIOLATIONS: "[]", notes.CHECKED_AT: "2026-11-27T12:00:00Z"})
+    removal = {
+        "labels": {STATUS_LABEL: None},
+        "annotations": {notes.VIOLATIONS: None, notes.CHECKED_AT: None},
+    }
+    assert notes.patch_for(current, notes.desired(Verdict(KEY, ()), NOW)) == removal
+    assert notes.patch_for(current, None) == removal
+    assert notes.patch_for(notes.Marks(), None) is None
+
+
+def test_a_compliant_workload_in_the_annotation_only_format_is_migrated_to_the_label_alone_in_one_patch() -> None:
+    legacy = notes.Marks(
+        None, {notes.LEGACY_STATUS: "compliant", notes.VIOLATIONS: "[]", notes.CHECKED_AT: "2026-11-01T00:00:00Z"}
+    )
+    assert notes.patch_for(legacy, marks_of(COMPLIANT)) == {
+        "labels": {STATUS_LABEL: "compliant"},
+        "annotations": {notes.LEGACY_STATUS: None, notes.VIOLATIONS: None, notes.CHECKED_AT: None},
+    }
+
+
+def test_a_noncompliant_workload_in_the_annotation_only_format_keeps_its_findings_and_their_time() -> None:
+    earlier = marks_of(NONCOMPLIANT)
+    legacy = notes.Marks(None, {notes.LEGACY_STATUS: "noncompliant", **earlier.annotations})
+    # The findings are the same: nothing about them is news, not even their time.
+    assert notes.patch_for(legacy, marks_of(NONCOMPLIANT, LATER)) == {
+        "labels": {STATUS_LABEL: "noncompliant"},
+        "annotations": {notes.LEGACY_STATUS: None},
+    }
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        (notes.Marks(), NONCOMPLIANT),
+        (notes.Marks("noncompliant", {notes.VIOLATIONS: "[1]", notes.CHECKED_AT: "t"}), COMPLIANT),
+        (notes.Marks(None, {notes.LEGACY_STATUS: "compliant", notes.VIOLATIONS: "[]"}), NONCOMPLIANT),
+        (notes.Marks("compliant", {}), Verdict(KEY, ("slim",), pending_images=("x",))),
+    ],
+)
+def test_once_the_patch_has_landed_the_workload_says_exactly_what_was_wanted(
+    before: notes.Marks, after: Verdict
+) -> None:
+    wanted = marks_of(after)
+    patch = notes.patch_for(before, wanted)
+    assert patch is not None
+    assert notes.applied(before, patch) == wanted
+    assert notes.patch_for(notes.applied(before, patch), wanted) is None
 
 
 def test_the_violations_annotation_stays_bounded_and_says_what_it_left_out() -> None:
@@ -158,7 +242,7 @@ def test_a_slimmer_base_hint_is_its_own_annotation_said_once_for_several_policie
     hinted = Verdict(KEY, ("slim", "other"), (finding(),), hints=(_hint(), _hint("other")))  # type: ignore[arg-type]
     wanted = notes.desired(hinted, NOW)
     assert wanted is not None
-    (said,) = json.loads(wanted[notes.SLIMMER_BASE])
+    (said,) = json.loads(wanted.annotations[notes.SLIMMER_BASE])
     assert said == {
         "policy": "slim",
         "image": "x",
@@ -169,7 +253,15 @@ def test_a_slimmer_base_hint_is_its_own_annotation_said_once_for_several_policie
         "savedBytes": 335 << 20,
         "platform": "linux/amd64",
     }
-    current = dict(wanted)
-    patch = notes.patch_for(current, notes.desired(Verdict(KEY, ("slim",), (finding(),)), NOW))
+    patch = notes.patch_for(wanted, notes.desired(Verdict(KEY, ("slim",), (finding(),)), NOW))
     assert patch is not None
-    assert patch[notes.SLIMMER_BASE] is None
+    assert patch["annotations"][notes.SLIMMER_BASE] is None
+
+
+def test_a_compliant_workload_with_a_slimmer_base_hint_carries_the_hint() -> None:
+    """A hint is advice the policy asked for (``slimmerBases``): said on the workload whatever its status."""
+    hinted = Verdict(KEY, ("slim",), hints=(_hint(),))  # type: ignore[arg-type]
+    wanted = notes.desired(hinted, NOW)
+    assert wanted is not None
+    assert wanted.status == "compliant"
+    assert set(wanted.annotations) == {notes.SLIMMER_BASE, notes.CHECKED_AT}

@@ -17,7 +17,7 @@ from slimguard.controller import annotations as notes
 from slimguard.controller.audit import AuditController
 from slimguard.core.errors import InspectionError
 from slimguard.core.facts import ImageFacts
-from slimguard.core.workload import WorkloadKey
+from slimguard.core.workload import STATUS_LABEL, WorkloadKey
 from slimguard.engine.credentials import PullCredentials
 from slimguard.engine.facts import Evaluator
 from slimguard.engine.view import ClusterView
@@ -31,7 +31,7 @@ class FakeKube:
     """Records writes; every call yields once, as a round trip to the apiserver does."""
 
     def __init__(self) -> None:
-        self.patches: list[dict[str, str | None]] = []
+        self.patches: list[dict[str, dict[str, str | None]]] = []
         self.events: list[str] = []
         self.event_names: list[str | None] = []
         self.writes: list[str] = []
@@ -39,10 +39,18 @@ class FakeKube:
     async def list_policies(self) -> list[dict[str, Any]]:
         return []
 
-    async def patch_annotations(self, kind: str, namespace: str, name: str, patch: dict[str, str | None]) -> bool:
+    async def patch_metadata(
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        *,
+        labels: dict[str, str | None] | None = None,
+        annotations: dict[str, str | None] | None = None,
+    ) -> bool:
         await asyncio.sleep(0)
-        self.patches.append(patch)
-        self.writes.append("annotations")
+        self.patches.append({"labels": labels or {}, "annotations": annotations or {}})
+        self.writes.append("metadata")
         return True
 
     async def emit_event(self, **fields: Any) -> None:
@@ -90,12 +98,13 @@ def policy_body(name: str = "slim", rules: dict[str, Any] | None = None, **spec:
     }
 
 
-def deployment_body(image: str = IMAGE) -> dict[str, Any]:
+def deployment_body(
+    image: str = IMAGE, *, labels: dict[str, Any] | None = None, annotations: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The Deployment as the watch shows it, with whatever labels and annotations it carries."""
     pod = {"spec": {"containers": [{"name": "api", "image": image}]}}
-    return {
-        "metadata": {"name": "api", "namespace": "shop", "uid": "u-1"},
-        "spec": {"template": pod},
-    }
+    metadata = {"name": "api", "namespace": "shop", "uid": "u-1", "labels": {"app": "api", **(labels or {})}}
+    return {"metadata": {**metadata, "annotations": annotations or {}}, "spec": {"template": pod}}
 
 
 def replicaset_body() -> dict[str, Any]:
@@ -188,7 +197,7 @@ async def test_a_workload_queued_again_while_it_is_evaluated_is_evaluated_once_a
         await controller.stop()
     assert len(kube.events) == 1, kube.events
     assert len(kube.patches) == 1
-    assert kube.patches[0][notes.STATUS] == "noncompliant"
+    assert kube.patches[0]["labels"] == {STATUS_LABEL: "noncompliant"}
     # The request made meanwhile was not dropped: it ran after the first pass and found nothing to change.
     assert inspector.calls == 2
 
@@ -204,7 +213,7 @@ async def test_a_controller_killed_between_the_event_and_the_annotation_posts_th
         await first._queue.join()
     finally:
         await first.stop()
-    assert first_kube.writes == ["event", "annotations"]
+    assert first_kube.writes == ["event", "metadata"]
     # Killed before the annotation landed: the restarted controller finds the workload as it was.
     again = FakeKube()
     restarted = await started(inspector, again)
@@ -250,22 +259,93 @@ async def test_violations_already_on_the_workload_when_first_seen_are_not_announ
     try:
         controller.observe_workload("Deployment", deployment_body())
         await controller._queue.join()
-        written = {k: v for k, v in kube.patches[0].items() if v is not None}
+        (written,) = kube.patches
     finally:
         await controller.stop()
-    # A restarted controller finds its own annotations on the workload: nothing changed, nothing is said.
+    # A restarted controller finds its own label and annotations on the workload: nothing changed, nothing is said.
     inspector, kube = GatedInspector(fat()), FakeKube()
     inspector.gate.set()
     controller = await started(inspector, kube)
     try:
-        body = deployment_body()
-        body["metadata"]["annotations"] = written
-        controller.observe_workload("Deployment", body)
+        controller.observe_workload("Deployment", deployment_body(**written))
         await controller._queue.join()
     finally:
         await controller.stop()
     assert kube.events == []
     assert kube.patches == []
+
+
+async def test_the_label_and_annotations_slimguard_wrote_coming_back_from_the_watch_are_not_evaluated_again() -> None:
+    inspector, kube = GatedInspector(fat()), FakeKube()
+    inspector.gate.set()
+    controller = await started(inspector, kube)
+    try:
+        controller.observe_workload("Deployment", deployment_body())
+        await controller._queue.join()
+        (written,) = kube.patches
+        controller.observe_workload("Deployment", deployment_body(**written))  # the echo of our own PATCH
+        await controller._queue.join()
+    finally:
+        await controller.stop()
+    assert inspector.calls == 1
+    assert len(kube.patches) == 1
+
+
+async def test_a_fixed_workload_loses_its_findings_in_one_patch_and_violations_coming_back_are_news() -> None:
+    slim = facts(platform_image(*layers("slim", 1)), seed="slim")
+    inspector, kube = GatedInspector(fat()), FakeKube()
+    inspector.gate.set()
+    controller = await started(inspector, kube)
+    try:
+        controller.observe_workload("Deployment", deployment_body())
+        await controller._queue.join()
+        noncompliant = kube.patches[0]
+        inspector.answer = slim  # rebuilt on one layer and rolled out: the new image on the annotated workload
+        controller.observe_workload("Deployment", deployment_body(image=IMAGE.replace("1.0", "1.1"), **noncompliant))
+        await controller._queue.join()
+        inspector.answer = fat()  # and rolled back
+        controller.observe_workload("Deployment", deployment_body(labels={STATUS_LABEL: "compliant"}))
+        await controller._queue.join()
+    finally:
+        await controller.stop()
+    fixed = kube.patches[1]
+    assert fixed == {
+        "labels": {STATUS_LABEL: "compliant"},
+        "annotations": {notes.VIOLATIONS: None, notes.CHECKED_AT: None},
+    }
+    assert len(kube.patches) == 3
+    assert len(kube.events) == 2, "the same violations again after a fix are announced again"
+
+
+async def test_a_workload_in_the_annotation_only_format_is_migrated_by_one_patch_without_a_new_event() -> None:
+    inspector, kube = GatedInspector(fat()), FakeKube()
+    inspector.gate.set()
+    controller = await started(inspector, kube)
+    try:
+        controller.observe_workload("Deployment", deployment_body())
+        await controller._queue.join()
+        findings = {k: v for k, v in kube.patches[0]["annotations"].items() if v is not None}
+    finally:
+        await controller.stop()
+    # What an earlier version wrote for the same verdict: the status as an annotation beside the findings.
+    legacy = {notes.LEGACY_STATUS: "noncompliant", **findings}
+    inspector, kube = GatedInspector(fat()), FakeKube()
+    inspector.gate.set()
+    upgraded = await started(inspector, kube)
+    try:
+        upgraded.observe_workload("Deployment", deployment_body(annotations=legacy))
+        await upgraded._queue.join()
+        (migration,) = kube.patches
+        upgraded.observe_workload(
+            "Deployment", deployment_body(labels={STATUS_LABEL: "noncompliant"}, annotations=findings)
+        )
+        upgraded.enqueue(KEY)  # a re-audit
+        await upgraded._queue.join()
+    finally:
+        await upgraded.stop()
+    assert migration == {"labels": {STATUS_LABEL: "noncompliant"}, "annotations": {notes.LEGACY_STATUS: None}}
+    assert kube.events == []
+    assert len(kube.patches) == 1, "migrated once"
 
 
 UNREACHABLE = InspectionError("registry registry.example.com is unreachable (connection refused)", reason="Unreachable")

@@ -184,6 +184,14 @@ def test_the_normaliser_carries_uid_slimguards_own_annotations_and_the_replicase
     assert (bare.uid, bare.annotations, bare.revision) == (None, {}, 0)
 
 
+def test_slimguards_status_label_is_kept_apart_from_the_labels_policies_select_on() -> None:
+    labels = {"app": "api", "slimguard.dev/status": "noncompliant"}
+    deployment = normalise("Deployment", {"metadata": {"name": "api", "labels": labels}, "spec": {}})
+    assert deployment.status_label == "noncompliant"
+    assert deployment.labels == {"app": "api"}, "a verdict is an output of evaluation, never an input"
+    assert normalise("Deployment", {"metadata": {"name": "api"}}).status_label is None
+
+
 def test_an_image_is_parsed_once_and_shared_by_every_container_that_names_it() -> None:
     pods = [normalise("Pod", {"metadata": {"name": f"p{n}"}, "spec": POD_SPEC}) for n in range(3)]
     references = {id(pod.containers[0].reference) for pod in pods}
