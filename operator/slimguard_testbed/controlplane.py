@@ -7,12 +7,14 @@ workload controllers (Deployment -> ReplicaSet -> Pods) run for real.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import shutil
 import ssl
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,30 @@ from slimguard_testbed.process import ManagedProcess, TestbedError, pid_alive, w
 # Controllers that need nodes, a pod network or a cloud: none exist here.
 _CONTROLLERS = "*,-nodeipam,-nodelifecycle,-service,-route,-cloud-node-lifecycle"
 _FIELD_MANAGER = "slimguard-testbed"
+# The apiserver's audit policy when writes are audited: every create, update and patch of an apps object, at
+# the Metadata level (who, what, the answer; no bodies), once each (at ResponseComplete).
+_WRITE_AUDIT_POLICY = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived"],
+    "rules": [
+        {"level": "Metadata", "verbs": ["create", "update", "patch"], "resources": [{"group": "apps"}]},
+        {"level": "None"},
+    ],
+}
+
+
+@dataclass(frozen=True)
+class AuditedWrite:
+    """One write to an apps object as the apiserver's audit log tells it."""
+
+    verb: str
+    resource: str
+    subresource: str
+    namespace: str
+    name: str
+    user: str
+    code: int
 
 
 class KubectlError(subprocess.CalledProcessError):
@@ -51,7 +77,10 @@ class ControlPlane(Service):
         ca: CertificateAuthority | None = None,
         apiserver_args: tuple[str, ...] = (),
         start_timeout: float = 60.0,
+        audit_writes: bool = False,
     ) -> None:
+        """``audit_writes``: the apiserver logs every write to an apps object (``audited_writes``), so a test
+        can count who wrote what. Off by default: benchmarks must not pay for it."""
         self._own_workdir = workdir is None
         self._keep_workdir = False
         self.workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="slimguard-cp-"))
@@ -59,6 +88,7 @@ class ControlPlane(Service):
         self.ca = ca or CertificateAuthority()
         self.apiserver_args = apiserver_args
         self.start_timeout = start_timeout
+        self.audit_writes = audit_writes
         self.port = 0
         self._etcd_data: Path | None = None
         self._processes: list[ManagedProcess] = []
@@ -86,6 +116,36 @@ class ControlPlane(Service):
     @property
     def log_dir(self) -> Path:
         return self.workdir / "logs"
+
+    @property
+    def audit_log(self) -> Path:
+        return self.log_dir / "audit.log"
+
+    def audited_writes(
+        self, *, resource: str | None = None, namespace: str | None = None, name: str | None = None
+    ) -> list[AuditedWrite]:
+        """Every write to an apps object so far, oldest first (needs ``audit_writes``), optionally of one object."""
+        if not self.audit_writes:
+            raise TestbedError("this control plane does not audit writes: start it with audit_writes=True")
+        found = []
+        for line in self.audit_log.read_text().splitlines() if self.audit_log.exists() else ():
+            event = json.loads(line)
+            target = event.get("objectRef") or {}
+            write = AuditedWrite(
+                verb=str(event.get("verb")),
+                resource=str(target.get("resource") or ""),
+                subresource=str(target.get("subresource") or ""),
+                namespace=str(target.get("namespace") or ""),
+                name=str(target.get("name") or ""),
+                user=str((event.get("user") or {}).get("username") or ""),
+                code=int((event.get("responseStatus") or {}).get("code") or 0),
+            )
+            if all(
+                wanted is None or have == wanted
+                for wanted, have in ((resource, write.resource), (namespace, write.namespace), (name, write.name))
+            ):
+                found.append(write)
+        return found
 
     def process(self, name: str) -> ManagedProcess:
         """The running ``etcd``, ``kube-apiserver`` or ``kube-controller-manager`` process."""
@@ -274,6 +334,7 @@ class ControlPlane(Service):
                 f"--service-account-signing-key-file={sa_key}",
                 "--allow-privileged=true",
                 "--profiling=false",
+                *self._audit_args(),
                 *self.apiserver_args,
             ],
         )
@@ -316,6 +377,18 @@ class ControlPlane(Service):
                 what="the default ServiceAccount (kube-controller-manager)",
                 watch=self._processes,
             )
+
+    def _audit_args(self) -> list[str]:
+        if not self.audit_writes:
+            return []
+        policy = self.workdir / "audit-policy.yaml"
+        policy.write_text(yaml.safe_dump(_WRITE_AUDIT_POLICY))
+        # Blocking: an event is in the file before its request is answered, so a test reads it at once.
+        return [
+            f"--audit-policy-file={policy}",
+            f"--audit-log-path={self.audit_log}",
+            "--audit-log-mode=blocking",
+        ]
 
     def _spawn(self, name: str, argv: list[Any]) -> ManagedProcess:
         process = ManagedProcess(name, [str(a) for a in argv], log_file=self.log_dir / f"{name}.log", cwd=self.workdir)

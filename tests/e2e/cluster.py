@@ -13,7 +13,9 @@ from slimguard_testbed import ControlPlane
 
 T = TypeVar("T")
 STATUS = "slimguard.dev/status"
+"""The label slimguard puts its verdict in (compliant, noncompliant, pending, error)."""
 VIOLATIONS = "slimguard.dev/violations"
+OWN_PREFIX = "slimguard.dev/"
 
 
 def wait_for(what: str, probe: Callable[[], T | None], *, timeout: float = 60, every: float = 0.3) -> T:
@@ -45,14 +47,37 @@ def annotations(plane: ControlPlane, kind: str, name: str, namespace: str) -> di
     return dict((body.get("metadata") or {}).get("annotations") or {})
 
 
+def status_of(body: dict[str, Any] | None) -> str | None:
+    """slimguard's verdict on an object as read from the apiserver: its status label."""
+    return ((body or {}).get("metadata") or {}).get("labels", {}).get(STATUS)
+
+
+def status(plane: ControlPlane, kind: str, name: str, namespace: str) -> str | None:
+    return status_of(get(plane, kind, name, namespace))
+
+
+def own_marks(body: dict[str, Any] | None) -> dict[str, dict[str, str]]:
+    """slimguard's labels and annotations on an object, as ``{"labels": ..., "annotations": ...}`` without the
+    empty ones: ``{}`` when it carries nothing of slimguard's."""
+    metadata = (body or {}).get("metadata") or {}
+    found = {
+        part: {key: value for key, value in (metadata.get(part) or {}).items() if key.startswith(OWN_PREFIX)}
+        for part in ("labels", "annotations")
+    }
+    return {part: said for part, said in found.items() if said}
+
+
 def wait_for_status(
     plane: ControlPlane, kind: str, name: str, namespace: str, status: str, timeout: float = 60
 ) -> dict[str, str]:
-    def probe() -> dict[str, str] | None:
-        found = annotations(plane, kind, name, namespace)
-        return found if found.get(STATUS) == status else None
+    """Wait until the object's status label says ``status``; returns its annotations (the findings are there)."""
 
-    return wait_for(f"{kind} {namespace}/{name} to be {status}", probe, timeout=timeout)
+    def probe() -> dict[str, Any] | None:
+        body = get(plane, kind, name, namespace)
+        return body if status_of(body) == status else None
+
+    body = wait_for(f"{kind} {namespace}/{name} to be {status}", probe, timeout=timeout)
+    return dict(body["metadata"].get("annotations") or {})
 
 
 def violations(found: dict[str, str]) -> list[dict[str, str]]:

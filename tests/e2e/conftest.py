@@ -113,7 +113,8 @@ def testbed_ca() -> CertificateAuthority:
 
 @pytest.fixture(scope="session")
 def control_plane(tmp_path_factory: pytest.TempPathFactory, testbed_ca: CertificateAuthority) -> Iterator[ControlPlane]:
-    with ControlPlane(workdir=tmp_path_factory.mktemp("control-plane"), ca=testbed_ca) as plane:
+    # Writes audited: tests count who wrote what to a workload (slimguard's PATCHes, the ReplicaSets' copies).
+    with ControlPlane(workdir=tmp_path_factory.mktemp("control-plane"), ca=testbed_ca, audit_writes=True) as plane:
         yield plane
 
 

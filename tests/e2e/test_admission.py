@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
-from cluster import STATUS, annotations, apply, deployment, get, image_policy, namespace, wait_for
+from cluster import apply, deployment, get, image_policy, namespace, status, wait_for
 
 from slimguard_testbed import ControlPlane, Registry
 from slimguard_testbed.images import push_image
@@ -161,7 +161,7 @@ def test_audit_admits_silently_and_the_controller_annotates(
     assert "Warning" not in result.stderr
     wait_for(
         "the controller's verdict",
-        lambda: annotations(control_plane, "deployment", "fat", ns).get(STATUS) == "noncompliant",
+        lambda: status(control_plane, "deployment", "fat", ns) == "noncompliant",
     )
 
 

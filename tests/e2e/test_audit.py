@@ -14,12 +14,15 @@ from typing import Any
 import pytest
 from cluster import (
     STATUS,
+    VIOLATIONS,
     annotations,
     apply,
     deployment,
     get,
     image_policy,
     namespace,
+    own_marks,
+    status_of,
     violations,
     wait_for,
     wait_for_status,
@@ -27,7 +30,16 @@ from cluster import (
 
 from slimguard.core.quantity import format_bytes
 from slimguard_testbed import CertificateAuthority, ControlPlane, Registry
+from slimguard_testbed.controlplane import AuditedWrite
+from slimguard_testbed.install import NAMESPACE as SLIMGUARD_NAMESPACE
 from slimguard_testbed.operator_runner import InProcessOperator
+
+CHECKED_AT = "slimguard.dev/checked-at"
+LEGACY_STATUS = "slimguard.dev/status"  # the status as an annotation, as builds before the label wrote it
+SLIMGUARD = f"system:serviceaccount:{SLIMGUARD_NAMESPACE}:slimguard-controller"
+DEPLOYMENT_CONTROLLER = "system:serviceaccount:kube-system:deployment-controller"
+# A restarted controller re-audits every workload the session's earlier tests left before it is idle.
+RESTART_SECONDS = 180
 
 
 def compressed_size_of(image: Any) -> str:
@@ -47,6 +59,22 @@ def events_about(control_plane: ControlPlane, ns: str, name: str) -> list[dict[s
         "json",
     ).stdout
     return list(json.loads(found)["items"])
+
+
+def patches_by_slimguard(control_plane: ControlPlane, ns: str, name: str) -> list[AuditedWrite]:
+    """Every PATCH slimguard made to a Deployment, as the apiserver's audit log records them."""
+    writes = control_plane.audited_writes(resource="deployments", namespace=ns, name=name)
+    return [write for write in writes if write.verb == "patch" and write.user == SLIMGUARD]
+
+
+def replicaset_of(control_plane: ControlPlane, ns: str, deployment_name: str) -> dict[str, Any] | None:
+    listed = json.loads(control_plane.kubectl("get", "replicasets", "-n", ns, "-o", "json").stdout)["items"]
+    owned = [
+        item
+        for item in listed
+        if any(ref.get("name") == deployment_name for ref in item["metadata"].get("ownerReferences") or ())
+    ]
+    return owned[0] if len(owned) == 1 else None
 
 
 def test_fat_image_is_noncompliant_with_size_and_base_messages_slim_is_compliant_and_policy_edits_flip_them(
@@ -107,8 +135,8 @@ def test_fat_image_is_noncompliant_with_size_and_base_messages_slim_is_compliant
     control_plane.kubectl("delete", "imagepolicy", "slim-images")
     for name in ("fat", "slim"):
         wait_for(
-            f"annotations removed from {name}",
-            lambda name=name: STATUS not in annotations(control_plane, "deployment", name, ns),
+            f"slimguard's label and annotations removed from {name}",
+            lambda name=name: not own_marks(get(control_plane, "deployment", name, ns)),
         )
 
 
@@ -368,3 +396,115 @@ def test_an_expired_exemption_stops_applying_by_itself(
     assert finding["rule"] == "maxCompressedSize"
     assert datetime.now(UTC) >= expires
     control_plane.kubectl("delete", "imagepolicy", "legacy-grace")
+
+
+def test_the_verdict_is_a_label_users_select_on_and_only_findings_are_annotations_which_a_replicaset_copies(
+    control_plane: ControlPlane, operator: InProcessOperator, fixture_images: Any
+) -> None:
+    ns = "audit-label"
+    apply(
+        control_plane,
+        namespace(ns),
+        image_policy("label-only", {"maxCompressedSize": "200Mi"}, namespaces=[ns]),
+        deployment("slim", ns, fixture_images.slim_app.ref),
+        deployment("fat", ns, fixture_images.fat_app.ref),
+    )
+    wait_for_status(control_plane, "deployment", "slim", ns, "compliant")
+    wait_for_status(control_plane, "deployment", "fat", ns, "noncompliant")
+
+    assert own_marks(get(control_plane, "deployment", "slim", ns)) == {"labels": {STATUS: "compliant"}}
+    fat = own_marks(get(control_plane, "deployment", "fat", ns))
+    assert fat["labels"] == {STATUS: "noncompliant"}
+    assert set(fat["annotations"]) == {VIOLATIONS, CHECKED_AT}, "the findings, and never the status too"
+    listed = control_plane.kubectl("get", "deploy", "-n", ns, "-l", f"{STATUS}=noncompliant", "-o", "name").stdout
+    assert listed.split() == ["deployment.apps/fat"]
+
+    # The Deployment controller copies a Deployment's annotations, never its labels, onto its ReplicaSet: the
+    # findings reach the fat one's, so by then it has had every chance to copy anything of the slim one's.
+    def fat_findings_copied() -> dict[str, Any] | None:
+        replicaset = replicaset_of(control_plane, ns, "fat")
+        return replicaset if VIOLATIONS in own_marks(replicaset).get("annotations", {}) else None
+
+    fat_replicaset = wait_for("the fat Deployment's findings on its ReplicaSet", fat_findings_copied)
+    assert "labels" not in own_marks(fat_replicaset)
+    assert own_marks(replicaset_of(control_plane, ns, "slim")) == {}, "a compliant workload's ReplicaSet: nothing"
+    control_plane.kubectl("delete", "imagepolicy", "label-only")
+
+
+def test_a_fixed_deployment_loses_its_findings_in_the_same_patch_that_sets_it_compliant(
+    control_plane: ControlPlane, operator: InProcessOperator, fixture_images: Any
+) -> None:
+    ns = "audit-fixed"
+    apply(
+        control_plane,
+        namespace(ns),
+        image_policy("fixed", {"maxCompressedSize": "200Mi"}, namespaces=[ns]),
+        deployment("api", ns, fixture_images.fat_app.ref),
+    )
+    wait_for_status(control_plane, "deployment", "api", ns, "noncompliant")
+    wait_for("the controller to be idle", lambda: operator.controller.idle)
+    assert len(patches_by_slimguard(control_plane, ns, "api")) == 1, "one write for the verdict: label and findings"
+
+    # Rebuilt on a slim base and rolled out.
+    control_plane.kubectl("set", "image", "deployment/api", f"api={fixture_images.slim_app.ref}", "-n", ns)
+    wait_for_status(control_plane, "deployment", "api", ns, "compliant")
+    wait_for("the controller to be idle", lambda: operator.controller.idle)
+    assert own_marks(get(control_plane, "deployment", "api", ns)) == {"labels": {STATUS: "compliant"}}
+    assert [write.code for write in patches_by_slimguard(control_plane, ns, "api")] == [200, 200], (
+        "the fix is one PATCH: the label set compliant and the findings removed together"
+    )
+    control_plane.kubectl("delete", "imagepolicy", "fixed")
+
+
+@pytest.mark.timeout(RESTART_SECONDS + 120)
+def test_an_upgrade_migrates_the_annotation_only_verdicts_once_without_repeating_an_event(
+    control_plane: ControlPlane, operator: InProcessOperator, fixture_images: Any
+) -> None:
+    ns = "audit-upgrade"
+    apply(
+        control_plane,
+        namespace(ns),
+        image_policy("upgrade", {"maxCompressedSize": "200Mi"}, namespaces=[ns]),
+        deployment("slim", ns, fixture_images.slim_app.ref),
+        deployment("fat", ns, fixture_images.fat_app.ref),
+    )
+    wait_for_status(control_plane, "deployment", "slim", ns, "compliant")
+    found = wait_for_status(control_plane, "deployment", "fat", ns, "noncompliant")
+    wait_for("the fat Deployment's Event", lambda: events_about(control_plane, ns, "fat"))
+    events = events_about(control_plane, ns, "fat")
+    checked_at = found[CHECKED_AT]
+
+    operator.stop()
+    try:
+        # What the previous version left: the status as an annotation, beside the findings; "[]" and a time on a
+        # compliant workload; no label. (Its Event for the fat one is the one posted above: same name, same text.)
+        legacy = {
+            "slim": {STATUS: None, VIOLATIONS: "[]", CHECKED_AT: checked_at, LEGACY_STATUS: "compliant"},
+            "fat": {STATUS: None, LEGACY_STATUS: "noncompliant"},
+        }
+        for name, marks in legacy.items():
+            labels = {STATUS: marks.pop(STATUS)}
+            patch = json.dumps({"metadata": {"labels": labels, "annotations": marks}})
+            control_plane.kubectl("patch", "deployment", name, "-n", ns, "--type=merge", "-p", patch)
+            assert LEGACY_STATUS in annotations(control_plane, "deployment", name, ns)
+        before = {name: len(patches_by_slimguard(control_plane, ns, name)) for name in legacy}
+    finally:
+        operator.restart()
+
+    def migrated() -> bool:
+        labelled = [status_of(get(control_plane, "deployment", name, ns)) for name in ("slim", "fat")]
+        return labelled == ["compliant", "noncompliant"] and operator.controller.idle
+
+    wait_for("both Deployments migrated", migrated, timeout=RESTART_SECONDS)
+    assert own_marks(get(control_plane, "deployment", "slim", ns)) == {"labels": {STATUS: "compliant"}}
+    assert own_marks(get(control_plane, "deployment", "fat", ns)) == {
+        "labels": {STATUS: "noncompliant"},
+        "annotations": {VIOLATIONS: found[VIOLATIONS], CHECKED_AT: checked_at},  # the same findings, from then
+    }
+
+    operator.controller.enqueue_all(namespace=ns)  # a re-audit finds nothing left to change
+    wait_for("the re-audit", lambda: operator.controller.idle)
+    for name, earlier in before.items():
+        assert len(patches_by_slimguard(control_plane, ns, name)) == earlier + 1, f"{name} is migrated by one PATCH"
+    assert events_about(control_plane, ns, "fat") == events, "no Event repeated"
+    control_plane.kubectl("delete", "imagepolicy", "upgrade")

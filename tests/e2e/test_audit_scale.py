@@ -22,18 +22,18 @@ def test_200_deployments_sharing_5_images_cost_one_inspection_per_image(
     apply(control_plane, *deployments)
     apply(control_plane, image_policy("scale", {"maxCompressedSize": "200Mi"}, namespaces=[NS]))
 
-    def all_annotated() -> bool:
+    def all_labelled() -> bool:
         output = control_plane.kubectl(
             "get",
             "deployments",
             "-n",
             NS,
             "-o",
-            'jsonpath={range .items[*]}{.metadata.annotations.slimguard\\.dev/status}{"\\n"}{end}',
+            'jsonpath={range .items[*]}{.metadata.labels.slimguard\\.dev/status}{"\\n"}{end}',
         ).stdout.split()
         return len(output) == 200 and set(output) == {"compliant"}
 
-    wait_for("all 200 deployments to carry a verdict", all_annotated, timeout=120)
+    wait_for("all 200 deployments to carry a verdict", all_labelled, timeout=120)
     requests = [r for r in registry.requests(since=mark) if r.repository and r.repository.startswith("shop/scale-")]
     per_image = Counter((r.repository, r.method, r.kind) for r in requests if r.status < 400)
     for image in scale_images:

@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterator
 
 import pytest
-from cluster import STATUS, apply, deployment, image_policy, namespace, violations, wait_for, wait_for_status
+from cluster import apply, deployment, image_policy, namespace, status_of, violations, wait_for, wait_for_status
 
 from slimguard_testbed import ControlPlane, Registry
 from slimguard_testbed.controller_process import ControllerProcess
@@ -100,9 +100,8 @@ def test_a_hundred_images_on_one_fat_base_read_each_base_layer_once(
 
     def all_judged() -> list[dict[str, str]] | None:
         listed = json.loads(control_plane.kubectl("get", "deployments", "-n", ns, "-o", "json").stdout)["items"]
-        found = [dict(item["metadata"].get("annotations") or {}) for item in listed]
-        done = len(found) == len(fleet_images) and all(a.get(STATUS) == "noncompliant" for a in found)
-        return found if done else None
+        done = len(listed) == len(fleet_images) and all(status_of(item) == "noncompliant" for item in listed)
+        return [dict(item["metadata"].get("annotations") or {}) for item in listed] if done else None
 
     judged = wait_for("every fleet Deployment to be judged", all_judged, timeout=900, every=2)
     (finding,) = violations(judged[0])

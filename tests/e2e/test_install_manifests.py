@@ -326,7 +326,8 @@ def _called(result: subprocess.CompletedProcess[str]) -> bool:
     ("change", "calls_webhook"),
     [
         (("scale", "deployment", "web", "--replicas=3"), False),
-        (("annotate", "deployment", "web", "slimguard.dev/status=compliant"), False),
+        (("label", "deployment", "web", "slimguard.dev/status=compliant"), False),
+        (("annotate", "deployment", "web", "slimguard.dev/violations=[]"), False),
         (("label", "deployment", "web", "team=shop"), False),
         (("set", "resources", "deployment", "web", "--limits=cpu=200m"), False),
         (("set", "image", "deployment/web", "web=registry.example.com/web:2"), True),
