@@ -64,15 +64,22 @@ def policy(name: str, mode: str, namespaces: list[str], rules: dict[str, Any]) -
     }
 
 
-def wait_for_verdicts(plane: ControlPlane, namespace: str, names: list[str], timeout: float = 120) -> dict[str, Any]:
+STATUS_LABEL = "slimguard.dev/status"
+
+
+def wait_for_verdicts(
+    plane: ControlPlane, namespace: str, names: list[str], timeout: float = 120
+) -> dict[str, dict[str, Any]]:
+    """Each named Deployment's metadata, once slimguard's status label on every one is a final verdict."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         items = json.loads(plane.kubectl("get", "deployments", "-n", namespace, "-o", "json").stdout)["items"]
-        found = {i["metadata"]["name"]: i["metadata"].get("annotations") or {} for i in items}
-        if all(found.get(n, {}).get("slimguard.dev/status") in ("compliant", "noncompliant", "error") for n in names):
+        found = {i["metadata"]["name"]: i["metadata"] for i in items}
+        verdicts = [(found.get(n, {}).get("labels") or {}).get(STATUS_LABEL) for n in names]
+        if all(verdict in ("compliant", "noncompliant", "error") for verdict in verdicts):
             return found
         time.sleep(0.5)
-    raise TimeoutError("slimguard did not annotate the demo workloads in time")
+    raise TimeoutError("slimguard did not label the demo workloads in time")
 
 
 def main() -> int:
@@ -167,10 +174,13 @@ def main() -> int:
                 )
                 found = wait_for_verdicts(plane, "shop", ["api-fat", "api-slim"])
                 for name in ("api-fat", "api-slim"):
-                    notes = found[name]
-                    print(f"\n  Deployment shop/{name}: slimguard.dev/status={notes['slimguard.dev/status']}")
-                    for item in json.loads(notes.get("slimguard.dev/violations") or "[]"):
+                    metadata = found[name]
+                    print(f"\n  Deployment shop/{name}: {STATUS_LABEL}={metadata['labels'][STATUS_LABEL]}")
+                    findings = (metadata.get("annotations") or {}).get("slimguard.dev/violations")
+                    for item in json.loads(findings or "[]"):
                         print(f"    - [{item['rule']}] {item['message']}")
+                say(f"kubectl get deployments -A -l {STATUS_LABEL}=noncompliant")
+                print(plane.kubectl("get", "deployments", "-A", "-l", f"{STATUS_LABEL}=noncompliant").stdout)
 
                 say("kubectl apply: the same fat Deployment in prod (Enforce: rejected at admission)")
                 print(kubectl_apply(plane, workload("api-fat", "prod", fat.ref)))
