@@ -479,14 +479,15 @@ def test_an_upgrade_migrates_the_annotation_only_verdicts_once_without_repeating
         # What the previous version left: the status as an annotation, beside the findings; "[]" and a time on a
         # compliant workload; no label. (Its Event for the fat one is the one posted above: same name, same text.)
         legacy = {
-            "slim": {STATUS: None, VIOLATIONS: "[]", CHECKED_AT: checked_at, LEGACY_STATUS: "compliant"},
-            "fat": {STATUS: None, LEGACY_STATUS: "noncompliant"},
+            "slim": {LEGACY_STATUS: "compliant", VIOLATIONS: "[]", CHECKED_AT: checked_at},
+            "fat": {LEGACY_STATUS: "noncompliant"},
         }
-        for name, marks in legacy.items():
-            labels = {STATUS: marks.pop(STATUS)}
-            patch = json.dumps({"metadata": {"labels": labels, "annotations": marks}})
+        for name, legacy_annotations in legacy.items():
+            patch = json.dumps({"metadata": {"labels": {STATUS: None}, "annotations": legacy_annotations}})
             control_plane.kubectl("patch", "deployment", name, "-n", ns, "--type=merge", "-p", patch)
-            assert LEGACY_STATUS in annotations(control_plane, "deployment", name, ns)
+            body = get(control_plane, "deployment", name, ns)
+            assert status_of(body) is None
+            assert own_marks(body)["annotations"][LEGACY_STATUS] == legacy_annotations[LEGACY_STATUS]
         before = {name: len(patches_by_slimguard(control_plane, ns, name)) for name in legacy}
     finally:
         operator.restart()
@@ -502,8 +503,17 @@ def test_an_upgrade_migrates_the_annotation_only_verdicts_once_without_repeating
         "annotations": {VIOLATIONS: found[VIOLATIONS], CHECKED_AT: checked_at},  # the same findings, from then
     }
 
-    operator.controller.enqueue_all(namespace=ns)  # a re-audit finds nothing left to change
-    wait_for("the re-audit", lambda: operator.controller.idle)
+    # A re-audit finds nothing left to change (a namespace's labels changing re-evaluates its workloads).
+    controller = operator.controller
+    earlier_verdicts = {key: verdict for key, verdict in controller.verdicts.items() if key.namespace == ns}
+    control_plane.kubectl("label", "namespace", ns, "re-audit=1")
+    wait_for(
+        "a re-audit of both",
+        lambda: (
+            controller.idle
+            and all(controller.verdicts.get(key) is not verdict for key, verdict in earlier_verdicts.items())
+        ),
+    )
     for name, earlier in before.items():
         assert len(patches_by_slimguard(control_plane, ns, name)) == earlier + 1, f"{name} is migrated by one PATCH"
     assert events_about(control_plane, ns, "fat") == events, "no Event repeated"
