@@ -67,13 +67,17 @@ def patches_by_slimguard(control_plane: ControlPlane, ns: str, name: str) -> lis
     return [write for write in writes if write.verb == "patch" and write.user == SLIMGUARD]
 
 
-def replicaset_of(control_plane: ControlPlane, ns: str, deployment_name: str) -> dict[str, Any] | None:
+def replicasets_of(control_plane: ControlPlane, ns: str, deployment_name: str) -> list[dict[str, Any]]:
     listed = json.loads(control_plane.kubectl("get", "replicasets", "-n", ns, "-o", "json").stdout)["items"]
-    owned = [
+    return [
         item
         for item in listed
         if any(ref.get("name") == deployment_name for ref in item["metadata"].get("ownerReferences") or ())
     ]
+
+
+def replicaset_of(control_plane: ControlPlane, ns: str, deployment_name: str) -> dict[str, Any] | None:
+    owned = replicasets_of(control_plane, ns, deployment_name)
     return owned[0] if len(owned) == 1 else None
 
 
@@ -453,6 +457,12 @@ def test_a_fixed_deployment_loses_its_findings_in_the_same_patch_that_sets_it_co
     assert [write.code for write in patches_by_slimguard(control_plane, ns, "api")] == [200, 200], (
         "the fix is one PATCH: the label set compliant and the findings removed together"
     )
+    # The rollout's new ReplicaSet was made while the Deployment still carried the findings, and the Deployment
+    # controller never removes what it copied: slimguard removes its copies from both ReplicaSets.
+    wait_for(
+        "no finding left on the Deployment's ReplicaSets",
+        lambda: (sets := replicasets_of(control_plane, ns, "api")) and not any(own_marks(rs) for rs in sets),
+    )
     control_plane.kubectl("delete", "imagepolicy", "fixed")
 
 
@@ -517,4 +527,15 @@ def test_an_upgrade_migrates_the_annotation_only_verdicts_once_without_repeating
     for name, earlier in before.items():
         assert len(patches_by_slimguard(control_plane, ns, name)) == earlier + 1, f"{name} is migrated by one PATCH"
     assert events_about(control_plane, ns, "fat") == events, "no Event repeated"
+
+    # The Deployment controller had copied the old format onto the ReplicaSets: no copy of it is left there.
+    def replicasets_say(name: str) -> dict[str, str]:
+        (replicaset,) = replicasets_of(control_plane, ns, name)
+        return own_marks(replicaset).get("annotations", {})
+
+    wait_for("the slim ReplicaSet to carry nothing of slimguard's", lambda: replicasets_say("slim") == {})
+    wait_for(
+        "the fat ReplicaSet to carry the findings alone, as its Deployment",
+        lambda: replicasets_say("fat") == {VIOLATIONS: found[VIOLATIONS], CHECKED_AT: checked_at},
+    )
     control_plane.kubectl("delete", "imagepolicy", "upgrade")

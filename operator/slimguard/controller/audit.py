@@ -114,6 +114,11 @@ class AuditController:
         # for every workload running its digest.
         self._scanned: dict[WorkloadKey, tuple[str, ...]] = {}
         self._scanned_by: dict[str, set[WorkloadKey]] = {}
+        # Our annotations as the Deployment controller copied them onto ReplicaSets (only those that carry any),
+        # with the Deployment each copied from. It never removes a copy: once the Deployment no longer carries
+        # one (fixed, migrated from the annotation-only format, no policy any more), slimguard removes it.
+        self._copies: dict[WorkloadKey, tuple[WorkloadKey, frozenset[str]]] = {}
+        self._copies_by_owner: dict[WorkloadKey, set[WorkloadKey]] = {}
 
     # --- lifecycle ---------------------------------------------------------------------------------------
 
@@ -144,8 +149,10 @@ class AuditController:
     def observe_workload(self, kind: str, body: Mapping[str, Any], *, deleted: bool = False) -> None:
         workload = normalise(kind, body)
         key = workload.key
-        if kind == "ReplicaSet" and (owner := self.view.observe_replicaset(workload, deleted=deleted)):
-            self.enqueue(owner)
+        if kind == "ReplicaSet":
+            if owner := self.view.observe_replicaset(workload, deleted=deleted):
+                self.enqueue(owner)
+            self._note_copies(workload, deleted=deleted)
         if deleted:
             self.workloads.pop(key, None)
             self._announced.pop(key, None)
@@ -175,6 +182,7 @@ class AuditController:
             self._announced.setdefault(key, said)  # a restarted controller does not repeat itself
         if previous is None or previous.fingerprint != fingerprint:
             self.enqueue(key)
+        self._check_copies_of(key)
 
     def observe_policy(self, body: Mapping[str, Any], *, deleted: bool = False) -> None:
         if self.view.observe_policy(body, deleted=deleted):
@@ -208,6 +216,53 @@ class AuditController:
             for digest in digests:
                 self._scanned_by.setdefault(digest, set()).add(key)
 
+    # --- our annotations copied onto ReplicaSets ------------------------------------------------------------
+
+    def _note_copies(self, replicaset: Workload, *, deleted: bool) -> None:
+        key = replicaset.key
+        self._forget_copies(key)
+        owner = next((name for kind, name in replicaset.owners if kind == "Deployment"), None)
+        copied = frozenset(name for name in replicaset.annotations if name in notes.OURS)
+        if deleted or owner is None or not copied:
+            return
+        owner_key = WorkloadKey("Deployment", replicaset.namespace, owner)
+        self._copies[key] = (owner_key, copied)
+        self._copies_by_owner.setdefault(owner_key, set()).add(key)
+        if self._stale_copies(key):
+            self.enqueue(key)
+
+    def _forget_copies(self, key: WorkloadKey) -> None:
+        entry = self._copies.pop(key, None)
+        if entry is not None and (siblings := self._copies_by_owner.get(entry[0])) is not None:
+            siblings.discard(key)
+            if not siblings:
+                del self._copies_by_owner[entry[0]]
+
+    def _stale_copies(self, key: WorkloadKey) -> dict[str, str | None]:
+        """The copies on a ReplicaSet that its Deployment does not carry (none while the Deployment is unseen)."""
+        entry = self._copies.get(key)
+        owner = self.workloads.get(entry[0]) if entry is not None else None
+        if entry is None or owner is None:
+            return {}
+        return {name: None for name in sorted(entry[1]) if name not in owner.marks.annotations}
+
+    def _check_copies_of(self, owner: WorkloadKey) -> None:
+        for key in list(self._copies_by_owner.get(owner, ())):
+            if self._stale_copies(key):
+                self.enqueue(key)
+
+    async def _remove_stale_copies(self, key: WorkloadKey) -> None:
+        stale = self._stale_copies(key)
+        if not stale:
+            return
+        await self.kube.patch_metadata(key.kind, key.namespace, key.name, annotations=stale)
+        entry = self._copies.get(key)
+        if entry is not None:  # until the watch shows it: a second look before then writes nothing again
+            self._forget_copies(key)
+            if left := entry[1] - stale.keys():
+                self._copies[key] = (entry[0], left)
+                self._copies_by_owner.setdefault(entry[0], set()).add(key)
+
     # --- queue ---------------------------------------------------------------------------------------------
 
     def enqueue(self, key: WorkloadKey) -> None:
@@ -239,6 +294,9 @@ class AuditController:
     # --- one workload ------------------------------------------------------------------------------------
 
     async def reconcile(self, key: WorkloadKey) -> Verdict | None:
+        if key in self._copies:  # a Deployment's ReplicaSet: only copies of our annotations are written there
+            await self._remove_stale_copies(key)
+            return None
         record = self.workloads.get(key)
         if record is None:
             return None
@@ -336,6 +394,7 @@ class AuditController:
             current.marks = notes.applied(current.marks, patch)
         if notes.VIOLATIONS in annotations and said is None:  # gone: the next violations, whatever, are news
             self._announced.pop(key, None)
+        self._check_copies_of(key)
 
     async def _announce(
         self, record: WorkloadRecord, verdict: Verdict | None, *, previous: str | None, said: str

@@ -32,6 +32,7 @@ class FakeKube:
 
     def __init__(self) -> None:
         self.patches: list[dict[str, dict[str, str | None]]] = []
+        self.patched: list[tuple[str, str]] = []  # (kind, name) of each patch, in order
         self.events: list[str] = []
         self.event_names: list[str | None] = []
         self.writes: list[str] = []
@@ -50,6 +51,7 @@ class FakeKube:
     ) -> bool:
         await asyncio.sleep(0)
         self.patches.append({"labels": labels or {}, "annotations": annotations or {}})
+        self.patched.append((kind, name))
         self.writes.append("metadata")
         return True
 
@@ -107,12 +109,13 @@ def deployment_body(
     return {"metadata": {**metadata, "annotations": annotations or {}}, "spec": {"template": pod}}
 
 
-def replicaset_body() -> dict[str, Any]:
+def replicaset_body(annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    """The Deployment's ReplicaSet, with the annotations the Deployment controller copied onto it."""
     return {
         "metadata": {
             "name": "api-5d9c8b7f4",
             "namespace": "shop",
-            "annotations": {"deployment.kubernetes.io/revision": "1"},
+            "annotations": {"deployment.kubernetes.io/revision": "1", **(annotations or {})},
             "ownerReferences": [{"kind": "Deployment", "name": "api", "controller": True}],
         },
         "spec": {"template": {"spec": {"containers": [{"name": "api", "image": IMAGE}]}}},
@@ -346,6 +349,57 @@ async def test_a_workload_in_the_annotation_only_format_is_migrated_by_one_patch
     assert migration == {"labels": {STATUS_LABEL: "noncompliant"}, "annotations": {notes.LEGACY_STATUS: None}}
     assert kube.events == []
     assert len(kube.patches) == 1, "migrated once"
+
+
+async def test_a_replicaset_loses_the_copies_of_findings_its_deployment_no_longer_carries() -> None:
+    """The Deployment controller copies annotations onto a ReplicaSet and never removes one it copied."""
+    inspector, kube = GatedInspector(fat()), FakeKube()
+    inspector.gate.set()
+    controller = await started(inspector, kube)
+    try:
+        controller.observe_workload("Deployment", deployment_body())
+        await controller._queue.join()
+        (noncompliant,) = kube.patches
+        findings = {k: v for k, v in noncompliant["annotations"].items() if v is not None}
+        controller.observe_workload("ReplicaSet", replicaset_body(findings))  # copied: its Deployment says the same
+        await controller._queue.join()
+        assert kube.patched == [("Deployment", "api")], "a copy of what the Deployment says is left alone"
+
+        inspector.answer = facts(platform_image(*layers("slim", 1)), seed="slim")
+        controller.observe_workload("Deployment", deployment_body(image=IMAGE.replace("1.0", "1.1"), **noncompliant))
+        await controller._queue.join()
+    finally:
+        await controller.stop()
+    assert kube.patched == [("Deployment", "api"), ("Deployment", "api"), ("ReplicaSet", "api-5d9c8b7f4")]
+    assert kube.patches[-1] == {"labels": {}, "annotations": {notes.VIOLATIONS: None, notes.CHECKED_AT: None}}
+
+
+async def test_replicasets_lose_the_copies_of_the_annotation_only_format_once_their_deployment_is_migrated() -> None:
+    inspector, kube = GatedInspector(fat()), FakeKube()
+    inspector.gate.set()
+    controller = await started(inspector, kube)
+    try:
+        controller.observe_workload("Deployment", deployment_body())
+        await controller._queue.join()
+        findings = {k: v for k, v in kube.patches[0]["annotations"].items() if v is not None}
+    finally:
+        await controller.stop()
+    legacy = {notes.LEGACY_STATUS: "noncompliant", **findings}
+    inspector, kube = GatedInspector(fat()), FakeKube()
+    inspector.gate.set()
+    upgraded = await started(inspector, kube)
+    try:
+        # The ReplicaSets are listed before their Deployment: nothing is known yet about what it will carry.
+        upgraded.observe_workload("ReplicaSet", replicaset_body(legacy))
+        upgraded.observe_workload("Deployment", deployment_body(annotations=legacy))
+        await upgraded._queue.join()
+        upgraded.observe_workload("ReplicaSet", replicaset_body(findings))  # the echo of the cleanup
+        await upgraded._queue.join()
+    finally:
+        await upgraded.stop()
+    assert kube.patched == [("Deployment", "api"), ("ReplicaSet", "api-5d9c8b7f4")]
+    assert kube.patches[-1] == {"labels": {}, "annotations": {notes.LEGACY_STATUS: None}}
+    assert kube.events == []
 
 
 UNREACHABLE = InspectionError("registry registry.example.com is unreachable (connection refused)", reason="Unreachable")
