@@ -5,10 +5,11 @@ fat base, some on a busybox base, some from scratch), creates Deployments with `
 namespaces, runs `slimguard controller` as a subprocess under the install's own ServiceAccount RBAC, creates
 one ImagePolicy and measures:
 
-- wall time from the policy's creation until every Deployment carries `slimguard.dev/status`;
+- wall time from the policy's creation until every Deployment carries its verdict (`slimguard.dev/status`: the
+  label, or the annotation of builds before the label, so `--controller-command` can measure either);
 - registry requests, in total and per distinct image (the registry's own access log);
-- apiserver writes per workload (the apiserver's `apiserver_request_total`), and those of an unchanged
-  periodic re-audit;
+- apiserver writes per workload (the apiserver's `apiserver_request_total`), the controller-manager's
+  ReplicaSet updates they cause, and those of an unchanged periodic re-audit;
 - the controller's peak RSS and CPU seconds (from /proc);
 - then a restart of the controller on that cluster: time to the first and the last re-verified workload
   (its `slimguard_evaluations_total`), registry requests and writes (none expected: nothing changed).
@@ -58,6 +59,7 @@ REPO = Path(__file__).resolve().parents[1]
 POLICY = "bench-slim"
 STATUS = "slimguard.dev/status"
 VIOLATIONS = "slimguard.dev/violations"
+OWN_PREFIX = "slimguard.dev/"
 NAMESPACE_PREFIX = "bench-"
 KIB, MIB = 1024, 1024 * 1024
 # The fat base: two incompressible layers (their sizes survive gzip), 23 MiB in all; the policy allows 24 MiB,
@@ -167,12 +169,12 @@ class Apiserver:
         result: dict[str, Any] = response.json()
         return result
 
-    def annotations(self, plural: str = "deployments") -> list[dict[str, str]]:
-        """The annotations of every bench object of a kind: one metadata-only LIST across namespaces."""
+    def metadata(self, plural: str = "deployments") -> list[dict[str, Any]]:
+        """The metadata of every bench object of a kind: one metadata-only LIST across namespaces."""
         response = self.http.get(f"/apis/apps/v1/{plural}", headers={"Accept": METADATA_ONLY})
         response.raise_for_status()
         return [
-            dict(item["metadata"].get("annotations") or {})
+            item["metadata"]
             for item in response.json()["items"]
             if item["metadata"]["namespace"].startswith(NAMESPACE_PREFIX)
         ]
@@ -210,8 +212,17 @@ class Apiserver:
 # --- the operator process --------------------------------------------------------------------------------
 
 
+def verdict_of(metadata: dict[str, Any]) -> str | None:
+    """slimguard's verdict on an object: its status label, or the annotation builds before the label wrote."""
+    return (metadata.get("labels") or {}).get(STATUS) or (metadata.get("annotations") or {}).get(STATUS)
+
+
+def carries_own_annotations(metadata: dict[str, Any]) -> bool:
+    return any(key.startswith(OWN_PREFIX) for key in metadata.get("annotations") or {})
+
+
 class StatusWatch:
-    """Which Deployments carry `slimguard.dev/status`, kept by one metadata-only WATCH on a thread of its own.
+    """Which Deployments carry a verdict, kept by one metadata-only WATCH on a thread of its own.
 
     A LIST of 10,000 Deployments every half second cost the apiserver more CPU than the controller it was
     measuring (88 LISTs: 60 s of apiserver request time, on the two cores the audit needs); a watch costs it one
@@ -236,7 +247,7 @@ class StatusWatch:
 
     def _note(self, metadata: dict[str, Any], deleted: bool = False) -> None:
         key = (str(metadata.get("namespace")), str(metadata.get("name")))
-        if not deleted and STATUS in (metadata.get("annotations") or {}):
+        if not deleted and verdict_of(metadata) is not None:
             self.annotated.add(key)
         else:
             self.annotated.discard(key)
@@ -351,7 +362,8 @@ class CpuSnapshot:
                 fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue  # gone meanwhile
-            head = " ".join(Path(arg.decode(errors="replace")).name for arg in argv[:2])
+            # Three words: `python -m slimguard.cli.main` (another build, --controller-command) is slimguard too.
+            head = " ".join(Path(arg.decode(errors="replace")).name for arg in argv[:3])
             name = next((known for known in _PROCESS_NAMES if known in head), head)
             stats[int(entry.name)] = (int(fields[1]), name, (int(fields[11]) + int(fields[12])) / _TICK)
         # This run's processes are this process's descendants (the test bed starts them all).
@@ -509,6 +521,10 @@ class Results:
     replicaset_updates: int = 0
     replicaset_update_codes: dict[str, int] = field(default_factory=dict)
     replicasets_annotated: int = 0  # the Deployment controller copies a Deployment's annotations to its ReplicaSet
+    deployments_annotated: int = 0  # Deployments carrying any slimguard.dev/ annotation after the audit
+    write_server_seconds: float = 0.0  # apiserver request time of the audit's writes: PATCH deployments, PUT rs
+    settled_seconds: float = 0.0  # policy created -> the controller-manager's last ReplicaSet update it caused
+    cluster_cpu_until_settled: dict[str, float] = field(default_factory=dict)  # CPU by process over that time
     serviceaccount_reads: int = 0
     reaudit_wait_seconds: float = 0.0
     reaudits_seen: int = 0
@@ -538,7 +554,10 @@ class Results:
     restart_heads_per_tag_max: int = 0
     restart_token_requests: int = 0
     restart_patches_deployments: int = 0
+    restart_patches_replicasets: int = 0
+    restart_replicaset_updates: int = 0  # by the controller-manager
     restart_events: int = 0
+    restart_upgrade: bool = False  # restarted with another build (--restart-command): an upgrade
     restart_cpu_seconds: float = 0.0
     restart_peak_rss_mb: float = 0.0
     restart_errors: list[str] = field(default_factory=list)
@@ -616,8 +635,33 @@ def table(results: Results) -> str:
         (
             "Other apiserver traffic (audit)",
             f"{r.events_created} Events, {r.policy_status_patches} policy status PATCHes, "
-            f"{r.serviceaccount_reads} ServiceAccount GETs; controller-manager: {r.replicaset_updates} "
-            "ReplicaSet PUTs",
+            f"{r.serviceaccount_reads} ServiceAccount GETs",
+            "",
+            "",
+        ),
+        (
+            "ReplicaSet PUTs by the controller-manager (audit), per verdict",
+            f"{r.replicaset_updates / n:.2f} ({r.replicaset_updates}: "
+            + ", ".join(f"{code} {count}" for code, count in sorted(r.replicaset_update_codes.items()))
+            + f"); {r.replicasets_annotated} ReplicaSets carry slimguard annotations",
+            "~0 for compliant workloads",
+            "",
+        ),
+        (
+            f"Cluster CPU, policy created -> last ReplicaSet update ({r.settled_seconds:.1f} s): kube-apiserver + "
+            "controller-manager + etcd",
+            f"{cluster_cpu(r):.1f} s ({1000 * cluster_cpu(r) / n:.1f} ms per workload; "
+            + ", ".join(f"{name} {r.cluster_cpu_until_settled.get(name, 0.0):.1f}" for name in CLUSTER_PROCESSES)
+            + f"; slimguard {r.cluster_cpu_until_settled.get('slimguard', 0.0):.1f}, other sessions "
+            f"{r.cluster_cpu_until_settled.get('machine, other sessions', 0.0):.1f})",
+            "",
+            "",
+        ),
+        (
+            "apiserver request time of those writes (Deployment PATCHes + ReplicaSet PUTs)",
+            f"{r.write_server_seconds:.1f} s; kube-apiserver CPU during the audit "
+            f"{r.audit_cpu_by_process.get('kube-apiserver', 0.0):.1f} s "
+            f"({1000 * r.audit_cpu_by_process.get('kube-apiserver', 0.0) / n:.1f} ms per workload)",
             "",
             "",
         ),
@@ -676,9 +720,11 @@ def table(results: Results) -> str:
             ),
             (
                 "Restart: writes",
-                f"{r.restart_patches_deployments} PATCH deployments, {r.restart_events} Events",
-                "0",
-                _met(r.restart_patches_deployments == 0 and r.restart_events == 0),
+                f"{r.restart_patches_deployments} PATCH deployments, {r.restart_patches_replicasets} PATCH "
+                f"replicasets, {r.restart_events} Events; controller-manager: {r.restart_replicaset_updates} "
+                "ReplicaSet PUTs" + (" (an upgrade: restarted with --restart-command)" if r.restart_upgrade else ""),
+                "<= 1 PATCH per Deployment, 0 Events" if r.restart_upgrade else "0",
+                _met(r.restart_patches_deployments <= (n if r.restart_upgrade else 0) and r.restart_events == 0),
             ),
             (
                 "Restart: controller CPU, peak RSS",
@@ -691,6 +737,14 @@ def table(results: Results) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+CLUSTER_PROCESSES = ("kube-apiserver", "kube-controller-manager", "etcd")
+
+
+def cluster_cpu(results: Results) -> float:
+    """What the cluster itself spent on the verdicts, from the policy's creation until it was quiet again."""
+    return sum(results.cluster_cpu_until_settled.get(name, 0.0) for name in CLUSTER_PROCESSES)
 
 
 def _seconds(value: float | None) -> str:
@@ -769,7 +823,7 @@ def run(args: argparse.Namespace) -> Results:
         kubeconfig = install_controller_rbac(plane, REPO / "deploy" / "kustomize" / "base")
 
         argv = [
-            *(shlex.split(args.controller_command) if args.controller_command else [slimguard_executable()]),
+            *controller_command(args),
             "controller",
             f"--kubeconfig={kubeconfig}",
             "--allow-loopback-registries",
@@ -822,15 +876,24 @@ def run(args: argparse.Namespace) -> Results:
         # Where both cores went while the audit ran (the machine is shared: other sessions count too).
         results.audit_cpu_by_process = CpuSnapshot.take().since(machine_before)
         results.audit_cpu_by_process["wall seconds x 2 cores"] = round(2 * (time.monotonic() - started), 1)
-        census = api.annotations()  # one JSON LIST, decoded in full
-        results.annotated = sum(1 for notes in census if STATUS in notes)
-        results.verdicts = dict(Counter(notes.get(STATUS, "none") for notes in census))
+        census = api.metadata()  # one JSON LIST, decoded in full
+        results.annotated = sum(1 for metadata in census if verdict_of(metadata) is not None)
+        results.verdicts = dict(Counter(verdict_of(metadata) or "none" for metadata in census))
+        results.deployments_annotated = sum(1 for metadata in census if carries_own_annotations(metadata))
         results.findings = dict(
-            Counter(finding.get("rule", "?") for notes in census for finding in json.loads(notes.get(VIOLATIONS, "[]")))
+            Counter(
+                finding.get("rule", "?")
+                for metadata in census
+                for finding in json.loads((metadata.get("annotations") or {}).get(VIOLATIONS, "[]"))
+            )
         )
         log(f"audit: {results.annotated}/{args.deployments} annotated in {time.monotonic() - started:.1f}s")
         # Let the tail of the audit (Events, the policy status) land before counting.
         probe.wait_quiet(timeout=120, check=operator.check_alive)
+        # ... and the controller-manager's ReplicaSet copies of the verdicts, which lag behind them under load.
+        wait_replicasets_settled(api)
+        results.settled_seconds = time.monotonic() - started
+        results.cluster_cpu_until_settled = CpuSnapshot.take().since(machine_before)
         results.audit_cpu_seconds = probe.cpu_seconds() - cpu_before
         results.rss_after_audit_mb = probe.memory_kib()[0] / 1024
         after = api.counts()
@@ -868,11 +931,14 @@ def run(args: argparse.Namespace) -> Results:
         results.serviceaccount_reads = _delta(before, after, verb="GET", resource="serviceaccounts")
         rs_labels = {"verb": "PUT", "resource": "replicasets", "subresource": ""}
         results.replicaset_update_codes = dict(after.by_code(**rs_labels) - before.by_code(**rs_labels))
-        results.replicasets_annotated = sum(1 for notes in api.annotations("replicasets") if STATUS in notes)
+        results.replicasets_annotated = sum(
+            1 for metadata in api.metadata("replicasets") if carries_own_annotations(metadata)
+        )
         patch_seconds = after.seconds(verb="PATCH", resource="deployments") - before.seconds(
             verb="PATCH", resource="deployments"
         )
         results.patch_server_seconds_mean = patch_seconds / max(results.patches_deployments, 1)
+        results.write_server_seconds = patch_seconds + after.seconds(**rs_labels) - before.seconds(**rs_labels)
 
         # --- an unchanged re-audit ---------------------------------------------------------------------
         mark = registry.mark()
@@ -914,8 +980,29 @@ def run(args: argparse.Namespace) -> Results:
         results.operator_errors = errors_in(lines)
 
         if args.restart:
+            if args.restart_command:  # the same flags, another build: an upgrade of the audited cluster
+                argv = [*shlex.split(args.restart_command), *argv[len(controller_command(args)) :]]
+                results.restart_upgrade = True
             restart(args, results, api, registry, argv, work, stack, {image.image.ref for image in images})
     return results
+
+
+def wait_replicasets_settled(api: Apiserver, *, quiet_seconds: float = 3.0, timeout: float = 300.0) -> None:
+    """Until the controller-manager has updated no ReplicaSet for ``quiet_seconds``."""
+    labels = {"verb": "PUT", "resource": "replicasets", "subresource": ""}
+    deadline = time.monotonic() + timeout
+    last, since = api.counts().count(**labels), time.monotonic()
+    while time.monotonic() - since < quiet_seconds:
+        if time.monotonic() > deadline:
+            raise TestbedError(f"the controller-manager was still updating ReplicaSets after {timeout:.0f}s")
+        time.sleep(0.5)
+        now = api.counts().count(**labels)
+        if now != last:
+            last, since = now, time.monotonic()
+
+
+def controller_command(args: argparse.Namespace) -> list[str]:
+    return shlex.split(args.controller_command) if args.controller_command else [slimguard_executable()]
 
 
 def errors_in(lines: Sequence[str]) -> list[str]:
@@ -1030,6 +1117,8 @@ def restart(
     tokens_after = len(registry.token_issuer.requests) if registry.token_issuer else 0
     results.restart_token_requests = tokens_after - tokens_before
     results.restart_patches_deployments = _delta(before, after, verb="PATCH", resource="deployments")
+    results.restart_patches_replicasets = _delta(before, after, verb="PATCH", resource="replicasets")
+    results.restart_replicaset_updates = _delta(before, after, verb="PUT", resource="replicasets", subresource="")
     results.restart_events = _delta(before, after, verb="POST", resource="events", group="")
     operator.stop(timeout=15)
     results.restart_errors = errors_in(log_file.read_text(errors="replace").splitlines())
@@ -1082,6 +1171,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="the command that runs slimguard (default: the virtualenv's `slimguard`), to measure another build",
     )
     parser.add_argument(
+        "--restart-command",
+        help="the command that runs slimguard for the restart (default: the audit's): another build measures an "
+        "upgrade of the audited cluster",
+    )
+    parser.add_argument(
         "--poll", type=float, default=0.1, help="seconds between looks at the status watch (and the restart's metrics)"
     )
     parser.add_argument("--timeout", type=float, default=600.0, help="give up on the audit after this long")
@@ -1117,7 +1211,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(
         f"controller-manager ReplicaSet PUTs by HTTP code: {results.replicaset_update_codes}; ReplicaSets that "
-        f"carry {STATUS} (copied from their Deployment): {results.replicasets_annotated}"
+        f"carry slimguard annotations (copied from their Deployment): {results.replicasets_annotated}; Deployments "
+        f"that carry slimguard annotations: {results.deployments_annotated}"
     )
     print(f"registry requests in the re-audit window: {results.reaudit_registry_breakdown}")
     if args.restart:
