@@ -37,7 +37,6 @@ from slimguard_testbed.operator_runner import InProcessOperator
 CHECKED_AT = "slimguard.dev/checked-at"
 LEGACY_STATUS = "slimguard.dev/status"  # the status as an annotation, as builds before the label wrote it
 SLIMGUARD = f"system:serviceaccount:{SLIMGUARD_NAMESPACE}:slimguard-controller"
-DEPLOYMENT_CONTROLLER = "system:serviceaccount:kube-system:deployment-controller"
 # A restarted controller re-audits every workload the session's earlier tests left before it is idle.
 RESTART_SECONDS = 180
 
