@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
@@ -40,6 +41,23 @@ def get(plane: ControlPlane, kind: str, name: str, namespace: str | None = None)
         args += ["-n", namespace]
     output = plane.kubectl(*args).stdout.strip()
     return json.loads(output) if output else None
+
+
+def apply_crd_while_kopf_runs(plane: ControlPlane, path: Path, name: str) -> None:
+    """Apply a CRD so that the running operator's kopf serves it.
+
+    kopf scans the API again on each event of a CRD, and the scans of its creation can run before the apiserver's
+    discovery lists the new resource; then nothing makes kopf look again. Touched once discovery lists it, the CRD
+    gives kopf one more event, whose scan finds it.
+    """
+    plane.kubectl("apply", "-f", str(path))
+    plane.wait_established(name)
+    plural, group = name.split(".", 1)
+    wait_for(
+        f"the apiserver's discovery to list {name}",
+        lambda: plural in plane.kubectl("api-resources", f"--api-group={group}", "-o", "name").stdout,
+    )
+    plane.kubectl("annotate", "crd", name, f"slimguard-e2e/discovered-at={time.time():.0f}", "--overwrite")
 
 
 def annotations(plane: ControlPlane, kind: str, name: str, namespace: str) -> dict[str, str]:

@@ -20,6 +20,7 @@ import yaml
 from cluster import (
     annotations,
     apply,
+    apply_crd_while_kopf_runs,
     deployment,
     get,
     image_policy,
@@ -478,8 +479,7 @@ TRIVY_CRD = Path(__file__).parent / "crds" / "aquasecurity.github.io_vulnerabili
 def test_a_stale_base_is_flagged_with_what_trivy_operator_reports_for_both_versions(
     control_plane: ControlPlane, operator: InProcessOperator, registry: Registry
 ) -> None:
-    control_plane.kubectl("apply", "-f", str(TRIVY_CRD))
-    control_plane.wait_established("vulnerabilityreports.aquasecurity.github.io")
+    apply_crd_while_kopf_runs(control_plane, TRIVY_CRD, "vulnerabilityreports.aquasecurity.github.io")
     ns = "hints-stale"
     v1 = stand_in("trivy-base-v1", 64 * 1024)
     then = push(registry.endpoint, "base/trivy-node", "20", v1)

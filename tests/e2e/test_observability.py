@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from cluster import apply, deployment, image_policy, namespace, wait_for, wait_for_status
+from cluster import apply, apply_crd_while_kopf_runs, deployment, image_policy, namespace, wait_for, wait_for_status
 
 from slimguard_testbed import ControlPlane, Registry, free_port
 from slimguard_testbed.images.base_variants import push_base_variants
@@ -192,8 +192,7 @@ def scenario(
     wait_for_status(control_plane, "deployment", "slim", AUDIT, "compliant")
     wait_for_status(control_plane, "deployment", "fat", EXEMPT, "compliant")
     # Trivy Operator's scan of the fat image: it speaks for that digest in every namespace running it.
-    control_plane.kubectl("apply", "-f", str(TRIVY_CRD))
-    control_plane.wait_established("vulnerabilityreports.aquasecurity.github.io")
+    apply_crd_while_kopf_runs(control_plane, TRIVY_CRD, "vulnerabilityreports.aquasecurity.github.io")
     findings = [
         *(vulnerability(f"CVE-2026-100{n}", "CRITICAL", fixed="3.0.2") for n in range(2)),
         *(vulnerability(f"CVE-2026-200{n}", "HIGH") for n in range(3)),
