@@ -67,7 +67,8 @@ def annotations(plane: ControlPlane, kind: str, name: str, namespace: str) -> di
 
 def status_of(body: dict[str, Any] | None) -> str | None:
     """slimguard's verdict on an object as read from the apiserver: its status label."""
-    return ((body or {}).get("metadata") or {}).get("labels", {}).get(STATUS)
+    metadata = (body or {}).get("metadata") or {}
+    return (metadata.get("labels") or {}).get(STATUS)
 
 
 def status(plane: ControlPlane, kind: str, name: str, namespace: str) -> str | None:
