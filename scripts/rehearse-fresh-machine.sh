@@ -44,6 +44,12 @@ cleanup() {
     kill "$pid" 2>/dev/null || true
     for _ in $(seq 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
   fi
+  # dockerd leaves its network namespace bind-mounted under its exec root (exec/netns/default) after it stops:
+  # whatever is still mounted below $WORK is unmounted, deepest first, or rm cannot remove it.
+  local mounted
+  while read -r mounted; do
+    umount "$mounted" 2>/dev/null || umount --lazy "$mounted" || true
+  done < <(awk -v work="$WORK/" 'index($2, work) == 1 { print $2 }' /proc/mounts | sort -r)
   if [[ -n $KEEP ]]; then
     echo "kept: $WORK (clone, caches, run.log)" >&2
   else
