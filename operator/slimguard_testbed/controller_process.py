@@ -11,6 +11,7 @@ import contextlib
 import os
 import signal
 import sys
+import sysconfig
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,6 +47,9 @@ class ControllerProcess(Service):
     """`slimguard controller --kubeconfig K --allow-loopback-registries --ca-file CA ...` on 127.0.0.1 only.
 
     ``address_space`` caps it as ``ulimit -v`` does (prlimit execs it, so the pid is the controller's own).
+    ``as_uid`` runs it under that UID and GID with no supplementary groups (setpriv, as root), with no user name in
+    its environment, as a Pod under an arbitrary UID runs; ``python`` is then an interpreter that UID can execute,
+    given this interpreter's packages.
     """
 
     def __init__(
@@ -57,6 +61,8 @@ class ControllerProcess(Service):
         extra_args: Sequence[str] = (),
         start_timeout: float = 60.0,
         address_space: int | None = None,
+        as_uid: int | None = None,
+        python: str = sys.executable,
     ) -> None:
         self.kubeconfig = Path(kubeconfig)
         self.registry_ca_file = Path(registry_ca_file)
@@ -64,6 +70,8 @@ class ControllerProcess(Service):
         self.extra_args = tuple(extra_args)
         self.start_timeout = start_timeout
         self.address_space = address_space
+        self.as_uid = as_uid
+        self.python = python
         self._process: ManagedProcess | None = None
 
     @property
@@ -103,9 +111,12 @@ class ControllerProcess(Service):
         """Start the process without waiting for it to say it started (it may not live that long)."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         cap = ["prlimit", f"--as={self.address_space}", "--"] if self.address_space else []
+        uid = self.as_uid
+        as_user = [] if uid is None else ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
         argv = [
             *cap,
-            sys.executable,
+            *as_user,
+            self.python,
             "-m",
             "slimguard.cli.main",
             "controller",
@@ -115,8 +126,14 @@ class ControllerProcess(Service):
             "--metrics-port=0",  # its default (9090, every interface) would clash with other runs
             *self.extra_args,
         ]
-        python_path = os.pathsep.join(p for p in (str(SOURCE_ROOT), os.environ.get("PYTHONPATH", "")) if p)
-        env = {**os.environ, "PYTHONPATH": python_path, "PYTHONUNBUFFERED": "1"}
+        paths = [str(SOURCE_ROOT), os.environ.get("PYTHONPATH", "")]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        if uid is not None:
+            paths.append(sysconfig.get_paths()["purelib"])  # this interpreter's packages, for the one given
+            for name in ("LOGNAME", "USER", "LNAME", "USERNAME"):  # getpass.getuser() would answer from these
+                env.pop(name, None)
+            env["HOME"] = str(self.workdir)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
         self._process = ManagedProcess("slimguard-controller", argv, log_file=self.log_file, env=env, cwd=self.workdir)
         self._process.start()
         return self._process

@@ -40,9 +40,11 @@ class WebhookReplicas:
         cert_reload_interval: float = 10.0,
         serving: KeyPair | None = None,
         extra_args: tuple[str, ...] = (),
+        path: str = "/validate",
     ) -> None:
         """``serving``: the certificate to present (default: a fresh one from ``ca`` for 127.0.0.1);
-        ``extra_args``: more flags for ``slimguard webhook`` (e.g. ``--tag-ttl``)."""
+        ``extra_args``: more flags for ``slimguard webhook`` (e.g. ``--tag-ttl``); ``path``: where reviews are
+        served (``--path``, the webhook configuration's clientConfig path)."""
         self.kubeconfig = kubeconfig
         self.ca = ca
         self.registry_ca_file = registry_ca_file
@@ -52,6 +54,7 @@ class WebhookReplicas:
         self.shutdown_delay = shutdown_delay
         self.cert_reload_interval = cert_reload_interval
         self.extra_args = extra_args
+        self.path = path
         self.port = free_port()
         self.metrics_ports: list[int] = []
         self.processes: list[ManagedProcess] = []
@@ -60,7 +63,7 @@ class WebhookReplicas:
 
     @property
     def url(self) -> str:
-        return f"https://127.0.0.1:{self.port}/validate"
+        return f"https://127.0.0.1:{self.port}{self.path}"
 
     def _client(self) -> httpx.Client:
         context = ssl.create_default_context(cadata=self.ca.cert_pem.decode())
@@ -87,6 +90,8 @@ class WebhookReplicas:
                 "127.0.0.1",
                 "--port",
                 str(self.port),
+                "--path",
+                self.path,
                 "--metrics-port",
                 str(metrics_port),
                 "--timeout-seconds",
