@@ -68,11 +68,11 @@ def test_a_missing_ca_file_stops_the_controller_at_start_with_one_line_naming_it
 ) -> None:
     controller = ControllerProcess(kubeconfig=operator_kubeconfig, registry_ca_file=MISSING_CA, workdir=tmp_path)
     try:
-        code = exit_code(controller.launch(), timeout=60)
+        code = exit_code(controller.launch(), timeout=40)
         log = controller.log()
     finally:
         controller.stop()
-    assert code == 2, f"still running or exit {code} after 60 s; its log:\n{log[-3000:]}"
+    assert code == 2, f"still running or exit {code} after 40 s; its log:\n{log[-3000:]}"
     assert lines_of(log) == [MISSING_CA_LINE]
 
 
@@ -86,11 +86,11 @@ def test_a_missing_ca_file_stops_the_webhook_at_start_with_one_line_naming_it(
     process = ManagedProcess("webhook-missing-ca", argv, log_file=tmp_path / "webhook.log")
     process.start()
     try:
-        code = exit_code(process, timeout=60)
+        code = exit_code(process, timeout=40)
         log = process.log_file.read_text(errors="replace")
     finally:
         process.stop()
-    assert code == 2, f"still running or exit {code} after 60 s; its log:\n{log[-3000:]}"
+    assert code == 2, f"still running or exit {code} after 40 s; its log:\n{log[-3000:]}"
     assert lines_of(log) == [MISSING_CA_LINE]
 
 
