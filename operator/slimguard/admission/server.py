@@ -108,10 +108,10 @@ class WebhookServer:
         await site.start()
         self._watch = asyncio.create_task(self._reloader.watch(self.settings.reload_interval))
         log.info(
-            "webhook serving reviews at %s on [%s]:%d (HTTPS)",
+            "webhook serving reviews at %s, HTTPS port %d of %s",
             self.settings.path,
-            self.settings.host,
             self.settings.port,
+            self.settings.host,
         )
 
     async def stop(self) -> None:
