@@ -11,16 +11,14 @@ import contextlib
 import os
 import signal
 import sys
-import sysconfig
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from slimguard_testbed.lifecycle import Service
-from slimguard_testbed.process import ManagedProcess, TestbedError, wait_until
+from slimguard_testbed.process import SOURCE_ROOT, ManagedProcess, TestbedError, as_uid, wait_until
 
-SOURCE_ROOT = Path(__file__).resolve().parents[1]  # operator/: slimguard and slimguard_testbed
 _STARTED = "slimguard controller started"
 
 
@@ -47,9 +45,8 @@ class ControllerProcess(Service):
     """`slimguard controller --kubeconfig K --allow-loopback-registries --ca-file CA ...` on 127.0.0.1 only.
 
     ``address_space`` caps it as ``ulimit -v`` does (prlimit execs it, so the pid is the controller's own).
-    ``as_uid`` runs it under that UID and GID with no supplementary groups (setpriv, as root), with no user name in
-    its environment, as a Pod under an arbitrary UID runs; ``python`` is then an interpreter that UID can execute,
-    given this interpreter's packages.
+    ``as_uid`` runs it under that UID with no user name known to it (``process.as_uid``); ``python`` is then an
+    interpreter that UID can execute.
     """
 
     def __init__(
@@ -111,8 +108,11 @@ class ControllerProcess(Service):
         """Start the process without waiting for it to say it started (it may not live that long)."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         cap = ["prlimit", f"--as={self.address_space}", "--"] if self.address_space else []
-        uid = self.as_uid
-        as_user = [] if uid is None else ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
+        python_path = os.pathsep.join(p for p in (str(SOURCE_ROOT), os.environ.get("PYTHONPATH", "")) if p)
+        env = {**os.environ, "PYTHONPATH": python_path, "PYTHONUNBUFFERED": "1"}
+        as_user: list[str] = []
+        if self.as_uid is not None:
+            as_user, env = as_uid(self.as_uid, home=self.workdir, env=env)
         argv = [
             *cap,
             *as_user,
@@ -126,14 +126,6 @@ class ControllerProcess(Service):
             "--metrics-port=0",  # its default (9090, every interface) would clash with other runs
             *self.extra_args,
         ]
-        paths = [str(SOURCE_ROOT), os.environ.get("PYTHONPATH", "")]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        if uid is not None:
-            paths.append(sysconfig.get_paths()["purelib"])  # this interpreter's packages, for the one given
-            for name in ("LOGNAME", "USER", "LNAME", "USERNAME"):  # getpass.getuser() would answer from these
-                env.pop(name, None)
-            env["HOME"] = str(self.workdir)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
         self._process = ManagedProcess("slimguard-controller", argv, log_file=self.log_file, env=env, cwd=self.workdir)
         self._process.start()
         return self._process
@@ -165,4 +157,4 @@ class ControllerProcess(Service):
             self._process = None
 
 
-__all__ = ["ControllerProcess", "Memory", "process_memory"]
+__all__ = ["SOURCE_ROOT", "ControllerProcess", "Memory", "process_memory"]

@@ -23,7 +23,7 @@ import yaml
 from slimguard_testbed.certs import CertificateAuthority, KeyPair
 from slimguard_testbed.controlplane import ControlPlane
 from slimguard_testbed.ports import free_port
-from slimguard_testbed.process import ManagedProcess, TestbedError
+from slimguard_testbed.process import ManagedProcess, TestbedError, as_uid
 
 
 class WebhookReplicas:
@@ -41,10 +41,14 @@ class WebhookReplicas:
         serving: KeyPair | None = None,
         extra_args: tuple[str, ...] = (),
         path: str = "/validate",
+        as_uid: int | None = None,
+        python: str = sys.executable,
     ) -> None:
         """``serving``: the certificate to present (default: a fresh one from ``ca`` for 127.0.0.1);
         ``extra_args``: more flags for ``slimguard webhook`` (e.g. ``--tag-ttl``); ``path``: where reviews are
-        served (``--path``, the webhook configuration's clientConfig path)."""
+        served (``--path``, the webhook configuration's clientConfig path); ``as_uid``: run the replicas under
+        that UID with no user name known to them (``process.as_uid``; ``workdir`` must be theirs), with ``python``,
+        an interpreter that UID can execute."""
         self.kubeconfig = kubeconfig
         self.ca = ca
         self.registry_ca_file = registry_ca_file
@@ -55,6 +59,8 @@ class WebhookReplicas:
         self.cert_reload_interval = cert_reload_interval
         self.extra_args = extra_args
         self.path = path
+        self.as_uid = as_uid
+        self.python = python
         self.port = free_port()
         self.metrics_ports: list[int] = []
         self.processes: list[ManagedProcess] = []
@@ -73,10 +79,17 @@ class WebhookReplicas:
         """Start one more replica; with ``wait_ready`` False, wait only for its metrics (it may never be ready)."""
         index = len(self.processes)
         metrics_port = free_port()
+        as_user: list[str] = []
+        env: dict[str, str] | None = None
+        if self.as_uid is not None:
+            as_user, env = as_uid(self.as_uid, home=self.workdir, env=os.environ)
+            os.chown(self.cert_file, self.as_uid, self.as_uid)
+            os.chown(self.key_file, self.as_uid, self.as_uid)
         process = ManagedProcess(
             f"webhook-{index}",
             [
-                sys.executable,
+                *as_user,
+                self.python,
                 "-m",
                 "slimguard.cli.main",
                 "webhook",
@@ -90,8 +103,6 @@ class WebhookReplicas:
                 "127.0.0.1",
                 "--port",
                 str(self.port),
-                "--path",
-                self.path,
                 "--metrics-port",
                 str(metrics_port),
                 "--timeout-seconds",
@@ -103,9 +114,12 @@ class WebhookReplicas:
                 "--allow-loopback-registries",
                 "--ca-file",
                 self.registry_ca_file,
+                # Its default left unsaid, as a user leaves it.
+                *(["--path", self.path] if self.path != "/validate" else []),
                 *self.extra_args,
             ],
             log_file=self.workdir / f"webhook-{index}.log",
+            env=env,
         )
         process.start()
         self.processes.append(process)

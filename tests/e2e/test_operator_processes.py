@@ -252,16 +252,27 @@ def uid_workdir() -> Iterator[tuple[int, Path]]:
     shutil.rmtree(workdir, ignore_errors=True)
 
 
+def owned_copies(uid: int, workdir: Path, kubeconfig: str, ca: CertificateAuthority) -> tuple[Path, Path]:
+    """The kubeconfig and a registry CA bundle, readable by ``uid`` alone."""
+    kubeconfig_copy, ca_file = workdir / "kubeconfig", workdir / "registry-ca.crt"
+    shutil.copyfile(kubeconfig, kubeconfig_copy)
+    ca_file.write_bytes(ca.cert_pem)
+    for path in (kubeconfig_copy, ca_file):
+        os.chown(path, uid, uid)
+    return kubeconfig_copy, ca_file
+
+
+def assert_runs_as(pid: int, uid: int) -> None:
+    status = Path(f"/proc/{pid}/status").read_text()
+    assert re.search(rf"^Uid:\s+{uid}\s+{uid}\s", status, re.MULTILINE), status
+
+
 def test_the_controller_runs_under_a_uid_with_no_passwd_entry(
     operator_kubeconfig: str, testbed_ca: CertificateAuthority, uid_workdir: tuple[int, Path]
 ) -> None:
     uid, workdir = uid_workdir
     assert os.access(SOURCE_ROOT, os.R_OK | os.X_OK)
-    kubeconfig, ca_file = workdir / "kubeconfig", workdir / "registry-ca.crt"
-    shutil.copyfile(operator_kubeconfig, kubeconfig)
-    ca_file.write_bytes(testbed_ca.cert_pem)
-    for path in (kubeconfig, ca_file):
-        os.chown(path, uid, uid)
+    kubeconfig, ca_file = owned_copies(uid, workdir, operator_kubeconfig, testbed_ca)
     liveness = free_port()
     controller = ControllerProcess(
         kubeconfig=kubeconfig,
@@ -271,10 +282,30 @@ def test_the_controller_runs_under_a_uid_with_no_passwd_entry(
         python=interpreter_for(uid),
         extra_args=(f"--liveness=http://127.0.0.1:{liveness}/healthz",),
     )
-    with controller:
-        status = Path(f"/proc/{controller.pid}/status").read_text()
-        assert re.search(rf"^Uid:\s+{uid}\s+{uid}\s", status, re.MULTILINE), status
+    with controller:  # started: kopf has named itself and run the startup handler
+        assert_runs_as(controller.pid, uid)
         probe(f"http://127.0.0.1:{liveness}/healthz", times=1)
+
+
+def test_the_webhook_runs_under_a_uid_with_no_passwd_entry(
+    webhook_kubeconfig: str, testbed_ca: CertificateAuthority, uid_workdir: tuple[int, Path]
+) -> None:
+    uid, workdir = uid_workdir
+    kubeconfig, ca_file = owned_copies(uid, workdir, webhook_kubeconfig, testbed_ca)
+    replicas = WebhookReplicas(
+        kubeconfig=str(kubeconfig),
+        ca=testbed_ca,
+        registry_ca_file=str(ca_file),
+        workdir=workdir,
+        replicas=1,
+        shutdown_delay=0,
+        as_uid=uid,
+        python=interpreter_for(uid),
+    )
+    with replicas:  # ready: it has loaded the policies and answers /readyz over TLS
+        (process,) = replicas.processes
+        assert process.pid is not None
+        assert_runs_as(process.pid, uid)
 
 
 # -- dual-stack listeners --------------------------------------------------------------------------------------
