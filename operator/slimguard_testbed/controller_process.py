@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from slimguard_testbed.lifecycle import Service
-from slimguard_testbed.process import ManagedProcess, TestbedError, wait_until
+from slimguard_testbed.process import SOURCE_ROOT, ManagedProcess, TestbedError, as_uid, wait_until
 
-SOURCE_ROOT = Path(__file__).resolve().parents[1]  # operator/: slimguard and slimguard_testbed
 _STARTED = "slimguard controller started"
 
 
@@ -46,6 +45,8 @@ class ControllerProcess(Service):
     """`slimguard controller --kubeconfig K --allow-loopback-registries --ca-file CA ...` on 127.0.0.1 only.
 
     ``address_space`` caps it as ``ulimit -v`` does (prlimit execs it, so the pid is the controller's own).
+    ``as_uid`` runs it under that UID with no user name known to it (``process.as_uid``); ``python`` is then an
+    interpreter that UID can execute.
     """
 
     def __init__(
@@ -57,6 +58,8 @@ class ControllerProcess(Service):
         extra_args: Sequence[str] = (),
         start_timeout: float = 60.0,
         address_space: int | None = None,
+        as_uid: int | None = None,
+        python: str = sys.executable,
     ) -> None:
         self.kubeconfig = Path(kubeconfig)
         self.registry_ca_file = Path(registry_ca_file)
@@ -64,6 +67,8 @@ class ControllerProcess(Service):
         self.extra_args = tuple(extra_args)
         self.start_timeout = start_timeout
         self.address_space = address_space
+        self.as_uid = as_uid
+        self.python = python
         self._process: ManagedProcess | None = None
 
     @property
@@ -103,9 +108,15 @@ class ControllerProcess(Service):
         """Start the process without waiting for it to say it started (it may not live that long)."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         cap = ["prlimit", f"--as={self.address_space}", "--"] if self.address_space else []
+        python_path = os.pathsep.join(p for p in (str(SOURCE_ROOT), os.environ.get("PYTHONPATH", "")) if p)
+        env = {**os.environ, "PYTHONPATH": python_path, "PYTHONUNBUFFERED": "1"}
+        as_user: list[str] = []
+        if self.as_uid is not None:
+            as_user, env = as_uid(self.as_uid, home=self.workdir, env=env)
         argv = [
             *cap,
-            sys.executable,
+            *as_user,
+            self.python,
             "-m",
             "slimguard.cli.main",
             "controller",
@@ -115,8 +126,6 @@ class ControllerProcess(Service):
             "--metrics-port=0",  # its default (9090, every interface) would clash with other runs
             *self.extra_args,
         ]
-        python_path = os.pathsep.join(p for p in (str(SOURCE_ROOT), os.environ.get("PYTHONPATH", "")) if p)
-        env = {**os.environ, "PYTHONPATH": python_path, "PYTHONUNBUFFERED": "1"}
         self._process = ManagedProcess("slimguard-controller", argv, log_file=self.log_file, env=env, cwd=self.workdir)
         self._process.start()
         return self._process
@@ -148,4 +157,4 @@ class ControllerProcess(Service):
             self._process = None
 
 
-__all__ = ["ControllerProcess", "Memory", "process_memory"]
+__all__ = ["SOURCE_ROOT", "ControllerProcess", "Memory", "process_memory"]

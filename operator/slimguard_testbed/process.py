@@ -8,11 +8,14 @@ import ctypes.util
 import os
 import signal
 import subprocess
+import sysconfig
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO
+
+SOURCE_ROOT = Path(__file__).resolve().parents[1]  # operator/: slimguard and slimguard_testbed
 
 
 class TestbedError(RuntimeError):
@@ -198,3 +201,16 @@ def wait_until(
             tails = "".join(f"\n--- {p.name} ({p.log_file}):\n{p.tail()}" for p in watch)
             raise TestbedError(f"timed out after {timeout:.0f}s waiting for {what}{tails}")
         time.sleep(interval)
+
+
+def as_uid(uid: int, *, home: Path, env: Mapping[str, str]) -> tuple[list[str], dict[str, str]]:
+    """The argv prefix and environment that run a Python command as ``uid``, as a Pod under an arbitrary UID
+    runs: setpriv (as root) takes that UID and GID with no supplementary groups; the user-name variables that
+    ``getpass.getuser()`` reads before the passwd file are gone; the slimguard beside this test bed and this
+    interpreter's packages are on PYTHONPATH, for an interpreter that UID can execute (an editable install's
+    .pth file is not read from PYTHONPATH)."""
+    changed = {key: value for key, value in env.items() if key not in ("LOGNAME", "USER", "LNAME", "USERNAME")}
+    paths = [str(SOURCE_ROOT), changed.get("PYTHONPATH", ""), sysconfig.get_paths()["purelib"]]
+    changed["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
+    changed["HOME"] = str(home)
+    return ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"], changed

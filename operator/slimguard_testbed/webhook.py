@@ -23,7 +23,7 @@ import yaml
 from slimguard_testbed.certs import CertificateAuthority, KeyPair
 from slimguard_testbed.controlplane import ControlPlane
 from slimguard_testbed.ports import free_port
-from slimguard_testbed.process import ManagedProcess, TestbedError
+from slimguard_testbed.process import ManagedProcess, TestbedError, as_uid
 
 
 class WebhookReplicas:
@@ -40,9 +40,15 @@ class WebhookReplicas:
         cert_reload_interval: float = 10.0,
         serving: KeyPair | None = None,
         extra_args: tuple[str, ...] = (),
+        path: str = "/validate",
+        as_uid: int | None = None,
+        python: str = sys.executable,
     ) -> None:
         """``serving``: the certificate to present (default: a fresh one from ``ca`` for 127.0.0.1);
-        ``extra_args``: more flags for ``slimguard webhook`` (e.g. ``--tag-ttl``)."""
+        ``extra_args``: more flags for ``slimguard webhook`` (e.g. ``--tag-ttl``); ``path``: where reviews are
+        served (``--path``, the webhook configuration's clientConfig path); ``as_uid``: run the replicas under
+        that UID with no user name known to them (``process.as_uid``; ``workdir`` must be theirs), with ``python``,
+        an interpreter that UID can execute."""
         self.kubeconfig = kubeconfig
         self.ca = ca
         self.registry_ca_file = registry_ca_file
@@ -52,6 +58,9 @@ class WebhookReplicas:
         self.shutdown_delay = shutdown_delay
         self.cert_reload_interval = cert_reload_interval
         self.extra_args = extra_args
+        self.path = path
+        self.as_uid = as_uid
+        self.python = python
         self.port = free_port()
         self.metrics_ports: list[int] = []
         self.processes: list[ManagedProcess] = []
@@ -60,7 +69,7 @@ class WebhookReplicas:
 
     @property
     def url(self) -> str:
-        return f"https://127.0.0.1:{self.port}/validate"
+        return f"https://127.0.0.1:{self.port}{self.path}"
 
     def _client(self) -> httpx.Client:
         context = ssl.create_default_context(cadata=self.ca.cert_pem.decode())
@@ -70,10 +79,17 @@ class WebhookReplicas:
         """Start one more replica; with ``wait_ready`` False, wait only for its metrics (it may never be ready)."""
         index = len(self.processes)
         metrics_port = free_port()
+        as_user: list[str] = []
+        env: dict[str, str] | None = None
+        if self.as_uid is not None:
+            as_user, env = as_uid(self.as_uid, home=self.workdir, env=os.environ)
+            os.chown(self.cert_file, self.as_uid, self.as_uid)
+            os.chown(self.key_file, self.as_uid, self.as_uid)
         process = ManagedProcess(
             f"webhook-{index}",
             [
-                sys.executable,
+                *as_user,
+                self.python,
                 "-m",
                 "slimguard.cli.main",
                 "webhook",
@@ -98,9 +114,12 @@ class WebhookReplicas:
                 "--allow-loopback-registries",
                 "--ca-file",
                 self.registry_ca_file,
+                # Its default left unsaid, as a user leaves it.
+                *(["--path", self.path] if self.path != "/validate" else []),
                 *self.extra_args,
             ],
             log_file=self.workdir / f"webhook-{index}.log",
+            env=env,
         )
         process.start()
         self.processes.append(process)

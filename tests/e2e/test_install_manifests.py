@@ -5,7 +5,9 @@ the `restricted` Pod Security Standard, and the chart and kustomize copies of sh
 
 from __future__ import annotations
 
+import base64
 import json
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -14,8 +16,10 @@ from typing import Any
 
 import pytest
 import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
-from slimguard_testbed import ControlPlane, free_port
+from slimguard_testbed import CertificateAuthority, ControlPlane, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -69,9 +73,24 @@ def test_match_conditions_are_the_same_in_chart_and_kustomize(base_objects: list
 # -- what the kustomize base produces ---------------------------------------------------------------------
 
 
-def test_kustomize_base_and_dev_overlay_apply(control_plane: ControlPlane) -> None:
+def _copy_of_kustomize(into: Path) -> Path:
+    """deploy/kustomize copied, without a certs/ made by hand in the repository: the tests write nothing there."""
+    copy = into / "kustomize"
+    shutil.copytree(KUSTOMIZE_DEV.parents[1], copy, ignore=shutil.ignore_patterns("certs"))
+    return copy / "overlays" / "dev"
+
+
+@pytest.fixture(scope="module")
+def dev_overlay(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The dev overlay as its README says to install it: its certificate made by its script first."""
+    overlay = _copy_of_kustomize(tmp_path_factory.mktemp("dev-overlay"))
+    subprocess.run([str(overlay / "make-webhook-certificate.sh")], capture_output=True, text=True, check=True)
+    return overlay
+
+
+def test_kustomize_base_and_dev_overlay_apply(control_plane: ControlPlane, dev_overlay: Path) -> None:
     control_plane.apply(f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {NAMESPACE}}}\n")
-    for directory in (KUSTOMIZE_BASE, KUSTOMIZE_DEV):
+    for directory in (KUSTOMIZE_BASE, dev_overlay):
         result = control_plane.kubectl(
             "apply", "--dry-run=server", "--validate=strict", "-f", "-", input=_render(control_plane, directory)
         )
@@ -346,15 +365,70 @@ def test_match_conditions_send_only_creates_and_image_changes(
     assert _called(result) == calls_webhook, result.stdout + result.stderr
 
 
+# -- the dev overlay: installable as documented, or loudly not -------------------------------------------------
+
+
+def test_the_dev_overlay_serves_its_webhook_with_a_certificate_its_webhook_configuration_trusts(
+    control_plane: ControlPlane, dev_overlay: Path
+) -> None:
+    objects = _objects(_render(control_plane, dev_overlay))
+    webhook = _one(objects, "Deployment", "slimguard-webhook")["spec"]["template"]["spec"]
+    (tls_volume,) = [v for v in webhook["volumes"] if v["name"] == "tls"]
+    secret = _one(objects, "Secret", tls_volume["secret"]["secretName"])
+    assert secret["type"] == "kubernetes.io/tls"
+    assert secret["metadata"]["namespace"] == NAMESPACE
+    ca_pem, cert_pem, key_pem = (base64.b64decode(secret["data"][key]) for key in ("ca.crt", "tls.crt", "tls.key"))
+    (configured,) = _one(objects, "ValidatingWebhookConfiguration")["webhooks"]
+    assert base64.b64decode(configured["clientConfig"]["caBundle"]) == ca_pem
+    ca, served = x509.load_pem_x509_certificate(ca_pem), x509.load_pem_x509_certificate(cert_pem)
+    served.verify_directly_issued_by(ca)
+    service = configured["clientConfig"]["service"]
+    names = served.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+        x509.DNSName
+    )
+    assert f"{service['name']}.{service['namespace']}.svc" in names
+    assert serialization.load_pem_private_key(key_pem, None).public_key() == served.public_key()
+
+
+def test_the_dev_overlay_without_its_certificate_fails_naming_the_missing_file(
+    control_plane: ControlPlane, tmp_path: Path
+) -> None:
+    overlay = _copy_of_kustomize(tmp_path)
+    result = control_plane.kubectl("kustomize", str(overlay), check=False)
+    assert result.returncode != 0
+    assert f"{overlay}/certs/tls.crt" in result.stderr
+
+
 # -- Helm (built by scripts/build-helm.sh, which `make test` runs first) ---------------------------------------
 
 
-def _helm_template(helm: str, *sets: str) -> list[dict[str, Any]]:
+def _helm_render(helm: str, *sets: str, set_files: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
     # Offline, helm assumes Kubernetes v1.20, below the chart's kubeVersion: say which cluster we render for.
     argv = [helm, "template", "slimguard", str(CHART), "--namespace", NAMESPACE, "--kube-version", "1.36.3"]
     for value in sets:
         argv += ["--set", value]
-    return _objects(subprocess.run(argv, capture_output=True, text=True, check=True).stdout)
+    for value in set_files:
+        argv += ["--set-file", value]
+    return subprocess.run(argv, capture_output=True, text=True, check=False)
+
+
+def _helm_template(helm: str, *sets: str, set_files: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    rendered = _helm_render(helm, *sets, set_files=set_files)
+    assert rendered.returncode == 0, rendered.stderr
+    return _objects(rendered.stdout)
+
+
+def _helm_refuses(helm: str, *sets: str) -> str:
+    """The one error line of a render helm refuses."""
+    rendered = _helm_render(helm, *sets)
+    assert rendered.returncode != 0, f"helm rendered {sets}"
+    (error,) = [line for line in rendered.stderr.splitlines() if line.startswith("Error:")]
+    return error
+
+
+def _pod(objects: list[dict[str, Any]], component: str) -> dict[str, Any]:
+    pod: dict[str, Any] = _one(objects, "Deployment", f"slimguard-{component}")["spec"]["template"]["spec"]
+    return pod
 
 
 def test_helm_lint(helm: str) -> None:
@@ -487,3 +561,119 @@ def test_helm_sets_the_image_report_grace_period_of_the_controller(helm: str) ->
 
     assert "--report-grace-period=86400" in controller_args()
     assert "--report-grace-period=3600" in controller_args("controller.reportGracePeriod=3600")
+
+
+# -- values a real install needed (issue 22) ---------------------------------------------------------------
+
+
+def test_helm_webhook_path_is_the_same_in_the_server_and_its_configuration(helm: str) -> None:
+    for sets, path in (((), "/validate"), (("webhook.path=/admit/images",), "/admit/images")):
+        objects = _helm_template(helm, *sets)
+        (configured,) = _one(objects, "ValidatingWebhookConfiguration")["webhooks"]
+        assert configured["clientConfig"]["service"]["path"] == path
+        assert f"--path={path}" in _pod(objects, "webhook")["containers"][0]["args"]
+
+
+@pytest.mark.parametrize("path", ["validate", "/healthz"])
+def test_helm_refuses_a_webhook_path_the_server_cannot_serve(helm: str, path: str) -> None:
+    assert f'webhook.path must start with / and differ from /healthz and /readyz; got "{path}"' in _helm_refuses(
+        helm, f"webhook.path={path}"
+    )
+
+
+def _registry_ca_wiring(pod: dict[str, Any]) -> tuple[list[str], dict[str, Any], dict[str, Any]]:
+    """The container's --ca-file flags, and the registry-ca volume and mount."""
+    (container,) = pod["containers"]
+    flags = [arg for arg in container["args"] if arg.startswith("--ca-file=")]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "registry-ca"]
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "registry-ca"]
+    return flags, volume, mount
+
+
+def test_helm_registry_ca_bundle_given_inline_reaches_both_components(
+    helm: str, testbed_ca: CertificateAuthority, tmp_path: Path
+) -> None:
+    bundle = tmp_path / "registry-ca.crt"
+    bundle.write_bytes(testbed_ca.cert_pem)
+    objects = _helm_template(helm, set_files=(f"registries.caBundle={bundle}",))
+    config_map = _one(objects, "ConfigMap", "slimguard-registry-ca")
+    assert config_map["data"]["ca.crt"].strip() == testbed_ca.cert_pem.decode().strip()
+    for component in ("controller", "webhook"):
+        flags, volume, mount = _registry_ca_wiring(_pod(objects, component))
+        assert flags == ["--ca-file=/etc/slimguard/registry-ca/ca.crt"]
+        assert volume == {"name": "registry-ca", "configMap": {"name": "slimguard-registry-ca"}}
+        assert mount == {"name": "registry-ca", "mountPath": "/etc/slimguard/registry-ca", "readOnly": True}
+        template = _one(objects, "Deployment", f"slimguard-{component}")["spec"]["template"]
+        assert "checksum/registry-ca" in template["metadata"]["annotations"]  # a new bundle rolls the Pods
+
+
+def test_helm_registry_ca_bundle_from_an_existing_secret_or_config_map(helm: str) -> None:
+    secret = _helm_template(helm, "registries.caBundleSecret=corp-ca", "registries.caBundleKey=bundle.pem")
+    config_map = _helm_template(helm, "registries.caBundleConfigMap=corp-ca")
+    for component in ("controller", "webhook"):
+        flags, volume, _ = _registry_ca_wiring(_pod(secret, component))
+        assert flags == ["--ca-file=/etc/slimguard/registry-ca/bundle.pem"]
+        assert volume["secret"] == {"secretName": "corp-ca"}
+        flags, volume, _ = _registry_ca_wiring(_pod(config_map, component))
+        assert flags == ["--ca-file=/etc/slimguard/registry-ca/ca.crt"]
+        assert volume["configMap"] == {"name": "corp-ca"}
+    assert not [o for o in secret + config_map if o["kind"] == "ConfigMap"]
+
+
+def test_helm_refuses_a_registry_ca_bundle_it_cannot_use(helm: str) -> None:
+    assert 'registries.caBundle must be PEM text starting -----BEGIN CERTIFICATE-----; got "ca.crt"' in (
+        _helm_refuses(helm, "registries.caBundle=ca.crt")
+    )
+    assert "set at most one of caBundle, caBundleConfigMap and caBundleSecret (got caBundleConfigMap=a, " in (
+        _helm_refuses(helm, "registries.caBundleConfigMap=a", "registries.caBundleSecret=b")
+    )
+
+
+EXTRA_VOLUME = (
+    "extraVolumes[0].name=corp-ca",
+    "extraVolumes[0].secret.secretName=corp-ca",
+    "extraVolumeMounts[0].name=corp-ca",
+    "extraVolumeMounts[0].mountPath=/etc/corp",
+    "extraVolumeMounts[0].readOnly=true",
+)
+EXTRA_VOLUME_VALUES = (
+    *(f"{component}.{value}" for component in ("controller", "webhook") for value in EXTRA_VOLUME),
+    "registries.extraCaFiles={/etc/corp/ca.pem}",
+)
+
+
+def test_helm_extra_volumes_and_ca_files_reach_both_components(helm: str) -> None:
+    objects = _helm_template(helm, *EXTRA_VOLUME_VALUES)
+    for component in ("controller", "webhook"):
+        pod = _pod(objects, component)
+        (container,) = pod["containers"]
+        assert {"name": "corp-ca", "secret": {"secretName": "corp-ca"}} in pod["volumes"]
+        assert {"name": "corp-ca", "mountPath": "/etc/corp", "readOnly": True} in container["volumeMounts"]
+        assert [a for a in container["args"] if a.startswith("--ca-file=")] == ["--ca-file=/etc/corp/ca.pem"]
+
+
+def test_helm_chart_with_a_registry_ca_and_extra_volumes_applies(
+    helm: str, control_plane: ControlPlane, testbed_ca: CertificateAuthority, tmp_path: Path
+) -> None:
+    bundle = tmp_path / "registry-ca.crt"
+    bundle.write_bytes(testbed_ca.cert_pem)
+    objects = _helm_template(helm, *EXTRA_VOLUME_VALUES, set_files=(f"registries.caBundle={bundle}",))
+    control_plane.apply(f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {NAMESPACE}}}\n")
+    control_plane.kubectl(
+        "apply", "--dry-run=server", "--validate=strict", "-f", "-", input=yaml.safe_dump_all(objects)
+    )
+
+
+def test_pods_tell_kopf_who_they_are_and_probe_the_family_of_their_ip(
+    helm: str, base_objects: list[dict[str, Any]]
+) -> None:
+    for objects in (base_objects, _helm_template(helm)):
+        for component in ("controller", "webhook"):
+            env = {e["name"]: e for e in _pod(objects, component)["containers"][0]["env"]}
+            # kopf names itself after POD_ID, else the UID's passwd entry, which an arbitrary UID lacks.
+            assert env["POD_ID"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+        (controller,) = _pod(objects, "controller")["containers"]
+        assert "--liveness=http://[::]:8080/healthz" in controller["args"]
+        assert {e["name"]: e for e in controller["env"]}["POD_IP"]["valueFrom"] == {
+            "fieldRef": {"fieldPath": "status.podIP"}
+        }

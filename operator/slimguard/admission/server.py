@@ -21,20 +21,32 @@ from aiohttp import web
 from slimguard.admission.certificates import CertificateReloader
 from slimguard.admission.decision import Reviewer
 from slimguard.engine.view import ClusterView
+from slimguard.listen import ANY_ADDRESS, site_host
 
 log = logging.getLogger(__name__)
 
 
+DEFAULT_REVIEW_PATH = "/validate"
+
+
 @dataclass
 class ServerSettings:
-    host: str = "0.0.0.0"
+    host: str = ANY_ADDRESS
     port: int = 8443
+    path: str = DEFAULT_REVIEW_PATH
+    """Where reviews are posted: the ValidatingWebhookConfiguration's clientConfig path (Helm ``webhook.path``)."""
     cert_file: str = ""
     key_file: str = ""
     reload_interval: float = 10.0
     shutdown_delay: float = 5.0
     """Seconds between turning unready and closing the listener: time for endpoints to drop this replica."""
     shutdown_timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not self.path.startswith("/") or self.path in ("/healthz", "/readyz"):
+            raise ValueError(
+                f"--path {self.path!r} must start with / and differ from /healthz and /readyz, e.g. /validate"
+            )
 
 
 class WebhookServer:
@@ -50,7 +62,7 @@ class WebhookServer:
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=3 * 1024 * 1024)
-        app.router.add_post("/validate", self.validate)
+        app.router.add_post(self.settings.path, self.validate)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/readyz", self.readyz)
         return app
@@ -87,11 +99,20 @@ class WebhookServer:
         self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=self.settings.shutdown_timeout)
         await self._runner.setup()
         site = web.TCPSite(
-            self._runner, self.settings.host, self.settings.port, ssl_context=self._reloader.context, reuse_port=True
+            self._runner,
+            site_host(self.settings.host),
+            self.settings.port,
+            ssl_context=self._reloader.context,
+            reuse_port=True,
         )
         await site.start()
         self._watch = asyncio.create_task(self._reloader.watch(self.settings.reload_interval))
-        log.info("webhook serving on https://%s:%d/validate", self.settings.host, self.settings.port)
+        log.info(
+            "webhook serving reviews at %s, HTTPS port %d of %s",
+            self.settings.path,
+            self.settings.port,
+            self.settings.host,
+        )
 
     async def stop(self) -> None:
         """Unready first, then stop accepting, then let in-flight reviews finish."""

@@ -32,7 +32,8 @@ class WebhookSettings:
 
     def describe(self) -> str:
         return (
-            f"port={self.server.port} timeout={self.timeout_seconds:g}s deadline={self.deadline_seconds:g}s "
+            f"port={self.server.port} path={self.server.path} "
+            f"timeout={self.timeout_seconds:g}s deadline={self.deadline_seconds:g}s "
             f"allow_loopback={self.registry.address_policy.allow_loopback} cert={self.server.cert_file} "
             f"trusted_report_namespaces={describe_namespaces(self.trusted_report_namespaces)}"
         )

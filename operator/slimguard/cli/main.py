@@ -6,6 +6,7 @@ import asyncio
 import functools
 import inspect
 import logging
+import os
 import typing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,8 +18,10 @@ import typer
 
 from slimguard import __version__, exhaustion
 from slimguard.core.outcome import EXIT_ERROR
+from slimguard.listen import ANY_ADDRESS, listen_host, liveness_url
 from slimguard.registry.guard import AddressPolicy
 from slimguard.registry.settings import RegistrySettings
+from slimguard.registry.trust import CaBundleUnreadable, registry_tls_context
 
 app = typer.Typer(
     help="slimguard keeps container images slim: policies checked in the cluster and in CI.",
@@ -123,19 +126,26 @@ def operator_extra(command: str) -> Iterator[None]:
         ) from None
 
 
-def configure_logging(level: str) -> None:
-    """One logger setup for the process: kopf's handler on the root logger, at the level asked for.
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
-    kopf's per-object lines ("Handler ... succeeded", one per watch event) are kept for DEBUG: at INFO a busy
-    cluster would log every ReplicaSet update, and writing them costs the webhook real CPU.
-    """
+PER_REQUEST_LOGGERS = ("kopf.objects", "httpx", "httpcore", "aiohttp.access", "kubernetes", "urllib3")
+"""Loggers that write a line per watch event, HTTP request or probe: kept for DEBUG only. At INFO a busy cluster
+would log every ReplicaSet update, every apiserver and registry request (httpx's "HTTP Request:") and every
+kubelet probe (aiohttp's access log of kopf's liveness endpoint), and writing them costs the webhook real CPU."""
+
+
+def configure_logging(level: str) -> None:
+    """One logger setup for the process: kopf's handler on the root logger, at the level asked for."""
     import kopf
 
     name = level.upper()
+    if name not in LOG_LEVELS:
+        raise fail(f"--log-level {level!r} is not one of {', '.join(LOG_LEVELS)}")
     kopf.configure(debug=name == "DEBUG", quiet=name in ("WARNING", "ERROR"))
     logging.getLogger().setLevel(name)
     if name != "DEBUG":
-        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+        for logger in PER_REQUEST_LOGGERS:
+            logging.getLogger(logger).setLevel(logging.WARNING)
 
 
 _REGISTRY_OPTIONS: tuple[tuple[str, Any], ...] = (
@@ -193,7 +203,12 @@ def with_registry_options(command: Callable[..., None]) -> Callable[..., None]:
     @functools.wraps(command)
     def wrapper(**arguments: Any) -> None:
         options = {name: arguments.pop(name) for name, _ in _REGISTRY_OPTIONS}
-        command(registry_settings=registry_settings(**options), **arguments)
+        settings = registry_settings(**options)
+        try:  # now, before anything starts: a bundle read later fails far from its cause (a crash loop says it)
+            registry_tls_context(settings.ca_files)
+        except CaBundleUnreadable as error:
+            raise fail(str(error)) from None
+        command(registry_settings=settings, **arguments)
 
     hints = typing.get_type_hints(command, include_extras=True)
     wrapper.__signature__ = signature.replace(  # type: ignore[attr-defined]
@@ -214,11 +229,18 @@ def controller(
     dry_run: Annotated[bool, typer.Option(help="Evaluate and log, but write nothing to the cluster.")] = False,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
     liveness: Annotated[
-        str | None, typer.Option(help="Serve a liveness probe, e.g. http://0.0.0.0:8080/healthz")
+        str | None,
+        typer.Option(
+            help="Serve a liveness probe, e.g. http://[::]:8080/healthz ([::]: the family of $POD_IP, which the "
+            "kubelet probes; outside a Pod IPv6, or IPv4 where the node has no IPv6)."
+        ),
     ] = None,
     metrics_port: Annotated[
         int, typer.Option(help="Plain-HTTP port for /metrics; 0 to disable.", envvar="SLIMGUARD_METRICS_PORT")
     ] = 9090,
+    metrics_address: Annotated[
+        str, typer.Option(help="Address /metrics listens on (:: is every address, IPv6 and IPv4).")
+    ] = ANY_ADDRESS,
     image_metrics: Annotated[
         int,
         typer.Option(
@@ -245,19 +267,23 @@ def controller(
         from slimguard.engine.view import parse_namespaces
 
         configure_logging(log_level)
-    settings = ControllerSettings(
-        kubeconfig=kubeconfig,
-        registry=registry_settings,
-        workers=workers,
-        audit_interval_seconds=audit_interval,
-        dry_run=dry_run,
-        liveness_endpoint=liveness,
-        metrics_port=metrics_port,
-        image_metrics=image_metrics,
-        trusted_report_namespaces=parse_namespaces(trusted_report_namespaces),
-        policy_reports=None if policy_reports == "none" else policy_reports,
-        report_grace_seconds=report_grace_period,
-    )
+    try:
+        settings = ControllerSettings(
+            kubeconfig=kubeconfig,
+            registry=registry_settings,
+            workers=workers,
+            audit_interval_seconds=audit_interval,
+            dry_run=dry_run,
+            liveness_endpoint=liveness_url(liveness, pod_ip=os.environ.get("POD_IP")) if liveness else None,
+            metrics_port=metrics_port,
+            metrics_address=listen_host(metrics_address),
+            image_metrics=image_metrics,
+            trusted_report_namespaces=parse_namespaces(trusted_report_namespaces),
+            policy_reports=None if policy_reports == "none" else policy_reports,
+            report_grace_seconds=report_grace_period,
+        )
+    except ValueError as error:
+        raise fail(str(error)) from None
     with exhaustion.exit_when_exhausted("controller"):
         run(settings)
 
@@ -271,8 +297,13 @@ def webhook(
     ],
     tls_key_file: Annotated[str, typer.Option(help="Serving key (PEM).", envvar="SLIMGUARD_TLS_KEY_FILE")],
     kubeconfig: KubeconfigOption = None,
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "0.0.0.0",
-    port: Annotated[int, typer.Option(help="HTTPS port for /validate, /readyz and /healthz.")] = 8443,
+    host: Annotated[
+        str, typer.Option(help="Address to listen on, for reviews and /metrics (:: is every address, IPv6 and IPv4).")
+    ] = ANY_ADDRESS,
+    port: Annotated[int, typer.Option(help="HTTPS port for reviews, /readyz and /healthz.")] = 8443,
+    path: Annotated[
+        str, typer.Option(help="Path reviews are posted to: the webhook configuration's clientConfig path.")
+    ] = "/validate",
     timeout_seconds: Annotated[float, typer.Option(help="The webhook configuration's timeoutSeconds.")] = 3.0,
     shutdown_delay: Annotated[float, typer.Option(help="Seconds unready before the listener closes.")] = 5.0,
     cert_reload_interval: Annotated[
@@ -295,27 +326,30 @@ def webhook(
         from slimguard.engine.view import parse_namespaces
 
         configure_logging(log_level)
-    settings = WebhookSettings(
-        kubeconfig=kubeconfig,
-        registry=registry_settings,
-        server=ServerSettings(
-            host=host,
-            port=port,
-            cert_file=tls_cert_file,
-            key_file=tls_key_file,
-            shutdown_delay=shutdown_delay,
-            reload_interval=cert_reload_interval,
-        ),
-        timeout_seconds=timeout_seconds,
-        trusted_report_namespaces=parse_namespaces(trusted_report_namespaces),
-    )
+    try:
+        settings = WebhookSettings(
+            kubeconfig=kubeconfig,
+            registry=registry_settings,
+            server=ServerSettings(
+                host=host,
+                port=port,
+                path=path,
+                cert_file=tls_cert_file,
+                key_file=tls_key_file,
+                shutdown_delay=shutdown_delay,
+                reload_interval=cert_reload_interval,
+            ),
+            timeout_seconds=timeout_seconds,
+            trusted_report_namespaces=parse_namespaces(trusted_report_namespaces),
+        )
+    except ValueError as error:
+        raise fail(str(error)) from None
     try:  # a missing Secret or a bad pair is one clear line at start, not a retry loop inside kopf
         CertificateReloader(tls_cert_file, tls_key_file)
     except CertificateUnavailable as error:
-        typer.echo(f"slimguard webhook: {error}", err=True)
-        raise typer.Exit(2) from None
+        raise fail(str(error)) from None
     if metrics_port:
-        start_http_server(metrics_port, addr=host)
+        start_http_server(metrics_port, addr=listen_host(host))
     with exhaustion.exit_when_exhausted("webhook"):
         run_webhook(settings)
 

@@ -29,7 +29,7 @@ from slimguard.engine.wiring import Engine, build_engine
 from slimguard.kube.gateway import KubeGateway, load_api_client
 from slimguard.kube.image_reports import ImageReports
 from slimguard.kube.informer import WorkloadInformer
-from slimguard.kube.kopf_tuning import is_deletion, tune
+from slimguard.kube.kopf_tuning import is_deletion, own_identity, tune
 from slimguard.kube.login import connection_info
 from slimguard.kube.policy_reports import PolicyReportWriter
 from slimguard.kube.resources import (
@@ -261,4 +261,5 @@ def run(settings: ControllerSettings) -> None:
         standalone=True,
         clusterwide=True,
         liveness_endpoint=settings.liveness_endpoint,
+        identity=own_identity("slimguard-controller"),
     )

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from slimguard.core.policy_report import REPORT_APIS
 from slimguard.engine.view import describe_namespaces
+from slimguard.listen import ANY_ADDRESS
 from slimguard.registry.settings import RegistrySettings
 
 
@@ -18,7 +19,7 @@ class ControllerSettings:
     dry_run: bool = False
     liveness_endpoint: str | None = None
     metrics_port: int = 0
-    metrics_address: str = "0.0.0.0"
+    metrics_address: str = ANY_ADDRESS
     image_metrics: int = 0
     """Export slimguard_image_bytes for this many of the largest images in use (0: off; one series each)."""
     trusted_report_namespaces: frozenset[str] | None = None

@@ -7,10 +7,13 @@ quarter of the webhook's CPU (bench/ADMISSION.md); this storage skips it and sto
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Iterable
 from typing import Any
 
 import kopf
+from kopf._core.engines.peering import Identity  # kopf.run's parameter type, not re-exported by kopf
 
 
 class NoDiffBase(kopf.DiffBaseStorage):
@@ -34,3 +37,12 @@ def tune(settings: kopf.OperatorSettings) -> None:
     settings.persistence.diffbase_storage = NoDiffBase()
     settings.watching.server_timeout = 270
     settings.watching.client_timeout = 300
+
+
+def own_identity(component: str) -> Identity:
+    """Who this process is to kopf: ``POD_ID`` (the chart sets it to the Pod's name), else component@host/pid.
+
+    Left to itself kopf asks ``getpass.getuser()``, which raises under a UID with no passwd entry (OpenShift's
+    arbitrary UIDs, ``docker run --user 12345``): the process died before its first watch.
+    """
+    return Identity(os.environ.get("POD_ID") or f"{component}@{socket.gethostname()}/{os.getpid()}")

@@ -26,6 +26,7 @@ from slimguard.core.reference import DOCKER_HUB, ImageReference
 from slimguard.registry.credentials import Credential
 from slimguard.registry.guard import GuardedNetworkBackend, RefusedAddress
 from slimguard.registry.settings import RegistrySettings
+from slimguard.registry.trust import registry_tls_context
 
 _MAX_REDIRECTS = 5
 T = TypeVar("T")
@@ -121,11 +122,8 @@ class RegistryClient:
         self.settings = settings
         self._clock = clock
         self._sleep = sleep
-        context = ssl.create_default_context()
-        for ca_file in settings.ca_files:
-            context.load_verify_locations(cafile=ca_file)
         transport = _GuardedTransport(
-            verify=context,
+            verify=registry_tls_context(settings.ca_files),
             backend=backend or GuardedNetworkBackend(settings.address_policy),
             limits=httpx.Limits(max_connections=100, max_keepalive_connections=50, keepalive_expiry=30),
         )

@@ -64,6 +64,85 @@ app.kubernetes.io/part-of: slimguard
 {{- range .Values.trustedReportNamespaces }}
 - --trusted-report-namespaces={{ . }}
 {{- end }}
+{{- if include "slimguard.registryCaSource" . }}
+- --ca-file=/etc/slimguard/registry-ca/{{ include "slimguard.registryCaKey" . }}
+{{- end }}
+{{- range .Values.registries.extraCaFiles }}
+- --ca-file={{ . }}
+{{- end }}
+{{- end }}
+
+{{/*
+Where the registries' CA bundle comes from: "inline" (registries.caBundle, kept in the chart's ConfigMap),
+"configMap", "secret" or "" (none). Two set at once, or an inline value that is not PEM, fail the render.
+*/}}
+{{- define "slimguard.registryCaSource" -}}
+{{- $r := .Values.registries }}
+{{- $set := list }}
+{{- if $r.caBundle }}{{ $set = append $set "caBundle" }}{{ end }}
+{{- if $r.caBundleConfigMap }}{{ $set = append $set (printf "caBundleConfigMap=%s" $r.caBundleConfigMap) }}{{ end }}
+{{- if $r.caBundleSecret }}{{ $set = append $set (printf "caBundleSecret=%s" $r.caBundleSecret) }}{{ end }}
+{{- if gt (len $set) 1 }}
+{{- fail (printf "registries: set at most one of caBundle, caBundleConfigMap and caBundleSecret (got %s)" (join ", " $set)) }}
+{{- end }}
+{{- if $r.caBundle }}
+{{- if not (contains "-----BEGIN CERTIFICATE-----" $r.caBundle) }}
+{{- fail (printf "registries.caBundle must be PEM text starting -----BEGIN CERTIFICATE-----; got %q" (trunc 40 $r.caBundle)) }}
+{{- end }}
+{{- print "inline" }}
+{{- else if $r.caBundleConfigMap }}
+{{- print "configMap" }}
+{{- else if $r.caBundleSecret }}
+{{- print "secret" }}
+{{- end }}
+{{- end }}
+
+{{- define "slimguard.registryCaKey" -}}
+{{- if eq (include "slimguard.registryCaSource" .) "inline" }}ca.crt{{ else }}{{ required "registries.caBundleKey must name the key holding the CA bundle" .Values.registries.caBundleKey }}{{ end }}
+{{- end }}
+
+{{- define "slimguard.registryCaConfigMap" -}}
+{{- printf "%s-registry-ca" (include "slimguard.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The registries' CA bundle as a volume and its mount, the same for both components ("" when none). */}}
+{{- define "slimguard.registryCaVolume" -}}
+{{- $source := include "slimguard.registryCaSource" . }}
+{{- if $source }}
+- name: registry-ca
+  {{- if eq $source "secret" }}
+  secret:
+    secretName: {{ .Values.registries.caBundleSecret }}
+  {{- else }}
+  configMap:
+    name: {{ if eq $source "inline" }}{{ include "slimguard.registryCaConfigMap" . }}{{ else }}{{ .Values.registries.caBundleConfigMap }}{{ end }}
+  {{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "slimguard.registryCaMount" -}}
+{{- if include "slimguard.registryCaSource" . }}
+- name: registry-ca
+  mountPath: /etc/slimguard/registry-ca
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{/* The Pod's name as kopf's identity (POD_ID): kopf would otherwise look the UID up in /etc/passwd. */}}
+{{- define "slimguard.podIdEnv" -}}
+- name: POD_ID
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+{{- end }}
+
+{{/* The webhook's review path, validated: the server and the ValidatingWebhookConfiguration both use it. */}}
+{{- define "slimguard.webhookPath" -}}
+{{- $path := toString .Values.webhook.path }}
+{{- if or (not (hasPrefix "/" $path)) (has $path (list "/healthz" "/readyz")) }}
+{{- fail (printf "webhook.path must start with / and differ from /healthz and /readyz; got %q" $path) }}
+{{- end }}
+{{- $path }}
 {{- end }}
 
 {{/*
