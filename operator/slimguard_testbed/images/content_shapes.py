@@ -42,28 +42,28 @@ class ContentShapes:
 
 def _ensure_bases(client: docker.DockerClient, debian: Image, busybox: Image) -> None:
     """The fat Debian and busybox fixtures as engine images, imported from their own layers."""
+    for tag, image, cmd in ((FAT_ENGINE_TAG, debian, "bash"), (ENGINE_BASE_TAG, busybox, "sh")):
+        import_base_image(client, tag, image, cmd=cmd)
+
+
+def import_base_image(client: docker.DockerClient, tag: str, image: Image, *, cmd: str) -> None:
+    """A one-layer fixture's root filesystem `docker import`ed as the engine image ``tag``, unless ``tag`` is there
+    (an import makes a new image ID each time, and every build on it would miss dockerd's build cache)."""
     import docker.errors
 
-    for tag, image, cmd in ((FAT_ENGINE_TAG, debian, "bash"), (ENGINE_BASE_TAG, busybox, "sh")):
-        try:
-            client.images.get(tag)
-            continue
-        except docker.errors.ImageNotFound:
-            pass
-        repository, _, version = tag.partition(":")
-        blob = image.layers[0].blob
-        if blob.path is not None:  # the fat layer stays on disk: the engine reads the gzip file itself
-            client.api.import_image_from_file(
-                str(blob.path), repository=repository, tag=version, changes=[f"ENV {PATH_ENV}", f'CMD ["{cmd}"]']
-            )
-        else:
-            with blob.open() as compressed, gzip.open(compressed) as tar_stream:
-                client.api.import_image_from_data(
-                    tar_stream.read(),
-                    repository=repository,
-                    tag=version,
-                    changes=[f"ENV {PATH_ENV}", f'CMD ["{cmd}"]'],
-                )
+    try:
+        client.images.get(tag)
+        return
+    except docker.errors.ImageNotFound:
+        pass
+    repository, _, version = tag.partition(":")
+    changes = [f"ENV {PATH_ENV}", f'CMD ["{cmd}"]']
+    blob = image.layers[0].blob
+    if blob.path is not None:  # the fat layer stays on disk: the engine reads the gzip file itself
+        client.api.import_image_from_file(str(blob.path), repository=repository, tag=version, changes=changes)
+    else:
+        with blob.open() as compressed, gzip.open(compressed) as tar_stream:
+            client.api.import_image_from_data(tar_stream.read(), repository=repository, tag=version, changes=changes)
 
 
 def build_shape(work: Path, dockerfile: str, debian: Image, busybox: Image, engine_source: EngineSource) -> Image:

@@ -12,7 +12,6 @@ manifest and says "Already exists" for every layer.
 
 from __future__ import annotations
 
-import gzip
 import shutil
 import tempfile
 import time
@@ -24,8 +23,8 @@ from typing import TYPE_CHECKING
 from slimguard_testbed import oci
 from slimguard_testbed.cache import REPO_ROOT, cache_dir
 from slimguard_testbed.docker_engine import DockerEngine
-from slimguard_testbed.images.common import ENGINE_BASE_TAG, PATH_ENV
-from slimguard_testbed.images.content_shapes import content_shape_artifacts
+from slimguard_testbed.images.common import ENGINE_BASE_TAG
+from slimguard_testbed.images.content_shapes import content_shape_artifacts, import_base_image
 from slimguard_testbed.images.engine_built import CLI_FAT_ARTIFACT, build_fat_cli_app, engine_image_artifact
 from slimguard_testbed.images.publish import FixtureArtifacts
 from slimguard_testbed.images.self_image import build_self_image
@@ -51,16 +50,6 @@ class EngineNeeds:
 
     def any(self) -> bool:
         return self.fat_bases or self.busybox or self.content_shapes or self.self_image or self.cli_fat_build
-
-
-def _present(client: docker.DockerClient, name: str) -> bool:
-    import docker.errors
-
-    try:
-        client.images.get(name)
-    except docker.errors.ImageNotFound:
-        return False
-    return True
 
 
 def pull_fat_bases(client: docker.DockerClient, artifacts: FixtureArtifacts, *, say: Callable[[str], None]) -> None:
@@ -102,12 +91,7 @@ def _pulled(client: docker.DockerClient, tag: str, image: Image) -> bool:
 
 def import_busybox_base(client: docker.DockerClient, busybox: Image) -> None:
     """The busybox fixture's root filesystem as the engine image ENGINE_BASE_TAG (the slim Dockerfile's base)."""
-    if _present(client, ENGINE_BASE_TAG):
-        return
-    with busybox.layers[0].blob.open() as compressed, gzip.open(compressed) as tar_stream:
-        rootfs = tar_stream.read()
-    repository, tag = ENGINE_BASE_TAG.split(":")
-    client.api.import_image_from_data(rootfs, repository=repository, tag=tag, changes=[f"ENV {PATH_ENV}", 'CMD ["sh"]'])
+    import_base_image(client, ENGINE_BASE_TAG, busybox, cmd="sh")
 
 
 def warm_docker_engine(artifacts: FixtureArtifacts, needs: EngineNeeds, *, say: Callable[[str], None]) -> None:
