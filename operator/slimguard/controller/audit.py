@@ -225,11 +225,13 @@ class AuditController:
         copied = frozenset(name for name in replicaset.annotations if name in notes.OURS)
         if deleted or owner is None or not copied:
             return
-        owner_key = WorkloadKey("Deployment", replicaset.namespace, owner)
-        self._copies[key] = (owner_key, copied)
-        self._copies_by_owner.setdefault(owner_key, set()).add(key)
+        self._remember_copies(key, WorkloadKey("Deployment", replicaset.namespace, owner), copied)
         if self._stale_copies(key):
             self.enqueue(key)
+
+    def _remember_copies(self, key: WorkloadKey, owner: WorkloadKey, copied: frozenset[str]) -> None:
+        self._copies[key] = (owner, copied)
+        self._copies_by_owner.setdefault(owner, set()).add(key)
 
     def _forget_copies(self, key: WorkloadKey) -> None:
         entry = self._copies.pop(key, None)
@@ -260,8 +262,7 @@ class AuditController:
         if entry is not None:  # until the watch shows it: a second look before then writes nothing again
             self._forget_copies(key)
             if left := entry[1] - stale.keys():
-                self._copies[key] = (entry[0], left)
-                self._copies_by_owner.setdefault(entry[0], set()).add(key)
+                self._remember_copies(key, entry[0], left)
 
     # --- queue ---------------------------------------------------------------------------------------------
 
