@@ -2,7 +2,8 @@
 # Prepare a machine (Debian 12, as root) for slimguard's tests and demo. Idempotent, and fast when warm:
 #   1. Debian packages the test bed runs (apt-get update only when something is missing);
 #   2. .venv with Python 3.11 and `pip install -e '.[dev]'` (skipped while pyproject.toml is unchanged);
-#   3. Kubernetes binaries via scripts/build-k8s.sh (cached in ~/.cache/slimguard; ~10 min cold);
+#   3. Kubernetes binaries via scripts/build-k8s.sh (cached in ~/.cache/slimguard; ~10 min cold), the control
+#      plane's and the real node's (kubelet, kube-scheduler, kube-proxy, pause; ~1 min more);
 #   4.-5. helm and the Grafana dashboard validator, built from their Go modules into the same cache;
 #   6. dive and syft, the anchors the layer-content numbers are checked against (same cache, by version).
 set -euo pipefail
@@ -10,7 +11,9 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 CACHE="${SLIMGUARD_CACHE:-$HOME/.cache/slimguard}"
-PACKAGES=(etcd-server docker.io docker-registry debootstrap skopeo busybox-static apache2-utils prometheus iproute2 nginx-light)
+# containerd, runc, the CNI plugins, nftables and iptables: the real node's runtime and network (tests/e2e/node).
+PACKAGES=(etcd-server docker.io docker-registry debootstrap skopeo busybox-static apache2-utils prometheus iproute2 nginx-light
+          containerd runc containernetworking-plugins nftables iptables gcc libc6-dev)
 
 log() { printf '==> %s\n' "$*" >&2; }
 as_root() { if [[ $EUID -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
@@ -85,8 +88,10 @@ if command -v go >/dev/null; then
   log "caches: $CACHE; Go $(go env GOCACHE) and $(go env GOMODCACHE); pip ${PIP_CACHE_DIR:-its default}"
 fi
 # The same lock the test bed takes (slimguard_testbed.cache): build-k8s.sh wipes its work directory first.
-K8S_BIN="$(flock "$CACHE/k8s-build.lock" bash scripts/build-k8s.sh)"
+K8S_BIN="$(flock "$CACHE/k8s-build.lock" bash scripts/build-k8s.sh control)"
 log "Kubernetes binaries: $K8S_BIN"
+NODE_BIN="$(flock "$CACHE/k8s-build.lock" bash scripts/build-k8s.sh node)"
+log "Kubernetes node binaries: $NODE_BIN"
 
 # -- 4. helm, for the chart's tests (built from its Go module once; ~4 min cold) ---------------------------
 HELM="$(bash scripts/build-helm.sh)"

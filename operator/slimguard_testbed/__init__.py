@@ -3,7 +3,7 @@ the demo. A Kubernetes control plane (etcd, kube-apiserver, kube-controller-mana
 TLS and htpasswd or bearer-token auth, and a Docker Engine. Nothing here is a mock.
 """
 
-from slimguard_testbed.cache import cache_dir, cache_root, k8s_binaries
+from slimguard_testbed.cache import cache_dir, cache_root, k8s_binaries, node_binaries
 from slimguard_testbed.certs import CertificateAuthority, KeyPair
 from slimguard_testbed.controlplane import ControlPlane, KubectlError
 from slimguard_testbed.docker_engine import DockerEngine
@@ -28,4 +28,5 @@ __all__ = [
     "cache_root",
     "free_port",
     "k8s_binaries",
+    "node_binaries",
 ]

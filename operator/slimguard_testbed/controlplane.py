@@ -7,6 +7,7 @@ workload controllers (Deployment -> ReplicaSet -> Pods) run for real.
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import os
 import shutil
@@ -78,9 +79,20 @@ class ControlPlane(Service):
         apiserver_args: tuple[str, ...] = (),
         start_timeout: float = 60.0,
         audit_writes: bool = False,
+        address: str = "127.0.0.1",
+        service_cidr: str = "10.0.0.0/24",
+        controllers: str = _CONTROLLERS,
+        controller_manager_args: tuple[str, ...] = (),
+        port: int = 0,
     ) -> None:
         """``audit_writes``: the apiserver logs every write to an apps object (``audited_writes``), so a test
-        can count who wrote what. Off by default: benchmarks must not pay for it."""
+        can count who wrote what. Off by default: benchmarks must not pay for it.
+
+        ``address``, ``port``, ``service_cidr``, ``controllers`` and ``controller_manager_args``: where the
+        apiserver listens (port 0: a free one) and what the controller-manager runs; the real node
+        (``slimguard_testbed.node``) puts the apiserver on its bridge, where Pods reach it through the
+        ``kubernetes`` Service, and runs the node-facing controllers.
+        """
         self._own_workdir = workdir is None
         self._keep_workdir = False
         self.workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="slimguard-cp-"))
@@ -89,7 +101,11 @@ class ControlPlane(Service):
         self.apiserver_args = apiserver_args
         self.start_timeout = start_timeout
         self.audit_writes = audit_writes
-        self.port = 0
+        self.address = address
+        self.service_cidr = service_cidr
+        self.controllers = controllers
+        self.controller_manager_args = controller_manager_args
+        self.port = port
         self._etcd_data: Path | None = None
         self._processes: list[ManagedProcess] = []
 
@@ -97,7 +113,7 @@ class ControlPlane(Service):
 
     @property
     def server(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
+        return f"https://{self.address}:{self.port}"
 
     @property
     def ca_file(self) -> Path:
@@ -257,7 +273,7 @@ class ControlPlane(Service):
         token = self.kubectl("create", "token", name, "-n", namespace, f"--duration={duration}").stdout.strip()
         path = self.workdir / "kubeconfigs" / f"sa-{namespace}-{name}.kubeconfig"
         user = f"system:serviceaccount:{namespace}:{name}"
-        self._write_kubeconfig(path, user=user, credentials={"token": token}, namespace=namespace)
+        self.write_kubeconfig(path, user=user, credentials={"token": token}, namespace=namespace)
         return path
 
     # -- start-up -------------------------------------------------------------------------------------
@@ -271,15 +287,15 @@ class ControlPlane(Service):
         pki = self.workdir / "pki"
         self.log_dir.mkdir(parents=True, exist_ok=True)
         ca_file = self.ca.write(pki, with_key=True)
-        self.port = free_port()
+        self.port = self.port or free_port()
         etcd_port, etcd_peer_port, cm_port = free_port(), free_port(), free_port()
 
         apiserver_cert, apiserver_key = self.ca.issue(
             "kube-apiserver",
             hosts=(
-                "127.0.0.1",
+                *dict.fromkeys((self.address, "127.0.0.1")),
                 "localhost",
-                "10.0.0.1",
+                str(ipaddress.ip_network(self.service_cidr)[1]),  # the `kubernetes` Service's ClusterIP
                 "kubernetes",
                 "kubernetes.default",
                 "kubernetes.default.svc",
@@ -292,11 +308,11 @@ class ControlPlane(Service):
         (pki / "sa.crt").rename(sa_pub)  # KeyPair names files .crt/.key; this one is a public key
 
         admin = self.ca.issue("slimguard-admin", organizations=("system:masters",))
-        self._write_kubeconfig(self.admin_kubeconfig, user="admin", credentials=_client_cert(admin))
+        self.write_kubeconfig(self.admin_kubeconfig, user="admin", credentials=client_cert(admin))
         cm_kubeconfig = self.workdir / "controller-manager.kubeconfig"
         # The controller-manager's own identity, bound by RBAC's bootstrap policy like a real cluster's.
         cm_identity = self.ca.issue("system:kube-controller-manager")
-        self._write_kubeconfig(cm_kubeconfig, user="controller-manager", credentials=_client_cert(cm_identity))
+        self.write_kubeconfig(cm_kubeconfig, user="controller-manager", credentials=client_cert(cm_identity))
 
         self._etcd_data = _etcd_data_dir(self.workdir)
         etcd_url, peer_url = f"http://127.0.0.1:{etcd_port}", f"http://127.0.0.1:{etcd_peer_port}"
@@ -321,13 +337,13 @@ class ControlPlane(Service):
                 binaries / "kube-apiserver",
                 f"--etcd-servers={etcd_url}",
                 f"--secure-port={self.port}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                f"--bind-address={self.address}",
+                f"--advertise-address={self.address}",
                 f"--cert-dir={pki}",
                 f"--tls-cert-file={apiserver_cert}",
                 f"--tls-private-key-file={apiserver_key}",
                 f"--client-ca-file={ca_file}",
-                "--service-cluster-ip-range=10.0.0.0/24",
+                f"--service-cluster-ip-range={self.service_cidr}",
                 "--authorization-mode=Node,RBAC",
                 "--service-account-issuer=https://kubernetes.default.svc",
                 f"--service-account-key-file={sa_pub}",
@@ -363,11 +379,12 @@ class ControlPlane(Service):
                     "--leader-elect=false",
                     "--bind-address=127.0.0.1",
                     f"--secure-port={cm_port}",
-                    f"--controllers={_CONTROLLERS}",
+                    f"--controllers={self.controllers}",
                     # Client-side throttling (20 qps by default) is what makes it slow to start and to react.
                     "--kube-api-qps=500",
                     "--kube-api-burst=1000",
                     "--profiling=false",
+                    *self.controller_manager_args,
                 ],
             )
             # The `default` ServiceAccount appears once the controller-manager's controllers run.
@@ -396,9 +413,10 @@ class ControlPlane(Service):
         process.start()
         return process
 
-    def _write_kubeconfig(
+    def write_kubeconfig(
         self, path: Path, *, user: str, credentials: dict[str, str], namespace: str = "default"
     ) -> None:
+        """A kubeconfig for this apiserver as ``user`` (``credentials``: a token or client certificate data)."""
         config = {
             "apiVersion": "v1",
             "kind": "Config",
@@ -444,7 +462,7 @@ def _etcd_data_dir(fallback: Path) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"slimguard-etcd-{os.getpid()}-", dir=shm))
 
 
-def _client_cert(pair: KeyPair) -> dict[str, str]:
+def client_cert(pair: KeyPair) -> dict[str, str]:
     return {
         "client-certificate-data": base64.b64encode(pair.cert_pem).decode(),
         "client-key-data": base64.b64encode(pair.key_pem).decode(),
@@ -458,4 +476,4 @@ def _ok(client: httpx.Client, path: str) -> bool:
         return False
 
 
-__all__ = ["ControlPlane", "KubectlError", "TestbedError"]
+__all__ = ["ControlPlane", "KubectlError", "TestbedError", "client_cert"]

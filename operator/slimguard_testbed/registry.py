@@ -102,6 +102,7 @@ class Registry(Service):
         redirect_blobs_to: str | None = None,
         binary: Path | None = None,
         token_realm_host: str = "127.0.0.1",
+        address: str = "127.0.0.1",
     ) -> None:
         if auth not in (None, "htpasswd", "token"):
             raise ValueError(f"auth must be None, 'htpasswd' or 'token', not {auth!r}")
@@ -120,6 +121,9 @@ class Registry(Service):
         self.binary = binary
         """Another build of the registry (distribution v3, which paginates tag lists); default Debian's 2.8."""
         self.token_realm_host = token_realm_host
+        self.address = address
+        """Where it listens: the real node's registry listens on the node's bridge, where Pods and containerd
+        reach it."""
         self.port = 0
         self.token_issuer: TokenIssuer | None = None
         self._process: ManagedProcess | None = None
@@ -129,7 +133,11 @@ class Registry(Service):
 
     @property
     def host(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.address}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
 
     @property
     def url(self) -> str:
@@ -195,9 +203,9 @@ class Registry(Service):
         self.storage_dir.mkdir(parents=True, exist_ok=True)
         self.ca.write(self.workdir)
         self.port = self.port or free_port()  # started again after stop(), it keeps its address, as a real one does
-        tls_cert, tls_key = self.ca.issue("registry", hosts=("127.0.0.1", "localhost")).write(
-            self.workdir, "registry-tls"
-        )
+        tls_cert, tls_key = self.ca.issue(
+            "registry", hosts=(*dict.fromkeys((self.address, "127.0.0.1")), "localhost")
+        ).write(self.workdir, "registry-tls")
         config: dict[str, object] = {
             "version": 0.1,
             "log": {"level": "info", "formatter": "json", "accesslog": {"disabled": False}},

@@ -31,9 +31,11 @@ from slimguard_testbed import (
     anchors,
     free_port,
     k8s_binaries,
+    node_binaries,
 )
 from slimguard_testbed.images import warm_fixture_cache
 from slimguard_testbed.images.engine_warm import EngineNeeds, warm_docker_engine
+from slimguard_testbed.images.self_image import build_self_image
 from slimguard_testbed.operator_runner import InProcessOperator
 from slimguard_testbed.registry import Auth
 from slimguard_testbed.warmup import Warmup, run_build_script
@@ -57,8 +59,10 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     names = {name for item in session.items for name in getattr(item, "fixturenames", ())}
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     warmup = Warmup(reporter.write_line if reporter is not None else lambda line: print(line, file=sys.stderr))
-    if "control_plane" in names:
+    if names & {"control_plane", "real_node"}:
         warmup.step("Kubernetes binaries", "~10 min", k8s_binaries)
+    if "real_node" in names:
+        warmup.step("Kubernetes node binaries (kubelet, kube-scheduler, kube-proxy, pause)", "~1 min", node_binaries)
     for fixture, what, cold, script, args in GO_TOOLS:
         if fixture in names:
             warmup.step(what, cold, functools.partial(run_build_script, script, *args))
@@ -286,6 +290,26 @@ def webhook(
         )
         yield replicas
         control_plane.kubectl("delete", "validatingwebhookconfiguration", "slimguard-e2e", "--ignore-not-found")
+
+
+@pytest.fixture(scope="session")
+def self_image(docker_engine: DockerEngine, fixture_images: FixtureImages, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """slimguard's own image, built for real by the engine from the repository's Dockerfile; the collection-time
+    warm-up built it once already, so unchanged steps come from the engine's build cache."""
+    client = docker_engine.client(timeout=1200)
+    try:
+        # The fat bases as the session's registry serves them; their layers are in the engine since the warm-up.
+        node_base = client.images.pull(fixture_images.node_base.ref).id
+        debian_fat = client.images.pull(fixture_images.debian_fat.ref).id
+        return build_self_image(
+            client,
+            repo_root=E2E_DIR.parents[1],
+            node_base=node_base,
+            debian_fat=debian_fat,
+            workdir=tmp_path_factory.mktemp("self-image"),
+        )
+    finally:
+        client.close()
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,7 @@ SHARED_PARTS: dict[str, str] = {
     "docker_engine": "the session's Docker engine",
     "operator": "the session's in-process controller",
     "webhook": "the module's webhook replicas",
+    "real_node": "the session's real node",
 }
 
 

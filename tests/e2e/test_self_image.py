@@ -21,9 +21,8 @@ import pytest
 
 from slimguard import __version__
 from slimguard_testbed import DockerEngine
-from slimguard_testbed.images.self_image import build_self_image
 
-# The module's fixture builds slimguard's own image with the Docker engine (a pip install from a local index):
+# The session's `self_image` builds slimguard's own image with the Docker engine (a pip install from a local index):
 # minutes, not the 60 s a test gets by default. A deadline against hangs, never a speed claim.
 pytestmark = pytest.mark.timeout(1800)
 
@@ -40,26 +39,6 @@ def slimguard(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[st
         env={**os.environ, "PYTHONPATH": str(REPO / "operator"), **env},
         check=False,
     )
-
-
-@pytest.fixture(scope="module")
-def self_image(docker_engine: DockerEngine, fixture_images: Any, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """Built for real by the engine; the collection-time warm-up (tests/e2e/conftest.py) built it once already,
-    so unchanged steps come from the engine's build cache."""
-    client = docker_engine.client(timeout=1200)
-    try:
-        # The fat bases as the session's registry serves them; their layers are in the engine since the warm-up.
-        node_base = client.images.pull(fixture_images.node_base.ref).id
-        debian_fat = client.images.pull(fixture_images.debian_fat.ref).id
-        return build_self_image(
-            client,
-            repo_root=REPO,
-            node_base=node_base,
-            debian_fat=debian_fat,
-            workdir=tmp_path_factory.mktemp("self-image"),
-        )
-    finally:
-        client.close()
 
 
 def test_the_built_image_runs_slimguard(docker_engine: DockerEngine, self_image: str) -> None:
