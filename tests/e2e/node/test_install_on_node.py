@@ -1,0 +1,160 @@
+"""slimguard as its users run it: its own image, built from the repository's Dockerfile and pushed to the node's
+registry, installed by `helm install` with only the values a user with a private registry sets; its Pods run on
+the real node, the apiserver reaches its webhook through the chart's Service, and the controller in the cluster
+writes its verdicts with the ServiceAccount token of its Pod."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from cluster import deployment, image_policy, namespace, status_of, wait_for
+
+from slimguard import __version__
+from slimguard_testbed import DockerEngine, oci
+from slimguard_testbed.images import FixtureImages
+from slimguard_testbed.images.engine_built import engine_image_artifact
+from slimguard_testbed.node import RealNode
+
+# Pushing the image, the install and the Pods' start: minutes on a loaded machine. A deadline, never a speed claim.
+pytestmark = pytest.mark.timeout(900)
+
+REPO = Path(__file__).resolve().parents[3]
+CHART = REPO / "deploy" / "helm" / "slimguard"
+RELEASE_NAMESPACE = "slimguard-system"
+WORKLOADS = "node-shop"
+ENFORCE_SLIM = image_policy("node-enforce", {"maxCompressedSize": "100Mi"}, namespaces=[WORKLOADS], mode="Enforce")
+
+
+@dataclass(frozen=True)
+class Install:
+    node: RealNode
+    image: str
+    install_seconds: float
+
+    def pods(self, component: str) -> list[dict[str, Any]]:
+        found = self.node.kubectl(
+            "get", "pods", "-n", RELEASE_NAMESPACE, "-l", f"app.kubernetes.io/component={component}", "-o", "json"
+        ).stdout
+        return list(json.loads(found)["items"])
+
+
+def helm_run(helm: str, node: RealNode, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [helm, *args, "--kubeconfig", str(node.admin_kubeconfig)], capture_output=True, text=True, check=False
+    )
+
+
+@pytest.fixture(scope="module")
+def installed(
+    real_node: RealNode, self_image: str, docker_engine: DockerEngine, helm: str, fixture_images: FixtureImages
+) -> Iterator[Install]:
+    client = docker_engine.client(timeout=600)
+    try:
+        artifact = engine_image_artifact(client, client.images.get(self_image).id, name="self-image-for-node")
+    finally:
+        client.close()
+    oci.push(real_node.registry.endpoint, "slimguard/slimguard", __version__, artifact)
+    image = real_node.image("slimguard/slimguard", __version__)
+
+    started = time.monotonic()
+    real_node.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+    real_node.plane.wait_established()
+    # What a user with a private registry sets: where the image is, that the registry's private address may be
+    # read, and the CA it is signed by.
+    result = helm_run(
+        helm, real_node,
+        "install", "slimguard", str(CHART), "--namespace", RELEASE_NAMESPACE, "--create-namespace",
+        "--set", f"image.repository={image.rsplit(':', 1)[0]}",
+        "--set", f"image.tag={__version__}",
+        "--set", "registries.allowPrivate=true",
+        "--set-file", f"registries.caBundle={real_node.registry.ca_file}",
+        "--wait", "--timeout", "5m",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr + _diagnose(real_node)
+    install = Install(real_node, image, time.monotonic() - started)
+    print(f"helm install to all Pods Ready: {install.install_seconds:.1f} s")
+    yield install
+    uninstalled = helm_run(helm, real_node, "uninstall", "slimguard", "--namespace", RELEASE_NAMESPACE, "--wait")
+    assert uninstalled.returncode == 0, uninstalled.stderr
+    # Nothing left to brick the cluster: no webhook configuration survives the uninstall.
+    left = real_node.kubectl("get", "validatingwebhookconfigurations", "-o", "name").stdout.split()
+    assert left == []
+
+
+def _diagnose(node: RealNode) -> str:
+    """What a user would look at when Pods do not become Ready."""
+    pods = node.kubectl("get", "pods", "-A", "-o", "wide", check=False).stdout
+    events = node.kubectl("get", "events", "-n", RELEASE_NAMESPACE, "--sort-by=.lastTimestamp", check=False).stdout
+    logs = node.kubectl("logs", "-n", RELEASE_NAMESPACE, "-l", "app.kubernetes.io/name=slimguard", "--tail=30",
+                        "--all-containers", "--prefix", check=False).stdout  # fmt: skip
+    return f"\n--- pods\n{pods}\n--- events\n{events[-4000:]}\n--- logs\n{logs[-6000:]}"
+
+
+def test_every_slimguard_pod_runs_from_its_own_image_and_is_ready(installed: Install) -> None:
+    for component, replicas in (("controller", 1), ("webhook", 2)):
+        pods = installed.pods(component)
+        assert len(pods) == replicas, component
+        for pod in pods:
+            (container,) = pod["status"]["containerStatuses"]
+            assert container["ready"], (component, container)
+            assert container["image"] == installed.image
+            assert container["restartCount"] == 0, _diagnose(installed.node)
+
+
+def test_an_enforce_policy_rejects_a_fat_deployment_through_the_charts_service(
+    installed: Install, fixture_images: FixtureImages
+) -> None:
+    node = installed.node
+    (configuration,) = json.loads(node.kubectl("get", "validatingwebhookconfigurations", "-o", "json").stdout)["items"]
+    assert all("service" in hook["clientConfig"] for hook in configuration["webhooks"])  # no url: the Service
+    node.apply(yaml.safe_dump_all([namespace(WORKLOADS), ENFORCE_SLIM]))
+    fat = node.image(fixture_images.debian_fat.repository, fixture_images.debian_fat.tag)
+    manifest = yaml.safe_dump(deployment("fat", WORKLOADS, fat))
+
+    def rejected() -> str | None:
+        # The webhook learns of the new policy through its watch: until then the create is admitted (dry run).
+        attempt = node.kubectl("create", "--dry-run=server", "-f", "-", input=manifest, check=False)
+        return attempt.stderr if attempt.returncode != 0 else None
+
+    message = wait_for("the fat Deployment to be rejected", rejected, timeout=60)
+    assert 'admission webhook "' in message
+    assert "denied the request" in message
+    assert "maxCompressedSize" in message or "compressed" in message
+    created = node.kubectl("create", "-f", "-", input=manifest, check=False)
+    assert created.returncode != 0
+    assert node.kubectl("get", "deployment", "fat", "-n", WORKLOADS, "--ignore-not-found").stdout == ""
+
+
+def test_a_slim_deployment_runs_and_the_controller_in_the_cluster_marks_it_compliant(
+    installed: Install, fixture_images: FixtureImages
+) -> None:
+    node = installed.node
+    node.apply(yaml.safe_dump_all([namespace(WORKLOADS), ENFORCE_SLIM]))
+    slim = node.image(fixture_images.busybox.repository, fixture_images.busybox.tag)
+    body = deployment("slim", WORKLOADS, slim)
+    body["spec"]["template"]["spec"]["containers"][0]["command"] = ["sleep", "3600"]
+    node.apply(yaml.safe_dump(body))
+
+    def running() -> bool:
+        pods = json.loads(node.kubectl("get", "pods", "-n", WORKLOADS, "-l", "app=slim", "-o", "json").stdout)
+        return any(pod["status"].get("phase") == "Running" for pod in pods["items"])
+
+    wait_for("the slim Deployment's Pod to run (pulled by containerd)", running, timeout=120)
+
+    def compliant() -> dict[str, Any] | None:
+        found = json.loads(node.kubectl("get", "deployment", "slim", "-n", WORKLOADS, "-o", "json").stdout)
+        return found if status_of(found) == "compliant" else None
+
+    wait_for("the in-cluster controller to label the Deployment compliant", compliant, timeout=120)
+    policy = json.loads(node.kubectl("get", "imagepolicy", "node-enforce", "-o", "json").stdout)
+    assert policy.get("status"), "the controller wrote no ImagePolicy status"
+    reports = json.loads(node.kubectl("get", "imagereports", "-A", "-o", "json").stdout)["items"]
+    assert reports, "the controller wrote no ImageReport"
