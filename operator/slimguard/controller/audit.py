@@ -53,6 +53,11 @@ class WorkloadRecord:
     fingerprint: bytes
 
 
+def _plain(value: object) -> object:
+    """A mapping view (kopf hands bodies as views over the raw dicts) as a dict; anything else as its text."""
+    return dict(value) if isinstance(value, Mapping) else str(value)
+
+
 def _condition_of(status: Mapping[str, Any] | None, kind: str) -> Mapping[str, Any] | None:
     found = (status or {}).get("conditions") or ()
     return next((c for c in found if isinstance(c, Mapping) and c.get("type") == kind), None)
@@ -201,7 +206,7 @@ class AuditController:
             if uid := metadata.get("uid"):
                 self._policy_uids[name] = str(uid)
             if name not in self._written_status and isinstance(stored := body.get("status"), Mapping):
-                self._written_status[name] = json.loads(json.dumps(stored, default=str))
+                self._written_status[name] = json.loads(json.dumps(stored, default=_plain))
         if self.view.observe_policy(body, deleted=deleted):
             if deleted:
                 self._written_status.pop(name, None)
