@@ -222,14 +222,13 @@ def fleet_metrics(snapshot: FleetSnapshot, *, per_image_limit: int = 0) -> list[
     for verdict in snapshot.verdicts:
         key = verdict.workload
         for policy_name in verdict.policies:
-            for decision in enforcement.decisions(verdict, policy_name):
-                before = decided.get((policy_name, decision.image))
-                if before is None or (decision.by_default and not before.by_default):
-                    decided[(policy_name, decision.image)] = decision
-        for policy_name in verdict.policies:
             status = verdict.status_for(policy_name).value
             counted = (policy_name, key.namespace, key.kind, status)
             workloads[counted] = workloads.get(counted, 0) + 1
+            for decision in enforcement.decisions(verdict, policy_name):
+                before = decided.get((policy_name, decision.image))
+                if before is None or (decision.by_default and not before.by_default):  # by default anywhere: counted so
+                    decided[(policy_name, decision.image)] = decision
         for finding in verdict.findings:
             if finding.kind is not FindingKind.VIOLATION:
                 continue

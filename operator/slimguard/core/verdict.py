@@ -131,7 +131,8 @@ class Verdict:
     """Per policy asking for them (``slimmerBases``) and image: a measured slimmer base and what it would save."""
     checked: tuple[tuple[str, str], ...] = ()
     """(policy, image) for each image a policy's rules needed facts of and got an answer for (the facts, or why
-    not): what images decided by default are counted against (``core.enforcement``), never for status."""
+    not): what images decided by default are counted against (``core.enforcement``: the Enforcing condition,
+    /readyz, the metrics), never for the workload's own status."""
 
     @property
     def applies(self) -> bool:
