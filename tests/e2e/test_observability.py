@@ -276,6 +276,11 @@ def test_the_scenario_shows_in_the_numbers(prometheus: Prometheus, scenario: dic
     assert value('sum(slimguard_admission_reviews_total{decision="denied"})') >= 1
     assert value('sum(slimguard_registry_requests_total{registry="127.0.0.1:1", status="error"})') >= 1
     assert value('sum(slimguard_inspection_failures_total{reason="RegistryUnreachable"})') >= 1
+    # Nothing from the unreachable registry is enforced under obs-enforce: both of its images there, by default.
+    checked = 'slimguard_images_checked{policy="obs-enforce", registry="127.0.0.1:1"}'
+    assert value(checked) == 2
+    by_default = 'slimguard_images_decided_by_default{policy="obs-enforce", registry="127.0.0.1:1"}'
+    assert value(f"sum({by_default})") == 2
     assert value('sum(slimguard_cache_lookups_total{result="hit"})') >= 1
     assert value("max(slimguard_admission_timeout_seconds)") == 3
 
@@ -308,6 +313,8 @@ def test_every_alert_expression_succeeds_on_the_real_scrape(prometheus: Promethe
         "SlimguardExemptionExpiringSoon": [{"policy": "obs-exempt", "exemption": "0"}],
         "SlimguardErrorVerdictsPersisting": [{"policy": "obs-enforce", "namespace": ENFORCE}],
         "SlimguardRegistryErrors": [{"registry": "127.0.0.1:1"}],
+        # Both images obs-enforce checks there are unreadable: nothing from it is enforced.
+        "SlimguardNothingEnforced": [{"policy": "obs-enforce", "registry": "127.0.0.1:1"}],
     }
     silent = {
         "SlimguardControllerAbsent",
