@@ -1,10 +1,11 @@
-"""`make demo`: slimguard on an embedded control plane and registry, end to end, in a couple of minutes.
+"""`make demo`: slimguard installed by its Helm chart on a real one-node Kubernetes on this machine, end to end.
 
-Starts etcd + kube-apiserver + kube-controller-manager and a TLS registry with token auth on 127.0.0.1,
-pushes a fat image (a real debootstrap Debian with node, playing node:20-bookworm) and a slim multi-stage
-one built by the Docker engine, runs `slimguard controller` and `slimguard webhook` as the install would
-(ServiceAccounts bound to deploy/'s ClusterRoles), applies two ImagePolicies and a fat and a slim workload,
-and prints what slimguard did. Everything stops at the end.
+Starts the test bed's real node (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, containerd, the
+kubelet, kube-proxy and a TLS registry, all on a bridge of its own), builds slimguard's image from the
+repository's Dockerfile with the Docker engine, pushes it and the demo's images (a real debootstrap Debian with
+node, playing node:20-bookworm, and a slim multi-stage app) to the node's registry, `helm install`s slimguard,
+applies two ImagePolicies and a fat and a slim workload, and prints what slimguard did. Everything stops and is
+undone at the end.
 """
 
 from __future__ import annotations
@@ -19,38 +20,35 @@ from typing import Any
 import yaml
 
 from slimguard.core.quantity import format_bytes
-from slimguard_testbed import CertificateAuthority, ControlPlane, DockerEngine, Registry
-from slimguard_testbed.images import publish_fixture_images
-from slimguard_testbed.install import install_rbac
-from slimguard_testbed.ports import free_port
-from slimguard_testbed.process import ManagedProcess
-from slimguard_testbed.webhook import WebhookReplicas, register, webhook_configuration
-
-REPO = Path(__file__).resolve().parents[2]
-BASE = REPO / "deploy" / "kustomize" / "base"
+from slimguard_testbed import DockerEngine
+from slimguard_testbed.images import publish_fixture_images, warm_fixture_cache
+from slimguard_testbed.images.engine_warm import EngineNeeds, warm_docker_engine
+from slimguard_testbed.images.self_image import SELF_TAG
+from slimguard_testbed.node import RealNode
+from slimguard_testbed.node.install import RELEASE_NAMESPACE, install_slimguard, push_self_image
+from slimguard_testbed.warmup import run_build_script
 
 
 def say(text: str) -> None:
     print(f"\n== {text}", flush=True)
 
 
-def kubectl_apply(plane: ControlPlane, *documents: dict[str, Any]) -> str:
+def kubectl_apply(plane: RealNode, *documents: dict[str, Any]) -> str:
     result = plane.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(documents), check=False)
     return (result.stdout + result.stderr).strip()
 
 
-def workload(name: str, namespace: str, image: str) -> dict[str, Any]:
+def workload(name: str, namespace: str, image: str, *, replicas: int = 1) -> dict[str, Any]:
+    # The demo's app images carry no Node runtime (the slim one is busybox): the container sleeps instead.
+    container = {"name": "api", "image": image, "command": ["sleep", "86400"]}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {"name": name, "namespace": namespace},
         "spec": {
-            "replicas": 1,
+            "replicas": replicas,
             "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{"name": "api", "image": image}]},
-            },
+            "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [container]}},
         },
     }
 
@@ -68,7 +66,7 @@ STATUS_LABEL = "slimguard.dev/status"
 
 
 def wait_for_verdicts(
-    plane: ControlPlane, namespace: str, names: list[str], timeout: float = 120
+    plane: RealNode, namespace: str, names: list[str], timeout: float = 120
 ) -> dict[str, dict[str, Any]]:
     """Each named Deployment's metadata, once slimguard's status label on every one is a final verdict."""
     deadline = time.monotonic() + timeout
@@ -84,130 +82,89 @@ def wait_for_verdicts(
 
 def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="slimguard-demo-"))
-    ca = CertificateAuthority("slimguard demo CA")
-    say("starting Kubernetes v1.36 (etcd, kube-apiserver, kube-controller-manager) and a TLS registry on 127.0.0.1")
-    with (
-        ControlPlane(workdir=workdir / "cluster", ca=ca) as plane,
-        Registry(storage_dir=workdir / "registry-data", ca=ca, auth="token", workdir=workdir / "registry") as registry,
-    ):
-        engine: DockerEngine | None = None
+    say("building slimguard's image from the Dockerfile with the Docker engine (minutes the first time, then cached)")
+    warm_docker_engine(warm_fixture_cache(), EngineNeeds(self_image=True), say=lambda line: print(f"  {line}"))
+    helm = run_build_script("build-helm.sh")
+    say("starting a one-node Kubernetes v1.36 on this machine: kubelet, containerd, kube-proxy, a TLS registry")
+    with RealNode(workdir=workdir / "node") as node, DockerEngine() as engine:
+        print(f"  node {node.network.host_ip} Ready in {node.ready_seconds:.1f} s; registry {node.registry.host}")
+        say("pushing slimguard's image and the demo's images to the node's registry")
+        client = engine.client(timeout=600)
         try:
-
-            def docker() -> DockerEngine:
-                nonlocal engine
-                engine = engine or DockerEngine().start()
-                return engine
-
-            say("pushing images (built once per machine, cached in ~/.cache/slimguard)")
-            images = publish_fixture_images(registry.endpoint, docker)
-            fat, slim = images.fat_app, images.slim_app
-            for image in (fat, slim):
-                size = format_bytes(image.compressed_size)
-                print(f"  {image.ref:<45} {size:>10} compressed, {image.platforms[0].layers} layers")
-
-            say("installing slimguard: CRDs from crds/, ServiceAccounts bound to deploy/'s ClusterRoles")
-            plane.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-            plane.wait_established("imagepolicies.slimguard.dev")
-            controller_config = install_rbac(plane, BASE, "controller")
-            webhook_config = install_rbac(plane, BASE, "webhook")
-            controller = ManagedProcess(
-                "controller",
-                [
-                    sys.executable,
-                    "-m",
-                    "slimguard.cli.main",
-                    "controller",
-                    "--kubeconfig",
-                    str(controller_config),
-                    "--allow-loopback-registries",
-                    "--ca-file",
-                    str(registry.ca_file),
-                    "--metrics-port",
-                    str(free_port()),
-                ],
-                log_file=workdir / "controller.log",
-            )
-            controller.start()
-            webhook = WebhookReplicas(
-                kubeconfig=str(webhook_config),
-                ca=ca,
-                registry_ca_file=str(registry.ca_file),
-                workdir=workdir,
-                replicas=1,
-            )
-            with webhook:
-                register(
-                    plane,
-                    webhook_configuration(
-                        BASE / "validatingwebhookconfiguration.yaml",
-                        url=webhook.url,
-                        ca_pem=ca.cert_pem,
-                        name="slimguard",
-                    ),
-                )
-                rules = {
-                    "maxCompressedSize": "200Mi",
-                    "requireNonRootUser": True,
-                    "deniedBaseImages": ["*/base/node:*-bookworm", "*/base/debian:*"],
-                }
-                say("ImagePolicy slim-images (Audit, namespace shop) and slim-prod (Enforce, namespace prod)")
-                print(
-                    kubectl_apply(
-                        plane,
-                        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}},
-                        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "prod"}},
-                        {
-                            **policy("slim-images", "Audit", ["shop"], rules),
-                            "spec": {
-                                **policy("slim-images", "Audit", ["shop"], rules)["spec"],
-                                "knownBaseImages": [images.node_base.ref, images.debian_fat.ref],
-                            },
-                        },
-                        policy("slim-prod", "Enforce", ["prod"], rules),
-                    )
-                )
-                time.sleep(2)
-
-                say("kubectl apply: a fat and a slim Deployment in shop (Audit: both admitted)")
-                print(
-                    kubectl_apply(plane, workload("api-fat", "shop", fat.ref), workload("api-slim", "shop", slim.ref))
-                )
-                found = wait_for_verdicts(plane, "shop", ["api-fat", "api-slim"])
-                for name in ("api-fat", "api-slim"):
-                    metadata = found[name]
-                    print(f"\n  Deployment shop/{name}: {STATUS_LABEL}={metadata['labels'][STATUS_LABEL]}")
-                    findings = (metadata.get("annotations") or {}).get("slimguard.dev/violations")
-                    for item in json.loads(findings or "[]"):
-                        print(f"    - [{item['rule']}] {item['message']}")
-                say(f"kubectl get deployments -A -l {STATUS_LABEL}=noncompliant")
-                print(plane.kubectl("get", "deployments", "-A", "-l", f"{STATUS_LABEL}=noncompliant").stdout)
-
-                say("kubectl apply: the same fat Deployment in prod (Enforce: rejected at admission)")
-                print(kubectl_apply(plane, workload("api-fat", "prod", fat.ref)))
-                say("kubectl apply: the slim one in prod (admitted)")
-                print(kubectl_apply(plane, workload("api-slim", "prod", slim.ref)))
-
-                time.sleep(2)
-                say("kubectl get imagepolicies")
-                print(plane.kubectl("get", "imagepolicies").stdout)
-                say("kubectl get events -n shop --field-selector reason=ImagePolicyViolation")
-                print(
-                    plane.kubectl(
-                        "get",
-                        "events",
-                        "-n",
-                        "shop",
-                        "--field-selector",
-                        "reason=ImagePolicyViolation",
-                        "-o",
-                        "custom-columns=OBJECT:.involvedObject.name,MESSAGE:.message",
-                    ).stdout
-                )
-            controller.stop()
+            image = push_self_image(node, client, SELF_TAG)
         finally:
-            if engine is not None:
-                engine.stop()
-    say(f"done; logs are in {workdir}")
+            client.close()
+        images = publish_fixture_images(node.registry.endpoint, engine)
+        fat, slim = images.fat_app, images.slim_app
+        for pushed in (fat, slim):
+            size = format_bytes(pushed.compressed_size)
+            print(f"  {pushed.ref:<45} {size:>10} compressed, {pushed.platforms[0].layers} layers")
+        print(f"  {image}")
+
+        say(f"helm install slimguard deploy/helm/slimguard -n {RELEASE_NAMESPACE} (image, private registry, its CA)")
+        seconds = install_slimguard(node, helm, image)
+        print(f"  every Pod Ready {seconds:.0f} s after `kubectl apply -f crds/`")
+        print(node.kubectl("get", "pods", "-n", RELEASE_NAMESPACE, "-o", "wide").stdout)
+
+        rules = {
+            "maxCompressedSize": "200Mi",
+            "requireNonRootUser": True,
+            "deniedBaseImages": ["*/base/node:*-bookworm", "*/base/debian:*"],
+        }
+        say("ImagePolicy slim-images (Audit, namespace shop) and slim-prod (Enforce, namespace prod)")
+        audit = policy("slim-images", "Audit", ["shop"], rules)
+        audit["spec"]["knownBaseImages"] = [images.node_base.ref, images.debian_fat.ref]
+        print(
+            kubectl_apply(
+                node,
+                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}},
+                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "prod"}},
+                audit,
+                policy("slim-prod", "Enforce", ["prod"], rules),
+            )
+        )
+        time.sleep(2)
+
+        say("kubectl apply: a fat (0 replicas: nothing pulls 800 MB) and a slim Deployment in shop (Audit: admitted)")
+        print(
+            kubectl_apply(
+                node, workload("api-fat", "shop", fat.ref, replicas=0), workload("api-slim", "shop", slim.ref)
+            )
+        )
+        found = wait_for_verdicts(node, "shop", ["api-fat", "api-slim"])
+        for name in ("api-fat", "api-slim"):
+            metadata = found[name]
+            print(f"\n  Deployment shop/{name}: {STATUS_LABEL}={metadata['labels'][STATUS_LABEL]}")
+            findings = (metadata.get("annotations") or {}).get("slimguard.dev/violations")
+            for item in json.loads(findings or "[]"):
+                print(f"    - [{item['rule']}] {item['message']}")
+        say(f"kubectl get deployments -A -l {STATUS_LABEL}=noncompliant")
+        print(node.kubectl("get", "deployments", "-A", "-l", f"{STATUS_LABEL}=noncompliant").stdout)
+
+        say("kubectl apply: the same fat Deployment in prod (Enforce: rejected at admission)")
+        print(kubectl_apply(node, workload("api-fat", "prod", fat.ref)))
+        say("kubectl apply: the slim one in prod (admitted; containerd pulls it and the Pod runs)")
+        print(kubectl_apply(node, workload("api-slim", "prod", slim.ref)))
+        node.kubectl("rollout", "status", "deployment/api-slim", "-n", "prod", "--timeout=120s")
+        say("kubectl get pods -n prod")
+        print(node.kubectl("get", "pods", "-n", "prod").stdout)
+
+        say("kubectl get imagepolicies")
+        print(node.kubectl("get", "imagepolicies").stdout)
+        say("kubectl get events -n shop --field-selector reason=ImagePolicyViolation")
+        print(
+            node.kubectl(
+                "get",
+                "events",
+                "-n",
+                "shop",
+                "--field-selector",
+                "reason=ImagePolicyViolation",
+                "-o",
+                "custom-columns=OBJECT:.involvedObject.name,MESSAGE:.message",
+            ).stdout
+        )
+    say(f"done: the node is stopped and every change to this machine undone; logs are in {workdir}")
     return 0
 
 

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import re
 import ssl
+import tarfile
 import time
 from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from slimguard_testbed import ControlPlane, DockerEngine, Registry
+from slimguard_testbed.images.self_image import remove_dangling_images
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
@@ -316,5 +320,40 @@ def test_docker_builds_an_image_without_network(docker_engine: DockerEngine, tmp
             assert len(image.attrs["RootFS"]["Layers"]) == 1
         finally:
             client.images.remove(tag, force=True)
+    finally:
+        client.close()
+
+
+@pytest.mark.timeout(600)  # the first prune on a machine may remove many gigabytes of earlier builds
+def test_a_self_image_build_removes_the_untagged_images_earlier_builds_left(docker_engine: DockerEngine) -> None:
+    """Earlier builds' leftovers go; what is tagged, and what the last build made, stay (the disk filled once)."""
+    client = docker_engine.client()
+    try:
+        layer = io.BytesIO()
+        with tarfile.open(fileobj=layer, mode="w") as tar:
+            info = tarfile.TarInfo("leftover")
+            info.size = 4
+            tar.addfile(info, io.BytesIO(b"left"))
+
+        def imported(label: str) -> str:
+            # A different file each time: docker import of identical bytes would give the same image.
+            reply = client.api.import_image_from_data(layer.getvalue() + label.encode().ljust(512, b"\0"))
+            return str(json.loads(reply.splitlines()[-1] if isinstance(reply, str) else reply)["status"])
+
+        earlier, kept_by_tag = imported("earlier"), imported("tagged")
+        client.images.get(kept_by_tag).tag("slimguard-testbed/kept-by-tag", tag="1")
+        time.sleep(1.1)  # `until` compares whole seconds
+        boundary = int(time.time())
+        time.sleep(1.1)
+        made_by_this_build = imported("this build")
+
+        remove_dangling_images(client, made_before=boundary)
+
+        remaining = {image.id for image in client.images.list(all=True)}
+        assert earlier not in remaining
+        assert kept_by_tag in remaining
+        assert made_by_this_build in remaining
+        client.images.remove("slimguard-testbed/kept-by-tag:1")
+        client.images.remove(made_by_this_build)
     finally:
         client.close()

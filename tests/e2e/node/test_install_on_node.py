@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import json
 import ssl
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,19 +17,16 @@ import pytest
 import yaml
 from cluster import deployment, image_policy, namespace, status_of, wait_for
 
-from slimguard import __version__
-from slimguard_testbed import DockerEngine, oci
+from slimguard_testbed import DockerEngine
 from slimguard_testbed.images import FixtureImages
-from slimguard_testbed.images.engine_built import engine_image_artifact
 from slimguard_testbed.node import RealNode
+from slimguard_testbed.node.install import CHART, RELEASE_NAMESPACE, diagnose, install_slimguard, push_self_image
+from slimguard_testbed.node.install import helm as helm_run
 from slimguard_testbed.prometheus import Prometheus, kubernetes_pods_job, prometheus_with_kubernetes_sd
 
 # Pushing the image, the install and the Pods' start: minutes on a loaded machine. A deadline, never a speed claim.
 pytestmark = pytest.mark.timeout(900)
 
-REPO = Path(__file__).resolve().parents[3]
-CHART = REPO / "deploy" / "helm" / "slimguard"
-RELEASE_NAMESPACE = "slimguard-system"
 WORKLOADS = "node-shop"
 ENFORCE_SLIM = image_policy("node-enforce", {"maxCompressedSize": "100Mi"}, namespaces=[WORKLOADS], mode="Enforce")
 
@@ -57,40 +52,14 @@ class Install:
         ]
 
 
-def helm_run(helm: str, node: RealNode, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [helm, *args, "--kubeconfig", str(node.admin_kubeconfig)], capture_output=True, text=True, check=False
-    )
-
-
 @pytest.fixture(scope="module")
-def installed(
-    real_node: RealNode, self_image: str, docker_engine: DockerEngine, helm: str, fixture_images: FixtureImages
-) -> Iterator[Install]:
+def installed(real_node: RealNode, self_image: str, docker_engine: DockerEngine, helm: str) -> Iterator[Install]:
     client = docker_engine.client(timeout=600)
     try:
-        artifact = engine_image_artifact(client, client.images.get(self_image).id, name="self-image-for-node")
+        image = push_self_image(real_node, client, self_image)
     finally:
         client.close()
-    oci.push(real_node.registry.endpoint, "slimguard/slimguard", __version__, artifact)
-    image = real_node.image("slimguard/slimguard", __version__)
-
-    started = time.monotonic()
-    real_node.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-    real_node.plane.wait_established()
-    # What a user with a private registry sets: where the image is, that the registry's private address may be
-    # read, and the CA it is signed by.
-    result = helm_run(
-        helm, real_node,
-        "install", "slimguard", str(CHART), "--namespace", RELEASE_NAMESPACE, "--create-namespace",
-        "--set", f"image.repository={image.rsplit(':', 1)[0]}",
-        "--set", f"image.tag={__version__}",
-        "--set", "registries.allowPrivate=true",
-        "--set-file", f"registries.caBundle={real_node.registry.ca_file}",
-        "--wait", "--timeout", "5m",
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr + _diagnose(real_node)
-    install = Install(real_node, image, time.monotonic() - started)
+    install = Install(real_node, image, install_slimguard(real_node, helm, image))
     print(f"helm install to all Pods Ready: {install.install_seconds:.1f} s")
     yield install
     uninstalled = helm_run(helm, real_node, "uninstall", "slimguard", "--namespace", RELEASE_NAMESPACE, "--wait")
@@ -98,15 +67,6 @@ def installed(
     # Nothing left to brick the cluster: no webhook configuration survives the uninstall.
     left = real_node.kubectl("get", "validatingwebhookconfigurations", "-o", "name").stdout.split()
     assert left == []
-
-
-def _diagnose(node: RealNode) -> str:
-    """What a user would look at when Pods do not become Ready."""
-    pods = node.kubectl("get", "pods", "-A", "-o", "wide", check=False).stdout
-    events = node.kubectl("get", "events", "-n", RELEASE_NAMESPACE, "--sort-by=.lastTimestamp", check=False).stdout
-    logs = node.kubectl("logs", "-n", RELEASE_NAMESPACE, "-l", "app.kubernetes.io/name=slimguard", "--tail=30",
-                        "--all-containers", "--prefix", check=False).stdout  # fmt: skip
-    return f"\n--- pods\n{pods}\n--- events\n{events[-4000:]}\n--- logs\n{logs[-6000:]}"
 
 
 def test_every_slimguard_pod_runs_from_its_own_image_and_is_ready(installed: Install) -> None:
@@ -117,7 +77,7 @@ def test_every_slimguard_pod_runs_from_its_own_image_and_is_ready(installed: Ins
             (container,) = pod["status"]["containerStatuses"]
             assert container["ready"], (component, container)
             assert container["image"] == installed.image
-            assert container["restartCount"] == 0, _diagnose(installed.node)
+            assert container["restartCount"] == 0, diagnose(installed.node)
 
 
 def test_an_enforce_policy_rejects_a_fat_deployment_through_the_charts_service(
