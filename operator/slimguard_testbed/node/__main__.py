@@ -11,7 +11,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from slimguard_testbed.node.cluster import RealNode, clean_leftovers
+from slimguard_testbed.node.cluster import RealNode, clean_leftovers, release_node_lock, take_node_lock
+from slimguard_testbed.process import TestbedError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,7 +22,15 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="slimguard-node-"))
     node = RealNode(workdir=workdir)
     if args.command == "down":
-        failed = clean_leftovers(node)
+        try:  # a node that runs is its own session's to stop: never undo under it
+            lock = take_node_lock(node.state / "lock", timeout=0)
+        except TestbedError as error:
+            print(error, file=sys.stderr)
+            return 1
+        try:
+            failed = clean_leftovers(node)
+        finally:
+            release_node_lock(lock)
         for line in failed:
             print(f"undo failed: {line}", file=sys.stderr)
         left = node.leftovers()

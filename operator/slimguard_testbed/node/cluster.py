@@ -173,7 +173,7 @@ class RealNode(Service):
             raise TestbedError(f"no CNI bridge plugin in {_CNI_BIN}: {_NODE_PACKAGES}")
         if os.geteuid() != 0:
             raise TestbedError("the real node needs root (bridge, routes, nftables, cgroups, mounts)")
-        self._lock = _take_lock(self.state / "lock")
+        self._lock = take_node_lock(self.state / "lock")
         clean_leftovers(self)  # of a run that was killed before it could stop
         self.network.refuse_if_taken()
         (self.state / "nft-tables.before").write_text("\n".join(sorted(nft_tables())))
@@ -425,7 +425,7 @@ class RealNode(Service):
             self.plane.stop()
             clean_leftovers(self)
         finally:
-            _release_lock(self._lock)
+            release_node_lock(self._lock)
             self._lock = None
         left = self.leftovers()
         if left:
@@ -483,7 +483,7 @@ def clean_leftovers(node: RealNode) -> list[str]:
     return failed
 
 
-def _take_lock(path: Path, *, timeout: float = 1200.0) -> IO[str]:
+def take_node_lock(path: Path, *, timeout: float = 1200.0) -> IO[str]:
     """One real node per machine: wait (a while) for a node another session runs to stop; refuse at once a second
     node in this process, which would wait for itself."""
     if _RUNNING_HERE:
@@ -494,16 +494,18 @@ def _take_lock(path: Path, *, timeout: float = 1200.0) -> IO[str]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            if time.monotonic() > deadline:
+            if time.monotonic() >= deadline:
                 handle.close()
-                raise TestbedError(f"another session's real node held {path} for {timeout:.0f} s") from None
+                raise TestbedError(
+                    f"another session runs a real node (it holds {path}; waited {timeout:.0f} s)"
+                ) from None
             time.sleep(1)
             continue
         _RUNNING_HERE.add(path)
         return handle
 
 
-def _release_lock(handle: IO[str]) -> None:
+def release_node_lock(handle: IO[str]) -> None:
     _RUNNING_HERE.discard(Path(handle.name))
     fcntl.flock(handle, fcntl.LOCK_UN)
     handle.close()
@@ -548,4 +550,4 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     config_path = "{certs}"
 """
 
-__all__ = ["NODE_NAME", "RealNode", "clean_leftovers"]
+__all__ = ["NODE_NAME", "RealNode", "clean_leftovers", "release_node_lock", "take_node_lock"]

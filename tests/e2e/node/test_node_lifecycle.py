@@ -71,6 +71,15 @@ def test_a_stopped_node_leaves_the_machine_as_it_found_it(tmp_path: Path) -> Non
         # Seen from the machine: Service and Pod addresses go to the bridge, and the fence is up.
         node.network.check_contained()
         assert node.leftovers()  # there is something to clean up
+        # ... but not by `node down` while this node runs: it refuses, and the node goes on.
+        down = subprocess.run(
+            [sys.executable, "-m", "slimguard_testbed.node", "down"],
+            capture_output=True, text=True, check=False, env={**os.environ, "PYTHONPATH": str(OPERATOR_DIR)},
+        )  # fmt: skip
+        assert down.returncode == 1
+        assert "another session runs a real node" in down.stderr
+        assert node.failure() is None
+        node.network.check_contained()
     finally:
         node.stop()
     assert node.leftovers() == []
