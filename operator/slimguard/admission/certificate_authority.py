@@ -36,6 +36,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+MAX_NAME = 64
+"""The longest common name (or organizational unit) a certificate may carry (RFC 5280 ub-common-name)."""
+
 CLOCK_SKEW = timedelta(minutes=5)
 """Certificates are valid from a little before they are made: a node whose clock lags must accept them too."""
 
@@ -158,7 +161,8 @@ def new_ca(*, names: ServingNames, now: datetime, validity: timedelta) -> Pair:
     name = x509.Name(
         [
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, "slimguard"),
-            x509.NameAttribute(NameOID.COMMON_NAME, f"{names.common_name} CA {now.strftime('%Y%m%dT%H%M%SZ')}"),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, names.common_name[:MAX_NAME]),
+            x509.NameAttribute(NameOID.COMMON_NAME, f"slimguard webhook CA {now.strftime('%Y%m%dT%H%M%SZ')}"),
         ]
     )
     cert = (
@@ -181,9 +185,13 @@ def issue_serving(*, ca: Pair, names: ServingNames, now: datetime, validity: tim
     """A serving certificate signed by ``ca``, never valid beyond it."""
     key = _key()
     ca_key_id = ca.cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    # A Service and a namespace may have 63 characters each, a common name 64: a longer one is left out, and the
+    # names are then the certificate's whole identity (RFC 5280: the extension is critical). Clients read only them.
+    named = len(names.common_name) <= MAX_NAME
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names.common_name)] if named else [])
     cert = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names.common_name)]))
+        .subject_name(subject)
         .issuer_name(ca.cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
@@ -192,7 +200,7 @@ def issue_serving(*, ca: Pair, names: ServingNames, now: datetime, validity: tim
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_usage(signs=False), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(names.subject_alternative_names(), critical=False)
+        .add_extension(names.subject_alternative_names(), critical=not named)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_key_id), critical=False)
         .sign(ca.key, hashes.SHA256())
     )

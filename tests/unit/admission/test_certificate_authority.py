@@ -200,6 +200,17 @@ def test_a_serving_certificate_never_outlives_its_ca() -> None:
     assert renewed.serving.cert.not_valid_after_utc <= renewed.ca.cert.not_valid_after_utc  # type: ignore[union-attr]
 
 
+def test_the_longest_service_and_namespace_names_fit_in_a_certificate() -> None:
+    longest = ServingNames(service="s" * 63, namespace="n" * 63)
+    tls = fresh(names=longest, now=T0, schedule=SCHEDULE)
+    assert tls.serving is not None
+    assert tls.serving.cert.subject == x509.Name([])  # a common name holds 64 characters at most
+    names = tls.serving.cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    assert names.critical
+    assert f"{'s' * 63}.{'n' * 63}.svc" in names.value.get_values_for_type(x509.DNSName)
+    assert advance(stored(tls, now=T0), names=longest, now=T0, schedule=SCHEDULE)[1] == []
+
+
 def test_new_names_get_a_new_serving_certificate_from_the_same_ca() -> None:
     tls = fresh(names=NAMES, now=T0, schedule=SCHEDULE)
     renamed = ServingNames(service="guard", namespace="slimguard")
