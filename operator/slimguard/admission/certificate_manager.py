@@ -49,6 +49,13 @@ CONFLICTS_PER_SYNC = 5
 """Reads again after a lost write race this many times at most in one go; the next interval tries again."""
 
 
+class Unread:
+    """The webhook configuration could not be read this time (the error is logged): its trust is not known."""
+
+
+UNREAD = Unread()
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -116,6 +123,7 @@ class CertificateManager:
         self._written: bytes | None = None
         self._reloader: CertificateReloader | None = None
         self._reported: str | None = None
+        self._reported_this_pass = False
         self._tasks = BackgroundTasks("the webhook certificate manager")
 
     @property
@@ -156,17 +164,22 @@ class CertificateManager:
             await self._sync_reporting()
 
     async def _sync_reporting(self) -> None:
+        self._reported_this_pass = False
         try:
             await self.sync()
         except CertificateStoreError as error:
             self._report(str(error))
-        else:
+        except Exception as error:  # a bug must not end the rotations: the last good certificate is still served
+            if str(error) != self._reported:
+                log.exception("webhook certificate: keeping it failed; trying again in %g s", self.settings.interval)
+            self._reported, self._reported_this_pass = str(error), True
+        if not self._reported_this_pass:
             self._reported = None
 
     def _report(self, problem: str) -> None:
         if problem != self._reported:  # once per distinct failure, not every interval
             log.error("webhook certificate: %s", problem)
-        self._reported = problem
+        self._reported, self._reported_this_pass = problem, True
 
     # -- one pass -----------------------------------------------------------------------------------------------
 
@@ -184,18 +197,26 @@ class CertificateManager:
         now = self.clock()
         names = self.settings.names
         schedule = self.settings.schedule
-        configuration = await self.store.read_configuration()
+        try:
+            configuration: WebhookConfiguration | Unread | None = await self.store.read_configuration()
+        except WriteConflict:
+            raise
+        except CertificateStoreError as error:  # the certificate is still kept and served; its trust is unknown
+            self._report(str(error))
+            configuration = UNREAD
+        owner = configuration if isinstance(configuration, WebhookConfiguration) else None
         stored = await self.store.read_secret()
         if stored is None:
             tls = fresh(names=names, now=now, schedule=schedule)
             stored = await self.store.create_secret(
-                data=secret_data(tls), annotations=secret_annotations(tls), owner=configuration
+                data=secret_data(tls), annotations=secret_annotations(tls), owner=owner
             )
             log.info("webhook certificate: created %s: %s", self.secret_ref, self._describe(tls))
         else:
-            tls = await self._step(stored, configuration, now=now)
+            tls = await self._step(stored, owner, now=now)
         self._serve(tls)
-        await self._publish(tls, configuration)
+        if not isinstance(configuration, Unread):
+            await self._publish(tls, configuration)
 
     async def _step(
         self, stored: StoredSecret, configuration: WebhookConfiguration | None, *, now: datetime

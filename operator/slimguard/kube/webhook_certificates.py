@@ -17,6 +17,7 @@ from typing import Any
 
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
 
 FIELD_MANAGER = "slimguard-webhook"
 OWNER_API_VERSION = "admissionregistration.k8s.io/v1"
@@ -98,6 +99,8 @@ class WebhookCertificateStore:
             if error.status == 404:
                 return None
             raise _refusal(error, what) from None
+        except (HTTPError, OSError) as error:  # no answer at all: the apiserver away, the network down
+            raise CertificateStoreError(f"{what}: {error}") from None
 
     async def read_secret(self) -> StoredSecret | None:
         body = await self._json(
@@ -149,6 +152,7 @@ class WebhookCertificateStore:
         """Replace what ``read`` held (its labels and others' annotations kept); ``WriteConflict`` when it changed
         since: the resourceVersion read is a precondition of the write."""
         metadata = dict(read.body["metadata"])
+        metadata.pop("managedFields", None)  # left out, the apiserver keeps them; sent back, it takes them as given
         kept = {key: value for key, value in (metadata.get("annotations") or {}).items() if key not in annotations}
         metadata["annotations"] = kept | {key: value for key, value in annotations.items() if value is not None}
         if owner is not None:
@@ -217,3 +221,5 @@ class WebhookCertificateStore:
             if error.status in (404, 409, 422):  # gone, or changed since it was read (a failed test is 422)
                 raise WriteConflict(f"{what}: it changed since it was read ({error.status} {error.reason})") from None
             raise _refusal(error, what) from None
+        except (HTTPError, OSError) as error:
+            raise CertificateStoreError(f"{what}: {error}") from None
