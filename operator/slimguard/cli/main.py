@@ -351,7 +351,7 @@ def webhook(
     timeout_seconds: Annotated[float, typer.Option(help="The webhook configuration's timeoutSeconds.")] = 3.0,
     shutdown_delay: Annotated[float, typer.Option(help="Seconds unready before the listener closes.")] = 5.0,
     cert_reload_interval: Annotated[
-        float, typer.Option(help="Seconds between checks of the certificate files for a rotation.")
+        float, typer.Option(help="Seconds between checks for a rotated certificate: its files, or its Secret.")
     ] = 10.0,
     metrics_port: Annotated[
         int, typer.Option(help="Plain-HTTP port for /metrics; 0 to disable.", envvar="SLIMGUARD_METRICS_PORT")

@@ -282,7 +282,7 @@ def build_self_image(
     shutil.copytree(repo_root / "operator", context / "operator", ignore=shutil.ignore_patterns("__pycache__"))
     with package_index(wheelhouse(repo_root / "pyproject.toml")) as index:
         try:
-            client.images.build(
+            image, _ = client.images.build(
                 path=str(context),
                 tag=SELF_TAG,
                 network_mode="host",  # for the loopback index only: dockerd here has no bridge to the outside
@@ -300,4 +300,9 @@ def build_self_image(
             log = getattr(error, "build_log", None) or []
             tail = "".join(str(entry.get("stream") or entry.get("error") or "") for entry in log)[-4000:]
             raise TestbedError(f"docker build of the Dockerfile failed: {error}\n{tail}") from None
-    return SELF_TAG
+    # The engine (and so SELF_TAG) is shared by every session on the machine: another checkout's build may move the
+    # tag at any moment. A tag named by this build's image ID always means this build.
+    repository = SELF_TAG.rsplit(":", 1)[0]
+    own = f"e2e-{str(image.id).removeprefix('sha256:')[:12]}"
+    image.tag(repository, tag=own)
+    return f"{repository}:{own}"
