@@ -111,3 +111,7 @@ DIVE="$(bash scripts/build-go-tool.sh dive github.com/wagoodman/dive "${DIVE_VER
 log "dive: $DIVE"
 SYFT="$(bash scripts/build-go-tool.sh syft github.com/anchore/syft/cmd/syft "${SYFT_VERSION:-v1.57.1}")"
 log "syft: $SYFT"
+
+# -- 8. Prometheus with Kubernetes service discovery (Debian's has none), for the real node's scrape (~17 min cold)
+PROMETHEUS="$(bash scripts/build-go-tool.sh prometheus github.com/prometheus/prometheus/cmd/prometheus v0.316.0)"
+log "prometheus (kubernetes_sd): $PROMETHEUS"

@@ -442,7 +442,34 @@ def panels() -> list[dict[str, Any]]:
             (12, 8, 12, 53),
             unit="s",
         ),
-        row("Image content and bases", 61),
+        timeseries(
+            "Share of images decided by onUnknown",
+            "Per policy and registry: the share of the images in use that slimguard could not read, so the "
+            "policy's onUnknown decided them rather than its rules. 1 is a registry where nothing is enforced "
+            "(a CA bundle missing, private registries refused, credentials missing, the registry down): the "
+            "alert SlimguardNothingEnforced and the policy's Enforcing condition say so.",
+            [
+                _target(
+                    f"sum by (policy, registry) (slimguard_images_decided_by_default{{{POLICY}}}) / sum by (policy, "
+                    f"registry) (slimguard_images_checked{{{POLICY}}})",
+                    "{{policy}} {{registry}}",
+                )
+            ],
+            (12, 8, 0, 61),
+            unit="percentunit",
+        ),
+        bargauge(
+            "Images decided by onUnknown, by registry and reason",
+            "Distinct images in use whose facts could not be read (RegistryUntrusted: its CA is missing; "
+            "RegistryRefused: an internal address; RegistryUnauthorized: no pull secret; ...), by registry and reason.",
+            _target(
+                f"sum by (registry, reason) (slimguard_images_decided_by_default{{{POLICY}}})",
+                "{{registry}} {{reason}}",
+                instant=True,
+            ),
+            (12, 8, 12, 61),
+        ),
+        row("Image content and bases", 69),
         timeseries(
             "OS packages and wasted bytes by namespace",
             "For the distinct images in use whose layers were read (a maxPackages, forbiddenTools, minEfficiency or "
@@ -453,7 +480,7 @@ def panels() -> list[dict[str, Any]]:
                 _target(f"sum by (namespace) (slimguard_image_os_packages{{{NS}}})", "{{namespace}} packages", "A"),
                 _target(f"sum by (namespace) (slimguard_image_wasted_bytes{{{NS}}})", "{{namespace}} wasted", "B"),
             ],
-            (8, 8, 0, 62),
+            (8, 8, 0, 70),
             overrides=[
                 {
                     "matcher": {"id": "byFrameRefID", "options": "B"},
@@ -470,7 +497,7 @@ def panels() -> list[dict[str, Any]]:
             "category (compilers, package managers, shells, VCS clients, downloaders), forbidden or not: what a "
             "multi-stage build would leave behind.",
             _target(f"sum by (category) (slimguard_images_with_tools{{{NS}}})", "{{category}}", instant=True),
-            (8, 8, 8, 62),
+            (8, 8, 8, 70),
         ),
         bargauge(
             "Bytes a slimmer base would save",
@@ -481,7 +508,7 @@ def panels() -> list[dict[str, Any]]:
                 "{{namespace}} {{policy}}",
                 instant=True,
             ),
-            (8, 8, 16, 62),
+            (8, 8, 16, 70),
             unit="bytes",
         ),
     ]

@@ -35,6 +35,7 @@ else:
         from slimguard.noop_metrics import REGISTRY, Collector, Counter, Gauge, GaugeMetricFamily, Histogram
 
 from slimguard import __version__
+from slimguard.core import enforcement
 from slimguard.core.outcome import DECISIONS as OUTCOME_DECISIONS
 from slimguard.core.policy import WORKLOAD_KINDS, ImagePolicy
 from slimguard.core.tools import CATEGORY_NAMES
@@ -217,12 +218,17 @@ def fleet_metrics(snapshot: FleetSnapshot, *, per_image_limit: int = 0) -> list[
     images: dict[tuple[str, str], ImageSize] = {}  # (namespace, image): an image counts once per namespace
     savings: dict[tuple[str, str, str], int] = {}  # (namespace, policy, image) -> bytes a slimmer base saves
     contents: dict[tuple[str, str], ImageContent] = {}  # (namespace, image), where its layers were read
+    decided: dict[tuple[str, str], enforcement.ImageDecision] = {}  # (policy, image): by its facts or by default
     for verdict in snapshot.verdicts:
         key = verdict.workload
         for policy_name in verdict.policies:
             status = verdict.status_for(policy_name).value
             counted = (policy_name, key.namespace, key.kind, status)
             workloads[counted] = workloads.get(counted, 0) + 1
+            for decision in enforcement.decisions(verdict, policy_name):
+                before = decided.get((policy_name, decision.image))
+                if before is None or (decision.by_default and not before.by_default):  # by default anywhere: counted so
+                    decided[(policy_name, decision.image)] = decision
         for finding in verdict.findings:
             if finding.kind is not FindingKind.VIOLATION:
                 continue
@@ -273,6 +279,14 @@ def fleet_metrics(snapshot: FleetSnapshot, *, per_image_limit: int = 0) -> list[
     for (namespace, policy_name, _), saving in savings.items():
         base_savings[(namespace, policy_name)] = base_savings.get((namespace, policy_name), 0) + saving
     content_known, packages, wasted, with_tools = _content_counts(contents.items())
+    checked: Counts = {}
+    by_default: Counts = {}
+    for (policy_name, _), decision in decided.items():
+        registry = REGISTRY_LABELS(decision.registry)
+        checked[(policy_name, registry)] = checked.get((policy_name, registry), 0) + 1
+        if decision.unread is not None:
+            why = (policy_name, registry, decision.unread.reason or "InspectionFailed")
+            by_default[why] = by_default.get(why, 0) + 1
     in_force: Counts = {}
     expiry: Counts = {}
     for policy in snapshot.policies:
@@ -372,6 +386,22 @@ def fleet_metrics(snapshot: FleetSnapshot, *, per_image_limit: int = 0) -> list[
             "(compilers, packageManagers, shells, vcs, downloaders), forbidden or not, by namespace and category.",
             ["namespace", "category"],
             with_tools,
+        ),
+        _gauge(
+            "slimguard_images_checked",
+            "Distinct images in use that an ImagePolicy's rules need facts of and that slimguard tried to read, by "
+            "policy and registry: what slimguard_images_decided_by_default is a share of.",
+            ["policy", "registry"],
+            checked,
+        ),
+        _gauge(
+            "slimguard_images_decided_by_default",
+            "Distinct images in use whose facts slimguard could not read (registry unreachable, certificate "
+            "untrusted, access or address refused, ...), so the policy's onUnknown decides every rule on them, by "
+            "policy, registry and reason. Equal to slimguard_images_checked for a registry: nothing from there is "
+            "enforced.",
+            ["policy", "registry", "reason"],
+            by_default,
         ),
         _gauge("slimguard_exemptions", "Exemptions in each ImagePolicy that have not expired.", ["policy"], in_force),
         _gauge(

@@ -41,7 +41,7 @@ OS_PACKAGE_TYPES = ("deb", "apk", "rpm")
 # -- the binaries ----------------------------------------------------------------------------------------
 
 
-def _go_tool(name: str, package: str, version: str) -> Path:
+def go_tool(name: str, package: str, version: str) -> Path:
     """Build (once; the script returns at once when cached) and return one Go tool from the cache."""
     # The script takes its own lock, so concurrent sessions wait for one build.
     result = subprocess.run(
@@ -58,12 +58,12 @@ def _go_tool(name: str, package: str, version: str) -> Path:
 
 @functools.cache
 def dive_binary() -> Path:
-    return _go_tool("dive", DIVE_PACKAGE, DIVE_VERSION)
+    return go_tool("dive", DIVE_PACKAGE, DIVE_VERSION)
 
 
 @functools.cache
 def syft_binary() -> Path:
-    return _go_tool("syft", SYFT_PACKAGE, SYFT_VERSION)
+    return go_tool("syft", SYFT_PACKAGE, SYFT_VERSION)
 
 
 def _isolated_env(home: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -44,6 +44,8 @@ def process_memory(pid: int) -> Memory:
 class ControllerProcess(Service):
     """`slimguard controller --kubeconfig K --allow-loopback-registries --ca-file CA ...` on 127.0.0.1 only.
 
+    ``registry_ca_file`` None: no ``--ca-file``, as a fresh install without the registry's CA runs.
+
     ``address_space`` caps it as ``ulimit -v`` does (prlimit execs it, so the pid is the controller's own).
     ``as_uid`` runs it under that UID with no user name known to it (``process.as_uid``); ``python`` is then an
     interpreter that UID can execute.
@@ -53,7 +55,7 @@ class ControllerProcess(Service):
         self,
         *,
         kubeconfig: str | Path,
-        registry_ca_file: str | Path,
+        registry_ca_file: str | Path | None,
         workdir: Path | None = None,
         extra_args: Sequence[str] = (),
         start_timeout: float = 60.0,
@@ -62,7 +64,7 @@ class ControllerProcess(Service):
         python: str = sys.executable,
     ) -> None:
         self.kubeconfig = Path(kubeconfig)
-        self.registry_ca_file = Path(registry_ca_file)
+        self.registry_ca_file = None if registry_ca_file is None else Path(registry_ca_file)
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="slimguard-controller-"))
         self.extra_args = tuple(extra_args)
         self.start_timeout = start_timeout
@@ -122,7 +124,7 @@ class ControllerProcess(Service):
             "controller",
             f"--kubeconfig={self.kubeconfig}",
             "--allow-loopback-registries",
-            f"--ca-file={self.registry_ca_file}",
+            *([f"--ca-file={self.registry_ca_file}"] if self.registry_ca_file is not None else []),
             "--metrics-port=0",  # its default (9090, every interface) would clash with other runs
             *self.extra_args,
         ]

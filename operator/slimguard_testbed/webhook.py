@@ -58,7 +58,7 @@ class WebhookReplicas:
         *,
         kubeconfig: str,
         ca: CertificateAuthority,
-        registry_ca_file: str,
+        registry_ca_file: str | None,
         workdir: Path,
         replicas: int = 2,
         timeout_seconds: float = 3.0,
@@ -71,7 +71,8 @@ class WebhookReplicas:
         python: str = sys.executable,
         self_managed: SelfManaged | None = None,
     ) -> None:
-        """``serving``: the certificate to present (default: a fresh one from ``ca`` for 127.0.0.1);
+        """``registry_ca_file`` None: no ``--ca-file``, as a fresh install without the registry's CA runs;
+        ``serving``: the certificate to present (default: a fresh one from ``ca`` for 127.0.0.1);
         ``extra_args``: more flags for ``slimguard webhook`` (e.g. ``--tag-ttl``); ``path``: where reviews are
         served (``--path``, the webhook configuration's clientConfig path); ``as_uid``: run the replicas under
         that UID with no user name known to them (``process.as_uid``; ``workdir`` must be theirs), with ``python``,
@@ -161,8 +162,7 @@ class WebhookReplicas:
                 "--cert-reload-interval",
                 str(self.cert_reload_interval),
                 "--allow-loopback-registries",
-                "--ca-file",
-                self.registry_ca_file,
+                *(["--ca-file", self.registry_ca_file] if self.registry_ca_file is not None else []),
                 # Its default left unsaid, as a user leaves it.
                 *(["--path", self.path] if self.path != "/validate" else []),
                 *self.extra_args,

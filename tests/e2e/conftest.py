@@ -37,6 +37,7 @@ from slimguard_testbed.images import warm_fixture_cache
 from slimguard_testbed.images.engine_warm import EngineNeeds, warm_docker_engine
 from slimguard_testbed.images.self_image import build_self_image
 from slimguard_testbed.operator_runner import InProcessOperator
+from slimguard_testbed.prometheus import prometheus_with_kubernetes_sd
 from slimguard_testbed.registry import Auth
 from slimguard_testbed.warmup import Warmup, run_build_script
 
@@ -63,6 +64,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         warmup.step("Kubernetes binaries", "~10 min", k8s_binaries)
     if "real_node" in names:
         warmup.step("Kubernetes node binaries (kubelet, kube-scheduler, kube-proxy, pause)", "~1 min", node_binaries)
+        warmup.step("Prometheus with Kubernetes service discovery", "~17 min", prometheus_with_kubernetes_sd)
     for fixture, what, cold, script, args in GO_TOOLS:
         if fixture in names:
             warmup.step(what, cold, functools.partial(run_build_script, script, *args))
@@ -293,7 +295,9 @@ def webhook(
 
 
 @pytest.fixture(scope="session")
-def self_image(docker_engine: DockerEngine, fixture_images: FixtureImages, tmp_path_factory: pytest.TempPathFactory) -> str:
+def self_image(
+    docker_engine: DockerEngine, fixture_images: FixtureImages, tmp_path_factory: pytest.TempPathFactory
+) -> str:
     """slimguard's own image, built for real by the engine from the repository's Dockerfile; the collection-time
     warm-up built it once already, so unchanged steps come from the engine's build cache."""
     client = docker_engine.client(timeout=1200)

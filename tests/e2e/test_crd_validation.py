@@ -237,13 +237,27 @@ def test_status_is_a_subresource_and_feeds_the_printer_columns(cluster: ControlP
     stored = json.loads(cluster.kubectl("get", "imagepolicy", stored_policy, "-o", "json").stdout)
     assert stored["status"] == status
 
-    # ERRORS is a default column: NONCOMPLIANT 0 must not read as all clear while workloads are in error.
+    # ENFORCING and ERRORS are default columns: NONCOMPLIANT 0 must not read as all clear while workloads are in
+    # error, or while nothing from a registry could be read. No Enforcing condition yet here: an empty cell.
+    columns = ["NAME", "MODE", "ENFORCING", "MATCHED", "NONCOMPLIANT", "ERRORS", "AGE"]
     table = cluster.kubectl("get", "imagepolicies", stored_policy).stdout.splitlines()
-    assert table[0].split() == ["NAME", "MODE", "MATCHED", "NONCOMPLIANT", "ERRORS", "AGE"]
+    assert table[0].split() == columns
     assert table[1].split()[:5] == [stored_policy, "Audit", "12", "2", "1"]
     wide = cluster.kubectl("get", "imagepolicies", stored_policy, "-o", "wide").stdout.splitlines()
-    assert wide[0].split() == ["NAME", "MODE", "MATCHED", "NONCOMPLIANT", "ERRORS", "AGE"]
+    assert wide[0].split() == columns
     assert wide[1].split()[4] == "1"
+    enforcing = {
+        "type": "Enforcing",
+        "status": "False",
+        "reason": "FactsUnavailable",
+        "message": "nothing from registry 10.0.0.5:5000 is enforced: ...",
+        "lastTransitionTime": "2026-01-01T00:00:00Z",
+        "observedGeneration": 1,
+    }
+    conditions = json.dumps({"status": {"conditions": [*status["conditions"], enforcing]}})
+    cluster.kubectl("patch", "imagepolicy", stored_policy, "--subresource=status", "--type=merge", "-p", conditions)
+    table = cluster.kubectl("get", "imagepolicies", stored_policy).stdout.splitlines()
+    assert table[1].split()[:6] == [stored_policy, "Audit", "False", "12", "2", "1"]
 
 
 def test_an_update_to_a_value_the_model_cannot_hold_is_refused_and_the_stored_generation_stays(

@@ -22,10 +22,10 @@ import pytest
 import yaml
 from cluster import apply, apply_crd_while_kopf_runs, deployment, image_policy, namespace, wait_for, wait_for_status
 
-from slimguard_testbed import ControlPlane, Registry, free_port
+from slimguard_testbed import ControlPlane, Registry
 from slimguard_testbed.images.base_variants import push_base_variants
 from slimguard_testbed.operator_runner import InProcessOperator
-from slimguard_testbed.process import ManagedProcess
+from slimguard_testbed.prometheus import Prometheus
 from slimguard_testbed.trivy import vulnerability, vulnerability_report
 from slimguard_testbed.webhook import WebhookReplicas
 
@@ -43,72 +43,19 @@ AUDIT, ENFORCE, WARN, EXEMPT, HINTS = "obs-audit", "obs-enforce", "obs-warn", "o
 APISERVER_ONLY = {"SlimguardWebhookFailingOpen"}
 
 
-class Prometheus:
-    def __init__(self, workdir: Path, targets: dict[str, list[str]]) -> None:
-        binary = shutil.which("prometheus")
-        assert binary, "prometheus is missing: scripts/bootstrap.sh installs Debian's prometheus package"
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = {
-            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-            "scrape_configs": [
-                {"job_name": job, "static_configs": [{"targets": addresses}]} for job, addresses in targets.items()
-            ],
-        }
-        (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
-        self.process = ManagedProcess(
-            "prometheus",
-            [
-                binary,
-                f"--config.file={workdir / 'prometheus.yml'}",
-                f"--storage.tsdb.path={workdir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-            ],
-            log_file=workdir / "prometheus.log",
-        )
-
-    def start(self) -> Prometheus:
-        self.process.start()
-
-        def ready() -> bool:
-            self.process.check_alive()
-            try:
-                return httpx.get(f"{self.url}/-/ready", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_for("Prometheus to be ready", ready, timeout=30)
-        return self
-
-    def query(self, expr: str) -> list[dict[str, Any]]:
-        """An instant query; fails the test unless Prometheus answers success."""
-        response = httpx.get(f"{self.url}/api/v1/query", params={"query": expr}, timeout=10)
-        body = response.json()
-        assert response.status_code == 200, (expr, body)
-        assert body["status"] == "success", (expr, body)
-        result: list[dict[str, Any]] = body["data"]["result"]
-        return result
-
-    def targets_up(self) -> bool:
-        return bool(self.query("up")) and all(sample["value"][1] == "1" for sample in self.query("up"))
-
-
 @pytest.fixture(scope="module")
 def prometheus(
     operator: InProcessOperator, webhook: WebhookReplicas, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Prometheus]:
-    started = Prometheus(
+    with Prometheus(
         tmp_path_factory.mktemp("prometheus"),
-        {
+        static_targets={
             "slimguard-controller": [f"127.0.0.1:{operator.settings.metrics_port}"],
             "slimguard-webhook": [f"127.0.0.1:{port}" for port in webhook.metrics_ports],
         },
-    ).start()
-    try:
+    ) as started:
         wait_for("every target to be scraped", started.targets_up, timeout=30)
         yield started
-    finally:
-        started.process.stop()
 
 
 def _kubectl_apply(plane: ControlPlane, document: dict[str, Any]) -> subprocess.CompletedProcess[str]:
@@ -329,6 +276,11 @@ def test_the_scenario_shows_in_the_numbers(prometheus: Prometheus, scenario: dic
     assert value('sum(slimguard_admission_reviews_total{decision="denied"})') >= 1
     assert value('sum(slimguard_registry_requests_total{registry="127.0.0.1:1", status="error"})') >= 1
     assert value('sum(slimguard_inspection_failures_total{reason="RegistryUnreachable"})') >= 1
+    # Nothing from the unreachable registry is enforced under obs-enforce: both of its images there, by default.
+    checked = 'slimguard_images_checked{policy="obs-enforce", registry="127.0.0.1:1"}'
+    assert value(checked) == 2
+    by_default = 'slimguard_images_decided_by_default{policy="obs-enforce", registry="127.0.0.1:1"}'
+    assert value(f"sum({by_default})") == 2
     assert value('sum(slimguard_cache_lookups_total{result="hit"})') >= 1
     assert value("max(slimguard_admission_timeout_seconds)") == 3
 
@@ -361,6 +313,8 @@ def test_every_alert_expression_succeeds_on_the_real_scrape(prometheus: Promethe
         "SlimguardExemptionExpiringSoon": [{"policy": "obs-exempt", "exemption": "0"}],
         "SlimguardErrorVerdictsPersisting": [{"policy": "obs-enforce", "namespace": ENFORCE}],
         "SlimguardRegistryErrors": [{"registry": "127.0.0.1:1"}],
+        # Both images obs-enforce checks there are unreadable: nothing from it is enforced.
+        "SlimguardNothingEnforced": [{"policy": "obs-enforce", "registry": "127.0.0.1:1"}],
     }
     silent = {
         "SlimguardControllerAbsent",

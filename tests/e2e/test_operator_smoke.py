@@ -31,7 +31,9 @@ def test_the_operator_records_the_observed_generation_of_a_policy(
         return status if status.get("observedGeneration") == generation == 2 else None
 
     status = wait_for("status.observedGeneration to reach 2", observed)
-    (ready,) = status["conditions"]
-    assert ready["type"] == "Ready"
-    assert ready["status"] == "True"
+    conditions = {condition["type"]: condition for condition in status["conditions"]}
+    assert list(conditions) == ["Ready", "Enforcing"]
+    assert conditions["Ready"]["status"] == "True"
+    # No workload in smoke-* yet: whether its rules or onUnknown decide is not known.
+    assert (conditions["Enforcing"]["status"], conditions["Enforcing"]["reason"]) == ("Unknown", "NoImagesChecked")
     control_plane.kubectl("delete", "imagepolicy", "smoke")

@@ -62,6 +62,8 @@ def test_kubectl_get_shows_workloads_in_error_beside_noncompliant_ones(
     table = control_plane.kubectl("get", "imagepolicies", name).stdout.splitlines()
     header = table[0].split()
     row = dict(zip(header, table[1].split(), strict=True))
-    assert header == ["NAME", "MODE", "MATCHED", "NONCOMPLIANT", "ERRORS", "AGE"]
+    assert header == ["NAME", "MODE", "ENFORCING", "MATCHED", "NONCOMPLIANT", "ERRORS", "AGE"]
     assert (row["MATCHED"], row["NONCOMPLIANT"], row["ERRORS"]) == ("1", "0", "1")
+    # Its one image's registry (127.0.0.1:1) answers nothing: nothing from there is enforced.
+    assert row["ENFORCING"] == "False"
     control_plane.kubectl("delete", "imagepolicy", name)

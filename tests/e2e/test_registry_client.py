@@ -23,8 +23,12 @@ from slimguard_testbed.operator_runner import LoopbackOnlyBackend
 AMD64 = {Platform("linux", "amd64")}
 
 
-def inspector_for(registry: Registry, clock: Callable[[], float] = time.monotonic) -> ImageInspector:
-    settings = RegistrySettings(address_policy=AddressPolicy(allow_loopback=True), ca_files=(str(registry.ca_file),))
+def inspector_for(
+    registry: Registry, clock: Callable[[], float] = time.monotonic, *, trusted: bool = True
+) -> ImageInspector:
+    """``trusted`` False: without the registry's CA (``--ca-file``), as a fresh install may be."""
+    ca_files = (str(registry.ca_file),) if trusted else ()
+    settings = RegistrySettings(address_policy=AddressPolicy(allow_loopback=True), ca_files=ca_files)
     backend = GuardedNetworkBackend(settings.address_policy, inner=LoopbackOnlyBackend())
     return ImageInspector(RegistryClient(settings, backend=backend), clock=clock)
 
@@ -42,6 +46,21 @@ async def test_basic_auth_registry_is_read_with_credentials_and_refused_without(
             await inspector.inspect(f"{basic_registry.host}/shop/api:1.0-fat", platforms=AMD64)
     finally:
         await inspector.client.aclose()
+
+
+async def test_a_registry_whose_certificate_is_not_trusted_is_said_so_naming_the_fix(registry: Registry) -> None:
+    inspector = inspector_for(registry, trusted=False)
+    try:
+        with pytest.raises(InspectionError) as raised:
+            await inspector.inspect(f"{registry.host}/shop/api:1.0-slim", platforms=AMD64)
+    finally:
+        await inspector.client.aclose()
+    assert raised.value.reason == "RegistryUntrusted"
+    assert str(raised.value) == (
+        f"registry {registry.host} presents a certificate slimguard does not trust (certificate verify failed: "
+        "unable to get local issuer certificate); give slimguard the CA that signed it with --ca-file (Helm: "
+        "registries.caBundle)"
+    )
 
 
 async def test_a_credential_for_another_registry_is_not_sent(

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from slimguard import metrics
+from slimguard.core.enforcement import RecentDecisions, decisions
 from slimguard.core.evaluation import applicable_policies
 from slimguard.core.outcome import ALLOWED, outcome_of
 from slimguard.core.policy import WORKLOAD_KINDS
@@ -77,11 +78,15 @@ class Reviewer:
         view: ClusterView,
         deadline: float,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.evaluator = evaluator
         self.view = view
         self.deadline = deadline
         self.clock = clock
+        self.monotonic = monotonic
+        self.recent = RecentDecisions()
+        """The images reviewed in the last minutes, read from their facts or decided by default: /readyz says."""
 
     async def review(self, request: Mapping[str, Any]) -> Answer:
         started = time.perf_counter()
@@ -118,6 +123,7 @@ class Reviewer:
         if not policies:
             return Answer(True)
         verdict = await self.evaluator.verdict(workload, policies, now=self.clock(), deadline=self.deadline)
+        self.recent.record(decisions(verdict), now=self.monotonic())
         decided = outcome_of(
             verdict,
             on_unknown={policy.name: policy.spec.on_unknown for policy in policies},

@@ -92,15 +92,32 @@ class WebhookServer:
     async def healthz(self, _: web.Request) -> web.Response:
         return web.Response(text="ok")
 
-    async def readyz(self, _: web.Request) -> web.Response:
-        if self.draining:
-            return web.Response(status=503, text="shutting down")
+    async def readyz(self, request: web.Request) -> web.Response:
+        """200 when this replica should get reviews, 503 (naming why) when it should not; ``?verbose`` lists each
+        check as the apiserver's /readyz does (``[+]`` passed, ``[-]`` failed, ``[!]`` passed but degraded).
+
+        A replica whose reviews are all decided by onUnknown (its registries unreadable: a CA missing, private
+        addresses refused) stays ready, deliberately: unready, it would leave the Service, and the apiserver's
+        failurePolicy would decide every review instead (Ignore: admitted without a word; Fail: nothing admitted),
+        which is worse than onUnknown's warnings and not what the policy says. It says so instead, here, in the
+        ImagePolicy's Enforcing condition and in SlimguardNothingEnforced."""
         problem = self._reloader.problem() if self._reloader else None
-        if problem:
-            return web.Response(status=503, text=problem)
-        if not self.view.policies_synced:
-            return web.Response(status=503, text="policies not loaded yet")
-        return web.Response(text="ok")
+        failing = [
+            ("shutdown", "shutting down" if self.draining else None),
+            ("certificate", problem or None),
+            ("policies", None if self.view.policies_synced else "policies not loaded yet"),
+        ]
+        decided = self.reviewer.recent.enforcement(now=self.reviewer.monotonic())
+        enforcing = decided.describe(within=f"reviewed {self.reviewer.recent.window_text}")
+        failed = next((why for _, why in failing if why), None)
+        if "verbose" in request.query:
+            lines = [f"[-]{name} failed: {why}" if why else f"[+]{name} ok" for name, why in failing]
+            lines.append(f"[!]enforcing degraded: {enforcing}" if decided.degraded else f"[+]enforcing ok: {enforcing}")
+            lines.append("readyz check failed" if failed else "readyz check passed")
+            return web.Response(status=503 if failed else 200, text="\n".join(lines) + "\n")
+        if failed:
+            return web.Response(status=503, text=failed)
+        return web.Response(text=f"degraded: {enforcing}" if decided.degraded else "ok")
 
     async def start(self) -> None:
         self._reloader = CertificateReloader(self.settings.cert_file, self.settings.key_file)

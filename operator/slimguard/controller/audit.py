@@ -22,7 +22,7 @@ from slimguard import metrics
 from slimguard.controller import annotations as notes
 from slimguard.controller.policy_reports import PolicyReports
 from slimguard.controller.queue import WorkQueue
-from slimguard.controller.status import policy_status
+from slimguard.controller.status import ENFORCING, policy_status
 from slimguard.controller.timers import Backoff, Scheduler, Timer, loop_scheduler
 from slimguard.core.evaluation import applicable_policies
 from slimguard.core.policy import ImagePolicy
@@ -33,12 +33,14 @@ from slimguard.engine.facts import Evaluator
 from slimguard.engine.view import ClusterView
 from slimguard.exhaustion import exit_exhausted, is_exhaustion
 from slimguard.kube.gateway import KubeGateway
-from slimguard.kube.resources import api_version
+from slimguard.kube.resources import POLICY_API_VERSION, api_version
 from slimguard.registry.settings import RegistrySettings
 
 log = logging.getLogger(__name__)
 
 EVENT_REASON = "ImagePolicyViolation"
+NOTHING_ENFORCED = "NothingEnforced"
+"""The Event on an ImagePolicy whose Enforcing condition turns False: once a transition, never per audit."""
 EVENT_MESSAGE_LENGTH = 1024  # what the gateway sends at most; cut here, in the middle, the reason survives
 
 
@@ -49,6 +51,16 @@ class WorkloadRecord:
     marks: notes.Marks
     """What slimguard has said on it: as the watch last showed it, or as slimguard last wrote it."""
     fingerprint: bytes
+
+
+def _plain(value: object) -> object:
+    """A mapping view (kopf hands bodies as views over the raw dicts) as a dict; anything else as its text."""
+    return dict(value) if isinstance(value, Mapping) else str(value)
+
+
+def _condition_of(status: Mapping[str, Any] | None, kind: str) -> Mapping[str, Any] | None:
+    found = (status or {}).get("conditions") or ()
+    return next((c for c in found if isinstance(c, Mapping) and c.get("type") == kind), None)
 
 
 def _fingerprint(workload: Workload) -> bytes:
@@ -102,7 +114,10 @@ class AuditController:
         # after it, and would make the same violations look new.
         self._announced: dict[WorkloadKey, str] = {}
         self._status_dirty = asyncio.Event()
+        # Each policy's status as last written, or as the cluster held it when first seen: a restarted controller
+        # keeps the conditions' transition times, and says nothing again about a transition already announced.
         self._written_status: dict[str, dict[str, Any]] = {}
+        self._policy_uids: dict[str, str] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._last_audit: datetime | None = None
         # Two kinds of timer per workload, kept apart so that setting one never cancels the other.
@@ -185,9 +200,17 @@ class AuditController:
         self._check_copies_of(key)
 
     def observe_policy(self, body: Mapping[str, Any], *, deleted: bool = False) -> None:
+        metadata = body.get("metadata") or {}
+        name = str(metadata.get("name"))
+        if not deleted:
+            if uid := metadata.get("uid"):
+                self._policy_uids[name] = str(uid)
+            if name not in self._written_status and isinstance(stored := body.get("status"), Mapping):
+                self._written_status[name] = json.loads(json.dumps(stored, default=_plain))
         if self.view.observe_policy(body, deleted=deleted):
             if deleted:
-                self._written_status.pop(str((body.get("metadata") or {}).get("name")), None)
+                self._written_status.pop(name, None)
+                self._policy_uids.pop(name, None)
             self._status_dirty.set()
             self.enqueue_all()
 
@@ -460,6 +483,29 @@ class AuditController:
                 changed.append((name, status))
         spent = self.cpu_clock() - started
         for name, status in changed:
+            await self._announce_enforcement(name, self._written_status.get(name), status)
             await self.kube.patch_policy_status(name, status)
             self._written_status[name] = status
         return spent
+
+    async def _announce_enforcement(self, name: str, previous: dict[str, Any] | None, status: dict[str, Any]) -> None:
+        """A Warning Event when the Enforcing condition turns False, once per transition: first, under a name
+        fixed by the transition, so a controller killed before the status write posts the same one again (the
+        apiserver keeps one) and one restarted after it finds the transition written and says nothing."""
+        now = _condition_of(status, ENFORCING)
+        before = _condition_of(previous, ENFORCING)
+        if now is None or now.get("status") != "False" or (before is not None and before.get("status") == "False"):
+            return
+        uid = self._policy_uids.get(name)
+        change = hashlib.sha256(f"{uid or name}\0{now.get('lastTransitionTime')}".encode()).hexdigest()[:16]
+        suffix = f".slimguard-{change}"
+        await self.kube.emit_event(
+            kind="ImagePolicy",
+            namespace=None,
+            name=name,
+            uid=uid,
+            api_version=POLICY_API_VERSION,
+            reason=NOTHING_ENFORCED,
+            message=shorten(str(now.get("message") or ""), EVENT_MESSAGE_LENGTH),
+            event_name=name[: 253 - len(suffix)].rstrip("-.") + suffix,
+        )

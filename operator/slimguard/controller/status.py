@@ -1,8 +1,10 @@
 """ImagePolicy status: counts, conditions and the worst offenders, from the current verdicts.
 
 Conditions: ``Ready`` for the observed generation (False with reason InvalidPolicy when it cannot be applied,
-the message saying which generation applies instead), and ``BaseDetection`` when the policy has base image
-rules (False when some of its globs can only match by annotation).
+the message saying which generation applies instead), ``Enforcing`` (whether its rules decide, or onUnknown
+does: False with reason FactsUnavailable when nothing could be read from some registry, ``core.enforcement``),
+and ``BaseDetection`` when the policy has base image rules (False when some of its globs can only match by
+annotation).
 """
 
 from __future__ import annotations
@@ -11,10 +13,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from slimguard.core.policy import ImagePolicy
+from slimguard.core import enforcement
+from slimguard.core.needs import needs_of
+from slimguard.core.policy import Decision, ImagePolicy, Mode
 from slimguard.core.verdict import Status, Verdict
 
 MAX_OFFENDERS = 10
+ENFORCING = "Enforcing"
+NO_FACTS_NEEDED = "NoFactsNeeded"
 
 
 def _timestamp(moment: datetime) -> str:
@@ -24,7 +30,7 @@ def _timestamp(moment: datetime) -> str:
 def _condition(
     kind: str,
     *,
-    true: bool,
+    true: bool | None,
     reason: str,
     message: str,
     generation: int,
@@ -33,14 +39,15 @@ def _condition(
 ) -> dict[str, Any]:
     condition: dict[str, Any] = {
         "type": kind,
-        "status": "True" if true else "False",
+        "status": "Unknown" if true is None else "True" if true else "False",
         "reason": reason,
         "message": message,
         "observedGeneration": generation,
     }
     old = next((c for c in (previous or {}).get("conditions", []) if c.get("type") == kind), None)
     same = old is not None and old.get("status") == condition["status"]
-    condition["lastTransitionTime"] = old["lastTransitionTime"] if same and old else _timestamp(now)
+    kept = old.get("lastTransitionTime") if same and old else None
+    condition["lastTransitionTime"] = kept or _timestamp(now)
     return condition
 
 
@@ -89,6 +96,19 @@ def policy_status(
             now=now,
         )
     ]
+    if policy is not None:
+        true, reason, message = enforcing(policy, verdicts)
+        conditions.append(
+            _condition(
+                ENFORCING,
+                true=true,
+                reason=reason,
+                message=message,
+                generation=policy.generation,
+                previous=previous,
+                now=now,
+            )
+        )
     if policy is not None and policy.spec.rules.base_image_globs:
         warning = policy.base_detection_warning
         conditions.append(
@@ -117,3 +137,31 @@ def policy_status(
     if last_audit is not None:
         status["lastAuditTime"] = _timestamp(last_audit)
     return status
+
+
+def _by_default(policy: ImagePolicy) -> str:
+    """What onUnknown does with an image this policy cannot read."""
+    if policy.spec.mode is Mode.AUDIT:
+        return "recorded as errors"
+    if policy.spec.on_unknown is Decision.DENY and policy.spec.mode is Mode.ENFORCE:
+        return "denied (onUnknown: Deny)"
+    return "admitted unchecked (onUnknown: Allow)"
+
+
+def enforcing(policy: ImagePolicy, verdicts: Sequence[Verdict]) -> tuple[bool | None, str, str]:
+    """The Enforcing condition's status (None: Unknown), reason and message: whether the policy's rules decide the
+    images it checks, or its onUnknown does because their registries could not be read."""
+    if needs_of(policy.spec.rules) is None:
+        return True, NO_FACTS_NEEDED, "the rules read nothing from registries: they decide every image"
+    counted = enforcement.tally(d for verdict in verdicts for d in enforcement.decisions(verdict, policy.name))
+    reason = counted.reason
+    if reason == enforcement.NO_IMAGES_CHECKED:
+        return None, reason, "no image checked yet: no workload this policy applies to has been evaluated"
+    if reason == enforcement.FACTS_READ:
+        return True, reason, f"the rules decide: {counted.describe()}"
+    if reason == enforcement.SOME_FACTS_UNAVAILABLE:
+        return True, reason, f"the rules decide, but not for every image: {counted.describe()}; {_by_default(policy)}"
+    unenforced = [tally.registry for tally in counted.unenforced]
+    where = f"registr{'y' if len(unenforced) == 1 else 'ies'} {', '.join(unenforced)}"
+    done = "checked" if policy.spec.mode is Mode.AUDIT else "enforced"
+    return False, reason, f"nothing from {where} is {done}: {counted.describe()}; {_by_default(policy)}"

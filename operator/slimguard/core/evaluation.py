@@ -17,7 +17,7 @@ from slimguard.core.needs import needs_of
 from slimguard.core.policy import ImagePolicy
 from slimguard.core.rules import WITH_FACTS, WITHOUT_FACTS, Reporter, Subject
 from slimguard.core.rules.vulnerabilities import digests
-from slimguard.core.verdict import Finding, FindingKind, ImageContent, ImageSize, Verdict
+from slimguard.core.verdict import INSPECTION, Finding, FindingKind, ImageContent, ImageSize, Verdict
 from slimguard.core.workload import Container, Workload
 
 __all__ = ["Context", "FactsOrError", "applicable_policies", "evaluate"]
@@ -39,6 +39,7 @@ def evaluate(*, policies: Sequence[ImagePolicy], workload: Workload, context: Co
     sizes: dict[str, ImageSize] = {}
     contents: dict[str, ImageContent] = {}
     hints: dict[tuple[str, str], SlimmerBase] = {}
+    checked: dict[tuple[str, str], None] = {}
     for policy in sorted(policies, key=lambda p: p.name):
         containers = selected_containers(policy, workload, context.namespace_labels)
         if not containers:
@@ -53,9 +54,12 @@ def evaluate(*, policies: Sequence[ImagePolicy], workload: Workload, context: Co
                 if (content := _content_of(container.image, image_facts)) is not None:
                     seen = contents.get(container.image)
                     contents[container.image] = content if seen is None else seen.merged(content)
-            if image_facts is None and needs_of(policy.spec.rules) is not None:
-                # Still checked for what needs no facts (the reference, requireDigest): known now, so said now.
-                pending.append(container.image)
+            if needs_of(policy.spec.rules) is not None:
+                if image_facts is None:
+                    # Still checked for what needs no facts (the reference, requireDigest): known now, so said now.
+                    pending.append(container.image)
+                else:
+                    checked[(policy.name, container.image)] = None
             container_findings = _check_container(policy, workload, container, context)
             if isinstance(image_facts, ImageFacts) and (hint := _hint(policy, container.image, image_facts, context)):
                 hints.setdefault((policy.name, container.image), hint)
@@ -76,6 +80,7 @@ def evaluate(*, policies: Sequence[ImagePolicy], workload: Workload, context: Co
         image_sizes=tuple(sizes.values()),
         image_contents=tuple(contents.values()),
         hints=tuple(hints.values()),
+        checked=tuple(checked),
     )
 
 
@@ -143,7 +148,7 @@ def _check_container(policy: ImagePolicy, workload: Workload, container: Contain
     if facts is None:  # pending: evaluate() records it
         return report.findings
     if isinstance(facts, InspectionError):
-        report.error("inspection", f"could not be inspected: {facts}", reason=facts.reason)
+        report.error(INSPECTION, f"could not be inspected: {facts}", reason=facts.reason, detail=str(facts))
         return report.findings
     images = tuple(image for p in rules.required_platforms if (image := facts.for_platform(p)) is not None)
     with_facts = Subject(policy, workload, container, reference, context, report, facts, images)

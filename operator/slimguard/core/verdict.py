@@ -22,6 +22,12 @@ class FindingKind(StrEnum):
     ERROR = "error"
 
 
+INSPECTION = "inspection"
+"""The rule of an error finding saying an image's facts could not be had at all (its registry unreachable, its
+certificate untrusted, access refused, ...): every rule on that image is then decided by the policy's onUnknown
+(``core.enforcement``)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Finding:
     """One rule of one policy that one container breaks (or could not be checked against)."""
@@ -41,6 +47,9 @@ class Finding:
     """Further policies that found exactly this (see ``Verdict.distinct_findings``); empty in ``findings``."""
     excess_bytes: int | None = None
     """For a size rule, the bytes above the limit: what a slimmer build would save (a metric sums them)."""
+    detail: str | None = None
+    """For an error, what failed in its own words, without the container and image (the registry client's
+    message): what the ImagePolicy's Enforcing condition and the webhook's /readyz quote."""
 
     @property
     def policies(self) -> tuple[str, ...]:
@@ -120,6 +129,10 @@ class Verdict:
     """Each distinct image of the selected containers whose layers were read (for metrics, never for status)."""
     hints: tuple[SlimmerBase, ...] = ()
     """Per policy asking for them (``slimmerBases``) and image: a measured slimmer base and what it would save."""
+    checked: tuple[tuple[str, str], ...] = ()
+    """(policy, image) for each image a policy's rules needed facts of and got an answer for (the facts, or why
+    not): what images decided by default are counted against (``core.enforcement``: the Enforcing condition,
+    /readyz, the metrics), never for the workload's own status."""
 
     @property
     def applies(self) -> bool:

@@ -17,6 +17,8 @@ log = logging.getLogger(__name__)
 
 GROUP, VERSION, POLICY_PLURAL = POLICY_RESOURCE
 IMAGE_REPORT_PLURAL = IMAGE_REPORT_RESOURCE[2]
+CLUSTER_EVENTS_NAMESPACE = "default"
+"""Where Events about cluster-scoped objects go, as client-go's recorder puts them."""
 
 
 def load_api_client(kubeconfig: str | None) -> k8s.ApiClient:
@@ -98,7 +100,7 @@ class KubeGateway:
         self,
         *,
         kind: str,
-        namespace: str,
+        namespace: str | None,
         name: str,
         uid: str | None,
         api_version: str,
@@ -106,14 +108,18 @@ class KubeGateway:
         message: str,
         event_name: str | None = None,
     ) -> None:
-        """Post a Warning Event; with ``event_name``, posting the same one again is a no-op (409 is success)."""
+        """Post a Warning Event; with ``event_name``, posting the same one again is a no-op (409 is success).
+
+        ``namespace`` None: a cluster-scoped object (an ImagePolicy), whose Events live in ``default`` as
+        client-go's recorder puts them (``kubectl describe`` finds them there by the object's uid)."""
         if self.dry_run:
-            log.info("dry-run: would emit %s on %s %s/%s: %s", reason, kind, namespace, name, message)
+            log.info("dry-run: would emit %s on %s %s/%s: %s", reason, kind, namespace or "", name, message)
             return
         now = datetime.now(UTC)
+        home = namespace or CLUSTER_EVENTS_NAMESPACE
         event = k8s.CoreV1Event(
             metadata=k8s.V1ObjectMeta(
-                name=event_name, generate_name=None if event_name else f"{name}.", namespace=namespace
+                name=event_name, generate_name=None if event_name else f"{name}.", namespace=home
             ),
             involved_object=k8s.V1ObjectReference(
                 kind=kind, namespace=namespace, name=name, uid=uid, api_version=api_version
@@ -129,12 +135,12 @@ class KubeGateway:
             reporting_instance=self.component,
         )
         try:
-            await self._write(self.core.create_namespaced_event, namespace, event)
+            await self._write(self.core.create_namespaced_event, home, event)
         except ApiException as error:  # an Event is best effort: never fail a verdict over it
             if error.status == 409 and event_name:
-                log.debug("event %s on %s %s/%s was already posted", event_name, kind, namespace, name)
+                log.debug("event %s on %s %s/%s was already posted", event_name, kind, home, name)
                 return
-            log.warning("could not emit event on %s %s/%s: %s", kind, namespace, name, error.reason)
+            log.warning("could not emit event on %s %s/%s: %s", kind, home, name, error.reason)
 
     async def pull_secrets(self, namespace: str, secret_names: Sequence[str]) -> list[dict[str, str]]:
         """The ``data`` of the named pull Secrets; a missing Secret is skipped, as the kubelet does."""

@@ -9,6 +9,7 @@ Resource = tuple[str, str, str]
 """(group, version, plural), as kopf and the custom-objects API take them."""
 
 POLICY_RESOURCE: Resource = ("slimguard.dev", "v1alpha1", "imagepolicies")
+POLICY_API_VERSION = f"{POLICY_RESOURCE[0]}/{POLICY_RESOURCE[1]}"
 IMAGE_REPORT_RESOURCE: Resource = (image_report.GROUP, image_report.VERSION, image_report.PLURAL)
 VULNERABILITY_REPORT_RESOURCE: Resource = ("aquasecurity.github.io", "v1alpha1", "vulnerabilityreports")
 NAMESPACE_RESOURCE: Resource = ("", "v1", "namespaces")

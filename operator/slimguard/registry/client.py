@@ -35,6 +35,16 @@ BlobSink = Callable[[AsyncIterator[bytes]], Awaitable[Any]]
 _CHALLENGE_RE = re.compile(r'(\w+)="([^"]*)"')
 
 
+def _certificate_error(error: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The TLS verification failure behind an httpx error (httpx wraps httpcore's, which wraps ssl's), if any."""
+    seen: BaseException | None = error
+    for _ in range(8):
+        if seen is None or isinstance(seen, ssl.SSLCertVerificationError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 @dataclass(frozen=True)
 class ManifestHead:
     digest: str
@@ -308,6 +318,13 @@ class RegistryClient:
                 ) from error
             except httpx.HTTPError as error:
                 metrics.registry_response(reference.registry, None)
+                if (untrusted := _certificate_error(error)) is not None:
+                    raise InspectionError(
+                        f"registry {reference.registry} presents a certificate slimguard does not trust "
+                        f"(certificate verify failed: {untrusted.verify_message}); give slimguard the CA that "
+                        "signed it with --ca-file (Helm: registries.caBundle)",
+                        reason="RegistryUntrusted",
+                    ) from error
                 raise InspectionError(
                     f"registry {reference.registry} is unreachable: {error}", reason="RegistryUnreachable"
                 ) from error

@@ -6,6 +6,7 @@ chart's Service, and the controller in the cluster writes its verdicts with the 
 from __future__ import annotations
 
 import json
+import ssl
 import subprocess
 import time
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 from cluster import deployment, image_policy, namespace, status_of, wait_for
@@ -22,6 +24,7 @@ from slimguard_testbed import DockerEngine, oci
 from slimguard_testbed.images import FixtureImages
 from slimguard_testbed.images.engine_built import engine_image_artifact
 from slimguard_testbed.node import RealNode
+from slimguard_testbed.prometheus import Prometheus, kubernetes_pods_job, prometheus_with_kubernetes_sd
 
 # Pushing the image, the install and the Pods' start: minutes on a loaded machine. A deadline, never a speed claim.
 pytestmark = pytest.mark.timeout(900)
@@ -43,10 +46,18 @@ class Install:
     install_seconds: float
 
     def pods(self, component: str) -> list[dict[str, Any]]:
+        """The component's Pods that are not being deleted."""
         found = self.node.kubectl(
             "get", "pods", "-n", RELEASE_NAMESPACE, "-l", f"app.kubernetes.io/component={component}", "-o", "json"
         ).stdout
-        return list(json.loads(found)["items"])
+        return [pod for pod in json.loads(found)["items"] if not pod["metadata"].get("deletionTimestamp")]
+
+    def ready_pods(self, component: str) -> list[dict[str, Any]]:
+        return [
+            pod
+            for pod in self.pods(component)
+            if any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", ()))
+        ]
 
 
 def helm_run(helm: str, node: RealNode, *args: str) -> subprocess.CompletedProcess[str]:
@@ -176,3 +187,76 @@ def test_a_slim_deployment_runs_and_the_controller_in_the_cluster_marks_it_compl
     assert policy.get("status"), "the controller wrote no ImagePolicy status"
     reports = json.loads(node.kubectl("get", "imagereports", "-A", "-o", "json").stdout)["items"]
     assert reports, "the controller wrote no ImageReport"
+
+
+def test_prometheus_scrapes_every_slimguard_pod_by_the_charts_annotations(
+    installed: Install, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Prometheus' usual `kubernetes-pods` job discovers the Pods through the apiserver and scrapes them on their
+    Pod IPs, on the node's bridge: the chart's prometheus.io annotations are all it needs."""
+    node = installed.node
+    pki = node.plane.workdir / "pki"
+    job = kubernetes_pods_job(
+        api_server=node.server, ca_file=pki / "ca.crt", cert_file=pki / "admin.crt", key_file=pki / "admin.key"
+    )
+    with Prometheus(
+        tmp_path_factory.mktemp("node-prometheus"), scrape_configs=[job], binary=prometheus_with_kubernetes_sd()
+    ) as prometheus:
+
+        def every_pod_scraped() -> list[dict[str, Any]] | None:
+            up = prometheus.query(f'up{{job="kubernetes-pods", namespace="{RELEASE_NAMESPACE}"}}')
+            return up if len(up) == 3 and all(sample["value"][1] == "1" for sample in up) else None
+
+        up = wait_for("the controller and both webhook Pods to be scraped", every_pod_scraped, timeout=60)
+        pods = {pod["metadata"]["name"] for component in ("controller", "webhook") for pod in installed.pods(component)}
+        assert {sample["metric"]["pod"] for sample in up} == pods
+        # slimguard's own series, from each Pod.
+        series = prometheus.query(f'count by (pod) ({{__name__=~"slimguard_.+", namespace="{RELEASE_NAMESPACE}"}})')
+        assert {sample["metric"]["pod"] for sample in series} == pods
+
+
+def test_a_webhook_replica_killed_under_a_stream_of_creates_loses_none(
+    installed: Install, helm: str, fixture_images: FixtureImages
+) -> None:
+    """With failurePolicy Fail, every create the apiserver cannot get a review for fails: deleting one of the two
+    webhook Pods (the kubelet's SIGTERM; readiness off, a drain, then exit) must not fail a single one."""
+    node = installed.node
+    upgraded = helm_run(
+        helm, node, "upgrade", "slimguard", str(CHART), "--namespace", RELEASE_NAMESPACE, "--reuse-values",
+        "--set", "webhook.failurePolicy=Fail", "--wait", "--timeout", "5m",
+    )  # fmt: skip
+    assert upgraded.returncode == 0, upgraded.stderr
+    wait_for(
+        "exactly two webhook Pods, both Ready",
+        lambda: len(installed.ready_pods("webhook")) == 2 == len(installed.pods("webhook")),
+        timeout=120,
+    )
+    node.apply(yaml.safe_dump_all([namespace(WORKLOADS), ENFORCE_SLIM]))
+    slim = node.image(fixture_images.busybox.repository, fixture_images.busybox.tag)
+    pki = node.plane.workdir / "pki"
+    outcomes: list[int] = []
+    context = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+    context.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
+    with httpx.Client(base_url=node.server, verify=context, timeout=30) as client:
+
+        def create(index: int) -> None:
+            body = deployment(f"stream-{index}", WORKLOADS, slim)
+            answer = client.post(f"/apis/apps/v1/namespaces/{WORKLOADS}/deployments?dryRun=All", json=body)
+            outcomes.append(answer.status_code)
+            if answer.status_code != 201:
+                print(f"create {index}: {answer.status_code} {answer.text[:300]}")
+
+        index = 0
+        stream_until = time.monotonic() + 3
+        while time.monotonic() < stream_until:  # the stream runs before the kill
+            create(index := index + 1)
+        victim = installed.ready_pods("webhook")[0]
+        node.kubectl("delete", "pod", victim["metadata"]["name"], "-n", RELEASE_NAMESPACE, "--wait=false")
+        stream_until = time.monotonic() + 20  # past the drain (5 s) and the replacement's start
+        while time.monotonic() < stream_until:
+            create(index := index + 1)
+    failed = sum(1 for code in outcomes if code != 201)
+    print(f"webhook replica killed under load: {len(outcomes)} creates attempted, {failed} failed")
+    assert outcomes
+    assert failed == 0
+    wait_for("two webhook Pods Ready again", lambda: len(installed.ready_pods("webhook")) == 2, timeout=120)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from core.builders import NOW, facts, layers, platform_image
 
 from slimguard.controller import annotations as notes
 from slimguard.controller.audit import AuditController
+from slimguard.controller.handlers import enforcement_summary
 from slimguard.core.errors import InspectionError
 from slimguard.core.facts import ImageFacts
 from slimguard.core.workload import STATUS_LABEL, WorkloadKey
@@ -35,6 +37,8 @@ class FakeKube:
         self.patched: list[tuple[str, str]] = []  # (kind, name) of each patch, in order
         self.events: list[str] = []
         self.event_names: list[str | None] = []
+        self.event_fields: list[dict[str, Any]] = []
+        self.statuses: list[tuple[str, dict[str, Any]]] = []
         self.writes: list[str] = []
 
     async def list_policies(self) -> list[dict[str, Any]]:
@@ -59,6 +63,7 @@ class FakeKube:
         await asyncio.sleep(0)
         self.events.append(str(fields["message"]))
         self.event_names.append(fields.get("event_name"))
+        self.event_fields.append(fields)
         self.writes.append("event")
 
     async def service_account_pull_secrets(self, namespace: str, name: str) -> tuple[str, ...]:
@@ -68,7 +73,8 @@ class FakeKube:
         return []
 
     async def patch_policy_status(self, name: str, status: dict[str, Any]) -> None:
-        return None
+        self.statuses.append((name, status))
+        self.writes.append("status")
 
 
 class GatedInspector:
@@ -175,7 +181,8 @@ async def started(
         view=view,
         credentials=PullCredentials(kube).for_workload,  # type: ignore[arg-type]
     )
-    controller = AuditController(evaluator=evaluator, view=view, kube=kube, clock=lambda: NOW, **options)  # type: ignore[arg-type]
+    options.setdefault("clock", lambda: NOW)
+    controller = AuditController(evaluator=evaluator, view=view, kube=kube, **options)  # type: ignore[arg-type]
     await controller.start()
     controller.observe_policy(policy or policy_body())
     return controller
@@ -496,3 +503,75 @@ async def test_policy_status_recomputes_take_a_bounded_share_of_the_loop_however
     controller.status_interval = 1.0
     assert controller.status_delay(0.0) == 1.0, "cheap: the plain debounce"
     assert controller.status_delay(0.4) == pytest.approx(7.6), "0.4 s of CPU is 5 % of 8 s"
+
+
+UNTRUSTED = InspectionError(
+    "registry registry.example.com presents a certificate slimguard does not trust (certificate verify failed: "
+    "unable to get local issuer certificate); give slimguard the CA that signed it with --ca-file",
+    reason="RegistryUntrusted",
+)
+
+
+async def audited(controller: AuditController) -> None:
+    """Every workload evaluated again (a re-audit), then the statuses written."""
+    controller.enqueue_all()
+    await controller._queue.join()
+    await controller.flush_statuses()
+
+
+async def test_a_policy_enforcing_nothing_gets_one_warning_event_when_it_turns_and_none_on_later_audits() -> None:
+    inspector, kube = GatedInspector(UNTRUSTED), FakeKube()
+    inspector.gate.set()
+    body = policy_body()
+    body["metadata"]["uid"] = "policy-uid"
+    minutes = iter(range(1000))
+    clock = {"clock": lambda: NOW + timedelta(minutes=next(minutes))}
+    controller = await started(inspector, kube, body, scheduler=FakeScheduler(), status_interval=3600, **clock)
+    try:
+        controller.observe_workload("Deployment", deployment_body())
+        for _ in range(3):
+            await audited(controller)
+        first = [fields for fields in kube.event_fields if fields["reason"] == "NothingEnforced"]
+        assert len(first) == 1, kube.event_fields
+        (event,) = first
+        assert (event["kind"], event["namespace"], event["name"], event["uid"]) == (
+            "ImagePolicy", None, "slim", "policy-uid"
+        )  # fmt: skip
+        assert event["api_version"] == "slimguard.dev/v1alpha1"
+        assert event["message"].startswith("nothing from registry registry.example.com is checked: 1 of 1 images")
+        assert "RegistryUntrusted" in event["message"]
+        assert kube.writes.index("event") < kube.writes.index("status"), "the Event first, named by the transition"
+        written = kube.statuses[-1][1]
+        # The controller's health probe says it too (in the body of kopf's liveness endpoint).
+        assert enforcement_summary(controller).startswith(
+            "degraded: 1 of 1 images in use decided by onUnknown, not by their facts: registry registry.example.com"
+        )
+
+        # The registry's CA is mounted: the rules decide again. Then it fails once more: that is news again.
+        inspector.answer = fat()
+        await audited(controller)
+        enforcing = next(c for c in kube.statuses[-1][1]["conditions"] if c["type"] == "Enforcing")
+        assert (enforcing["status"], enforcing["reason"]) == ("True", "FactsRead")
+        assert enforcement_summary(controller) == "ok: all 1 images in use decided by their facts"
+        inspector.answer = UNTRUSTED
+        await audited(controller)
+    finally:
+        await controller.stop()
+    names = [fields["event_name"] for fields in kube.event_fields if fields["reason"] == "NothingEnforced"]
+    assert len(names) == 2
+    assert names[0] != names[1], "a second transition is a second Event, not the first one again"
+
+    # A restarted controller sees the status the cluster holds (the transition written): it says nothing again.
+    again = FakeKube()
+    restarted = await started(
+        inspector, again, {**body, "status": written}, scheduler=FakeScheduler(), status_interval=3600, **clock
+    )
+    try:
+        restarted.observe_workload("Deployment", deployment_body())
+        await audited(restarted)
+    finally:
+        await restarted.stop()
+    assert [fields for fields in again.event_fields if fields["reason"] == "NothingEnforced"] == []
+    enforcing = next(c for c in again.statuses[-1][1]["conditions"] if c["type"] == "Enforcing")
+    was = next(c for c in written["conditions"] if c["type"] == "Enforcing")
+    assert enforcing["lastTransitionTime"] == was["lastTransitionTime"]

@@ -5,8 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from core.builders import facts, verdict, workload
+
 from slimguard.controller.status import policy_status
+from slimguard.core.errors import InspectionError
 from slimguard.core.policy import ImagePolicy
+from slimguard.core.verdict import Verdict
 from slimguard.engine.view import ClusterView
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -68,7 +72,7 @@ def test_glob_only_base_rules_get_a_base_detection_condition_saying_they_match_b
 def test_a_policy_without_base_rules_has_no_base_detection_condition() -> None:
     policy = ImagePolicy.from_resource("slim", {"rules": {"maxLayers": 3}}, 1)
     status = policy_status("slim", 1, None, [], last_audit=None, previous=None, now=NOW, policy=policy)
-    assert [c["type"] for c in status["conditions"]] == ["Ready"]
+    assert [c["type"] for c in status["conditions"]] == ["Ready", "Enforcing"]
 
 
 def test_a_condition_keeps_its_transition_time_while_its_status_holds() -> None:
@@ -80,3 +84,87 @@ def test_a_condition_keeps_its_transition_time_while_its_status_holds() -> None:
         policy=view.policies["slim"].policy,
     )  # fmt: skip
     assert later["conditions"] == first["conditions"]
+
+
+# -- Enforcing: the rules decide, or onUnknown does ------------------------------------------------------------
+
+PRIVATE = "10.0.0.5:5000"
+UNTRUSTED = InspectionError(
+    f"registry {PRIVATE} presents a certificate slimguard does not trust (certificate verify failed: unable to get "
+    "local issuer certificate); give slimguard the CA that signed it with --ca-file (Helm: registries.caBundle)",
+    reason="RegistryUntrusted",
+)
+
+
+def enforcing_of(spec: dict[str, Any], *verdicts: Verdict, previous: dict[str, Any] | None = None) -> dict[str, Any]:
+    policy = ImagePolicy.from_resource("slim", spec, 1)
+    status = policy_status("slim", 1, None, verdicts, last_audit=None, previous=previous, now=NOW, policy=policy)
+    found = condition(status, "Enforcing")
+    assert found is not None
+    return found
+
+
+def judged(spec: dict[str, Any], answers: dict[str, Any], name: str = "api") -> Verdict:
+    return verdict(ImagePolicy.from_resource("slim", spec, 1), workload(*answers, name=name), answers)
+
+
+SIZE = {"rules": {"maxCompressedSize": "200Mi"}}
+ENFORCE = {**SIZE, "mode": "Enforce"}
+
+
+def test_enforcing_is_false_naming_the_registry_and_its_cause_when_nothing_from_it_could_be_read() -> None:
+    images = {f"{PRIVATE}/shop/app-{n}:1.0": UNTRUSTED for n in range(3)}
+    found = enforcing_of(ENFORCE, judged(ENFORCE, images), judged(ENFORCE, images, name="again"))
+    assert (found["status"], found["reason"], found["observedGeneration"]) == ("False", "FactsUnavailable", 1)
+    assert found["message"] == (
+        f"nothing from registry {PRIVATE} is enforced: 3 of 3 images decided by onUnknown, not by their facts: "
+        f"registry {PRIVATE}, 3 of 3 (RegistryUntrusted: {UNTRUSTED}); admitted unchecked (onUnknown: Allow)"
+    )
+
+
+def test_enforcing_says_what_onunknown_does_in_each_mode() -> None:
+    images = {f"{PRIVATE}/shop/app:1.0": UNTRUSTED}
+    deny = {**ENFORCE, "onUnknown": "Deny"}
+    assert enforcing_of(deny, judged(deny, images))["message"].endswith("; denied (onUnknown: Deny)")
+    audit = {**SIZE, "mode": "Audit"}
+    audited = enforcing_of(audit, judged(audit, images))["message"]
+    assert audited.startswith(f"nothing from registry {PRIVATE} is checked: ")
+    assert audited.endswith("; recorded as errors")
+
+
+def test_enforcing_holds_while_every_registry_answers_for_some_of_its_images() -> None:
+    missing = InspectionError("registry docker.io has no library/nginx (manifest 9.9)", reason="ImageNotFound")
+    answers = {"docker.io/library/nginx:9.9": missing, "docker.io/library/nginx:1.27": facts()}
+    found = enforcing_of(ENFORCE, judged(ENFORCE, answers))
+    assert (found["status"], found["reason"]) == ("True", "SomeFactsUnavailable")
+    assert "1 of 2 images decided by onUnknown" in found["message"]
+    assert "ImageNotFound" in found["message"]
+
+    read = enforcing_of(ENFORCE, judged(ENFORCE, {"docker.io/library/nginx:1.27": facts()}))
+    assert (read["status"], read["reason"]) == ("True", "FactsRead")
+    assert read["message"] == "the rules decide: all 1 images decided by their facts"
+
+
+def test_enforcing_is_unknown_before_any_image_is_checked_and_true_for_rules_that_read_nothing() -> None:
+    nothing = enforcing_of(ENFORCE)
+    assert (nothing["status"], nothing["reason"]) == ("Unknown", "NoImagesChecked")
+    digests = {"rules": {"requireDigest": True}}
+    unread = {f"{PRIVATE}/shop/app:1.0": UNTRUSTED}
+    assert enforcing_of(digests, judged(digests, unread))["reason"] == "NoFactsNeeded"
+
+
+def test_enforcing_turns_true_with_a_new_transition_time_once_the_registry_is_read() -> None:
+    app = f"{PRIVATE}/shop/app:1.0"
+    before = policy_status(
+        "slim", 1, None, [judged(ENFORCE, {app: UNTRUSTED})], last_audit=None, previous=None,
+        now=datetime(2026, 11, 26, tzinfo=UTC), policy=ImagePolicy.from_resource("slim", ENFORCE, 1),
+    )  # fmt: skip
+    after = enforcing_of(ENFORCE, judged(ENFORCE, {app: facts()}), previous=before)
+    assert (after["status"], after["lastTransitionTime"]) == ("True", "2026-11-27T12:00:00Z")
+    still = enforcing_of(ENFORCE, judged(ENFORCE, {app: UNTRUSTED}), previous=before)
+    assert still["lastTransitionTime"] == "2026-11-26T00:00:00Z"
+
+
+def test_a_policy_that_applies_nothing_has_no_enforcing_condition() -> None:
+    status = policy_status("slim", 2, "generation 2 is invalid", [], last_audit=None, previous=None, now=NOW)
+    assert [c["type"] for c in status["conditions"]] == ["Ready"]

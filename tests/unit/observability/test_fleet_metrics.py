@@ -146,6 +146,28 @@ def test_error_verdicts_are_counted_as_error_and_are_no_violation() -> None:
     assert _samples(families, "slimguard_image_compressed_bytes") == {}
 
 
+def test_images_decided_by_default_are_counted_by_policy_registry_and_reason_against_the_images_checked() -> None:
+    from slimguard.core.errors import InspectionError
+
+    limited = policy("slim", rules={"maxCompressedSize": "200Mi"})
+    digests = policy("digests", rules={"requireDigest": True})  # reads nothing: checks no image's facts
+    private = "10.0.0.5:5000/shop/api:1.0"
+    untrusted = InspectionError("registry 10.0.0.5:5000 presents a certificate ...", reason="RegistryUntrusted")
+    answers = {**_facts_by_image(), private: untrusted}
+    verdicts = [
+        verdict([limited, digests], workload(private, FAT, namespace="shop", name="api"), answers),
+        verdict([limited, digests], workload(private, namespace="web", name="api"), answers),  # the same image
+    ]
+    families = metrics.fleet_metrics(metrics.FleetSnapshot(verdicts=verdicts, policies=[limited, digests], now=NOW))
+    assert _samples(families, "slimguard_images_checked") == {
+        ("slim", "10.0.0.5:5000"): 1,
+        ("slim", "registry.example.com"): 1,
+    }
+    assert _samples(families, "slimguard_images_decided_by_default") == {
+        ("slim", "10.0.0.5:5000", "RegistryUntrusted"): 1
+    }
+
+
 def test_per_image_series_are_off_by_default_and_capped_to_the_largest() -> None:
     assert not [family for family in _fleet() if family.name == "slimguard_image_bytes"]
     limited = policy("slim", rules={"maxCompressedSize": "200Mi"})

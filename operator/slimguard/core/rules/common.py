@@ -61,8 +61,8 @@ class Reporter:
     ) -> None:
         self._add(rule, message, FindingKind.VIOLATION, limit, actual, excess_bytes=excess_bytes)
 
-    def error(self, rule: str, message: str, *, reason: str) -> None:
-        self._add(rule, message, FindingKind.ERROR, None, None, reason=reason)
+    def error(self, rule: str, message: str, *, reason: str, detail: str | None = None) -> None:
+        self._add(rule, message, FindingKind.ERROR, None, None, reason=reason, detail=detail)
 
     def _add(
         self,
@@ -74,6 +74,7 @@ class Reporter:
         *,
         reason: str | None = None,
         excess_bytes: int | None = None,
+        detail: str | None = None,
     ) -> None:
         self.findings.append(
             Finding(
@@ -88,6 +89,7 @@ class Reporter:
                 actual=actual,
                 reason=reason,
                 excess_bytes=excess_bytes,
+                detail=detail,
             )
         )
 
