@@ -14,6 +14,7 @@ import signal
 import ssl
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,31 @@ from slimguard_testbed.certs import CertificateAuthority, KeyPair
 from slimguard_testbed.controlplane import ControlPlane
 from slimguard_testbed.ports import free_port
 from slimguard_testbed.process import ManagedProcess, TestbedError, as_uid
+
+SELF_MANAGED_SECRET = "slimguard-webhook-tls"
+SELF_MANAGED_SERVICE = "slimguard-webhook"
+SELF_MANAGED_CONFIGURATION = "slimguard"
+"""The names the install's RBAC (deploy/kustomize/base) lets the webhook's ServiceAccount write: its Secret, in its
+namespace (the test bed's ``install.NAMESPACE``), and the ValidatingWebhookConfiguration whose caBundle it keeps."""
+
+
+@dataclass(frozen=True)
+class SelfManaged:
+    """``--certificate-secret``: the replicas make and rotate their own certificate, for 127.0.0.1 too (the
+    apiserver calls them by ``url``); the Secret lives in ``namespace``. Short delays make a rotation seconds long."""
+
+    namespace: str
+    secret: str = SELF_MANAGED_SECRET
+    configuration: str = SELF_MANAGED_CONFIGURATION
+    trust_delay: float = 3.0
+    overlap: float = 3.0
+
+    def args(self) -> list[str]:
+        return [
+            "--certificate-secret", self.secret, "--namespace", self.namespace, "--service", SELF_MANAGED_SERVICE,
+            "--webhook-configuration", self.configuration, "--certificate-host", "127.0.0.1",
+            "--ca-trust-delay", str(self.trust_delay), "--ca-overlap", str(self.overlap),
+        ]  # fmt: skip
 
 
 class WebhookReplicas:
@@ -43,13 +69,16 @@ class WebhookReplicas:
         path: str = "/validate",
         as_uid: int | None = None,
         python: str = sys.executable,
+        self_managed: SelfManaged | None = None,
     ) -> None:
         """``registry_ca_file`` None: no ``--ca-file``, as a fresh install without the registry's CA runs;
         ``serving``: the certificate to present (default: a fresh one from ``ca`` for 127.0.0.1);
         ``extra_args``: more flags for ``slimguard webhook`` (e.g. ``--tag-ttl``); ``path``: where reviews are
         served (``--path``, the webhook configuration's clientConfig path); ``as_uid``: run the replicas under
         that UID with no user name known to them (``process.as_uid``; ``workdir`` must be theirs), with ``python``,
-        an interpreter that UID can execute."""
+        an interpreter that UID can execute; ``self_managed``: no certificate files, the replicas make their own
+        (``cert_file`` and ``key_file`` are then unused, and /readyz is asked without verifying, as the kubelet
+        asks)."""
         self.kubeconfig = kubeconfig
         self.ca = ca
         self.registry_ca_file = registry_ca_file
@@ -62,6 +91,7 @@ class WebhookReplicas:
         self.path = path
         self.as_uid = as_uid
         self.python = python
+        self.self_managed = self_managed
         self.port = free_port()
         self.metrics_ports: list[int] = []
         self.processes: list[ManagedProcess] = []
@@ -73,11 +103,33 @@ class WebhookReplicas:
         return f"https://127.0.0.1:{self.port}{self.path}"
 
     def _client(self) -> httpx.Client:
-        context = ssl.create_default_context(cadata=self.ca.cert_pem.decode())
+        if self.self_managed is not None:
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        else:
+            context = ssl.create_default_context(cadata=self.ca.cert_pem.decode())
         return httpx.Client(verify=context, timeout=2)
+
+    def _certificate_args(self) -> list[str]:
+        if self.self_managed is not None:
+            return self.self_managed.args()
+        return ["--tls-cert-file", str(self.cert_file), "--tls-key-file", str(self.key_file)]
 
     def start_replica(self, *, wait_ready: bool = True) -> ManagedProcess:
         """Start one more replica; with ``wait_ready`` False, wait only for its metrics (it may never be ready)."""
+        process, metrics_port = self._spawn_replica()
+        self._wait_ready(process, metrics_port, https=wait_ready)
+        return process
+
+    def start_together(self, count: int) -> list[ManagedProcess]:
+        """Start ``count`` replicas at the same moment, then wait for each to be ready (as a Deployment's Pods)."""
+        spawned = [self._spawn_replica() for _ in range(count)]
+        for process, metrics_port in spawned:
+            self._wait_ready(process, metrics_port, https=True)
+        return [process for process, _ in spawned]
+
+    def _spawn_replica(self) -> tuple[ManagedProcess, int]:
         index = len(self.processes)
         metrics_port = free_port()
         as_user: list[str] = []
@@ -96,10 +148,7 @@ class WebhookReplicas:
                 "webhook",
                 "--kubeconfig",
                 self.kubeconfig,
-                "--tls-cert-file",
-                str(self.cert_file),
-                "--tls-key-file",
-                str(self.key_file),
+                *self._certificate_args(),
                 "--host",
                 "127.0.0.1",
                 "--port",
@@ -124,8 +173,7 @@ class WebhookReplicas:
         process.start()
         self.processes.append(process)
         self.metrics_ports.append(metrics_port)
-        self._wait_ready(process, metrics_port, https=wait_ready)
-        return process
+        return process, metrics_port
 
     def _wait_ready(self, process: ManagedProcess, metrics_port: int, *, https: bool, timeout: float = 120) -> None:
         # A deadline, not a speed claim: on a loaded machine importing kopf alone can take half a minute.
@@ -187,9 +235,10 @@ class WebhookReplicas:
 
 
 def webhook_configuration(
-    template: Path, *, url: str, ca_pem: bytes, name: str, failure_policy: str = "Ignore"
+    template: Path, *, url: str, ca_pem: bytes | None, name: str, failure_policy: str = "Ignore"
 ) -> dict[str, Any]:
-    """The install's ValidatingWebhookConfiguration, pointed at ``url`` instead of the Service."""
+    """The install's ValidatingWebhookConfiguration, pointed at ``url`` instead of the Service; without ``ca_pem``,
+    no caBundle, as the install renders it for a webhook that patches its own in."""
     document = next(
         doc
         for doc in yaml.safe_load_all(template.read_text())
@@ -198,7 +247,9 @@ def webhook_configuration(
     configuration: dict[str, Any] = copy.deepcopy(document)
     configuration["metadata"] = {"name": name}
     for webhook in configuration["webhooks"]:
-        webhook["clientConfig"] = {"url": url, "caBundle": base64.b64encode(ca_pem).decode()}
+        webhook["clientConfig"] = {"url": url}
+        if ca_pem is not None:
+            webhook["clientConfig"]["caBundle"] = base64.b64encode(ca_pem).decode()
         webhook["failurePolicy"] = failure_policy
     return configuration
 

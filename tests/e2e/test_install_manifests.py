@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 import yaml
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from slimguard_testbed import CertificateAuthority, ControlPlane, free_port
 
@@ -82,10 +81,8 @@ def _copy_of_kustomize(into: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def dev_overlay(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The dev overlay as its README says to install it: its certificate made by its script first."""
-    overlay = _copy_of_kustomize(tmp_path_factory.mktemp("dev-overlay"))
-    subprocess.run([str(overlay / "make-webhook-certificate.sh")], capture_output=True, text=True, check=True)
-    return overlay
+    """The dev overlay as its README says to install it: nothing to make first (the webhook makes its certificate)."""
+    return _copy_of_kustomize(tmp_path_factory.mktemp("dev-overlay"))
 
 
 def test_kustomize_base_and_dev_overlay_apply(control_plane: ControlPlane, dev_overlay: Path) -> None:
@@ -208,6 +205,9 @@ CONTROLLER_MAY_NOT = [
     ("create", "clusterkopfpeerings.kopf.dev"),
 ]
 WEBHOOK_MAY = [
+    # The caBundle of its own webhook configuration, which it keeps trusting its self-managed certificate.
+    ("get", "validatingwebhookconfigurations.admissionregistration.k8s.io/slimguard"),
+    ("patch", "validatingwebhookconfigurations.admissionregistration.k8s.io/slimguard"),
     ("watch", "imagepolicies.slimguard.dev"),
     ("watch", "imagereports.slimguard.dev"),
     ("watch", "namespaces"),
@@ -217,6 +217,12 @@ WEBHOOK_MAY = [
 ]
 WEBHOOK_MAY_NOT = [
     ("list", "secrets"),
+    ("update", "secrets"),  # its own certificate Secret only, in its namespace (a Role, checked below)
+    ("patch", "validatingwebhookconfigurations.admissionregistration.k8s.io"),
+    ("patch", "validatingwebhookconfigurations.admissionregistration.k8s.io/another-webhook"),
+    ("create", "validatingwebhookconfigurations.admissionregistration.k8s.io"),
+    ("delete", "validatingwebhookconfigurations.admissionregistration.k8s.io/slimguard"),
+    ("patch", "mutatingwebhookconfigurations.admissionregistration.k8s.io/slimguard"),
     ("patch", "deployments.apps"),
     ("patch", "pods"),
     ("patch", "imagepolicies.slimguard.dev", "--subresource=status"),
@@ -229,14 +235,15 @@ WEBHOOK_MAY_NOT = [
 
 @pytest.fixture(scope="module")
 def rbac_installed(control_plane: ControlPlane, base_objects: list[dict[str, Any]]) -> Iterator[None]:
-    """The base's ServiceAccounts, ClusterRoles and bindings, renamed so they clash with no real install."""
-    wanted = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding"}
+    """The base's ServiceAccounts, Roles, ClusterRoles and bindings, renamed so they clash with no real install
+    (the namespaced ones in RBAC_NAMESPACE, which stands for the install's namespace)."""
+    wanted = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
     objects = [json.loads(json.dumps(o)) for o in base_objects if o["kind"] in wanted]
     for obj in objects:
         obj["metadata"]["name"] = RBAC_PREFIX + obj["metadata"]["name"]
-        if obj["kind"] == "ServiceAccount":
+        if obj["kind"] in ("ServiceAccount", "Role", "RoleBinding"):
             obj["metadata"]["namespace"] = RBAC_NAMESPACE
-        if obj["kind"] == "ClusterRoleBinding":
+        if obj["kind"] in ("ClusterRoleBinding", "RoleBinding"):
             obj["roleRef"]["name"] = RBAC_PREFIX + obj["roleRef"]["name"]
             for subject in obj["subjects"]:
                 subject["name"], subject["namespace"] = RBAC_PREFIX + subject["name"], RBAC_NAMESPACE
@@ -365,38 +372,85 @@ def test_match_conditions_send_only_creates_and_image_changes(
     assert _called(result) == calls_webhook, result.stdout + result.stderr
 
 
-# -- the dev overlay: installable as documented, or loudly not -------------------------------------------------
+# -- webhook certificates: none rendered by default, cert-manager as a component ---------------------------------
 
 
-def test_the_dev_overlay_serves_its_webhook_with_a_certificate_its_webhook_configuration_trusts(
-    control_plane: ControlPlane, dev_overlay: Path
+def _self_managed_names(objects: list[dict[str, Any]], webhook: str = "slimguard-webhook") -> dict[str, str]:
+    """What the webhook is told to keep (its --certificate-secret, --service and --webhook-configuration)."""
+    (container,) = _one(objects, "Deployment", webhook)["spec"]["template"]["spec"]["containers"]
+    flags = dict(arg.removeprefix("--").split("=", 1) for arg in container["args"][1:] if "=" in arg)
+    env = {variable["name"]: variable.get("valueFrom") for variable in container["env"]}
+    assert env["POD_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    return {key: flags[key] for key in ("certificate-secret", "service", "webhook-configuration")}
+
+
+def assert_the_webhook_keeps_its_own_certificate(objects: list[dict[str, Any]]) -> None:
+    """No secret material, no caBundle; what the webhook is told to write is what its RBAC lets it write."""
+    assert [o for o in objects if o["kind"] in ("Secret", "Certificate", "Issuer")] == []
+    configuration = _one(objects, "ValidatingWebhookConfiguration")
+    (webhook,) = configuration["webhooks"]
+    assert "caBundle" not in webhook["clientConfig"]
+    names = _self_managed_names(objects)
+    assert names["webhook-configuration"] == configuration["metadata"]["name"]
+    assert names["service"] == webhook["clientConfig"]["service"]["name"]
+    pod = _one(objects, "Deployment", "slimguard-webhook")["spec"]["template"]["spec"]
+    assert "tls" not in {volume["name"] for volume in pod["volumes"]}
+    cluster_role = _one(objects, "ClusterRole", "slimguard-webhook")
+    assert {
+        "apiGroups": ["admissionregistration.k8s.io"],
+        "resources": ["validatingwebhookconfigurations"],
+        "resourceNames": [names["webhook-configuration"]],
+        "verbs": ["get", "patch"],
+    } in cluster_role["rules"]
+    role = _one(objects, "Role", "slimguard-webhook")
+    assert role["rules"] == [
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
+        {
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "resourceNames": [names["certificate-secret"]],
+            "verbs": ["get", "update", "delete"],
+        },
+    ]
+    binding = _one(objects, "RoleBinding", "slimguard-webhook")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": pod["serviceAccountName"], "namespace": NAMESPACE}
+    ]
+    assert role["metadata"]["namespace"] == NAMESPACE
+
+
+def test_the_kustomize_base_and_dev_overlay_render_no_secret_material(
+    base_objects: list[dict[str, Any]], control_plane: ControlPlane, dev_overlay: Path
 ) -> None:
-    objects = _objects(_render(control_plane, dev_overlay))
-    webhook = _one(objects, "Deployment", "slimguard-webhook")["spec"]["template"]["spec"]
-    (tls_volume,) = [v for v in webhook["volumes"] if v["name"] == "tls"]
-    secret = _one(objects, "Secret", tls_volume["secret"]["secretName"])
-    assert secret["type"] == "kubernetes.io/tls"
-    assert secret["metadata"]["namespace"] == NAMESPACE
-    ca_pem, cert_pem, key_pem = (base64.b64decode(secret["data"][key]) for key in ("ca.crt", "tls.crt", "tls.key"))
-    (configured,) = _one(objects, "ValidatingWebhookConfiguration")["webhooks"]
-    assert base64.b64decode(configured["clientConfig"]["caBundle"]) == ca_pem
-    ca, served = x509.load_pem_x509_certificate(ca_pem), x509.load_pem_x509_certificate(cert_pem)
-    served.verify_directly_issued_by(ca)
-    service = configured["clientConfig"]["service"]
-    names = served.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
-        x509.DNSName
-    )
-    assert f"{service['name']}.{service['namespace']}.svc" in names
-    assert serialization.load_pem_private_key(key_pem, None).public_key() == served.public_key()
+    assert_the_webhook_keeps_its_own_certificate(base_objects)
+    assert_the_webhook_keeps_its_own_certificate(_objects(_render(control_plane, dev_overlay)))
 
 
-def test_the_dev_overlay_without_its_certificate_fails_naming_the_missing_file(
+def test_the_cert_manager_component_mounts_the_certificate_it_issues_and_drops_the_write_access(
     control_plane: ControlPlane, tmp_path: Path
 ) -> None:
-    overlay = _copy_of_kustomize(tmp_path)
-    result = control_plane.kubectl("kustomize", str(overlay), check=False)
-    assert result.returncode != 0
-    assert f"{overlay}/certs/tls.crt" in result.stderr
+    overlay = _copy_of_kustomize(tmp_path).parent / "cert-manager-test"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(
+        "resources: [../../base]\ncomponents: [../../components/cert-manager]\n"
+    )
+    objects = _objects(_render(control_plane, overlay))
+    certificate = _one(objects, "Certificate")
+    pod = _one(objects, "Deployment", "slimguard-webhook")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert "--tls-cert-file=/etc/slimguard/tls/tls.crt" in container["args"]
+    assert not [arg for arg in container["args"] if arg.startswith(("--certificate-secret", "--webhook-configuration"))]
+    (tls,) = [volume for volume in pod["volumes"] if volume["name"] == "tls"]
+    assert tls["secret"]["secretName"] == certificate["spec"]["secretName"]
+    assert {"name": "tls", "mountPath": "/etc/slimguard/tls", "readOnly": True} in container["volumeMounts"]
+    configuration = _one(objects, "ValidatingWebhookConfiguration")
+    assert configuration["metadata"]["annotations"] == {
+        "cert-manager.io/inject-ca-from": f"{NAMESPACE}/{certificate['metadata']['name']}"
+    }
+    assert [o for o in objects if o["kind"] in ("Role", "RoleBinding")] == []
+    rules = _one(objects, "ClusterRole", "slimguard-webhook")["rules"]
+    assert not [rule for rule in rules if "validatingwebhookconfigurations" in rule["resources"]]
 
 
 # -- Helm (built by scripts/build-helm.sh, which `make test` runs first) ---------------------------------------
@@ -440,11 +494,9 @@ def test_helm_and_kustomize_produce_the_same_objects(helm: str, base_objects: li
     def comparable(objects: list[dict[str, Any]]) -> dict[tuple[str, str], Any]:
         out = {}
         for obj in objects:
-            if obj["kind"] in ("Secret", "CustomResourceDefinition"):  # the chart's generated TLS; crds/ apart
+            if obj["kind"] == "CustomResourceDefinition":  # crds/ apart
                 continue
             body = {key: value for key, value in obj.items() if key != "metadata"}
-            for webhook in body.get("webhooks", []):
-                webhook["clientConfig"].pop("caBundle", None)
             out[(obj["kind"], obj["metadata"]["name"])] = body
         return out
 
@@ -459,7 +511,7 @@ def test_helm_chart_applies(helm: str, control_plane: ControlPlane) -> None:
 
 def test_helm_optional_objects(helm: str) -> None:
     objects = _helm_template(
-        helm, "certManager.enabled=true", "serviceMonitor.enabled=true", "prometheusRule.enabled=true"
+        helm, "webhook.certificates.mode=cert-manager", "serviceMonitor.enabled=true", "prometheusRule.enabled=true"
     )
     kinds = {obj["kind"] for obj in objects}
     assert {"Certificate", "Issuer", "ServiceMonitor", "PrometheusRule"} <= kinds
@@ -467,6 +519,149 @@ def test_helm_optional_objects(helm: str) -> None:
     configuration = _one(objects, "ValidatingWebhookConfiguration")
     assert configuration["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == "slimguard/slimguard-webhook"
     assert "caBundle" not in configuration["webhooks"][0]["clientConfig"]
+    assert _one(objects, "Certificate")["spec"]["secretName"] == "slimguard-webhook-tls"
+    assert_the_webhook_mounts_its_certificate(objects, "slimguard-webhook-tls")
+
+
+def assert_the_webhook_mounts_its_certificate(objects: list[dict[str, Any]], secret: str) -> None:
+    """cert-manager and provided: the webhook serves the mounted Secret and has no write access for certificates."""
+    pod = _pod(objects, "webhook")
+    (container,) = pod["containers"]
+    assert {"--tls-cert-file=/etc/slimguard/tls/tls.crt", "--tls-key-file=/etc/slimguard/tls/tls.key"} <= set(
+        container["args"]
+    )
+    assert not [arg for arg in container["args"] if arg.startswith("--certificate-secret")]
+    assert {"name": "tls", "secret": {"secretName": secret}} in pod["volumes"]
+    assert [o for o in objects if o["kind"] in ("Role", "RoleBinding") and "webhook" in o["metadata"]["name"]] == []
+    rules = _one(objects, "ClusterRole", "slimguard-webhook")["rules"]
+    assert not [rule for rule in rules if "validatingwebhookconfigurations" in rule["resources"]]
+
+
+def test_helm_renders_no_secret_material_by_default_and_the_same_bytes_every_time(helm: str) -> None:
+    first, second = _helm_render(helm), _helm_render(helm)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout == second.stdout
+    assert_the_webhook_keeps_its_own_certificate(_objects(first.stdout))
+
+
+def test_helm_provided_certificates_are_the_secret_and_ca_bundle_given(helm: str) -> None:
+    bundle = base64.b64encode(b"-----BEGIN CERTIFICATE-----\n...").decode()
+    objects = _helm_template(
+        helm, "webhook.certificates.mode=provided", f"webhook.tls.caBundle={bundle}", "webhook.tls.secretName=own-tls"
+    )
+    (webhook,) = _one(objects, "ValidatingWebhookConfiguration")["webhooks"]
+    assert webhook["clientConfig"]["caBundle"] == bundle
+    assert [o for o in objects if o["kind"] in ("Secret", "Certificate")] == []
+    assert_the_webhook_mounts_its_certificate(objects, "own-tls")
+
+
+def test_helm_refuses_certificate_values_that_cannot_work(helm: str) -> None:
+    assert 'webhook.certificates.mode must be self-managed, cert-manager or provided; got "generated"' in (
+        _helm_refuses(helm, "webhook.certificates.mode=generated")
+    )
+    assert "webhook.certificates.mode=provided needs webhook.tls.caBundle" in (
+        _helm_refuses(helm, "webhook.certificates.mode=provided")
+    )
+    assert "certManager.enabled is gone: set webhook.certificates.mode=cert-manager" in (
+        _helm_refuses(helm, "certManager.enabled=true")
+    )
+
+
+GITOPS_NAMESPACE = "slimguard-gitops"
+
+
+def test_two_renders_applied_in_a_row_change_nothing_and_keep_the_webhooks_own_ca_bundle(
+    helm: str, control_plane: ControlPlane
+) -> None:
+    """`helm template | kubectl apply`, as a GitOps tool does on every sync: the webhook makes its certificate and
+    patches the caBundle with the chart's own RBAC; the next render is the same bytes, and applied it changes
+    nothing and keeps the caBundle."""
+    import asyncio
+
+    from slimguard.admission.certificate_manager import CertificateManager, SelfManagedCertificates
+    from slimguard.kube.gateway import load_api_client
+    from slimguard.kube.webhook_certificates import WebhookCertificateStore
+
+    def render() -> str:
+        result = subprocess.run(
+            [helm, "template", "gitops", str(CHART), "--namespace", GITOPS_NAMESPACE, "--kube-version", "1.36.3"],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        return result.stdout
+
+    rendered = render()
+    objects = _objects(rendered)
+    names = _self_managed_names(objects, "gitops-slimguard-webhook")
+    control_plane.apply(f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {GITOPS_NAMESPACE}}}\n")
+    try:
+        control_plane.kubectl("apply", "-f", "-", input=rendered)
+        account = _one(objects, "Deployment", "gitops-slimguard-webhook")["spec"]["template"]["spec"]
+        kubeconfig = control_plane.service_account_kubeconfig(GITOPS_NAMESPACE, account["serviceAccountName"])
+        settings = SelfManagedCertificates(
+            secret_name=names["certificate-secret"],
+            namespace=GITOPS_NAMESPACE,
+            service=names["service"],
+            webhook_configuration=names["webhook-configuration"],
+        )
+
+        async def keep_certificate() -> bytes:
+            store = WebhookCertificateStore(
+                load_api_client(str(kubeconfig)),
+                namespace=settings.namespace,
+                secret_name=settings.secret_name,
+                configuration_name=settings.webhook_configuration,
+            )
+            manager = CertificateManager(store=store, settings=settings)
+            try:
+                await manager.start()
+                assert manager.untrusted is None
+                return manager.pem_file.read_bytes()
+            finally:
+                manager.remove_files()
+
+        served = asyncio.run(keep_certificate())
+
+        def ca_bundle() -> bytes:
+            configuration = json.loads(
+                control_plane.kubectl("get", "validatingwebhookconfiguration", "gitops-slimguard", "-o", "json").stdout
+            )
+            return base64.b64decode(configuration["webhooks"][0]["clientConfig"]["caBundle"])
+
+        patched = ca_bundle()
+        ca = x509.load_pem_x509_certificate(patched)
+        x509.load_pem_x509_certificate(served).verify_directly_issued_by(ca)
+
+        def versions() -> dict[tuple[str, str], str]:
+            found = json.loads(control_plane.kubectl("get", "-f", "-", "-o", "json", input=rendered).stdout)
+            return {(o["kind"], o["metadata"]["name"]): o["metadata"]["resourceVersion"] for o in found["items"]}
+
+        before = versions()
+        again = render()
+        assert again == rendered
+        # kubectl diff: nothing would change (caBundle is in no render, so no apply removes it) ...
+        diff = control_plane.kubectl("diff", "-f", "-", input=again, check=False)
+        assert diff.returncode == 0, diff.stdout + diff.stderr
+        # ... and applying it writes nothing: no object changes (kubectl still says "configured" for the
+        # PodDisruptionBudgets, whose selector it always sends whole: patchStrategy replace).
+        control_plane.kubectl("apply", "-f", "-", input=again)
+        assert versions() == before
+        assert ca_bundle() == patched
+        secret = json.loads(
+            control_plane.kubectl(
+                "get", "secret", names["certificate-secret"], "-n", GITOPS_NAMESPACE, "-o", "json"
+            ).stdout
+        )
+        assert secret["metadata"]["ownerReferences"][0]["name"] == "gitops-slimguard"
+    finally:
+        control_plane.kubectl("delete", "--ignore-not-found", "--wait=false", "-f", "-", input=rendered)
+    # Uninstalled, the webhook configuration takes its CA with it (Kubernetes' garbage collector, by owner).
+    deadline = time.monotonic() + 60
+    while control_plane.kubectl(
+        "get", "secret", names["certificate-secret"], "-n", GITOPS_NAMESPACE, "--ignore-not-found", "-o", "name"
+    ).stdout.strip():
+        assert time.monotonic() < deadline, "the webhook's Secret outlived its webhook configuration"
+        time.sleep(0.5)
+    control_plane.kubectl("delete", "namespace", GITOPS_NAMESPACE, "--wait=false")
 
 
 def test_helm_passes_the_tag_ttl_and_staleness_to_both_components(helm: str) -> None:

@@ -321,6 +321,7 @@ def test_every_alert_expression_succeeds_on_the_real_scrape(prometheus: Promethe
         "SlimguardWebhookAbsent",
         "SlimguardTargetDown",
         "SlimguardAdmissionFailures",
+        "SlimguardWebhookCertificateExpiringSoon",  # the replicas' certificates have 30 days left
     }
     if rule["alert"] in firing:
         found = [

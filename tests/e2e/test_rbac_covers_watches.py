@@ -39,6 +39,29 @@ COMPONENTS: dict[str, Any] = {
 }
 
 
+def _can(plane: ControlPlane, account: str, verb: str, resource: str, namespace: str) -> bool:
+    answer = plane.kubectl("auth", "can-i", verb, resource, "-n", namespace, "--as", account, check=False).stdout
+    return answer.strip() == "yes"
+
+
+def test_the_webhook_may_write_its_own_certificate_secret_and_no_other(
+    control_plane: ControlPlane, webhook_kubeconfig: str
+) -> None:
+    """--certificate-secret: the webhook creates its Secret and then reads and replaces it by name, in its own
+    namespace only (create cannot be limited to a name: the apiserver authorizes it before the object has one)."""
+    from slimguard_testbed.webhook import SELF_MANAGED_SECRET
+
+    webhook = f"system:serviceaccount:{NAMESPACE}:slimguard-webhook"
+    own = f"secrets/{SELF_MANAGED_SECRET}"
+    allowed = [("create", "secrets"), *[(verb, own) for verb in ("get", "update", "delete")]]
+    assert [check for check in allowed if not _can(control_plane, webhook, *check, NAMESPACE)] == []
+    denied = [("update", "secrets/another"), ("delete", "secrets/another"), ("patch", own), ("list", "secrets")]
+    assert [check for check in denied if _can(control_plane, webhook, *check, NAMESPACE)] == []
+    for namespace in ("default", "kube-system"):
+        assert not _can(control_plane, webhook, "create", "secrets", namespace)
+        assert not _can(control_plane, webhook, "update", own, namespace)
+
+
 @pytest.mark.parametrize("component", sorted(COMPONENTS))
 def test_the_service_account_may_list_and_watch_every_watched_resource(
     component: str, control_plane: ControlPlane, operator_kubeconfig: str, webhook_kubeconfig: str

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from slimguard_testbed import ControlPlane, DockerEngine, Registry
-from slimguard_testbed.images.self_image import remove_dangling_images
+from slimguard_testbed.images.self_image import remove_earlier_builds
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
@@ -347,7 +347,7 @@ def test_a_self_image_build_removes_the_untagged_images_earlier_builds_left(dock
         time.sleep(1.1)
         made_by_this_build = imported("this build")
 
-        remove_dangling_images(client, made_before=boundary)
+        remove_earlier_builds(client, "slimguard-testbed/no-such-build", made_before=boundary)
 
         remaining = {image.id for image in client.images.list(all=True)}
         assert earlier not in remaining

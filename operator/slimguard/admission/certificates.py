@@ -59,13 +59,17 @@ class CertificateReloader:
             ) from None
         metrics.WEBHOOK_CERTIFICATE_EXPIRY.set(self.not_after.timestamp())
         self.reloads = 0
+        self.trust_problem: Callable[[], str | None] = lambda: None
+        """Why the apiserver does not trust this certificate, when the replica knows (a self-managed one does)."""
         self._last_failure: str | None = None
         self._reported_expired = False
         self.check_expiry()
 
-    def _current_stamp(self) -> tuple[float, float, int, int]:
+    def _current_stamp(self) -> tuple[float, ...]:
+        # The inodes too: a file replaced by a rename within one tick of the coarse file clock, at the same size,
+        # is still seen as new.
         cert, key = self.cert_file.stat(), self.key_file.stat()
-        return (cert.st_mtime, key.st_mtime, cert.st_size, key.st_size)
+        return (cert.st_mtime, key.st_mtime, cert.st_size, key.st_size, cert.st_ino, key.st_ino)
 
     @property
     def expired(self) -> bool:
@@ -75,7 +79,7 @@ class CertificateReloader:
         """Why this replica cannot serve the apiserver, or None."""
         if self.expired:
             return f"serving certificate {self.cert_file} expired at {self.not_after.isoformat()}"
-        return None
+        return self.trust_problem()
 
     def check_expiry(self) -> None:
         if self.expired and not self._reported_expired:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
 import kopf
 
 from slimguard import metrics
+from slimguard.admission.certificate_manager import CertificateManager
 from slimguard.admission.decision import Reviewer
 from slimguard.admission.server import WebhookServer
 from slimguard.admission.settings import WebhookSettings
@@ -23,6 +25,7 @@ from slimguard.kube.resources import (
     POLICY_RESOURCE,
     VULNERABILITY_REPORT_RESOURCE,
 )
+from slimguard.kube.webhook_certificates import WebhookCertificateStore
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +44,18 @@ def build_registry(settings: WebhookSettings) -> kopf.OperatorRegistry:
     async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         settings.posting.enabled = False  # the webhook writes nothing to the cluster
         tune(settings)
-        kube = KubeGateway(load_api_client(webhook_settings.kubeconfig), component="slimguard-webhook")
+        api = load_api_client(webhook_settings.kubeconfig)
+        kube = KubeGateway(api, component="slimguard-webhook")
+        server_settings = webhook_settings.server
+        own = webhook_settings.certificates
+        if own is not None:  # its certificate first: without one there is nothing to listen with
+            store = WebhookCertificateStore(
+                api, namespace=own.namespace, secret_name=own.secret_name, configuration_name=own.webhook_configuration
+            )
+            certificates = memo["certificates"] = CertificateManager(store=store, settings=own)
+            await certificates.start()
+            pem = str(certificates.pem_file)
+            server_settings = dataclasses.replace(server_settings, cert_file=pem, key_file=pem)
         await view.sync_policies(kube)
         await reports.sync(kube)  # a new replica answers from the reports from its first review
         # The webhook reads no layer (admission has seconds): the controller reads them and writes the report.
@@ -49,8 +63,11 @@ def build_registry(settings: WebhookSettings) -> kopf.OperatorRegistry:
             registry=webhook_settings.registry, kube=kube, view=view, reports=reports, read_layers=False
         )
         reviewer = Reviewer(evaluator=engine.evaluator, view=view, deadline=webhook_settings.deadline_seconds)
-        server = WebhookServer(reviewer=reviewer, view=view, settings=webhook_settings.server)
+        server = WebhookServer(reviewer=reviewer, view=view, settings=server_settings)
         await server.start()
+        if own is not None:
+            certificates.serve_through(server.certificates)
+            certificates.run()
         memo["server"], memo["engine"] = server, engine
         metrics.admission_started(webhook_settings.timeout_seconds)
         metrics.BUILD_INFO.labels(component="webhook", version=metrics.VERSION).set(1)
@@ -58,11 +75,17 @@ def build_registry(settings: WebhookSettings) -> kopf.OperatorRegistry:
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(memo: kopf.Memo, **_: Any) -> None:
-        # Reviews in flight finish first (the server drains them); then the engine's own reads, which a review
-        # that met its deadline left running, are cancelled before the registry connections close.
+        # No rotation starts while the replica shuts down (one in flight is one request: done or not). Reviews in
+        # flight finish first (the server drains them); then the engine's own reads, which a review that met its
+        # deadline left running, are cancelled before the registry connections close.
+        certificates: CertificateManager | None = memo.get("certificates")
+        if certificates is not None:
+            await certificates.aclose()
         server: WebhookServer | None = memo.get("server")
         if server is not None:
             await server.stop()
+        if certificates is not None:
+            certificates.remove_files()
         engine: Engine | None = memo.get("engine")
         if engine is not None:
             await engine.aclose()

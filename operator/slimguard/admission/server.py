@@ -1,7 +1,8 @@
 """The webhook's HTTPS server: plain aiohttp, because it must do three things kopf's WebhookServer does not.
 
-1. Reload its serving certificate when the files change (cert-manager rotates them under a running pod), and
-   turn unready when it has expired (``admission.certificates``).
+1. Reload its serving certificate when the files change (cert-manager rotates them under a running pod) or its
+   own certificate manager rotates it (``admission.certificate_manager``), and turn unready when it has expired
+   or the apiserver is known not to trust it (``admission.certificates``).
 2. Report readiness, and on shutdown stop being ready first, then finish in-flight reviews before closing,
    so a rolling restart or a killed replica fails no admission.
 3. Share the listening port between replicas on one host (SO_REUSEPORT), which the e2e tests use to put two
@@ -59,6 +60,13 @@ class WebhookServer:
         self._runner: web.AppRunner | None = None
         self._reloader: CertificateReloader | None = None
         self._watch: asyncio.Task[None] | None = None
+
+    @property
+    def certificates(self) -> CertificateReloader:
+        """The serving certificate as loaded (after ``start``): a self-managed one is reloaded through it."""
+        if self._reloader is None:
+            raise RuntimeError("the webhook server has not started")
+        return self._reloader
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=3 * 1024 * 1024)

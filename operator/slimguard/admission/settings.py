@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from slimguard.admission.certificate_manager import SelfManagedCertificates
 from slimguard.admission.server import ServerSettings
 from slimguard.engine.view import describe_namespaces
 from slimguard.registry.settings import RegistrySettings
@@ -18,12 +19,23 @@ class WebhookSettings:
     """The ValidatingWebhookConfiguration's timeoutSeconds; slimguard answers before it, whatever happens."""
     trusted_report_namespaces: frozenset[str] | None = None
     """Namespaces whose VulnerabilityReports speak for an image in every namespace; None: all."""
+    certificates: SelfManagedCertificates | None = None
+    """The webhook makes and rotates its own certificate (``--certificate-secret``); None: it reads the files."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.timeout_seconds <= 30:
             raise ValueError("--timeout-seconds must be between 1 and 30, as for timeoutSeconds")
-        if not self.server.cert_file or not self.server.key_file:
-            raise ValueError("--tls-cert-file and --tls-key-file are required: the apiserver only calls HTTPS")
+        files = bool(self.server.cert_file or self.server.key_file)
+        if self.certificates is not None and files:
+            raise ValueError(
+                "--certificate-secret and --tls-cert-file/--tls-key-file exclude each other: the webhook makes its "
+                "own certificate, or serves the one in those files"
+            )
+        if self.certificates is None and (not self.server.cert_file or not self.server.key_file):
+            raise ValueError(
+                "the apiserver only calls HTTPS: give --tls-cert-file and --tls-key-file, or --certificate-secret "
+                "for a certificate the webhook makes and rotates itself"
+            )
 
     @property
     def deadline_seconds(self) -> float:
@@ -34,6 +46,7 @@ class WebhookSettings:
         return (
             f"port={self.server.port} path={self.server.path} "
             f"timeout={self.timeout_seconds:g}s deadline={self.deadline_seconds:g}s "
-            f"allow_loopback={self.registry.address_policy.allow_loopback} cert={self.server.cert_file} "
+            f"allow_loopback={self.registry.address_policy.allow_loopback} "
+            f"cert={self.certificates.describe() if self.certificates else self.server.cert_file} "
             f"trusted_report_namespaces={describe_namespaces(self.trusted_report_namespaces)}"
         )

@@ -10,6 +10,7 @@ import os
 import typing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -294,8 +295,51 @@ def webhook(
     registry_settings: RegistrySettings,
     tls_cert_file: Annotated[
         str, typer.Option(help="Serving certificate (PEM); reloaded when it changes.", envvar="SLIMGUARD_TLS_CERT_FILE")
-    ],
-    tls_key_file: Annotated[str, typer.Option(help="Serving key (PEM).", envvar="SLIMGUARD_TLS_KEY_FILE")],
+    ] = "",
+    tls_key_file: Annotated[str, typer.Option(help="Serving key (PEM).", envvar="SLIMGUARD_TLS_KEY_FILE")] = "",
+    certificate_secret: Annotated[
+        str,
+        typer.Option(
+            help="Instead of the files: make and rotate a CA and serving certificate of the webhook's own, kept in "
+            "this Secret (created if missing) in --namespace, and keep the caBundle of --webhook-configuration "
+            "trusting it. Every replica may write; one write wins.",
+            envvar="SLIMGUARD_CERTIFICATE_SECRET",
+        ),
+    ] = "",
+    namespace: Annotated[
+        str | None,
+        typer.Option(
+            help="The webhook's namespace: its certificate Secret's and its Service's. Default: $POD_NAMESPACE, "
+            "else the in-cluster ServiceAccount's.",
+            envvar="POD_NAMESPACE",
+        ),
+    ] = None,
+    service: Annotated[
+        str, typer.Option(help="The webhook's Service: its DNS names go into the certificate (--certificate-secret).")
+    ] = "",
+    webhook_configuration: Annotated[
+        str,
+        typer.Option(help="The ValidatingWebhookConfiguration whose caBundle it keeps (--certificate-secret)."),
+    ] = "",
+    certificate_host: Annotated[
+        list[str] | None,
+        typer.Option(help="Another DNS name or IP the certificate names, e.g. a webhook called by url (repeatable)."),
+    ] = None,
+    ca_validity_days: Annotated[
+        float, typer.Option(help="Lifetime of the webhook's own CA; renewed with a third of it left.", min=0.001)
+    ] = 365.0,
+    certificate_validity_days: Annotated[
+        float,
+        typer.Option(help="Lifetime of its serving certificate; renewed with a third of it left.", min=0.001),
+    ] = 90.0,
+    ca_trust_delay: Annotated[
+        float,
+        typer.Option(help="Seconds a new CA is in the caBundle before it signs the certificate served.", min=0),
+    ] = 300.0,
+    ca_overlap: Annotated[
+        float,
+        typer.Option(help="Seconds the old CA stays in the caBundle after the new one signs.", min=0),
+    ] = 3600.0,
     kubeconfig: KubeconfigOption = None,
     host: Annotated[
         str, typer.Option(help="Address to listen on, for reviews and /metrics (:: is every address, IPv6 and IPv4).")
@@ -307,7 +351,7 @@ def webhook(
     timeout_seconds: Annotated[float, typer.Option(help="The webhook configuration's timeoutSeconds.")] = 3.0,
     shutdown_delay: Annotated[float, typer.Option(help="Seconds unready before the listener closes.")] = 5.0,
     cert_reload_interval: Annotated[
-        float, typer.Option(help="Seconds between checks of the certificate files for a rotation.")
+        float, typer.Option(help="Seconds between checks for a rotated certificate: its files, or its Secret.")
     ] = 10.0,
     metrics_port: Annotated[
         int, typer.Option(help="Plain-HTTP port for /metrics; 0 to disable.", envvar="SLIMGUARD_METRICS_PORT")
@@ -319,6 +363,8 @@ def webhook(
     with operator_extra("slimguard webhook"):
         from prometheus_client import start_http_server
 
+        from slimguard.admission.certificate_authority import RotationSchedule
+        from slimguard.admission.certificate_manager import SelfManagedCertificates
         from slimguard.admission.certificates import CertificateReloader, CertificateUnavailable
         from slimguard.admission.handlers import run as run_webhook
         from slimguard.admission.server import ServerSettings
@@ -327,6 +373,22 @@ def webhook(
 
         configure_logging(log_level)
     try:
+        certificates = None
+        if certificate_secret:
+            certificates = SelfManagedCertificates(
+                secret_name=certificate_secret,
+                namespace=namespace or _service_account_namespace(),
+                service=service,
+                webhook_configuration=webhook_configuration,
+                extra_hosts=tuple(certificate_host or ()),
+                schedule=RotationSchedule(
+                    ca_validity=timedelta(days=ca_validity_days),
+                    serving_validity=timedelta(days=certificate_validity_days),
+                    trust_delay=timedelta(seconds=ca_trust_delay),
+                    overlap=timedelta(seconds=ca_overlap),
+                ),
+                interval=cert_reload_interval,
+            )
         settings = WebhookSettings(
             kubeconfig=kubeconfig,
             registry=registry_settings,
@@ -341,17 +403,30 @@ def webhook(
             ),
             timeout_seconds=timeout_seconds,
             trusted_report_namespaces=parse_namespaces(trusted_report_namespaces),
+            certificates=certificates,
         )
     except ValueError as error:
         raise fail(str(error)) from None
-    try:  # a missing Secret or a bad pair is one clear line at start, not a retry loop inside kopf
-        CertificateReloader(tls_cert_file, tls_key_file)
-    except CertificateUnavailable as error:
-        raise fail(str(error)) from None
+    if certificates is None:
+        try:  # a missing Secret or a bad pair is one clear line at start, not a retry loop inside kopf
+            CertificateReloader(tls_cert_file, tls_key_file)
+        except CertificateUnavailable as error:
+            raise fail(str(error)) from None
     if metrics_port:
         start_http_server(metrics_port, addr=listen_host(host))
     with exhaustion.exit_when_exhausted("webhook"):
         run_webhook(settings)
+
+
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def _service_account_namespace() -> str:
+    """The Pod's namespace as its ServiceAccount token's mount says ("" outside a Pod)."""
+    try:
+        return SERVICE_ACCOUNT_NAMESPACE.read_text().strip()
+    except OSError:
+        return ""
 
 
 @app.command()

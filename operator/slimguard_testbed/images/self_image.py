@@ -13,6 +13,7 @@ Nothing can be pulled here, so the Dockerfile is built with build args naming st
 
 from __future__ import annotations
 
+import datetime
 import functools
 import gzip
 import hashlib
@@ -284,7 +285,7 @@ def build_self_image(
     shutil.copytree(repo_root / "operator", context / "operator", ignore=shutil.ignore_patterns("__pycache__"))
     with package_index(wheelhouse(repo_root / "pyproject.toml")) as index:
         try:
-            client.images.build(
+            image, _ = client.images.build(
                 path=str(context),
                 tag=SELF_TAG,
                 network_mode="host",  # for the loopback index only: dockerd here has no bridge to the outside
@@ -302,13 +303,29 @@ def build_self_image(
             log = getattr(error, "build_log", None) or []
             tail = "".join(str(entry.get("stream") or entry.get("error") or "") for entry in log)[-4000:]
             raise TestbedError(f"docker build of the Dockerfile failed: {error}\n{tail}") from None
-    remove_dangling_images(client, made_before=started)
-    return SELF_TAG
+    # The engine (and so SELF_TAG) is shared by every session on the machine: another checkout's build may move the
+    # tag at any moment. A tag named by this build's image ID always means this build.
+    repository = SELF_TAG.rsplit(":", 1)[0]
+    own = f"e2e-{str(image.id).removeprefix('sha256:')[:12]}"
+    image.tag(repository, tag=own)
+    remove_earlier_builds(client, repository, made_before=started)
+    return f"{repository}:{own}"
 
 
-def remove_dangling_images(client: docker.DockerClient, *, made_before: int) -> None:
-    """Remove the untagged images made before ``made_before`` (a Unix time). Each build of the Dockerfile that
-    changes a step leaves the previous image and its stages untagged; with the vfs storage driver every one is a
-    full copy (hundreds of MB): a day of edits filled 40 GB of this machine's disk. The build that just ran
-    keeps its own stages (the next build's cache)."""
+# A session's own build is in use for the length of its run: older ones are no one's any more.
+_OWN_BUILD_LIFETIME = 6 * 3600
+
+
+def remove_earlier_builds(client: docker.DockerClient, repository: str, *, made_before: int) -> None:
+    """Untag the per-build tags of ``repository`` older than a run can last, then remove every untagged image made
+    before ``made_before`` (a Unix time). Each build of the Dockerfile that changes a step leaves the previous
+    image and its stages behind; with the vfs storage driver every one is a full copy (hundreds of MB): a day
+    of edits filled 40 GB of this machine's disk. The build that just ran keeps its own stages (the next build's
+    cache)."""
+    for image in client.images.list(name=repository):
+        created = datetime.datetime.fromisoformat(str(image.attrs["Created"])[:19]).replace(tzinfo=datetime.UTC)
+        if created.timestamp() < made_before - _OWN_BUILD_LIFETIME:
+            for tag in image.tags:
+                if tag.startswith(f"{repository}:e2e-"):
+                    client.images.remove(tag, noprune=True)
     client.images.prune(filters={"dangling": True, "until": str(made_before)})

@@ -1,7 +1,7 @@
 """slimguard as its users run it: its own image, built from the repository's Dockerfile and pushed to the node's
 registry, installed by `helm install` with only the values a user with a private registry sets; its Pods run on
-the real node, the apiserver reaches its webhook through the chart's Service, and the controller in the cluster
-writes its verdicts with the ServiceAccount token of its Pod."""
+the real node, the webhook makes its own certificate and publishes its CA, the apiserver reaches it through the
+chart's Service, and the controller in the cluster writes its verdicts with the ServiceAccount token of its Pod."""
 
 from __future__ import annotations
 
@@ -28,6 +28,9 @@ from slimguard_testbed.prometheus import Prometheus, kubernetes_pods_job, promet
 pytestmark = pytest.mark.timeout(900)
 
 WORKLOADS = "node-shop"
+OWN_SECRET = "slimguard-webhook-tls"
+"""The Secret the webhook keeps its own CA and certificate in (the chart's default, webhook.certificates.mode
+self-managed): no render holds it."""
 ENFORCE_SLIM = image_policy("node-enforce", {"maxCompressedSize": "100Mi"}, namespaces=[WORKLOADS], mode="Enforce")
 
 
@@ -64,9 +67,19 @@ def installed(real_node: RealNode, self_image: str, docker_engine: DockerEngine,
     yield install
     uninstalled = helm_run(helm, real_node, "uninstall", "slimguard", "--namespace", RELEASE_NAMESPACE, "--wait")
     assert uninstalled.returncode == 0, uninstalled.stderr
-    # Nothing left to brick the cluster: no webhook configuration survives the uninstall.
+    # Nothing left to brick the cluster: no webhook configuration survives the uninstall, and the CA the webhook
+    # made goes with it (its Secret is owned by the configuration: Kubernetes' garbage collector deletes it).
     left = real_node.kubectl("get", "validatingwebhookconfigurations", "-o", "name").stdout.split()
     assert left == []
+    wait_for(
+        "the webhook's own Secret to be garbage-collected",
+        lambda: (
+            not real_node.kubectl(
+                "get", "secret", OWN_SECRET, "-n", RELEASE_NAMESPACE, "--ignore-not-found", "-o", "name"
+            ).stdout.strip()
+        ),
+        timeout=60,
+    )
 
 
 def test_every_slimguard_pod_runs_from_its_own_image_and_is_ready(installed: Install) -> None:
@@ -86,6 +99,11 @@ def test_an_enforce_policy_rejects_a_fat_deployment_through_the_charts_service(
     node = installed.node
     (configuration,) = json.loads(node.kubectl("get", "validatingwebhookconfigurations", "-o", "json").stdout)["items"]
     assert all("service" in hook["clientConfig"] for hook in configuration["webhooks"])  # no url: the Service
+    # The chart rendered no caBundle: the webhook Pods made their CA and patched it in, with the chart's RBAC.
+    secret = json.loads(node.kubectl("get", "secret", OWN_SECRET, "-n", RELEASE_NAMESPACE, "-o", "json").stdout)
+    (hook,) = configuration["webhooks"]
+    assert hook["clientConfig"]["caBundle"] == secret["data"]["ca.crt"]
+    assert secret["metadata"]["ownerReferences"][0]["uid"] == configuration["metadata"]["uid"]
     node.apply(yaml.safe_dump_all([namespace(WORKLOADS), ENFORCE_SLIM]))
     fat = node.image(fixture_images.debian_fat.repository, fixture_images.debian_fat.tag)
     manifest = yaml.safe_dump(deployment("fat", WORKLOADS, fat))

@@ -47,6 +47,24 @@ app.kubernetes.io/part-of: slimguard
 {{- default (printf "%s-webhook-tls" (include "slimguard.fullname" .)) .Values.webhook.tls.secretName }}
 {{- end }}
 
+{{/*
+How the webhook gets its serving certificate (webhook.certificates.mode), validated: self-managed (the webhook
+makes and rotates its own, nothing secret rendered), cert-manager, or provided (your Secret and its CA).
+*/}}
+{{- define "slimguard.certificateMode" -}}
+{{- $mode := toString .Values.webhook.certificates.mode }}
+{{- if (.Values.certManager | default dict).enabled }}
+{{- fail "certManager.enabled is gone: set webhook.certificates.mode=cert-manager (certManager.issuerRef, duration and renewBefore still apply)" }}
+{{- end }}
+{{- if not (has $mode (list "self-managed" "cert-manager" "provided")) }}
+{{- fail (printf "webhook.certificates.mode must be self-managed, cert-manager or provided; got %q" $mode) }}
+{{- end }}
+{{- if and (eq $mode "provided") (not .Values.webhook.tls.caBundle) }}
+{{- fail "webhook.certificates.mode=provided needs webhook.tls.caBundle: the base64 PEM of the CA that signed the certificate in webhook.tls.secretName" }}
+{{- end }}
+{{- $mode }}
+{{- end }}
+
 {{/* Registry flags, the same for both components. */}}
 {{- define "slimguard.registryArgs" -}}
 {{- if .Values.registries.allowPrivate }}
