@@ -80,6 +80,23 @@ def wait_for_verdicts(
     raise TimeoutError("slimguard did not label the demo workloads in time")
 
 
+def wait_for_policy_status(plane: RealNode, matched: dict[str, int], timeout: float = 120) -> None:
+    """Until each policy's status counts its workloads and says whether it is enforcing (the controller writes
+    status after its verdicts, coalesced)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        items = json.loads(plane.kubectl("get", "imagepolicies", "-o", "json").stdout)["items"]
+        statuses = {item["metadata"]["name"]: item.get("status") or {} for item in items}
+        if all(
+            statuses.get(name, {}).get("matchedWorkloads") == count
+            and any(c.get("type") == "Enforcing" for c in statuses.get(name, {}).get("conditions") or ())
+            for name, count in matched.items()
+        ):
+            return
+        time.sleep(0.5)
+    raise TimeoutError("slimguard did not write the demo policies' status in time")
+
+
 def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="slimguard-demo-"))
     say("building slimguard's image from the Dockerfile with the Docker engine (minutes the first time, then cached)")
@@ -149,6 +166,7 @@ def main() -> int:
         say("kubectl get pods -n prod")
         print(node.kubectl("get", "pods", "-n", "prod").stdout)
 
+        wait_for_policy_status(node, {"slim-images": 2, "slim-prod": 1})
         say("kubectl get imagepolicies")
         print(node.kubectl("get", "imagepolicies").stdout)
         say("kubectl get events -n shop --field-selector reason=ImagePolicyViolation")
