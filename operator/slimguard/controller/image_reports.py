@@ -28,7 +28,7 @@ from slimguard.core.policy import ImagePolicy
 from slimguard.core.reference import ImageReference
 from slimguard.core.verdict import Verdict
 from slimguard.core.workload import Workload
-from slimguard.kube.gateway import KubeGateway
+from slimguard.kube.gateway import KubeGateway, NotLeader
 from slimguard.kube.image_reports import ImageReports
 
 log = logging.getLogger(__name__)
@@ -212,6 +212,9 @@ class ReportKeeper:
                     self.writes += 1
             except asyncio.CancelledError:
                 raise
+            except NotLeader:
+                self._pending.setdefault(digest, pending)  # still owed: written once this replica leads again
+                raise
             except ApiException as error:
                 # A report is a cache: one that cannot be written costs a registry read after a restart, no more.
                 log.warning("ImageReport for %s not written: %s %s", digest, error.status, error.reason)
@@ -246,6 +249,8 @@ class ReportKeeper:
                 await self.flush()
             except asyncio.CancelledError:
                 raise
+            except NotLeader:
+                log.debug("ImageReports not written: not the leader")
             except Exception:
                 log.exception("writing ImageReports failed; will retry with the next one learned")
 
@@ -256,5 +261,7 @@ class ReportKeeper:
                 await self.sweep()
             except asyncio.CancelledError:
                 raise
+            except NotLeader:
+                log.debug("unused ImageReports not removed: not the leader")
             except Exception:
                 log.exception("removing unused ImageReports failed; will retry")
