@@ -83,7 +83,7 @@ def installed(real_node: RealNode, self_image: str, docker_engine: DockerEngine,
 
 
 def test_every_slimguard_pod_runs_from_its_own_image_and_is_ready(installed: Install) -> None:
-    for component, replicas in (("controller", 1), ("webhook", 2)):
+    for component, replicas in (("controller", 2), ("webhook", 2)):
         pods = installed.pods(component)
         assert len(pods) == replicas, component
         for pod in pods:
