@@ -26,6 +26,7 @@ from slimguard import __version__
 from slimguard_testbed import DockerEngine, oci
 from slimguard_testbed.images import FixtureImages
 from slimguard_testbed.images.engine_built import engine_image_artifact
+from slimguard_testbed.images.self_image import build_self_image
 from slimguard_testbed.node import RealNode
 
 pytestmark = pytest.mark.timeout(1200)
@@ -81,14 +82,28 @@ class ControllerPods:
 
 @pytest.fixture(scope="module")
 def controllers(
-    real_node: RealNode, self_image: str, docker_engine: DockerEngine, helm: str
+    real_node: RealNode,
+    docker_engine: DockerEngine,
+    fixture_images: FixtureImages,
+    helm: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[ControllerPods]:
-    client = docker_engine.client(timeout=600)
+    # slimguard's image built from this checkout now (the engine's cache makes it quick), and taken by its id at
+    # once: the engine is shared, and its fixed tag may name another checkout's build by the time the real node
+    # is ours.
+    client = docker_engine.client(timeout=1200)
     try:
-        artifact = engine_image_artifact(client, client.images.get(self_image).id, name="self-image-for-node")
+        tag = build_self_image(
+            client,
+            repo_root=REPO,
+            node_base=client.images.pull(fixture_images.node_base.ref).id,
+            debian_fat=client.images.pull(fixture_images.debian_fat.ref).id,
+            workdir=tmp_path_factory.mktemp("self-image"),
+        )
+        artifact = engine_image_artifact(client, client.images.get(tag).id, name="self-image-for-failover")
     finally:
         client.close()
-    oci.push(real_node.registry.endpoint, "slimguard/slimguard", __version__, artifact)
+    digest = oci.push(real_node.registry.endpoint, "slimguard/slimguard", __version__, artifact)
     image = real_node.image("slimguard/slimguard", __version__)
     real_node.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
     real_node.plane.wait_established()
@@ -97,6 +112,9 @@ def controllers(
         "install", "slimguard", str(CHART), "--namespace", RELEASE_NAMESPACE, "--create-namespace",
         "--set", f"image.repository={image.rsplit(':', 1)[0]}",
         "--set", f"image.tag={__version__}",
+        # By digest: the node's containerd keeps images between sessions, and a tag it already holds (an
+        # earlier build of the same version) would be run as it is (imagePullPolicy IfNotPresent).
+        "--set", f"image.digest={digest}",
         "--set", "registries.allowPrivate=true",
         "--set-file", f"registries.caBundle={real_node.registry.ca_file}",
         "--wait", "--timeout", "5m",
