@@ -275,7 +275,10 @@ async def _start_controller(
 
 def enforcement_summary(controller: AuditController) -> str:
     """``ok: all 40 images in use decided by their facts``, or ``degraded: 12 of 12 images in use decided by
-    onUnknown, not by their facts: registry ...`` when nothing from some registry is enforced."""
+    onUnknown, not by their facts: registry ...`` when nothing from some registry is enforced; on a standby,
+    which judges nothing, that it stands by."""
+    if not controller.leading:
+        return "standby: the leading replica judges the images in use"
     decided = enforcement.tally(
         d for verdict in list(controller.verdicts.values()) for d in enforcement.decisions(verdict)
     )

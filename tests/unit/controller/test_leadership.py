@@ -12,6 +12,7 @@ from core.builders import NOW
 
 from controller.test_audit import FakeKube, GatedInspector, deployment_body, fat, policy_body
 from slimguard.controller.audit import AuditController
+from slimguard.controller.handlers import enforcement_summary
 from slimguard.engine.credentials import PullCredentials
 from slimguard.engine.facts import Evaluator
 from slimguard.engine.view import ClusterView
@@ -67,6 +68,8 @@ async def test_a_standby_watches_but_evaluates_and_writes_nothing_until_it_leads
         await settle()
         assert (inspector.calls, kube.writes, controller.leading) == (0, [], False)
         assert len(controller.workloads) == 1, "seen and kept: a takeover starts warm"
+        # Its liveness body does not say "ok" about images it never judged.
+        assert enforcement_summary(controller) == "standby: the leading replica judges the images in use"
 
         await controller.lead()
         await controller._queue.join()
