@@ -184,6 +184,8 @@ class ReportKeeper:
         return not self._pending
 
     async def start(self) -> None:
+        if self._pending:  # owed from an earlier leadership, refused when it lapsed
+            self._wake.set()
         self._tasks = [
             asyncio.create_task(self._write_loop(), name="slimguard-report-writer"),
             asyncio.create_task(self._sweep_loop(), name="slimguard-report-sweeper"),

@@ -274,6 +274,7 @@ class LeaderElector:
         was_leading = self.candidate.leading
         if self._retired and not was_leading:
             return
+        deadline = self.candidate.renewed_at
         try:
             await self._attempt()
         except asyncio.CancelledError:
@@ -282,7 +283,12 @@ class LeaderElector:
             self._failed(error)
         else:
             self._said = None
-        if was_leading and not self.candidate.holds(self.clock()):
+        now = self.clock()
+        # A renewal slow enough to end past the deadline closed the fence for a while, though it kept the lease:
+        # writes were refused (dropped work, a status not written) with no one told. That is a lost leadership too:
+        # followed, then led again at the next attempt, whose re-audit makes up for what was refused.
+        lapsed = deadline is not None and now >= deadline + self.settings.renew_deadline
+        if was_leading and (lapsed or not self.candidate.holds(now)):
             self.candidate.step_down()
             holder = self.candidate.observed.holder if self.candidate.observed is not None else None
             log.warning(
@@ -320,9 +326,16 @@ class LeaderElector:
                     applied = False
 
     async def _attempt(self) -> None:
-        """One try to take or renew the lease; the candidate records the outcome."""
+        """One try to take or renew the lease; the candidate records the outcome. A leader renews with one request
+        (a replace at the version it wrote last), so a slow apiserver costs it one round trip, not two; a
+        conflict sends it through a read, as a candidate goes."""
         candidate = self.candidate
         began = self.clock()
+        if candidate.leading and candidate.observed is not None and candidate.observed.holder == candidate.identity:
+            renewed = await self.lease.replace(candidate.claim(self.wall()))
+            if renewed is not None:
+                candidate.took(renewed, began, self.clock())
+                return
         record = await self.lease.get()
         if record is None:
             candidate.observed = None

@@ -186,13 +186,20 @@ class MemoryLeaseClient:
 
     namespace, name = "slimguard", "slimguard-controller"
 
-    def __init__(self, store: StoredLease) -> None:
+    def __init__(self, store: StoredLease, time: VirtualTime) -> None:
         self.store = store
+        self.time = time
         self.cut = False
         self.closed = False
+        self.slow: list[float] = []
+        """Round trips that take this long (virtual seconds), one each, before the others take none."""
+        self.requests = 0
 
     async def _round_trip(self) -> None:
+        self.requests += 1
         await asyncio.sleep(0)
+        if self.slow:
+            await self.time.sleep(self.slow.pop(0))
         if self.store.down or self.cut:
             raise ConnectionRefusedError("the apiserver is unreachable")
 
@@ -230,7 +237,7 @@ class Replica:
         async def follow() -> None:
             self.told.append(("follow", time.now))
 
-        self.lease = MemoryLeaseClient(store)
+        self.lease = MemoryLeaseClient(store, time)
         self.elector = LeaderElector(
             settings(identity),
             self.lease,  # type: ignore[arg-type]
@@ -288,6 +295,8 @@ async def test_of_two_replicas_the_first_leads_and_the_second_stands_by_writing_
         assert store.record.holder == "a"
         # Created at 0 s and renewed every retry period until 60 s: the leader's writes alone, the standby's none.
         assert store.version == 31
+        # A read and a create, then one request a renewal; the standby only reads.
+        assert first.lease.requests == 32
     finally:
         await first.elector.close()
         await second.elector.close()
@@ -387,3 +396,27 @@ async def test_when_the_apiserver_is_unreachable_the_leader_steps_down_once_and_
     finally:
         await first.elector.close()
         await second.elector.close()
+
+
+async def test_a_renewal_that_ends_past_the_deadline_is_a_lost_leadership_and_the_next_one_leads_again(
+    store: StoredLease, time: VirtualTime
+) -> None:
+    """The fence closed while the renewal was on its way (writes were refused) though the lease was kept: the
+    work refused meanwhile is made up for by a follow and a lead (its re-audit), never lost without a word."""
+    only = Replica("a", store, time)
+    only.elector.start()
+    try:
+        # The renewal at 10 s takes 6 s: it keeps the lease (its own term would run to 17 s), but the term the one
+        # at 8 s began ran out at 15 s, while it was on its way.
+        await time.advance(9.5)
+        only.lease.slow.append(6.0)
+        seen = await watch(time, 12, only)
+        closed = [t for t, (holding,) in seen if not holding]
+        assert closed[0] == pytest.approx(15.0, abs=0.06)  # the last renewal that arrived in time began at 8 s
+        assert only.told == [("lead", 0.0), ("follow", pytest.approx(16.0)), ("lead", pytest.approx(18.0))]
+        assert only.elector.holds()
+        # One request per renewal: created at 0 s, renewed at 2, 4, 6 and 8 s, by the slow request at 16 s, taken
+        # again at 18 s (a read, then a write) and renewed at 20 s.
+        assert store.version == 8
+    finally:
+        await only.elector.close()
