@@ -202,8 +202,8 @@ def writers_in_turn(plane: ControlPlane, replicas: Replicas) -> list[str]:
     return order
 
 
-def policy_status(plane: ControlPlane) -> dict[str, Any]:
-    return dict(json.loads(plane.kubectl("get", "imagepolicy", "ha", "-o", "json").stdout).get("status") or {})
+def policy_status(plane: ControlPlane, name: str = "ha") -> dict[str, Any]:
+    return dict(json.loads(plane.kubectl("get", "imagepolicy", name, "-o", "json").stdout).get("status") or {})
 
 
 def test_of_two_replicas_one_writes_and_the_other_stands_by_ready_writing_nothing(
@@ -213,9 +213,12 @@ def test_of_two_replicas_one_writes_and_the_other_stands_by_ready_writing_nothin
     second = replicas.start()
     leader = wait_for_leader(plane, first, second)
     standby = second if leader is first else first
+    # A policy made after the replicas started, as an admin would: its status is the leader's to write too.
+    apply(plane, image_policy("ha-late", {"maxCompressedSize": "1Gi"}, namespaces=[NS]))
     apply(plane, deployment("one-writer", NS, cluster_state))
     wait_for_status(plane, "Deployment", "one-writer", NS, "noncompliant", timeout=120)
     wait_for("the leader's ImagePolicy status", lambda: policy_status(plane).get("noncompliant", 0) >= 1)
+    wait_for("the late policy's status", lambda: policy_status(plane, "ha-late").get("compliant", 0) >= 1)
     first_write(plane, replicas.since, leader, "policyreports")
     assert standby.ready()
     assert leader.ready()

@@ -144,8 +144,16 @@ def test_a_slim_deployment_runs_and_the_controller_in_the_cluster_marks_it_compl
         return found if status_of(found) == "compliant" else None
 
     wait_for("the in-cluster controller to label the Deployment compliant", compliant, timeout=120)
-    policy = json.loads(node.kubectl("get", "imagepolicy", "node-enforce", "-o", "json").stdout)
-    assert policy.get("status"), "the controller wrote no ImagePolicy status"
+
+    def policy_status() -> dict[str, Any] | None:
+        found = json.loads(node.kubectl("get", "imagepolicy", "node-enforce", "-o", "json").stdout)
+        return found.get("status") or None
+
+    # Written apart from the label, a debounce later (at least 1 s): waited for, not read at once.
+    try:
+        wait_for("the controller's ImagePolicy status", policy_status, timeout=60)
+    except AssertionError as missing:
+        raise AssertionError(f"{missing}{_diagnose(node)}") from None
     reports = json.loads(node.kubectl("get", "imagereports", "-A", "-o", "json").stdout)["items"]
     assert reports, "the controller wrote no ImageReport"
 
