@@ -2,18 +2,16 @@
 deleted, as `kubectl delete pod`, a drain or a rollout does, 5 times in a row; each time the standby Pod takes the
 Lease and labels a Deployment created after the deletion, which only a leader can. Measured from the deletion to
 the new leader's Lease (its acquireTime) and to that label; printed as ``LEADER-FAILOVER`` lines, never asserted
-beyond a timeout. The chart is installed by `helm install` with only the values a user sets, from slimguard's own
-image, as in test_install_on_node.py; this module installs and uninstalls its own release.
+beyond a timeout. slimguard is installed as test_install_on_node.py installs it (slimguard_testbed.node.install);
+this module installs and uninstalls its own release.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,18 +20,14 @@ from cluster import STATUS, deployment, image_policy, namespace, wait_for
 from kubernetes import config as kube_config
 from kubernetes.client import AppsV1Api
 
-from slimguard import __version__
-from slimguard_testbed import DockerEngine, oci
+from slimguard_testbed import DockerEngine
 from slimguard_testbed.images import FixtureImages
-from slimguard_testbed.images.engine_built import engine_image_artifact
-from slimguard_testbed.images.self_image import build_self_image
 from slimguard_testbed.node import RealNode
+from slimguard_testbed.node.install import RELEASE, RELEASE_NAMESPACE, install_slimguard, push_self_image
+from slimguard_testbed.node.install import helm as helm_run
 
 pytestmark = pytest.mark.timeout(1200)
 
-REPO = Path(__file__).resolve().parents[3]
-CHART = REPO / "deploy" / "helm" / "slimguard"
-RELEASE_NAMESPACE = "slimguard-system"
 LEASE = "slimguard-controller"
 WORKLOADS = "node-failover"
 TRIES = 5
@@ -41,12 +35,6 @@ TRIES = 5
 
 def measured(what: str, **numbers: Any) -> None:
     print(f"LEADER-FAILOVER {json.dumps({'what': what, **numbers}, sort_keys=True)}")
-
-
-def helm_run(helm: str, node: RealNode, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [helm, *args, "--kubeconfig", str(node.admin_kubeconfig)], capture_output=True, text=True, check=False
-    )
 
 
 @dataclass(frozen=True)
@@ -82,49 +70,16 @@ class ControllerPods:
 
 @pytest.fixture(scope="module")
 def controllers(
-    real_node: RealNode,
-    docker_engine: DockerEngine,
-    fixture_images: FixtureImages,
-    helm: str,
-    tmp_path_factory: pytest.TempPathFactory,
+    real_node: RealNode, self_image: str, docker_engine: DockerEngine, helm: str
 ) -> Iterator[ControllerPods]:
-    # slimguard's image built from this checkout now (the engine's cache makes it quick), and taken by its id at
-    # once: the engine is shared, and its fixed tag may name another checkout's build by the time the real node
-    # is ours.
-    client = docker_engine.client(timeout=1200)
+    client = docker_engine.client(timeout=600)
     try:
-        tag = build_self_image(
-            client,
-            repo_root=REPO,
-            node_base=client.images.pull(fixture_images.node_base.ref).id,
-            debian_fat=client.images.pull(fixture_images.debian_fat.ref).id,
-            workdir=tmp_path_factory.mktemp("self-image"),
-        )
-        artifact = engine_image_artifact(client, client.images.get(tag).id, name="self-image-for-failover")
+        image = push_self_image(real_node, client, self_image)
     finally:
         client.close()
-    digest = oci.push(real_node.registry.endpoint, "slimguard/slimguard", __version__, artifact)
-    image = real_node.image("slimguard/slimguard", __version__)
-    real_node.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-    real_node.plane.wait_established()
-    result = helm_run(
-        helm, real_node,
-        "install", "slimguard", str(CHART), "--namespace", RELEASE_NAMESPACE, "--create-namespace",
-        "--set", f"image.repository={image.rsplit(':', 1)[0]}",
-        "--set", f"image.tag={__version__}",
-        # By digest: the node's containerd keeps images between sessions, and a tag it already holds (an
-        # earlier build of the same version) would be run as it is (imagePullPolicy IfNotPresent).
-        "--set", f"image.digest={digest}",
-        "--set", "registries.allowPrivate=true",
-        "--set-file", f"registries.caBundle={real_node.registry.ca_file}",
-        "--wait", "--timeout", "5m",
-    )  # fmt: skip
-    logs = real_node.kubectl(
-        "logs", "-n", RELEASE_NAMESPACE, "-l", "app.kubernetes.io/component=controller", "--tail=30", check=False
-    ).stdout
-    assert result.returncode == 0, result.stdout + result.stderr + logs[-4000:]
+    install_slimguard(real_node, helm, image)
     yield ControllerPods(real_node)
-    uninstalled = helm_run(helm, real_node, "uninstall", "slimguard", "--namespace", RELEASE_NAMESPACE, "--wait")
+    uninstalled = helm_run(helm, real_node, "uninstall", RELEASE, "--namespace", RELEASE_NAMESPACE, "--wait")
     assert uninstalled.returncode == 0, uninstalled.stderr
     real_node.kubectl("delete", "namespace", WORKLOADS, "--wait=false", "--ignore-not-found")
     real_node.kubectl("delete", "imagepolicy", "node-failover", "--ignore-not-found")

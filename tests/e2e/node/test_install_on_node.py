@@ -153,7 +153,7 @@ def test_a_slim_deployment_runs_and_the_controller_in_the_cluster_marks_it_compl
     try:
         wait_for("the controller's ImagePolicy status", policy_status, timeout=60)
     except AssertionError as missing:
-        raise AssertionError(f"{missing}{_diagnose(node)}") from None
+        raise AssertionError(f"{missing}{diagnose(node)}") from None
     reports = json.loads(node.kubectl("get", "imagereports", "-A", "-o", "json").stdout)["items"]
     assert reports, "the controller wrote no ImageReport"
 
