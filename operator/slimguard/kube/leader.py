@@ -251,18 +251,26 @@ class LeaderElector:
 
     async def _release(self) -> None:
         """The fence closes first, then the record is cleared at the version last seen: a lease someone else
-        has taken meanwhile is left alone (the write conflicts)."""
+        has taken meanwhile is left alone (the write conflicts). A renewal still on its way when the election
+        stopped (its request outlives the cancelled task) moves the version on: read again, and if the lease is
+        still this process's, released at that version."""
         record = self.candidate.release(self.wall())
         self.candidate.step_down()
         if record is None:
             return
         try:
             released = await self.lease.replace(record)
+            if released is None and (current := await self.lease.get()) is not None:
+                self.candidate.observe(current, self.clock())
+                again = self.candidate.release(self.wall())
+                released = await self.lease.replace(again) if again is not None else None
         except Exception as error:  # the standby then takes over when the lease runs out, as after a crash
             log.warning("could not release lease %s/%s: %s", self.lease.namespace, self.lease.name, _reason(error))
             return
         if released is not None:
             log.info("released lease %s/%s", self.lease.namespace, self.lease.name)
+        else:
+            log.info("lease %s/%s was taken meanwhile: not released", self.lease.namespace, self.lease.name)
 
     async def _elect(self) -> None:
         while True:

@@ -193,6 +193,9 @@ class MemoryLeaseClient:
         self.closed = False
         self.slow: list[float] = []
         """Round trips that take this long (virtual seconds), one each, before the others take none."""
+        self.slow_answers: list[float] = []
+        """Replaces whose answer comes this long after the write was made, one each: cancelled meanwhile, the
+        write is made all the same, as a request already sent is."""
         self.requests = 0
 
     async def _round_trip(self) -> None:
@@ -216,7 +219,10 @@ class MemoryLeaseClient:
         current = self.store.record
         if current is None or current.resource_version != record.resource_version:
             return None
-        return self.store.stored(record)
+        stored = self.store.stored(record)
+        if self.slow_answers:
+            await self.time.sleep(self.slow_answers.pop(0))
+        return stored
 
     def close(self) -> None:
         self.closed = True
@@ -420,3 +426,23 @@ async def test_a_renewal_that_ends_past_the_deadline_is_a_lost_leadership_and_th
         assert store.version == 8
     finally:
         await only.elector.close()
+
+
+async def test_a_leader_stopped_while_a_renewal_is_on_its_way_still_releases_the_lease(
+    store: StoredLease, time: VirtualTime
+) -> None:
+    """The renewal's write is made, its answer never reaches the cancelled election: the release conflicts with
+    the version that write made, reads the lease again, finds it still its own and releases it."""
+    first, second = await two_replicas(store, time)
+    try:
+        await time.advance(0.95)  # the leader renews at 2 s
+        first.lease.slow_answers.append(1.0)
+        await time.advance(0.1)
+        assert store.record is not None
+        assert store.version == 2  # the renewal was written; its answer is a second away
+        await first.elector.close()
+        assert store.record.holder is None
+        await time.advance(2.5)
+        assert [told for told, _ in second.told] == ["lead"]
+    finally:
+        await second.elector.close()
