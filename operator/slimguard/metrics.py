@@ -152,6 +152,11 @@ INSPECTION_FAILURES = Counter(
 )
 
 BUILD_INFO = Gauge("slimguard_build_info", "1 for each running slimguard component.", ["component", "version"])
+LEADER = Gauge(
+    "slimguard_leader",
+    "1 while this controller replica leads (holds the leader Lease, or runs without election) and writes; 0 while "
+    "it stands by. Only the leader reports the fleet gauges.",
+)
 VERSION = __version__
 
 

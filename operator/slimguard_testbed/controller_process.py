@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +50,11 @@ class ControllerProcess(Service):
     ``address_space`` caps it as ``ulimit -v`` does (prlimit execs it, so the pid is the controller's own).
     ``as_uid`` runs it under that UID with no user name known to it (``process.as_uid``); ``python`` is then an
     interpreter that UID can execute.
+
+    It elects itself leader as a deployed controller does (``--leader-elect`` is the default), on a Lease in its
+    kubeconfig's namespace named ``lease``: by default one of its own, so a controller killed by one test never
+    keeps another test's waiting; replicas of one test name the same. ``env`` adds to its environment (``POD_ID``:
+    the name its leader identity starts with).
     """
 
     def __init__(
@@ -62,6 +68,8 @@ class ControllerProcess(Service):
         address_space: int | None = None,
         as_uid: int | None = None,
         python: str = sys.executable,
+        lease: str | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.kubeconfig = Path(kubeconfig)
         self.registry_ca_file = None if registry_ca_file is None else Path(registry_ca_file)
@@ -71,6 +79,8 @@ class ControllerProcess(Service):
         self.address_space = address_space
         self.as_uid = as_uid
         self.python = python
+        self.lease = lease or f"slimguard-controller-{secrets.token_hex(4)}"
+        self.env = dict(env or {})
         self._process: ManagedProcess | None = None
 
     @property
@@ -111,7 +121,7 @@ class ControllerProcess(Service):
         self.workdir.mkdir(parents=True, exist_ok=True)
         cap = ["prlimit", f"--as={self.address_space}", "--"] if self.address_space else []
         python_path = os.pathsep.join(p for p in (str(SOURCE_ROOT), os.environ.get("PYTHONPATH", "")) if p)
-        env = {**os.environ, "PYTHONPATH": python_path, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONPATH": python_path, "PYTHONUNBUFFERED": "1", **self.env}
         as_user: list[str] = []
         if self.as_uid is not None:
             as_user, env = as_uid(self.as_uid, home=self.workdir, env=env)
@@ -126,6 +136,7 @@ class ControllerProcess(Service):
             "--allow-loopback-registries",
             *([f"--ca-file={self.registry_ca_file}"] if self.registry_ca_file is not None else []),
             "--metrics-port=0",  # its default (9090, every interface) would clash with other runs
+            f"--leader-elect-resource-name={self.lease}",
             *self.extra_args,
         ]
         self._process = ManagedProcess("slimguard-controller", argv, log_file=self.log_file, env=env, cwd=self.workdir)

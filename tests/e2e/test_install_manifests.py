@@ -118,8 +118,12 @@ def test_webhook_configuration_is_safe_by_default(base_objects: list[dict[str, A
 def test_deployments_are_hardened(base_objects: list[dict[str, Any]]) -> None:
     deployments = {o["metadata"]["name"]: o for o in base_objects if o["kind"] == "Deployment"}
     assert set(deployments) == {"slimguard-controller", "slimguard-webhook"}
-    assert deployments["slimguard-controller"]["spec"]["replicas"] == 1
-    assert deployments["slimguard-controller"]["spec"]["strategy"]["type"] == "Recreate"
+    # Two controllers, one leading: a rollout starts the new Pod before it stops an old one.
+    assert deployments["slimguard-controller"]["spec"]["replicas"] == 2
+    assert deployments["slimguard-controller"]["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
     assert deployments["slimguard-webhook"]["spec"]["replicas"] == 2
     for name, deployment in deployments.items():
         pod = deployment["spec"]["template"]["spec"]
@@ -136,7 +140,12 @@ def test_deployments_are_hardened(base_objects: list[dict[str, Any]]) -> None:
     assert webhook["args"][0] == "webhook"
     assert webhook["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "https", "scheme": "HTTPS"}
     assert {"name": "https", "containerPort": 8443} in webhook["ports"]
-    assert _one(base_objects, "PodDisruptionBudget")["spec"]["minAvailable"] == 1
+    controller = deployments["slimguard-controller"]["spec"]["template"]["spec"]["containers"][0]
+    assert controller["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "liveness"}
+    for component in ("controller", "webhook"):
+        budget = _one(base_objects, "PodDisruptionBudget", f"slimguard-{component}")["spec"]
+        assert budget["minAvailable"] == 1
+        assert budget["selector"] == deployments[f"slimguard-{component}"]["spec"]["selector"]
     metrics = _one(base_objects, "Service", "slimguard-metrics")["spec"]["ports"]
     assert metrics == [{"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"}]
 
@@ -283,6 +292,34 @@ def test_rbac_grants_what_is_needed_and_no_more(
     excess = [check for check in denied if _can(control_plane, account, *check)]
     assert not missing, f"{account} lacks {missing}"
     assert not excess, f"{account} may also {excess}"
+
+
+LEASES = "leases.coordination.k8s.io"
+
+
+def _can_in(cluster: ControlPlane, account: str, verb: str, resource: str, namespace: str) -> bool:
+    result = cluster.kubectl(
+        "auth", "can-i", verb, resource, "-n", namespace,
+        f"--as=system:serviceaccount:{RBAC_NAMESPACE}:{RBAC_PREFIX}{account}",
+        check=False,
+    )  # fmt: skip
+    assert result.stdout.strip() in ("yes", "no"), result.stderr
+    return result.stdout.strip() == "yes"
+
+
+@pytest.mark.usefixtures("rbac_installed")
+def test_the_controller_may_hold_its_leader_lease_in_its_own_namespace_and_nowhere_else(
+    control_plane: ControlPlane,
+) -> None:
+    controller = "slimguard-controller"
+    assert [
+        v for v in ("get", "create", "update") if not _can_in(control_plane, controller, v, LEASES, RBAC_NAMESPACE)
+    ] == []
+    assert not _can_in(control_plane, controller, "delete", LEASES, RBAC_NAMESPACE)
+    # The cluster's own controllers elect on Leases in kube-system; nodes heartbeat in kube-node-lease.
+    for namespace in ("kube-system", "kube-node-lease", "default"):
+        assert not any(_can_in(control_plane, controller, v, LEASES, namespace) for v in ("get", "create", "update"))
+    assert not any(_can_in(control_plane, "slimguard-webhook", v, LEASES, RBAC_NAMESPACE) for v in ("create", "update"))
 
 
 # -- matchConditions, judged by the apiserver itself -------------------------------------------------------
@@ -507,6 +544,25 @@ def test_helm_chart_applies(helm: str, control_plane: ControlPlane) -> None:
     control_plane.apply(f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {NAMESPACE}}}\n")
     rendered = yaml.safe_dump_all(_helm_template(helm))
     control_plane.kubectl("apply", "--dry-run=server", "--validate=strict", "-f", "-", input=rendered)
+
+
+def test_helm_runs_two_controllers_that_elect_a_leader_and_keeps_one_through_disruptions(helm: str) -> None:
+    objects = _helm_template(helm)
+    (controller,) = _pod(objects, "controller")["containers"]
+    assert "--leader-elect-resource-name=slimguard-controller" in controller["args"]
+    assert {e["name"]: e for e in controller["env"]}["POD_NAMESPACE"]["valueFrom"] == {
+        "fieldRef": {"fieldPath": "metadata.namespace"}
+    }
+    assert _one(objects, "Deployment", "slimguard-controller")["spec"]["replicas"] == 2
+    assert _one(objects, "PodDisruptionBudget", "slimguard-controller")["spec"]["minAvailable"] == 1
+    role = _one(objects, "Role", "slimguard-controller")
+    assert role["metadata"]["namespace"] == NAMESPACE
+    assert role["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]}
+    ]
+    # One replica: no budget, which would block every drain.
+    single = _helm_template(helm, "controller.replicas=1")
+    assert [o for o in single if o["kind"] == "PodDisruptionBudget" and "controller" in o["metadata"]["name"]] == []
 
 
 def test_helm_optional_objects(helm: str) -> None:

@@ -1,5 +1,5 @@
 """Each component's ClusterRole lets it list and watch everything it watches (its kopf handlers, the controller's
-own workload informer), and the CRDs.
+own workload informer), and the CRDs; the controller's Role lets it hold its leader Lease.
 
 A forbidden watch makes kopf retry, then stop the whole process: a webhook with a gap in its role served for
 54 s and died (found by bench/admission_latency.py). This derives what to check from the handlers themselves.
@@ -18,6 +18,7 @@ from slimguard.admission.server import ServerSettings
 from slimguard.admission.settings import WebhookSettings
 from slimguard.controller.handlers import build_registry as controller_registry
 from slimguard.controller.settings import ControllerSettings
+from slimguard.kube.leader import LEASE_NAME
 from slimguard.kube.resources import WORKLOAD_RESOURCES
 from slimguard_testbed import ControlPlane
 from slimguard_testbed.install import NAMESPACE
@@ -81,3 +82,20 @@ def test_the_service_account_may_list_and_watch_every_watched_resource(
             if allowed.stdout.strip() != "yes":
                 missing.append(f"{verb} {resource}")
     assert missing == [], f"slimguard-{component}'s ClusterRole lacks: {missing}"
+
+
+def test_the_controller_may_take_and_renew_its_leader_lease_where_it_elects(
+    control_plane: ControlPlane, operator_kubeconfig: str
+) -> None:
+    """--leader-elect is the default; its Lease lives in the controller's own namespace (its ServiceAccount's)."""
+    account = f"system:serviceaccount:{NAMESPACE}:slimguard-controller"
+    lease = f"leases.coordination.k8s.io/{LEASE_NAME}"
+    denied = [
+        verb
+        for verb in ("get", "create", "update")
+        if control_plane.kubectl(
+            "auth", "can-i", verb, lease, "-n", NAMESPACE, "--as", account, check=False
+        ).stdout.strip()
+        != "yes"
+    ]
+    assert denied == [], f"slimguard-controller may not {denied} its Lease in {NAMESPACE}"

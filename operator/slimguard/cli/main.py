@@ -260,15 +260,61 @@ def controller(
         float,
         typer.Option(help="Seconds an ImageReport of a digest no workload uses any more is kept before removal."),
     ] = 86400.0,
+    leader_elect: Annotated[
+        bool,
+        typer.Option(
+            help="Elect one writer among the replicas on a coordination.k8s.io Lease; the others watch and stand "
+            "by, and one takes over when the leader goes. On by default, as for Kubernetes' own controllers: a "
+            "second copy started by mistake (or by a rollout) then waits instead of writing too. Off with "
+            "--dry-run, which writes nothing.",
+            envvar="SLIMGUARD_LEADER_ELECT",
+        ),
+    ] = True,
+    leader_elect_resource_name: Annotated[
+        str, typer.Option(help="The Lease's name.", envvar="SLIMGUARD_LEADER_ELECT_RESOURCE_NAME")
+    ] = "slimguard-controller",
+    leader_elect_resource_namespace: Annotated[
+        str | None,
+        typer.Option(
+            help="The Lease's namespace; default: $POD_NAMESPACE, in a Pod its ServiceAccount's, else the "
+            "kubeconfig context's.",
+            envvar="SLIMGUARD_LEADER_ELECT_RESOURCE_NAMESPACE",
+        ),
+    ] = None,
+    leader_elect_lease_duration: Annotated[
+        int,
+        typer.Option(help="Seconds a standby waits, after the lease last changed, before it takes the lease."),
+    ] = 10,
+    leader_elect_renew_deadline: Annotated[
+        float,
+        typer.Option(help="Seconds the leader keeps writing without a renewal; below the lease duration."),
+    ] = 7.0,
+    leader_elect_retry_period: Annotated[
+        float, typer.Option(help="Seconds between attempts to renew (the leader) or take (a standby) the lease.")
+    ] = 2.0,
 ) -> None:
     """Run the operator: watch ImagePolicies and workloads, annotate verdicts, keep policy status current."""
     with operator_extra("slimguard controller"):
         from slimguard.controller.handlers import run
         from slimguard.controller.settings import ControllerSettings
         from slimguard.engine.view import parse_namespaces
+        from slimguard.kube.leader import ElectionSettings, candidate_identity
+        from slimguard.kube.login import own_namespace
 
         configure_logging(log_level)
     try:
+        election = (
+            ElectionSettings(
+                namespace=leader_elect_resource_namespace or own_namespace(kubeconfig),
+                name=leader_elect_resource_name,
+                identity=candidate_identity(),
+                lease_duration=leader_elect_lease_duration,
+                renew_deadline=leader_elect_renew_deadline,
+                retry_period=leader_elect_retry_period,
+            )
+            if leader_elect and not dry_run
+            else None
+        )
         settings = ControllerSettings(
             kubeconfig=kubeconfig,
             registry=registry_settings,
@@ -282,6 +328,7 @@ def controller(
             trusted_report_namespaces=parse_namespaces(trusted_report_namespaces),
             policy_reports=None if policy_reports == "none" else policy_reports,
             report_grace_seconds=report_grace_period,
+            leader_election=election,
         )
     except ValueError as error:
         raise fail(str(error)) from None

@@ -3,6 +3,10 @@
 The workload informer and kopf (policies, namespaces, reports) feed events in (``observe_*``); workers evaluate
 one workload at a time and write only what changed. Own writes come back as events too: they change no input
 of the evaluation, so they are not re-queued.
+
+Only the leader writes (kube/leader.py). A standby observes as the leader does, so its picture of the cluster is
+warm, but runs no workers: what it is asked to evaluate waits in the queue. ``lead`` starts the workers on it and
+a full re-audit; ``follow`` stops them.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from slimguard.core.workload import Workload, WorkloadKey, normalise
 from slimguard.engine.facts import Evaluator
 from slimguard.engine.view import ClusterView
 from slimguard.exhaustion import exit_exhausted, is_exhaustion
-from slimguard.kube.gateway import KubeGateway
+from slimguard.kube.gateway import KubeGateway, NotLeader
 from slimguard.kube.resources import POLICY_API_VERSION, api_version
 from slimguard.registry.settings import RegistrySettings
 
@@ -134,25 +138,56 @@ class AuditController:
         # one (fixed, migrated from the annotation-only format, no policy any more), slimguard removes it.
         self._copies: dict[WorkloadKey, tuple[WorkloadKey, frozenset[str]]] = {}
         self._copies_by_owner: dict[WorkloadKey, set[WorkloadKey]] = {}
+        # Each policy's status as the watch last showed it: what a new leader takes as written, so it writes only
+        # what differs and keeps the conditions' transition times.
+        self._seen_status: dict[str, dict[str, Any]] = {}
+        self.leading = False
+        """Workers running, writes made: this replica leads (or leader election is off)."""
 
     # --- lifecycle ---------------------------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, *, lead: bool = True) -> None:
+        """Read the policies; then lead at once, unless a leader election decides when (``lead``/``follow``)."""
         await self.view.sync_policies(self.kube)
+        if lead:
+            await self.lead()
+
+    async def lead(self) -> None:
+        """Start writing: the workers, the status writer, and a full re-audit of everything seen so far.
+
+        What this replica remembers of its own writes is taken afresh from what the cluster shows, as at a
+        restart: while it stood by, another replica wrote.
+        """
+        if self.leading:
+            return
+        self.leading = True
+        self._announced = {
+            key: said
+            for key, record in self.workloads.items()
+            if (said := record.marks.annotations.get(notes.VIOLATIONS)) is not None
+        }
+        self._written_status = {name: dict(status) for name, status in self._seen_status.items()}
         if self.reports is not None:
             await self.reports.start()
         self._tasks = [asyncio.create_task(self._work(), name=f"slimguard-worker-{n}") for n in range(self.workers)]
         self._tasks.append(asyncio.create_task(self._write_statuses(), name="slimguard-status"))
+        self.enqueue_all()
+        self._status_dirty.set()
+
+    async def follow(self) -> None:
+        """Stop writing: cancel the workers and the status writer and wait for them. Observations go on."""
+        self.leading = False
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def stop(self) -> None:
         for timers in (self._wakeups, self._retries):
             for timer in timers.values():
                 timer.cancel()
             timers.clear()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks = []
+        await self.follow()
 
     @property
     def idle(self) -> bool:
@@ -202,11 +237,15 @@ class AuditController:
     def observe_policy(self, body: Mapping[str, Any], *, deleted: bool = False) -> None:
         metadata = body.get("metadata") or {}
         name = str(metadata.get("name"))
-        if not deleted:
+        if deleted:
+            self._seen_status.pop(name, None)
+        else:
             if uid := metadata.get("uid"):
                 self._policy_uids[name] = str(uid)
-            if name not in self._written_status and isinstance(stored := body.get("status"), Mapping):
-                self._written_status[name] = json.loads(json.dumps(stored, default=_plain))
+            if isinstance(stored := body.get("status"), Mapping):
+                seen = json.loads(json.dumps(stored, default=_plain))
+                self._seen_status[name] = seen
+                self._written_status.setdefault(name, seen)
         if self.view.observe_policy(body, deleted=deleted):
             if deleted:
                 self._written_status.pop(name, None)
@@ -304,6 +343,8 @@ class AuditController:
                 await self.reconcile(key)
             except asyncio.CancelledError:
                 raise
+            except NotLeader:  # leadership lapsed under it: the workers are being stopped; the next leader does it
+                log.debug("audit of %s stopped: not the leader", key)
             except Exception as error:
                 if is_exhaustion(error):  # every workload after this one would fail the same way, or hang
                     exit_exhausted("controller", error)
@@ -460,6 +501,8 @@ class AuditController:
                 recompute_seconds = await self.flush_statuses()
             except asyncio.CancelledError:
                 raise
+            except NotLeader:
+                log.debug("ImagePolicy status not written: not the leader")
             except Exception:
                 log.exception("writing ImagePolicy status failed; will retry")
                 self._status_dirty.set()

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import httpcore
 import kopf
+from kubernetes.client import ApiClient
 from prometheus_client import REGISTRY, start_http_server
 
 from slimguard import metrics
@@ -31,6 +32,8 @@ from slimguard.kube.gateway import KubeGateway, load_api_client
 from slimguard.kube.image_reports import ImageReports
 from slimguard.kube.informer import WorkloadInformer
 from slimguard.kube.kopf_tuning import is_deletion, own_identity, tune
+from slimguard.kube.leader import LeaderElector
+from slimguard.kube.lease import LeaseClient
 from slimguard.kube.login import connection_info
 from slimguard.kube.policy_reports import PolicyReportWriter
 from slimguard.kube.resources import (
@@ -42,6 +45,8 @@ from slimguard.kube.resources import (
 )
 
 log = logging.getLogger(__name__)
+
+COMPONENT = "slimguard-controller"
 
 
 def build_registry(
@@ -59,12 +64,22 @@ def build_registry(
     async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         settings.posting.level = logging.WARNING
         tune(settings)
-        engine, controller, keeper = await _start_controller(operator_settings, network_backend)
+        api = load_api_client(operator_settings.kubeconfig, user_agent=_user_agent(operator_settings))
+        elector = _elector(operator_settings, api, memo)
+        engine, controller, keeper = await _start_controller(
+            operator_settings, network_backend, api=api, may_write=elector.holds if elector else None
+        )
         memo["engine"], memo["controller"], memo["reports"] = engine, controller, keeper
         memo["workloads"] = _watch_workloads(operator_settings, controller)
         if operator_settings.metrics_port:
             memo["metrics"] = _MetricsServer(operator_settings, controller)
         memo["reaudit"] = asyncio.create_task(_reaudit(controller, operator_settings.audit_interval_seconds))
+        if elector is None:
+            await lead(memo)
+        else:  # Ready now, as a standby: the election decides when this replica writes
+            metrics.LEADER.set(0)
+            memo["leader"] = elector
+            elector.start()
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(memo: kopf.Memo, **_: Any) -> None:
@@ -104,10 +119,50 @@ def build_registry(
     return registry
 
 
+def _user_agent(settings: ControllerSettings) -> str:
+    """``slimguard-controller/VERSION (IDENTITY)``: the apiserver's audit log names the replica that wrote."""
+    election = settings.leader_election
+    identity = election.identity if election is not None else own_identity(COMPONENT)
+    return f"{COMPONENT}/{metrics.VERSION} ({identity})"
+
+
+def _elector(settings: ControllerSettings, api: ApiClient, memo: kopf.Memo) -> LeaderElector | None:
+    election = settings.leader_election
+    if election is None:
+        return None
+    lease = LeaseClient(api, namespace=election.namespace, name=election.name, timeout=election.renew_deadline / 2)
+    return LeaderElector(election, lease, lead=lambda: lead(memo), follow=lambda: follow(memo))
+
+
+async def lead(memo: Mapping[str, Any]) -> None:
+    """This replica writes from now on: the ImageReports' writer and sweeper, the workers and a full re-audit."""
+    controller: AuditController = memo["controller"]
+    if controller.leading:
+        return
+    keeper: ReportKeeper = memo["reports"]
+    await keeper.start()
+    await controller.lead()
+    metrics.LEADER.set(1)
+
+
+async def follow(memo: Mapping[str, Any]) -> None:
+    """Leadership lost (its writes are already refused): stop what writes, keep watching, stand by."""
+    metrics.LEADER.set(0)
+    controller: AuditController = memo["controller"]
+    await controller.follow()
+    keeper: ReportKeeper = memo["reports"]
+    await keeper.stop()
+
+
 async def shut_down(memo: Mapping[str, Any]) -> None:
     """Stop in the order work flows, so nothing runs on what is already closed: what brings work (the re-audit
     timer, the informer), what does it (the workers), what it started on its own (the engine's reads), then the
-    last reports are written, and only then are the registry connections and /metrics closed."""
+    last reports are written, the leader lease is released (a standby takes over at once), and only then are
+    the registry connections and /metrics closed. The lease is renewed until then, and taken by no standby that
+    is shutting down."""
+    elector: LeaderElector | None = memo.get("leader")
+    if elector is not None:
+        await elector.retire()
     task: asyncio.Task[None] | None = memo.get("reaudit")
     if task is not None:
         task.cancel()
@@ -125,11 +180,16 @@ async def shut_down(memo: Mapping[str, Any]) -> None:
     keeper: ReportKeeper | None = memo.get("reports")
     if keeper is not None:
         await keeper.stop()
-        # What was learned last is written before the process goes, so the next one need not read it again.
+        # What was learned last is written before the process goes, so the next one need not read it again
+        # (by the leader: a standby has nothing to write, and may not).
         try:
-            await asyncio.wait_for(keeper.flush(), timeout=5)
+            if elector is None or elector.holds():
+                await asyncio.wait_for(keeper.flush(), timeout=5)
         except Exception as error:  # a report is a cache: shutdown goes on, and says so
             log.warning("the last ImageReports were not all written at shutdown: %r", error)
+    if elector is not None:
+        await elector.close()
+    metrics.LEADER.set(0)
     if engine is not None:
         await engine.aclose()
     served: _MetricsServer | None = memo.get("metrics")
@@ -159,9 +219,14 @@ def _made_by_hand(body: Mapping[str, Any]) -> bool:
 
 
 async def _start_controller(
-    settings: ControllerSettings, network_backend: httpcore.AsyncNetworkBackend | None
+    settings: ControllerSettings,
+    network_backend: httpcore.AsyncNetworkBackend | None,
+    *,
+    api: ApiClient,
+    may_write: Callable[[], bool] | None,
 ) -> tuple[Engine, AuditController, ReportKeeper]:
-    kube = KubeGateway(load_api_client(settings.kubeconfig), dry_run=settings.dry_run, component="slimguard-controller")
+    """Everything that reads, started; what writes is started by ``lead`` (at once without leader election)."""
+    kube = KubeGateway(api, dry_run=settings.dry_run, component=COMPONENT, may_write=may_write)
     reports = ImageReports()
     await reports.sync(kube)  # before the first evaluation: what is reported is not read from registries again
     view = ClusterView(trusted_report_namespaces=settings.trusted_report_namespaces)
@@ -203,15 +268,17 @@ async def _start_controller(
         ),
         evaluated=evaluated,
     )
-    await keeper.start()
-    await controller.start()
+    await controller.start(lead=False)
     log.info("slimguard controller started: %s; %d ImageReports read", settings.describe(), len(reports))
     return engine, controller, keeper
 
 
 def enforcement_summary(controller: AuditController) -> str:
     """``ok: all 40 images in use decided by their facts``, or ``degraded: 12 of 12 images in use decided by
-    onUnknown, not by their facts: registry ...`` when nothing from some registry is enforced."""
+    onUnknown, not by their facts: registry ...`` when nothing from some registry is enforced; on a standby,
+    which judges nothing, that it stands by."""
+    if not controller.leading:
+        return "standby: the leading replica judges the images in use"
     decided = enforcement.tally(
         d for verdict in list(controller.verdicts.values()) for d in enforcement.decisions(verdict)
     )
@@ -219,11 +286,14 @@ def enforcement_summary(controller: AuditController) -> str:
 
 
 def fleet_snapshot(controller: AuditController) -> metrics.FleetSnapshot:
-    """The controller's verdicts and policies as they are now, read from the scrape's thread.
+    """The controller's verdicts and policies as they are now, read from the scrape's thread; nothing on a
+    standby, so a Prometheus that sums over replicas counts each workload once.
 
     Copying a dict another thread mutates can fail mid-way ("changed size during iteration"): try again, it
     is a matter of microseconds.
     """
+    if not controller.leading:
+        return metrics.FleetSnapshot(verdicts=(), policies=(), now=controller.clock())
     for _ in range(10):
         try:
             verdicts = tuple(controller.verdicts.values())
@@ -284,5 +354,5 @@ def run(settings: ControllerSettings) -> None:
         standalone=True,
         clusterwide=True,
         liveness_endpoint=settings.liveness_endpoint,
-        identity=own_identity("slimguard-controller"),
+        identity=own_identity(COMPONENT),
     )

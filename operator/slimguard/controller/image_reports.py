@@ -28,7 +28,7 @@ from slimguard.core.policy import ImagePolicy
 from slimguard.core.reference import ImageReference
 from slimguard.core.verdict import Verdict
 from slimguard.core.workload import Workload
-from slimguard.kube.gateway import KubeGateway
+from slimguard.kube.gateway import KubeGateway, NotLeader
 from slimguard.kube.image_reports import ImageReports
 
 log = logging.getLogger(__name__)
@@ -184,6 +184,8 @@ class ReportKeeper:
         return not self._pending
 
     async def start(self) -> None:
+        if self._pending:  # owed from an earlier leadership, refused when it lapsed
+            self._wake.set()
         self._tasks = [
             asyncio.create_task(self._write_loop(), name="slimguard-report-writer"),
             asyncio.create_task(self._sweep_loop(), name="slimguard-report-sweeper"),
@@ -211,6 +213,9 @@ class ReportKeeper:
                 ):
                     self.writes += 1
             except asyncio.CancelledError:
+                raise
+            except NotLeader:
+                self._pending.setdefault(digest, pending)  # still owed: written once this replica leads again
                 raise
             except ApiException as error:
                 # A report is a cache: one that cannot be written costs a registry read after a restart, no more.
@@ -246,6 +251,8 @@ class ReportKeeper:
                 await self.flush()
             except asyncio.CancelledError:
                 raise
+            except NotLeader:
+                log.debug("ImageReports not written: not the leader")
             except Exception:
                 log.exception("writing ImageReports failed; will retry with the next one learned")
 
@@ -256,5 +263,7 @@ class ReportKeeper:
                 await self.sweep()
             except asyncio.CancelledError:
                 raise
+            except NotLeader:
+                log.debug("unused ImageReports not removed: not the leader")
             except Exception:
                 log.exception("removing unused ImageReports failed; will retry")

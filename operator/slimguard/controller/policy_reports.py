@@ -63,6 +63,7 @@ class PolicyReports:
             self._next_probe = self.clock() + self.probe_interval
             return False
         self._next_probe = None
+        self._written.clear()  # what the cluster holds now; another replica may have written since we last looked
         for item in found:
             metadata = item.get("metadata") or {}
             self._written[(metadata.get("namespace", ""), metadata.get("name", ""))] = policy_report.content_of(item)

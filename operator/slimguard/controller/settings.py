@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from slimguard.core.policy_report import REPORT_APIS
 from slimguard.engine.view import describe_namespaces
+from slimguard.kube.leader import ElectionSettings
 from slimguard.listen import ANY_ADDRESS
 from slimguard.registry.settings import RegistrySettings
 
@@ -28,6 +29,9 @@ class ControllerSettings:
     """The API group verdicts are written to as PolicyReports (core.policy_report.REPORT_APIS); None: none."""
     report_grace_seconds: float = 24 * 3600.0
     """How long the ImageReport of a digest no workload uses any more is kept (it may come back: a rollback)."""
+    leader_election: ElectionSettings | None = None
+    """The Lease replicas elect their one writer on; None: this process writes without asking (the CLI elects
+    by default, see ``slimguard controller --help``; tests running one controller in-process do not)."""
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -40,6 +44,8 @@ class ControllerSettings:
             raise ValueError(f"--policy-reports must be one of {', '.join(REPORT_APIS)} or none")
         if self.report_grace_seconds <= 0:
             raise ValueError("--report-grace-period must be a positive number of seconds")
+        if self.dry_run and self.leader_election is not None:
+            raise ValueError("--dry-run writes nothing, so it takes no lease: run it with --no-leader-elect")
 
     def describe(self) -> str:
         policy = self.registry.address_policy
@@ -49,5 +55,6 @@ class ControllerSettings:
             f"registry_allowlist={list(policy.allowed_registries) or 'any'} extra_cas={len(self.registry.ca_files)} "
             f"trusted_report_namespaces={describe_namespaces(self.trusted_report_namespaces)} "
             f"policy_reports={self.policy_reports or 'none'} "
-            f"report_grace_period={self.report_grace_seconds:g}s"
+            f"report_grace_period={self.report_grace_seconds:g}s "
+            f"leader_election={self.leader_election.describe() if self.leader_election else 'off'}"
         )

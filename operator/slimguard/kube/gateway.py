@@ -21,8 +21,11 @@ CLUSTER_EVENTS_NAMESPACE = "default"
 """Where Events about cluster-scoped objects go, as client-go's recorder puts them."""
 
 
-def load_api_client(kubeconfig: str | None) -> k8s.ApiClient:
-    """An API client from a kubeconfig file, ``$KUBECONFIG``, or the in-cluster ServiceAccount."""
+def load_api_client(kubeconfig: str | None, *, user_agent: str | None = None) -> k8s.ApiClient:
+    """An API client from a kubeconfig file, ``$KUBECONFIG``, or the in-cluster ServiceAccount.
+
+    ``user_agent`` names the process to the apiserver: its audit log then tells which replica wrote what.
+    """
     from kubernetes import config
 
     configuration = k8s.Configuration()
@@ -34,16 +37,40 @@ def load_api_client(kubeconfig: str | None) -> k8s.ApiClient:
         except config.ConfigException:
             config.load_kube_config(client_configuration=configuration)
     configuration.connection_pool_maxsize = 32
-    return k8s.ApiClient(configuration)
+    api = k8s.ApiClient(configuration)
+    if user_agent:
+        api.user_agent = user_agent
+    return api
+
+
+class NotLeader(RuntimeError):
+    """A write refused before it was sent: this replica does not hold the leader lease (any more)."""
+
+
+def _always() -> bool:
+    return True
 
 
 class KubeGateway:
-    """Thin async wrapper over the ``kubernetes`` client; ``dry_run`` logs writes instead of making them."""
+    """Thin async wrapper over the ``kubernetes`` client; ``dry_run`` logs writes instead of making them.
 
-    def __init__(self, api: k8s.ApiClient, *, dry_run: bool = False, component: str = "slimguard") -> None:
+    ``may_write`` is asked on the request's own thread just before each write leaves (the leader election's
+    fence, ``LeaderElector.holds``): a replica that is not the leader, or no longer sure it is, sends nothing and
+    gets ``NotLeader`` instead, so no write goes out on a leadership that has lapsed, whatever task made it.
+    """
+
+    def __init__(
+        self,
+        api: k8s.ApiClient,
+        *,
+        dry_run: bool = False,
+        component: str = "slimguard",
+        may_write: Callable[[], bool] | None = None,
+    ) -> None:
         self.api = api
         self.dry_run = dry_run
         self.component = component
+        self.may_write = may_write or _always
         self.core = k8s.CoreV1Api(api)
         self.apps = k8s.AppsV1Api(api)
         self.batch = k8s.BatchV1Api(api)
@@ -52,15 +79,31 @@ class KubeGateway:
     async def _call(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return await asyncio.to_thread(function, *args, **kwargs)
 
+    def _fence(self) -> None:
+        if not self.may_write():
+            raise NotLeader(f"{self.component} is not the leader: the write was not sent")
+
     async def _write(self, function: Callable[..., Any], *args: Any) -> None:
         """A write whose answer is not read: the client would otherwise turn the whole object the apiserver
         sends back into its models (a Deployment: a few ms of CPU, on the core the audit needs)."""
 
         def call() -> None:
+            self._fence()
             response = function(*args, _preload_content=False)  # non-2xx still raises ApiException
             response.drain_conn()
 
+        self._fence()
         await asyncio.to_thread(call)
+
+    async def _write_call(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """A write whose answer is read (the object as stored), fenced as ``_write``."""
+
+        def call() -> Any:
+            self._fence()
+            return function(*args, **kwargs)
+
+        self._fence()
+        return await asyncio.to_thread(call)
 
     def _patcher(self, kind: str) -> Callable[..., Any]:
         patchers: Mapping[str, Callable[..., Any]] = {
@@ -205,7 +248,7 @@ class KubeGateway:
             log.info("dry-run: would create ImageReport %s", body["metadata"]["name"])
             return body
         try:
-            created: dict[str, Any] = await self._call(
+            created: dict[str, Any] = await self._write_call(
                 self.custom.create_cluster_custom_object, GROUP, VERSION, IMAGE_REPORT_PLURAL, body
             )
         except ApiException as error:
@@ -231,7 +274,7 @@ class KubeGateway:
             log.info("dry-run: would update ImageReport %s", body["metadata"]["name"])
             return body
         try:
-            replaced: dict[str, Any] = await self._call(
+            replaced: dict[str, Any] = await self._write_call(
                 self.custom.replace_cluster_custom_object,
                 GROUP,
                 VERSION,
@@ -254,7 +297,7 @@ class KubeGateway:
             preconditions=k8s.V1Preconditions(resource_version=resource_version) if resource_version else None
         )
         try:
-            await self._call(
+            await self._write_call(
                 self.custom.delete_cluster_custom_object, GROUP, VERSION, IMAGE_REPORT_PLURAL, name, body=options
             )
         except ApiException as error:

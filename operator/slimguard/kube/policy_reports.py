@@ -68,7 +68,7 @@ class PolicyReportWriter:
             return
         if not exists:
             try:
-                await self.kube._call(
+                await self.kube._write_call(
                     self.kube.custom.create_namespaced_custom_object, *self._resource, namespace, self.api.plural, body
                 )
                 return
@@ -79,7 +79,7 @@ class PolicyReportWriter:
                     raise
         patch = {**body, "metadata": {**metadata, "annotations": {OMITTED_ANNOTATION: None, **metadata["annotations"]}}}
         try:
-            await self.kube._call(
+            await self.kube._write_call(
                 self.kube.custom.patch_namespaced_custom_object,
                 *self._resource,
                 namespace,
@@ -98,7 +98,7 @@ class PolicyReportWriter:
             log.info("dry-run: would delete %s %s/%s", self.api.kind, namespace, name)
             return
         try:
-            await self.kube._call(
+            await self.kube._write_call(
                 self.kube.custom.delete_namespaced_custom_object, *self._resource, namespace, self.api.plural, name
             )
         except ApiException as error:

@@ -27,10 +27,12 @@ IMAGE_REPOSITORY = "slimguard/slimguard"
 
 def push_self_image(node: RealNode, client: docker.DockerClient, engine_tag: str) -> str:
     """The engine's build of slimguard's image, in the node's registry as a release would publish it; its
-    reference. (`docker save`d once per image ID: the engine cannot push to the node's TLS registry itself.)"""
+    reference by digest. (`docker save`d once per image ID: the engine cannot push to the node's TLS registry
+    itself.) By digest: the node's containerd keeps its images between sessions, and with the version's tag
+    alone (``imagePullPolicy: IfNotPresent``) it runs an earlier build it already holds, not the one pushed."""
     artifact = engine_image_artifact(client, client.images.get(engine_tag).id, name="self-image-for-node")
-    oci.push(node.registry.endpoint, IMAGE_REPOSITORY, __version__, artifact)
-    return node.image(IMAGE_REPOSITORY, __version__)
+    digest = oci.push(node.registry.endpoint, IMAGE_REPOSITORY, __version__, artifact)
+    return f"{node.image(IMAGE_REPOSITORY, __version__).rsplit(':', 1)[0]}@{digest}"
 
 
 def helm(helm_binary: str, node: RealNode, *args: str) -> subprocess.CompletedProcess[str]:
@@ -41,18 +43,20 @@ def helm(helm_binary: str, node: RealNode, *args: str) -> subprocess.CompletedPr
 
 
 def install_slimguard(node: RealNode, helm_binary: str, image: str, *values: str) -> float:
-    """CRDs, then `helm install` of the chart with the image and the node registry's address allowed and its CA
-    trusted (``values``: more ``--set``/``--set-file`` arguments), waiting for every Pod to be Ready; the seconds
-    it took."""
+    """CRDs, then `helm install` of the chart with the image (by tag or by digest) and the node registry's address
+    allowed and its CA trusted (``values``: more ``--set``/``--set-file`` arguments), waiting for every Pod to be
+    Ready; the seconds it took."""
     started = time.monotonic()
     node.kubectl("apply", "--server-side", "-f", str(REPO_ROOT / "crds"))
     node.plane.wait_established()
-    repository, tag = image.rsplit(":", 1)
+    repository, digest = image.split("@", 1) if "@" in image else (image, "")
+    repository, tag = (repository, __version__) if digest else repository.rsplit(":", 1)
     result = helm(
         helm_binary, node,
         "install", RELEASE, str(CHART), "--namespace", RELEASE_NAMESPACE, "--create-namespace",
         "--set", f"image.repository={repository}",
         "--set", f"image.tag={tag}",
+        "--set", f"image.digest={digest}",
         "--set", "registries.allowPrivate=true",
         "--set-file", f"registries.caBundle={node.registry.ca_file}",
         *values,

@@ -38,6 +38,7 @@ ENFORCE_SLIM = image_policy("node-enforce", {"maxCompressedSize": "100Mi"}, name
 class Install:
     node: RealNode
     image: str
+    """What the chart runs: slimguard's image by the digest just pushed."""
     install_seconds: float
 
     def pods(self, component: str) -> list[dict[str, Any]]:
@@ -83,13 +84,13 @@ def installed(real_node: RealNode, self_image: str, docker_engine: DockerEngine,
 
 
 def test_every_slimguard_pod_runs_from_its_own_image_and_is_ready(installed: Install) -> None:
-    for component, replicas in (("controller", 1), ("webhook", 2)):
+    for component, replicas in (("controller", 2), ("webhook", 2)):
         pods = installed.pods(component)
         assert len(pods) == replicas, component
         for pod in pods:
             (container,) = pod["status"]["containerStatuses"]
             assert container["ready"], (component, container)
-            assert container["image"] == installed.image
+            assert installed.image in (container["image"], container["imageID"]), container
             assert container["restartCount"] == 0, diagnose(installed.node)
 
 
@@ -143,8 +144,16 @@ def test_a_slim_deployment_runs_and_the_controller_in_the_cluster_marks_it_compl
         return found if status_of(found) == "compliant" else None
 
     wait_for("the in-cluster controller to label the Deployment compliant", compliant, timeout=120)
-    policy = json.loads(node.kubectl("get", "imagepolicy", "node-enforce", "-o", "json").stdout)
-    assert policy.get("status"), "the controller wrote no ImagePolicy status"
+
+    def policy_status() -> dict[str, Any] | None:
+        found = json.loads(node.kubectl("get", "imagepolicy", "node-enforce", "-o", "json").stdout)
+        return found.get("status") or None
+
+    # Written apart from the label, a debounce later (at least 1 s): waited for, not read at once.
+    try:
+        wait_for("the controller's ImagePolicy status", policy_status, timeout=60)
+    except AssertionError as missing:
+        raise AssertionError(f"{missing}{diagnose(node)}") from None
     reports = json.loads(node.kubectl("get", "imagereports", "-A", "-o", "json").stdout)["items"]
     assert reports, "the controller wrote no ImageReport"
 
@@ -162,13 +171,14 @@ def test_prometheus_scrapes_every_slimguard_pod_by_the_charts_annotations(
     with Prometheus(
         tmp_path_factory.mktemp("node-prometheus"), scrape_configs=[job], binary=prometheus_with_kubernetes_sd()
     ) as prometheus:
+        # Both controller Pods (the leader and the standby) and both webhook Pods.
+        pods = {pod["metadata"]["name"] for component in ("controller", "webhook") for pod in installed.pods(component)}
 
         def every_pod_scraped() -> list[dict[str, Any]] | None:
             up = prometheus.query(f'up{{job="kubernetes-pods", namespace="{RELEASE_NAMESPACE}"}}')
-            return up if len(up) == 3 and all(sample["value"][1] == "1" for sample in up) else None
+            return up if len(up) == len(pods) == 4 and all(sample["value"][1] == "1" for sample in up) else None
 
-        up = wait_for("the controller and both webhook Pods to be scraped", every_pod_scraped, timeout=60)
-        pods = {pod["metadata"]["name"] for component in ("controller", "webhook") for pod in installed.pods(component)}
+        up = wait_for("both controller and both webhook Pods to be scraped", every_pod_scraped, timeout=60)
         assert {sample["metric"]["pod"] for sample in up} == pods
         # slimguard's own series, from each Pod.
         series = prometheus.query(f'count by (pod) ({{__name__=~"slimguard_.+", namespace="{RELEASE_NAMESPACE}"}})')

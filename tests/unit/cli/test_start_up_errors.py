@@ -39,6 +39,8 @@ def test_the_ci_commands_refuse_it_the_same_way(tmp_path: Path) -> None:
         (["controller", "--liveness", "http://[::]/healthz"], "--liveness 'http://[::]/healthz'"),
         (["controller", "--log-level", "verbose"], "--log-level 'verbose'"),
         (["controller", "--workers", "0"], "--workers"),
+        (["controller", "--leader-elect-renew-deadline", "10"], "--leader-elect-lease-duration"),
+        (["controller", "--leader-elect-retry-period", "6"], "--leader-elect-renew-deadline"),
     ],
 )
 def test_a_bad_value_is_one_line_naming_it(argv: list[str], named: str) -> None:
