@@ -163,8 +163,12 @@ def source() -> Source:
 
 def check_tagged(version: str, src: Source) -> None:
     """A release from a tag: the tree is the commit, and the tag v<version> points at it."""
-    if src.dirty:
-        raise ReleaseError("the working tree differs from HEAD: a tagged release is built from the commit alone")
+    untracked = run(["git", "-C", str(REPO), "status", "--porcelain"], quiet=True).strip()
+    if src.dirty or untracked:
+        raise ReleaseError(
+            "the working tree differs from HEAD (git status --porcelain lists it): a tagged release is built from "
+            "the commit alone, and an untracked file under operator/ would go into the sdist"
+        )
     tags = run(["git", "-C", str(REPO), "tag", "--points-at", "HEAD"], quiet=True).split()
     if f"v{version}" not in tags:
         raise ReleaseError(f"HEAD is not tagged v{version} (its tags: {', '.join(tags) or 'none'})")

@@ -158,6 +158,16 @@ def test_a_version_that_disagrees_stops_the_release_before_anything_is_built(tmp
         release.check_versions(__version__, chart=chart)
     release.check_versions(__version__)  # the repository's own agree
 
+    # --tagged (the workflow's): this checkout is not a tagged, clean commit with a dated section, so it stops.
+    tagged = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "release.py"), "--tagged", "--no-push", "--out", str(tmp_path / "t")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert tagged.returncode == 2, tagged.stderr
+    assert tagged.stderr.startswith("release: error: "), tagged.stderr
+    assert any(why in tagged.stderr for why in ("differs from HEAD", "is not tagged", "has no date")), tagged.stderr
+    assert not (tmp_path / "t").exists()
+
 
 def test_the_sdist_and_the_wheel_are_reproducible(tmp_path: Path) -> None:
     """Two builds of the same tree, a few seconds apart, are the same bytes (SOURCE_DATE_EPOCH: the commit's)."""
@@ -239,7 +249,7 @@ def released(
     helm: str,
     syft: Path,
     tmp_path_factory: pytest.TempPathFactory,
-) -> Released:
+) -> Iterator[Released]:
     work = tmp_path_factory.mktemp("release")
     home = work / "home"
     (home / "docker").mkdir(parents=True)
@@ -285,7 +295,7 @@ def released(
     assert result.returncode == 0, f"make release failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
     print(f"make release took {seconds:.0f} s")
     summary = json.loads((out / "release.json").read_text())
-    return Released(
+    yield Released(
         registry=f"{registry.host}/slimguard",
         summary=summary,
         out=out,
@@ -295,6 +305,8 @@ def released(
         ca_file=registry.ca_file,
         seconds=seconds,
     )
+    # The engine is shared between sessions: leave no tag naming this session's registry (the layers stay cached).
+    subprocess.run(["docker", "rmi", summary["image"]["reference"], runtime], capture_output=True, env=env, check=False)
 
 
 def test_make_release_pushes_the_image_and_the_chart_and_says_where(released: Released) -> None:
@@ -411,6 +423,29 @@ def test_the_published_chart_names_this_release(released: Released) -> None:
     values = yaml.safe_load(_helm(released, "show", "values", chart, "--version", __version__))
     assert values["image"]["repository"] == f"{released.registry}/slimguard"
     assert values["image"]["digest"] == released.summary["image"]["digest"]
+
+
+def test_the_chart_rebuilt_from_the_same_commit_pushes_to_the_published_digest(
+    released: Released, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reproducible in the registry too: the chart packaged again, later, and pushed to another repository has
+    the manifest digest the release pushed (helm push dates the manifest by the archive's time)."""
+    monkeypatch.setenv("HELM", released.env["HELM"])
+    source = release.Source(revision="unused", epoch=int(_git("log", "-1", "--format=%ct")))
+    notes = release.release_notes(__version__, (REPO / "CHANGELOG.md").read_text())
+    image = release.PushedImage(
+        reference=released.summary["image"]["reference"], digest=released.summary["image"]["digest"], labels={}, base=""
+    )
+    options = release.Options(registry=released.registry, version=__version__, out=tmp_path, push=False)
+    archive = release.package_and_push_chart(options, source, notes, image).archive
+    assert hashlib.sha256(archive.read_bytes()).hexdigest() == released.summary["files"][archive.name]
+    again = f"oci://{released.registry}/again"
+    pushed = subprocess.run(
+        [released.env["HELM"], "push", str(archive), again, "--ca-file", str(released.ca_file)],
+        capture_output=True, text=True, env=released.env, timeout=120, check=False,
+    )  # fmt: skip
+    assert pushed.returncode == 0, pushed.stderr
+    assert f"Digest: {released.summary['chart']['digest']}" in pushed.stdout + pushed.stderr, pushed.stderr
 
 
 @pytest.fixture(scope="module")
