@@ -6,7 +6,7 @@
 #      plane's and the real node's (kubelet, kube-scheduler, kube-proxy, pause; ~1 min more);
 #   4.-5. helm and the Grafana dashboard validator, built from their Go modules into the same cache;
 #   6. dive and syft, the anchors the layer-content numbers are checked against (same cache, by version);
-#   8.-9. Prometheus with Kubernetes service discovery, and actionlint, which checks .github/workflows/.
+#   7.-8. Prometheus with Kubernetes service discovery, and actionlint, which checks .github/workflows/.
 # `bootstrap.sh release` prepares only what `make release` runs: the venv, helm and syft (no Debian packages,
 # no Kubernetes), as the release workflow's runner needs.
 set -euo pipefail
