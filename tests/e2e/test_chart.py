@@ -8,6 +8,7 @@ The install objects themselves are tested in test_install_manifests.py; the rele
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -259,13 +260,19 @@ def test_the_test_hook_passes_against_a_webhook_reached_as_through_its_service(
     env = {item["name"]: item["value"] for item in pod["spec"]["containers"][0]["env"]}
     assert env["SERVER_NAME"] == SERVICE_NAME
     assert env["ADDRESS_ENV"] == "SLIMGUARD_WEBHOOK_SERVICE_HOST"
-    assert env["CA_FILE"] == "/etc/slimguard/tls/ca.crt"  # the webhook TLS Secret's ca.crt, mounted
-    ca_file = testbed_ca.write(tmp_path, "webhook-ca")
+    # The webhook TLS Secret's published bundle, else its ca.crt: its CA certificates only, never a key.
+    assert env["CA_FILES"] == "/etc/slimguard/webhook-ca/ca-bundle.crt:/etc/slimguard/webhook-ca/ca.crt"
+    (volume,) = pod["spec"]["volumes"]
+    assert volume["secret"]["items"] == [
+        {"key": "ca-bundle.crt", "path": "ca-bundle.crt"}, {"key": "ca.crt", "path": "ca.crt"}
+    ]  # fmt: skip
+    ca_file = testbed_ca.write(tmp_path, "ca")
     here = {
-        # What the kubelet would give the Pod: the Service's cluster IP (here, the webhook's address) and its CA.
+        # What the kubelet would give the Pod: the Service's cluster IP (here, the webhook's address) and the
+        # Secret's CA (here ca.crt alone, as cert-manager writes it: the bundle is missing, so the next is read).
         "SLIMGUARD_WEBHOOK_SERVICE_HOST": "127.0.0.1",
         "PORT": str(service_webhook.port),
-        "CA_FILE": str(ca_file),
+        "CA_FILES": f"{tmp_path / 'ca-bundle.crt'}:{ca_file}",
     }
     passed = _hook_run(pod, here)
     assert passed.returncode == 0, passed.stdout + passed.stderr
@@ -274,6 +281,24 @@ def test_the_test_hook_passes_against_a_webhook_reached_as_through_its_service(
 
     # The same webhook under a CA the configuration does not hold: the hook refuses the certificate.
     stranger = CertificateAuthority("not the webhook's CA").write(tmp_path / "stranger", "ca")
-    refused = _hook_run(pod, {**here, "CA_FILE": str(stranger)})
+    refused = _hook_run(pod, {**here, "CA_FILES": str(stranger)})
     assert refused.returncode != 0
     assert "CERTIFICATE_VERIFY_FAILED" in refused.stderr, refused.stdout + refused.stderr
+
+    # The Secret not written yet (or holding no CA): one line saying so.
+    empty = _hook_run(pod, {**here, "CA_FILES": f"{tmp_path / 'none.crt'}"})
+    assert empty.returncode != 0
+    assert "the webhook's TLS Secret holds no CA yet" in empty.stderr, empty.stderr
+
+
+def test_the_test_hook_trusts_the_given_ca_when_the_certificate_is_provided(helm: str) -> None:
+    pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    rendered = helm_template(
+        helm, "--set", "webhook.certificates.mode=provided", "--set", "webhook.tls.secretName=own-tls",
+        "--set", f"webhook.tls.caBundle={base64.b64encode(pem.encode()).decode()}",
+    )  # fmt: skip
+    (pod,) = _test_pods(objects_of(rendered))
+    env = {item["name"]: item["value"] for item in pod["spec"]["containers"][0]["env"]}
+    assert env["CA_PEM"] == pem
+    assert "CA_FILES" not in env
+    assert "volumes" not in pod["spec"]  # the Secret is the user's: nothing of it is mounted

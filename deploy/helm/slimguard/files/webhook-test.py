@@ -2,8 +2,8 @@
 
 Run by the slimguard image's own Python (distroless: no shell, no curl), standard library only, nothing from
 outside the cluster. It connects to the webhook Service's cluster IP (from the Service's environment variables, so
-no cluster DNS is needed), verifies the serving certificate against the webhook configuration's CA for the
-Service's DNS name, then
+no cluster DNS is needed), verifies the serving certificate for the Service's DNS name against the CAs the
+webhook configuration's caBundle holds, then
   1. GET /readyz answers 200: the webhook has loaded the ImagePolicies and its certificate;
   2. an AdmissionReview POSTed to the configured path comes back with its uid and a decision.
 The review is of a Pod without containers in the release namespace: no policy can match it, so no registry is
@@ -31,8 +31,19 @@ class ServiceConnection(http.client.HTTPSConnection):
         self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
 
 
+def trust() -> ssl.SSLContext:
+    """The CA the apiserver trusts the webhook by: CA_PEM (given), else the first of CA_FILES that exists."""
+    if os.environ.get("CA_PEM"):
+        return ssl.create_default_context(cadata=os.environ["CA_PEM"])
+    candidates = [path for path in os.environ.get("CA_FILES", "").split(":") if path]
+    for path in candidates:
+        if os.path.isfile(path):
+            return ssl.create_default_context(cafile=path)
+    raise SystemExit(f"FAIL: none of {', '.join(candidates)} exists: the webhook's TLS Secret holds no CA yet")
+
+
 def request(method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
-    context = ssl.create_default_context(cafile=os.environ.get("CA_FILE") or None, cadata=os.environ.get("CA_PEM"))
+    context = trust()
     server_name = os.environ["SERVER_NAME"]
     address = os.environ.get(os.environ["ADDRESS_ENV"]) or server_name
     connection = ServiceConnection(address, int(os.environ["PORT"]), server_name, context)
