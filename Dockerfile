@@ -43,12 +43,6 @@ RUN /venv/bin/python -m pip wheel --no-deps --no-build-isolation --wheel-dir /wh
  && /venv/bin/slimguard version
 
 FROM ${RUNTIME}
-ARG RUNTIME
-LABEL org.opencontainers.image.title="slimguard" \
-      org.opencontainers.image.description="Keeps container images slim: a Kubernetes operator, admission webhook and CLI." \
-      org.opencontainers.image.source="https://github.com/slimguard/slimguard" \
-      org.opencontainers.image.licenses="Apache-2.0" \
-      org.opencontainers.image.base.name="${RUNTIME}"
 COPY --from=build /venv /venv
 ENV PATH=/venv/bin:/usr/bin:/bin \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -58,3 +52,25 @@ USER 65532:65532
 EXPOSE 8443 9090
 ENTRYPOINT ["slimguard"]
 CMD ["--help"]
+# The labels last: version, revision and created change with every commit, and only this metadata step follows
+# them, so the layers above stay cached. `make release` (scripts/release.py) sets them from slimguard.__version__,
+# the commit and its time (SOURCE_DATE_EPOCH), and the base's name and digest as it pulled it; a plain
+# `docker build` leaves the first three empty and names the base as given.
+ARG RUNTIME
+ARG VERSION=""
+ARG REVISION=""
+ARG CREATED=""
+ARG BASE_NAME=${RUNTIME}
+ARG BASE_DIGEST=""
+LABEL org.opencontainers.image.title="slimguard" \
+      org.opencontainers.image.description="Keeps container images slim: a Kubernetes operator, admission webhook and CLI." \
+      org.opencontainers.image.source="https://github.com/slimguard/slimguard" \
+      org.opencontainers.image.url="https://github.com/slimguard/slimguard" \
+      org.opencontainers.image.documentation="https://github.com/slimguard/slimguard#readme" \
+      org.opencontainers.image.vendor="The slimguard authors" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.base.name="${BASE_NAME}" \
+      org.opencontainers.image.base.digest="${BASE_DIGEST}"

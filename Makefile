@@ -2,14 +2,14 @@
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint unit e2e bench
+.PHONY: setup demo test lint unit e2e bench release release-tools
 
 setup:
 	bash scripts/bootstrap.sh
 
 lint: setup
-	$(BIN)/ruff check operator tests bench
-	$(BIN)/ruff format --check operator tests bench
+	$(BIN)/ruff check operator tests bench scripts
+	$(BIN)/ruff format --check operator tests bench scripts
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
@@ -27,3 +27,16 @@ e2e: setup
 
 bench: setup
 	$(BIN)/python bench/audit_scale.py
+
+# A release: the wheel and sdist, the image (OCI labels, SBOM) and the chart, the image and the chart pushed to
+# REGISTRY (host/namespace: REGISTRY/slimguard:VERSION and oci://REGISTRY/charts/slimguard). VERSION, if given,
+# must be slimguard.__version__. RELEASE_FLAGS: more of scripts/release.py's options (--tagged, --no-push,
+# --plain-http, --ca-file FILE, ...). Log in to the registry first (docker login; helm push reads its credentials).
+#   make release REGISTRY=127.0.0.1:5000/slimguard RELEASE_FLAGS=--plain-http
+release: release-tools
+	@test -n "$(REGISTRY)" || { echo "make release needs REGISTRY=host/namespace, e.g. REGISTRY=127.0.0.1:5000/slimguard" >&2; exit 2; }
+	$(BIN)/python scripts/release.py --registry "$(REGISTRY)" $(if $(VERSION),--version "$(VERSION)") $(RELEASE_FLAGS)
+
+# Only what a release runs: the venv, helm and syft (no Kubernetes build, no Debian packages).
+release-tools:
+	bash scripts/bootstrap.sh release

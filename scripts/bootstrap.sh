@@ -5,15 +5,24 @@
 #   3. Kubernetes binaries via scripts/build-k8s.sh (cached in ~/.cache/slimguard; ~10 min cold), the control
 #      plane's and the real node's (kubelet, kube-scheduler, kube-proxy, pause; ~1 min more);
 #   4.-5. helm and the Grafana dashboard validator, built from their Go modules into the same cache;
-#   6. dive and syft, the anchors the layer-content numbers are checked against (same cache, by version).
+#   6. dive and syft, the anchors the layer-content numbers are checked against (same cache, by version);
+#   7.-8. Prometheus with Kubernetes service discovery, and actionlint, which checks .github/workflows/.
+# `bootstrap.sh release` prepares only what `make release` runs: the venv, helm and syft (no Debian packages,
+# no Kubernetes), as the release workflow's runner needs.
 set -euo pipefail
+MODE="${1:-all}"
+case "$MODE" in
+  all | release) ;;
+  *) echo "usage: $0 [all|release]" >&2; exit 2 ;;
+esac
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 CACHE="${SLIMGUARD_CACHE:-$HOME/.cache/slimguard}"
-# containerd, runc, the CNI plugins, nftables and iptables: the real node's runtime and network (tests/e2e/node).
+# containerd, runc, the CNI plugins, nftables and iptables: the real node's runtime and network (tests/e2e/node),
+# and shellcheck, which actionlint runs over the workflows' run: scripts.
 PACKAGES=(etcd-server docker.io docker-registry debootstrap skopeo busybox-static apache2-utils prometheus iproute2 nginx-light
-          containerd runc containernetworking-plugins nftables iptables gcc libc6-dev)
+          containerd runc containernetworking-plugins nftables iptables gcc libc6-dev shellcheck)
 
 log() { printf '==> %s\n' "$*" >&2; }
 as_root() { if [[ $EUID -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
@@ -37,7 +46,9 @@ apt_install() {
 
 # -- 1. Debian packages --------------------------------------------------------------------------------
 missing=()
-for package in "${PACKAGES[@]}"; do installed "$package" || missing+=("$package"); done
+if [[ $MODE == all ]]; then
+  for package in "${PACKAGES[@]}"; do installed "$package" || missing+=("$package"); done
+fi
 
 # -- Python 3.11 (pyenv's if present, else Debian's, which needs python3.11-venv for `python -m venv`) --
 find_python() {
@@ -87,31 +98,46 @@ mkdir -p "$CACHE"
 if command -v go >/dev/null; then
   log "caches: $CACHE; Go $(go env GOCACHE) and $(go env GOMODCACHE); pip ${PIP_CACHE_DIR:-its default}"
 fi
-# The same lock the test bed takes (slimguard_testbed.cache): build-k8s.sh wipes its work directory first.
-K8S_BIN="$(flock "$CACHE/k8s-build.lock" bash scripts/build-k8s.sh control)"
-log "Kubernetes binaries: $K8S_BIN"
-NODE_BIN="$(flock "$CACHE/k8s-build.lock" bash scripts/build-k8s.sh node)"
-log "Kubernetes node binaries: $NODE_BIN"
+if [[ $MODE == all ]]; then
+  # The same lock the test bed takes (slimguard_testbed.cache): build-k8s.sh wipes its work directory first.
+  K8S_BIN="$(flock "$CACHE/k8s-build.lock" bash scripts/build-k8s.sh control)"
+  log "Kubernetes binaries: $K8S_BIN"
+  NODE_BIN="$(flock "$CACHE/k8s-build.lock" bash scripts/build-k8s.sh node)"
+  log "Kubernetes node binaries: $NODE_BIN"
+fi
 
 # -- 4. helm, for the chart's tests (built from its Go module once; ~4 min cold) ---------------------------
 HELM="$(bash scripts/build-helm.sh)"
 log "helm: $HELM"
 
-# -- 5. the Grafana dashboard validator (grafana-foundation-sdk's Go module; seconds once it is fetched) ----
-VALIDATOR="$(bash scripts/build-dashboard-validator.sh)"
-log "dashboard validator: $VALIDATOR"
+if [[ $MODE == all ]]; then
+  # -- 5. the Grafana dashboard validator (grafana-foundation-sdk's Go module; seconds once it is fetched) --
+  VALIDATOR="$(bash scripts/build-dashboard-validator.sh)"
+  log "dashboard validator: $VALIDATOR"
 
-# -- 6. distribution v3's registry, whose tag lists paginate (2.8's do not), for the tag-list tests -------
-REGISTRY_V3="$(bash scripts/build-registry-v3.sh)"
-log "registry v3: $REGISTRY_V3"
+  # -- 6. distribution v3's registry, whose tag lists paginate (2.8's do not), for the tag-list tests -----
+  REGISTRY_V3="$(bash scripts/build-registry-v3.sh)"
+  log "registry v3: $REGISTRY_V3"
+fi
 
 # -- 7. dive and syft: what slimguard's efficiency, wasted bytes and package counts are checked against ----
-# (Go modules, ~3 and ~6 min cold; scripts/build-go-tool.sh returns at once when the version is cached)
-DIVE="$(bash scripts/build-go-tool.sh dive github.com/wagoodman/dive "${DIVE_VERSION:-v0.13.1}")"
-log "dive: $DIVE"
+# (Go modules, ~3 and ~6 min cold; scripts/build-go-tool.sh returns at once when the version is cached).
+# syft also writes a release's SBOM (scripts/release.py).
+if [[ $MODE == all ]]; then
+  DIVE="$(bash scripts/build-go-tool.sh dive github.com/wagoodman/dive "${DIVE_VERSION:-v0.13.1}")"
+  log "dive: $DIVE"
+fi
 SYFT="$(bash scripts/build-go-tool.sh syft github.com/anchore/syft/cmd/syft "${SYFT_VERSION:-v1.57.1}")"
 log "syft: $SYFT"
 
-# -- 8. Prometheus with Kubernetes service discovery (Debian's has none), for the real node's scrape (~17 min cold)
-PROMETHEUS="$(bash scripts/build-go-tool.sh prometheus github.com/prometheus/prometheus/cmd/prometheus v0.316.0)"
-log "prometheus (kubernetes_sd): $PROMETHEUS"
+if [[ $MODE == all ]]; then
+  # -- 8. Prometheus with Kubernetes service discovery (Debian's has none), for the real node's scrape (~17 min cold)
+  PROMETHEUS="$(bash scripts/build-go-tool.sh prometheus github.com/prometheus/prometheus/cmd/prometheus v0.316.0)"
+  log "prometheus (kubernetes_sd): $PROMETHEUS"
+fi
+
+# -- 9. actionlint, for the release workflow's test (tests/e2e/test_release.py; ~1 min cold) ---------------
+if [[ $MODE == all ]]; then
+  ACTIONLINT="$(bash scripts/build-go-tool.sh actionlint github.com/rhysd/actionlint/cmd/actionlint "${ACTIONLINT_VERSION:-v1.7.12}")"
+  log "actionlint: $ACTIONLINT"
+fi

@@ -78,14 +78,15 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         warmup.step("pip install slimguard (the CLI alone)", "~1 min", functools.partial(_installed, ()))
     if "operator_install" in names:
         warmup.step("pip install 'slimguard[operator]'", "~2 min", functools.partial(_installed, OPERATOR_EXTRA))
-    if "fixture_images" not in names:
+    if not names & {"fixture_images", "released"}:
         return
     artifacts = warmup.step("fixture images", "~3 min", warm_fixture_cache)
     engine_needs = EngineNeeds(
         fat_bases="built" in names,
         busybox="built" in names,
         content_shapes="content_shapes" in names,
-        self_image="self_image" in names,
+        # test_release's `make release` builds the same Dockerfile: its pip steps come from this build's cache.
+        self_image="self_image" in names or "released" in names,
         cli_fat_build="built" in names,
     )
     if artifacts is not None and engine_needs.any():
@@ -98,10 +99,12 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 # The Go programs some tests run, built from their modules into the cache by scripts/ (bootstrap builds them
 # too): (fixture that runs it, what, time when cold, script, its arguments).
+ACTIONLINT = ("github.com/rhysd/actionlint/cmd/actionlint", "v1.7.12")  # scripts/bootstrap.sh builds the same
 GO_TOOLS = (
     ("helm", "helm", "~4 min", "build-helm.sh", ()),
     ("dashboard_validator", "Grafana dashboard validator", "~2 min", "build-dashboard-validator.sh", ()),
     ("paging_registry", "distribution v3 registry", "~3 min", "build-registry-v3.sh", ()),
+    ("actionlint", "actionlint", "~1 min", "build-go-tool.sh", ("actionlint", *ACTIONLINT)),
 )
 
 
@@ -292,6 +295,13 @@ def webhook(
         )
         yield replicas
         control_plane.kubectl("delete", "validatingwebhookconfiguration", "slimguard-e2e", "--ignore-not-found")
+
+
+@pytest.fixture(scope="session")
+def actionlint() -> Path:
+    """actionlint (its Go module, built once into the cache by scripts/build-go-tool.sh): it checks
+    .github/workflows/, running shellcheck (a Debian package bootstrap installs) over their run: scripts."""
+    return Path(run_build_script("build-go-tool.sh", "actionlint", *ACTIONLINT))
 
 
 @pytest.fixture(scope="session")

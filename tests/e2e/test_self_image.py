@@ -9,6 +9,7 @@ are tagged in the engine on stand-ins too, so base detection compares layers wit
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import shutil
@@ -20,6 +21,7 @@ import pytest
 
 from slimguard import __version__
 from slimguard_testbed import DockerEngine
+from slimguard_testbed.images.self_image import RUNTIME_TAG
 
 # The session's `self_image` builds slimguard's own image with the Docker engine (a pip install from a local index):
 # minutes, not the 60 s a test gets by default. A deadline against hangs, never a speed claim.
@@ -59,6 +61,35 @@ def test_the_image_carries_slimguards_license(docker_engine: DockerEngine, self_
     )
     client.close()
     assert output.decode() == "Apache-2.0\n" + (REPO / "LICENSE").read_text() + "\n"
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_the_image_carries_its_oci_labels(docker_engine: DockerEngine, self_image: str) -> None:
+    """The labels `make release` sets, from the one version, the commit and its time (scripts/release.py
+    image-args, which the test bed's build takes too); the base as the build was given it."""
+    client = docker_engine.client()
+    labels = client.images.get(self_image).labels
+    client.close()
+    commit = _git("rev-parse", "HEAD")
+    committed = int(os.environ.get("SOURCE_DATE_EPOCH") or _git("log", "-1", "--format=%ct"))
+    oci = {key.removeprefix("org.opencontainers.image."): value for key, value in labels.items()}
+    assert oci.pop("revision") in (commit, f"{commit}-dirty")  # -dirty: built from a working tree that differs
+    assert oci == {
+        "title": "slimguard",
+        "description": "Keeps container images slim: a Kubernetes operator, admission webhook and CLI.",
+        "source": "https://github.com/slimguard/slimguard",
+        "url": "https://github.com/slimguard/slimguard",
+        "documentation": "https://github.com/slimguard/slimguard#readme",
+        "vendor": "The slimguard authors",
+        "licenses": "Apache-2.0",
+        "version": __version__,
+        "created": datetime.datetime.fromtimestamp(committed, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "base.name": RUNTIME_TAG,  # as the build argument named it; `make release` names the pulled base
+        "base.digest": "",  # only a pulled base has one (make release: tests/e2e/test_release.py)
+    }
 
 
 def test_slimguards_own_image_passes_its_own_policy(

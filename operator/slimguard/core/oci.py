@@ -60,9 +60,11 @@ def annotated_base(annotations: Any) -> BaseImage | None:
     name = annotations.get(BASE_NAME)
     if not isinstance(name, str) or not name:
         return None
+    # An empty digest is no digest: a Dockerfile's `LABEL ...base.digest="${BASE_DIGEST}"` built without the
+    # build argument writes "", as slimguard's own does outside `make release`.
     digest = annotations.get(BASE_DIGEST)
     return BaseImage(
-        reference=name, method=BaseImageMethod.ANNOTATION, digest=digest if isinstance(digest, str) else None
+        reference=name, method=BaseImageMethod.ANNOTATION, digest=digest if isinstance(digest, str) and digest else None
     )
 
 

@@ -18,6 +18,7 @@ import functools
 import gzip
 import hashlib
 import http.server
+import json
 import os
 import re
 import shutil
@@ -261,6 +262,23 @@ SELF_TAG = "ghcr.io/slimguard/slimguard:e2e"
 _SELF_CONTEXT = ("Dockerfile", ".dockerignore", "pyproject.toml", "README.md", "LICENSE")
 
 
+def release_label_args(repo_root: Path) -> dict[str, str]:
+    """The Dockerfile's label arguments as `make release` sets them (VERSION, REVISION, CREATED), from
+    ``scripts/release.py image-args``: the one definition of what the labels say."""
+    result = subprocess.run(
+        [sys.executable, str(repo_root / "scripts" / "release.py"), "image-args"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=repo_root,
+    )
+    if result.returncode != 0:
+        raise TestbedError(f"scripts/release.py image-args failed:\n{result.stderr[-2000:]}")
+    args = json.loads(result.stdout)
+    assert isinstance(args, dict)
+    return {str(key): str(value) for key, value in args.items()}
+
+
 def build_self_image(
     client: docker.DockerClient, *, repo_root: Path, node_base: str, debian_fat: str, workdir: Path
 ) -> str:
@@ -297,6 +315,8 @@ def build_self_image(
                     "RUNTIME": runtime,
                     "PIP_INDEX_URL": index,
                     "PIP_TRUSTED_HOST": "127.0.0.1",
+                    # Only the final stage's last step (LABEL) reads these: a new commit rebuilds no layer.
+                    **release_label_args(repo_root),
                 },
             )
         except Exception as error:  # the build log is the only useful thing to show

@@ -230,3 +230,16 @@ def test_a_webhook_replica_killed_under_a_stream_of_creates_loses_none(
     assert outcomes
     assert failed == 0
     wait_for("two webhook Pods Ready again", lambda: len(installed.ready_pods("webhook")) == 2, timeout=120)
+
+
+def test_helm_test_passes_on_the_node(installed: Install, helm: str) -> None:
+    """The chart's test hook (issue 23) as `helm test` runs it: a Pod of the slimguard image alone, on the node,
+    reaches the webhook through its Service (its cluster IP from the Pod's environment: no cluster DNS here) and
+    checks the certificate against the CA the webhook configuration holds. A Pod that passed is deleted (the hook's
+    delete policy), so its log is read only when it failed."""
+    result = helm_run(helm, installed.node, "test", "slimguard", "--namespace", RELEASE_NAMESPACE, "--timeout", "3m")
+    if result.returncode != 0:
+        logs = installed.node.kubectl("logs", "-n", RELEASE_NAMESPACE, "slimguard-webhook-test", check=False)
+        pytest.fail(result.stdout + result.stderr + logs.stdout + logs.stderr + diagnose(installed.node))
+    assert "TEST SUITE:     slimguard-webhook-test" in result.stdout, result.stdout
+    assert "Phase:          Succeeded" in result.stdout, result.stdout

@@ -106,6 +106,16 @@ def test_the_base_is_read_from_manifest_annotations_or_else_config_labels() -> N
     assert image.annotated_base.reference == "debian:12"
 
 
+def test_an_empty_base_digest_label_is_no_digest() -> None:
+    # What `LABEL org.opencontainers.image.base.digest="${BASE_DIGEST}"` writes when built without the argument.
+    labelled = config_body(config={"Labels": {oci.BASE_NAME: "debian:12", oci.BASE_DIGEST: ""}})
+    image = oci.platform_image(
+        oci.parse_manifest(manifest_document(1)), digest="d", config_body=labelled, platform=None
+    )
+    assert image.annotated_base is not None
+    assert (image.annotated_base.reference, image.annotated_base.digest) == ("debian:12", None)
+
+
 def test_an_index_lists_its_platforms_skips_attestations_and_picks_the_wanted_ones() -> None:
     index = oci.parse_index(
         {
