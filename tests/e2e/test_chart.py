@@ -84,7 +84,7 @@ def test_the_schema_declares_every_value_and_allows_no_other() -> None:
 @pytest.mark.parametrize(
     ("args", "refusal"),
     [
-        (["--set", "controller.replicas=3"], "at '/controller/replicas': maximum: got 3, want 1"),
+        (["--set", "controller.replicas=-1"], "at '/controller/replicas': minimum: got -1, want 0"),
         (["--set", "webhook.timeoutSecond=5"], "at '/webhook': additional properties 'timeoutSecond' not allowed"),
         (["--set", "logLevl=DEBUG"], "additional properties 'logLevl' not allowed"),
         (["--set-string", "webhook.replicas=2"], "at '/webhook/replicas': got string, want integer"),
@@ -108,11 +108,11 @@ def test_helm_install_refuses_them_and_creates_nothing(helm: str, control_plane:
     namespace = "slimguard-schema-refused"
     result = subprocess.run(
         [helm, "install", "refused", str(CHART), "--namespace", namespace, "--create-namespace",
-         "--kubeconfig", str(control_plane.admin_kubeconfig), "--set", "controller.replicas=2"],
+         "--kubeconfig", str(control_plane.admin_kubeconfig), "--set", "webhook.failurePolicy=Never"],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert result.returncode != 0
-    assert "at '/controller/replicas': maximum: got 2, want 1" in result.stderr, result.stderr
+    assert "at '/webhook/failurePolicy': value must be one of" in result.stderr, result.stderr
     listed = control_plane.kubectl("get", "namespace", namespace, "--ignore-not-found", "-o", "name").stdout
     assert listed == ""  # refused before the namespace, let alone a release, was made
 
