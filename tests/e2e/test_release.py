@@ -464,7 +464,7 @@ def installed(
         deadline = time.monotonic() + 60
         while True:  # the controller-manager makes the ReplicaSets, then the Pods (Pending: no kubelet here)
             pods = json.loads(control_plane.kubectl("get", "pods", "-n", RELEASE_NAMESPACE, "-o", "json").stdout)
-            if len(pods["items"]) >= 3 or time.monotonic() > deadline:
+            if len(pods["items"]) >= 4 or time.monotonic() > deadline:
                 break
             time.sleep(1)
         objects = {
@@ -489,7 +489,7 @@ def test_helm_installs_the_published_chart_from_the_registry_with_the_published_
         assert [container["image"] for container in containers] == [published]
         assert deployment["metadata"]["labels"]["app.kubernetes.io/version"] == __version__
     pods = installed["pods"]
-    assert len(pods) == 3  # one controller, two webhook replicas
+    assert len(pods) == 4  # two controller replicas (one leads), two webhook replicas
     assert {container["image"] for pod in pods for container in pod["spec"]["containers"]} == {published}
     assert {pod["status"]["phase"] for pod in pods} == {"Pending"}  # no kubelet in this tier
     assert f"{RELEASE_NAME}-slimguard-webhook" in {s["metadata"]["name"] for s in installed["services"]}
