@@ -133,7 +133,10 @@ def install_wheel(wheel: Path, root: Path, *, extras: Sequence[str] = ()) -> Ins
         raise TestbedError(f"python -m venv {root} failed:\n{created.stderr[-2000:]}")
     target = f"{wheel}[{','.join(extras)}]" if extras else str(wheel)
     command = [sys.executable, "-m", "pip", "--python", str(root / "bin" / "python"), "install", "--no-index"]
-    result = _run([*command, "--no-cache-dir", "--find-links", str(houses), target])
+    # Without PYTHONPATH: pointed at the checkout's operator/ (and its slimguard.egg-info), pip would find
+    # slimguard 0.1.0 "already satisfied" there and install only the dependencies.
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    result = _run([*command, "--no-cache-dir", "--find-links", str(houses), target], env=env)
     if result.returncode != 0:
         raise TestbedError(f"pip install {target} failed:\n{result.stderr[-3000:]}")
     return InstalledPackage(root=root, extras=tuple(extras))
