@@ -12,6 +12,11 @@ import yaml
 
 from slimguard_testbed import ControlPlane
 
+# The webhook configuration the e2e tests register (pointed at their replicas by `url`).
+WEBHOOK_TEMPLATE = (
+    Path(__file__).resolve().parents[2] / "deploy" / "kustomize" / "base" / "validatingwebhookconfiguration.yaml"
+)
+
 T = TypeVar("T")
 STATUS = "slimguard.dev/status"
 """The label slimguard puts its verdict in (compliant, noncompliant, pending, error)."""

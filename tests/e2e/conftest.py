@@ -262,7 +262,7 @@ def scale_images(registry: Registry) -> list[FixtureImage]:
 
 # --- the webhook under test ----------------------------------------------------------------------------------
 
-WEBHOOK_TEMPLATE = REPO / "deploy" / "kustomize" / "base" / "validatingwebhookconfiguration.yaml"
+from cluster import WEBHOOK_TEMPLATE  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -216,7 +216,7 @@ def test_fifty_concurrent_creates_on_a_never_seen_image_cost_one_inspection(
 def test_the_webhook_down_fails_open_with_ignore_closed_with_fail_and_never_blocks_system_namespaces(
     control_plane: ControlPlane, webhook: WebhookReplicas, fixture_images: Any, testbed_ca: Any
 ) -> None:
-    from conftest import WEBHOOK_TEMPLATE
+    from cluster import WEBHOOK_TEMPLATE
 
     ns = "admit-down"
     apply(
@@ -252,7 +252,7 @@ def test_the_webhook_down_fails_open_with_ignore_closed_with_fail_and_never_bloc
 def test_killing_one_of_two_replicas_during_a_stream_of_creates_fails_no_create(
     control_plane: ControlPlane, webhook: WebhookReplicas, fixture_images: Any, testbed_ca: Any
 ) -> None:
-    from conftest import WEBHOOK_TEMPLATE
+    from cluster import WEBHOOK_TEMPLATE
 
     ns = "admit-rolling"
     apply(

@@ -102,7 +102,7 @@ def test_an_expired_serving_certificate_is_visible_and_the_failure_policy_decide
     tmp_path: Path,
     fixture_images: Any,
 ) -> None:
-    from conftest import WEBHOOK_TEMPLATE
+    from cluster import WEBHOOK_TEMPLATE
 
     now = datetime.now(UTC)
     expired = testbed_ca.issue(
@@ -241,7 +241,7 @@ def _clean_slate(plane: ControlPlane) -> None:
 def _register_untrusted(plane: ControlPlane, url: str) -> None:
     """The configuration as the chart renders it in self-managed mode: no caBundle; failurePolicy Fail, so that a
     review the apiserver cannot make is an error, never a silent admission. Only the test's namespace."""
-    from conftest import WEBHOOK_TEMPLATE
+    from cluster import WEBHOOK_TEMPLATE
 
     configuration = webhook_configuration(
         WEBHOOK_TEMPLATE, url=url, ca_pem=None, name=SELF_MANAGED_CONFIGURATION, failure_policy="Fail"
