@@ -37,6 +37,7 @@ from slimguard_testbed.node.host import (
     ProcessRecord,
     kill_cgroup_members,
     kubepods_cgroups,
+    mounts_below,
     nft_tables,
     processes_with_argument,
     remove_cgroups,
@@ -152,12 +153,7 @@ class RealNode(Service):
         found += [f"nft table {table}" for table in nft_tables() if "slimguard_node" in table]
         found += [f"cgroup {cgroup}" for cgroup in kubepods_cgroups()]
         found += [f"containerd shim {pid}" for pid in processes_with_argument(str(self.containerd_socket))]
-        prefixes = (f"{self.state}/", f"{os.path.realpath(self.workdir)}/")
-        found += [
-            f"mount {line.split()[1]}"
-            for line in Path("/proc/mounts").read_text().splitlines()
-            if line.split()[1].startswith(prefixes)
-        ]
+        found += [f"mount {target}" for target in mounts_below(self.state, self.workdir)]
         return found
 
     # -- start-up -------------------------------------------------------------------------------------

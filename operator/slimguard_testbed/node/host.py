@@ -168,16 +168,18 @@ def remove_empty_nft_tables(*, keep: Iterable[str]) -> list[str]:
     return deleted
 
 
+def mounts_below(*roots: Path) -> list[str]:
+    """Mount points below ``roots`` (symlinks in them resolved), sorted."""
+    prefixes = tuple(f"{os.path.realpath(root)}/" for root in roots)
+    # /proc/mounts escapes spaces as \040; none of our paths has one.
+    targets = {line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()}
+    return sorted(target for target in targets if target.startswith(prefixes))
+
+
 def unmount_below(*roots: Path) -> list[str]:
     """Unmount everything mounted below ``roots``, deepest first (lazily if busy); returns what was mounted."""
-    prefixes = tuple(f"{os.path.realpath(root)}/" for root in roots)
-    mounted = []
-    for line in Path("/proc/mounts").read_text().splitlines():
-        # /proc/mounts escapes spaces as \040; none of our paths has one.
-        target = line.split()[1]
-        if target.startswith(prefixes):
-            mounted.append(target)
-    for target in sorted(set(mounted), reverse=True):
+    mounted = mounts_below(*roots)
+    for target in reversed(mounted):
         if run(["umount", target], check=False).returncode != 0:
             run(["umount", "--lazy", target], check=False)
     return mounted
@@ -239,7 +241,6 @@ def host_snapshot(*, sysctls: Iterable[str], mount_roots: Iterable[Path], addres
     """What of this machine a node touches, as comparable data: links, routes, nft tables, iptables rules,
     sysctls, kubepods cgroups, mounts below ``mount_roots`` (and netns mounts), the host paths the kubelet makes,
     TCP listeners on ``address`` (a process still bound to the node's address after its bridge went)."""
-    prefixes = (*(f"{os.path.realpath(root)}/" for root in mount_roots), "/run/netns/", "/var/run/netns/")
     iptables = []  # rules and chain names, without the packet counters
     for tool in ("iptables-save", "ip6tables-save"):
         for line in run([tool], check=False).stdout.splitlines():
@@ -254,11 +255,7 @@ def host_snapshot(*, sysctls: Iterable[str], mount_roots: Iterable[Path], addres
         "iptables": iptables,
         "sysctls": {name: read_sysctl(name) for name in sysctls},
         "cgroups": [str(path) for path in kubepods_cgroups()],
-        "mounts": sorted(
-            line.split()[1]
-            for line in Path("/proc/mounts").read_text().splitlines()
-            if line.split()[1].startswith(prefixes)
-        ),
+        "mounts": mounts_below(*mount_roots, Path("/run/netns"), Path("/var/run/netns")),
         "host paths": [str(path) for path in KUBELET_HOST_PATHS if path.exists()],
         "listeners": tcp_listeners(address),
     }
@@ -284,6 +281,7 @@ __all__ = [
     "host_snapshot",
     "kill_cgroup_members",
     "kubepods_cgroups",
+    "mounts_below",
     "nft_tables",
     "processes_with_argument",
     "read_sysctl",
