@@ -85,7 +85,13 @@ class WebhookServer:
             except (ValueError, KeyError, TypeError):
                 return web.json_response({"error": "expected an admission.k8s.io/v1 AdmissionReview"}, status=400)
             answer = await self.reviewer.review(admission)
-            return web.json_response(answer.response(uid))
+            response = web.json_response(answer.response(uid))
+            if self.draining:
+                # The apiserver's kept-alive connections outlive this replica's endpoint (conntrack keeps them on
+                # this Pod); closed idle when the drain ends, they race a POST it cannot retry (1 create in 5,723
+                # failed with EOF on the real node). Closed after an answer, the next review dials the live replica.
+                response.force_close()
+            return response
         finally:
             self.in_flight -= 1
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aiohttp.test_utils import make_mocked_request
+from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
 
 from admission.test_decision import create, policy, reviewer
 from slimguard.admission.server import ServerSettings, WebhookServer
@@ -58,3 +58,19 @@ async def test_verbose_names_the_failing_check_and_answers_503() -> None:
     ]
     server.draining = True
     assert await ready(server) == (503, "shutting down")
+
+
+async def test_while_draining_every_answer_tells_the_apiserver_to_close_its_connection() -> None:
+    """The apiserver keeps connections to a replica alive after the endpoints drop it (conntrack keeps them on the
+    old Pod); closing them idle when the drain ends races a POST on them, which the apiserver cannot retry (seen:
+    1 create in 5,723 failed with EOF when a webhook Pod was deleted). Closed after an answer, nothing races."""
+    server, _ = serving(policy("Enforce"))
+    review = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {**create(), "uid": "u"}}
+    async with TestClient(TestServer(server.app())) as client:
+        serving_answer = await client.post("/validate", json=review)
+        assert serving_answer.status == 200
+        assert serving_answer.headers.get("Connection", "keep-alive").lower() == "keep-alive"
+        server.draining = True
+        draining_answer = await client.post("/validate", json=review)
+        assert draining_answer.status == 200
+        assert draining_answer.headers["Connection"].lower() == "close"
