@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import time
 from collections.abc import Callable
@@ -12,10 +13,10 @@ import yaml
 
 from slimguard_testbed import ControlPlane
 
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "deploy" / "helm" / "slimguard"
 # The webhook configuration the e2e tests register (pointed at their replicas by `url`).
-WEBHOOK_TEMPLATE = (
-    Path(__file__).resolve().parents[2] / "deploy" / "kustomize" / "base" / "validatingwebhookconfiguration.yaml"
-)
+WEBHOOK_TEMPLATE = REPO / "deploy" / "kustomize" / "base" / "validatingwebhookconfiguration.yaml"
 
 T = TypeVar("T")
 STATUS = "slimguard.dev/status"
@@ -147,3 +148,21 @@ def image_policy(
         "metadata": {"name": name},
         "spec": {"mode": mode, "match": {"namespaces": namespaces}, "rules": rules, **extra},
     }
+
+
+def chart_readme() -> Any:
+    """scripts/chart_readme.py as a module: what writes the chart README's values table."""
+    spec = importlib.util.spec_from_file_location("slimguard_chart_readme", REPO / "scripts" / "chart_readme.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def documented_values() -> list[str]:
+    """Every key of the chart README's values table, as scripts/chart_readme.py lists them."""
+    module = chart_readme()
+    text = (CHART / "values.yaml").read_text()
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    return [key for key, *_ in module.rows(yaml.safe_load(text), schema, schema, module.value_comments(text))]

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
+from cluster import chart_readme
 
 from slimguard import __version__
 from slimguard_testbed import CertificateAuthority, ControlPlane
@@ -120,17 +121,6 @@ def test_helm_install_refuses_them_and_creates_nothing(helm: str, control_plane:
 # -- the README's values table -----------------------------------------------------------------------------
 
 
-def _chart_readme() -> Any:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("slimguard_chart_readme", REPO / "scripts" / "chart_readme.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_chart_readme_values_table_is_what_the_script_writes() -> None:
     result = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "chart_readme.py"), "--check"], capture_output=True, text=True
@@ -139,7 +129,7 @@ def test_the_chart_readme_values_table_is_what_the_script_writes() -> None:
 
 
 def test_every_value_in_the_table_is_described() -> None:
-    module = _chart_readme()
+    module = chart_readme()
     values_text = (CHART / "values.yaml").read_text()
     schema = _schema()
     rows = list(module.rows(yaml.safe_load(values_text), schema, schema, module.value_comments(values_text)))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from cluster import wait_for
+
 from slimguard_testbed.node import RealNode
 
 
@@ -25,3 +27,16 @@ def sleeping_pod(name: str, namespace: str, image: str, **spec: Any) -> dict[str
 def pod_phase(node: RealNode, name: str, namespace: str) -> str:
     found = node.kubectl("get", "pod", name, "-n", namespace, "-o", "json", "--ignore-not-found").stdout
     return str(json.loads(found)["status"].get("phase", "")) if found.strip() else ""
+
+
+def denied_by_slimguard(node: RealNode, manifest: str, *, timeout: float = 60) -> str:
+    """The apiserver's refusal of a server-side dry-run create, once slimguard's webhook answers it (it learns of a
+    new policy through its watch: until then the create is admitted). A refusal by failurePolicy (the webhook not
+    reached) is not slimguard's and does not count."""
+
+    def denied() -> str | None:
+        attempt = node.kubectl("create", "--dry-run=server", "-f", "-", input=manifest, check=False)
+        return attempt.stderr if attempt.returncode != 0 and "denied the request" in attempt.stderr else None
+
+    message: str = wait_for("slimguard's webhook to deny the create", denied, timeout=timeout)
+    return message
