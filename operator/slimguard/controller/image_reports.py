@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 
 from kubernetes.client.exceptions import ApiException
 
-from slimguard.core.alternatives import SlimmerBase
+from slimguard.core.bases import SlimmerBase
 from slimguard.core.errors import InvalidReference
 from slimguard.core.facts import ImageFacts
 from slimguard.core.matching import selected_containers

@@ -7,14 +7,13 @@ module decides what is a candidate, which fits best and what it would save, so t
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from slimguard.core.context import FactsOrError
+from slimguard.core.bases import BaseOptions, SlimmerBase, image_bases, tag_reference
 from slimguard.core.errors import InvalidReference
-from slimguard.core.facts import BaseImage, ImageFacts, Platform
+from slimguard.core.facts import FactsOrError, ImageFacts, Platform
 from slimguard.core.globs import image_matches_any
 from slimguard.core.policy import ImagePolicy
-from slimguard.core.quantity import format_bytes
 from slimguard.core.reference import ImageReference
 
 SLIM_WORDS = ("slim", "alpine", "distroless", "minimal", "chiseled", "micro")
@@ -48,78 +47,6 @@ def variant_tags(tag: str, tags: Iterable[str], *, limit: int = MAX_TAG_CANDIDAT
     return tuple(found[:limit])
 
 
-@dataclass(frozen=True, slots=True)
-class MeasuredImage:
-    """An image's compressed size (layers + config, what a node pulls) per platform, read from manifests."""
-
-    reference: str
-    sizes: Mapping[Platform, int] = field(default_factory=dict)
-
-    def size_for(self, platform: Platform) -> int | None:
-        for listed, size in self.sizes.items():
-            if listed.satisfies(platform):
-                return size
-        return None
-
-
-@dataclass(frozen=True, slots=True)
-class BaseOptions:
-    """A base as its tag points now, measured, and every candidate measured for it (missing: unreadable)."""
-
-    base: MeasuredImage
-    variants: tuple[str, ...] = ()
-    """References of the slim variants its tag list holds (those measured are in ``measured``)."""
-    measured: Mapping[str, MeasuredImage] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class SlimmerBase:
-    """The hint: rebuilding FROM ``alternative`` instead of ``base`` would save ``saving`` bytes per pull."""
-
-    policy: str
-    image: str
-    base: str
-    base_size: int
-    alternative: str
-    alternative_size: int
-    platform: Platform
-
-    @property
-    def saving(self) -> int:
-        return self.base_size - self.alternative_size
-
-    @property
-    def text(self) -> str:
-        return (
-            f"base {self.base} ({format_bytes(self.base_size)}) → {short_name(self.alternative, self.base)} "
-            f"({format_bytes(self.alternative_size)}) would save ~{format_bytes(self.saving)} per pull "
-            f"({self.platform})"
-        )
-
-    def as_dict(self) -> dict[str, str | int]:
-        return {
-            "policy": self.policy,
-            "image": self.image,
-            "base": self.base,
-            "baseBytes": self.base_size,
-            "alternative": self.alternative,
-            "alternativeBytes": self.alternative_size,
-            "savedBytes": self.saving,
-            "platform": str(self.platform),
-        }
-
-
-def short_name(reference: str, base: str) -> str:
-    """``node:20-alpine`` for a variant in the base's own repository; the whole reference otherwise."""
-    try:
-        parsed, of_base = ImageReference.parse(reference), ImageReference.parse(base)
-    except InvalidReference:
-        return reference
-    if (parsed.registry, parsed.repository) != (of_base.registry, of_base.repository) or parsed.tag is None:
-        return reference
-    return f"{parsed.repository.rsplit('/', 1)[-1]}:{parsed.tag}"
-
-
 def named_candidates(policy: ImagePolicy, base: str) -> tuple[str, ...]:
     """The alternatives ``policy`` names for ``base`` (every entry whose glob matches it)."""
     settings = policy.spec.slimmer_bases
@@ -148,17 +75,6 @@ def variant_references(base: str, tags: Iterable[str]) -> tuple[str, ...]:
     if parsed.tag is None:
         return ()
     return tuple(f"{parsed.registry}/{parsed.repository}:{tag}" for tag in variant_tags(parsed.tag, tags))
-
-
-def tag_reference(reference: str) -> str | None:
-    """A base's reference by tag (what "a slimmer variant" and "the tag now" are asked of), if it has one."""
-    try:
-        parsed = ImageReference.parse(reference)
-    except InvalidReference:
-        return None
-    if parsed.tag is None:
-        return None
-    return f"{parsed.registry}/{parsed.repository}:{parsed.tag}"
 
 
 def best_slimmer_base(
@@ -224,22 +140,6 @@ class BaseQuery:
             tuple(dict.fromkeys(self.named + other.named)),
             self.from_tags or other.from_tags,
         )
-
-
-def image_bases(
-    facts: ImageFacts, platforms: Iterable[Platform], candidates: Mapping[str, FactsOrError]
-) -> tuple[BaseImage, ...]:
-    """Every base found for the image's platforms (by annotation and by shared layers), each reference once."""
-    from slimguard.core.rules.base_images import detect_bases  # the rule owns detection; this reuses it
-
-    found: dict[str, BaseImage] = {}
-    for platform in platforms:
-        image = facts.for_platform(platform)
-        if image is None:
-            continue
-        for base in detect_bases(facts, image, candidates):
-            found.setdefault(base.reference, base)
-    return tuple(found.values())
 
 
 def slimmer_base_queries(

@@ -5,16 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
 
-from slimguard.core.errors import InspectionError
-from slimguard.core.facts import ImageFacts
+from slimguard.core.bases import BaseOptions
+from slimguard.core.facts import FactsOrError, ImageFacts
 from slimguard.core.vulnerabilities import DigestReports, VulnerabilityReport
-
-if TYPE_CHECKING:
-    from slimguard.core.alternatives import BaseOptions
-
-FactsOrError = ImageFacts | InspectionError
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
-from slimguard.core.alternatives import SlimmerBase, slimmer_base_for
-from slimguard.core.context import Context, FactsOrError
+from slimguard.core.alternatives import slimmer_base_for
+from slimguard.core.bases import SlimmerBase
+from slimguard.core.context import Context
 from slimguard.core.errors import InspectionError, InvalidReference
-from slimguard.core.facts import ImageFacts
+from slimguard.core.facts import FactsOrError, ImageFacts
 from slimguard.core.matching import exemption_for, selected_containers
 from slimguard.core.needs import needs_of
 from slimguard.core.policy import ImagePolicy

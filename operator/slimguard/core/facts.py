@@ -1,4 +1,4 @@
-"""What slimguard knows about an image, read from its registry and cached by digest."""
+"""What slimguard knows about an image, read from its registry and cached by digest, and what to read of one."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from slimguard.core.content import ContentFacts
+from slimguard.core.errors import InspectionError
 from slimguard.core.media_types import INDEX_TYPES
 
 _DEFAULT_VARIANTS = {"arm64": "v8", "arm": "v7", "amd64": "v1"}
@@ -138,23 +139,22 @@ class ImageFacts:
         return tuple(str(platform) for platform in listed)
 
 
-def base_by_layers(image: PlatformImage, candidates: dict[str, PlatformImage]) -> BaseImage | None:
-    """The candidate whose layers are the longest proper prefix of ``image``'s layers.
+FactsOrError = ImageFacts | InspectionError
+"""An image's facts, or why they could not be had (evaluation makes the latter an error finding)."""
 
-    Layer digests are content addresses, so an image built ``FROM`` a base starts with exactly the base's
-    layers. A candidate equal to the whole image is the image itself, not its base.
-    """
-    best: BaseImage | None = None
-    own = image.diff_ids
-    for reference, candidate in candidates.items():
-        theirs = candidate.diff_ids
-        if not theirs or len(theirs) >= len(own) or own[: len(theirs)] != theirs:
-            continue
-        if best is None or len(theirs) > (best.shared_layers or 0):
-            best = BaseImage(
-                reference=reference,
-                method=BaseImageMethod.LAYERS,
-                digest=candidate.manifest_digest,
-                shared_layers=len(theirs),
-            )
-    return best
+
+@dataclass(frozen=True, slots=True)
+class FactsNeeds:
+    """What to read about one image: which platforms' manifests and configs, whether layer sizes, whether contents."""
+
+    platforms: frozenset[Platform]
+    uncompressed: bool = False
+    content: bool = False
+    """Layer contents (packages, tools, wasted bytes): the only need that reads whole layer blobs."""
+
+    def __or__(self, other: FactsNeeds) -> FactsNeeds:
+        return FactsNeeds(
+            self.platforms | other.platforms,
+            self.uncompressed or other.uncompressed,
+            self.content or other.content,
+        )

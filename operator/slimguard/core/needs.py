@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from slimguard.core.facts import FactsNeeds
 from slimguard.core.matching import selected_containers
 from slimguard.core.policy import ImagePolicy, Rules
-from slimguard.core.rules import RULES, FactsNeeds
+from slimguard.core.rules import RULES
 from slimguard.core.workload import Workload
 
 
@@ -50,4 +51,4 @@ def base_candidates(policies: Sequence[ImagePolicy]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(reference for policy in policies for reference in policy.base_image_candidates))
 
 
-__all__ = ["FactsNeeds", "base_candidates", "image_needs", "needs_of"]
+__all__ = ["base_candidates", "image_needs", "needs_of"]

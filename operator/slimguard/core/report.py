@@ -8,13 +8,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from slimguard.core.bases import detect_bases
 from slimguard.core.content import ContentFacts
-from slimguard.core.context import FactsOrError
-from slimguard.core.facts import ImageFacts, Platform
+from slimguard.core.facts import FactsOrError, ImageFacts, Platform
 from slimguard.core.lint import LintFinding
 from slimguard.core.outcome import DENIED, EXIT_ERROR, UNKNOWN, WARNED, Outcome, check_exit_status
 from slimguard.core.policy import Decision, ImagePolicy, Mode
-from slimguard.core.rules.base_images import detect_bases
 from slimguard.core.verdict import Finding, FindingKind, Verdict
 
 SCHEMA_VERSION = 1

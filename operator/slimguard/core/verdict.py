@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from slimguard.core.alternatives import SlimmerBase
+from slimguard.core.bases import SlimmerBase
 from slimguard.core.policy import Mode
 from slimguard.core.workload import WorkloadKey
 

@@ -15,7 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from slimguard.core import oci
-from slimguard.core.alternatives import BaseOptions, BaseQuery, MeasuredImage, variant_references
+from slimguard.core.alternatives import BaseQuery, variant_references
+from slimguard.core.bases import BaseOptions, MeasuredImage
 from slimguard.core.errors import InspectionError, InvalidReference
 from slimguard.core.facts import Platform
 from slimguard.core.media_types import IMAGE_TYPES, INDEX_TYPES

@@ -15,11 +15,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from slimguard.core.alternatives import BaseOptions, BaseQuery, slimmer_base_queries
-from slimguard.core.context import FactsOrError
+from slimguard.core.alternatives import BaseQuery, slimmer_base_queries
+from slimguard.core.bases import BaseOptions
 from slimguard.core.errors import InspectionError
-from slimguard.core.facts import ImageFacts, Platform
-from slimguard.core.needs import FactsNeeds
+from slimguard.core.facts import FactsNeeds, FactsOrError, ImageFacts, Platform
 from slimguard.core.policy import ImagePolicy
 from slimguard.core.rules.current_base import versions_to_read
 from slimguard.registry.credentials import Credential

@@ -9,11 +9,12 @@ from datetime import datetime
 from typing import Protocol
 
 from slimguard import metrics
+from slimguard.core.context import Context
 from slimguard.core.errors import InspectionError
-from slimguard.core.evaluation import Context, FactsOrError, evaluate
-from slimguard.core.facts import ImageFacts, Platform
+from slimguard.core.evaluation import evaluate
+from slimguard.core.facts import FactsNeeds, FactsOrError, ImageFacts, Platform
 from slimguard.core.matching import selected_containers
-from slimguard.core.needs import FactsNeeds, base_candidates, image_needs
+from slimguard.core.needs import base_candidates, image_needs
 from slimguard.core.policy import ImagePolicy
 from slimguard.core.verdict import Verdict
 from slimguard.core.vulnerabilities import DigestReports, VulnerabilityReport

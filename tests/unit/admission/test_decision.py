@@ -9,8 +9,9 @@ from typing import Any
 from core.builders import NOW
 
 from slimguard.admission.decision import MAX_WARNING_LENGTH, Reviewer
+from slimguard.core.context import Context
 from slimguard.core.errors import InspectionError
-from slimguard.core.evaluation import Context, evaluate
+from slimguard.core.evaluation import evaluate
 from slimguard.core.policy import ImagePolicy
 from slimguard.core.verdict import Verdict
 from slimguard.core.workload import Workload

@@ -224,7 +224,7 @@ def test_a_10_kb_image_reference_under_seven_policies_keeps_why_it_cannot_be_che
 
 
 def _hint(policy: str = "slim") -> object:
-    from slimguard.core.alternatives import SlimmerBase
+    from slimguard.core.bases import SlimmerBase
     from slimguard.core.facts import Platform
 
     return SlimmerBase(

@@ -7,7 +7,7 @@ from datetime import timedelta
 from core.builders import NOW, digest, facts, policy, workload
 
 from slimguard.controller.image_reports import ReportKeeper, UnusedReports, digests_in_use, slimmer_bases_by_digest
-from slimguard.core.alternatives import SlimmerBase
+from slimguard.core.bases import SlimmerBase
 from slimguard.core.facts import Platform
 from slimguard.core.verdict import ImageSize, Verdict
 from slimguard.core.workload import Workload

@@ -11,8 +11,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from slimguard.core.evaluation import Context, FactsOrError, evaluate
-from slimguard.core.facts import BaseImage, BaseImageMethod, ImageFacts, Layer, Platform, PlatformImage
+from slimguard.core.context import Context
+from slimguard.core.evaluation import evaluate
+from slimguard.core.facts import BaseImage, BaseImageMethod, FactsOrError, ImageFacts, Layer, Platform, PlatformImage
 from slimguard.core.media_types import OCI_INDEX, OCI_MANIFEST
 from slimguard.core.policy import ImagePolicy
 from slimguard.core.verdict import Verdict

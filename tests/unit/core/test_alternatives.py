@@ -3,15 +3,8 @@
 from __future__ import annotations
 
 from core.builders import AMD64, APP, ARM64, MiB, annotated, facts, layers, platform_image, policy, verdict
-from slimguard.core.alternatives import (
-    BaseOptions,
-    MeasuredImage,
-    best_slimmer_base,
-    short_name,
-    slimmer_base_queries,
-    variant_references,
-    variant_tags,
-)
+from slimguard.core.alternatives import best_slimmer_base, slimmer_base_queries, variant_references, variant_tags
+from slimguard.core.bases import BaseOptions, MeasuredImage, short_name
 from slimguard.core.facts import BaseImage, BaseImageMethod
 
 BOOKWORM = "registry.example.com/base/node:20-bookworm"

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
+from slimguard.core.bases import detect_bases
 from slimguard.core.errors import InspectionError
 from slimguard.core.evaluation import applicable_policies
 from slimguard.core.facts import ImageFacts, Platform
 from slimguard.core.needs import image_needs
 from slimguard.core.policy import ImagePolicy, Mode
-from slimguard.core.rules.base_images import detect_bases
 from slimguard.core.verdict import Finding, FindingKind, Status, Verdict
 from slimguard.core.vulnerabilities import DigestReports
 from slimguard.core.workload import ContainerType

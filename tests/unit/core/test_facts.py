@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from slimguard.core.facts import BaseImageMethod, Platform, base_by_layers
+from slimguard.core.bases import base_by_layers
+from slimguard.core.facts import BaseImageMethod, Platform
 
 from .builders import AMD64, ARM64, MiB, facts, layer, layers, platform_image
 

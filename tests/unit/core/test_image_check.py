@@ -7,10 +7,9 @@ from dataclasses import replace
 import pytest
 
 from core.builders import APP, MiB, context, facts, layers, platform_image, policy
-from slimguard.core.context import FactsOrError
 from slimguard.core.errors import InspectionError, InvalidPolicy
 from slimguard.core.evaluation import evaluate
-from slimguard.core.facts import Platform, PlatformImage
+from slimguard.core.facts import FactsOrError, Platform, PlatformImage
 from slimguard.core.image_check import image_scoped, image_workload, narrowed_to, policies_from_yaml
 from slimguard.core.outcome import EXIT_DENIED, EXIT_ERROR, EXIT_OK, check_exit_status, outcome_of
 from slimguard.core.policy import Decision, ImagePolicy

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from slimguard.core.alternatives import SlimmerBase
+from slimguard.core.bases import SlimmerBase
 from slimguard.core.content import ContentFacts, FoundTool, PackageCount, PackageManager
 from slimguard.core.image_report import (
     MAX_EXECUTABLES,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from slimguard.core.facts import Platform
-from slimguard.core.needs import FactsNeeds, base_candidates, image_needs, needs_of
+from slimguard.core.facts import FactsNeeds, Platform
+from slimguard.core.needs import base_candidates, image_needs, needs_of
 
 from .builders import AMD64, APP, policy, workload
 

@@ -13,7 +13,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from slimguard.core.alternatives import SlimmerBase
+from slimguard.core.bases import SlimmerBase
 from slimguard.core.content import ContentFacts, FoundTool, PackageCount, PackageManager
 from slimguard.core.facts import BaseImage, BaseImageMethod, ImageFacts, Layer, Platform, PlatformImage
 from slimguard.core.image_report import MAX_SLIMMER_BASES, GarbledReport, read_report, report_body

@@ -250,7 +250,7 @@ def test_every_metric_is_documented_in_the_readme(repo_root: Path) -> None:
 def test_bytes_a_slimmer_base_would_save_are_summed_per_namespace_and_policy_each_image_once() -> None:
     from core.builders import annotated
 
-    from slimguard.core.alternatives import BaseOptions, MeasuredImage
+    from slimguard.core.bases import BaseOptions, MeasuredImage
 
     base = "registry.example.com/base/node:20-bookworm"
     alpine = "registry.example.com/base/node:20-alpine"

@@ -18,7 +18,7 @@ from slimguard.core.rules import (
     vulnerabilities,
     waste,
 )
-from slimguard.core.rules.common import FactsNeeds, Reporter, Rule, Subject
+from slimguard.core.rules.common import Reporter, Rule, Subject
 
 WITHOUT_FACTS: tuple[Rule, ...] = (Rule("requireDigest", reference.needs, reference.check),)
 """Rules decided from the workload alone: they run even when the image cannot be read."""
@@ -38,4 +38,4 @@ WITH_FACTS: tuple[Rule, ...] = (
 
 RULES = WITHOUT_FACTS + WITH_FACTS
 
-__all__ = ["RULES", "WITHOUT_FACTS", "WITH_FACTS", "FactsNeeds", "Reporter", "Rule", "Subject"]
+__all__ = ["RULES", "WITHOUT_FACTS", "WITH_FACTS", "Reporter", "Rule", "Subject"]

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 
-from slimguard.core.context import FactsOrError
+from slimguard.core.bases import detect_bases
 from slimguard.core.errors import InspectionError, InvalidReference
-from slimguard.core.facts import BaseImage, ImageFacts, PlatformImage, base_by_layers
+from slimguard.core.facts import BaseImage, FactsNeeds
 from slimguard.core.globs import image_matches_any
 from slimguard.core.policy import Rules
 from slimguard.core.reference import ImageReference
-from slimguard.core.rules.common import FactsNeeds, Reporter, Subject
+from slimguard.core.rules.common import Reporter, Subject
 
 
 def needs(rules: Rules) -> FactsNeeds | None:
@@ -28,32 +27,6 @@ def check(subject: Subject) -> None:
     for image in subject.images:
         bases = detect_bases(subject.facts, image, candidates)
         _check_base(subject.report, rules, subject.reference, bases, unreadable)
-
-
-def detect_bases(
-    facts: ImageFacts, image: PlatformImage, candidates: Mapping[str, FactsOrError]
-) -> tuple[BaseImage, ...]:
-    """Every base image found, by OCI annotation and, independently, by layer prefix; each base once."""
-    annotated = image.annotated_base or facts.annotated_base
-    layer_candidates = {
-        ref: candidate_image
-        for ref, candidate in candidates.items()
-        if isinstance(candidate, ImageFacts)
-        and (candidate_image := candidate.for_platform(image.platform)) is not None
-        and candidate_image.manifest_digest != image.manifest_digest
-    }
-    by_layers = base_by_layers(image, layer_candidates)
-    if annotated is not None and by_layers is not None and _same_reference(annotated.reference, by_layers.reference):
-        # Both methods agree: one base, found two ways (said once, not once per method).
-        return (replace(annotated, shared_layers=by_layers.shared_layers),)
-    return tuple(base for base in (annotated, by_layers) if base is not None)
-
-
-def _same_reference(one: str, other: str) -> bool:
-    try:
-        return str(ImageReference.parse(one)) == str(ImageReference.parse(other))
-    except InvalidReference:
-        return one == other
 
 
 def _describe(base: BaseImage) -> str:

@@ -7,28 +7,11 @@ from dataclasses import dataclass, field
 
 from slimguard.core.content import ContentFacts
 from slimguard.core.context import Context
-from slimguard.core.facts import ImageFacts, Platform, PlatformImage
+from slimguard.core.facts import FactsNeeds, ImageFacts, PlatformImage
 from slimguard.core.policy import ImagePolicy, Rules
 from slimguard.core.reference import ImageReference
 from slimguard.core.verdict import Finding, FindingKind
 from slimguard.core.workload import Container, Workload
-
-
-@dataclass(frozen=True, slots=True)
-class FactsNeeds:
-    """What to read about one image: which platforms' manifests and configs, whether layer sizes, whether contents."""
-
-    platforms: frozenset[Platform]
-    uncompressed: bool = False
-    content: bool = False
-    """Layer contents (packages, tools, wasted bytes): the only need that reads whole layer blobs."""
-
-    def __or__(self, other: FactsNeeds) -> FactsNeeds:
-        return FactsNeeds(
-            self.platforms | other.platforms,
-            self.uncompressed or other.uncompressed,
-            self.content or other.content,
-        )
 
 
 class Reporter:

@@ -12,13 +12,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from slimguard.core.alternatives import short_name, tag_reference
-from slimguard.core.context import FactsOrError
+from slimguard.core.bases import short_name, tag_reference
 from slimguard.core.errors import InspectionError, InvalidReference
-from slimguard.core.facts import BaseImage, ImageFacts, PlatformImage
+from slimguard.core.facts import BaseImage, FactsNeeds, FactsOrError, ImageFacts, PlatformImage
 from slimguard.core.policy import ImagePolicy, Rules
 from slimguard.core.reference import ImageReference
-from slimguard.core.rules.common import FactsNeeds, Subject
+from slimguard.core.rules.common import Subject
 from slimguard.core.vulnerabilities import DigestReports, SeverityCounts
 
 RULE = "requireCurrentBase"

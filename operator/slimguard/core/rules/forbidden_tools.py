@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
 from slimguard.core.content import ContentFacts
-from slimguard.core.facts import PlatformImage
+from slimguard.core.facts import FactsNeeds, PlatformImage
 from slimguard.core.policy import Rules
 from slimguard.core.rules.blame import BLAMED_LAYERS, layer_step
-from slimguard.core.rules.common import FactsNeeds, Subject, content_or_pending
+from slimguard.core.rules.common import Subject, content_or_pending
 from slimguard.core.tools import category_named, executable_rank, package_rank
 
 RULE = "forbiddenTools"

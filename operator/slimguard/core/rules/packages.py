@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from slimguard.core.facts import FactsNeeds
 from slimguard.core.policy import Rules
 from slimguard.core.rules.blame import largest_layers
-from slimguard.core.rules.common import FactsNeeds, Subject, content_or_pending
+from slimguard.core.rules.common import Subject, content_or_pending
 
 RULE = "maxPackages"
 HINT = (

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from slimguard.core.facts import PlatformImage
+from slimguard.core.facts import FactsNeeds, PlatformImage
 from slimguard.core.policy import Rules
 from slimguard.core.quantity import format_bytes
 from slimguard.core.rules.blame import largest_layers
-from slimguard.core.rules.common import FactsNeeds, Reporter, Subject
+from slimguard.core.rules.common import Reporter, Subject
 
 SLIM_HINT = "Use a multi-stage build with a slim, alpine or distroless final stage."
 

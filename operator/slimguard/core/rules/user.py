@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from slimguard.core.facts import FactsNeeds
 from slimguard.core.policy import Rules
-from slimguard.core.rules.common import FactsNeeds, Subject
+from slimguard.core.rules.common import Subject
 
 _ROOT_USERS = {"", "root", "0"}
 

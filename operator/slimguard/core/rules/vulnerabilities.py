@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from slimguard.core.facts import ImageFacts
+from slimguard.core.facts import FactsNeeds, ImageFacts
 from slimguard.core.policy import Decision, Rules
-from slimguard.core.rules.common import FactsNeeds, Subject
+from slimguard.core.rules.common import Subject
 from slimguard.core.vulnerabilities import select_report
 
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import math
 
+from slimguard.core.facts import FactsNeeds
 from slimguard.core.policy import Rules
 from slimguard.core.quantity import format_bytes
-from slimguard.core.rules.common import FactsNeeds, Subject, content_or_pending
+from slimguard.core.rules.common import Subject, content_or_pending
 
 HINT = (
     "Delete what a step downloads or builds in that same RUN step (a later step cannot take it back out), "
