@@ -32,6 +32,7 @@ from cluster import (
 
 from slimguard.core.image_report import report_name
 from slimguard.core.outcome import outcome_of
+from slimguard.core.plan import plan
 from slimguard.core.policy import ImagePolicy
 from slimguard.core.quantity import format_bytes
 from slimguard.core.verdict import FindingKind, Status, Verdict
@@ -135,7 +136,7 @@ class Engine:
             labels={},
             containers=(Container(type=ContainerType.REGULAR, index=0, name="api", image=image),),
         )
-        return await self.evaluator.verdict(workload, [policy], now=datetime.now(UTC), deadline=deadline)
+        return await self.evaluator.verdict(plan([policy], workload, {}), now=datetime.now(UTC), deadline=deadline)
 
 
 @pytest.fixture

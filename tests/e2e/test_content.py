@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from slimguard.core.plan import plan
 from slimguard.core.policy import ImagePolicy
 from slimguard.core.verdict import Finding, FindingKind, Status, Verdict
 from slimguard.core.workload import Container, ContainerType, Workload
@@ -62,7 +63,7 @@ async def judge(inspector: ImageInspector, image: str, **rules: Any) -> Verdict:
         containers=(Container(type=ContainerType.REGULAR, index=0, name="api", image=image),),
     )
     evaluator = Evaluator(inspector=inspector, view=NO_CLUSTER, credentials=no_credentials)
-    return await evaluator.verdict(workload, [policy], now=NOW)
+    return await evaluator.verdict(plan([policy], workload, {}), now=NOW)
 
 
 def finding(verdict: Verdict, rule: str) -> Finding:

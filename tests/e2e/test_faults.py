@@ -23,6 +23,7 @@ from cluster import apply, deployment, image_policy, namespace, violations, wait
 
 from slimguard.core.errors import InspectionError
 from slimguard.core.facts import Platform
+from slimguard.core.plan import plan
 from slimguard.core.policy import ImagePolicy
 from slimguard.core.verdict import FindingKind, Status, Verdict
 from slimguard.core.workload import Container, ContainerType, Workload
@@ -66,7 +67,7 @@ async def verdict_for(evaluator: Evaluator, image: str, *, deadline: float = 60)
     """The verdict on one Deployment running ``image``, and how long it took (reported, never asserted)."""
     started = time.monotonic()
     verdict = await asyncio.wait_for(
-        evaluator.verdict(workload_running(image), [POLICY], now=datetime.now(UTC)), timeout=deadline
+        evaluator.verdict(plan([POLICY], workload_running(image), {}), now=datetime.now(UTC)), timeout=deadline
     )
     return verdict, time.monotonic() - started
 

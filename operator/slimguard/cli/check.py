@@ -15,8 +15,8 @@ from typing import Any
 from slimguard.core.errors import InspectionError, InvalidPolicy, InvalidReference
 from slimguard.core.facts import ImageFacts, Platform
 from slimguard.core.image_check import image_scoped, image_workload, narrowed_to, policies_from_yaml
-from slimguard.core.needs import base_candidates
 from slimguard.core.outcome import outcome_of
+from slimguard.core.plan import base_candidates, plan
 from slimguard.core.policy import ImagePolicy
 from slimguard.core.reference import ImageReference
 from slimguard.core.report import ImageResult, InspectedImage, image_result
@@ -153,7 +153,8 @@ async def check_images(
         if sources.docker is not None:
             available = await sources.docker.platforms_of(image)
             applied, unchecked = _narrowed(scoped, available)
-        verdict = await evaluator.verdict(image_workload(image), applied, now=now or datetime.now(UTC))
+        chosen = plan(applied, image_workload(image), {})  # outside a cluster: no namespace labels
+        verdict = await evaluator.verdict(chosen, now=now or datetime.now(UTC))
         outcome = outcome_of(verdict, on_unknown=on_unknown)
         facts = sources.facts.cached(image, credentials=credentials, platforms=(), uncompressed=False)
         results.append(

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from slimguard.core import enforcement
-from slimguard.core.needs import needs_of
+from slimguard.core.plan import needs_of
 from slimguard.core.policy import Decision, ImagePolicy, Mode
 from slimguard.core.verdict import Status, Verdict
 

@@ -1,4 +1,4 @@
-"""What evaluation reads besides the policies and the workload: facts, base candidates, reports, the time."""
+"""What evaluation reads besides the plan: facts, base candidates, reports, the time."""
 
 from __future__ import annotations
 
@@ -13,13 +13,12 @@ from slimguard.core.vulnerabilities import DigestReports, VulnerabilityReport
 
 @dataclass(frozen=True)
 class Context:
-    """Everything evaluation reads besides the policies and the workload, gathered by the adapters."""
+    """Everything evaluation reads besides the plan (``core.plan``), gathered by the adapters as the plan says."""
 
     now: datetime
     facts: Mapping[str, FactsOrError] = field(default_factory=dict)
     base_candidates: Mapping[str, FactsOrError] = field(default_factory=dict)
     """The concrete base references policies name, as read from their registries (or why they could not be)."""
-    namespace_labels: Mapping[str, str] = field(default_factory=dict)
     reports: Sequence[VulnerabilityReport] = ()
     """The workload's own reports: those filed under it or one of ``report_owners``."""
     report_owners: tuple[tuple[str, str], ...] = ()

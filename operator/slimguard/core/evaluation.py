@@ -1,37 +1,32 @@
-"""Evaluation: (policies, workload, facts, reports, now) → Verdict. Pure, deterministic, no I/O.
+"""Evaluation: (plan, context) → Verdict. Pure, deterministic, no I/O.
 
-This module is the driver only: each rule's check and needs live in ``core.rules``, one module a rule family.
+This module is the driver only: which policies select which containers is the plan's (``core.plan``), and each
+rule's check and what it reads live in ``core.rules``, one module a rule family.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from slimguard.core.alternatives import slimmer_base_for
 from slimguard.core.bases import SlimmerBase
 from slimguard.core.context import Context
 from slimguard.core.errors import InspectionError, InvalidReference
-from slimguard.core.facts import FactsOrError, ImageFacts
-from slimguard.core.matching import exemption_for, selected_containers
-from slimguard.core.needs import needs_of
+from slimguard.core.facts import ImageFacts
+from slimguard.core.matching import exemption_for
+from slimguard.core.plan import Plan, Selected
 from slimguard.core.policy import ImagePolicy
 from slimguard.core.rules import WITH_FACTS, WITHOUT_FACTS, Reporter, Subject
 from slimguard.core.rules.vulnerabilities import digests
 from slimguard.core.verdict import INSPECTION, Finding, FindingKind, ImageContent, ImageSize, Verdict
 from slimguard.core.workload import Container, Workload
 
-__all__ = ["Context", "FactsOrError", "applicable_policies", "evaluate"]
+__all__ = ["evaluate"]
 
 
-def applicable_policies(
-    policies: Sequence[ImagePolicy], workload: Workload, namespace_labels: Mapping[str, str]
-) -> tuple[ImagePolicy, ...]:
-    return tuple(p for p in policies if selected_containers(p, workload, namespace_labels))
-
-
-def evaluate(*, policies: Sequence[ImagePolicy], workload: Workload, context: Context) -> Verdict:
-    """Check every container of ``workload`` against every policy that selects it."""
+def evaluate(plan: Plan, context: Context) -> Verdict:
+    """Check every container of the plan's workload against every policy that selects it."""
+    workload = plan.workload
     applied: list[str] = []
     findings: list[Finding] = []
     exempted: list[Finding] = []
@@ -41,12 +36,10 @@ def evaluate(*, policies: Sequence[ImagePolicy], workload: Workload, context: Co
     contents: dict[str, ImageContent] = {}
     hints: dict[tuple[str, str], SlimmerBase] = {}
     checked: dict[tuple[str, str], None] = {}
-    for policy in sorted(policies, key=lambda p: p.name):
-        containers = selected_containers(policy, workload, context.namespace_labels)
-        if not containers:
-            continue
+    for selected in sorted(plan.selection, key=lambda s: s.policy.name):
+        policy = selected.policy
         applied.append(policy.name)
-        for container in containers:
+        for container in selected.containers:
             image_facts = context.facts.get(container.image)
             if policy.spec.rules.vulnerabilities is not None and isinstance(image_facts, ImageFacts):
                 scanned.update(dict.fromkeys(digests(image_facts)))
@@ -55,13 +48,13 @@ def evaluate(*, policies: Sequence[ImagePolicy], workload: Workload, context: Co
                 if (content := _content_of(container.image, image_facts)) is not None:
                     seen = contents.get(container.image)
                     contents[container.image] = content if seen is None else seen.merged(content)
-            if needs_of(policy.spec.rules) is not None:
+            if selected.reads.facts is not None:
                 if image_facts is None:
                     # Still checked for what needs no facts (the reference, requireDigest): known now, so said now.
                     pending.append(container.image)
                 else:
                     checked[(policy.name, container.image)] = None
-            container_findings = _check_container(policy, workload, container, context)
+            container_findings = _check_container(selected, workload, container, context)
             if isinstance(image_facts, ImageFacts) and (hint := _hint(policy, container.image, image_facts, context)):
                 hints.setdefault((policy.name, container.image), hint)
                 container_findings = [_with_hint(finding, hint) for finding in container_findings]
@@ -133,7 +126,8 @@ def _content_of(image: str, facts: ImageFacts) -> ImageContent | None:
     )
 
 
-def _check_container(policy: ImagePolicy, workload: Workload, container: Container, context: Context) -> list[Finding]:
+def _check_container(selected: Selected, workload: Workload, container: Container, context: Context) -> list[Finding]:
+    policy = selected.policy
     rules = policy.spec.rules
     report = Reporter(policy, container)
     reference = container.reference
@@ -143,7 +137,7 @@ def _check_container(policy: ImagePolicy, workload: Workload, container: Contain
     subject = Subject(policy, workload, container, reference, context, report)
     for rule in WITHOUT_FACTS:
         rule.check(subject)
-    if needs_of(rules) is None:
+    if selected.reads.facts is None:
         return report.findings
     facts = context.facts.get(container.image)
     if facts is None:  # pending: evaluate() records it

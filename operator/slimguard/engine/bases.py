@@ -19,7 +19,7 @@ from slimguard.core.alternatives import BaseQuery, slimmer_base_queries
 from slimguard.core.bases import BaseOptions
 from slimguard.core.errors import InspectionError
 from slimguard.core.facts import FactsNeeds, FactsOrError, ImageFacts, Platform
-from slimguard.core.policy import ImagePolicy
+from slimguard.core.plan import Plan
 from slimguard.core.rules.current_base import versions_to_read
 from slimguard.registry.credentials import Credential
 
@@ -108,18 +108,16 @@ class BaseLookups:
 
     async def gather(
         self,
-        images: Mapping[str, tuple[ImagePolicy, ...]],
+        plan: Plan,
         facts: Mapping[str, FactsOrError],
         candidates: Mapping[str, FactsOrError],
         credentials: Sequence[Credential],
         *,
         deadline: float | None,
     ) -> BaseFacts:
-        history = (
-            self.remember(candidates)
-            if any(policy.spec.rules.require_current_base for selecting in images.values() for policy in selecting)
-            else {}
-        )
+        """What the plan's policies read of their images' bases, once the images' facts are known."""
+        images = plan.policies_by_image
+        history = self.remember(candidates) if plan.reads.base_versions else {}
         wanted = versions_to_read(images, facts)
         queries = slimmer_base_queries(images, facts, candidates) if self.slimmer is not None else {}
         if not wanted and not queries:

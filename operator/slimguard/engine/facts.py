@@ -13,9 +13,7 @@ from slimguard.core.context import Context
 from slimguard.core.errors import InspectionError
 from slimguard.core.evaluation import evaluate
 from slimguard.core.facts import FactsNeeds, FactsOrError, ImageFacts, Platform
-from slimguard.core.matching import selected_containers
-from slimguard.core.needs import base_candidates, image_needs
-from slimguard.core.policy import ImagePolicy
+from slimguard.core.plan import Plan
 from slimguard.core.verdict import Verdict
 from slimguard.core.vulnerabilities import DigestReports, VulnerabilityReport
 from slimguard.core.workload import Workload
@@ -88,7 +86,7 @@ NO_CLUSTER: ClusterFacts = _NoCluster()
 
 
 class Evaluator:
-    """Turns a workload and the policies that apply to it into a Verdict, fetching only what rules need."""
+    """Turns a plan (``core.plan``) into a Verdict, fetching only what it says the rules read."""
 
     def __init__(
         self,
@@ -103,36 +101,25 @@ class Evaluator:
         self.credentials = credentials
         self.bases = bases or BaseLookups(inspector)
 
-    async def verdict(
-        self,
-        workload: Workload,
-        policies: Sequence[ImagePolicy],
-        *,
-        now: datetime,
-        deadline: float | None = None,
-    ) -> Verdict:
-        """Evaluate; with a ``deadline`` (seconds), images not inspected in time become errors naming it."""
+    async def verdict(self, plan: Plan, *, now: datetime, deadline: float | None = None) -> Verdict:
+        """Gather what ``plan`` says and evaluate; with a ``deadline`` (seconds), images not inspected in time
+        become errors naming it."""
         started = time.monotonic()
-        labels = self.view.namespace_labels(workload.namespace)
-        facts, bases = await self.gather(policies, workload, labels, deadline=deadline)
+        workload = plan.workload
+        facts, bases = await self.gather(plan, deadline=deadline)
         base_facts = NO_BASE_FACTS
-        if any(policy.finds_bases for policy in policies):
+        if plan.reads.bases:
             remaining = None if deadline is None else max(0.0, deadline - (time.monotonic() - started))
             base_facts = await self.bases.gather(
-                _policies_by_image(policies, workload, labels),
-                facts,
-                bases,
-                await self.credentials(workload),
-                deadline=remaining,
+                plan, facts, bases, await self.credentials(workload), deadline=remaining
             )
-        scans = any(policy.spec.rules.vulnerabilities is not None for policy in policies)
-        stale_check = any(policy.spec.rules.require_current_base for policy in policies)
+        scans = plan.reads.reports
+        stale_check = plan.reads.base_versions
         owners = self.view.report_owners(workload) if scans else ()
         context = Context(
             now=now,
             facts=facts,
             base_candidates=bases,
-            namespace_labels=labels,
             reports=self.view.own_reports(workload.namespace, ((workload.kind, workload.name), *owners))
             if scans
             else (),
@@ -146,7 +133,7 @@ class Evaluator:
             base_versions=base_facts.versions,
             base_history=base_facts.history,
         )
-        return evaluate(policies=policies, workload=workload, context=context)
+        return evaluate(plan, context)
 
     def _digest_reports(self, namespace: str, facts: Iterable[FactsOrError]) -> dict[str, tuple[DigestReports, ...]]:
         """The view's reports for every digest of these images: a dictionary lookup per digest, no scan."""
@@ -160,20 +147,14 @@ class Evaluator:
         return found
 
     async def gather(
-        self,
-        policies: Sequence[ImagePolicy],
-        workload: Workload,
-        namespace_labels: Mapping[str, str],
-        *,
-        deadline: float | None = None,
+        self, plan: Plan, *, deadline: float | None = None
     ) -> tuple[dict[str, FactsOrError], dict[str, FactsOrError]]:
-        """The facts the rules need (core.needs says which), from memory when it has them all."""
-        needs = image_needs(policies, workload, namespace_labels)
+        """The facts the plan says the rules need, and its bases', from memory when it has them all."""
+        needs = plan.needs
         if not needs:
             return {}, {}
-        credentials = await self.credentials(workload)
-        base_needs = FactsNeeds(frozenset().union(*(need.platforms for need in needs.values())))
-        bases = dict.fromkeys(base_candidates(policies), base_needs)
+        credentials = await self.credentials(plan.workload)
+        bases = dict.fromkeys(plan.bases, plan.base_needs)
         warm = self._from_memory(needs, bases, credentials)
         if warm is not None:
             return warm
@@ -225,18 +206,6 @@ class Evaluator:
                 facts[image] = cached
             found.append(facts)
         return found[0], found[1]
-
-
-def _policies_by_image(
-    policies: Sequence[ImagePolicy], workload: Workload, labels: Mapping[str, str]
-) -> dict[str, tuple[ImagePolicy, ...]]:
-    selecting: dict[str, tuple[ImagePolicy, ...]] = {}
-    for policy in policies:
-        for container in selected_containers(policy, workload, labels):
-            before = selecting.get(container.image, ())
-            if policy not in before:
-                selecting[container.image] = (*before, policy)
-    return selecting
 
 
 def _base_versions(candidates: Mapping[str, FactsOrError], base_facts: BaseFacts) -> list[FactsOrError]:

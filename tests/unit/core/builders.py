@@ -15,6 +15,7 @@ from slimguard.core.context import Context
 from slimguard.core.evaluation import evaluate
 from slimguard.core.facts import BaseImage, BaseImageMethod, FactsOrError, ImageFacts, Layer, Platform, PlatformImage
 from slimguard.core.media_types import OCI_INDEX, OCI_MANIFEST
+from slimguard.core.plan import plan
 from slimguard.core.policy import ImagePolicy
 from slimguard.core.verdict import Verdict
 from slimguard.core.vulnerabilities import VulnerabilityReport
@@ -184,4 +185,4 @@ def verdict(
     chosen = [policies] if isinstance(policies, ImagePolicy) else list(policies)
     target = subject if subject is not None else workload()
     known = facts_by_image if facts_by_image is not None else {image: facts() for image in target.images}
-    return evaluate(policies=chosen, workload=target, context=context(known, **fields))
+    return evaluate(plan(chosen, target, {}), context(known, **fields))

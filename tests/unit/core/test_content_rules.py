@@ -10,7 +10,7 @@ import pytest
 from slimguard.core.content import ContentFacts, FoundTool, PackageCount, PackageManager
 from slimguard.core.errors import InvalidPolicy
 from slimguard.core.facts import ImageFacts
-from slimguard.core.needs import needs_of
+from slimguard.core.plan import needs_of
 from slimguard.core.policy import ImagePolicy
 from slimguard.core.rules.blame import short_command
 from slimguard.core.verdict import Finding, FindingKind, Verdict

@@ -9,6 +9,7 @@ from core.builders import APP, NOW, MiB, facts, layers, platform_image, policy, 
 
 from slimguard.core.errors import InspectionError
 from slimguard.core.facts import ImageFacts, Platform
+from slimguard.core.plan import plan
 from slimguard.core.verdict import Status
 from slimguard.engine.facts import NO_CLUSTER, Evaluator
 from slimguard.registry.credentials import Credential
@@ -53,7 +54,7 @@ async def test_a_fat_image_from_any_facts_source_is_noncompliant_without_a_clust
     source = InMemoryFacts({APP: facts(platform_image(*layers("fat", 3, 100 * MiB)))})
     evaluator = Evaluator(inspector=source, view=NO_CLUSTER, credentials=no_credentials)
     slim = policy(rules={"maxCompressedSize": "200Mi"})
-    result = await evaluator.verdict(workload(), [slim], now=NOW)
+    result = await evaluator.verdict(plan([slim], workload(), {}), now=NOW)
     assert result.status is Status.NONCOMPLIANT
     assert [f.rule for f in result.findings] == ["maxCompressedSize"]
     assert source.asked == [APP]
@@ -62,6 +63,6 @@ async def test_a_fat_image_from_any_facts_source_is_noncompliant_without_a_clust
 async def test_a_rule_that_needs_no_registry_asks_the_source_nothing() -> None:
     source = InMemoryFacts({})
     evaluator = Evaluator(inspector=source, view=NO_CLUSTER, credentials=no_credentials)
-    result = await evaluator.verdict(workload(), [policy(rules={"requireDigest": True})], now=NOW)
+    result = await evaluator.verdict(plan([policy(rules={"requireDigest": True})], workload(), {}), now=NOW)
     assert [f.rule for f in result.findings] == ["requireDigest"]
     assert source.asked == []

@@ -1,6 +1,6 @@
-"""The rules of an ImagePolicy, one module each: its check and what it needs read about an image.
+"""The rules of an ImagePolicy, one module each: its check and what it reads (``Reads``).
 
-To add a rule: a module here with ``needs`` and ``check``, an entry in ``RULES``, its field in the CRD and in
+To add a rule: a module here with ``reads`` and ``check``, an entry in ``RULES``, its field in the CRD and in
 ``core.policy.Rules``, and its tests. Findings are reported in the order of ``RULES``.
 """
 
@@ -18,24 +18,24 @@ from slimguard.core.rules import (
     vulnerabilities,
     waste,
 )
-from slimguard.core.rules.common import Reporter, Rule, Subject
+from slimguard.core.rules.common import NOTHING, Reads, Reporter, Rule, Subject
 
-WITHOUT_FACTS: tuple[Rule, ...] = (Rule("requireDigest", reference.needs, reference.check),)
+WITHOUT_FACTS: tuple[Rule, ...] = (Rule("requireDigest", reference.reads, reference.check),)
 """Rules decided from the workload alone: they run even when the image cannot be read."""
 
 WITH_FACTS: tuple[Rule, ...] = (
-    Rule("platforms", platforms.needs, platforms.check),
-    Rule("sizes", sizes.needs, sizes.check),
-    Rule("baseImages", base_images.needs, base_images.check),
-    Rule("requireCurrentBase", current_base.needs, current_base.check),
-    Rule("requireNonRootUser", user.needs, user.check),
-    Rule("maxPackages", packages.needs, packages.check),
-    Rule("forbiddenTools", forbidden_tools.needs, forbidden_tools.check),
-    Rule("waste", waste.needs, waste.check),
-    Rule("vulnerabilities", vulnerabilities.needs, vulnerabilities.check),
+    Rule("platforms", platforms.reads, platforms.check),
+    Rule("sizes", sizes.reads, sizes.check),
+    Rule("baseImages", base_images.reads, base_images.check),
+    Rule("requireCurrentBase", current_base.reads, current_base.check),
+    Rule("requireNonRootUser", user.reads, user.check),
+    Rule("maxPackages", packages.reads, packages.check),
+    Rule("forbiddenTools", forbidden_tools.reads, forbidden_tools.check),
+    Rule("waste", waste.reads, waste.check),
+    Rule("vulnerabilities", vulnerabilities.reads, vulnerabilities.check),
 )
 """Rules that read what the registry holds; they run once the image's facts are known."""
 
 RULES = WITHOUT_FACTS + WITH_FACTS
 
-__all__ = ["RULES", "WITHOUT_FACTS", "WITH_FACTS", "Reporter", "Rule", "Subject"]
+__all__ = ["NOTHING", "RULES", "WITHOUT_FACTS", "WITH_FACTS", "Reads", "Reporter", "Rule", "Subject"]

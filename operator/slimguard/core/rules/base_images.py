@@ -10,11 +10,12 @@ from slimguard.core.facts import BaseImage, FactsNeeds
 from slimguard.core.globs import image_matches_any
 from slimguard.core.policy import Rules
 from slimguard.core.reference import ImageReference
-from slimguard.core.rules.common import Reporter, Subject
+from slimguard.core.rules.common import NOTHING, Reads, Reporter, Subject
 
 
-def needs(rules: Rules) -> FactsNeeds | None:
-    return FactsNeeds(frozenset(rules.required_platforms)) if rules.has_base_rule else None
+def reads(rules: Rules) -> Reads:
+    """The image, and the bases the policies name: an image's base is found by annotation or by shared layers."""
+    return Reads(FactsNeeds(frozenset(rules.required_platforms)), bases=True) if rules.has_base_rule else NOTHING
 
 
 def check(subject: Subject) -> None:

@@ -1,4 +1,4 @@
-"""What every rule module shares: what a check is given, how it reports, and how it says what it needs."""
+"""What every rule module shares: what a check is given, how it reports, and how it says what it reads."""
 
 from __future__ import annotations
 
@@ -12,6 +12,37 @@ from slimguard.core.policy import ImagePolicy, Rules
 from slimguard.core.reference import ImageReference
 from slimguard.core.verdict import Finding, FindingKind
 from slimguard.core.workload import Container, Workload
+
+
+@dataclass(frozen=True, slots=True)
+class Reads:
+    """What a rule reads besides the workload, so that the adapters gather exactly that (``core.plan`` unites
+    the rules' declarations per policy and per image; nothing else decides what is fetched)."""
+
+    facts: FactsNeeds | None = None
+    """About each image the policy selects: which platforms, layer sizes, contents (None: no registry read, the
+    rule is decided from the workload alone and runs even when the image cannot be read)."""
+    bases: bool = False
+    """The concrete base references the policies name (``knownBaseImages``, the base rules' own), read to find an
+    image's base by shared layers."""
+    base_versions: bool = False
+    """The image's base as its tag points now and as it was built on, the earlier versions of the named bases
+    slimguard saw, and the VulnerabilityReports filed for those versions."""
+    reports: bool = False
+    """Trivy Operator's VulnerabilityReports: the workload's own, and those filed for its images' digests."""
+
+    def __or__(self, other: Reads) -> Reads:
+        facts = other.facts if self.facts is None else self.facts if other.facts is None else self.facts | other.facts
+        return Reads(
+            facts,
+            self.bases or other.bases,
+            self.base_versions or other.base_versions,
+            self.reports or other.reports,
+        )
+
+
+NOTHING = Reads()
+"""What a rule whose fields are not set reads."""
 
 
 class Reporter:
@@ -99,13 +130,13 @@ class Subject:
 
 @dataclass(frozen=True, slots=True)
 class Rule:
-    """A rule family: what it needs read about an image (None: nothing from a registry) and its check.
+    """A rule family: what it reads (facts of the image, bases, reports) and its check.
 
     A check runs for every policy and returns at once when its fields are not set.
     """
 
     name: str
-    needs: Callable[[Rules], FactsNeeds | None]
+    reads: Callable[[Rules], Reads]
     check: Callable[[Subject], None]
 
 

@@ -17,14 +17,18 @@ from slimguard.core.errors import InspectionError, InvalidReference
 from slimguard.core.facts import BaseImage, FactsNeeds, FactsOrError, ImageFacts, PlatformImage
 from slimguard.core.policy import ImagePolicy, Rules
 from slimguard.core.reference import ImageReference
-from slimguard.core.rules.common import Subject
+from slimguard.core.rules.common import NOTHING, Reads, Subject
 from slimguard.core.vulnerabilities import DigestReports, SeverityCounts
 
 RULE = "requireCurrentBase"
 
 
-def needs(rules: Rules) -> FactsNeeds | None:
-    return FactsNeeds(frozenset(rules.required_platforms)) if rules.require_current_base else None
+def reads(rules: Rules) -> Reads:
+    """The image, the bases the policies name (and the earlier versions seen), and its base's versions now and
+    then, with the reports filed for them (what a rebuild would fix)."""
+    if not rules.require_current_base:
+        return NOTHING
+    return Reads(FactsNeeds(frozenset(rules.required_platforms)), bases=True, base_versions=True)
 
 
 def digest_reference(base: BaseImage) -> str | None:
@@ -215,4 +219,4 @@ def _vulnerability_change(reports: Mapping[str, Sequence[DigestReports]], moved:
     )
 
 
-__all__ = ["RULE", "check", "digest_reference", "needs", "versions_to_read"]
+__all__ = ["RULE", "check", "digest_reference", "reads", "versions_to_read"]

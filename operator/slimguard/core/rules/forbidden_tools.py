@@ -15,7 +15,7 @@ from slimguard.core.content import ContentFacts
 from slimguard.core.facts import FactsNeeds, PlatformImage
 from slimguard.core.policy import Rules
 from slimguard.core.rules.blame import BLAMED_LAYERS, layer_step
-from slimguard.core.rules.common import Subject, content_or_pending
+from slimguard.core.rules.common import NOTHING, Reads, Subject, content_or_pending
 from slimguard.core.tools import category_named, executable_rank, package_rank
 
 RULE = "forbiddenTools"
@@ -23,10 +23,10 @@ SHOWN_PER_KIND = 4
 HINT = "Build in a builder stage and COPY only the result into a final stage that has none of them."
 
 
-def needs(rules: Rules) -> FactsNeeds | None:
+def reads(rules: Rules) -> Reads:
     if not rules.forbidden_tools:
-        return None
-    return FactsNeeds(frozenset(rules.required_platforms), content=True)
+        return NOTHING
+    return Reads(FactsNeeds(frozenset(rules.required_platforms), content=True))
 
 
 @dataclass(frozen=True, slots=True)

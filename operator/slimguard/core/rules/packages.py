@@ -5,7 +5,7 @@ from __future__ import annotations
 from slimguard.core.facts import FactsNeeds
 from slimguard.core.policy import Rules
 from slimguard.core.rules.blame import largest_layers
-from slimguard.core.rules.common import Subject, content_or_pending
+from slimguard.core.rules.common import NOTHING, Reads, Subject, content_or_pending
 
 RULE = "maxPackages"
 HINT = (
@@ -14,10 +14,10 @@ HINT = (
 )
 
 
-def needs(rules: Rules) -> FactsNeeds | None:
+def reads(rules: Rules) -> Reads:
     if rules.max_packages is None:
-        return None
-    return FactsNeeds(frozenset(rules.required_platforms), content=True)
+        return NOTHING
+    return Reads(FactsNeeds(frozenset(rules.required_platforms), content=True))
 
 
 def check(subject: Subject) -> None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from slimguard.core.facts import FactsNeeds
 from slimguard.core.policy import Rules
-from slimguard.core.rules.common import Subject
+from slimguard.core.rules.common import NOTHING, Reads, Subject
 
 
-def needs(rules: Rules) -> FactsNeeds | None:
-    return FactsNeeds(frozenset(rules.required_platforms)) if rules.platforms is not None else None
+def reads(rules: Rules) -> Reads:
+    return Reads(FactsNeeds(frozenset(rules.required_platforms))) if rules.platforms is not None else NOTHING
 
 
 def check(subject: Subject) -> None:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from slimguard.core.facts import FactsNeeds
 from slimguard.core.policy import Rules
-from slimguard.core.rules.common import Subject
+from slimguard.core.rules.common import NOTHING, Reads, Subject
 
 
-def needs(rules: Rules) -> FactsNeeds | None:
-    return None
+def reads(rules: Rules) -> Reads:
+    return NOTHING
 
 
 def check(subject: Subject) -> None:

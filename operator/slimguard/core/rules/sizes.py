@@ -6,15 +6,15 @@ from slimguard.core.facts import FactsNeeds, PlatformImage
 from slimguard.core.policy import Rules
 from slimguard.core.quantity import format_bytes
 from slimguard.core.rules.blame import largest_layers
-from slimguard.core.rules.common import Reporter, Subject
+from slimguard.core.rules.common import NOTHING, Reads, Reporter, Subject
 
 SLIM_HINT = "Use a multi-stage build with a slim, alpine or distroless final stage."
 
 
-def needs(rules: Rules) -> FactsNeeds | None:
+def reads(rules: Rules) -> Reads:
     if rules.compressed_limit is None and rules.uncompressed_limit is None and rules.max_layers is None:
-        return None
-    return FactsNeeds(frozenset(rules.required_platforms), uncompressed=rules.uncompressed_limit is not None)
+        return NOTHING
+    return Reads(FactsNeeds(frozenset(rules.required_platforms), uncompressed=rules.uncompressed_limit is not None))
 
 
 def check(subject: Subject) -> None:

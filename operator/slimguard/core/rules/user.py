@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from slimguard.core.facts import FactsNeeds
 from slimguard.core.policy import Rules
-from slimguard.core.rules.common import Subject
+from slimguard.core.rules.common import NOTHING, Reads, Subject
 
 _ROOT_USERS = {"", "root", "0"}
 
 
-def needs(rules: Rules) -> FactsNeeds | None:
-    return FactsNeeds(frozenset(rules.required_platforms)) if rules.require_non_root_user else None
+def reads(rules: Rules) -> Reads:
+    return Reads(FactsNeeds(frozenset(rules.required_platforms))) if rules.require_non_root_user else NOTHING
 
 
 def check(subject: Subject) -> None:

@@ -6,13 +6,15 @@ from datetime import datetime, timedelta
 
 from slimguard.core.facts import FactsNeeds, ImageFacts
 from slimguard.core.policy import Decision, Rules
-from slimguard.core.rules.common import Subject
+from slimguard.core.rules.common import NOTHING, Reads, Subject
 from slimguard.core.vulnerabilities import select_report
 
 
-def needs(rules: Rules) -> FactsNeeds | None:
-    # Reports are matched by the digest the registry resolves the reference to.
-    return FactsNeeds(frozenset(rules.required_platforms)) if rules.vulnerabilities is not None else None
+def reads(rules: Rules) -> Reads:
+    """The image (reports are matched by the digest the registry resolves the reference to) and the reports."""
+    if rules.vulnerabilities is None:
+        return NOTHING
+    return Reads(FactsNeeds(frozenset(rules.required_platforms)), reports=True)
 
 
 def digests(facts: ImageFacts) -> frozenset[str]:

@@ -11,7 +11,7 @@ import math
 from slimguard.core.facts import FactsNeeds
 from slimguard.core.policy import Rules
 from slimguard.core.quantity import format_bytes
-from slimguard.core.rules.common import Subject, content_or_pending
+from slimguard.core.rules.common import NOTHING, Reads, Subject, content_or_pending
 
 HINT = (
     "Delete what a step downloads or builds in that same RUN step (a later step cannot take it back out), "
@@ -19,10 +19,10 @@ HINT = (
 )
 
 
-def needs(rules: Rules) -> FactsNeeds | None:
+def reads(rules: Rules) -> Reads:
     if rules.min_efficiency is None and rules.max_wasted_bytes is None:
-        return None
-    return FactsNeeds(frozenset(rules.required_platforms), content=True)
+        return NOTHING
+    return Reads(FactsNeeds(frozenset(rules.required_platforms), content=True))
 
 
 def check(subject: Subject) -> None:
