@@ -22,7 +22,7 @@ import yaml
 from cluster import apply, deployment, image_policy, namespace, violations, wait_for, wait_for_status
 
 from slimguard.core.errors import InspectionError
-from slimguard.core.facts import Platform
+from slimguard.core.facts import FactsNeeds, Platform
 from slimguard.core.plan import plan
 from slimguard.core.policy import ImagePolicy
 from slimguard.core.verdict import FindingKind, Status, Verdict
@@ -40,6 +40,7 @@ from slimguard_testbed.operator_runner import InProcessOperator, LoopbackOnlyBac
 from slimguard_testbed.webhook import WebhookReplicas
 
 AMD64 = {Platform("linux", "amd64")}
+ON_AMD64 = FactsNeeds(frozenset(AMD64))
 POLICY = ImagePolicy.from_resource("slim", {"mode": "Enforce", "rules": {"maxCompressedSize": "200Mi"}})
 
 
@@ -191,7 +192,7 @@ async def test_wrong_content_is_an_error_finding_in_bounded_requests_and_bytes(
     inspector = hostile_evaluator.inspector
     started = time.monotonic()
     with pytest.raises(InspectionError) as raised:
-        await asyncio.wait_for(inspector.inspect(image, platforms=AMD64), timeout=60)
+        await asyncio.wait_for(inspector.inspect(image, ON_AMD64), timeout=60)
     seconds = time.monotonic() - started
     assert raised.value.reason == reason, str(raised.value)
     assert words in str(raised.value)

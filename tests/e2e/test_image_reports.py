@@ -15,7 +15,7 @@ import pytest
 import yaml
 from cluster import apply, deployment, get, image_policy, namespace, wait_for, wait_for_status
 
-from slimguard.core.facts import Platform
+from slimguard.core.facts import FactsNeeds, Platform
 from slimguard.core.image_report import read_report, report_name
 from slimguard.core.quantity import format_bytes
 from slimguard.registry.client import RegistryClient
@@ -115,7 +115,9 @@ def test_a_report_read_back_from_the_apiserver_holds_the_facts_the_registry_give
     async def from_registry() -> Any:
         client = RegistryClient(operator.settings.registry)
         try:
-            return await ImageInspector(client).inspect(images.tagged.ref, platforms=[AMD64], uncompressed=True)
+            return await ImageInspector(client).inspect(
+                images.tagged.ref, FactsNeeds(frozenset([AMD64]), uncompressed=True)
+            )
         finally:
             await client.aclose()
 

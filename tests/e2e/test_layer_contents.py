@@ -17,7 +17,7 @@ import pytest
 
 from slimguard.core.content import ContentFacts, LayerContent
 from slimguard.core.errors import InspectionError
-from slimguard.core.facts import Platform
+from slimguard.core.facts import FactsNeeds, Platform
 from slimguard.layers.walker import LayerLimits, walk_layer
 from slimguard.registry.client import RegistryClient
 from slimguard.registry.guard import AddressPolicy, GuardedNetworkBackend
@@ -46,7 +46,7 @@ async def inspector(registry: Registry) -> AsyncIterator[ImageInspector]:
 
 async def content_of(inspector: ImageInspector, image: FixtureImage) -> ContentFacts:
     """What the controller learns of an image's contents: every layer streamed from the registry and walked."""
-    facts = await inspector.inspect(image.ref, platforms=[AMD64], content=True)
+    facts = await inspector.inspect(image.ref, FactsNeeds(frozenset([AMD64]), content=True))
     (platform,) = facts.platforms
     assert platform.content is not None
     return platform.content

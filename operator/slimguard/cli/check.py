@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from slimguard.core.errors import InspectionError, InvalidPolicy, InvalidReference
-from slimguard.core.facts import ImageFacts, Platform
+from slimguard.core.facts import FactsNeeds, ImageFacts, Platform
 from slimguard.core.image_check import image_scoped, image_workload, narrowed_to, policies_from_yaml
 from slimguard.core.outcome import outcome_of
 from slimguard.core.plan import base_candidates, plan
@@ -156,7 +156,7 @@ async def check_images(
         chosen = plan(applied, image_workload(image), {})  # outside a cluster: no namespace labels
         verdict = await evaluator.verdict(chosen, now=now or datetime.now(UTC))
         outcome = outcome_of(verdict, on_unknown=on_unknown)
-        facts = sources.facts.cached(image, credentials=credentials, platforms=(), uncompressed=False)
+        facts = sources.facts.cached(image, FactsNeeds(frozenset()), credentials=credentials)
         results.append(
             image_result(
                 image,
@@ -198,16 +198,13 @@ async def inspect_image(
     if not wanted and sources.docker is None:
         wanted = await _listed_platforms(image, sources, credentials)
     facts = await sources.facts.inspect(
-        image, credentials=credentials, platforms=wanted, uncompressed=True, content=content
+        image, FactsNeeds(frozenset(wanted), uncompressed=True, content=content), credentials=credentials
     )
     bases: dict[str, Any] = {}
     for candidate in candidates:
         try:
             bases[candidate] = await sources.facts.inspect(
-                candidate,
-                credentials=credentials,
-                platforms=tuple(p.platform for p in facts.platforms),
-                uncompressed=False,
+                candidate, FactsNeeds(frozenset(p.platform for p in facts.platforms)), credentials=credentials
             )
         except InspectionError as error:
             bases[candidate] = error
@@ -217,6 +214,6 @@ async def inspect_image(
 async def _listed_platforms(image: str, sources: Sources, credentials: Sequence[Credential]) -> tuple[Platform, ...]:
     """Every platform an index lists (one look at the index first), or linux/amd64 for a single manifest."""
     first = await sources.facts.inspect(
-        image, credentials=credentials, platforms=(Platform("linux", "amd64"),), uncompressed=False
+        image, FactsNeeds(frozenset({Platform("linux", "amd64")})), credentials=credentials
     )
     return first.listed_platforms or tuple(p.platform for p in first.platforms) or (Platform("linux", "amd64"),)

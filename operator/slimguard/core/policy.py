@@ -306,14 +306,6 @@ class Rules(_Model):
     def wasted_limit(self) -> int | None:
         return None if self.max_wasted_bytes is None else parse_bytes(self.max_wasted_bytes)
 
-    @property
-    def has_content_rule(self) -> bool:
-        """A rule that reads what the layers hold (packages, tools, dive's numbers): the layers must be read."""
-        return any(
-            rule is not None
-            for rule in (self.max_packages, self.forbidden_tools, self.min_efficiency, self.max_wasted_bytes)
-        )
-
     @cached_property  # parsed once, when first read: evaluation reads it per container
     def required_platforms(self) -> tuple[Platform, ...]:
         return tuple(Platform.parse(p) for p in self.platforms) if self.platforms else DEFAULT_PLATFORMS
@@ -452,12 +444,6 @@ class ImagePolicy(_Model):
             raise InvalidPolicy(
                 f'ImagePolicy "{name}" is invalid: spec: cannot be read ({type(error).__name__}: {error})'
             ) from error
-
-    @property
-    def finds_bases(self) -> bool:
-        """Something reads the image's base: a base rule, requireCurrentBase or slimmer-base hints."""
-        rules = self.spec.rules
-        return rules.has_base_rule or rules.require_current_base or self.spec.slimmer_bases is not None
 
     @property
     def base_image_candidates(self) -> tuple[str, ...]:

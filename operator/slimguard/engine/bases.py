@@ -11,14 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from slimguard.core.alternatives import BaseQuery, slimmer_base_queries
 from slimguard.core.bases import BaseOptions
 from slimguard.core.errors import InspectionError
-from slimguard.core.facts import FactsNeeds, FactsOrError, ImageFacts, Platform
+from slimguard.core.facts import FactsNeeds, FactsOrError, ImageFacts
 from slimguard.core.plan import Plan
 from slimguard.core.rules.current_base import versions_to_read
 from slimguard.registry.credentials import Credential
@@ -43,12 +43,10 @@ class VersionSource(Protocol):
     """Image facts by reference, as ``engine.facts.FactsSource`` gives them."""
 
     def cached(
-        self, image: str, *, credentials: Sequence[Credential], platforms: Iterable[Platform], uncompressed: bool
+        self, image: str, needs: FactsNeeds, *, credentials: Sequence[Credential]
     ) -> ImageFacts | InspectionError | None: ...
 
-    async def inspect(
-        self, image: str, *, credentials: Sequence[Credential], platforms: Iterable[Platform], uncompressed: bool
-    ) -> ImageFacts: ...
+    async def inspect(self, image: str, needs: FactsNeeds, *, credentials: Sequence[Credential]) -> ImageFacts: ...
 
 
 class BaseHistory:
@@ -128,9 +126,7 @@ class BaseLookups:
 
         async def version(reference: str, need: FactsNeeds) -> FactsOrError:
             try:
-                return await self.versions.inspect(
-                    reference, credentials=credentials, platforms=need.platforms, uncompressed=False
-                )
+                return await self.versions.inspect(reference, need, credentials=credentials)
             except InspectionError as error:
                 return error
 
@@ -161,9 +157,7 @@ class BaseLookups:
     ) -> tuple[dict[str, BaseOptions], dict[str, FactsOrError]] | None:
         versions: dict[str, FactsOrError] = {}
         for reference, need in wanted.items():
-            cached = self.versions.cached(
-                reference, credentials=credentials, platforms=need.platforms, uncompressed=False
-            )
+            cached = self.versions.cached(reference, need, credentials=credentials)
             if cached is None:
                 return None
             versions[reference] = cached

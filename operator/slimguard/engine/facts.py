@@ -12,7 +12,7 @@ from slimguard import metrics
 from slimguard.core.context import Context
 from slimguard.core.errors import InspectionError
 from slimguard.core.evaluation import evaluate
-from slimguard.core.facts import FactsNeeds, FactsOrError, ImageFacts, Platform
+from slimguard.core.facts import FactsNeeds, FactsOrError, ImageFacts
 from slimguard.core.plan import Plan
 from slimguard.core.verdict import Verdict
 from slimguard.core.vulnerabilities import DigestReports, VulnerabilityReport
@@ -27,28 +27,15 @@ class FactsSource(Protocol):
     """Where image facts come from: the registry inspector, and next a local Docker engine or stored reports.
 
     ``cached`` answers from memory alone (None when it cannot), so a warm admission never yields; ``inspect``
-    may do I/O and raises InspectionError with a message meant for the user.
+    may do I/O and raises InspectionError with a message meant for the user. Both are asked for one needs object
+    (``core.plan`` says what each image needs): a new kind of read is a field there, not a new argument here.
     """
 
     def cached(
-        self,
-        image: str,
-        *,
-        credentials: Sequence[Credential],
-        platforms: Iterable[Platform],
-        uncompressed: bool,
-        content: bool = False,
+        self, image: str, needs: FactsNeeds, *, credentials: Sequence[Credential]
     ) -> ImageFacts | InspectionError | None: ...
 
-    async def inspect(
-        self,
-        image: str,
-        *,
-        credentials: Sequence[Credential],
-        platforms: Iterable[Platform],
-        uncompressed: bool,
-        content: bool = False,
-    ) -> ImageFacts: ...
+    async def inspect(self, image: str, needs: FactsNeeds, *, credentials: Sequence[Credential]) -> ImageFacts: ...
 
 
 class ClusterFacts(Protocol):
@@ -161,13 +148,7 @@ class Evaluator:
 
         async def inspect(image: str, need: FactsNeeds) -> FactsOrError:
             try:
-                return await self.inspector.inspect(
-                    image,
-                    credentials=credentials,
-                    platforms=need.platforms,
-                    uncompressed=need.uncompressed,
-                    content=need.content,
-                )
+                return await self.inspector.inspect(image, need, credentials=credentials)
             except InspectionError as error:
                 # For a base, evaluation makes this an error finding: a rule it leaves undecided is not compliant.
                 return error
@@ -194,13 +175,7 @@ class Evaluator:
         for wanted in (needs, bases):
             facts: dict[str, FactsOrError] = {}
             for image, need in wanted.items():
-                cached = self.inspector.cached(
-                    image,
-                    credentials=credentials,
-                    platforms=need.platforms,
-                    uncompressed=need.uncompressed,
-                    content=need.content,
-                )
+                cached = self.inspector.cached(image, need, credentials=credentials)
                 if cached is None:
                     return None
                 facts[image] = cached

@@ -86,10 +86,10 @@ class GatedInspector:
         self.calls = 0
         self.waiting = 0
 
-    def cached(self, image: str, **_: Any) -> None:
+    def cached(self, image: str, *_: Any, **__: Any) -> None:
         return None
 
-    async def inspect(self, image: str, **_: Any) -> ImageFacts:
+    async def inspect(self, image: str, *_: Any, **__: Any) -> ImageFacts:
         self.calls += 1
         self.waiting += 1
         await self.gate.wait()

@@ -12,6 +12,7 @@ import yaml
 
 from slimguard.core.errors import InvalidPolicy
 from slimguard.core.facts import Platform
+from slimguard.core.plan import policy_reads
 from slimguard.core.policy import Decision, ImagePolicy, LabelSelector, Mode, parse_duration
 
 from .builders import GiB, MiB, policy
@@ -349,7 +350,7 @@ def test_slimmer_bases_and_require_current_base_are_read_and_checked() -> None:
     assert read.spec.rules.require_current_base
     assert read.spec.slimmer_bases is not None
     assert read.spec.slimmer_bases.from_tags
-    assert read.finds_bases
+    assert policy_reads(read).bases
     with pytest.raises(InvalidPolicy, match=r"spec\.slimmerBases\.alternatives\.0\.candidates: .* is not a concrete"):
         ImagePolicy.from_resource(
             "bad",

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from core.builders import APP, NOW, MiB, facts, layers, platform_image, policy, workload
 
 from slimguard.core.errors import InspectionError
-from slimguard.core.facts import ImageFacts, Platform
+from slimguard.core.facts import FactsNeeds, ImageFacts
 from slimguard.core.plan import plan
 from slimguard.core.verdict import Status
 from slimguard.engine.facts import NO_CLUSTER, Evaluator
@@ -23,25 +23,11 @@ class InMemoryFacts:
         self.asked: list[str] = []
 
     def cached(
-        self,
-        image: str,
-        *,
-        credentials: Sequence[Credential],
-        platforms: Iterable[Platform],
-        uncompressed: bool,
-        content: bool = False,
+        self, image: str, needs: FactsNeeds, *, credentials: Sequence[Credential]
     ) -> ImageFacts | InspectionError | None:
         return None
 
-    async def inspect(
-        self,
-        image: str,
-        *,
-        credentials: Sequence[Credential],
-        platforms: Iterable[Platform],
-        uncompressed: bool,
-        content: bool = False,
-    ) -> ImageFacts:
+    async def inspect(self, image: str, needs: FactsNeeds, *, credentials: Sequence[Credential]) -> ImageFacts:
         self.asked.append(image)
         return self.known[image]
 
