@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from slimguard.core.plan import plan
-from slimguard.core.policy import ImagePolicy
-from slimguard.core.verdict import Finding, FindingKind, Status, Verdict
-from slimguard.core.workload import Container, ContainerType, Workload
+from slimguard.core.evaluation.plan import plan
+from slimguard.core.evaluation.verdict import Finding, FindingKind, Status, Verdict
+from slimguard.core.model.policy import ImagePolicy
+from slimguard.core.model.workload import Container, ContainerType, Workload
 from slimguard.engine.facts import NO_CLUSTER, Evaluator
 from slimguard.registry.client import RegistryClient
 from slimguard.registry.guard import AddressPolicy, GuardedNetworkBackend

@@ -22,11 +22,12 @@ import yaml
 from cluster import apply, deployment, image_policy, namespace, violations, wait_for, wait_for_status
 
 from slimguard.core.errors import InspectionError
-from slimguard.core.facts import FactsNeeds, Platform
-from slimguard.core.plan import plan
-from slimguard.core.policy import ImagePolicy
-from slimguard.core.verdict import FindingKind, Status, Verdict
-from slimguard.core.workload import Container, ContainerType, Workload
+from slimguard.core.evaluation.plan import plan
+from slimguard.core.evaluation.verdict import FindingKind, Status, Verdict
+from slimguard.core.facts.image_facts import FactsNeeds
+from slimguard.core.model.platform import Platform
+from slimguard.core.model.policy import ImagePolicy
+from slimguard.core.model.workload import Container, ContainerType, Workload
 from slimguard.engine.facts import Evaluator
 from slimguard.engine.view import ClusterView
 from slimguard.registry.client import RegistryClient

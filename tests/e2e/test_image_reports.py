@@ -15,9 +15,10 @@ import pytest
 import yaml
 from cluster import apply, deployment, get, image_policy, namespace, wait_for, wait_for_status
 
-from slimguard.core.facts import FactsNeeds, Platform
-from slimguard.core.image_report import read_report, report_name
-from slimguard.core.quantity import format_bytes
+from slimguard.core.facts.image_facts import FactsNeeds
+from slimguard.core.facts.image_report import read_report, report_name
+from slimguard.core.model.platform import Platform
+from slimguard.core.model.quantity import format_bytes
 from slimguard.registry.client import RegistryClient
 from slimguard.registry.inspector import ImageInspector
 from slimguard_testbed import CertificateAuthority, ControlPlane, Registry

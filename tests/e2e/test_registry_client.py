@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from slimguard.core.errors import InspectionError
-from slimguard.core.facts import FactsNeeds, Platform
+from slimguard.core.facts.image_facts import FactsNeeds
+from slimguard.core.model.platform import Platform
 from slimguard.registry.client import RegistryClient
 from slimguard.registry.credentials import Credential
 from slimguard.registry.guard import AddressPolicy, GuardedNetworkBackend

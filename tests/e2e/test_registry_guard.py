@@ -9,7 +9,8 @@ import pytest
 from cluster import apply, deployment, image_policy, namespace, violations, wait_for_status
 
 from slimguard.core.errors import InspectionError
-from slimguard.core.facts import FactsNeeds, Platform
+from slimguard.core.facts.image_facts import FactsNeeds
+from slimguard.core.model.platform import Platform
 from slimguard.registry.client import RegistryClient
 from slimguard.registry.guard import AddressPolicy, GuardedNetworkBackend
 from slimguard.registry.inspector import ImageInspector

@@ -19,12 +19,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from slimguard import metrics
-from slimguard.core.enforcement import RecentDecisions, decisions
-from slimguard.core.outcome import ALLOWED, outcome_of
-from slimguard.core.plan import plan
-from slimguard.core.policy import WORKLOAD_KINDS
+from slimguard.core.evaluation.enforcement import RecentDecisions, decisions
+from slimguard.core.evaluation.outcome import ALLOWED, outcome_of
+from slimguard.core.evaluation.plan import plan
+from slimguard.core.model.policy import WORKLOAD_KINDS
+from slimguard.core.model.workload import Workload, normalise, pod_spec_of
 from slimguard.core.text import shorten
-from slimguard.core.workload import Workload, normalise, pod_spec_of
 from slimguard.engine.facts import Evaluator
 from slimguard.engine.view import ClusterView
 

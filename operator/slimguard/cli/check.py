@@ -1,7 +1,7 @@
 """``slimguard check`` and ``slimguard inspect``: the cluster's evaluation, run on images from a pipeline.
 
 Only translation lives here: policies from files (or the cluster), a facts source (the registry inspector, or
-the local Docker engine), the same ``Evaluator`` and ``core.outcome`` mapping the webhook uses, and a report.
+the local Docker engine), the same ``Evaluator`` and ``core.evaluation.outcome`` mapping the webhook uses, and a report.
 """
 
 from __future__ import annotations
@@ -13,14 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from slimguard.core.errors import InspectionError, InvalidPolicy, InvalidReference
-from slimguard.core.facts import FactsNeeds, ImageFacts, Platform
-from slimguard.core.image_check import image_scoped, image_workload, narrowed_to, policies_from_yaml
-from slimguard.core.outcome import outcome_of
-from slimguard.core.plan import base_candidates, plan
-from slimguard.core.policy import ImagePolicy
-from slimguard.core.reference import ImageReference
-from slimguard.core.report import ImageResult, InspectedImage, image_result
-from slimguard.core.workload import Workload
+from slimguard.core.evaluation.outcome import outcome_of
+from slimguard.core.evaluation.plan import base_candidates, plan
+from slimguard.core.facts.image_facts import FactsNeeds, ImageFacts
+from slimguard.core.model.image_check import image_scoped, image_workload, narrowed_to, policies_from_yaml
+from slimguard.core.model.platform import Platform
+from slimguard.core.model.policy import ImagePolicy
+from slimguard.core.model.reference import ImageReference
+from slimguard.core.model.workload import Workload
+from slimguard.core.reports.report import ImageResult, InspectedImage, image_result
 from slimguard.docker_engine import DockerFacts, connect, docker_config_credentials
 from slimguard.engine.facts import NO_CLUSTER, Evaluator, FactsSource
 from slimguard.registry.client import RegistryClient

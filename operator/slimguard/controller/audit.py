@@ -28,11 +28,11 @@ from slimguard.controller.policy_reports import PolicyReports
 from slimguard.controller.queue import WorkQueue
 from slimguard.controller.status import ENFORCING, policy_status
 from slimguard.controller.timers import Backoff, Scheduler, Timer, loop_scheduler
-from slimguard.core.plan import Plan, plan
-from slimguard.core.policy import ImagePolicy
+from slimguard.core.evaluation.plan import Plan, plan
+from slimguard.core.evaluation.verdict import FindingKind, Status, Verdict
+from slimguard.core.model.policy import ImagePolicy
+from slimguard.core.model.workload import Workload, WorkloadKey, normalise
 from slimguard.core.text import shorten
-from slimguard.core.verdict import FindingKind, Status, Verdict
-from slimguard.core.workload import Workload, WorkloadKey, normalise
 from slimguard.engine.facts import Evaluator
 from slimguard.engine.view import ClusterView
 from slimguard.exhaustion import exit_exhausted, is_exhaustion

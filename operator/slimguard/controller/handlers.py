@@ -20,12 +20,12 @@ from slimguard.controller.image_reports import ReportKeeper, digests_in_use, sli
 from slimguard.controller.policy_reports import PolicyReports
 from slimguard.controller.settings import ControllerSettings
 from slimguard.controller.timers import Backoff
-from slimguard.core import enforcement
-from slimguard.core.plan import Plan
-from slimguard.core.policy_report import REPORT_APIS
-from slimguard.core.verdict import Verdict
-from slimguard.core.vulnerabilities import SeverityCounts
-from slimguard.core.workload import made_by_a_workload
+from slimguard.core.evaluation import enforcement
+from slimguard.core.evaluation.plan import Plan
+from slimguard.core.evaluation.verdict import Verdict
+from slimguard.core.facts.vulnerabilities import SeverityCounts
+from slimguard.core.model.workload import made_by_a_workload
+from slimguard.core.reports.policy_report import REPORT_APIS
 from slimguard.engine.view import ClusterView
 from slimguard.engine.wiring import Engine, build_engine
 from slimguard.kube.gateway import KubeGateway, load_api_client

@@ -20,14 +20,14 @@ from datetime import datetime, timedelta
 
 from kubernetes.client.exceptions import ApiException
 
-from slimguard.core.bases import SlimmerBase
 from slimguard.core.errors import InvalidReference
-from slimguard.core.facts import ImageFacts
-from slimguard.core.plan import Plan
-from slimguard.core.policy import ImagePolicy
-from slimguard.core.reference import ImageReference
-from slimguard.core.verdict import Verdict
-from slimguard.core.workload import Workload
+from slimguard.core.evaluation.plan import Plan
+from slimguard.core.evaluation.verdict import Verdict
+from slimguard.core.facts.bases import SlimmerBase
+from slimguard.core.facts.image_facts import ImageFacts
+from slimguard.core.model.policy import ImagePolicy
+from slimguard.core.model.reference import ImageReference
+from slimguard.core.model.workload import Workload
 from slimguard.kube.gateway import KubeGateway, NotLeader
 from slimguard.kube.image_reports import ImageReports
 

@@ -22,11 +22,12 @@ import docker
 import docker.errors
 import requests.exceptions
 
-from slimguard.core.content import LayerContent
-from slimguard.core.content_analysis import analyse_content
 from slimguard.core.errors import InspectionError
-from slimguard.core.facts import FactsNeeds, ImageFacts, Platform
-from slimguard.core.local_image import DOCKER_LAYER_TAR, local_image_facts, with_compressed_sizes, with_config
+from slimguard.core.facts.content import LayerContent
+from slimguard.core.facts.content_analysis import analyse_content
+from slimguard.core.facts.image_facts import FactsNeeds, ImageFacts
+from slimguard.core.facts.local_image import DOCKER_LAYER_TAR, local_image_facts, with_compressed_sizes, with_config
+from slimguard.core.model.platform import Platform
 from slimguard.layers.walker import LayerLimits, walk_layer
 from slimguard.registry.credentials import Credential
 

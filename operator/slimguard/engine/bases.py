@@ -15,12 +15,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from slimguard.core.alternatives import BaseQuery, slimmer_base_queries
-from slimguard.core.bases import BaseOptions
 from slimguard.core.errors import InspectionError
-from slimguard.core.facts import FactsNeeds, FactsOrError, ImageFacts
-from slimguard.core.plan import Plan
-from slimguard.core.rules.current_base import versions_to_read
+from slimguard.core.evaluation.plan import Plan
+from slimguard.core.evaluation.rules.current_base import versions_to_read
+from slimguard.core.evaluation.slimmer_bases import BaseQuery, slimmer_base_queries
+from slimguard.core.facts.bases import BaseOptions
+from slimguard.core.facts.image_facts import FactsNeeds, FactsOrError, ImageFacts
 from slimguard.registry.credentials import Credential
 
 log = logging.getLogger(__name__)

@@ -9,14 +9,14 @@ from datetime import datetime
 from typing import Protocol
 
 from slimguard import metrics
-from slimguard.core.context import Context
 from slimguard.core.errors import InspectionError
-from slimguard.core.evaluation import evaluate
-from slimguard.core.facts import FactsNeeds, FactsOrError, ImageFacts
-from slimguard.core.plan import Plan
-from slimguard.core.verdict import Verdict
-from slimguard.core.vulnerabilities import DigestReports, VulnerabilityReport
-from slimguard.core.workload import Workload
+from slimguard.core.evaluation.context import Context
+from slimguard.core.evaluation.evaluate import evaluate
+from slimguard.core.evaluation.plan import Plan
+from slimguard.core.evaluation.verdict import Verdict
+from slimguard.core.facts.image_facts import FactsNeeds, FactsOrError, ImageFacts
+from slimguard.core.facts.vulnerabilities import DigestReports, VulnerabilityReport
+from slimguard.core.model.workload import Workload
 from slimguard.engine.bases import NO_BASE_FACTS, BaseFacts, BaseLookups
 from slimguard.registry.credentials import Credential
 
@@ -28,7 +28,7 @@ class FactsSource(Protocol):
 
     ``cached`` answers from memory alone (None when it cannot), so a warm admission never yields; ``inspect``
     may do I/O and raises InspectionError with a message meant for the user. Both are asked for one needs object
-    (``core.plan`` says what each image needs): a new kind of read is a field there, not a new argument here.
+    (``core.evaluation.plan`` says what each image needs): a new kind of read is a field there, not a new argument here.
     """
 
     def cached(
@@ -73,7 +73,7 @@ NO_CLUSTER: ClusterFacts = _NoCluster()
 
 
 class Evaluator:
-    """Turns a plan (``core.plan``) into a Verdict, fetching only what it says the rules read."""
+    """Turns a plan (``core.evaluation.plan``) into a Verdict, fetching only what it says the rules read."""
 
     def __init__(
         self,

@@ -18,8 +18,8 @@ from collections.abc import Callable, Sequence
 
 from slimguard import metrics
 from slimguard.core.errors import InspectionError, InvalidReference
-from slimguard.core.facts import FactsNeeds, ImageFacts
-from slimguard.core.reference import ImageReference
+from slimguard.core.facts.image_facts import FactsNeeds, ImageFacts
+from slimguard.core.model.reference import ImageReference
 from slimguard.kube.image_reports import ImageReports
 from slimguard.registry.client import RegistryClient
 from slimguard.registry.credentials import Credential, credentials_for

@@ -10,13 +10,14 @@ from dataclasses import replace
 from typing import Any
 
 from slimguard import metrics
-from slimguard.core import oci
-from slimguard.core.content import ContentFacts, LayerContent
-from slimguard.core.content_analysis import analyse_content
 from slimguard.core.errors import InspectionError, InvalidReference
-from slimguard.core.facts import FactsNeeds, ImageFacts, Layer, Platform, PlatformImage
-from slimguard.core.media_types import IMAGE_TYPES, INDEX_TYPES
-from slimguard.core.reference import ImageReference
+from slimguard.core.facts import oci
+from slimguard.core.facts.content import ContentFacts, LayerContent
+from slimguard.core.facts.content_analysis import analyse_content
+from slimguard.core.facts.image_facts import FactsNeeds, ImageFacts, Layer, PlatformImage
+from slimguard.core.facts.media_types import IMAGE_TYPES, INDEX_TYPES
+from slimguard.core.model.platform import Platform
+from slimguard.core.model.reference import ImageReference
 from slimguard.layers.walker import LayerLimits, LayerRefused, walk_layer_stream
 from slimguard.registry.cache import Coalescer, LruCache, RevalidatingCache, TtlCache
 from slimguard.registry.client import RegistryClient

@@ -8,11 +8,11 @@ from typing import Any
 from core.builders import NOW
 
 from slimguard.admission.decision import MAX_WARNING_LENGTH, Reviewer
-from slimguard.core.context import Context
 from slimguard.core.errors import InspectionError
-from slimguard.core.evaluation import evaluate
-from slimguard.core.plan import Plan
-from slimguard.core.verdict import Verdict
+from slimguard.core.evaluation.context import Context
+from slimguard.core.evaluation.evaluate import evaluate
+from slimguard.core.evaluation.plan import Plan
+from slimguard.core.evaluation.verdict import Verdict
 from slimguard.engine.view import ClusterView
 
 IMAGE = "127.0.0.1:1/shop/api:1.0"

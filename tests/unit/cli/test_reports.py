@@ -9,12 +9,12 @@ import jsonschema
 from core.builders import APP, MiB, context, facts, layers, platform_image, policy
 
 from slimguard.cli.sarif import check_sarif, lint_sarif
-from slimguard.core.evaluation import evaluate
-from slimguard.core.image_check import image_scoped, image_workload
+from slimguard.core.evaluation.evaluate import evaluate
+from slimguard.core.evaluation.outcome import outcome_of
+from slimguard.core.evaluation.plan import plan
 from slimguard.core.lint import lint, parse_dockerfile
-from slimguard.core.outcome import outcome_of
-from slimguard.core.plan import plan
-from slimguard.core.report import check_document, image_result, lint_document
+from slimguard.core.model.image_check import image_scoped, image_workload
+from slimguard.core.reports.report import check_document, image_result, lint_document
 
 SARIF_SCHEMA = json.loads((Path(__file__).parents[2] / "schemas" / "sarif-schema-2.1.0.json").read_text())
 

@@ -7,11 +7,11 @@ from datetime import timedelta
 from core.builders import NOW, digest, facts, policy, workload
 
 from slimguard.controller.image_reports import ReportKeeper, UnusedReports, digests_in_use, slimmer_bases_by_digest
-from slimguard.core.bases import SlimmerBase
-from slimguard.core.facts import Platform
-from slimguard.core.plan import plan
-from slimguard.core.verdict import ImageSize, Verdict
-from slimguard.core.workload import Workload
+from slimguard.core.evaluation.plan import plan
+from slimguard.core.evaluation.verdict import ImageSize, Verdict
+from slimguard.core.facts.bases import SlimmerBase
+from slimguard.core.model.platform import Platform
+from slimguard.core.model.workload import Workload
 from slimguard.kube.image_reports import ImageReports
 
 HOUR = timedelta(hours=1)

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from core.builders import AMD64, APP, ARM64, MiB, annotated, facts, layers, platform_image, policy, verdict
-from slimguard.core.alternatives import best_slimmer_base, slimmer_base_queries, variant_references, variant_tags
-from slimguard.core.bases import BaseOptions, MeasuredImage, short_name
-from slimguard.core.facts import BaseImage, BaseImageMethod
+from slimguard.core.evaluation.slimmer_bases import (
+    best_slimmer_base,
+    slimmer_base_queries,
+    variant_references,
+    variant_tags,
+)
+from slimguard.core.facts.bases import BaseOptions, MeasuredImage, short_name
+from slimguard.core.facts.image_facts import BaseImage, BaseImageMethod
 
 BOOKWORM = "registry.example.com/base/node:20-bookworm"
 ALPINE = "registry.example.com/base/node:20-alpine"

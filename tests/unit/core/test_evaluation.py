@@ -8,14 +8,15 @@ from typing import Any
 
 import pytest
 
-from slimguard.core.bases import detect_bases
 from slimguard.core.errors import InspectionError
-from slimguard.core.facts import ImageFacts, Platform
-from slimguard.core.plan import plan
-from slimguard.core.policy import ImagePolicy, Mode
-from slimguard.core.verdict import Finding, FindingKind, Status, Verdict
-from slimguard.core.vulnerabilities import DigestReports
-from slimguard.core.workload import ContainerType
+from slimguard.core.evaluation.plan import plan
+from slimguard.core.evaluation.verdict import Finding, FindingKind, Status, Verdict
+from slimguard.core.facts.bases import detect_bases
+from slimguard.core.facts.image_facts import ImageFacts
+from slimguard.core.facts.vulnerabilities import DigestReports
+from slimguard.core.model.platform import Platform
+from slimguard.core.model.policy import ImagePolicy, Mode
+from slimguard.core.model.workload import ContainerType
 
 from .builders import (
     AMD64,

@@ -8,13 +8,14 @@ import pytest
 
 from core.builders import APP, MiB, context, facts, layers, platform_image, policy
 from slimguard.core.errors import InspectionError, InvalidPolicy
-from slimguard.core.evaluation import evaluate
-from slimguard.core.facts import FactsOrError, Platform, PlatformImage
-from slimguard.core.image_check import image_scoped, image_workload, narrowed_to, policies_from_yaml
-from slimguard.core.outcome import EXIT_DENIED, EXIT_ERROR, EXIT_OK, check_exit_status, outcome_of
-from slimguard.core.plan import plan
-from slimguard.core.policy import Decision, ImagePolicy
-from slimguard.core.report import image_result
+from slimguard.core.evaluation.evaluate import evaluate
+from slimguard.core.evaluation.outcome import EXIT_DENIED, EXIT_ERROR, EXIT_OK, check_exit_status, outcome_of
+from slimguard.core.evaluation.plan import plan
+from slimguard.core.facts.image_facts import FactsOrError, PlatformImage
+from slimguard.core.model.image_check import image_scoped, image_workload, narrowed_to, policies_from_yaml
+from slimguard.core.model.platform import Platform
+from slimguard.core.model.policy import Decision, ImagePolicy
+from slimguard.core.reports.report import image_result
 
 POLICY_YAML = """
 apiVersion: slimguard.dev/v1alpha1

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from slimguard.core.facts import FactsNeeds, Platform
-from slimguard.core.plan import base_candidates, needs_of, plan, policy_reads
+from slimguard.core.evaluation.plan import base_candidates, needs_of, plan, policy_reads
+from slimguard.core.facts.image_facts import FactsNeeds
+from slimguard.core.model.platform import Platform
 
 from .builders import AMD64, APP, policy, workload
 

@@ -8,9 +8,9 @@ from typing import Any
 from core.builders import APP, NOW, MiB, facts, layers, platform_image, policy, workload
 
 from slimguard.core.errors import InspectionError
-from slimguard.core.facts import FactsNeeds, ImageFacts
-from slimguard.core.plan import plan
-from slimguard.core.verdict import Status
+from slimguard.core.evaluation.plan import plan
+from slimguard.core.evaluation.verdict import Status
+from slimguard.core.facts.image_facts import FactsNeeds, ImageFacts
 from slimguard.engine.facts import NO_CLUSTER, Evaluator
 from slimguard.registry.credentials import Credential
 

@@ -13,10 +13,10 @@ import httpcore
 import pytest
 from core.builders import AMD64, ARM64, facts, platform_image
 
-from slimguard.core.content import ContentFacts, PackageCount
 from slimguard.core.errors import InspectionError
-from slimguard.core.facts import FactsNeeds, ImageFacts
-from slimguard.core.image_report import report_body
+from slimguard.core.facts.content import ContentFacts, PackageCount
+from slimguard.core.facts.image_facts import FactsNeeds, ImageFacts
+from slimguard.core.facts.image_report import report_body
 from slimguard.engine.reported_facts import ReportedInspector
 from slimguard.kube.image_reports import ImageReports
 from slimguard.registry.client import RegistryClient

@@ -19,11 +19,12 @@ from hypothesis import strategies as st
 from slimguard import metrics
 from slimguard.admission.decision import Answer, Reviewer
 from slimguard.core.errors import InspectionError, InvalidReference
-from slimguard.core.facts import FactsNeeds, ImageFacts, Layer, Platform, PlatformImage
-from slimguard.core.media_types import OCI_MANIFEST
-from slimguard.core.policy import WORKLOAD_KINDS
-from slimguard.core.reference import ImageReference
-from slimguard.core.workload import Workload
+from slimguard.core.facts.image_facts import FactsNeeds, ImageFacts, Layer, PlatformImage
+from slimguard.core.facts.media_types import OCI_MANIFEST
+from slimguard.core.model.platform import Platform
+from slimguard.core.model.policy import WORKLOAD_KINDS
+from slimguard.core.model.reference import ImageReference
+from slimguard.core.model.workload import Workload
 from slimguard.engine.facts import Evaluator
 from slimguard.engine.view import ClusterView
 from slimguard.registry.credentials import Credential, decode_secret_data

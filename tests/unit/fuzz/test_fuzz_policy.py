@@ -11,10 +11,10 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from slimguard.core.errors import InvalidPolicy
-from slimguard.core.evaluation import evaluate
-from slimguard.core.plan import plan
-from slimguard.core.policy import ImagePolicy
-from slimguard.core.verdict import Status
+from slimguard.core.evaluation.evaluate import evaluate
+from slimguard.core.evaluation.plan import plan
+from slimguard.core.evaluation.verdict import Status
+from slimguard.core.model.policy import ImagePolicy
 
 from .strategies import json_values, near_valid_specs, plausible
 
