@@ -28,7 +28,8 @@ class FactsSource(Protocol):
 
     ``cached`` answers from memory alone (None when it cannot), so a warm admission never yields; ``inspect``
     may do I/O and raises InspectionError with a message meant for the user. Both are asked for one needs object
-    (``core.evaluation.plan`` says what each image needs): a new kind of read is a field there, not a new argument here.
+    (``core.evaluation.plan`` says what each image needs): a new kind of read is a field there, not a new
+    argument here.
     """
 
     def cached(

@@ -3,8 +3,9 @@
 ``plan`` matches the policies to the workload once. Everything downstream takes the plan instead of matching
 again: the engine fetches what it says (one needs object per image, the bases, the reports, the base versions),
 evaluation checks the containers it selected, and the controller reads its selection afterwards (hints per
-digest, exemption wake-ups, PolicyReports). Each rule declares what it reads (``core.evaluation.rules``, ``Reads``); the
-plan unites the declarations per policy and per image, so what is fetched and what is checked never disagree.
+digest, exemption wake-ups, PolicyReports). Each rule declares what it reads (``core.evaluation.rules``,
+``Reads``); the plan unites the declarations per policy and per image, so what is fetched and what is checked
+never disagree.
 """
 
 from __future__ import annotations

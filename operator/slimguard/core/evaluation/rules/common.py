@@ -16,8 +16,8 @@ from slimguard.core.model.workload import Container, Workload
 
 @dataclass(frozen=True, slots=True)
 class Reads:
-    """What a rule reads besides the workload, so that the adapters gather exactly that (``core.evaluation.plan`` unites
-    the rules' declarations per policy and per image; nothing else decides what is fetched)."""
+    """What a rule reads besides the workload, so that the adapters gather exactly that (``core.evaluation.plan``
+    unites the rules' declarations per policy and per image; nothing else decides what is fetched)."""
 
     facts: FactsNeeds | None = None
     """About each image the policy selects: which platforms, layer sizes, contents (None: no registry read, the
