@@ -35,12 +35,12 @@ else:
         from slimguard.noop_metrics import REGISTRY, Collector, Counter, Gauge, GaugeMetricFamily, Histogram
 
 from slimguard import __version__
-from slimguard.core import enforcement
-from slimguard.core.outcome import DECISIONS as OUTCOME_DECISIONS
-from slimguard.core.policy import WORKLOAD_KINDS, ImagePolicy
-from slimguard.core.tools import CATEGORY_NAMES
-from slimguard.core.verdict import FindingKind, ImageContent, ImageSize, Verdict
-from slimguard.core.vulnerabilities import SeverityCounts
+from slimguard.core.evaluation import enforcement
+from slimguard.core.evaluation.outcome import DECISIONS as OUTCOME_DECISIONS
+from slimguard.core.evaluation.verdict import FindingKind, ImageContent, ImageSize, Verdict
+from slimguard.core.facts.vulnerabilities import SeverityCounts
+from slimguard.core.model.policy import WORKLOAD_KINDS, ImagePolicy
+from slimguard.core.model.tools import CATEGORY_NAMES
 
 OTHER = "other"
 
@@ -80,7 +80,8 @@ EVALUATION_SECONDS = Histogram(
 # --- work done: admission ----------------------------------------------------------------------------------
 
 DECISIONS = OUTCOME_DECISIONS
-"""A review's outcome, mildest first (core.outcome decides it); a review with several policies takes the strictest."""
+"""A review's outcome, mildest first (core.evaluation.outcome decides it); a review with several policies takes the
+strictest."""
 
 ADMISSION_REVIEWS = Counter(
     "slimguard_admission_reviews_total",

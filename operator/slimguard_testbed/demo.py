@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from slimguard.core.quantity import format_bytes
+from slimguard.core.model.quantity import format_bytes
 from slimguard_testbed import DockerEngine
 from slimguard_testbed.images import publish_fixture_images, warm_fixture_cache
 from slimguard_testbed.images.engine_warm import EngineNeeds, warm_docker_engine

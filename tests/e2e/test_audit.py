@@ -28,7 +28,7 @@ from cluster import (
     wait_for_status,
 )
 
-from slimguard.core.quantity import format_bytes
+from slimguard.core.model.quantity import format_bytes
 from slimguard_testbed import CertificateAuthority, ControlPlane, Registry
 from slimguard_testbed.controlplane import AuditedWrite
 from slimguard_testbed.install import NAMESPACE as SLIMGUARD_NAMESPACE

@@ -30,12 +30,13 @@ from cluster import (
     wait_for_status,
 )
 
-from slimguard.core.image_report import report_name
-from slimguard.core.outcome import outcome_of
-from slimguard.core.policy import ImagePolicy
-from slimguard.core.quantity import format_bytes
-from slimguard.core.verdict import FindingKind, Status, Verdict
-from slimguard.core.workload import Container, ContainerType, Workload
+from slimguard.core.evaluation.outcome import outcome_of
+from slimguard.core.evaluation.plan import plan
+from slimguard.core.evaluation.verdict import FindingKind, Status, Verdict
+from slimguard.core.facts.image_report import report_name
+from slimguard.core.model.policy import ImagePolicy
+from slimguard.core.model.quantity import format_bytes
+from slimguard.core.model.workload import Container, ContainerType, Workload
 from slimguard.engine.alternatives import SlimmerBaseFinder
 from slimguard.engine.bases import BaseLookups
 from slimguard.engine.facts import NO_CLUSTER, Evaluator
@@ -135,7 +136,7 @@ class Engine:
             labels={},
             containers=(Container(type=ContainerType.REGULAR, index=0, name="api", image=image),),
         )
-        return await self.evaluator.verdict(workload, [policy], now=datetime.now(UTC), deadline=deadline)
+        return await self.evaluator.verdict(plan([policy], workload, {}), now=datetime.now(UTC), deadline=deadline)
 
 
 @pytest.fixture

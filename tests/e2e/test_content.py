@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
-from slimguard.core.policy import ImagePolicy
-from slimguard.core.verdict import Finding, FindingKind, Status, Verdict
-from slimguard.core.workload import Container, ContainerType, Workload
+from slimguard.core.evaluation.plan import plan
+from slimguard.core.evaluation.verdict import Finding, FindingKind, Status, Verdict
+from slimguard.core.model.policy import ImagePolicy
+from slimguard.core.model.workload import Container, ContainerType, Workload
 from slimguard.engine.facts import NO_CLUSTER, Evaluator
 from slimguard.registry.client import RegistryClient
 from slimguard.registry.guard import AddressPolicy, GuardedNetworkBackend
@@ -62,7 +63,7 @@ async def judge(inspector: ImageInspector, image: str, **rules: Any) -> Verdict:
         containers=(Container(type=ContainerType.REGULAR, index=0, name="api", image=image),),
     )
     evaluator = Evaluator(inspector=inspector, view=NO_CLUSTER, credentials=no_credentials)
-    return await evaluator.verdict(workload, [policy], now=NOW)
+    return await evaluator.verdict(plan([policy], workload, {}), now=NOW)
 
 
 def finding(verdict: Verdict, rule: str) -> Finding:

@@ -22,10 +22,12 @@ import yaml
 from cluster import apply, deployment, image_policy, namespace, violations, wait_for, wait_for_status
 
 from slimguard.core.errors import InspectionError
-from slimguard.core.facts import Platform
-from slimguard.core.policy import ImagePolicy
-from slimguard.core.verdict import FindingKind, Status, Verdict
-from slimguard.core.workload import Container, ContainerType, Workload
+from slimguard.core.evaluation.plan import plan
+from slimguard.core.evaluation.verdict import FindingKind, Status, Verdict
+from slimguard.core.facts.image_facts import FactsNeeds
+from slimguard.core.model.platform import Platform
+from slimguard.core.model.policy import ImagePolicy
+from slimguard.core.model.workload import Container, ContainerType, Workload
 from slimguard.engine.facts import Evaluator
 from slimguard.engine.view import ClusterView
 from slimguard.registry.client import RegistryClient
@@ -39,6 +41,7 @@ from slimguard_testbed.operator_runner import InProcessOperator, LoopbackOnlyBac
 from slimguard_testbed.webhook import WebhookReplicas
 
 AMD64 = {Platform("linux", "amd64")}
+ON_AMD64 = FactsNeeds(frozenset(AMD64))
 POLICY = ImagePolicy.from_resource("slim", {"mode": "Enforce", "rules": {"maxCompressedSize": "200Mi"}})
 
 
@@ -66,7 +69,7 @@ async def verdict_for(evaluator: Evaluator, image: str, *, deadline: float = 60)
     """The verdict on one Deployment running ``image``, and how long it took (reported, never asserted)."""
     started = time.monotonic()
     verdict = await asyncio.wait_for(
-        evaluator.verdict(workload_running(image), [POLICY], now=datetime.now(UTC)), timeout=deadline
+        evaluator.verdict(plan([POLICY], workload_running(image), {}), now=datetime.now(UTC)), timeout=deadline
     )
     return verdict, time.monotonic() - started
 
@@ -190,7 +193,7 @@ async def test_wrong_content_is_an_error_finding_in_bounded_requests_and_bytes(
     inspector = hostile_evaluator.inspector
     started = time.monotonic()
     with pytest.raises(InspectionError) as raised:
-        await asyncio.wait_for(inspector.inspect(image, platforms=AMD64), timeout=60)
+        await asyncio.wait_for(inspector.inspect(image, ON_AMD64), timeout=60)
     seconds = time.monotonic() - started
     assert raised.value.reason == reason, str(raised.value)
     assert words in str(raised.value)

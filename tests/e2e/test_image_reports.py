@@ -15,9 +15,10 @@ import pytest
 import yaml
 from cluster import apply, deployment, get, image_policy, namespace, wait_for, wait_for_status
 
-from slimguard.core.facts import Platform
-from slimguard.core.image_report import read_report, report_name
-from slimguard.core.quantity import format_bytes
+from slimguard.core.facts.image_facts import FactsNeeds
+from slimguard.core.facts.image_report import read_report, report_name
+from slimguard.core.model.platform import Platform
+from slimguard.core.model.quantity import format_bytes
 from slimguard.registry.client import RegistryClient
 from slimguard.registry.inspector import ImageInspector
 from slimguard_testbed import CertificateAuthority, ControlPlane, Registry
@@ -115,7 +116,9 @@ def test_a_report_read_back_from_the_apiserver_holds_the_facts_the_registry_give
     async def from_registry() -> Any:
         client = RegistryClient(operator.settings.registry)
         try:
-            return await ImageInspector(client).inspect(images.tagged.ref, platforms=[AMD64], uncompressed=True)
+            return await ImageInspector(client).inspect(
+                images.tagged.ref, FactsNeeds(frozenset([AMD64]), uncompressed=True)
+            )
         finally:
             await client.aclose()
 

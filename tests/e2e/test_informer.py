@@ -15,7 +15,7 @@ import httpx
 import pytest
 from cluster import apply, deployment, namespace
 
-from slimguard.core.workload import made_by_a_workload, normalise
+from slimguard.core.model.workload import made_by_a_workload, normalise
 from slimguard.kube.informer import ResourceInformer, http_client
 from slimguard.kube.login import connection_info
 from slimguard.kube.resources import WORKLOAD_RESOURCES

@@ -4,7 +4,7 @@ the reason they deserve.
 
 Contents are what slimguard's inspector learns, as the controller runs it: the guarded registry client
 streams every layer from the test-bed registry into the walker (slimguard.layers), and the analysis
-(slimguard.core.content_analysis) sums them up. dive and syft read the same images: dive a `docker save`
+(slimguard.core.facts.content_analysis) sums them up. dive and syft read the same images: dive a `docker save`
 archive of the same layer blobs, syft the registry itself.
 """
 
@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from slimguard.core.content import ContentFacts, LayerContent
 from slimguard.core.errors import InspectionError
-from slimguard.core.facts import Platform
+from slimguard.core.facts.content import ContentFacts, LayerContent
+from slimguard.core.facts.image_facts import FactsNeeds
+from slimguard.core.model.platform import Platform
 from slimguard.layers.walker import LayerLimits, walk_layer
 from slimguard.registry.client import RegistryClient
 from slimguard.registry.guard import AddressPolicy, GuardedNetworkBackend
@@ -46,7 +47,7 @@ async def inspector(registry: Registry) -> AsyncIterator[ImageInspector]:
 
 async def content_of(inspector: ImageInspector, image: FixtureImage) -> ContentFacts:
     """What the controller learns of an image's contents: every layer streamed from the registry and walked."""
-    facts = await inspector.inspect(image.ref, platforms=[AMD64], content=True)
+    facts = await inspector.inspect(image.ref, FactsNeeds(frozenset([AMD64]), content=True))
     (platform,) = facts.platforms
     assert platform.content is not None
     return platform.content

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 
 from slimguard.core.errors import InvalidPolicy
-from slimguard.core.policy import ImagePolicy
+from slimguard.core.model.policy import ImagePolicy
 from slimguard_testbed import ControlPlane
 
 # The unit tier's fuzzing strategies, shared rather than copied (tests/unit is not a package).

@@ -20,8 +20,8 @@ from cluster import apply, deployment, get, image_policy, namespace, wait_for, w
 from prometheus_client import REGISTRY
 
 from slimguard.controller.policy_reports import PolicyReports
-from slimguard.core import policy_report as pr
-from slimguard.core.workload import WorkloadKey
+from slimguard.core.model.workload import WorkloadKey
+from slimguard.core.reports import policy_report as pr
 from slimguard.kube.gateway import KubeGateway, load_api_client
 from slimguard.kube.policy_reports import PolicyReportWriter
 from slimguard_testbed import ControlPlane

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from slimguard.core.errors import InspectionError
-from slimguard.core.facts import Platform
+from slimguard.core.facts.image_facts import FactsNeeds
+from slimguard.core.model.platform import Platform
 from slimguard.registry.client import RegistryClient
 from slimguard.registry.credentials import Credential
 from slimguard.registry.guard import AddressPolicy, GuardedNetworkBackend
@@ -21,6 +22,7 @@ from slimguard_testbed.blobstore import BlobStore
 from slimguard_testbed.operator_runner import LoopbackOnlyBackend
 
 AMD64 = {Platform("linux", "amd64")}
+ON_AMD64 = FactsNeeds(frozenset(AMD64))
 
 
 def inspector_for(
@@ -40,10 +42,10 @@ async def test_basic_auth_registry_is_read_with_credentials_and_refused_without(
     credential = Credential(basic_registry.host, registry_credentials.username, registry_credentials.password)
     inspector = inspector_for(basic_registry)
     try:
-        facts = await inspector.inspect(image, credentials=[credential], platforms=AMD64)
+        facts = await inspector.inspect(image, ON_AMD64, credentials=[credential])
         assert facts.digest == fixture_images.slim_app.digest
         with pytest.raises(InspectionError, match=r"refused access to .* without credentials \(HTTP 401\)"):
-            await inspector.inspect(f"{basic_registry.host}/shop/api:1.0-fat", platforms=AMD64)
+            await inspector.inspect(f"{basic_registry.host}/shop/api:1.0-fat", ON_AMD64)
     finally:
         await inspector.client.aclose()
 
@@ -52,7 +54,7 @@ async def test_a_registry_whose_certificate_is_not_trusted_is_said_so_naming_the
     inspector = inspector_for(registry, trusted=False)
     try:
         with pytest.raises(InspectionError) as raised:
-            await inspector.inspect(f"{registry.host}/shop/api:1.0-slim", platforms=AMD64)
+            await inspector.inspect(f"{registry.host}/shop/api:1.0-slim", ON_AMD64)
     finally:
         await inspector.client.aclose()
     assert raised.value.reason == "RegistryUntrusted"
@@ -70,9 +72,7 @@ async def test_a_credential_for_another_registry_is_not_sent(
     inspector = inspector_for(basic_registry)
     try:
         with pytest.raises(InspectionError, match="without credentials"):
-            await inspector.inspect(
-                f"{basic_registry.host}/shop/api:1.0-slim", credentials=[wrong_host], platforms=AMD64
-            )
+            await inspector.inspect(f"{basic_registry.host}/shop/api:1.0-slim", ON_AMD64, credentials=[wrong_host])
     finally:
         await inspector.client.aclose()
 
@@ -85,9 +85,9 @@ async def test_bearer_tokens_are_fetched_once_per_repository_and_reused(
     assert issuer is not None
     before = len(issuer.requests)
     try:
-        await inspector.inspect(fixture_images.multiarch.ref, platforms=AMD64)
+        await inspector.inspect(fixture_images.multiarch.ref, ON_AMD64)
         first = len(issuer.requests) - before
-        await inspector.inspect(fixture_images.multiarch.pinned, platforms={Platform("linux", "arm64")})
+        await inspector.inspect(fixture_images.multiarch.pinned, FactsNeeds(frozenset({Platform("linux", "arm64")})))
     finally:
         await inspector.client.aclose()
     assert first == 1
@@ -102,9 +102,9 @@ async def test_a_second_repository_gets_its_token_before_its_first_request_not_a
     inspector = inspector_for(registry)
     mark = registry.mark()
     try:
-        await inspector.inspect(first.ref, platforms=AMD64)
+        await inspector.inspect(first.ref, ON_AMD64)
         between = registry.mark()
-        await inspector.inspect(second.ref, platforms=AMD64)
+        await inspector.inspect(second.ref, ON_AMD64)
     finally:
         await inspector.client.aclose()
     before = [r for r in registry.requests(since=mark)[: between - mark] if r.repository]
@@ -120,7 +120,7 @@ async def test_facts_of_an_index_are_fetched_only_for_the_required_platforms(
 ) -> None:
     inspector = inspector_for(registry)
     try:
-        facts = await inspector.inspect(fixture_images.multiarch.ref, platforms=AMD64)
+        facts = await inspector.inspect(fixture_images.multiarch.ref, ON_AMD64)
     finally:
         await inspector.client.aclose()
     assert facts.is_index
@@ -155,7 +155,7 @@ async def test_a_blob_redirected_to_storage_on_another_host_is_fetched_without_t
         inspector = inspector_for(redirecting)
         try:
             facts = await inspector.inspect(
-                f"{redirecting.host}/private/api:1.0-slim", credentials=[credential], platforms=AMD64
+                f"{redirecting.host}/private/api:1.0-slim", ON_AMD64, credentials=[credential]
             )
         finally:
             await inspector.client.aclose()
@@ -175,11 +175,11 @@ async def test_a_failing_registry_is_asked_again_only_after_a_pause() -> None:
     try:
         for _ in range(3):
             with pytest.raises(InspectionError, match=r"registry 127\.0\.0\.1:1 is unreachable"):
-                await inspector.inspect("127.0.0.1:1/shop/api:1.0", platforms=AMD64)
+                await inspector.inspect("127.0.0.1:1/shop/api:1.0", ON_AMD64)
         assert len(connector.attempts) == 1
         now[0] += 16
         with pytest.raises(InspectionError, match="unreachable"):
-            await inspector.inspect("127.0.0.1:1/shop/api:1.0", platforms=AMD64)
+            await inspector.inspect("127.0.0.1:1/shop/api:1.0", ON_AMD64)
         assert len(connector.attempts) == 2
     finally:
         await client.aclose()
@@ -189,14 +189,16 @@ async def test_a_warm_image_is_answered_from_memory_without_a_request(registry: 
     inspector = inspector_for(registry)
     image = fixture_images.slim_app.ref
     try:
-        assert inspector.cached(image, platforms=AMD64) is None
-        inspected = await inspector.inspect(image, platforms=AMD64)
+        assert inspector.cached(image, ON_AMD64) is None
+        inspected = await inspector.inspect(image, ON_AMD64)
         sent = inspector.client.requests_sent
-        assert inspector.cached(image, platforms=AMD64) is inspected
+        assert inspector.cached(image, ON_AMD64) is inspected
         assert inspector.client.requests_sent == sent
         # Another platform was never fetched: memory cannot answer for it.
-        assert inspector.cached(fixture_images.multiarch.ref, platforms={Platform("linux", "arm64")}) is None
-        refused = inspector.cached("UPPER/case:1", platforms=AMD64)
+        assert (
+            inspector.cached(fixture_images.multiarch.ref, FactsNeeds(frozenset({Platform("linux", "arm64")}))) is None
+        )
+        refused = inspector.cached("UPPER/case:1", ON_AMD64)
         assert isinstance(refused, InspectionError)
     finally:
         await inspector.client.aclose()
@@ -210,21 +212,21 @@ async def test_a_seen_image_past_its_tag_ttl_is_answered_at_once_and_re_resolved
     image = fixture_images.slim_app.ref
     repository = image.split("/", 1)[1].rsplit(":", 1)[0]
     try:
-        inspected = await inspector.inspect(image, platforms=AMD64)
+        inspected = await inspector.inspect(image, ON_AMD64)
         settings = inspector.client.settings
         now[0] += settings.tag_ttl_seconds + 1  # the tag's entry is due
         mark = registry.mark()
         sent = inspector.client.requests_sent
-        assert inspector.cached(image, platforms=AMD64) is inspected, "the admission path answers from memory"
-        assert await inspector.inspect(image, platforms=AMD64) is inspected
+        assert inspector.cached(image, ON_AMD64) is inspected, "the admission path answers from memory"
+        assert await inspector.inspect(image, ON_AMD64) is inspected
         assert inspector.client.requests_sent == sent, "nothing waited for the registry"
         await inspector.tags_settled()
         asked = [(r.method, r.kind, r.status) for r in registry.requests(since=mark) if r.repository == repository]
         assert [a for a in asked if a[2] < 400] == [("HEAD", "manifests", 200)], "one HEAD, in the background"
         now[0] += settings.tag_refresh_after_seconds - 1  # re-resolved: fresh again
-        assert inspector.cached(image, platforms=AMD64) is inspected
+        assert inspector.cached(image, ON_AMD64) is inspected
         assert inspector.tags_revalidating == 0
         now[0] += settings.tag_ttl_seconds + settings.tag_max_stale_seconds  # unused for longer than allowed
-        assert inspector.cached(image, platforms=AMD64) is None, "too stale: the next lookup asks the registry"
+        assert inspector.cached(image, ON_AMD64) is None, "too stale: the next lookup asks the registry"
     finally:
         await inspector.client.aclose()

@@ -9,7 +9,8 @@ import pytest
 from cluster import apply, deployment, image_policy, namespace, violations, wait_for_status
 
 from slimguard.core.errors import InspectionError
-from slimguard.core.facts import Platform
+from slimguard.core.facts.image_facts import FactsNeeds
+from slimguard.core.model.platform import Platform
 from slimguard.registry.client import RegistryClient
 from slimguard.registry.guard import AddressPolicy, GuardedNetworkBackend
 from slimguard.registry.inspector import ImageInspector
@@ -18,6 +19,7 @@ from slimguard_testbed import ControlPlane, Registry
 from slimguard_testbed.operator_runner import InProcessOperator, LoopbackOnlyBackend
 
 AMD64 = {Platform("linux", "amd64")}
+ON_AMD64 = FactsNeeds(frozenset(AMD64))
 
 
 def test_a_workload_on_the_metadata_address_gets_a_clear_error_and_no_connection_is_made(
@@ -52,7 +54,7 @@ async def test_a_host_name_resolving_to_loopback_is_refused_when_loopback_is_not
     port = registry.host.rsplit(":", 1)[1]
     try:
         with pytest.raises(InspectionError, match=r"registry host localhost \(127.0.0.1\) is a loopback address"):
-            await inspector.inspect(f"localhost:{port}/shop/api:1.0-slim", platforms=AMD64)
+            await inspector.inspect(f"localhost:{port}/shop/api:1.0-slim", ON_AMD64)
     finally:
         await client.aclose()
     assert asked == ["localhost"]
@@ -65,7 +67,7 @@ async def test_the_same_image_is_read_once_loopback_is_allowed(registry: Registr
     settings = RegistrySettings(address_policy=AddressPolicy(allow_loopback=True), ca_files=(str(registry.ca_file),))
     client = RegistryClient(settings, backend=GuardedNetworkBackend(settings.address_policy, inner=connector))
     try:
-        facts = await ImageInspector(client).inspect(fixture_images.slim_app.ref, platforms=AMD64)
+        facts = await ImageInspector(client).inspect(fixture_images.slim_app.ref, ON_AMD64)
     finally:
         await client.aclose()
     assert facts.digest == fixture_images.slim_app.digest

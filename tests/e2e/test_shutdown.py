@@ -20,7 +20,7 @@ import pytest
 from cluster import apply, get, image_policy, namespace, wait_for
 
 from slimguard.controller.settings import ControllerSettings
-from slimguard.core.image_report import report_name
+from slimguard.core.facts.image_report import report_name
 from slimguard.registry.guard import AddressPolicy
 from slimguard.registry.settings import RegistrySettings
 from slimguard_testbed import CertificateAuthority, ControlPlane, Registry

@@ -19,12 +19,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from slimguard import metrics
-from slimguard.core.enforcement import RecentDecisions, decisions
-from slimguard.core.evaluation import applicable_policies
-from slimguard.core.outcome import ALLOWED, outcome_of
-from slimguard.core.policy import WORKLOAD_KINDS
+from slimguard.core.evaluation.enforcement import RecentDecisions, decisions
+from slimguard.core.evaluation.outcome import ALLOWED, outcome_of
+from slimguard.core.evaluation.plan import plan
+from slimguard.core.model.policy import WORKLOAD_KINDS
+from slimguard.core.model.workload import Workload, normalise, pod_spec_of
 from slimguard.core.text import shorten
-from slimguard.core.workload import Workload, normalise, pod_spec_of
 from slimguard.engine.facts import Evaluator
 from slimguard.engine.view import ClusterView
 
@@ -118,11 +118,11 @@ class Reviewer:
         workload = normalise(kind, {**body, "metadata": metadata})
         if not self.view.policies_synced:
             return Answer(True, warnings=[_warning("policies are not loaded yet; admitted unchecked")])
-        labels = self.view.namespace_labels(workload.namespace)
-        policies = applicable_policies(self.view.active_policies, workload, labels)
+        chosen = plan(self.view.active_policies, workload, self.view.namespace_labels(workload.namespace))
+        policies = chosen.policies
         if not policies:
             return Answer(True)
-        verdict = await self.evaluator.verdict(workload, policies, now=self.clock(), deadline=self.deadline)
+        verdict = await self.evaluator.verdict(chosen, now=self.clock(), deadline=self.deadline)
         self.recent.record(decisions(verdict), now=self.monotonic())
         decided = outcome_of(
             verdict,

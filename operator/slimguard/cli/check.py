@@ -1,7 +1,7 @@
 """``slimguard check`` and ``slimguard inspect``: the cluster's evaluation, run on images from a pipeline.
 
 Only translation lives here: policies from files (or the cluster), a facts source (the registry inspector, or
-the local Docker engine), the same ``Evaluator`` and ``core.outcome`` mapping the webhook uses, and a report.
+the local Docker engine), the same ``Evaluator`` and ``core.evaluation.outcome`` mapping the webhook uses, and a report.
 """
 
 from __future__ import annotations
@@ -13,14 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from slimguard.core.errors import InspectionError, InvalidPolicy, InvalidReference
-from slimguard.core.facts import ImageFacts, Platform
-from slimguard.core.image_check import image_scoped, image_workload, narrowed_to, policies_from_yaml
-from slimguard.core.needs import base_candidates
-from slimguard.core.outcome import outcome_of
-from slimguard.core.policy import ImagePolicy
-from slimguard.core.reference import ImageReference
-from slimguard.core.report import ImageResult, InspectedImage, image_result
-from slimguard.core.workload import Workload
+from slimguard.core.evaluation.outcome import outcome_of
+from slimguard.core.evaluation.plan import base_candidates, plan
+from slimguard.core.facts.image_facts import FactsNeeds, ImageFacts
+from slimguard.core.model.image_check import image_scoped, image_workload, narrowed_to, policies_from_yaml
+from slimguard.core.model.platform import Platform
+from slimguard.core.model.policy import ImagePolicy
+from slimguard.core.model.reference import ImageReference
+from slimguard.core.model.workload import Workload
+from slimguard.core.reports.report import ImageResult, InspectedImage, image_result
 from slimguard.docker_engine import DockerFacts, connect, docker_config_credentials
 from slimguard.engine.facts import NO_CLUSTER, Evaluator, FactsSource
 from slimguard.registry.client import RegistryClient
@@ -153,9 +154,10 @@ async def check_images(
         if sources.docker is not None:
             available = await sources.docker.platforms_of(image)
             applied, unchecked = _narrowed(scoped, available)
-        verdict = await evaluator.verdict(image_workload(image), applied, now=now or datetime.now(UTC))
+        chosen = plan(applied, image_workload(image), {})  # outside a cluster: no namespace labels
+        verdict = await evaluator.verdict(chosen, now=now or datetime.now(UTC))
         outcome = outcome_of(verdict, on_unknown=on_unknown)
-        facts = sources.facts.cached(image, credentials=credentials, platforms=(), uncompressed=False)
+        facts = sources.facts.cached(image, FactsNeeds(frozenset()), credentials=credentials)
         results.append(
             image_result(
                 image,
@@ -197,16 +199,13 @@ async def inspect_image(
     if not wanted and sources.docker is None:
         wanted = await _listed_platforms(image, sources, credentials)
     facts = await sources.facts.inspect(
-        image, credentials=credentials, platforms=wanted, uncompressed=True, content=content
+        image, FactsNeeds(frozenset(wanted), uncompressed=True, content=content), credentials=credentials
     )
     bases: dict[str, Any] = {}
     for candidate in candidates:
         try:
             bases[candidate] = await sources.facts.inspect(
-                candidate,
-                credentials=credentials,
-                platforms=tuple(p.platform for p in facts.platforms),
-                uncompressed=False,
+                candidate, FactsNeeds(frozenset(p.platform for p in facts.platforms)), credentials=credentials
             )
         except InspectionError as error:
             bases[candidate] = error
@@ -216,6 +215,6 @@ async def inspect_image(
 async def _listed_platforms(image: str, sources: Sources, credentials: Sequence[Credential]) -> tuple[Platform, ...]:
     """Every platform an index lists (one look at the index first), or linux/amd64 for a single manifest."""
     first = await sources.facts.inspect(
-        image, credentials=credentials, platforms=(Platform("linux", "amd64"),), uncompressed=False
+        image, FactsNeeds(frozenset({Platform("linux", "amd64")})), credentials=credentials
     )
     return first.listed_platforms or tuple(p.platform for p in first.platforms) or (Platform("linux", "amd64"),)

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import typer
 
 from slimguard import __version__, exhaustion
-from slimguard.core.outcome import EXIT_ERROR
+from slimguard.core.evaluation.outcome import EXIT_ERROR
 from slimguard.listen import ANY_ADDRESS, listen_host, liveness_url
 from slimguard.registry.guard import AddressPolicy
 from slimguard.registry.settings import RegistrySettings
@@ -583,7 +583,7 @@ def check(
     from slimguard.cli.render import render_check
     from slimguard.cli.sarif import check_sarif
     from slimguard.core.errors import SlimguardError
-    from slimguard.core.report import check_document
+    from slimguard.core.reports.report import check_document
 
     if bool(policy) == cluster:
         raise fail("give --policy FILE (one or more) or --cluster, not both and not neither")
@@ -647,8 +647,8 @@ def inspect_command(
     from slimguard.cli.check import inspect_image, load_policy_files, open_sources
     from slimguard.cli.render import render_inspect
     from slimguard.core.errors import SlimguardError
-    from slimguard.core.facts import Platform
-    from slimguard.core.report import inspect_document
+    from slimguard.core.model.platform import Platform
+    from slimguard.core.reports.report import inspect_document
 
     try:
         platforms = [Platform.parse(text) for text in platform or ()]
@@ -701,7 +701,7 @@ def lint(
     from slimguard.cli.sarif import lint_sarif
     from slimguard.core.lint import UnparsableDockerfile, lint_exit_status, parse_dockerfile
     from slimguard.core.lint import lint as lint_dockerfile
-    from slimguard.core.report import lint_document
+    from slimguard.core.reports.report import lint_document
 
     args = {}
     for text in build_arg or ():

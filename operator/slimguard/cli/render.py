@@ -11,7 +11,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from slimguard.core.quantity import format_bytes
+from slimguard.core.model.quantity import format_bytes
 
 _STYLE = {"denied": "bold red", "unknown": "bold magenta", "warned": "yellow", "audited": "cyan"}
 _LEVEL_STYLE = {"error": "bold red", "warning": "yellow"}

@@ -31,7 +31,7 @@ from sarif_pydantic import (
 
 from slimguard.core.errors import InvalidReference
 from slimguard.core.lint import RULES as LINT_RULES
-from slimguard.core.reference import ImageReference
+from slimguard.core.model.reference import ImageReference
 
 SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
 INFORMATION_URI = "https://github.com/slimguard/slimguard"

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypedDict
 
+from slimguard.core.evaluation.verdict import Verdict
+from slimguard.core.model.workload import OWN_ANNOTATION_PREFIX, STATUS_LABEL, Workload
 from slimguard.core.text import shorten
-from slimguard.core.verdict import Verdict
-from slimguard.core.workload import OWN_ANNOTATION_PREFIX, STATUS_LABEL, Workload
 
 PREFIX = OWN_ANNOTATION_PREFIX
 VIOLATIONS = f"{PREFIX}violations"

@@ -28,11 +28,11 @@ from slimguard.controller.policy_reports import PolicyReports
 from slimguard.controller.queue import WorkQueue
 from slimguard.controller.status import ENFORCING, policy_status
 from slimguard.controller.timers import Backoff, Scheduler, Timer, loop_scheduler
-from slimguard.core.evaluation import applicable_policies
-from slimguard.core.policy import ImagePolicy
+from slimguard.core.evaluation.plan import Plan, plan
+from slimguard.core.evaluation.verdict import FindingKind, Status, Verdict
+from slimguard.core.model.policy import ImagePolicy
+from slimguard.core.model.workload import Workload, WorkloadKey, normalise
 from slimguard.core.text import shorten
-from slimguard.core.verdict import FindingKind, Status, Verdict
-from slimguard.core.workload import Workload, WorkloadKey, normalise
 from slimguard.engine.facts import Evaluator
 from slimguard.engine.view import ClusterView
 from slimguard.exhaustion import exit_exhausted, is_exhaustion
@@ -105,8 +105,8 @@ class AuditController:
     has let go of the failure (the wiring passes the registry settings' own TTL)."""
     reports: PolicyReports | None = None
     """Writes each verdict as a PolicyReport too; None: no reports (``--policy-reports none``)."""
-    evaluated: Callable[[Workload, tuple[ImagePolicy, ...], Verdict], None] | None = None
-    """Told every verdict with the policies it applied (the wiring passes the slimmer-base hints on to the
+    evaluated: Callable[[Plan, Verdict], None] | None = None
+    """Told every verdict with the plan it was made by (the wiring passes the slimmer-base hints on to the
     ImageReports from it)."""
 
     def __post_init__(self) -> None:
@@ -366,17 +366,16 @@ class AuditController:
         if record is None:
             return None
         workload = record.workload
-        policies = applicable_policies(
-            self.view.active_policies, workload, self.view.namespace_labels(workload.namespace)
-        )
+        chosen = plan(self.view.active_policies, workload, self.view.namespace_labels(workload.namespace))
+        policies = chosen.policies
         verdict: Verdict | None = None
         if policies:
             with metrics.EVALUATION_SECONDS.time():
-                verdict = await self.evaluator.verdict(workload, policies, now=self.clock())
+                verdict = await self.evaluator.verdict(chosen, now=self.clock())
             metrics.EVALUATIONS.labels(status=verdict.status.value).inc()
             self.verdicts[key] = verdict
             if self.evaluated is not None:
-                self.evaluated(workload, policies, verdict)
+                self.evaluated(chosen, verdict)
             self._note_scanned(key, verdict.scanned_digests)
             self._wake_when_exemptions_expire(key, policies)
             self._retry_while_erroring(key, verdict)

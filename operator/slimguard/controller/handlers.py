@@ -20,12 +20,12 @@ from slimguard.controller.image_reports import ReportKeeper, digests_in_use, sli
 from slimguard.controller.policy_reports import PolicyReports
 from slimguard.controller.settings import ControllerSettings
 from slimguard.controller.timers import Backoff
-from slimguard.core import enforcement
-from slimguard.core.policy import ImagePolicy
-from slimguard.core.policy_report import REPORT_APIS
-from slimguard.core.verdict import Verdict
-from slimguard.core.vulnerabilities import SeverityCounts
-from slimguard.core.workload import Workload, made_by_a_workload
+from slimguard.core.evaluation import enforcement
+from slimguard.core.evaluation.plan import Plan
+from slimguard.core.evaluation.verdict import Verdict
+from slimguard.core.facts.vulnerabilities import SeverityCounts
+from slimguard.core.model.workload import made_by_a_workload
+from slimguard.core.reports.policy_report import REPORT_APIS
 from slimguard.engine.view import ClusterView
 from slimguard.engine.wiring import Engine, build_engine
 from slimguard.kube.gateway import KubeGateway, load_api_client
@@ -251,9 +251,8 @@ async def _start_controller(
         network_backend=network_backend,
     )
 
-    def evaluated(workload: Workload, policies: tuple[ImagePolicy, ...], verdict: Verdict) -> None:
-        labels = view.namespace_labels(workload.namespace)
-        keeper.hinted(slimmer_bases_by_digest(workload, policies, labels, verdict, engine.inspector.resolved))
+    def evaluated(chosen: Plan, verdict: Verdict) -> None:
+        keeper.hinted(slimmer_bases_by_digest(chosen, verdict, engine.inspector.resolved))
 
     controller = AuditController(
         evaluator=engine.evaluator,

@@ -20,14 +20,14 @@ from datetime import datetime, timedelta
 
 from kubernetes.client.exceptions import ApiException
 
-from slimguard.core.alternatives import SlimmerBase
 from slimguard.core.errors import InvalidReference
-from slimguard.core.facts import ImageFacts
-from slimguard.core.matching import selected_containers
-from slimguard.core.policy import ImagePolicy
-from slimguard.core.reference import ImageReference
-from slimguard.core.verdict import Verdict
-from slimguard.core.workload import Workload
+from slimguard.core.evaluation.plan import Plan
+from slimguard.core.evaluation.verdict import Verdict
+from slimguard.core.facts.bases import SlimmerBase
+from slimguard.core.facts.image_facts import ImageFacts
+from slimguard.core.model.policy import ImagePolicy
+from slimguard.core.model.reference import ImageReference
+from slimguard.core.model.workload import Workload
 from slimguard.kube.gateway import KubeGateway, NotLeader
 from slimguard.kube.image_reports import ImageReports
 
@@ -62,22 +62,19 @@ def _digest_of(image: str, resolved: Mapping[str, str]) -> str | None:
 
 
 def slimmer_bases_by_digest(
-    workload: Workload,
-    policies: Iterable[ImagePolicy],
-    namespace_labels: Mapping[str, str],
-    verdict: Verdict,
-    resolved: Mapping[str, str],
+    plan: Plan, verdict: Verdict, resolved: Mapping[str, str]
 ) -> dict[str, dict[str, SlimmerBase | None]]:
-    """Digest → policy → the hint it gave (None: it looked and found none), for each image of ``workload``
-    whose facts the verdict read under a policy with ``slimmerBases``. An image not read (pending, an error)
-    says nothing: a registry hiccup must not take a hint out of its report and put it back a minute later."""
+    """Digest → policy → the hint it gave (None: it looked and found none), for each image of the plan's
+    workload whose facts the verdict read under a policy with ``slimmerBases``. An image not read (pending, an
+    error) says nothing: a registry hiccup must not take a hint out of its report and put it back a minute later."""
     read = {size.image for size in verdict.image_sizes}
     given = {(hint.policy, hint.image): hint for hint in verdict.hints}
     found: dict[str, dict[str, SlimmerBase | None]] = {}
-    for policy in policies:
+    for selected in plan.selection:
+        policy = selected.policy
         if policy.spec.slimmer_bases is None or policy.name not in verdict.policies:
             continue
-        for container in selected_containers(policy, workload, namespace_labels):
+        for container in selected.containers:
             if container.image not in read or (digest := _digest_of(container.image, resolved)) is None:
                 continue
             hints = found.setdefault(digest, {})

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from slimguard.core import policy_report
-from slimguard.core.policy import ImagePolicy
-from slimguard.core.verdict import Verdict
-from slimguard.core.workload import Workload
+from slimguard.core.evaluation.verdict import Verdict
+from slimguard.core.model.policy import ImagePolicy
+from slimguard.core.model.workload import Workload
+from slimguard.core.reports import policy_report
 from slimguard.kube.policy_reports import PolicyReportWriter, ReportApiMissing, ReportWriteFailed
 from slimguard.kube.resources import api_version
 

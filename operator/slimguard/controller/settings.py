@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from slimguard.core.policy_report import REPORT_APIS
+from slimguard.core.reports.policy_report import REPORT_APIS
 from slimguard.engine.view import describe_namespaces
 from slimguard.kube.leader import ElectionSettings
 from slimguard.listen import ANY_ADDRESS
@@ -26,7 +26,7 @@ class ControllerSettings:
     trusted_report_namespaces: frozenset[str] | None = None
     """Namespaces whose VulnerabilityReports speak for an image in every namespace; None: all."""
     policy_reports: str | None = "wgpolicyk8s.io"
-    """The API group verdicts are written to as PolicyReports (core.policy_report.REPORT_APIS); None: none."""
+    """The API group verdicts are written to as PolicyReports (core.reports.policy_report.REPORT_APIS); None: none."""
     report_grace_seconds: float = 24 * 3600.0
     """How long the ImageReport of a digest no workload uses any more is kept (it may come back: a rollback)."""
     leader_election: ElectionSettings | None = None

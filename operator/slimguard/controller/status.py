@@ -2,9 +2,9 @@
 
 Conditions: ``Ready`` for the observed generation (False with reason InvalidPolicy when it cannot be applied,
 the message saying which generation applies instead), ``Enforcing`` (whether its rules decide, or onUnknown
-does: False with reason FactsUnavailable when nothing could be read from some registry, ``core.enforcement``),
-and ``BaseDetection`` when the policy has base image rules (False when some of its globs can only match by
-annotation).
+does: False with reason FactsUnavailable when nothing could be read from some registry,
+``core.evaluation.enforcement``), and ``BaseDetection`` when the policy has base image rules (False when some of
+its globs can only match by annotation).
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from slimguard.core import enforcement
-from slimguard.core.needs import needs_of
-from slimguard.core.policy import Decision, ImagePolicy, Mode
-from slimguard.core.verdict import Status, Verdict
+from slimguard.core.evaluation import enforcement
+from slimguard.core.evaluation.plan import needs_of
+from slimguard.core.evaluation.verdict import Status, Verdict
+from slimguard.core.model.policy import Decision, ImagePolicy, Mode
 
 MAX_OFFENDERS = 10
 ENFORCING = "Enforcing"

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 import docker.auth
 import docker.errors
 
-from slimguard.core.reference import DOCKER_HUB
+from slimguard.core.model.reference import DOCKER_HUB
 from slimguard.registry.credentials import Credential
 
 

@@ -22,11 +22,12 @@ import docker
 import docker.errors
 import requests.exceptions
 
-from slimguard.core.content import LayerContent
-from slimguard.core.content_analysis import analyse_content
 from slimguard.core.errors import InspectionError
-from slimguard.core.facts import ImageFacts, Platform
-from slimguard.core.local_image import DOCKER_LAYER_TAR, local_image_facts, with_compressed_sizes, with_config
+from slimguard.core.facts.content import LayerContent
+from slimguard.core.facts.content_analysis import analyse_content
+from slimguard.core.facts.image_facts import FactsNeeds, ImageFacts
+from slimguard.core.facts.local_image import DOCKER_LAYER_TAR, local_image_facts, with_compressed_sizes, with_config
+from slimguard.core.model.platform import Platform
 from slimguard.layers.walker import LayerLimits, walk_layer
 from slimguard.registry.credentials import Credential
 
@@ -38,15 +39,7 @@ _CHUNK = 1 << 20
 class _Registry(Protocol):
     """Where a base the engine lacks is read from (the registry inspector; engine.facts.FactsSource's inspect)."""
 
-    async def inspect(
-        self,
-        image: str,
-        *,
-        credentials: Sequence[Credential],
-        platforms: Iterable[Platform],
-        uncompressed: bool,
-        content: bool = False,
-    ) -> ImageFacts: ...
+    async def inspect(self, image: str, needs: FactsNeeds, *, credentials: Sequence[Credential]) -> ImageFacts: ...
 
 
 def connect(base_url: str | None = None, *, timeout: int = 300) -> docker.DockerClient:
@@ -85,38 +78,23 @@ class DockerFacts:
         self._facts: dict[tuple[str, bool], ImageFacts] = {}
 
     def cached(
-        self,
-        image: str,
-        *,
-        credentials: Sequence[Credential],
-        platforms: Iterable[Platform],
-        uncompressed: bool,
-        content: bool = False,
+        self, image: str, needs: FactsNeeds, *, credentials: Sequence[Credential]
     ) -> ImageFacts | InspectionError | None:
-        return self._facts.get((image, content)) or self._facts.get((image, True))
+        return self._facts.get((image, needs.content)) or self._facts.get((image, True))
 
-    async def inspect(
-        self,
-        image: str,
-        *,
-        credentials: Sequence[Credential],
-        platforms: Iterable[Platform],
-        uncompressed: bool,
-        content: bool = False,
-    ) -> ImageFacts:
-        """The engine's facts for ``image`` (its layer contents too when ``content``); a base the engine lacks
-        comes from its registry."""
-        known = self._facts.get((image, content)) or self._facts.get((image, True))
+    async def inspect(self, image: str, needs: FactsNeeds, *, credentials: Sequence[Credential]) -> ImageFacts:
+        """The engine's facts for ``image`` (its layer contents too when needed; an engine holds one platform,
+        with its layers uncompressed, so nothing else in ``needs`` changes what it reads); a base the engine
+        lacks comes from its registry."""
+        known = self._facts.get((image, needs.content)) or self._facts.get((image, True))
         if known is not None:
             return known
-        facts = await asyncio.to_thread(self._read, image, content=content)
+        facts = await asyncio.to_thread(self._read, image, content=needs.content)
         if facts is None:
             if image in self.local_only or self.registry is None:
                 raise InspectionError(f"the local Docker engine has no image {image}", reason="ImageNotFound")
-            return await self.registry.inspect(
-                image, credentials=credentials, platforms=platforms, uncompressed=uncompressed, content=content
-            )
-        self._facts[(image, content)] = facts
+            return await self.registry.inspect(image, needs, credentials=credentials)
+        self._facts[(image, needs.content)] = facts
         return facts
 
     async def platforms_of(self, image: str) -> tuple[Platform, ...]:

@@ -14,12 +14,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from slimguard.core import oci
-from slimguard.core.alternatives import BaseOptions, BaseQuery, MeasuredImage, variant_references
 from slimguard.core.errors import InspectionError, InvalidReference
-from slimguard.core.facts import Platform
-from slimguard.core.media_types import IMAGE_TYPES, INDEX_TYPES
-from slimguard.core.reference import ImageReference
+from slimguard.core.evaluation.slimmer_bases import BaseQuery, variant_references
+from slimguard.core.facts import oci
+from slimguard.core.facts.bases import BaseOptions, MeasuredImage
+from slimguard.core.facts.media_types import IMAGE_TYPES, INDEX_TYPES
+from slimguard.core.model.platform import Platform
+from slimguard.core.model.reference import ImageReference
 from slimguard.registry.cache import Coalescer, TtlCache
 from slimguard.registry.client import RegistryClient
 from slimguard.registry.credentials import Credential, credentials_for

@@ -11,17 +11,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from slimguard.core.alternatives import BaseOptions, BaseQuery, slimmer_base_queries
-from slimguard.core.context import FactsOrError
 from slimguard.core.errors import InspectionError
-from slimguard.core.facts import ImageFacts, Platform
-from slimguard.core.needs import FactsNeeds
-from slimguard.core.policy import ImagePolicy
-from slimguard.core.rules.current_base import versions_to_read
+from slimguard.core.evaluation.plan import Plan
+from slimguard.core.evaluation.rules.current_base import versions_to_read
+from slimguard.core.evaluation.slimmer_bases import BaseQuery, slimmer_base_queries
+from slimguard.core.facts.bases import BaseOptions
+from slimguard.core.facts.image_facts import FactsNeeds, FactsOrError, ImageFacts
 from slimguard.registry.credentials import Credential
 
 log = logging.getLogger(__name__)
@@ -44,12 +43,10 @@ class VersionSource(Protocol):
     """Image facts by reference, as ``engine.facts.FactsSource`` gives them."""
 
     def cached(
-        self, image: str, *, credentials: Sequence[Credential], platforms: Iterable[Platform], uncompressed: bool
+        self, image: str, needs: FactsNeeds, *, credentials: Sequence[Credential]
     ) -> ImageFacts | InspectionError | None: ...
 
-    async def inspect(
-        self, image: str, *, credentials: Sequence[Credential], platforms: Iterable[Platform], uncompressed: bool
-    ) -> ImageFacts: ...
+    async def inspect(self, image: str, needs: FactsNeeds, *, credentials: Sequence[Credential]) -> ImageFacts: ...
 
 
 class BaseHistory:
@@ -109,18 +106,16 @@ class BaseLookups:
 
     async def gather(
         self,
-        images: Mapping[str, tuple[ImagePolicy, ...]],
+        plan: Plan,
         facts: Mapping[str, FactsOrError],
         candidates: Mapping[str, FactsOrError],
         credentials: Sequence[Credential],
         *,
         deadline: float | None,
     ) -> BaseFacts:
-        history = (
-            self.remember(candidates)
-            if any(policy.spec.rules.require_current_base for selecting in images.values() for policy in selecting)
-            else {}
-        )
+        """What the plan's policies read of their images' bases, once the images' facts are known."""
+        images = plan.policies_by_image
+        history = self.remember(candidates) if plan.reads.base_versions else {}
         wanted = versions_to_read(images, facts)
         queries = slimmer_base_queries(images, facts, candidates) if self.slimmer is not None else {}
         if not wanted and not queries:
@@ -131,9 +126,7 @@ class BaseLookups:
 
         async def version(reference: str, need: FactsNeeds) -> FactsOrError:
             try:
-                return await self.versions.inspect(
-                    reference, credentials=credentials, platforms=need.platforms, uncompressed=False
-                )
+                return await self.versions.inspect(reference, need, credentials=credentials)
             except InspectionError as error:
                 return error
 
@@ -164,9 +157,7 @@ class BaseLookups:
     ) -> tuple[dict[str, BaseOptions], dict[str, FactsOrError]] | None:
         versions: dict[str, FactsOrError] = {}
         for reference, need in wanted.items():
-            cached = self.versions.cached(
-                reference, credentials=credentials, platforms=need.platforms, uncompressed=False
-            )
+            cached = self.versions.cached(reference, need, credentials=credentials)
             if cached is None:
                 return None
             versions[reference] = cached

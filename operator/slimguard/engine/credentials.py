@@ -6,7 +6,7 @@ import functools
 import time
 from collections.abc import Callable
 
-from slimguard.core.workload import Workload
+from slimguard.core.model.workload import Workload
 from slimguard.kube.gateway import KubeGateway
 from slimguard.registry.cache import Coalescer, TtlCache
 from slimguard.registry.credentials import Credential, decode_secret_data

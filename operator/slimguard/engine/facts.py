@@ -10,14 +10,13 @@ from typing import Protocol
 
 from slimguard import metrics
 from slimguard.core.errors import InspectionError
-from slimguard.core.evaluation import Context, FactsOrError, evaluate
-from slimguard.core.facts import ImageFacts, Platform
-from slimguard.core.matching import selected_containers
-from slimguard.core.needs import FactsNeeds, base_candidates, image_needs
-from slimguard.core.policy import ImagePolicy
-from slimguard.core.verdict import Verdict
-from slimguard.core.vulnerabilities import DigestReports, VulnerabilityReport
-from slimguard.core.workload import Workload
+from slimguard.core.evaluation.context import Context
+from slimguard.core.evaluation.evaluate import evaluate
+from slimguard.core.evaluation.plan import Plan
+from slimguard.core.evaluation.verdict import Verdict
+from slimguard.core.facts.image_facts import FactsNeeds, FactsOrError, ImageFacts
+from slimguard.core.facts.vulnerabilities import DigestReports, VulnerabilityReport
+from slimguard.core.model.workload import Workload
 from slimguard.engine.bases import NO_BASE_FACTS, BaseFacts, BaseLookups
 from slimguard.registry.credentials import Credential
 
@@ -28,28 +27,16 @@ class FactsSource(Protocol):
     """Where image facts come from: the registry inspector, and next a local Docker engine or stored reports.
 
     ``cached`` answers from memory alone (None when it cannot), so a warm admission never yields; ``inspect``
-    may do I/O and raises InspectionError with a message meant for the user.
+    may do I/O and raises InspectionError with a message meant for the user. Both are asked for one needs object
+    (``core.evaluation.plan`` says what each image needs): a new kind of read is a field there, not a new
+    argument here.
     """
 
     def cached(
-        self,
-        image: str,
-        *,
-        credentials: Sequence[Credential],
-        platforms: Iterable[Platform],
-        uncompressed: bool,
-        content: bool = False,
+        self, image: str, needs: FactsNeeds, *, credentials: Sequence[Credential]
     ) -> ImageFacts | InspectionError | None: ...
 
-    async def inspect(
-        self,
-        image: str,
-        *,
-        credentials: Sequence[Credential],
-        platforms: Iterable[Platform],
-        uncompressed: bool,
-        content: bool = False,
-    ) -> ImageFacts: ...
+    async def inspect(self, image: str, needs: FactsNeeds, *, credentials: Sequence[Credential]) -> ImageFacts: ...
 
 
 class ClusterFacts(Protocol):
@@ -87,7 +74,7 @@ NO_CLUSTER: ClusterFacts = _NoCluster()
 
 
 class Evaluator:
-    """Turns a workload and the policies that apply to it into a Verdict, fetching only what rules need."""
+    """Turns a plan (``core.evaluation.plan``) into a Verdict, fetching only what it says the rules read."""
 
     def __init__(
         self,
@@ -102,36 +89,25 @@ class Evaluator:
         self.credentials = credentials
         self.bases = bases or BaseLookups(inspector)
 
-    async def verdict(
-        self,
-        workload: Workload,
-        policies: Sequence[ImagePolicy],
-        *,
-        now: datetime,
-        deadline: float | None = None,
-    ) -> Verdict:
-        """Evaluate; with a ``deadline`` (seconds), images not inspected in time become errors naming it."""
+    async def verdict(self, plan: Plan, *, now: datetime, deadline: float | None = None) -> Verdict:
+        """Gather what ``plan`` says and evaluate; with a ``deadline`` (seconds), images not inspected in time
+        become errors naming it."""
         started = time.monotonic()
-        labels = self.view.namespace_labels(workload.namespace)
-        facts, bases = await self.gather(policies, workload, labels, deadline=deadline)
+        workload = plan.workload
+        facts, bases = await self.gather(plan, deadline=deadline)
         base_facts = NO_BASE_FACTS
-        if any(policy.finds_bases for policy in policies):
+        if plan.reads.bases:
             remaining = None if deadline is None else max(0.0, deadline - (time.monotonic() - started))
             base_facts = await self.bases.gather(
-                _policies_by_image(policies, workload, labels),
-                facts,
-                bases,
-                await self.credentials(workload),
-                deadline=remaining,
+                plan, facts, bases, await self.credentials(workload), deadline=remaining
             )
-        scans = any(policy.spec.rules.vulnerabilities is not None for policy in policies)
-        stale_check = any(policy.spec.rules.require_current_base for policy in policies)
+        scans = plan.reads.reports
+        stale_check = plan.reads.base_versions
         owners = self.view.report_owners(workload) if scans else ()
         context = Context(
             now=now,
             facts=facts,
             base_candidates=bases,
-            namespace_labels=labels,
             reports=self.view.own_reports(workload.namespace, ((workload.kind, workload.name), *owners))
             if scans
             else (),
@@ -145,7 +121,7 @@ class Evaluator:
             base_versions=base_facts.versions,
             base_history=base_facts.history,
         )
-        return evaluate(policies=policies, workload=workload, context=context)
+        return evaluate(plan, context)
 
     def _digest_reports(self, namespace: str, facts: Iterable[FactsOrError]) -> dict[str, tuple[DigestReports, ...]]:
         """The view's reports for every digest of these images: a dictionary lookup per digest, no scan."""
@@ -159,33 +135,21 @@ class Evaluator:
         return found
 
     async def gather(
-        self,
-        policies: Sequence[ImagePolicy],
-        workload: Workload,
-        namespace_labels: Mapping[str, str],
-        *,
-        deadline: float | None = None,
+        self, plan: Plan, *, deadline: float | None = None
     ) -> tuple[dict[str, FactsOrError], dict[str, FactsOrError]]:
-        """The facts the rules need (core.needs says which), from memory when it has them all."""
-        needs = image_needs(policies, workload, namespace_labels)
+        """The facts the plan says the rules need, and its bases', from memory when it has them all."""
+        needs = plan.needs
         if not needs:
             return {}, {}
-        credentials = await self.credentials(workload)
-        base_needs = FactsNeeds(frozenset().union(*(need.platforms for need in needs.values())))
-        bases = dict.fromkeys(base_candidates(policies), base_needs)
+        credentials = await self.credentials(plan.workload)
+        bases = dict.fromkeys(plan.bases, plan.base_needs)
         warm = self._from_memory(needs, bases, credentials)
         if warm is not None:
             return warm
 
         async def inspect(image: str, need: FactsNeeds) -> FactsOrError:
             try:
-                return await self.inspector.inspect(
-                    image,
-                    credentials=credentials,
-                    platforms=need.platforms,
-                    uncompressed=need.uncompressed,
-                    content=need.content,
-                )
+                return await self.inspector.inspect(image, need, credentials=credentials)
             except InspectionError as error:
                 # For a base, evaluation makes this an error finding: a rule it leaves undecided is not compliant.
                 return error
@@ -212,30 +176,12 @@ class Evaluator:
         for wanted in (needs, bases):
             facts: dict[str, FactsOrError] = {}
             for image, need in wanted.items():
-                cached = self.inspector.cached(
-                    image,
-                    credentials=credentials,
-                    platforms=need.platforms,
-                    uncompressed=need.uncompressed,
-                    content=need.content,
-                )
+                cached = self.inspector.cached(image, need, credentials=credentials)
                 if cached is None:
                     return None
                 facts[image] = cached
             found.append(facts)
         return found[0], found[1]
-
-
-def _policies_by_image(
-    policies: Sequence[ImagePolicy], workload: Workload, labels: Mapping[str, str]
-) -> dict[str, tuple[ImagePolicy, ...]]:
-    selecting: dict[str, tuple[ImagePolicy, ...]] = {}
-    for policy in policies:
-        for container in selected_containers(policy, workload, labels):
-            before = selecting.get(container.image, ())
-            if policy not in before:
-                selecting[container.image] = (*before, policy)
-    return selecting
 
 
 def _base_versions(candidates: Mapping[str, FactsOrError], base_facts: BaseFacts) -> list[FactsOrError]:

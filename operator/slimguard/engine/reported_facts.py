@@ -14,12 +14,12 @@ handling, so that a tag costs exactly the requests it cost before when no report
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 
 from slimguard import metrics
 from slimguard.core.errors import InspectionError, InvalidReference
-from slimguard.core.facts import ImageFacts, Platform
-from slimguard.core.reference import ImageReference
+from slimguard.core.facts.image_facts import FactsNeeds, ImageFacts
+from slimguard.core.model.reference import ImageReference
 from slimguard.kube.image_reports import ImageReports
 from slimguard.registry.client import RegistryClient
 from slimguard.registry.credentials import Credential, credentials_for
@@ -50,50 +50,30 @@ class ReportedInspector(ImageInspector):
     # --- FactsSource -------------------------------------------------------------------------------------------
 
     def cached(
-        self,
-        image: str,
-        *,
-        credentials: Sequence[Credential] = (),
-        platforms: Iterable[Platform],
-        uncompressed: bool = False,
-        content: bool = False,
+        self, image: str, needs: FactsNeeds, *, credentials: Sequence[Credential] = ()
     ) -> ImageFacts | InspectionError | None:
-        wanted = frozenset(platforms)
         reference = _parsed(image)
         if reference is not None:
             digest = reference.digest or self._known_tag(reference, credentials)
             if digest is not None:
-                reported = self._reported(digest, wanted, uncompressed, self._reads(content), count_miss=False)
+                reported = self._reported(digest, self._reads(needs), count_miss=False)
                 if reported is not None:
                     self.resolved[image] = digest
                     return reported
-        found = super().cached(
-            image, credentials=credentials, platforms=wanted, uncompressed=uncompressed, content=content
-        )
+        found = super().cached(image, needs, credentials=credentials)
         if isinstance(found, ImageFacts):
             self._answered(image, found)
         return found
 
-    async def inspect(
-        self,
-        image: str,
-        *,
-        credentials: Sequence[Credential] = (),
-        platforms: Iterable[Platform],
-        uncompressed: bool = False,
-        content: bool = False,
-    ) -> ImageFacts:
-        wanted = frozenset(platforms)
+    async def inspect(self, image: str, needs: FactsNeeds, *, credentials: Sequence[Credential] = ()) -> ImageFacts:
         reference = _parsed(image)
         if reference is not None and reference.digest is not None:
             # Before the failure cache and any request: a report answers even while the registry is down.
-            reported = self._reported(reference.digest, wanted, uncompressed, self._reads(content))
+            reported = self._reported(reference.digest, self._reads(needs))
             if reported is not None:
                 self.resolved[image] = reference.digest
                 return reported
-        found = await super().inspect(
-            image, credentials=credentials, platforms=wanted, uncompressed=uncompressed, content=content
-        )
+        found = await super().inspect(image, needs, credentials=credentials)
         if self.reports.facts(found.digest) is found:  # answered by a report after the tag's HEAD: no news
             self.resolved[image] = found.digest
         else:
@@ -102,21 +82,14 @@ class ReportedInspector(ImageInspector):
 
     # --- between resolving and fetching ------------------------------------------------------------------------
 
-    async def _inspect(
-        self,
-        reference: ImageReference,
-        credential: Credential | None,
-        wanted: frozenset[Platform],
-        uncompressed: bool,
-        content: bool,
-    ) -> ImageFacts:
-        """``content`` is what this inspector will read (never for the webhook): a report without the layers'
-        contents then still answers, and content rules say ContentPending until the controller's arrives."""
+    async def _inspect(self, reference: ImageReference, credential: Credential | None, needs: FactsNeeds) -> ImageFacts:
+        """``needs`` is what this inspector will read (never contents for the webhook): a report without the
+        layers' contents then still answers, and content rules say ContentPending until the controller's arrives."""
         digest = await self._resolve(reference, credential)
-        reported = self._reported(digest, wanted, uncompressed, content)
+        reported = self._reported(digest, needs)
         if reported is not None:
             return reported
-        return await self._facts_of(reference, digest, credential, wanted, uncompressed, content)
+        return await self._facts_of(reference, digest, credential, needs)
 
     # --- helpers -----------------------------------------------------------------------------------------------
 
@@ -124,12 +97,10 @@ class ReportedInspector(ImageInspector):
         credential = next(iter(credentials_for(reference, credentials)), None)
         return self._tags.get((reference.name, reference.identifier, credential.username if credential else ""))
 
-    def _reported(
-        self, digest: str, wanted: frozenset[Platform], uncompressed: bool, content: bool, *, count_miss: bool = True
-    ) -> ImageFacts | None:
-        """The report's facts for ``digest`` if they hold all that is wanted (`cached` probes, `inspect` counts)."""
+    def _reported(self, digest: str, needs: FactsNeeds, *, count_miss: bool = True) -> ImageFacts | None:
+        """The report's facts for ``digest`` if they hold all that is needed (`cached` probes, `inspect` counts)."""
         facts = self.reports.facts(digest)
-        hit = facts is not None and self._complete(facts, wanted, uncompressed, content)
+        hit = facts is not None and self._complete(facts, needs)
         if hit or count_miss:
             metrics.cache_lookup("reports", hit=hit)
         return facts if hit else None

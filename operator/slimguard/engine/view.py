@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from slimguard.core.errors import InvalidPolicy
-from slimguard.core.policy import ImagePolicy
-from slimguard.core.vulnerabilities import DigestReports, ReportKey, SeverityCounts, VulnerabilityReport, worst_of
-from slimguard.core.workload import Workload, WorkloadKey
+from slimguard.core.facts.vulnerabilities import DigestReports, ReportKey, SeverityCounts, VulnerabilityReport, worst_of
+from slimguard.core.model.policy import ImagePolicy
+from slimguard.core.model.workload import Workload, WorkloadKey
 from slimguard.kube.gateway import KubeGateway
 
 log = logging.getLogger(__name__)

@@ -15,9 +15,9 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from slimguard.core.alternatives import SlimmerBase
-from slimguard.core.facts import ImageFacts
-from slimguard.core.image_report import GarbledReport, StoredReport, merged, read_report, report_body, report_name
+from slimguard.core.facts.bases import SlimmerBase
+from slimguard.core.facts.image_facts import ImageFacts
+from slimguard.core.facts.image_report import GarbledReport, StoredReport, merged, read_report, report_body, report_name
 from slimguard.kube.gateway import KubeGateway
 
 log = logging.getLogger(__name__)

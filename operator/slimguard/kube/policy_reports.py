@@ -7,7 +7,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from slimguard.core.policy_report import MANAGED_BY, MANAGED_BY_LABEL, OMITTED_ANNOTATION, ReportApi
+from slimguard.core.reports.policy_report import MANAGED_BY, MANAGED_BY_LABEL, OMITTED_ANNOTATION, ReportApi
 from slimguard.kube.gateway import KubeGateway
 
 log = logging.getLogger(__name__)

@@ -3,7 +3,7 @@ reports, scan reports."""
 
 from __future__ import annotations
 
-from slimguard.core import image_report
+from slimguard.core.facts import image_report
 
 Resource = tuple[str, str, str]
 """(group, version, plural), as kopf and the custom-objects API take them."""
@@ -14,7 +14,7 @@ IMAGE_REPORT_RESOURCE: Resource = (image_report.GROUP, image_report.VERSION, ima
 VULNERABILITY_REPORT_RESOURCE: Resource = ("aquasecurity.github.io", "v1alpha1", "vulnerabilityreports")
 NAMESPACE_RESOURCE: Resource = ("", "v1", "namespaces")
 
-# kind → (group, version, plural), for every kind of core.policy.WORKLOAD_KINDS (a unit test holds them equal).
+# kind → (group, version, plural), for every kind of core.model.policy.WORKLOAD_KINDS (a unit test holds them equal).
 WORKLOAD_RESOURCES: dict[str, Resource] = {
     "Deployment": ("apps", "v1", "deployments"),
     "StatefulSet": ("apps", "v1", "statefulsets"),

@@ -21,9 +21,9 @@ from typing import Any, BinaryIO, Self, cast
 
 import zstandard
 
-from slimguard.core.content import EntryKind, LayerContent, LayerEntry
 from slimguard.core.errors import InspectionError
-from slimguard.core.quantity import format_bytes
+from slimguard.core.facts.content import EntryKind, LayerContent, LayerEntry
+from slimguard.core.model.quantity import format_bytes
 
 GIB = 1024**3
 MIB = 1024**2

@@ -21,8 +21,8 @@ import httpx
 
 from slimguard import metrics
 from slimguard.core.errors import InspectionError
-from slimguard.core.media_types import MANIFEST_TYPES
-from slimguard.core.reference import DOCKER_HUB, ImageReference
+from slimguard.core.facts.media_types import MANIFEST_TYPES
+from slimguard.core.model.reference import DOCKER_HUB, ImageReference
 from slimguard.registry.credentials import Credential
 from slimguard.registry.guard import GuardedNetworkBackend, RefusedAddress
 from slimguard.registry.settings import RegistrySettings

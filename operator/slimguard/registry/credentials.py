@@ -11,7 +11,7 @@ from fnmatch import fnmatchcase
 from typing import Any
 from urllib.parse import urlsplit
 
-from slimguard.core.reference import DOCKER_HUB, ImageReference
+from slimguard.core.model.reference import DOCKER_HUB, ImageReference
 
 _HUB_KEYS = {"index.docker.io", "docker.io", "registry-1.docker.io"}
 

@@ -19,7 +19,7 @@ from typing import Any
 import httpcore
 
 from slimguard.core.errors import InspectionError
-from slimguard.core.globs import matches_any
+from slimguard.core.model.globs import matches_any
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Awaitable[Sequence[str]]]

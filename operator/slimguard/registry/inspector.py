@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
 from slimguard import metrics
-from slimguard.core import oci
-from slimguard.core.content import ContentFacts, LayerContent
-from slimguard.core.content_analysis import analyse_content
 from slimguard.core.errors import InspectionError, InvalidReference
-from slimguard.core.facts import ImageFacts, Layer, Platform, PlatformImage
-from slimguard.core.media_types import IMAGE_TYPES, INDEX_TYPES
-from slimguard.core.reference import ImageReference
+from slimguard.core.facts import oci
+from slimguard.core.facts.content import ContentFacts, LayerContent
+from slimguard.core.facts.content_analysis import analyse_content
+from slimguard.core.facts.image_facts import FactsNeeds, ImageFacts, Layer, PlatformImage
+from slimguard.core.facts.media_types import IMAGE_TYPES, INDEX_TYPES
+from slimguard.core.model.platform import Platform
+from slimguard.core.model.reference import ImageReference
 from slimguard.layers.walker import LayerLimits, LayerRefused, walk_layer_stream
 from slimguard.registry.cache import Coalescer, LruCache, RevalidatingCache, TtlCache
 from slimguard.registry.client import RegistryClient
@@ -39,7 +40,7 @@ class ImageInspector:
       bounded staleness past it (`RevalidatingCache`): no admission of a seen image waits on a HEAD.
     - Facts are cached by digest, forever (a digest never changes), in an LRU.
     - Concurrent requests for the same tag or digest share one fetch.
-    - With ``content`` asked and ``read_layers`` on (the controller), each layer blob is streamed once through
+    - With contents needed and ``read_layers`` on (the controller), each layer blob is streamed once through
       the layer walker and its LayerContent kept by layer digest (an LRU bounded by tar entries), so a base's
       layers are read once for every image built on it. The webhook passes ``read_layers=False``: it never
       downloads a layer, and ``PlatformImage.content`` stays None (content rules then say ContentPending).
@@ -83,7 +84,7 @@ class ImageInspector:
         self._failures: TtlCache[tuple[str, str], InspectionError] = TtlCache(settings.failure_ttl_seconds, clock)
         self._facts: LruCache[str, ImageFacts] = LruCache(settings.facts_cache_size)
         self._resolving: Coalescer[tuple[str, str, str], str] = Coalescer(self.tasks)
-        self._fetching: Coalescer[tuple[str, frozenset[Platform], bool, bool], ImageFacts] = Coalescer(self.tasks)
+        self._fetching: Coalescer[tuple[str, FactsNeeds], ImageFacts] = Coalescer(self.tasks)
 
     @property
     def tags_revalidating(self) -> int:
@@ -100,13 +101,7 @@ class ImageInspector:
         await self.tasks.aclose()
 
     def cached(
-        self,
-        image: str,
-        *,
-        credentials: Sequence[Credential] = (),
-        platforms: Iterable[Platform],
-        uncompressed: bool = False,
-        content: bool = False,
+        self, image: str, needs: FactsNeeds, *, credentials: Sequence[Credential] = ()
     ) -> ImageFacts | InspectionError | None:
         """What ``inspect`` would return, if it can be answered from memory alone; None otherwise.
 
@@ -119,34 +114,26 @@ class ImageInspector:
             return error
         digest = self._tags.get(self._tag_key(reference, credential), self._revalidation(reference, credential))
         facts = self._facts.get(digest) if digest is not None else None
-        if facts is not None and self._complete(facts, frozenset(platforms), uncompressed, self._reads(content)):
+        if facts is not None and self._complete(facts, self._reads(needs)):
             # Counted only when memory answers: otherwise `inspect` follows and counts the lookups it makes.
             metrics.cache_lookup("tags", hit=True)
             metrics.cache_lookup("facts", hit=True)
             return facts
         return None
 
-    async def inspect(
-        self,
-        image: str,
-        *,
-        credentials: Sequence[Credential] = (),
-        platforms: Iterable[Platform],
-        uncompressed: bool = False,
-        content: bool = False,
-    ) -> ImageFacts:
-        """Facts for ``image`` with the given platforms fetched (uncompressed sizes and contents if asked)."""
+    async def inspect(self, image: str, needs: FactsNeeds, *, credentials: Sequence[Credential] = ()) -> ImageFacts:
+        """Facts for ``image`` holding what ``needs`` asks: its platforms, their layer sizes and contents if asked."""
         reference, credential = self._identify(image, credentials, count_miss=True)
         try:
-            return await self._inspect(reference, credential, frozenset(platforms), uncompressed, self._reads(content))
+            return await self._inspect(reference, credential, self._reads(needs))
         except InspectionError as error:
             metrics.INSPECTION_FAILURES.labels(reason=error.reason).inc()
             self._failures.put(self._failure_key(reference, credential), error)
             raise
 
-    def _reads(self, content: bool) -> bool:
-        """Whether contents are read for this request: asked for, and this inspector reads layers at all."""
-        return content and self.read_layers
+    def _reads(self, needs: FactsNeeds) -> FactsNeeds:
+        """What is read for this request: what is needed, contents only if this inspector reads layers at all."""
+        return needs if self.read_layers or not needs.content else replace(needs, content=False)
 
     @staticmethod
     def _failure_key(reference: ImageReference, credential: Credential | None) -> tuple[str, str]:
@@ -170,47 +157,31 @@ class ImageInspector:
             metrics.cache_lookup("failures", hit=False)
         return reference, credential
 
-    async def _inspect(
-        self,
-        reference: ImageReference,
-        credential: Credential | None,
-        wanted: frozenset[Platform],
-        uncompressed: bool,
-        content: bool,
-    ) -> ImageFacts:
+    async def _inspect(self, reference: ImageReference, credential: Credential | None, needs: FactsNeeds) -> ImageFacts:
         digest = await self._resolve(reference, credential)
-        return await self._facts_of(reference, digest, credential, wanted, uncompressed, content)
+        return await self._facts_of(reference, digest, credential, needs)
 
     async def _facts_of(
-        self,
-        reference: ImageReference,
-        digest: str,
-        credential: Credential | None,
-        wanted: frozenset[Platform],
-        uncompressed: bool,
-        content: bool,
+        self, reference: ImageReference, digest: str, credential: Credential | None, needs: FactsNeeds
     ) -> ImageFacts:
         """A resolved digest's facts: from memory when complete enough, else read once (coalesced)."""
         cached = self._facts.get(digest)
-        hit = cached is not None and self._complete(cached, wanted, uncompressed, content)
+        hit = cached is not None and self._complete(cached, needs)
         metrics.cache_lookup("facts", hit=hit)
         if cached is not None and hit:
             return cached
-        return await self._fetching.run(
-            (digest, wanted, uncompressed, content),
-            lambda: self._fetch(reference, digest, credential, wanted, uncompressed, content),
-        )
+        return await self._fetching.run((digest, needs), lambda: self._fetch(reference, digest, credential, needs))
 
     @staticmethod
-    def _complete(facts: ImageFacts, wanted: frozenset[Platform], uncompressed: bool, content: bool) -> bool:
-        for platform in wanted:
+    def _complete(facts: ImageFacts, needs: FactsNeeds) -> bool:
+        for platform in needs.platforms:
             image = facts.for_platform(platform)
             listed = any(p.satisfies(platform) for p in facts.listed_platforms) if facts.is_index else False
             if image is None and listed:
                 return False
-            if image is not None and uncompressed and image.uncompressed_size is None:
+            if image is not None and needs.uncompressed and image.uncompressed_size is None:
                 return False
-            if image is not None and content and image.content is None:
+            if image is not None and needs.content and image.content is None:
                 return False
         return True
 
@@ -251,26 +222,14 @@ class ImageInspector:
         return await self._resolving.run(key, head)
 
     async def _fetch(
-        self,
-        reference: ImageReference,
-        digest: str,
-        credential: Credential | None,
-        wanted: frozenset[Platform],
-        uncompressed: bool,
-        content: bool,
+        self, reference: ImageReference, digest: str, credential: Credential | None, needs: FactsNeeds
     ) -> ImageFacts:
         """Read one digest's facts from the registry (timed: this is the cost a cache miss has)."""
         with metrics.INSPECTION_SECONDS.time():
-            return await self._read_facts(reference, digest, credential, wanted, uncompressed, content)
+            return await self._read_facts(reference, digest, credential, needs)
 
     async def _read_facts(
-        self,
-        reference: ImageReference,
-        digest: str,
-        credential: Credential | None,
-        wanted: frozenset[Platform],
-        uncompressed: bool,
-        content: bool,
+        self, reference: ImageReference, digest: str, credential: Credential | None, needs: FactsNeeds
     ) -> ImageFacts:
         previous = self._facts.get(digest)
         manifest = await self.client.get_manifest(reference, digest, credential)
@@ -280,7 +239,7 @@ class ImageInspector:
             if media_type in INDEX_TYPES:
                 known = {image.platform: image for image in previous.platforms} if previous else {}
                 index = oci.parse_index(document, max_entries=self.client.settings.max_platform_manifests * 2)
-                images = await self._platform_images(reference, index, credential, wanted, known, uncompressed, content)
+                images = await self._platform_images(reference, index, credential, needs, known)
                 facts = ImageFacts(
                     digest=manifest.digest,
                     media_type=media_type,
@@ -290,7 +249,7 @@ class ImageInspector:
                 )
             elif media_type in IMAGE_TYPES:
                 image = await self._platform_image(
-                    reference, oci.parse_manifest(document), manifest.digest, credential, None, uncompressed, content
+                    reference, oci.parse_manifest(document), manifest.digest, credential, None, needs
                 )
                 facts = ImageFacts(
                     digest=digest, media_type=media_type, platforms=(image,), annotated_base=image.annotated_base
@@ -311,17 +270,15 @@ class ImageInspector:
         reference: ImageReference,
         index: oci.ParsedIndex,
         credential: Credential | None,
-        wanted: frozenset[Platform],
+        needs: FactsNeeds,
         known: Mapping[Platform, PlatformImage],
-        uncompressed: bool,
-        content: bool,
     ) -> tuple[PlatformImage, ...]:
         """The wanted platforms' images of an index; those already known (and complete enough) are not read again."""
 
         async def one(entry: oci.IndexEntry) -> PlatformImage:
             cached = known.get(entry.platform)
-            if cached is not None and not (uncompressed and cached.uncompressed_size is None):
-                if content and cached.content is None:
+            if cached is not None and not (needs.uncompressed and cached.uncompressed_size is None):
+                if needs.content and cached.content is None:
                     return replace(cached, content=await self._content(reference, cached, credential))
                 return cached
             child = await self.client.get_manifest(reference, entry.digest, credential)
@@ -330,11 +287,9 @@ class ImageInspector:
             except oci.GarbledDocument as garbled:
                 raise _garbled(reference, garbled.what) from None
             parsed = oci.parse_manifest(document)
-            return await self._platform_image(
-                reference, parsed, entry.digest, credential, entry.platform, uncompressed, content
-            )
+            return await self._platform_image(reference, parsed, entry.digest, credential, entry.platform, needs)
 
-        chosen = index.chosen(wanted, limit=self.client.settings.max_platform_manifests)
+        chosen = index.chosen(needs.platforms, limit=self.client.settings.max_platform_manifests)
         return tuple(await asyncio.gather(*(one(entry) for entry in chosen)))
 
     async def _platform_image(
@@ -344,19 +299,18 @@ class ImageInspector:
         digest: str,
         credential: Credential | None,
         platform: Platform | None,
-        uncompressed: bool,
-        content: bool,
+        needs: FactsNeeds,
     ) -> PlatformImage:
         config_body = await self.client.get_blob(
             reference, manifest.config_digest, credential, max_bytes=self.client.settings.max_config_bytes
         )
         image = oci.platform_image(manifest, digest=digest, config_body=config_body, platform=platform)
-        if uncompressed:
+        if needs.uncompressed:
             layers = await asyncio.gather(
                 *(self._with_uncompressed(reference, layer, credential) for layer in image.layers)
             )
             image = replace(image, layers=tuple(layers))
-        if content:
+        if needs.content:
             image = replace(image, content=await self._content(reference, image, credential))
         return image
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from slimguard.core.errors import InspectionError
-from slimguard.core.reference import ImageReference
+from slimguard.core.model.reference import ImageReference
 from slimguard.registry.client import RegistryClient
 from slimguard.registry.credentials import Credential
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -10,10 +9,10 @@ from core.builders import NOW
 
 from slimguard.admission.decision import MAX_WARNING_LENGTH, Reviewer
 from slimguard.core.errors import InspectionError
-from slimguard.core.evaluation import Context, evaluate
-from slimguard.core.policy import ImagePolicy
-from slimguard.core.verdict import Verdict
-from slimguard.core.workload import Workload
+from slimguard.core.evaluation.context import Context
+from slimguard.core.evaluation.evaluate import evaluate
+from slimguard.core.evaluation.plan import Plan
+from slimguard.core.evaluation.verdict import Verdict
 from slimguard.engine.view import ClusterView
 
 IMAGE = "127.0.0.1:1/shop/api:1.0"
@@ -23,11 +22,9 @@ UNREACHABLE = InspectionError("registry 127.0.0.1:1 is unreachable (connection r
 class UnreachableEvaluator:
     """The real evaluation, with every image's inspection failed."""
 
-    async def verdict(
-        self, workload: Workload, policies: Sequence[ImagePolicy], *, now: datetime, deadline: float | None = None
-    ) -> Verdict:
-        facts = dict.fromkeys(workload.images, UNREACHABLE)
-        return evaluate(policies=policies, workload=workload, context=Context(now=now, facts=facts))
+    async def verdict(self, plan: Plan, *, now: datetime, deadline: float | None = None) -> Verdict:
+        facts = dict.fromkeys(plan.workload.images, UNREACHABLE)
+        return evaluate(plan, Context(now=now, facts=facts))
 
 
 def reviewer(*policies: dict[str, Any]) -> Reviewer:

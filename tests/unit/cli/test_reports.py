@@ -9,11 +9,12 @@ import jsonschema
 from core.builders import APP, MiB, context, facts, layers, platform_image, policy
 
 from slimguard.cli.sarif import check_sarif, lint_sarif
-from slimguard.core.evaluation import evaluate
-from slimguard.core.image_check import image_scoped, image_workload
+from slimguard.core.evaluation.evaluate import evaluate
+from slimguard.core.evaluation.outcome import outcome_of
+from slimguard.core.evaluation.plan import plan
 from slimguard.core.lint import lint, parse_dockerfile
-from slimguard.core.outcome import outcome_of
-from slimguard.core.report import check_document, image_result, lint_document
+from slimguard.core.model.image_check import image_scoped, image_workload
+from slimguard.core.reports.report import check_document, image_result, lint_document
 
 SARIF_SCHEMA = json.loads((Path(__file__).parents[2] / "schemas" / "sarif-schema-2.1.0.json").read_text())
 
@@ -21,7 +22,7 @@ SARIF_SCHEMA = json.loads((Path(__file__).parents[2] / "schemas" / "sarif-schema
 def fat_check() -> dict:
     slim = image_scoped(policy("slim", rules={"maxCompressedSize": "200Mi"}, mode="Enforce"))
     fat = facts(platform_image(*layers("fat", 3, 100 * MiB)))
-    verdict = evaluate(policies=[slim], workload=image_workload(APP), context=context({APP: fat}))
+    verdict = evaluate(plan([slim], image_workload(APP), {}), context({APP: fat}))
     result = image_result(APP, verdict, outcome_of(verdict, on_unknown={}), facts=fat)
     return check_document([result], [slim], source="registry", version="1.2.3", exit_status=result.exit_status)
 

@@ -14,9 +14,9 @@ import pytest
 from core import builders
 
 from slimguard.controller import annotations as notes
-from slimguard.core.policy import Mode
-from slimguard.core.verdict import Finding, FindingKind, Status, Verdict
-from slimguard.core.workload import STATUS_LABEL, WorkloadKey
+from slimguard.core.evaluation.verdict import Finding, FindingKind, Status, Verdict
+from slimguard.core.model.policy import Mode
+from slimguard.core.model.workload import STATUS_LABEL, WorkloadKey
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 LATER = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -224,8 +224,8 @@ def test_a_10_kb_image_reference_under_seven_policies_keeps_why_it_cannot_be_che
 
 
 def _hint(policy: str = "slim") -> object:
-    from slimguard.core.alternatives import SlimmerBase
-    from slimguard.core.facts import Platform
+    from slimguard.core.facts.bases import SlimmerBase
+    from slimguard.core.model.platform import Platform
 
     return SlimmerBase(
         policy=policy,

@@ -18,8 +18,8 @@ from slimguard.controller import annotations as notes
 from slimguard.controller.audit import AuditController
 from slimguard.controller.handlers import enforcement_summary
 from slimguard.core.errors import InspectionError
-from slimguard.core.facts import ImageFacts
-from slimguard.core.workload import STATUS_LABEL, WorkloadKey
+from slimguard.core.facts.image_facts import ImageFacts
+from slimguard.core.model.workload import STATUS_LABEL, WorkloadKey
 from slimguard.engine.credentials import PullCredentials
 from slimguard.engine.facts import Evaluator
 from slimguard.engine.view import ClusterView
@@ -86,10 +86,10 @@ class GatedInspector:
         self.calls = 0
         self.waiting = 0
 
-    def cached(self, image: str, **_: Any) -> None:
+    def cached(self, image: str, *_: Any, **__: Any) -> None:
         return None
 
-    async def inspect(self, image: str, **_: Any) -> ImageFacts:
+    async def inspect(self, image: str, *_: Any, **__: Any) -> ImageFacts:
         self.calls += 1
         self.waiting += 1
         await self.gate.wait()

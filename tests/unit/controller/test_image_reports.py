@@ -7,10 +7,11 @@ from datetime import timedelta
 from core.builders import NOW, digest, facts, policy, workload
 
 from slimguard.controller.image_reports import ReportKeeper, UnusedReports, digests_in_use, slimmer_bases_by_digest
-from slimguard.core.alternatives import SlimmerBase
-from slimguard.core.facts import Platform
-from slimguard.core.verdict import ImageSize, Verdict
-from slimguard.core.workload import Workload
+from slimguard.core.evaluation.plan import plan
+from slimguard.core.evaluation.verdict import ImageSize, Verdict
+from slimguard.core.facts.bases import SlimmerBase
+from slimguard.core.model.platform import Platform
+from slimguard.core.model.workload import Workload
 from slimguard.kube.image_reports import ImageReports
 
 HOUR = timedelta(hours=1)
@@ -99,7 +100,7 @@ def test_the_hints_each_digest_gets_are_those_of_the_policies_that_look_for_them
     hinting, quiet = policy("hinting", slimmerBases={}), policy("quiet", slimmerBases={})
     other = policy("other")  # no slimmerBases: it never looked, so it says nothing either way
     found = slimmer_bases_by_digest(
-        subject, [hinting, quiet, other], {}, verdict_of(subject, hint("hinting")), {APP: OLD, SIDECAR: NEW}
+        plan([hinting, quiet, other], subject, {}), verdict_of(subject, hint("hinting")), {APP: OLD, SIDECAR: NEW}
     )
     assert found == {OLD: {"hinting": hint("hinting"), "quiet": None}, NEW: {"hinting": None, "quiet": None}}
 
@@ -107,7 +108,7 @@ def test_the_hints_each_digest_gets_are_those_of_the_policies_that_look_for_them
 def test_an_image_whose_facts_were_not_read_says_nothing_about_its_hints() -> None:
     subject = workload(APP)
     found = slimmer_bases_by_digest(
-        subject, [policy("hinting", slimmerBases={})], {}, verdict_of(subject, read=()), {APP: OLD}
+        plan([policy("hinting", slimmerBases={})], subject, {}), verdict_of(subject, read=()), {APP: OLD}
     )
     assert found == {}  # pending or unreachable: the report keeps what it says
 

@@ -9,8 +9,8 @@ from core.builders import facts, verdict, workload
 
 from slimguard.controller.status import policy_status
 from slimguard.core.errors import InspectionError
-from slimguard.core.policy import ImagePolicy
-from slimguard.core.verdict import Verdict
+from slimguard.core.evaluation.verdict import Verdict
+from slimguard.core.model.policy import ImagePolicy
 from slimguard.engine.view import ClusterView
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)

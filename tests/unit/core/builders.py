@@ -11,13 +11,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from slimguard.core.evaluation import Context, FactsOrError, evaluate
-from slimguard.core.facts import BaseImage, BaseImageMethod, ImageFacts, Layer, Platform, PlatformImage
-from slimguard.core.media_types import OCI_INDEX, OCI_MANIFEST
-from slimguard.core.policy import ImagePolicy
-from slimguard.core.verdict import Verdict
-from slimguard.core.vulnerabilities import VulnerabilityReport
-from slimguard.core.workload import Container, ContainerType, Workload
+from slimguard.core.evaluation.context import Context
+from slimguard.core.evaluation.evaluate import evaluate
+from slimguard.core.evaluation.plan import plan
+from slimguard.core.evaluation.verdict import Verdict
+from slimguard.core.facts.image_facts import BaseImage, BaseImageMethod, FactsOrError, ImageFacts, Layer, PlatformImage
+from slimguard.core.facts.media_types import OCI_INDEX, OCI_MANIFEST
+from slimguard.core.facts.vulnerabilities import VulnerabilityReport
+from slimguard.core.model.platform import Platform
+from slimguard.core.model.policy import ImagePolicy
+from slimguard.core.model.workload import Container, ContainerType, Workload
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 KiB = 1024
@@ -183,4 +186,4 @@ def verdict(
     chosen = [policies] if isinstance(policies, ImagePolicy) else list(policies)
     target = subject if subject is not None else workload()
     known = facts_by_image if facts_by_image is not None else {image: facts() for image in target.images}
-    return evaluate(policies=chosen, workload=target, context=context(known, **fields))
+    return evaluate(plan(chosen, target, {}), context(known, **fields))

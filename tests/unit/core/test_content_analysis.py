@@ -13,10 +13,10 @@ import struct
 
 import pytest
 
-from slimguard.core.content import ContentFacts, EntryKind, FoundTool, LayerContent, LayerEntry, PackageManager
-from slimguard.core.content_analysis import ContentMismatch, analyse_content, dive_efficiency
-from slimguard.core.facts import Layer
-from slimguard.core.packages import installed_names, rpm_sqlite_names
+from slimguard.core.facts.content import ContentFacts, EntryKind, FoundTool, LayerContent, LayerEntry, PackageManager
+from slimguard.core.facts.content_analysis import ContentMismatch, analyse_content, dive_efficiency
+from slimguard.core.facts.image_facts import Layer
+from slimguard.core.facts.packages import installed_names, rpm_sqlite_names
 
 from .builders import MiB, digest
 

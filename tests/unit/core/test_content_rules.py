@@ -7,13 +7,13 @@ from typing import Any
 
 import pytest
 
-from slimguard.core.content import ContentFacts, FoundTool, PackageCount, PackageManager
 from slimguard.core.errors import InvalidPolicy
-from slimguard.core.facts import ImageFacts
-from slimguard.core.needs import needs_of
-from slimguard.core.policy import ImagePolicy
-from slimguard.core.rules.blame import short_command
-from slimguard.core.verdict import Finding, FindingKind, Verdict
+from slimguard.core.evaluation.plan import needs_of
+from slimguard.core.evaluation.rules.blame import short_command
+from slimguard.core.evaluation.verdict import Finding, FindingKind, Verdict
+from slimguard.core.facts.content import ContentFacts, FoundTool, PackageCount, PackageManager
+from slimguard.core.facts.image_facts import ImageFacts
+from slimguard.core.model.policy import ImagePolicy
 
 from .builders import APP, MiB, facts, layer, platform_image, policy, verdict
 

@@ -19,10 +19,10 @@ from core.builders import (
     vulnerability_report,
 )
 from slimguard.core.errors import InspectionError
-from slimguard.core.facts import BaseImage, BaseImageMethod
-from slimguard.core.rules.current_base import versions_to_read
-from slimguard.core.verdict import FindingKind, Status
-from slimguard.core.vulnerabilities import DigestReports
+from slimguard.core.evaluation.rules.current_base import versions_to_read
+from slimguard.core.evaluation.verdict import FindingKind, Status
+from slimguard.core.facts.image_facts import BaseImage, BaseImageMethod
+from slimguard.core.facts.vulnerabilities import DigestReports
 
 BASE = "registry.example.com/base/node:20-bookworm"
 REPO = "registry.example.com/base/node"

@@ -4,10 +4,10 @@ registries from which nothing could be read, where nothing is enforced."""
 from __future__ import annotations
 
 from core.builders import facts, policy, verdict, workload
-from slimguard.core import enforcement
-from slimguard.core.enforcement import ImageDecision, RecentDecisions, decisions, tally
 from slimguard.core.errors import InspectionError
-from slimguard.core.verdict import Finding
+from slimguard.core.evaluation import enforcement
+from slimguard.core.evaluation.enforcement import ImageDecision, RecentDecisions, decisions, tally
+from slimguard.core.evaluation.verdict import Finding
 
 PRIVATE = "10.0.0.5:5000"
 UNTRUSTED = InspectionError(

@@ -9,14 +9,14 @@ from typing import Any
 import pytest
 
 from slimguard.core.errors import InspectionError
-from slimguard.core.evaluation import applicable_policies
-from slimguard.core.facts import ImageFacts, Platform
-from slimguard.core.needs import image_needs
-from slimguard.core.policy import ImagePolicy, Mode
-from slimguard.core.rules.base_images import detect_bases
-from slimguard.core.verdict import Finding, FindingKind, Status, Verdict
-from slimguard.core.vulnerabilities import DigestReports
-from slimguard.core.workload import ContainerType
+from slimguard.core.evaluation.plan import plan
+from slimguard.core.evaluation.verdict import Finding, FindingKind, Status, Verdict
+from slimguard.core.facts.bases import detect_bases
+from slimguard.core.facts.image_facts import ImageFacts
+from slimguard.core.facts.vulnerabilities import DigestReports
+from slimguard.core.model.platform import Platform
+from slimguard.core.model.policy import ImagePolicy, Mode
+from slimguard.core.model.workload import ContainerType
 
 from .builders import (
     AMD64,
@@ -738,15 +738,15 @@ def test_a_workload_no_policy_applies_to_has_no_policies_and_nothing_to_inspect(
     result = verdict(elsewhere, subject, {})
     assert result.policies == ()
     assert not result.applies
-    assert applicable_policies([elsewhere], subject, {}) == ()
-    assert image_needs([elsewhere], subject, {}) == {}
+    assert plan([elsewhere], subject, {}).policies == ()
+    assert plan([elsewhere], subject, {}).needs == {}
 
 
 def test_only_images_of_containers_some_policy_checks_are_inspected() -> None:
     team = policy("team", match={"images": ["registry.example.com/*"]})
     subject = workload(APP, "node:20")
-    assert set(image_needs([team], subject, {})) == {APP}
-    assert [p.name for p in applicable_policies([team], subject, {})] == ["team"]
+    assert set(plan([team], subject, {}).needs) == {APP}
+    assert [p.name for p in plan([team], subject, {}).policies] == ["team"]
 
 
 def test_every_container_is_checked_init_and_ephemeral_included() -> None:

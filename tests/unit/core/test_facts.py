@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from slimguard.core.facts import BaseImageMethod, Platform, base_by_layers
+from slimguard.core.facts.bases import base_by_layers
+from slimguard.core.facts.image_facts import BaseImageMethod
+from slimguard.core.model.platform import Platform
 
 from .builders import AMD64, ARM64, MiB, facts, layer, layers, platform_image
 

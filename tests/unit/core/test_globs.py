@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from slimguard.core.globs import image_matches_any, matches_any
-from slimguard.core.reference import ImageReference
+from slimguard.core.model.globs import image_matches_any, matches_any
+from slimguard.core.model.reference import ImageReference
 
 
 def test_namespace_globs_use_star_and_question_mark_and_are_case_sensitive() -> None:

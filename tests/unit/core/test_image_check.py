@@ -7,14 +7,15 @@ from dataclasses import replace
 import pytest
 
 from core.builders import APP, MiB, context, facts, layers, platform_image, policy
-from slimguard.core.context import FactsOrError
 from slimguard.core.errors import InspectionError, InvalidPolicy
-from slimguard.core.evaluation import evaluate
-from slimguard.core.facts import Platform, PlatformImage
-from slimguard.core.image_check import image_scoped, image_workload, narrowed_to, policies_from_yaml
-from slimguard.core.outcome import EXIT_DENIED, EXIT_ERROR, EXIT_OK, check_exit_status, outcome_of
-from slimguard.core.policy import Decision, ImagePolicy
-from slimguard.core.report import image_result
+from slimguard.core.evaluation.evaluate import evaluate
+from slimguard.core.evaluation.outcome import EXIT_DENIED, EXIT_ERROR, EXIT_OK, check_exit_status, outcome_of
+from slimguard.core.evaluation.plan import plan
+from slimguard.core.facts.image_facts import FactsOrError, PlatformImage
+from slimguard.core.model.image_check import image_scoped, image_workload, narrowed_to, policies_from_yaml
+from slimguard.core.model.platform import Platform
+from slimguard.core.model.policy import Decision, ImagePolicy
+from slimguard.core.reports.report import image_result
 
 POLICY_YAML = """
 apiVersion: slimguard.dev/v1alpha1
@@ -66,13 +67,13 @@ def test_a_malformed_policy_file_is_one_error_naming_the_file(text: str, message
 def test_an_image_is_checked_by_the_policy_image_globs_alone_and_findings_name_the_image() -> None:
     slim = image_scoped(policies_from_yaml(POLICY_YAML, source="p.yaml")[0])
     fat = facts(platform_image(*layers("fat", 3, 100 * MiB)))
-    verdict = evaluate(policies=[slim], workload=image_workload(APP), context=context({APP: fat}))
+    verdict = evaluate(plan([slim], image_workload(APP), {}), context({APP: fat}))
     assert verdict.policies == ("slim",)  # namespaces and kinds select workloads: an image has none
     (finding,) = verdict.findings
     assert finding.message.startswith(f"image {APP} is 300 MiB compressed (linux/amd64)")
 
     other = "docker.io/library/node:20"
-    elsewhere = evaluate(policies=[slim], workload=image_workload(other), context=context({other: fat}))
+    elsewhere = evaluate(plan([slim], image_workload(other), {}), context({other: fat}))
     assert elsewhere.policies == ()  # match.images still decides
 
 
@@ -83,12 +84,12 @@ def test_only_exemptions_naming_images_apply_to_an_image() -> None:
             {"workloads": [{"namespace": "*"}], "reason": "every workload"},
         ],
     )
-    verdict = evaluate(policies=[image_scoped(exempt)], workload=image_workload(APP), context=context({APP: facts()}))
+    verdict = evaluate(plan([image_scoped(exempt)], image_workload(APP), {}), context({APP: facts()}))
     assert [f.rule for f in verdict.findings] == ["maxCompressedSize"]
     by_image = policy(
         rules={"maxCompressedSize": "1Mi"}, exemptions=[{"images": ["registry.example.com/*"], "reason": "ours"}]
     )
-    verdict = evaluate(policies=[image_scoped(by_image)], workload=image_workload(APP), context=context({APP: facts()}))
+    verdict = evaluate(plan([image_scoped(by_image)], image_workload(APP), {}), context({APP: facts()}))
     assert verdict.findings == ()
     assert [f.rule for f in verdict.exempted] == ["maxCompressedSize"]
 
@@ -111,9 +112,7 @@ def test_the_exit_status_of_a_check_errors_are_never_a_pass() -> None:
     allow = {p.name: Decision.ALLOW for p in (enforce, warn, audit)}
 
     def status(policies: list[ImagePolicy], found: FactsOrError, *, strict: bool = False) -> int:
-        verdict = evaluate(
-            policies=[image_scoped(p) for p in policies], workload=image_workload(APP), context=context({APP: found})
-        )
+        verdict = evaluate(plan([image_scoped(p) for p in policies], image_workload(APP), {}), context({APP: found}))
         return check_exit_status(outcome_of(verdict, on_unknown=allow), strict=strict)
 
     assert status([enforce], facts()) == EXIT_DENIED
@@ -129,12 +128,10 @@ def test_a_local_image_within_the_limit_uncompressed_passes_and_beyond_it_is_unk
     limit = policy(rules={"maxCompressedSize": "10Mi"}, mode="Enforce")
     small = facts(platform_image(*layers("small", 3, 2 * MiB)))
     local_small = facts(_local(small.platforms[0]))
-    verdict = evaluate(
-        policies=[image_scoped(limit)], workload=image_workload(APP), context=context({APP: local_small})
-    )
+    verdict = evaluate(plan([image_scoped(limit)], image_workload(APP), {}), context({APP: local_small}))
     assert verdict.findings == ()
     big = facts(_local(platform_image(*layers("big", 3, 20 * MiB))))
-    verdict = evaluate(policies=[image_scoped(limit)], workload=image_workload(APP), context=context({APP: big}))
+    verdict = evaluate(plan([image_scoped(limit)], image_workload(APP), {}), context({APP: big}))
     (finding,) = verdict.findings
     assert finding.reason == "CompressedSizeUnknown"
     assert "60 MiB uncompressed (linux/amd64) in the local Docker engine" in finding.message
@@ -148,6 +145,6 @@ def _local(image: PlatformImage) -> PlatformImage:
 
 def test_an_image_no_policy_selects_is_not_a_pass() -> None:
     only_ours = image_scoped(policy(rules={"maxLayers": 100}, match={"images": ["registry.example.com/ours/*"]}))
-    verdict = evaluate(policies=[only_ours], workload=image_workload(APP), context=context({APP: facts()}))
+    verdict = evaluate(plan([only_ours], image_workload(APP), {}), context({APP: facts()}))
     assert verdict.policies == ()
     assert image_result(APP, verdict, outcome_of(verdict, on_unknown={})).exit_status == EXIT_ERROR

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from slimguard.core.alternatives import SlimmerBase
-from slimguard.core.content import ContentFacts, FoundTool, PackageCount, PackageManager
-from slimguard.core.image_report import (
+from slimguard.core.facts.bases import SlimmerBase
+from slimguard.core.facts.content import ContentFacts, FoundTool, PackageCount, PackageManager
+from slimguard.core.facts.image_report import (
     MAX_EXECUTABLES,
     MAX_LAYERS,
     MAX_REFERENCES,

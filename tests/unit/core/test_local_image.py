@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from slimguard.core.facts import Platform
-from slimguard.core.local_image import local_image_facts, with_compressed_sizes, with_config
+from slimguard.core.facts.local_image import local_image_facts, with_compressed_sizes, with_config
+from slimguard.core.model.platform import Platform
 
 MiB = 1024**2
 BASE, APP = "sha256:" + "1" * 64, "sha256:" + "2" * 64

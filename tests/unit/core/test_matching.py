@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from slimguard.core.matching import exemption_for, selected_containers
-from slimguard.core.policy import ImagePolicy
-from slimguard.core.workload import Workload
+from slimguard.core.evaluation.matching import exemption_for, selected_containers
+from slimguard.core.model.policy import ImagePolicy
+from slimguard.core.model.workload import Workload
 
 from .builders import APP, NOW, container, policy, workload
 

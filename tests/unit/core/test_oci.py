@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
-from slimguard.core import media_types as types
-from slimguard.core import oci
-from slimguard.core.facts import BaseImageMethod, Layer, Platform
-from slimguard.core.oci import zstd_content_size
+from slimguard.core.facts import media_types as types
+from slimguard.core.facts import oci
+from slimguard.core.facts.image_facts import BaseImageMethod, Layer
+from slimguard.core.facts.oci import zstd_content_size
+from slimguard.core.model.platform import Platform
 
 from .builders import digest
 

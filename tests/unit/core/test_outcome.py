@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from slimguard.core.outcome import EXIT_DENIED, EXIT_OK, outcome_of, worst_exit_status
-from slimguard.core.policy import Decision, Mode
-from slimguard.core.verdict import Finding, FindingKind, Verdict
-from slimguard.core.workload import WorkloadKey
+from slimguard.core.evaluation.outcome import EXIT_DENIED, EXIT_OK, outcome_of, worst_exit_status
+from slimguard.core.evaluation.verdict import Finding, FindingKind, Verdict
+from slimguard.core.model.policy import Decision, Mode
+from slimguard.core.model.workload import WorkloadKey
 
 KEY = WorkloadKey("Deployment", "shop", "api")
 

@@ -11,8 +11,9 @@ import pytest
 import yaml
 
 from slimguard.core.errors import InvalidPolicy
-from slimguard.core.facts import Platform
-from slimguard.core.policy import Decision, ImagePolicy, LabelSelector, Mode, parse_duration
+from slimguard.core.evaluation.plan import policy_reads
+from slimguard.core.model.platform import Platform
+from slimguard.core.model.policy import Decision, ImagePolicy, LabelSelector, Mode, parse_duration
 
 from .builders import GiB, MiB, policy
 
@@ -291,7 +292,7 @@ def test_an_unforeseen_failure_while_parsing_is_an_invalid_policy_too(monkeypatc
     def broken(value: object) -> int:
         raise ArithmeticError("something no validator expected")
 
-    monkeypatch.setattr("slimguard.core.policy.parse_bytes", broken)
+    monkeypatch.setattr("slimguard.core.model.policy.parse_bytes", broken)
     with pytest.raises(InvalidPolicy, match=r'^ImagePolicy "odd" is invalid: spec: .*something no validator expected'):
         ImagePolicy.from_resource("odd", {"rules": {"maxCompressedSize": "200Mi"}})
 
@@ -349,7 +350,7 @@ def test_slimmer_bases_and_require_current_base_are_read_and_checked() -> None:
     assert read.spec.rules.require_current_base
     assert read.spec.slimmer_bases is not None
     assert read.spec.slimmer_bases.from_tags
-    assert read.finds_bases
+    assert policy_reads(read).bases
     with pytest.raises(InvalidPolicy, match=r"spec\.slimmerBases\.alternatives\.0\.candidates: .* is not a concrete"):
         ImagePolicy.from_resource(
             "bad",

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from slimguard.core.errors import InvalidPolicy
-from slimguard.core.policy import ImagePolicy
+from slimguard.core.model.policy import ImagePolicy
 
 REPO = Path(__file__).resolve().parents[3]
 INVALID = sorted((REPO / "tests" / "e2e" / "fixtures" / "invalid-policies").glob("*.yaml"))

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from slimguard.core import policy_report as pr
 from slimguard.core.errors import InspectionError
-from slimguard.core.policy import ImagePolicy
+from slimguard.core.model.policy import ImagePolicy
+from slimguard.core.reports import policy_report as pr
 
 from .builders import APP, NOW, MiB, container, facts, layers, platform_image, policy, verdict, workload
 
@@ -196,7 +196,7 @@ def test_a_long_message_is_cut_in_the_middle_and_keeps_its_fix() -> None:
 
 
 def test_rules_of_names_every_rule_field_of_the_policy_model() -> None:
-    """A rule added to core.policy.Rules without a result here would never show up in reports."""
+    """A rule added to core.model.policy.Rules without a result here would never show up in reports."""
     every = policy(
         "all",
         rules={
@@ -215,7 +215,7 @@ def test_rules_of_names_every_rule_field_of_the_policy_model() -> None:
             "maxWastedBytes": "20Mi",
         },
     )
-    from slimguard.core.policy import Rules
+    from slimguard.core.model.policy import Rules
 
     fields = {info.alias or name for name, info in Rules.model_fields.items()}
     named = set(pr.rules_of(every.spec.rules)) | {"deniedBaseImages"}  # allowed and denied exclude each other here

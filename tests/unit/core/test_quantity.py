@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from slimguard.core.quantity import format_bytes, parse_bytes
+from slimguard.core.model.quantity import format_bytes, parse_bytes
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from slimguard.core.errors import InvalidReference
-from slimguard.core.reference import ImageReference
+from slimguard.core.model.reference import ImageReference
 
 SHA = "sha256:" + "a" * 64
 

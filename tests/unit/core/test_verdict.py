@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from slimguard.core.errors import InspectionError
-from slimguard.core.policy import Mode
-from slimguard.core.verdict import Finding, FindingKind, Status, Verdict
-from slimguard.core.workload import WorkloadKey
+from slimguard.core.evaluation.verdict import Finding, FindingKind, Status, Verdict
+from slimguard.core.model.policy import Mode
+from slimguard.core.model.workload import WorkloadKey
 
 from . import builders
 

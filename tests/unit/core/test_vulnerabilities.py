@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from slimguard.core.vulnerabilities import DigestReports, SeverityCounts, VulnerabilityReport, select_report
+from slimguard.core.facts.vulnerabilities import DigestReports, SeverityCounts, VulnerabilityReport, select_report
 
 from .builders import NOW, digest, vulnerability_report
 

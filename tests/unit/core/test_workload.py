@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from slimguard.core.workload import (
+from slimguard.core.model.workload import (
     Container,
     ContainerType,
     WorkloadKey,

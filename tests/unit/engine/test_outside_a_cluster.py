@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from core.builders import APP, NOW, MiB, facts, layers, platform_image, policy, workload
 
 from slimguard.core.errors import InspectionError
-from slimguard.core.facts import ImageFacts, Platform
-from slimguard.core.verdict import Status
+from slimguard.core.evaluation.plan import plan
+from slimguard.core.evaluation.verdict import Status
+from slimguard.core.facts.image_facts import FactsNeeds, ImageFacts
 from slimguard.engine.facts import NO_CLUSTER, Evaluator
 from slimguard.registry.credentials import Credential
 
@@ -22,25 +23,11 @@ class InMemoryFacts:
         self.asked: list[str] = []
 
     def cached(
-        self,
-        image: str,
-        *,
-        credentials: Sequence[Credential],
-        platforms: Iterable[Platform],
-        uncompressed: bool,
-        content: bool = False,
+        self, image: str, needs: FactsNeeds, *, credentials: Sequence[Credential]
     ) -> ImageFacts | InspectionError | None:
         return None
 
-    async def inspect(
-        self,
-        image: str,
-        *,
-        credentials: Sequence[Credential],
-        platforms: Iterable[Platform],
-        uncompressed: bool,
-        content: bool = False,
-    ) -> ImageFacts:
+    async def inspect(self, image: str, needs: FactsNeeds, *, credentials: Sequence[Credential]) -> ImageFacts:
         self.asked.append(image)
         return self.known[image]
 
@@ -53,7 +40,7 @@ async def test_a_fat_image_from_any_facts_source_is_noncompliant_without_a_clust
     source = InMemoryFacts({APP: facts(platform_image(*layers("fat", 3, 100 * MiB)))})
     evaluator = Evaluator(inspector=source, view=NO_CLUSTER, credentials=no_credentials)
     slim = policy(rules={"maxCompressedSize": "200Mi"})
-    result = await evaluator.verdict(workload(), [slim], now=NOW)
+    result = await evaluator.verdict(plan([slim], workload(), {}), now=NOW)
     assert result.status is Status.NONCOMPLIANT
     assert [f.rule for f in result.findings] == ["maxCompressedSize"]
     assert source.asked == [APP]
@@ -62,6 +49,6 @@ async def test_a_fat_image_from_any_facts_source_is_noncompliant_without_a_clust
 async def test_a_rule_that_needs_no_registry_asks_the_source_nothing() -> None:
     source = InMemoryFacts({})
     evaluator = Evaluator(inspector=source, view=NO_CLUSTER, credentials=no_credentials)
-    result = await evaluator.verdict(workload(), [policy(rules={"requireDigest": True})], now=NOW)
+    result = await evaluator.verdict(plan([policy(rules={"requireDigest": True})], workload(), {}), now=NOW)
     assert [f.rule for f in result.findings] == ["requireDigest"]
     assert source.asked == []

@@ -13,10 +13,10 @@ import httpcore
 import pytest
 from core.builders import AMD64, ARM64, facts, platform_image
 
-from slimguard.core.content import ContentFacts, PackageCount
 from slimguard.core.errors import InspectionError
-from slimguard.core.facts import ImageFacts
-from slimguard.core.image_report import report_body
+from slimguard.core.facts.content import ContentFacts, PackageCount
+from slimguard.core.facts.image_facts import FactsNeeds, ImageFacts
+from slimguard.core.facts.image_report import report_body
 from slimguard.engine.reported_facts import ReportedInspector
 from slimguard.kube.image_reports import ImageReports
 from slimguard.registry.client import RegistryClient
@@ -69,7 +69,7 @@ def file(reports: ImageReports, image: ImageFacts, **change: Any) -> None:
 
 
 def ask(source: ReportedInspector, image: str, platforms: Iterable[Any] = (AMD64,), **need: Any) -> Any:
-    return source.cached(image, platforms=platforms, **need)
+    return source.cached(image, FactsNeeds(frozenset(platforms), **need))
 
 
 def test_a_digest_reference_with_a_report_is_answered_without_a_request(
@@ -79,7 +79,7 @@ def test_a_digest_reference_with_a_report_is_answered_without_a_request(
     file(reports, image)
     pinned = f"{REPOSITORY}@{image.digest}"
     assert ask(source, pinned) == image
-    assert asyncio.run(source.inspect(pinned, platforms=[AMD64])) == image
+    assert asyncio.run(source.inspect(pinned, FactsNeeds(frozenset({AMD64})))) == image
     assert network.attempts == 0
     assert source.resolved[pinned] == image.digest  # in use, for the controller's GC
 
@@ -90,7 +90,7 @@ def test_a_tag_is_resolved_with_the_registry_even_when_a_report_exists(
     file(reports, facts())
     assert ask(source, f"{REPOSITORY}:1.0") is None  # which digest the tag names now, only a HEAD can say
     with pytest.raises(InspectionError):
-        asyncio.run(source.inspect(f"{REPOSITORY}:1.0", platforms=[AMD64]))
+        asyncio.run(source.inspect(f"{REPOSITORY}:1.0", FactsNeeds(frozenset({AMD64}))))
     assert network.attempts >= 1
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from slimguard.core.workload import WorkloadKey, normalise
+from slimguard.core.model.workload import WorkloadKey, normalise
 from slimguard.engine.view import ClusterView, parse_namespaces
 
 

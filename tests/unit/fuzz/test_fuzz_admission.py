@@ -10,7 +10,7 @@ import asyncio
 import base64
 import json
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from hypothesis import example, given
@@ -19,11 +19,12 @@ from hypothesis import strategies as st
 from slimguard import metrics
 from slimguard.admission.decision import Answer, Reviewer
 from slimguard.core.errors import InspectionError, InvalidReference
-from slimguard.core.facts import ImageFacts, Layer, Platform, PlatformImage
-from slimguard.core.media_types import OCI_MANIFEST
-from slimguard.core.policy import WORKLOAD_KINDS
-from slimguard.core.reference import ImageReference
-from slimguard.core.workload import Workload
+from slimguard.core.facts.image_facts import FactsNeeds, ImageFacts, Layer, PlatformImage
+from slimguard.core.facts.media_types import OCI_MANIFEST
+from slimguard.core.model.platform import Platform
+from slimguard.core.model.policy import WORKLOAD_KINDS
+from slimguard.core.model.reference import ImageReference
+from slimguard.core.model.workload import Workload
 from slimguard.engine.facts import Evaluator
 from slimguard.engine.view import ClusterView
 from slimguard.registry.credentials import Credential, decode_secret_data
@@ -63,25 +64,11 @@ class FixedFacts:
     """A FactsSource: slim or fat facts, or the registry unreachable, as ``kind_of`` says."""
 
     def cached(
-        self,
-        image: str,
-        *,
-        credentials: Sequence[Credential],
-        platforms: Iterable[Platform],
-        uncompressed: bool,
-        content: bool = False,
+        self, image: str, needs: FactsNeeds, *, credentials: Sequence[Credential]
     ) -> ImageFacts | InspectionError | None:
         return None  # always the asynchronous path, where the deadline and gather live
 
-    async def inspect(
-        self,
-        image: str,
-        *,
-        credentials: Sequence[Credential],
-        platforms: Iterable[Platform],
-        uncompressed: bool,
-        content: bool = False,
-    ) -> ImageFacts:
+    async def inspect(self, image: str, needs: FactsNeeds, *, credentials: Sequence[Credential]) -> ImageFacts:
         found = kind_of(image)
         if found == "invalid":
             raise InspectionError(f"{image!r} is no reference", reason="InvalidReference")

@@ -10,7 +10,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from slimguard.core.errors import InvalidReference
-from slimguard.core.reference import ImageReference
+from slimguard.core.model.reference import ImageReference
 from slimguard.registry.credentials import credentials_for, decode_secret_data, parse_docker_config
 
 from .strategies import json_values, references, scalars

@@ -6,8 +6,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from slimguard.core.errors import InvalidReference
-from slimguard.core.globs import image_matches_any, matches_any
-from slimguard.core.reference import ImageReference
+from slimguard.core.model.globs import image_matches_any, matches_any
+from slimguard.core.model.reference import ImageReference
 
 from .strategies import references
 

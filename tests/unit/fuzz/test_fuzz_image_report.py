@@ -13,11 +13,12 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from slimguard.core.alternatives import SlimmerBase
-from slimguard.core.content import ContentFacts, FoundTool, PackageCount, PackageManager
-from slimguard.core.facts import BaseImage, BaseImageMethod, ImageFacts, Layer, Platform, PlatformImage
-from slimguard.core.image_report import MAX_SLIMMER_BASES, GarbledReport, read_report, report_body
-from slimguard.core.media_types import OCI_INDEX, OCI_MANIFEST
+from slimguard.core.facts.bases import SlimmerBase
+from slimguard.core.facts.content import ContentFacts, FoundTool, PackageCount, PackageManager
+from slimguard.core.facts.image_facts import BaseImage, BaseImageMethod, ImageFacts, Layer, PlatformImage
+from slimguard.core.facts.image_report import MAX_SLIMMER_BASES, GarbledReport, read_report, report_body
+from slimguard.core.facts.media_types import OCI_INDEX, OCI_MANIFEST
+from slimguard.core.model.platform import Platform
 
 from .strategies import json_values, sha256_digest
 

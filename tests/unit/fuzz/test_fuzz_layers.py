@@ -13,8 +13,8 @@ import zstandard
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from slimguard.core.content import LayerContent
 from slimguard.core.errors import InspectionError
+from slimguard.core.facts.content import LayerContent
 from slimguard.layers.walker import LayerLimits, walk_layer
 
 REASONS = {"LayerDigestMismatch", "LayerTooLarge", "TooManyLayerEntries", "GarbledLayer", "UnsafeLayerPath"}

@@ -8,8 +8,9 @@ from typing import Any
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from slimguard.core import oci
-from slimguard.core.facts import Layer, Platform
+from slimguard.core.facts import oci
+from slimguard.core.facts.image_facts import Layer
+from slimguard.core.model.platform import Platform
 
 from .strategies import json_values, scalars
 

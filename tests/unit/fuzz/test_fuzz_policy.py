@@ -11,9 +11,10 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from slimguard.core.errors import InvalidPolicy
-from slimguard.core.evaluation import evaluate
-from slimguard.core.policy import ImagePolicy
-from slimguard.core.verdict import Status
+from slimguard.core.evaluation.evaluate import evaluate
+from slimguard.core.evaluation.plan import plan
+from slimguard.core.evaluation.verdict import Status
+from slimguard.core.model.policy import ImagePolicy
 
 from .strategies import json_values, near_valid_specs, plausible
 
@@ -85,5 +86,5 @@ def test_every_policy_the_model_accepts_evaluates(spec: dict[str, Any]) -> None:
     subject = workload(APP)
     image = facts()
     reports = [vulnerability_report(name="api", kind="Deployment", artifact_digest=image.digest, updated=NOW)]
-    verdict = evaluate(policies=[policy], workload=subject, context=context({APP: image}, reports=reports))
+    verdict = evaluate(plan([policy], subject, {}), context({APP: image}, reports=reports))
     assert verdict.status in set(Status)

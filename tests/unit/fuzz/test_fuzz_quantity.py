@@ -10,8 +10,8 @@ from decimal import Decimal
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from slimguard.core.policy import parse_duration
-from slimguard.core.quantity import format_bytes, parse_bytes
+from slimguard.core.model.policy import parse_duration
+from slimguard.core.model.quantity import format_bytes, parse_bytes
 
 _SUFFIXES = ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "k", "M", "G", "T", "P", "E"]
 _MULTIPLIERS = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18} | {

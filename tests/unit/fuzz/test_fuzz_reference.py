@@ -7,7 +7,7 @@ import re
 from hypothesis import example, given
 
 from slimguard.core.errors import InvalidReference
-from slimguard.core.reference import ImageReference
+from slimguard.core.model.reference import ImageReference
 
 from .strategies import reference_like_text, references
 

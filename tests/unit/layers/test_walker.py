@@ -13,8 +13,8 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import zstandard
 
-from slimguard.core.content import EntryKind, LayerEntry
 from slimguard.core.errors import InspectionError
+from slimguard.core.facts.content import EntryKind, LayerEntry
 from slimguard.layers.walker import LayerLimits, LayerRefused, walk_layer, walk_layer_stream
 
 Member = tuple[str, bytes | None, int]  # name, content (None: a directory), mode

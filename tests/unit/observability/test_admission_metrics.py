@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -11,7 +11,7 @@ from prometheus_client import REGISTRY
 
 from slimguard.admission.decision import Reviewer
 from slimguard.core.errors import InspectionError
-from slimguard.core.facts import ImageFacts, Platform
+from slimguard.core.facts.image_facts import FactsNeeds, ImageFacts
 from slimguard.engine.facts import Evaluator
 from slimguard.engine.view import ClusterView
 from slimguard.registry.credentials import Credential
@@ -24,27 +24,13 @@ class Facts:
     """A facts source from memory: FAT is 300 MiB, DOWN's registry is unreachable."""
 
     def cached(
-        self,
-        image: str,
-        *,
-        credentials: Sequence[Credential],
-        platforms: Iterable[Platform],
-        uncompressed: bool,
-        content: bool = False,
+        self, image: str, needs: FactsNeeds, *, credentials: Sequence[Credential]
     ) -> ImageFacts | InspectionError | None:
         if image == DOWN:
             return InspectionError("registry registry.down.example is unreachable", reason="RegistryUnreachable")
         return facts(platform_image(*layers("fat", 3, 100 * MiB), seed="fat"))
 
-    async def inspect(
-        self,
-        image: str,
-        *,
-        credentials: Sequence[Credential],
-        platforms: Iterable[Platform],
-        uncompressed: bool,
-        content: bool = False,
-    ) -> ImageFacts:
+    async def inspect(self, image: str, needs: FactsNeeds, *, credentials: Sequence[Credential]) -> ImageFacts:
         raise AssertionError("everything is in memory")
 
 

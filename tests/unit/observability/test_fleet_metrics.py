@@ -13,9 +13,10 @@ from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from slimguard import metrics
-from slimguard.core.content import ContentFacts, FoundTool, PackageCount, PackageManager
-from slimguard.core.facts import Platform, PlatformImage
-from slimguard.core.vulnerabilities import SeverityCounts
+from slimguard.core.facts.content import ContentFacts, FoundTool, PackageCount, PackageManager
+from slimguard.core.facts.image_facts import PlatformImage
+from slimguard.core.facts.vulnerabilities import SeverityCounts
+from slimguard.core.model.platform import Platform
 
 FAT = "registry.example.com/team/fat:1.0"
 SLIM = "registry.example.com/team/slim:1.0"
@@ -250,7 +251,7 @@ def test_every_metric_is_documented_in_the_readme(repo_root: Path) -> None:
 def test_bytes_a_slimmer_base_would_save_are_summed_per_namespace_and_policy_each_image_once() -> None:
     from core.builders import annotated
 
-    from slimguard.core.alternatives import BaseOptions, MeasuredImage
+    from slimguard.core.facts.bases import BaseOptions, MeasuredImage
 
     base = "registry.example.com/base/node:20-bookworm"
     alpine = "registry.example.com/base/node:20-alpine"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 
-from slimguard.core.reference import ImageReference
+from slimguard.core.model.reference import ImageReference
 from slimguard.registry.credentials import credentials_for, decode_secret_data, parse_docker_config
 
 

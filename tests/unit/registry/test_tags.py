@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from slimguard.core.errors import InspectionError
-from slimguard.core.reference import ImageReference
+from slimguard.core.model.reference import ImageReference
 from slimguard.registry.tags import next_last, parse_page
 
 NODE = ImageReference.parse("registry.example.com/base/node:20-bookworm")

@@ -1,0 +1,121 @@
+"""One plan per decision: which policies select which containers, and all that evaluation will read.
+
+``plan`` matches the policies to the workload once. Everything downstream takes the plan instead of matching
+again: the engine fetches what it says (one needs object per image, the bases, the reports, the base versions),
+evaluation checks the containers it selected, and the controller reads its selection afterwards (hints per
+digest, exemption wake-ups, PolicyReports). Each rule declares what it reads (``core.evaluation.rules``,
+``Reads``); the plan unites the declarations per policy and per image, so what is fetched and what is checked
+never disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from slimguard.core.evaluation.matching import selected_containers
+from slimguard.core.evaluation.rules import NOTHING, RULES, Reads
+from slimguard.core.facts.image_facts import FactsNeeds
+from slimguard.core.model.policy import ImagePolicy, Rules
+from slimguard.core.model.workload import Container, Workload
+
+
+def reads_of(rules: Rules) -> Reads:
+    """What ``rules`` read: the union of every rule's declaration."""
+    found = NOTHING
+    for rule in RULES:
+        found = found | rule.reads(rules)
+    return found
+
+
+def needs_of(rules: Rules) -> FactsNeeds | None:
+    """What ``rules`` read about an image: the union of every rule's needs; None when none reads a registry."""
+    return reads_of(rules).facts
+
+
+def policy_reads(policy: ImagePolicy) -> Reads:
+    """What a policy reads: its rules', and the bases its slimmer-base hints (``slimmerBases``) are found from."""
+    found = reads_of(policy.spec.rules)
+    return found | Reads(bases=True) if policy.spec.slimmer_bases is not None else found
+
+
+def base_candidates(policies: Sequence[ImagePolicy]) -> tuple[str, ...]:
+    """The concrete base references every policy names, read for layer comparison when something reads bases
+    (a base rule, requireCurrentBase, slimmer-base hints).
+
+    The references are pooled: a base one policy names identifies an image for another policy's rule too.
+    """
+    if not any(policy_reads(policy).bases for policy in policies):
+        return ()
+    return tuple(dict.fromkeys(reference for policy in policies for reference in policy.base_image_candidates))
+
+
+@dataclass(frozen=True, slots=True)
+class Selected:
+    """One policy, the containers of the workload it checks (matched and not excluded), and what it reads."""
+
+    policy: ImagePolicy
+    containers: tuple[Container, ...]
+    reads: Reads
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A workload, the policies that select it and what evaluating them reads; made by ``plan``, read by all."""
+
+    workload: Workload
+    selection: tuple[Selected, ...] = ()
+    """Every policy that selects at least one container, in the order the policies were given."""
+    needs: Mapping[str, FactsNeeds] = field(default_factory=dict)
+    """Per image, what to read about it: one needs object, united across the policies that select it. An image
+    no selecting policy reads a registry for is absent."""
+    bases: tuple[str, ...] = ()
+    """The base references to read for layer comparison, pooled across the selecting policies; none when no
+    image is read or nothing reads bases."""
+    reads: Reads = NOTHING
+    """All that the selecting policies read, united: whether bases, base versions and reports are gathered."""
+    policies_by_image: Mapping[str, tuple[ImagePolicy, ...]] = field(default_factory=dict)
+    """Per image, the policies that select a container running it (what base lookups are asked for)."""
+
+    @property
+    def policies(self) -> tuple[ImagePolicy, ...]:
+        return tuple(selected.policy for selected in self.selection)
+
+    @property
+    def base_needs(self) -> FactsNeeds:
+        """What to read about each base: every platform any image is read on (a base is compared per platform)."""
+        return FactsNeeds(frozenset().union(*(need.platforms for need in self.needs.values())))
+
+
+def plan(policies: Sequence[ImagePolicy], workload: Workload, namespace_labels: Mapping[str, str]) -> Plan:
+    """Match ``policies`` to ``workload`` (in a namespace with these labels) once, and say what to read."""
+    selection: list[Selected] = []
+    needs: dict[str, FactsNeeds] = {}
+    by_image: dict[str, tuple[ImagePolicy, ...]] = {}
+    everything = NOTHING
+    for policy in policies:
+        containers = selected_containers(policy, workload, namespace_labels)
+        if not containers:
+            continue
+        reads = policy_reads(policy)
+        selection.append(Selected(policy, containers, reads))
+        everything = everything | reads
+        for container in containers:
+            if reads.facts is not None:
+                before = needs.get(container.image)
+                needs[container.image] = reads.facts if before is None else before | reads.facts
+            selecting = by_image.get(container.image, ())
+            if policy not in selecting:
+                by_image[container.image] = (*selecting, policy)
+    chosen = [selected.policy for selected in selection]
+    return Plan(
+        workload=workload,
+        selection=tuple(selection),
+        needs=needs,
+        bases=base_candidates(chosen) if needs else (),
+        reads=everything,
+        policies_by_image=by_image,
+    )
+
+
+__all__ = ["Plan", "Selected", "base_candidates", "needs_of", "plan", "policy_reads", "reads_of"]

@@ -1,0 +1,156 @@
+"""What every rule module shares: what a check is given, how it reports, and how it says what it reads."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from slimguard.core.evaluation.context import Context
+from slimguard.core.evaluation.verdict import Finding, FindingKind
+from slimguard.core.facts.content import ContentFacts
+from slimguard.core.facts.image_facts import FactsNeeds, ImageFacts, PlatformImage
+from slimguard.core.model.policy import ImagePolicy, Rules
+from slimguard.core.model.reference import ImageReference
+from slimguard.core.model.workload import Container, Workload
+
+
+@dataclass(frozen=True, slots=True)
+class Reads:
+    """What a rule reads besides the workload, so that the adapters gather exactly that (``core.evaluation.plan``
+    unites the rules' declarations per policy and per image; nothing else decides what is fetched)."""
+
+    facts: FactsNeeds | None = None
+    """About each image the policy selects: which platforms, layer sizes, contents (None: no registry read, the
+    rule is decided from the workload alone and runs even when the image cannot be read)."""
+    bases: bool = False
+    """The concrete base references the policies name (``knownBaseImages``, the base rules' own), read to find an
+    image's base by shared layers."""
+    base_versions: bool = False
+    """The image's base as its tag points now and as it was built on, the earlier versions of the named bases
+    slimguard saw, and the VulnerabilityReports filed for those versions."""
+    reports: bool = False
+    """Trivy Operator's VulnerabilityReports: the workload's own, and those filed for its images' digests."""
+
+    def __or__(self, other: Reads) -> Reads:
+        facts = other.facts if self.facts is None else self.facts if other.facts is None else self.facts | other.facts
+        return Reads(
+            facts,
+            self.bases or other.bases,
+            self.base_versions or other.base_versions,
+            self.reports or other.reports,
+        )
+
+
+NOTHING = Reads()
+"""What a rule whose fields are not set reads."""
+
+
+class Reporter:
+    """Builds findings that all name the container, the image and the policy the same way."""
+
+    def __init__(self, policy: ImagePolicy, container: Container) -> None:
+        self.policy = policy
+        self.container = container
+        self.findings: list[Finding] = []
+
+    @property
+    def subject(self) -> str:
+        # A container without a name is an image checked on its own (the CLI): there is no container to name.
+        if not self.container.name:
+            return f"image {self.container.image}"
+        return f'container "{self.container.name}": image {self.container.image}'
+
+    @property
+    def policy_name(self) -> str:
+        return f'ImagePolicy "{self.policy.name}"'
+
+    def violation(
+        self,
+        rule: str,
+        message: str,
+        *,
+        limit: str | None = None,
+        actual: str | None = None,
+        excess_bytes: int | None = None,
+    ) -> None:
+        self._add(rule, message, FindingKind.VIOLATION, limit, actual, excess_bytes=excess_bytes)
+
+    def error(self, rule: str, message: str, *, reason: str, detail: str | None = None) -> None:
+        self._add(rule, message, FindingKind.ERROR, None, None, reason=reason, detail=detail)
+
+    def _add(
+        self,
+        rule: str,
+        message: str,
+        kind: FindingKind,
+        limit: str | None,
+        actual: str | None,
+        *,
+        reason: str | None = None,
+        excess_bytes: int | None = None,
+        detail: str | None = None,
+    ) -> None:
+        self.findings.append(
+            Finding(
+                policy=self.policy.name,
+                mode=self.policy.spec.mode,
+                container=self.container.name,
+                image=self.container.image,
+                rule=rule,
+                message=f"{self.subject} {message}",
+                kind=kind,
+                limit=limit,
+                actual=actual,
+                reason=reason,
+                excess_bytes=excess_bytes,
+                detail=detail,
+            )
+        )
+
+
+@dataclass(frozen=True)
+class Subject:
+    """One container's image under one policy: what a rule's check reads, and where it reports."""
+
+    policy: ImagePolicy
+    workload: Workload
+    container: Container
+    reference: ImageReference
+    context: Context
+    report: Reporter
+    facts: ImageFacts | None = None
+    """None for rules that read no registry (they run before facts are looked at)."""
+    images: tuple[PlatformImage, ...] = field(default=())
+    """The images of the required platforms that exist (missing ones are the platforms rule's finding)."""
+
+    @property
+    def rules(self) -> Rules:
+        return self.policy.spec.rules
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """A rule family: what it reads (facts of the image, bases, reports) and its check.
+
+    A check runs for every policy and returns at once when its fields are not set.
+    """
+
+    name: str
+    reads: Callable[[Rules], Reads]
+    check: Callable[[Subject], None]
+
+
+def content_or_pending(report: Reporter, rule: str, image: PlatformImage) -> ContentFacts | None:
+    """The image's content facts; when they are not read yet, an error finding saying they are on their way.
+
+    The webhook never reads layers: until the controller has (and written the ImageReport), a content rule
+    is undecided, and the policy's onUnknown decides at admission.
+    """
+    if image.content is None:
+        report.error(
+            rule,
+            f"has no content facts yet ({image.platform}): slimguard's controller is reading its layers and the "
+            "image's ImageReport is on its way",
+            reason="ContentPending",
+        )
+    return image.content

@@ -1,0 +1,50 @@
+"""``maxPackages``: how many OS packages the final file system holds (dpkg, apk, rpm)."""
+
+from __future__ import annotations
+
+from slimguard.core.evaluation.rules.blame import largest_layers
+from slimguard.core.evaluation.rules.common import NOTHING, Reads, Subject, content_or_pending
+from slimguard.core.facts.image_facts import FactsNeeds
+from slimguard.core.model.policy import Rules
+
+RULE = "maxPackages"
+HINT = (
+    "Install only what the app needs at run time (apt-get install --no-install-recommends), or build in one "
+    "stage and copy the result onto a slim or distroless base."
+)
+
+
+def reads(rules: Rules) -> Reads:
+    if rules.max_packages is None:
+        return NOTHING
+    return Reads(FactsNeeds(frozenset(rules.required_platforms), content=True))
+
+
+def check(subject: Subject) -> None:
+    limit = subject.rules.max_packages
+    if limit is None:
+        return
+    report = subject.report
+    for image in subject.images:
+        content = content_or_pending(report, RULE, image)
+        if content is None:
+            continue
+        packages = content.packages
+        if packages.count is None:
+            report.error(
+                RULE,
+                f"has OS packages slimguard cannot count ({image.platform}): {packages.unknown_reason}",
+                reason="UnknownPackageCount",
+            )
+            continue
+        if packages.count <= limit:
+            continue
+        managers = "/".join(str(manager) for manager in packages.managers)
+        blame = largest_layers(image, uncompressed=True)
+        report.violation(
+            RULE,
+            f"has {packages.count} OS packages ({managers}, {image.platform}); {report.policy_name} allows "
+            f"{limit}. {blame + ' ' if blame else ''}{HINT}",
+            limit=str(limit),
+            actual=str(packages.count),
+        )

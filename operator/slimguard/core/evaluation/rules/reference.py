@@ -1,0 +1,22 @@
+"""``requireDigest``: images pinned by digest, so what was checked is what runs. Needs no registry."""
+
+from __future__ import annotations
+
+from slimguard.core.evaluation.rules.common import NOTHING, Reads, Subject
+from slimguard.core.model.policy import Rules
+
+
+def reads(rules: Rules) -> Reads:
+    return NOTHING
+
+
+def check(subject: Subject) -> None:
+    reference, report = subject.reference, subject.report
+    if subject.rules.require_digest and reference.digest is None:
+        report.violation(
+            "requireDigest",
+            f"is referenced by tag; {report.policy_name} requires a digest. "
+            f"Pin it as {reference.name}@sha256:<digest>.",
+            limit="digest",
+            actual="tag",
+        )

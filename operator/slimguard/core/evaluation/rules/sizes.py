@@ -1,0 +1,75 @@
+"""``maxCompressedSize``, ``maxUncompressedSize`` and ``maxLayers``: what a node pulls and unpacks."""
+
+from __future__ import annotations
+
+from slimguard.core.evaluation.rules.blame import largest_layers
+from slimguard.core.evaluation.rules.common import NOTHING, Reads, Reporter, Subject
+from slimguard.core.facts.image_facts import FactsNeeds, PlatformImage
+from slimguard.core.model.policy import Rules
+from slimguard.core.model.quantity import format_bytes
+
+SLIM_HINT = "Use a multi-stage build with a slim, alpine or distroless final stage."
+
+
+def reads(rules: Rules) -> Reads:
+    if rules.compressed_limit is None and rules.uncompressed_limit is None and rules.max_layers is None:
+        return NOTHING
+    return Reads(FactsNeeds(frozenset(rules.required_platforms), uncompressed=rules.uncompressed_limit is not None))
+
+
+def check(subject: Subject) -> None:
+    report, rules = subject.report, subject.rules
+    for image in subject.images:
+        platform = str(image.platform)
+        if image.compressed_measured:
+            _size_check(report, "maxCompressedSize", image.compressed_size, rules.compressed_limit, "compressed", image)
+        else:
+            _unmeasured_compressed_check(report, image.compressed_size, rules.compressed_limit, platform)
+        if rules.uncompressed_limit is not None:
+            uncompressed = image.uncompressed_size
+            if uncompressed is None:
+                report.error(
+                    "maxUncompressedSize",
+                    f"has layers whose uncompressed size is unknown ({platform})",
+                    reason="UnknownUncompressedSize",
+                )
+            else:
+                what = "uncompressed (estimated)" if image.uncompressed_estimated else "uncompressed"
+                _size_check(report, "maxUncompressedSize", uncompressed, rules.uncompressed_limit, what, image)
+        if rules.max_layers is not None and len(image.layers) > rules.max_layers:
+            report.violation(
+                "maxLayers",
+                f"has {len(image.layers)} layers ({platform}); {report.policy_name} allows {rules.max_layers}. "
+                f"{largest_layers(image)} Combine RUN steps, or copy the result of a build stage in one COPY.",
+                limit=str(rules.max_layers),
+                actual=str(len(image.layers)),
+            )
+
+
+def _unmeasured_compressed_check(report: Reporter, uncompressed: int, limit: int | None, platform: str) -> None:
+    """A local image's layers are uncompressed: within the limit uncompressed, it is within it compressed too;
+    beyond it, its compressed size is unknown, and that is said rather than guessed."""
+    if limit is None or uncompressed <= limit:
+        return
+    report.error(
+        "maxCompressedSize",
+        f"is {format_bytes(uncompressed)} uncompressed ({platform}) in the local Docker engine, which holds no "
+        f"compressed size; {report.policy_name} allows {format_bytes(limit)} compressed. Pass --measure-compressed "
+        "to compress the layers and measure, or check the pushed image.",
+        reason="CompressedSizeUnknown",
+    )
+
+
+def _size_check(report: Reporter, rule: str, size: int, limit: int | None, what: str, image: PlatformImage) -> None:
+    if limit is not None and size > limit:
+        blame = largest_layers(image, uncompressed=rule == "maxUncompressedSize")
+        actual, allowed = format_bytes(size), format_bytes(limit)
+        if actual == allowed:  # rounding hid the excess ("200 MiB; allows 200 MiB"): show the bytes
+            actual, allowed = f"{actual} ({size} bytes)", f"{allowed} ({limit} bytes)"
+        report.violation(
+            rule,
+            f"is {actual} {what} ({image.platform}); {report.policy_name} allows {allowed}. {blame} {SLIM_HINT}",
+            limit=allowed,
+            actual=actual,
+            excess_bytes=size - limit,
+        )
