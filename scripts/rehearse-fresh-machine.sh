@@ -25,6 +25,9 @@ while (($#)); do
 done
 
 WORK="$(mktemp -d /tmp/slimguard-rehearsal.XXXXXX)"
+# mktemp makes it 0700; a checkout is normally where other users may enter, and the arbitrary-UID tests
+# (test_operator_processes.py) run the clone's code as another user.
+chmod 755 "$WORK"
 CLONE="$WORK/slimguard"
 LOG="$WORK/run.log"
 # Every cache under one empty directory. Go and pip fall back to ~/.cache and ~/go without these.

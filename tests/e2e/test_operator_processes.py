@@ -227,19 +227,35 @@ def uid_without_passwd_entry() -> int:
     raise AssertionError("no UID between 12345 and 12444 lacks a passwd entry")
 
 
+def closed_to_others(path: Path) -> Path | None:
+    """The first directory on the way to ``path`` that users other than its owner cannot enter, if any."""
+    for directory in (*reversed(path.parents), path):
+        if not directory.stat().st_mode & 0o001:
+            return directory
+    return None
+
+
 def interpreter_for(uid: int) -> str:
-    """This Python, or the system's of the same version, whichever ``uid`` can execute (pyenv's lives under a
-    home directory other users cannot enter)."""
+    """This Python, or the system's of the same version, whichever ``uid`` can run slimguard's code with (pyenv's
+    lives under a home directory other users cannot enter). The code is the checkout's, run as another user: a
+    checkout (or its .venv) below a directory only root may enter fails here, saying so."""
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    env = {**os.environ, "PYTHONPATH": str(SOURCE_ROOT)}
     for candidate in (sys.executable, f"/usr/bin/{version}", f"/usr/local/bin/{version}"):
         runs = subprocess.run(
-            ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", candidate, "-c", "pass"],
-            capture_output=True,
-            check=False,
-        )
+            ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", candidate, "-c",
+             "import slimguard.cli.main, kopf"],
+            capture_output=True, check=False, env=env,
+        )  # fmt: skip
         if runs.returncode == 0:
             return candidate
-    raise AssertionError(f"no {version} that UID {uid} can execute: install Debian's {version}")
+    closed = closed_to_others(SOURCE_ROOT) or closed_to_others(Path(sys.prefix))
+    raise AssertionError(
+        f"UID {uid} cannot run slimguard's code from this checkout with any {version}"
+        + (f": {closed} is closed to other users (mode {closed.stat().st_mode & 0o777:o});" if closed else ";")
+        + " these tests run the checkout's code as another user, as a Pod's arbitrary UID runs the image's: "
+        "clone where other users may enter (e.g. chmod o+x on that directory)"
+    )
 
 
 @pytest.fixture
@@ -271,7 +287,6 @@ def test_the_controller_runs_under_a_uid_with_no_passwd_entry(
     operator_kubeconfig: str, testbed_ca: CertificateAuthority, uid_workdir: tuple[int, Path]
 ) -> None:
     uid, workdir = uid_workdir
-    assert os.access(SOURCE_ROOT, os.R_OK | os.X_OK)
     kubeconfig, ca_file = owned_copies(uid, workdir, operator_kubeconfig, testbed_ca)
     liveness = free_port()
     controller = ControllerProcess(
