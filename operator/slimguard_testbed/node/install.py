@@ -131,7 +131,13 @@ def diagnose(node: RealNode, namespace: str = RELEASE_NAMESPACE) -> str:
     events = node.kubectl("get", "events", "-n", namespace, "--sort-by=.lastTimestamp", check=False).stdout
     logs = node.kubectl("logs", "-n", namespace, "-l", "app.kubernetes.io/name=slimguard", "--tail=30",
                         "--all-containers", "--prefix", check=False).stdout  # fmt: skip
-    return f"\n--- pods\n{pods}\n--- events\n{events[-4000:]}\n--- logs\n{logs[-6000:]}"
+    # A crash-looping container's own last words are in its previous instance.
+    previous = node.kubectl("logs", "-n", namespace, "-l", "app.kubernetes.io/name=slimguard", "--tail=15",
+                            "--all-containers", "--prefix", "--previous", check=False).stdout  # fmt: skip
+    return (
+        f"\n--- pods\n{pods}\n--- events\n{events[-4000:]}\n--- logs\n{logs[-6000:]}"
+        f"\n--- previous containers' logs\n{previous[-3000:]}"
+    )
 
 
 __all__ = [

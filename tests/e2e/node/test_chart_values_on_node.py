@@ -75,7 +75,7 @@ def first_values(*, registry: str, webhook_ca: bytes) -> dict[str, Any]:
         "controller.reportGracePeriod": 3600,
         "controller.dryRun": True,
         "controller.livenessPort": 8181,
-        "controller.extraArgs": ["--image-metrics"],
+        "controller.extraArgs": ["--image-metrics=20"],
         "controller.extraEnv": [{"name": "SLIMGUARD_VALUES", "value": "first"}],
         "controller.resources": RESOURCES,
         "controller.nodeSelector": {"kubernetes.io/os": "linux"},
@@ -314,7 +314,8 @@ def test_an_install_with_every_value_changed_then_upgraded_to_another_set_answer
     # 2. The user's own ServiceAccounts and RBAC for the second set (the chart's own objects, applied by kubectl),
     #    then helm upgrade to it.
     own = helm_run(
-        helm, node, "template", RELEASE, str(CHART), "--namespace", NAMESPACE, *_set_json(SECOND_VALUES),
+        helm, node, "template", RELEASE, str(CHART), "--namespace", NAMESPACE, "--kube-version", "1.36.3",
+        *_set_json(SECOND_VALUES),
         "--set", "serviceAccount.create=true", "--set", "rbac.create=true",
         "--show-only", "templates/serviceaccount.yaml", "--show-only", "templates/rbac.yaml",
     )  # fmt: skip
