@@ -39,7 +39,8 @@ from slimguard.core.evaluation import enforcement
 from slimguard.core.evaluation.outcome import DECISIONS as OUTCOME_DECISIONS
 from slimguard.core.evaluation.verdict import FindingKind, ImageContent, ImageSize, Verdict
 from slimguard.core.facts.vulnerabilities import SeverityCounts
-from slimguard.core.model.policy import WORKLOAD_KINDS, ImagePolicy
+from slimguard.core.model.kinds import WORKLOAD_KINDS
+from slimguard.core.model.policy import ImagePolicy
 from slimguard.core.model.tools import CATEGORY_NAMES
 
 OTHER = "other"

@@ -24,6 +24,7 @@ from slimguard.core.evaluation import enforcement
 from slimguard.core.evaluation.plan import Plan
 from slimguard.core.evaluation.verdict import Verdict
 from slimguard.core.facts.vulnerabilities import SeverityCounts
+from slimguard.core.model.kinds import WORKLOADS
 from slimguard.core.model.workload import made_by_a_workload
 from slimguard.core.reports.policy_report import REPORT_APIS
 from slimguard.engine.view import ClusterView
@@ -208,7 +209,7 @@ def _watch_workloads(settings: ControllerSettings, controller: AuditController) 
         lambda: connection_info(settings.kubeconfig),
         observe,
         # The kinds nearly always made by another workload: their bodies are read only where one is not.
-        needs_body={kind: _made_by_hand for kind in ("ReplicaSet", "Pod", "Job")},
+        needs_body={entry.kind: _made_by_hand for entry in WORKLOADS if entry.usually_owned},
     )
     informer.start()
     return informer

@@ -23,12 +23,12 @@ from pydantic.alias_generators import to_camel
 
 from slimguard.core.errors import InvalidPolicy, InvalidReference
 from slimguard.core.model.globs import image_matches_any
+from slimguard.core.model.kinds import WORKLOAD_KINDS
 from slimguard.core.model.platform import Platform
 from slimguard.core.model.quantity import QuantityTooLarge, parse_bytes
 from slimguard.core.model.reference import ImageReference
 from slimguard.core.model.tools import CATEGORY_NAMES
 
-WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod")
 DEFAULT_PLATFORMS = (Platform("linux", "amd64"),)
 _DURATION_RE = re.compile(r"^(?:[0-9]+[smhd])+$")
 _DURATION_PART_RE = re.compile(r"([0-9]+)([smhd])")
