@@ -273,21 +273,9 @@ class Rules(_Model):
 
     @model_validator(mode="after")
     def _checks_something(self) -> Rules:
-        rules = (
-            self.max_compressed_size,
-            self.max_uncompressed_size,
-            self.max_layers,
-            self.allowed_base_images,
-            self.denied_base_images,
-            self.platforms,
-            self.vulnerabilities,
-            self.max_packages,
-            self.forbidden_tools,
-            self.min_efficiency,
-            self.max_wasted_bytes,
-        )
-        flags = (self.require_non_root_user, self.require_digest, self.require_current_base)
-        if all(rule is None for rule in rules) and not any(flags):
+        # Every field is a rule (core.evaluation.rules names them all); a flag set to false sets none.
+        values = [getattr(self, name) for name in type(self).model_fields]
+        if all(value is None or value is False for value in values):
             raise ValueError("rules must set at least one rule")
         both = sorted(set(self.allowed_base_images or ()) & set(self.denied_base_images or ()))
         if both:

@@ -129,8 +129,33 @@ class Subject:
 
 
 @dataclass(frozen=True, slots=True)
+class PolicyRule:
+    """One rule as users meet it: its name and the help a code-scanning alert (SARIF) gives for it.
+
+    ``name`` is the field of ``spec.rules`` that sets it, and the rule every finding, PolicyReport result, SARIF
+    rule and ``slimguard_violations`` label names: public, so it never changes. A finding of one part of a rule
+    is named ``name.part`` (``vulnerabilities.maxCritical``). Two rules no field sets name image-wide error
+    findings (``inspection``, ``reference``: ``core.evaluation.rules.IMAGE_WIDE``).
+    """
+
+    name: str
+    summary: str
+    """SARIF's shortDescription."""
+    description: str
+    """What it checks: SARIF's fullDescription, and the README's table of rules."""
+    fix: str
+    """What to do about a finding: SARIF's help, and the README's table of rules."""
+    anchor: str = "the-rules"
+    """The README section that explains it (SARIF's helpUri)."""
+
+    def part(self, name: str) -> str:
+        """``vulnerabilities.maxCritical``: the name of a finding of one part of the rule."""
+        return f"{self.name}.{name}"
+
+
+@dataclass(frozen=True, slots=True)
 class Rule:
-    """A rule family: what it reads (facts of the image, bases, reports) and its check.
+    """A rule family: the rules it checks, what it reads (facts of the image, bases, reports) and its check.
 
     A check runs for every policy and returns at once when its fields are not set.
     """
@@ -138,6 +163,8 @@ class Rule:
     name: str
     reads: Callable[[Rules], Reads]
     check: Callable[[Subject], None]
+    checks: tuple[PolicyRule, ...]
+    """The rules of ``spec.rules`` this family checks, each declared in its module, in the order reports list them."""
 
 
 def content_or_pending(report: Reporter, rule: str, image: PlatformImage) -> ContentFacts | None:

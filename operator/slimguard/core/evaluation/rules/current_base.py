@@ -13,14 +13,21 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from slimguard.core.errors import InspectionError, InvalidReference
-from slimguard.core.evaluation.rules.common import NOTHING, Reads, Subject
+from slimguard.core.evaluation.rules.common import NOTHING, PolicyRule, Reads, Subject
 from slimguard.core.facts.bases import short_name, tag_reference
 from slimguard.core.facts.image_facts import BaseImage, FactsNeeds, FactsOrError, ImageFacts, PlatformImage
 from slimguard.core.facts.vulnerabilities import DigestReports, SeverityCounts
 from slimguard.core.model.policy import ImagePolicy, Rules
 from slimguard.core.model.reference import ImageReference
 
-RULE = "requireCurrentBase"
+REQUIRE_CURRENT_BASE = PolicyRule(
+    "requireCurrentBase",
+    summary="The image is built on its base's current version",
+    description="With requireCurrentBase: true, the base the image was built on is what the base's tag points to "
+    "now, compared per platform manifest.",
+    fix="Rebuild the image, so that it picks up its base's current version and its fixes.",
+)
+RULE = REQUIRE_CURRENT_BASE.name
 
 
 def reads(rules: Rules) -> Reads:
