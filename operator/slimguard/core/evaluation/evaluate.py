@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from slimguard.core.errors import InspectionError, InvalidReference
+from slimguard.core.errors import InspectionError, InspectionReason, InvalidReference
 from slimguard.core.evaluation.context import Context
 from slimguard.core.evaluation.matching import exemption_for
 from slimguard.core.evaluation.plan import Plan, Selected
@@ -141,7 +141,7 @@ def _check_container(selected: Selected, workload: Workload, container: Containe
     report = Reporter(policy, container)
     reference = container.reference
     if isinstance(reference, InvalidReference):
-        report.error(REFERENCE, f"cannot be checked: {reference}", reason="InvalidReference")
+        report.error(REFERENCE, f"cannot be checked: {reference}", reason=InspectionReason.INVALID_REFERENCE)
         return report.findings
     subject = Subject(policy, workload, container, reference, context, report)
     for rule in WITHOUT_FACTS:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from slimguard.core.errors import InspectionError, InvalidReference
+from slimguard.core.errors import InspectionError, InspectionReason, InvalidReference
 from slimguard.core.evaluation.rules.common import NOTHING, PolicyRule, Reads, Reporter, Subject
 from slimguard.core.facts.bases import detect_bases
 from slimguard.core.facts.image_facts import BaseImage, FactsNeeds
@@ -133,7 +133,7 @@ def _undecided(report: Reporter, rule: str, unreadable: Mapping[str, InspectionE
         f"cannot be checked against {rule} of {report.policy_name}: the {noun} {names}, which slimguard "
         f"compares layers with, could not be read ({detail}). It is checked again when the registry answers; "
         "correct spec.knownBaseImages if the reference is wrong.",
-        reason="BaseImageUnreadable",
+        reason=InspectionReason.BASE_IMAGE_UNREADABLE,
     )
 
 

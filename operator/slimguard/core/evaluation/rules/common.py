@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from slimguard.core.errors import InspectionReason
 from slimguard.core.evaluation.context import Context
 from slimguard.core.evaluation.verdict import Finding, FindingKind
 from slimguard.core.facts.content import ContentFacts
@@ -75,7 +76,7 @@ class Reporter:
     ) -> None:
         self._add(rule, message, FindingKind.VIOLATION, limit, actual, excess_bytes=excess_bytes)
 
-    def error(self, rule: str, message: str, *, reason: str, detail: str | None = None) -> None:
+    def error(self, rule: str, message: str, *, reason: InspectionReason, detail: str | None = None) -> None:
         self._add(rule, message, FindingKind.ERROR, None, None, reason=reason, detail=detail)
 
     def _add(
@@ -178,6 +179,6 @@ def content_or_pending(report: Reporter, rule: str, image: PlatformImage) -> Con
             rule,
             f"has no content facts yet ({image.platform}): slimguard's controller is reading its layers and the "
             "image's ImageReport is on its way",
-            reason="ContentPending",
+            reason=InspectionReason.CONTENT_PENDING,
         )
     return image.content

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from slimguard.core.errors import InspectionError, InvalidReference
+from slimguard.core.errors import InspectionError, InspectionReason, InvalidReference
 from slimguard.core.evaluation.rules.common import NOTHING, PolicyRule, Reads, Subject
 from slimguard.core.facts.bases import short_name, tag_reference
 from slimguard.core.facts.image_facts import BaseImage, FactsNeeds, FactsOrError, ImageFacts, PlatformImage
@@ -127,7 +127,7 @@ def _moved_by_annotation(subject: Subject, base: BaseImage, image: PlatformImage
             RULE,
             f"cannot be checked against {RULE} of {subject.report.policy_name}: its base {tag} could not be read "
             f"({why}). It is checked again when the registry answers.",
-            reason="BaseImageUnreadable",
+            reason=InspectionReason.BASE_IMAGE_UNREADABLE,
         )
         return None
     current = now.for_platform(image.platform)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from slimguard.core.errors import InspectionReason
 from slimguard.core.evaluation.rules.blame import largest_layers
 from slimguard.core.evaluation.rules.common import NOTHING, PolicyRule, Reads, Subject, content_or_pending
 from slimguard.core.facts.image_facts import FactsNeeds
@@ -41,7 +42,7 @@ def check(subject: Subject) -> None:
             report.error(
                 RULE,
                 f"has OS packages slimguard cannot count ({image.platform}): {packages.unknown_reason}",
-                reason="UnknownPackageCount",
+                reason=InspectionReason.UNKNOWN_PACKAGE_COUNT,
             )
             continue
         if packages.count <= limit:

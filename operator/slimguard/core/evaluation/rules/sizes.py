@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from slimguard.core.errors import InspectionReason
 from slimguard.core.evaluation.rules.blame import largest_layers
 from slimguard.core.evaluation.rules.common import NOTHING, PolicyRule, Reads, Reporter, Subject
 from slimguard.core.facts.image_facts import FactsNeeds, PlatformImage
@@ -54,7 +55,7 @@ def check(subject: Subject) -> None:
                 report.error(
                     MAX_UNCOMPRESSED_SIZE.name,
                     f"has layers whose uncompressed size is unknown ({platform})",
-                    reason="UnknownUncompressedSize",
+                    reason=InspectionReason.UNKNOWN_UNCOMPRESSED_SIZE,
                 )
             else:
                 what = "uncompressed (estimated)" if image.uncompressed_estimated else "uncompressed"
@@ -79,7 +80,7 @@ def _unmeasured_compressed_check(report: Reporter, uncompressed: int, limit: int
         f"is {format_bytes(uncompressed)} uncompressed ({platform}) in the local Docker engine, which holds no "
         f"compressed size; {report.policy_name} allows {format_bytes(limit)} compressed. Pass --measure-compressed "
         "to compress the layers and measure, or check the pushed image.",
-        reason="CompressedSizeUnknown",
+        reason=InspectionReason.COMPRESSED_SIZE_UNKNOWN,
     )
 
 
