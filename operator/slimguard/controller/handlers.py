@@ -11,7 +11,6 @@ from typing import Any
 
 import httpcore
 import kopf
-from kubernetes.client import ApiClient
 from prometheus_client import REGISTRY, start_http_server
 
 from slimguard import metrics
@@ -29,7 +28,7 @@ from slimguard.core.model.workload import made_by_a_workload
 from slimguard.core.reports.policy_report import REPORT_APIS
 from slimguard.engine.view import ClusterView
 from slimguard.engine.wiring import Engine, build_engine
-from slimguard.kube.gateway import KubeGateway, load_api_client
+from slimguard.kube.gateway import ApiClient, KubeGateway, load_api_client
 from slimguard.kube.image_reports import ImageReports
 from slimguard.kube.informer import WorkloadInformer
 from slimguard.kube.kopf_tuning import is_deletion, own_identity, tune
