@@ -46,7 +46,7 @@ def load_api_client(kubeconfig: str | None, *, user_agent: str | None = None) ->
     """An API client from a kubeconfig file, ``$KUBECONFIG``, or the in-cluster ServiceAccount.
 
     ``user_agent`` names the process to the apiserver: its audit log then tells which replica wrote what.
-    ``NotConfigured`` when there is neither (an unreadable kubeconfig file is the ``OSError`` reading it).
+    ``NotConfigured`` when there is neither.
     """
     from kubernetes import config
 
