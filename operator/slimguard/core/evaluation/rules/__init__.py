@@ -24,28 +24,32 @@ from slimguard.core.evaluation.rules import (
     vulnerabilities,
     waste,
 )
-from slimguard.core.evaluation.rules.common import NOTHING, PolicyRule, Reads, Reporter, Rule, Subject
+from slimguard.core.evaluation.rules.common import NOTHING, PolicyRule, Reads, Reporter, RuleFamily, Subject
 from slimguard.core.evaluation.verdict import INSPECTION, REFERENCE
 from slimguard.core.model.policy import Rules
 
-WITHOUT_FACTS: tuple[Rule, ...] = (Rule("reference", reference.reads, reference.check, (reference.REQUIRE_DIGEST,)),)
+WITHOUT_FACTS: tuple[RuleFamily, ...] = (
+    RuleFamily("reference", reference.reads, reference.check, (reference.REQUIRE_DIGEST,)),
+)
 """Rules decided from the workload alone: they run even when the image cannot be read."""
 
-WITH_FACTS: tuple[Rule, ...] = (
-    Rule("platforms", platforms.reads, platforms.check, (platforms.PLATFORMS,)),
-    Rule("sizes", sizes.reads, sizes.check, (sizes.MAX_COMPRESSED_SIZE, sizes.MAX_UNCOMPRESSED_SIZE, sizes.MAX_LAYERS)),
-    Rule(
-        "baseImages",
+WITH_FACTS: tuple[RuleFamily, ...] = (
+    RuleFamily("platforms", platforms.reads, platforms.check, (platforms.PLATFORMS,)),
+    RuleFamily(
+        "sizes", sizes.reads, sizes.check, (sizes.MAX_COMPRESSED_SIZE, sizes.MAX_UNCOMPRESSED_SIZE, sizes.MAX_LAYERS)
+    ),
+    RuleFamily(
+        "base_images",
         base_images.reads,
         base_images.check,
         (base_images.ALLOWED_BASE_IMAGES, base_images.DENIED_BASE_IMAGES),
     ),
-    Rule("currentBase", current_base.reads, current_base.check, (current_base.REQUIRE_CURRENT_BASE,)),
-    Rule("user", user.reads, user.check, (user.REQUIRE_NON_ROOT_USER,)),
-    Rule("packages", packages.reads, packages.check, (packages.MAX_PACKAGES,)),
-    Rule("forbiddenTools", forbidden_tools.reads, forbidden_tools.check, (forbidden_tools.FORBIDDEN_TOOLS,)),
-    Rule("waste", waste.reads, waste.check, (waste.MIN_EFFICIENCY, waste.MAX_WASTED_BYTES)),
-    Rule("vulnerabilities", vulnerabilities.reads, vulnerabilities.check, (vulnerabilities.VULNERABILITIES,)),
+    RuleFamily("current_base", current_base.reads, current_base.check, (current_base.REQUIRE_CURRENT_BASE,)),
+    RuleFamily("user", user.reads, user.check, (user.REQUIRE_NON_ROOT_USER,)),
+    RuleFamily("packages", packages.reads, packages.check, (packages.MAX_PACKAGES,)),
+    RuleFamily("forbidden_tools", forbidden_tools.reads, forbidden_tools.check, (forbidden_tools.FORBIDDEN_TOOLS,)),
+    RuleFamily("waste", waste.reads, waste.check, (waste.MIN_EFFICIENCY, waste.MAX_WASTED_BYTES)),
+    RuleFamily("vulnerabilities", vulnerabilities.reads, vulnerabilities.check, (vulnerabilities.VULNERABILITIES,)),
 )
 """Rules that read what the registry holds; they run once the image's facts are known."""
 
@@ -106,7 +110,7 @@ __all__ = [
     "PolicyRule",
     "Reads",
     "Reporter",
-    "Rule",
+    "RuleFamily",
     "Subject",
     "rule_of",
     "set_in",

@@ -155,13 +155,15 @@ class PolicyRule:
 
 
 @dataclass(frozen=True, slots=True)
-class Rule:
-    """A rule family: the rules it checks, what it reads (facts of the image, bases, reports) and its check.
+class RuleFamily:
+    """A module of ``core.evaluation.rules``: the rules it checks, what it reads (facts of the image, bases,
+    reports) and its check.
 
     A check runs for every policy and returns at once when its fields are not set.
     """
 
     name: str
+    """The module's name (``sizes``); the rules users see are ``checks``."""
     reads: Callable[[Rules], Reads]
     check: Callable[[Subject], None]
     checks: tuple[PolicyRule, ...]
