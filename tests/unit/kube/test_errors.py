@@ -4,6 +4,7 @@ chaining the client's exception, so controller/ and cli/ never catch (nor import
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from kubernetes.client.exceptions import ApiException
@@ -20,6 +21,7 @@ from slimguard.kube.errors import (
     translated,
 )
 from slimguard.kube.gateway import KubeGateway, load_api_client
+from slimguard.kube.lease import LeaseClient, LeaseRecord
 from slimguard.kube.policy_reports import ReportApiMissing, ReportWriteFailed
 from slimguard.kube.webhook_certificates import CertificateStoreError, WriteConflict
 
@@ -66,3 +68,37 @@ def test_no_cluster_configured_is_not_configured(monkeypatch: pytest.MonkeyPatch
         load_api_client(None)
     with pytest.raises(NotConfigured):
         load_api_client("/nonexistent/kubeconfig")
+
+
+class _LeaseAnswers(RecordingClient):
+    """Answers every lease request with ``status`` and a Lease body."""
+
+    def call_api(self, method: str, url: str, header_params: Any = None, body: Any = None, *_: Any, **__: Any) -> Any:
+        answer = super().call_api(method, url, header_params, body)
+        answer.data = json.dumps({"metadata": {"resourceVersion": "7"}, "spec": {"holderIdentity": "a"}}).encode()
+        return answer
+
+
+@pytest.mark.parametrize(("status", "found"), [(200, "a"), (404, None)])
+async def test_the_lease_client_reads_a_lease_or_none(status: int, found: str | None) -> None:
+    lease = LeaseClient(_LeaseAnswers(status), namespace="slimguard", name="slimguard-controller", timeout=1)
+    try:
+        record = await lease.get()
+        assert (record.holder if record else None) == found
+    finally:
+        lease.close()
+
+
+@pytest.mark.parametrize("status", [404, 409])
+async def test_a_lease_written_meanwhile_is_none_and_a_refusal_is_forbidden(status: int) -> None:
+    record = LeaseRecord(holder="b", duration_seconds=15, resource_version="6")
+    lease = LeaseClient(_LeaseAnswers(status), namespace="slimguard", name="slimguard-controller", timeout=1)
+    forbidden = LeaseClient(_LeaseAnswers(403), namespace="slimguard", name="slimguard-controller", timeout=1)
+    try:
+        assert await lease.replace(record) is None
+        assert status != 409 or await lease.create(record) is None
+        with pytest.raises(Forbidden):
+            await forbidden.replace(record)
+    finally:
+        lease.close()
+        forbidden.close()
