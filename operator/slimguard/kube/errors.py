@@ -35,8 +35,12 @@ class Conflict(KubeError):
     """409: it exists already, or changed since it was read (a resourceVersion precondition)."""
 
 
+class Unauthorized(KubeError):
+    """401: the apiserver does not know who is asking (a token expired or revoked)."""
+
+
 class Forbidden(KubeError):
-    """401 or 403: RBAC (or authentication) refused it."""
+    """403: RBAC refused it."""
 
 
 class Invalid(KubeError):
@@ -49,7 +53,7 @@ class Unavailable(KubeError):
 
 _BY_STATUS: dict[int, type[KubeError]] = {
     400: Invalid,
-    401: Forbidden,
+    401: Unauthorized,
     403: Forbidden,
     404: NotFound,
     409: Conflict,

@@ -369,7 +369,7 @@ class LeaderElector:
         if reason != self._said:
             self._said = reason
             hint = ""
-            if isinstance(error, Forbidden) and error.status == 403:
+            if isinstance(error, Forbidden):
                 hint = (
                     f"; grant get, create and update on leases.coordination.k8s.io in namespace "
                     f"{self.lease.namespace} (the chart's Role does)"

@@ -17,6 +17,7 @@ from slimguard.kube.errors import (
     KubeError,
     NotConfigured,
     NotFound,
+    Unauthorized,
     Unavailable,
     translated,
 )
@@ -34,7 +35,7 @@ def _refusal(status: int, reason: str, message: str | None = None) -> ApiExcepti
 
 @pytest.mark.parametrize(
     ("status", "kind"),
-    [(400, Invalid), (401, Forbidden), (403, Forbidden), (404, NotFound), (409, Conflict), (422, Invalid),
+    [(400, Invalid), (401, Unauthorized), (403, Forbidden), (404, NotFound), (409, Conflict), (422, Invalid),
      (429, Unavailable), (500, Unavailable), (503, Unavailable), (418, KubeError)],
 )  # fmt: skip
 def test_each_answer_is_its_kind_with_the_status_reason_and_the_apiservers_words(status: int, kind: type) -> None:
