@@ -37,9 +37,11 @@ else:
 from slimguard import __version__
 from slimguard.core.evaluation import enforcement
 from slimguard.core.evaluation.outcome import DECISIONS as OUTCOME_DECISIONS
+from slimguard.core.evaluation.rules.sizes import MAX_COMPRESSED_SIZE
 from slimguard.core.evaluation.verdict import FindingKind, ImageContent, ImageSize, Verdict
 from slimguard.core.facts.vulnerabilities import SeverityCounts
-from slimguard.core.model.policy import WORKLOAD_KINDS, ImagePolicy
+from slimguard.core.model.kinds import WORKLOAD_KINDS
+from slimguard.core.model.policy import ImagePolicy
 from slimguard.core.model.tools import CATEGORY_NAMES
 
 OTHER = "other"
@@ -240,7 +242,7 @@ def fleet_metrics(snapshot: FleetSnapshot, *, per_image_limit: int = 0) -> list[
                 continue
             rule = (finding.policy, key.namespace, finding.rule)
             violations[rule] = violations.get(rule, 0) + 1
-            if finding.rule == "maxCompressedSize" and finding.excess_bytes is not None:
+            if finding.rule == MAX_COMPRESSED_SIZE.name and finding.excess_bytes is not None:
                 image = (key.namespace, finding.policy, finding.image)
                 over_limit[image] = max(over_limit.get(image, 0), finding.excess_bytes)
         for finding in verdict.exempted:

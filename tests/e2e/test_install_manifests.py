@@ -18,6 +18,7 @@ import pytest
 import yaml
 from cryptography import x509
 
+from slimguard.core.model.kinds import WORKLOADS
 from slimguard_testbed import CertificateAuthority, ControlPlane, free_port
 
 pytestmark = pytest.mark.e2e
@@ -29,7 +30,7 @@ CHART = REPO / "deploy" / "helm" / "slimguard"
 KUSTOMIZE_BASE = REPO / "deploy" / "kustomize" / "base"
 KUSTOMIZE_DEV = REPO / "deploy" / "kustomize" / "overlays" / "dev"
 NAMESPACE = "slimguard"
-WEBHOOK_RESOURCES = {"pods", "deployments", "statefulsets", "daemonsets", "replicasets", "jobs", "cronjobs"}
+WEBHOOK_RESOURCES = {entry.plural for entry in WORKLOADS}  # pods, deployments, ..., cronjobs: the table of kinds
 
 
 def _render(cluster: ControlPlane, directory: Path) -> str:

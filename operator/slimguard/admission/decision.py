@@ -22,7 +22,7 @@ from slimguard import metrics
 from slimguard.core.evaluation.enforcement import RecentDecisions, decisions
 from slimguard.core.evaluation.outcome import ALLOWED, outcome_of
 from slimguard.core.evaluation.plan import plan
-from slimguard.core.model.policy import WORKLOAD_KINDS
+from slimguard.core.model.kinds import WORKLOAD_KINDS
 from slimguard.core.model.workload import Workload, normalise, pod_spec_of
 from slimguard.core.text import shorten
 from slimguard.engine.facts import Evaluator

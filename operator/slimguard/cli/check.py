@@ -53,18 +53,16 @@ def load_policy_files(paths: Sequence[str]) -> tuple[ImagePolicy, ...]:
 
 async def load_cluster_policies(kubeconfig: str | None) -> tuple[ImagePolicy, ...]:
     """The cluster's ImagePolicies, read with the current kubeconfig (as ``kubectl get imagepolicies``)."""
-    from kubernetes.client.exceptions import ApiException
-    from kubernetes.config import ConfigException
-
+    from slimguard.kube.errors import KubeError, NotConfigured
     from slimguard.kube.gateway import KubeGateway, load_api_client
 
     try:
         api = load_api_client(kubeconfig)
-    except (ConfigException, OSError) as error:
+    except (NotConfigured, OSError) as error:
         raise InvalidPolicy(f"no cluster to read ImagePolicies from: {error}") from None
     try:
         items = await KubeGateway(api).list_policies()
-    except ApiException as error:
+    except KubeError as error:
         raise InvalidPolicy(f"the cluster's ImagePolicies could not be listed: {error.status} {error.reason}") from None
     except OSError as error:
         raise InvalidPolicy(f"the cluster's ImagePolicies could not be listed: {error}") from None

@@ -30,23 +30,13 @@ from sarif_pydantic import (
 )
 
 from slimguard.core.errors import InvalidReference
+from slimguard.core.evaluation.rules import PolicyRule, rule_of
 from slimguard.core.lint import RULES as LINT_RULES
 from slimguard.core.model.reference import ImageReference
 
 SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
 INFORMATION_URI = "https://github.com/slimguard/slimguard"
 _DECISION_LEVELS = {"denied": Level.ERROR, "unknown": Level.ERROR, "warned": Level.WARNING, "audited": Level.NOTE}
-_POLICY_RULE_HELP = {
-    "maxCompressedSize": "Use a multi-stage build with a slim, alpine or distroless final stage.",
-    "maxUncompressedSize": "Use a multi-stage build with a slim, alpine or distroless final stage.",
-    "maxLayers": "Combine RUN steps, or copy the result of a build stage in one COPY.",
-    "deniedBaseImages": "Rebuild FROM an allowed base.",
-    "allowedBaseImages": "Rebuild FROM an allowed base, or list the base in spec.knownBaseImages.",
-    "requireNonRootUser": "Add USER 10001 to the final stage.",
-    "requireDigest": "Reference the image by digest (image@sha256:...).",
-    "platforms": "Build and push every required platform, e.g. with docker buildx --platform.",
-    "inspection": "Check the image reference, the registry's availability and your credentials.",
-}
 
 
 def _dump(log: Sarif) -> str:
@@ -108,18 +98,26 @@ def _repository(image: str) -> str:
         return image.split("@", 1)[0].split(":", 1)[0] or "image"
 
 
+def _policy_rule(name: str) -> ReportingDescriptor:
+    """A policy rule's descriptor, its help from the one registry of rules (``core.evaluation.rules``); a finding of
+    one part of a rule (``vulnerabilities.maxCritical``) has its rule's help."""
+    rule = rule_of(name)
+    if rule is None:  # a rule the registry lacks: a unit test makes sure there is none
+        rule = PolicyRule(name, f"ImagePolicy rule {name}", f"ImagePolicy rule {name}", "See the ImagePolicy's rules.")
+    return ReportingDescriptor(
+        id=name,
+        name=name,
+        short_description=Message(text=rule.summary),
+        full_description=Message(text=rule.description),
+        help=Message(text=rule.fix),
+        help_uri=f"{INFORMATION_URI}#{rule.anchor}",
+    )
+
+
 def check_sarif(document: Mapping[str, Any], *, version: str) -> str:
     """``slimguard check --format sarif``: the policy rules that fired, each finding at its image's repository."""
     names = list(dict.fromkeys(f["rule"] for image in document["images"] for f in image["findings"]))
-    rules = [
-        ReportingDescriptor(
-            id=name,
-            name=name,
-            short_description=Message(text=f"ImagePolicy rule {name}"),
-            help=Message(text=_POLICY_RULE_HELP.get(name, "See the ImagePolicy's rules.")),
-        )
-        for name in names
-    ]
+    rules = [_policy_rule(name) for name in names]
     index = {name: position for position, name in enumerate(names)}
     results = [
         Result(

@@ -11,7 +11,6 @@ from typing import Any
 
 import httpcore
 import kopf
-from kubernetes.client import ApiClient
 from prometheus_client import REGISTRY, start_http_server
 
 from slimguard import metrics
@@ -24,11 +23,12 @@ from slimguard.core.evaluation import enforcement
 from slimguard.core.evaluation.plan import Plan
 from slimguard.core.evaluation.verdict import Verdict
 from slimguard.core.facts.vulnerabilities import SeverityCounts
+from slimguard.core.model.kinds import WORKLOADS
 from slimguard.core.model.workload import made_by_a_workload
 from slimguard.core.reports.policy_report import REPORT_APIS
 from slimguard.engine.view import ClusterView
 from slimguard.engine.wiring import Engine, build_engine
-from slimguard.kube.gateway import KubeGateway, load_api_client
+from slimguard.kube.gateway import ApiClient, KubeGateway, load_api_client
 from slimguard.kube.image_reports import ImageReports
 from slimguard.kube.informer import WorkloadInformer
 from slimguard.kube.kopf_tuning import is_deletion, own_identity, tune
@@ -208,7 +208,7 @@ def _watch_workloads(settings: ControllerSettings, controller: AuditController) 
         lambda: connection_info(settings.kubeconfig),
         observe,
         # The kinds nearly always made by another workload: their bodies are read only where one is not.
-        needs_body={kind: _made_by_hand for kind in ("ReplicaSet", "Pod", "Job")},
+        needs_body={entry.kind: _made_by_hand for entry in WORKLOADS if entry.usually_owned},
     )
     informer.start()
     return informer

@@ -18,8 +18,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from kubernetes.client.exceptions import ApiException
-
 from slimguard.core.errors import InvalidReference
 from slimguard.core.evaluation.plan import Plan
 from slimguard.core.evaluation.verdict import Verdict
@@ -28,6 +26,7 @@ from slimguard.core.facts.image_facts import ImageFacts
 from slimguard.core.model.policy import ImagePolicy
 from slimguard.core.model.reference import ImageReference
 from slimguard.core.model.workload import Workload
+from slimguard.kube.errors import KubeError
 from slimguard.kube.gateway import KubeGateway, NotLeader
 from slimguard.kube.image_reports import ImageReports
 
@@ -214,7 +213,7 @@ class ReportKeeper:
             except NotLeader:
                 self._pending.setdefault(digest, pending)  # still owed: written once this replica leads again
                 raise
-            except ApiException as error:
+            except KubeError as error:
                 # A report is a cache: one that cannot be written costs a registry read after a restart, no more.
                 log.warning("ImageReport for %s not written: %s %s", digest, error.status, error.reason)
             except Exception:

@@ -22,7 +22,7 @@ import docker
 import docker.errors
 import requests.exceptions
 
-from slimguard.core.errors import InspectionError
+from slimguard.core.errors import InspectionError, InspectionReason
 from slimguard.core.facts.content import LayerContent
 from slimguard.core.facts.content_analysis import analyse_content
 from slimguard.core.facts.image_facts import FactsNeeds, ImageFacts
@@ -53,7 +53,7 @@ def connect(base_url: str | None = None, *, timeout: int = 300) -> docker.Docker
     except _ENGINE_ERRORS as error:
         where = base_url or "$DOCKER_HOST or the default socket"
         raise InspectionError(
-            f"cannot reach the Docker engine at {where}: {_short(error)}", reason="DockerUnreachable"
+            f"cannot reach the Docker engine at {where}: {_short(error)}", reason=InspectionReason.DOCKER_UNREACHABLE
         ) from None
     return client
 
@@ -92,7 +92,9 @@ class DockerFacts:
         facts = await asyncio.to_thread(self._read, image, content=needs.content)
         if facts is None:
             if image in self.local_only or self.registry is None:
-                raise InspectionError(f"the local Docker engine has no image {image}", reason="ImageNotFound")
+                raise InspectionError(
+                    f"the local Docker engine has no image {image}", reason=InspectionReason.IMAGE_NOT_FOUND
+                )
             return await self.registry.inspect(image, needs, credentials=credentials)
         self._facts[(image, needs.content)] = facts
         return facts
@@ -110,7 +112,8 @@ class DockerFacts:
             return None
         except _ENGINE_ERRORS as error:
             raise InspectionError(
-                f"the Docker engine could not be asked about {image}: {_short(error)}", reason="DockerUnreachable"
+                f"the Docker engine could not be asked about {image}: {_short(error)}",
+                reason=InspectionReason.DOCKER_UNREACHABLE,
             ) from None
         facts = local_image_facts(found.attrs, history)
         if save and (self.measure_compressed or content):
@@ -160,7 +163,7 @@ class DockerFacts:
         except (*_ENGINE_ERRORS, tarfile.TarError) as error:
             raise InspectionError(
                 f"the Docker engine's export of {facts.digest} could not be read: {_short(error)}",
-                reason="DockerSaveFailed",
+                reason=InspectionReason.DOCKER_SAVE_FAILED,
             ) from None
         if config is not None:
             facts = with_config(facts, config)
@@ -171,7 +174,8 @@ class DockerFacts:
             missing = [digest for digest in expected if digest not in contents]
             if missing:
                 raise InspectionError(
-                    f"the Docker engine's export of {facts.digest} lacks layer {missing[0]}", reason="DockerSaveFailed"
+                    f"the Docker engine's export of {facts.digest} lacks layer {missing[0]}",
+                    reason=InspectionReason.DOCKER_SAVE_FAILED,
                 )
             analysed = analyse_content(image_facts.layers, [contents[digest] for digest in expected])
             facts = replace(facts, platforms=(replace(image_facts, content=analysed),))

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Protocol
 
 from slimguard import metrics
-from slimguard.core.errors import InspectionError
+from slimguard.core.errors import InspectionError, InspectionReason
 from slimguard.core.evaluation.context import Context
 from slimguard.core.evaluation.evaluate import evaluate
 from slimguard.core.evaluation.plan import Plan
@@ -161,9 +161,10 @@ class Evaluator:
         try:
             results, base_results = await asyncio.wait_for(work, timeout=deadline)
         except TimeoutError:
-            metrics.INSPECTION_FAILURES.labels(reason="InspectionDeadline").inc()
+            metrics.INSPECTION_FAILURES.labels(reason=InspectionReason.INSPECTION_DEADLINE).inc()
             late = InspectionError(
-                f"no answer within slimguard's {deadline:g}s admission deadline", reason="InspectionDeadline"
+                f"no answer within slimguard's {deadline:g}s admission deadline",
+                reason=InspectionReason.INSPECTION_DEADLINE,
             )
             return dict.fromkeys(needs, late), {}
         return dict(zip(needs, results, strict=True)), dict(zip(bases, base_results, strict=True))

@@ -1,41 +1,66 @@
-"""Every write slimguard makes to the Kubernetes API, and the few reads it cannot get from watches."""
+"""Every write slimguard makes to the Kubernetes API, and the few reads it cannot get from watches.
+
+What the apiserver refuses is raised as ``kube.errors`` (``NotFound``, ``Conflict``, ``Forbidden``, ...), chaining the
+client's exception: callers outside this package never see the ``kubernetes`` client's own.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from slimguard.kube.resources import IMAGE_REPORT_RESOURCE, POLICY_RESOURCE
+from slimguard.kube.errors import Conflict, Forbidden, KubeError, NotConfigured, NotFound, translated
+from slimguard.kube.resources import IMAGE_REPORT_RESOURCE, POLICY_RESOURCE, WORKLOAD_RESOURCES, Resource, object_path
 
 log = logging.getLogger(__name__)
 
 GROUP, VERSION, POLICY_PLURAL = POLICY_RESOURCE
 IMAGE_REPORT_PLURAL = IMAGE_REPORT_RESOURCE[2]
+MERGE_PATCH = "application/merge-patch+json"
+"""What ``patch_obj`` sends: a JSON merge patch (RFC 7386) means the same for every kind, custom ones included, which
+refuse the strategic merge patch the client's typed methods send."""
 CLUSTER_EVENTS_NAMESPACE = "default"
 """Where Events about cluster-scoped objects go, as client-go's recorder puts them."""
+
+ApiClient = k8s.ApiClient
+"""The client's connection, for the wiring that builds one (``load_api_client``) and hands it on."""
+
+
+@contextlib.contextmanager
+def _answers() -> Iterator[None]:
+    """The apiserver's refusals as ``kube.errors``, each chaining the client's ``ApiException``."""
+    try:
+        yield
+    except ApiException as error:
+        raise translated(error) from error
 
 
 def load_api_client(kubeconfig: str | None, *, user_agent: str | None = None) -> k8s.ApiClient:
     """An API client from a kubeconfig file, ``$KUBECONFIG``, or the in-cluster ServiceAccount.
 
     ``user_agent`` names the process to the apiserver: its audit log then tells which replica wrote what.
+    ``NotConfigured`` when there is neither.
     """
     from kubernetes import config
 
     configuration = k8s.Configuration()
-    if kubeconfig:
-        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
-    else:
-        try:
-            config.load_incluster_config(client_configuration=configuration)
-        except config.ConfigException:
-            config.load_kube_config(client_configuration=configuration)
+    try:
+        if kubeconfig:
+            config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+        else:
+            try:
+                config.load_incluster_config(client_configuration=configuration)
+            except config.ConfigException:
+                config.load_kube_config(client_configuration=configuration)
+    except config.ConfigException as error:
+        raise NotConfigured(str(error)) from error
     configuration.connection_pool_maxsize = 32
     api = k8s.ApiClient(configuration)
     if user_agent:
@@ -43,7 +68,7 @@ def load_api_client(kubeconfig: str | None, *, user_agent: str | None = None) ->
     return api
 
 
-class NotLeader(RuntimeError):
+class NotLeader(RuntimeError):  # not a KubeError: nothing was asked of the apiserver
     """A write refused before it was sent: this replica does not hold the leader lease (any more)."""
 
 
@@ -72,12 +97,11 @@ class KubeGateway:
         self.component = component
         self.may_write = may_write or _always
         self.core = k8s.CoreV1Api(api)
-        self.apps = k8s.AppsV1Api(api)
-        self.batch = k8s.BatchV1Api(api)
         self.custom = k8s.CustomObjectsApi(api)
 
     async def _call(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        return await asyncio.to_thread(function, *args, **kwargs)
+        with _answers():
+            return await asyncio.to_thread(function, *args, **kwargs)
 
     def _fence(self) -> None:
         if not self.may_write():
@@ -93,7 +117,8 @@ class KubeGateway:
             response.drain_conn()
 
         self._fence()
-        await asyncio.to_thread(call)
+        with _answers():
+            await asyncio.to_thread(call)
 
     async def _write_call(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """A write whose answer is read (the object as stored), fenced as ``_write``."""
@@ -103,19 +128,38 @@ class KubeGateway:
             return function(*args, **kwargs)
 
         self._fence()
-        return await asyncio.to_thread(call)
+        with _answers():
+            return await asyncio.to_thread(call)
 
-    def _patcher(self, kind: str) -> Callable[..., Any]:
-        patchers: Mapping[str, Callable[..., Any]] = {
-            "Deployment": self.apps.patch_namespaced_deployment,
-            "StatefulSet": self.apps.patch_namespaced_stateful_set,
-            "DaemonSet": self.apps.patch_namespaced_daemon_set,
-            "ReplicaSet": self.apps.patch_namespaced_replica_set,
-            "Job": self.batch.patch_namespaced_job,
-            "CronJob": self.batch.patch_namespaced_cron_job,
-            "Pod": self.core.patch_namespaced_pod,
-        }
-        return patchers[kind]
+    async def patch_obj(
+        self, *, resource: Resource, namespace: str | None, name: str, patch: Mapping[str, Any]
+    ) -> None:
+        """A merge patch of any object, addressed by its URL (kopf's ``patch_obj``): one method for every kind, so
+        a kind the client has no typed method for (an Argo Rollout) is patched the same way. Fenced and
+        dry-run as every write; the answer is not read (``_write`` says why)."""
+        if self.dry_run:
+            log.info("dry-run: would patch %s %s/%s with %s", resource[2], namespace or "", name, patch)
+            return
+        path = object_path(resource, namespace, name)
+
+        def call() -> None:
+            self._fence()
+            method, url, headers, body, post = self.api.param_serialize(
+                "PATCH",
+                path,
+                header_params={"Content-Type": MERGE_PATCH, "Accept": "application/json"},
+                body=dict(patch),
+                auth_settings=["BearerToken"],
+            )
+            response = self.api.call_api(method, url, headers, body, post)
+            if not 200 <= response.status <= 299:
+                body = response.read()
+                raise ApiException.from_response(http_resp=response, body=body.decode(errors="replace"), data=None)
+            response.response.drain_conn()
+
+        self._fence()
+        with _answers():
+            await asyncio.to_thread(call)
 
     async def patch_metadata(
         self,
@@ -132,11 +176,11 @@ class KubeGateway:
             log.info("dry-run: would patch %s %s/%s with %s", kind, namespace, name, metadata)
             return True
         try:
-            await self._write(self._patcher(kind), name, namespace, {"metadata": metadata})
-        except ApiException as error:
-            if error.status == 404:
-                return False
-            raise
+            await self.patch_obj(
+                resource=WORKLOAD_RESOURCES[kind], namespace=namespace, name=name, patch={"metadata": metadata}
+            )
+        except NotFound:
+            return False
         return True
 
     async def emit_event(
@@ -179,8 +223,8 @@ class KubeGateway:
         )
         try:
             await self._write(self.core.create_namespaced_event, home, event)
-        except ApiException as error:  # an Event is best effort: never fail a verdict over it
-            if error.status == 409 and event_name:
+        except KubeError as error:  # an Event is best effort: never fail a verdict over it
+            if isinstance(error, Conflict) and event_name:
                 log.debug("event %s on %s %s/%s was already posted", event_name, kind, home, name)
                 return
             log.warning("could not emit event on %s %s/%s: %s", kind, home, name, error.reason)
@@ -191,21 +235,17 @@ class KubeGateway:
         for name in secret_names:
             try:
                 secret = await self._call(self.core.read_namespaced_secret, name, namespace)
-            except ApiException as error:
-                if error.status in (403, 404):
-                    log.info("pull secret %s/%s unavailable: %s", namespace, name, error.reason)
-                    continue
-                raise
+            except (Forbidden, NotFound) as error:
+                log.info("pull secret %s/%s unavailable: %s", namespace, name, error.reason)
+                continue
             found.append(dict(secret.data or {}))
         return found
 
     async def service_account_pull_secrets(self, namespace: str, name: str) -> tuple[str, ...]:
         try:
             account = await self._call(self.core.read_namespaced_service_account, name, namespace)
-        except ApiException as error:
-            if error.status in (403, 404):
-                return ()
-            raise
+        except (Forbidden, NotFound):
+            return ()
         return tuple(ref.name for ref in account.image_pull_secrets or () if ref.name)
 
     async def list_policies(self) -> list[dict[str, Any]]:
@@ -216,13 +256,10 @@ class KubeGateway:
         if self.dry_run:
             log.info("dry-run: would set status of ImagePolicy %s to %s", name, status)
             return
-        try:
+        with contextlib.suppress(NotFound):  # the policy was deleted meanwhile
             await self._write(
                 self.custom.patch_cluster_custom_object_status, GROUP, VERSION, POLICY_PLURAL, name, {"status": status}
             )
-        except ApiException as error:
-            if error.status != 404:
-                raise
 
     # --- ImageReports (cluster-scoped; the controller writes them, both components list them) -------------
 
@@ -251,10 +288,8 @@ class KubeGateway:
             created: dict[str, Any] = await self._write_call(
                 self.custom.create_cluster_custom_object, GROUP, VERSION, IMAGE_REPORT_PLURAL, body
             )
-        except ApiException as error:
-            if error.status == 409:
-                return None
-            raise
+        except Conflict:
+            return None
         return created
 
     async def get_image_report(self, name: str) -> dict[str, Any] | None:
@@ -262,10 +297,8 @@ class KubeGateway:
             found: dict[str, Any] = await self._call(
                 self.custom.get_cluster_custom_object, GROUP, VERSION, IMAGE_REPORT_PLURAL, name
             )
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
+        except NotFound:
+            return None
         return found
 
     async def replace_image_report(self, body: dict[str, Any]) -> dict[str, Any] | None:
@@ -282,10 +315,8 @@ class KubeGateway:
                 body["metadata"]["name"],
                 body,
             )
-        except ApiException as error:
-            if error.status in (404, 409):
-                return None
-            raise
+        except (NotFound, Conflict):
+            return None
         return replaced
 
     async def delete_image_report(self, name: str, *, resource_version: str | None = None) -> bool:
@@ -300,8 +331,6 @@ class KubeGateway:
             await self._write_call(
                 self.custom.delete_cluster_custom_object, GROUP, VERSION, IMAGE_REPORT_PLURAL, name, body=options
             )
-        except ApiException as error:
-            if error.status in (404, 409):
-                return False
-            raise
+        except (NotFound, Conflict):
+            return False
         return True

@@ -13,11 +13,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
-
 from slimguard.core.facts.bases import SlimmerBase
 from slimguard.core.facts.image_facts import ImageFacts
 from slimguard.core.facts.image_report import GarbledReport, StoredReport, merged, read_report, report_body, report_name
+from slimguard.kube.errors import NotFound
 from slimguard.kube.gateway import KubeGateway
 
 log = logging.getLogger(__name__)
@@ -43,9 +42,7 @@ class ImageReports:
         """Load every report once before serving: a new replica then answers from them from its first review."""
         try:
             bodies = await kube.list_image_reports()
-        except ApiException as error:
-            if error.status != 404:
-                raise
+        except NotFound:
             log.warning("no ImageReport CRD (kubectl apply -f crds/): every fact is read from registries")
             return
         for body in bodies:

@@ -37,8 +37,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from kubernetes.client.exceptions import ApiException
-
+from slimguard.kube.errors import Forbidden, KubeError
 from slimguard.kube.lease import LeaseClient, LeaseRecord
 
 log = logging.getLogger(__name__)
@@ -370,7 +369,7 @@ class LeaderElector:
         if reason != self._said:
             self._said = reason
             hint = ""
-            if isinstance(error, ApiException) and error.status == 403:
+            if isinstance(error, Forbidden):
                 hint = (
                     f"; grant get, create and update on leases.coordination.k8s.io in namespace "
                     f"{self.lease.namespace} (the chart's Role does)"
@@ -388,6 +387,6 @@ async def _cancel(task: asyncio.Task[None] | None) -> None:
 
 
 def _reason(error: Exception) -> str:
-    if isinstance(error, ApiException):
+    if isinstance(error, KubeError):
         return f"{error.status} {error.reason}"
     return repr(error)

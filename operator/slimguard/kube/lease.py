@@ -18,6 +18,8 @@ from typing import Any
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
+from slimguard.kube.errors import Conflict, NotFound, translated
+
 API_VERSION = "coordination.k8s.io/v1"
 
 
@@ -89,7 +91,11 @@ class LeaseClient:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="slimguard-lease")
 
     async def _run(self, call: Callable[[], Any]) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        """``call`` on the lease's own thread; what the apiserver refuses raised as ``kube.errors``."""
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        except ApiException as error:
+            raise translated(error) from error
 
     def _body(self, record: LeaseRecord) -> Any:
         """A plain dict (the client sends it as it is): its MicroTimes formatted as the apiserver wants them."""
@@ -106,51 +112,45 @@ class LeaseClient:
         """The lease as it is now; None when there is none."""
 
         def call() -> LeaseRecord | None:
-            try:
-                response = self._api.read_namespaced_lease(
-                    self.name, self.namespace, _preload_content=False, _request_timeout=self.timeout
-                )
-            except ApiException as error:
-                if error.status == 404:
-                    return None
-                raise
+            response = self._api.read_namespaced_lease(
+                self.name, self.namespace, _preload_content=False, _request_timeout=self.timeout
+            )
             return self._decoded(response)
 
-        found: LeaseRecord | None = await self._run(call)
+        try:
+            found: LeaseRecord = await self._run(call)
+        except NotFound:
+            return None
         return found
 
     async def create(self, record: LeaseRecord) -> LeaseRecord | None:
         """Create it holding ``record``; None when another candidate created it first."""
 
         def call() -> LeaseRecord | None:
-            try:
-                response = self._api.create_namespaced_lease(
-                    self.namespace, self._body(record), _preload_content=False, _request_timeout=self.timeout
-                )
-            except ApiException as error:
-                if error.status == 409:
-                    return None
-                raise
+            response = self._api.create_namespaced_lease(
+                self.namespace, self._body(record), _preload_content=False, _request_timeout=self.timeout
+            )
             return self._decoded(response)
 
-        created: LeaseRecord | None = await self._run(call)
+        try:
+            created: LeaseRecord = await self._run(call)
+        except Conflict:  # another candidate created it first
+            return None
         return created
 
     async def replace(self, record: LeaseRecord) -> LeaseRecord | None:
         """Write ``record`` over the version it names; None when someone wrote in between (or deleted it)."""
 
         def call() -> LeaseRecord | None:
-            try:
-                response = self._api.replace_namespaced_lease(
-                    self.name, self.namespace, self._body(record), _preload_content=False, _request_timeout=self.timeout
-                )
-            except ApiException as error:
-                if error.status in (404, 409):
-                    return None
-                raise
+            response = self._api.replace_namespaced_lease(
+                self.name, self.namespace, self._body(record), _preload_content=False, _request_timeout=self.timeout
+            )
             return self._decoded(response)
 
-        replaced: LeaseRecord | None = await self._run(call)
+        try:
+            replaced: LeaseRecord = await self._run(call)
+        except (NotFound, Conflict):  # someone wrote in between, or deleted it
+            return None
         return replaced
 
     def close(self) -> None:

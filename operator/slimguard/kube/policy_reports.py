@@ -1,23 +1,23 @@
-"""Writes PolicyReports (wgpolicyk8s.io or openreports.io) through the gateway's API client."""
+"""Writes PolicyReports (wgpolicyk8s.io or openreports.io) through the gateway's API client; what the apiserver
+refuses is raised as ReportApiMissing or ReportWriteFailed (both ``kube.errors``)."""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
-
 from slimguard.core.reports.policy_report import MANAGED_BY, MANAGED_BY_LABEL, OMITTED_ANNOTATION, ReportApi
+from slimguard.kube.errors import Conflict, KubeError, NotFound
 from slimguard.kube.gateway import KubeGateway
 
 log = logging.getLogger(__name__)
 
 
-class ReportApiMissing(Exception):
+class ReportApiMissing(NotFound):
     """The apiserver does not serve the report API: its CRD is not installed."""
 
 
-class ReportWriteFailed(Exception):
+class ReportWriteFailed(KubeError):
     """The apiserver refused a report write (its namespace terminating, a quota, a webhook): tried again later."""
 
 
@@ -40,9 +40,9 @@ class PolicyReportWriter:
                 self.api.plural,
                 label_selector=f"{MANAGED_BY_LABEL}={MANAGED_BY}",
             )
-        except ApiException as error:
-            if error.status == 404:
-                raise ReportApiMissing(f"{self.api.plural}.{self.api.group} is not served") from None
+        except NotFound:
+            raise ReportApiMissing(f"{self.api.plural}.{self.api.group} is not served") from None
+        except KubeError as error:
             raise ReportWriteFailed(
                 f"listing {self.api.plural}.{self.api.group}: {error.status} {error.reason}"
             ) from None
@@ -52,7 +52,9 @@ class PolicyReportWriter:
         """Create the report, or merge-patch it (lists are replaced whole, so its results are exactly ``body``'s)."""
         try:
             await self._write(body, exists=exists)
-        except ApiException as error:
+        except ReportApiMissing:
+            raise
+        except KubeError as error:
             metadata = body["metadata"]
             raise ReportWriteFailed(
                 f"{self.api.kind} {metadata['namespace']}/{metadata['name']}: {error.status} {error.reason}"
@@ -72,11 +74,10 @@ class PolicyReportWriter:
                     self.kube.custom.create_namespaced_custom_object, *self._resource, namespace, self.api.plural, body
                 )
                 return
-            except ApiException as error:
-                if error.status == 404:
-                    raise ReportApiMissing(f"{self.api.plural}.{self.api.group} is not served") from None
-                if error.status != 409:  # 409: it exists after all (written before a restart): patch it
-                    raise
+            except NotFound:
+                raise ReportApiMissing(f"{self.api.plural}.{self.api.group} is not served") from None
+            except Conflict:  # it exists after all (written before a restart): patch it
+                pass
         patch = {**body, "metadata": {**metadata, "annotations": {OMITTED_ANNOTATION: None, **metadata["annotations"]}}}
         try:
             await self.kube._write_call(
@@ -87,9 +88,7 @@ class PolicyReportWriter:
                 name,
                 patch,
             )
-        except ApiException as error:
-            if error.status != 404:
-                raise
+        except NotFound:
             # Deleted meanwhile (its workload went, and the garbage collector with it): written anew if it comes back.
             await self._write(body, exists=False)
 
@@ -101,6 +100,7 @@ class PolicyReportWriter:
             await self.kube._write_call(
                 self.kube.custom.delete_namespaced_custom_object, *self._resource, namespace, self.api.plural, name
             )
-        except ApiException as error:
-            if error.status != 404:
-                raise ReportWriteFailed(f"{self.api.kind} {namespace}/{name}: {error.status} {error.reason}") from None
+        except NotFound:
+            pass
+        except KubeError as error:
+            raise ReportWriteFailed(f"{self.api.kind} {namespace}/{name}: {error.status} {error.reason}") from None

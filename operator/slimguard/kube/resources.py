@@ -3,7 +3,10 @@ reports, scan reports."""
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from slimguard.core.facts import image_report
+from slimguard.core.model.kinds import BY_KIND, WORKLOADS
 
 Resource = tuple[str, str, str]
 """(group, version, plural), as kopf and the custom-objects API take them."""
@@ -14,19 +17,22 @@ IMAGE_REPORT_RESOURCE: Resource = (image_report.GROUP, image_report.VERSION, ima
 VULNERABILITY_REPORT_RESOURCE: Resource = ("aquasecurity.github.io", "v1alpha1", "vulnerabilityreports")
 NAMESPACE_RESOURCE: Resource = ("", "v1", "namespaces")
 
-# kind → (group, version, plural), for every kind of core.model.policy.WORKLOAD_KINDS (a unit test holds them equal).
+# kind → (group, version, plural): the informer's watches, from the one table of kinds (core.model.kinds).
 WORKLOAD_RESOURCES: dict[str, Resource] = {
-    "Deployment": ("apps", "v1", "deployments"),
-    "StatefulSet": ("apps", "v1", "statefulsets"),
-    "DaemonSet": ("apps", "v1", "daemonsets"),
-    "ReplicaSet": ("apps", "v1", "replicasets"),
-    "Job": ("batch", "v1", "jobs"),
-    "CronJob": ("batch", "v1", "cronjobs"),
-    "Pod": ("", "v1", "pods"),
+    entry.kind: (entry.group, entry.version, entry.plural) for entry in WORKLOADS
 }
 
 
 def api_version(kind: str) -> str:
     """``apps/v1`` for a Deployment, ``v1`` for a Pod (the core group has no name)."""
-    group, version, _ = WORKLOAD_RESOURCES[kind]
-    return f"{group}/{version}" if group else version
+    return BY_KIND[kind].api_version
+
+
+def object_path(resource: Resource, namespace: str | None, name: str) -> str:
+    """The object's URL path on the apiserver, for any kind: ``/api/v1/namespaces/team/pods/api`` for the core
+    group, ``/apis/GROUP/VERSION/...`` otherwise, ``namespace`` None for a cluster-scoped object. Quoted: names
+    come from the objects watched."""
+    group, version, plural = resource
+    root = f"/apis/{group}/{version}" if group else f"/api/{version}"
+    scope = f"/namespaces/{quote(namespace, safe='')}" if namespace is not None else ""
+    return f"{root}{scope}/{plural}/{quote(name, safe='')}"

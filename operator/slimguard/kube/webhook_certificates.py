@@ -19,6 +19,8 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
+from slimguard.kube.errors import Conflict, KubeError
+
 FIELD_MANAGER = "slimguard-webhook"
 OWNER_API_VERSION = "admissionregistration.k8s.io/v1"
 OWNER_KIND = "ValidatingWebhookConfiguration"
@@ -29,11 +31,11 @@ MANAGED_BY = {
 }
 
 
-class CertificateStoreError(Exception):
+class CertificateStoreError(KubeError):
     """The apiserver refused a read or a write (RBAC, a missing namespace, ...); the message says which and why."""
 
 
-class WriteConflict(CertificateStoreError):
+class WriteConflict(CertificateStoreError, Conflict):
     """Another writer changed the object since it was read (or created it first): read it again."""
 
 
@@ -73,7 +75,9 @@ def _refusal(error: ApiException, what: str) -> CertificateStoreError:
     except ValueError:
         message = error.reason
     kind = WriteConflict if error.status == 409 else CertificateStoreError
-    return kind(f"{what}: {error.status} {error.reason}: {message}")
+    return kind(
+        f"{what}: {error.status} {error.reason}: {message}", status=error.status or 0, reason=error.reason or ""
+    )
 
 
 class WebhookCertificateStore:

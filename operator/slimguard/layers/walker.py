@@ -21,7 +21,7 @@ from typing import Any, BinaryIO, Self, cast
 
 import zstandard
 
-from slimguard.core.errors import InspectionError
+from slimguard.core.errors import InspectionError, InspectionReason
 from slimguard.core.facts.content import EntryKind, LayerContent, LayerEntry
 from slimguard.core.model.quantity import format_bytes
 
@@ -69,7 +69,7 @@ class LayerLimits:
     """One package-database file kept whole (dpkg status of 1,000 packages: ~2 MiB; a large rpmdb: ~40 MiB)."""
 
 
-def _error(digest: str, message: str, reason: str) -> InspectionError:
+def _error(digest: str, message: str, reason: InspectionReason) -> InspectionError:
     return InspectionError(f"layer {digest} {message}", reason=reason)
 
 
@@ -84,7 +84,9 @@ class _CompressedSource:
         if not verify:
             algorithm, expected = "sha256", ""
         elif algorithm not in ("sha256", "sha512") or not expected:
-            raise _error(digest, "has a digest slimguard cannot verify (sha256 or sha512 only)", "GarbledLayer")
+            raise _error(
+                digest, "has a digest slimguard cannot verify (sha256 or sha512 only)", InspectionReason.GARBLED_LAYER
+            )
         self._algorithm = algorithm
         self._hash = hashlib.new(algorithm)
         self._expected: str | None = expected.lower() if verify else None
@@ -145,16 +147,20 @@ class _Counted:
         try:
             data = cast(bytes, self._decoded.read(want))
         except (EOFError, zstandard.ZstdError) as error:
-            raise _error(self._digest, f"is truncated or garbled ({_cause(error)})", "GarbledLayer") from None
+            raise _error(
+                self._digest, f"is truncated or garbled ({_cause(error)})", InspectionReason.GARBLED_LAYER
+            ) from None
         except (OSError, zlib.error) as error:  # gzip.BadGzipFile is an OSError
-            raise _error(self._digest, f"is not a valid compressed stream ({_cause(error)})", "GarbledLayer") from None
+            raise _error(
+                self._digest, f"is not a valid compressed stream ({_cause(error)})", InspectionReason.GARBLED_LAYER
+            ) from None
         self.size += len(data)
         if self.size > self._limit:
             raise _error(
                 self._digest,
                 f"unpacks to more than {format_bytes(self._limit)}, the most slimguard reads of one layer "
                 "(a decompression bomb, or a layer far larger than an image should have)",
-                "LayerTooLarge",
+                InspectionReason.LAYER_TOO_LARGE,
             )
         return data
 
@@ -288,12 +294,14 @@ class _ZstdReader:
 def normalised_path(name: str, digest: str) -> str:
     """A tar name as a path from the image root; ``..`` escapes and absolute names are refused."""
     if name.startswith("/"):
-        raise _error(digest, f"has an entry with an absolute path {name[:200]!r}", "UnsafeLayerPath")
+        raise _error(digest, f"has an entry with an absolute path {name[:200]!r}", InspectionReason.UNSAFE_LAYER_PATH)
     cleaned = posixpath.normpath(name)
     if cleaned == ".":
         return ""
     if cleaned == ".." or cleaned.startswith("../"):
-        raise _error(digest, f"has an entry escaping the image root: {name[:200]!r}", "UnsafeLayerPath")
+        raise _error(
+            digest, f"has an entry escaping the image root: {name[:200]!r}", InspectionReason.UNSAFE_LAYER_PATH
+        )
     return cleaned
 
 
@@ -345,13 +353,15 @@ def walk_layer(
         raise LayerRefused(str(error), reason=error.reason, verified=source.matches) from None
 
 
-REFUSALS = frozenset({"LayerTooLarge", "TooManyLayerEntries", "UnsafeLayerPath"})
+REFUSALS = frozenset(
+    {InspectionReason.LAYER_TOO_LARGE, InspectionReason.TOO_MANY_LAYER_ENTRIES, InspectionReason.UNSAFE_LAYER_PATH}
+)
 
 
 class LayerRefused(InspectionError):
     """A layer refused for its content (a cap broken, an escaping path); ``verified``: its bytes are the digest's."""
 
-    def __init__(self, message: str, *, reason: str, verified: bool) -> None:
+    def __init__(self, message: str, *, reason: InspectionReason, verified: bool) -> None:
         super().__init__(message, reason=reason)
         self.verified = verified
 
@@ -378,7 +388,11 @@ def _walk(
         raise _garbled(digest, media_type, _cause(error)) from None
     source.drain()
     if not source.matches:
-        raise _error(digest, "does not match its digest (the registry served other bytes)", "LayerDigestMismatch")
+        raise _error(
+            digest,
+            "does not match its digest (the registry served other bytes)",
+            InspectionReason.LAYER_DIGEST_MISMATCH,
+        )
     return LayerContent(
         digest=digest if verify else source.digest,
         entries=tuple(read.entries),
@@ -405,7 +419,7 @@ class _Members:
                 raise _error(
                     self.digest,
                     f"has more than {self.limits.max_entries:,} entries, the most slimguard reads of one layer",
-                    "TooManyLayerEntries",
+                    InspectionReason.TOO_MANY_LAYER_ENTRIES,
                 )
             path = normalised_path(member.name, self.digest)
             if not path:
@@ -422,7 +436,9 @@ class _Members:
 
 def _garbled(digest: str, media_type: str, cause: str) -> InspectionError:
     kind = f" ({media_type})" if media_type else ""
-    return _error(digest, f"is not a readable tar{kind}: truncated or garbled ({cause})", "GarbledLayer")
+    return _error(
+        digest, f"is not a readable tar{kind}: truncated or garbled ({cause})", InspectionReason.GARBLED_LAYER
+    )
 
 
 async def walk_layer_stream(

@@ -20,7 +20,7 @@ import httpcore
 import httpx
 
 from slimguard import metrics
-from slimguard.core.errors import InspectionError
+from slimguard.core.errors import InspectionError, InspectionReason
 from slimguard.core.facts.media_types import MANIFEST_TYPES
 from slimguard.core.model.reference import DOCKER_HUB, ImageReference
 from slimguard.registry.credentials import Credential
@@ -104,12 +104,14 @@ def _sha256(body: bytes) -> str:
 def verify_digest(body: bytes, digest: str, what: str) -> None:
     algorithm, _, expected = digest.partition(":")
     if algorithm not in ("sha256", "sha512"):
-        raise InspectionError(f"{what} uses unsupported digest algorithm {algorithm}", reason="UnsupportedDigest")
+        raise InspectionError(
+            f"{what} uses unsupported digest algorithm {algorithm}", reason=InspectionReason.UNSUPPORTED_DIGEST
+        )
     actual = hashlib.new(algorithm, body).hexdigest()
     if actual != expected:
         raise InspectionError(
             f"{what} does not match its digest {digest} (got {algorithm}:{actual}); the registry served other content",
-            reason="DigestMismatch",
+            reason=InspectionReason.DIGEST_MISMATCH,
         )
 
 
@@ -212,7 +214,8 @@ class RegistryClient:
         )
         if response.status_code != 206:
             raise InspectionError(
-                f"registry {reference.registry} ignored a range request for {digest}", reason="RangeUnsupported"
+                f"registry {reference.registry} ignored a range request for {digest}",
+                reason=InspectionReason.RANGE_UNSUPPORTED,
             )
         return response.content
 
@@ -314,7 +317,7 @@ class RegistryClient:
                 metrics.registry_response(reference.registry, None)
                 raise InspectionError(
                     f"registry {reference.registry} did not answer within {self.settings.timeout_seconds:g}s",
-                    reason="RegistryTimeout",
+                    reason=InspectionReason.REGISTRY_TIMEOUT,
                 ) from error
             except httpx.HTTPError as error:
                 metrics.registry_response(reference.registry, None)
@@ -323,10 +326,11 @@ class RegistryClient:
                         f"registry {reference.registry} presents a certificate slimguard does not trust "
                         f"(certificate verify failed: {untrusted.verify_message}); give slimguard the CA that "
                         "signed it with --ca-file (Helm: registries.caBundle)",
-                        reason="RegistryUntrusted",
+                        reason=InspectionReason.REGISTRY_UNTRUSTED,
                     ) from error
                 raise InspectionError(
-                    f"registry {reference.registry} is unreachable: {error}", reason="RegistryUnreachable"
+                    f"registry {reference.registry} is unreachable: {error}",
+                    reason=InspectionReason.REGISTRY_UNREACHABLE,
                 ) from error
             metrics.registry_response(reference.registry, response.status_code)
             try:
@@ -344,7 +348,9 @@ class RegistryClient:
                 return _Reply(response.status_code, response.headers, body)
             finally:
                 await response.aclose()
-        raise InspectionError(f"registry {reference.registry} redirected too many times", reason="TooManyRedirects")
+        raise InspectionError(
+            f"registry {reference.registry} redirected too many times", reason=InspectionReason.TOO_MANY_REDIRECTS
+        )
 
     async def _read_capped(self, response: httpx.Response, max_bytes: int, reference: ImageReference) -> bytes:
         if response.request.method == "HEAD" or response.status_code not in (200, 206):
@@ -359,7 +365,7 @@ class RegistryClient:
         if declared and declared.isdigit() and int(declared) > max_bytes:
             raise InspectionError(
                 f"registry {reference.registry} sent {declared} bytes where at most {max_bytes} are expected",
-                reason="ResponseTooLarge",
+                reason=InspectionReason.RESPONSE_TOO_LARGE,
             )
 
     async def _capped_chunks(
@@ -373,7 +379,7 @@ class RegistryClient:
                 if received > max_bytes:
                     raise InspectionError(
                         f"registry {reference.registry} sent more than the {max_bytes} bytes expected",
-                        reason="ResponseTooLarge",
+                        reason=InspectionReason.RESPONSE_TOO_LARGE,
                     )
                 yield chunk
         # The body is read after send()'s error mapping: a body cut short or stalled escaped as a raw httpx
@@ -381,12 +387,12 @@ class RegistryClient:
         except httpx.TimeoutException as error:
             raise InspectionError(
                 f"registry {reference.registry} stalled mid-response for over {self.settings.timeout_seconds:g}s",
-                reason="RegistryTimeout",
+                reason=InspectionReason.REGISTRY_TIMEOUT,
             ) from error
         except httpx.HTTPError as error:
             raise InspectionError(
                 f"registry {reference.registry} broke off the response after {received} bytes: {error}",
-                reason="TruncatedResponse",
+                reason=InspectionReason.TRUNCATED_RESPONSE,
             ) from error
 
     def _retry_delay(self, response: _Reply, attempt: int) -> float:
@@ -419,16 +425,20 @@ class RegistryClient:
             return InspectionError(
                 f"registry {reference.registry} refused access to {reference.name} {how} (HTTP {status}); "
                 "add an imagePullSecret for it to the workload or its ServiceAccount",
-                reason="RegistryUnauthorized",
+                reason=InspectionReason.REGISTRY_UNAUTHORIZED,
             )
         if status == 404:
-            return InspectionError(f"registry {reference.registry} has no {what}", reason="ImageNotFound")
+            return InspectionError(
+                f"registry {reference.registry} has no {what}", reason=InspectionReason.IMAGE_NOT_FOUND
+            )
         if status == 429:
             return InspectionError(
-                f"registry {reference.registry} is rate limiting slimguard (HTTP 429)", reason="RegistryRateLimited"
+                f"registry {reference.registry} is rate limiting slimguard (HTTP 429)",
+                reason=InspectionReason.REGISTRY_RATE_LIMITED,
             )
         return InspectionError(
-            f"registry {reference.registry} answered {method} {what} with HTTP {status}", reason="RegistryError"
+            f"registry {reference.registry} answered {method} {what} with HTTP {status}",
+            reason=InspectionReason.REGISTRY_ERROR,
         )
 
     # --- authentication ------------------------------------------------------------------------------------

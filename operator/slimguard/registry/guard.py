@@ -18,7 +18,7 @@ from typing import Any
 
 import httpcore
 
-from slimguard.core.errors import InspectionError
+from slimguard.core.errors import InspectionError, InspectionReason
 from slimguard.core.model.globs import matches_any
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -29,7 +29,7 @@ class RefusedAddress(InspectionError):
     """A registry host that the guard will not connect to."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(message, reason="RegistryRefused")
+        super().__init__(message, reason=InspectionReason.REGISTRY_REFUSED)
 
 
 async def system_resolver(host: str, port: int) -> Sequence[str]:

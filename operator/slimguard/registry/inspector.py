@@ -10,7 +10,7 @@ from dataclasses import replace
 from typing import Any
 
 from slimguard import metrics
-from slimguard.core.errors import InspectionError, InvalidReference
+from slimguard.core.errors import InspectionError, InspectionReason, InvalidReference
 from slimguard.core.facts import oci
 from slimguard.core.facts.content import ContentFacts, LayerContent
 from slimguard.core.facts.content_analysis import analyse_content
@@ -27,7 +27,8 @@ from slimguard.tasks import BackgroundTasks
 
 def _garbled(reference: ImageReference, what: str) -> InspectionError:
     return InspectionError(
-        f"registry {reference.registry} served a garbled {what} for {reference}", reason="GarbledManifest"
+        f"registry {reference.registry} served a garbled {what} for {reference}",
+        reason=InspectionReason.GARBLED_MANIFEST,
     )
 
 
@@ -146,8 +147,8 @@ class ImageInspector:
         try:
             reference = ImageReference.parse(image)
         except InvalidReference as error:
-            metrics.INSPECTION_FAILURES.labels(reason="InvalidReference").inc()
-            raise InspectionError(str(error), reason="InvalidReference") from None
+            metrics.INSPECTION_FAILURES.labels(reason=InspectionReason.INVALID_REFERENCE).inc()
+            raise InspectionError(str(error), reason=InspectionReason.INVALID_REFERENCE) from None
         credential = next(iter(credentials_for(reference, credentials)), None)
         failed = self._failures.get(self._failure_key(reference, credential))
         if failed is not None:
@@ -214,7 +215,8 @@ class ImageInspector:
                 digest = manifest.digest
             if reference.digest and digest != reference.digest:
                 raise InspectionError(
-                    f"registry {reference.registry} answered {reference} with digest {digest}", reason="DigestMismatch"
+                    f"registry {reference.registry} answered {reference} with digest {digest}",
+                    reason=InspectionReason.DIGEST_MISMATCH,
                 )
             self._tags.put(key, digest)
             return digest
@@ -258,7 +260,7 @@ class ImageInspector:
                 raise InspectionError(
                     f"{reference} has a manifest of type {media_type or 'unknown'}, which slimguard does not read "
                     "(Docker schema 1 is deprecated: push the image again with a current builder)",
-                    reason="UnsupportedManifest",
+                    reason=InspectionReason.UNSUPPORTED_MANIFEST,
                 )
         except oci.GarbledDocument as garbled:
             raise _garbled(reference, garbled.what) from None

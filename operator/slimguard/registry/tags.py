@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from slimguard.core.errors import InspectionError
+from slimguard.core.errors import InspectionError, InspectionReason
 from slimguard.core.model.reference import ImageReference
 from slimguard.registry.client import RegistryClient
 from slimguard.registry.credentials import Credential
@@ -51,12 +51,14 @@ def parse_page(body: bytes, reference: ImageReference) -> list[str]:
         document = None
     if not isinstance(document, dict):
         raise InspectionError(
-            f"registry {reference.registry} served a garbled tag list of {reference.name}", reason="GarbledTagList"
+            f"registry {reference.registry} served a garbled tag list of {reference.name}",
+            reason=InspectionReason.GARBLED_TAG_LIST,
         )
     tags = document.get("tags") or []
     if not isinstance(tags, list):
         raise InspectionError(
-            f"registry {reference.registry} served a garbled tag list of {reference.name}", reason="GarbledTagList"
+            f"registry {reference.registry} served a garbled tag list of {reference.name}",
+            reason=InspectionReason.GARBLED_TAG_LIST,
         )
     return [tag for tag in tags if isinstance(tag, str) and tag]
 

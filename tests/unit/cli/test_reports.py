@@ -8,10 +8,12 @@ from pathlib import Path
 import jsonschema
 from core.builders import APP, MiB, context, facts, layers, platform_image, policy
 
-from slimguard.cli.sarif import check_sarif, lint_sarif
+from slimguard.cli.sarif import INFORMATION_URI, check_sarif, lint_sarif
 from slimguard.core.evaluation.evaluate import evaluate
 from slimguard.core.evaluation.outcome import outcome_of
 from slimguard.core.evaluation.plan import plan
+from slimguard.core.evaluation.rules import IMAGE_WIDE, POLICY_RULES, rule_of
+from slimguard.core.evaluation.rules.vulnerabilities import VULNERABILITIES
 from slimguard.core.lint import lint, parse_dockerfile
 from slimguard.core.model.image_check import image_scoped, image_workload
 from slimguard.core.reports.report import check_document, image_result, lint_document
@@ -99,3 +101,31 @@ def test_sarif_from_both_reports_is_valid_sarif_2_1_0() -> None:
     )
     jsonschema.validate(lint_log, SARIF_SCHEMA)
     assert {r["ruleId"] for r in lint_log["runs"][0]["results"]} == {"SG101", "SG105", "SG107", "SG108"}
+
+
+EVERY_FINDING_RULE = [
+    *(rule.name for rule in POLICY_RULES + IMAGE_WIDE),
+    *(VULNERABILITIES.part(part) for part in ("maxCritical", "maxHigh", "maxMedium", "onMissingReport")),
+]
+
+
+def _document_with_a_finding_of(rules: list[str]) -> dict:  # type: ignore[type-arg]
+    findings = [
+        {"policy": "p", "mode": "Enforce", "rule": rule, "decision": "denied", "message": f"image x breaks {rule}"}
+        for rule in rules
+    ]
+    return {"exitCode": 1, "images": [{"image": "registry.example.com/team/app:1.0", "findings": findings}]}
+
+
+def test_sarif_gives_every_rule_its_help_from_the_registry_and_validates() -> None:
+    log = json.loads(check_sarif(_document_with_a_finding_of(EVERY_FINDING_RULE), version="1.2.3"))
+    jsonschema.validate(log, SARIF_SCHEMA)
+    descriptors = {d["id"]: d for d in log["runs"][0]["tool"]["driver"]["rules"]}
+    assert list(descriptors) == EVERY_FINDING_RULE  # the ids are the findings' rules, byte for byte
+    for name, descriptor in descriptors.items():
+        rule = rule_of(name)
+        assert rule is not None, name
+        assert descriptor["shortDescription"]["text"] == rule.summary
+        assert descriptor["fullDescription"]["text"] == rule.description
+        assert descriptor["help"]["text"] == rule.fix
+        assert descriptor["helpUri"] == f"{INFORMATION_URI}#{rule.anchor}"

@@ -21,8 +21,8 @@ from slimguard.admission.decision import Answer, Reviewer
 from slimguard.core.errors import InspectionError, InvalidReference
 from slimguard.core.facts.image_facts import FactsNeeds, ImageFacts, Layer, PlatformImage
 from slimguard.core.facts.media_types import OCI_MANIFEST
+from slimguard.core.model.kinds import WORKLOAD_KINDS
 from slimguard.core.model.platform import Platform
-from slimguard.core.model.policy import WORKLOAD_KINDS
 from slimguard.core.model.reference import ImageReference
 from slimguard.core.model.workload import Workload
 from slimguard.engine.facts import Evaluator

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from slimguard.core.model.policy import WORKLOAD_KINDS
+from slimguard.core.model.kinds import WORKLOAD_KINDS
 from slimguard.kube.resources import WORKLOAD_RESOURCES, api_version
 
 

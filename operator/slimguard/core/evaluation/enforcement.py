@@ -26,7 +26,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from slimguard.core.errors import InvalidReference
+from slimguard.core.errors import InspectionReason, InvalidReference
 from slimguard.core.evaluation.verdict import INSPECTION, Finding, FindingKind, Verdict
 from slimguard.core.model.reference import ImageReference
 from slimguard.core.text import shorten
@@ -173,11 +173,16 @@ def tally(decided: Iterable[ImageDecision]) -> Enforcement:
     tallies = []
     for registry, images in by_registry.items():
         unread = [decision.unread for decision in images if decision.unread is not None]
-        reasons = Counter(finding.reason or "InspectionFailed" for finding in unread)
+        reasons = Counter(finding.reason or InspectionReason.INSPECTION_FAILED for finding in unread)
         ranked = tuple(sorted(reasons.items(), key=lambda item: (-item[1], item[0])))
         commonest = ranked[0][0] if ranked else None
         cause = next(
-            (finding.detail for finding in unread if (finding.reason or "InspectionFailed") == commonest), None
+            (
+                finding.detail
+                for finding in unread
+                if (finding.reason or InspectionReason.INSPECTION_FAILED) == commonest
+            ),
+            None,
         )
         tallies.append(RegistryTally(registry, len(images), len(unread), ranked, cause))
     tallies.sort(key=lambda item: (not item.nothing_enforced, -item.by_default, item.registry))

@@ -8,14 +8,23 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from slimguard.core.errors import InspectionError, InvalidReference
+from slimguard.core.errors import InspectionError, InspectionReason, InvalidReference
 from slimguard.core.evaluation.context import Context
 from slimguard.core.evaluation.matching import exemption_for
 from slimguard.core.evaluation.plan import Plan, Selected
 from slimguard.core.evaluation.rules import WITH_FACTS, WITHOUT_FACTS, Reporter, Subject
+from slimguard.core.evaluation.rules.sizes import MAX_COMPRESSED_SIZE, MAX_UNCOMPRESSED_SIZE
 from slimguard.core.evaluation.rules.vulnerabilities import digests
 from slimguard.core.evaluation.slimmer_bases import slimmer_base_for
-from slimguard.core.evaluation.verdict import INSPECTION, Finding, FindingKind, ImageContent, ImageSize, Verdict
+from slimguard.core.evaluation.verdict import (
+    INSPECTION,
+    REFERENCE,
+    Finding,
+    FindingKind,
+    ImageContent,
+    ImageSize,
+    Verdict,
+)
 from slimguard.core.facts.bases import SlimmerBase
 from slimguard.core.facts.image_facts import ImageFacts
 from slimguard.core.model.policy import ImagePolicy
@@ -78,7 +87,7 @@ def evaluate(plan: Plan, context: Context) -> Verdict:
     )
 
 
-_SIZE_RULES = frozenset({"maxCompressedSize", "maxUncompressedSize"})
+_SIZE_RULES = frozenset({MAX_COMPRESSED_SIZE.name, MAX_UNCOMPRESSED_SIZE.name})
 
 
 def _hint(policy: ImagePolicy, image: str, facts: ImageFacts, context: Context) -> SlimmerBase | None:
@@ -132,7 +141,7 @@ def _check_container(selected: Selected, workload: Workload, container: Containe
     report = Reporter(policy, container)
     reference = container.reference
     if isinstance(reference, InvalidReference):
-        report.error("reference", f"cannot be checked: {reference}", reason="InvalidReference")
+        report.error(REFERENCE, f"cannot be checked: {reference}", reason=InspectionReason.INVALID_REFERENCE)
         return report.findings
     subject = Subject(policy, workload, container, reference, context, report)
     for rule in WITHOUT_FACTS:

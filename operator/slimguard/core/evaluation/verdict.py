@@ -26,6 +26,8 @@ INSPECTION = "inspection"
 """The rule of an error finding saying an image's facts could not be had at all (its registry unreachable, its
 certificate untrusted, access refused, ...): every rule on that image is then decided by the policy's onUnknown
 (``core.evaluation.enforcement``)."""
+REFERENCE = "reference"
+"""The rule of an error finding saying an image reference is invalid: no rule could be checked on it."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,12 +23,12 @@ from pydantic.alias_generators import to_camel
 
 from slimguard.core.errors import InvalidPolicy, InvalidReference
 from slimguard.core.model.globs import image_matches_any
+from slimguard.core.model.kinds import WORKLOAD_KINDS
 from slimguard.core.model.platform import Platform
 from slimguard.core.model.quantity import QuantityTooLarge, parse_bytes
 from slimguard.core.model.reference import ImageReference
 from slimguard.core.model.tools import CATEGORY_NAMES
 
-WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod")
 DEFAULT_PLATFORMS = (Platform("linux", "amd64"),)
 _DURATION_RE = re.compile(r"^(?:[0-9]+[smhd])+$")
 _DURATION_PART_RE = re.compile(r"([0-9]+)([smhd])")
@@ -273,21 +273,9 @@ class Rules(_Model):
 
     @model_validator(mode="after")
     def _checks_something(self) -> Rules:
-        rules = (
-            self.max_compressed_size,
-            self.max_uncompressed_size,
-            self.max_layers,
-            self.allowed_base_images,
-            self.denied_base_images,
-            self.platforms,
-            self.vulnerabilities,
-            self.max_packages,
-            self.forbidden_tools,
-            self.min_efficiency,
-            self.max_wasted_bytes,
-        )
-        flags = (self.require_non_root_user, self.require_digest, self.require_current_base)
-        if all(rule is None for rule in rules) and not any(flags):
+        # Every field is a rule (core.evaluation.rules names them all); a flag set to false sets none.
+        values = [getattr(self, name) for name in type(self).model_fields]
+        if all(value is None or value is False for value in values):
             raise ValueError("rules must set at least one rule")
         both = sorted(set(self.allowed_base_images or ()) & set(self.denied_base_images or ()))
         if both:

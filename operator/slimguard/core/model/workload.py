@@ -10,7 +10,7 @@ from enum import StrEnum
 from typing import Any
 
 from slimguard.core.errors import InvalidReference
-from slimguard.core.model.policy import WORKLOAD_KINDS
+from slimguard.core.model.kinds import BY_KIND, TEMPLATE, WORKLOAD_KINDS
 from slimguard.core.model.reference import ImageReference
 
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
@@ -107,12 +107,12 @@ def made_by_a_workload(body: Mapping[str, Any]) -> bool:
 
 
 def pod_spec_of(kind: str, body: Mapping[str, Any]) -> Mapping[str, Any]:
-    spec: Mapping[str, Any] = body.get("spec") or {}
-    if kind == "Pod":
-        return spec
-    if kind == "CronJob":
-        spec = (spec.get("jobTemplate") or {}).get("spec") or {}
-    return (spec.get("template") or {}).get("spec") or {}
+    """The pod spec, where the kind's entry in ``core.model.kinds`` says it is (``spec.template.spec`` for a kind
+    slimguard does not check)."""
+    found: Mapping[str, Any] = body
+    for key in BY_KIND[kind].pod_spec_path if kind in BY_KIND else TEMPLATE:
+        found = found.get(key) or {}
+    return found
 
 
 def _int_or_none(value: Any) -> int | None:

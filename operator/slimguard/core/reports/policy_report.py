@@ -17,7 +17,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from slimguard.core.evaluation.verdict import Finding, FindingKind, Verdict
+from slimguard.core.evaluation.rules import DECIDED_WITHOUT_FACTS, IMAGE_WIDE, set_in
+from slimguard.core.evaluation.verdict import REFERENCE, Finding, FindingKind, Verdict
 from slimguard.core.model.policy import ImagePolicy, Mode, Rules
 from slimguard.core.text import shorten
 
@@ -66,8 +67,7 @@ class Result(StrEnum):
 
 
 _WORST_FIRST = (Result.FAIL, Result.ERROR, Result.WARN, Result.SKIP, Result.PASS)
-_DECIDED_WITHOUT_FACTS = frozenset({"requireDigest"})
-_IMAGE_WIDE = frozenset({"inspection", "reference"})
+_IMAGE_WIDE = frozenset(rule.name for rule in IMAGE_WIDE)
 """Findings about the whole image (it could not be read, its reference is invalid): every rule that reads the
 image is undecided by them; ``reference`` also leaves ``requireDigest`` undecided."""
 
@@ -98,24 +98,8 @@ def report_name(uid: str) -> str:
 
 
 def rules_of(rules: Rules) -> tuple[str, ...]:
-    """The rules a policy sets, by their CRD field names: one result each per workload."""
-    named: list[tuple[str, object]] = [
-        ("requireDigest", rules.require_digest or None),
-        ("platforms", rules.platforms),
-        ("maxCompressedSize", rules.max_compressed_size),
-        ("maxUncompressedSize", rules.max_uncompressed_size),
-        ("maxLayers", rules.max_layers),
-        ("allowedBaseImages", rules.allowed_base_images),
-        ("deniedBaseImages", rules.denied_base_images),
-        ("requireCurrentBase", rules.require_current_base or None),
-        ("requireNonRootUser", rules.require_non_root_user or None),
-        ("maxPackages", rules.max_packages),
-        ("forbiddenTools", rules.forbidden_tools),
-        ("minEfficiency", rules.min_efficiency),
-        ("maxWastedBytes", rules.max_wasted_bytes),
-        ("vulnerabilities", rules.vulnerabilities),
-    ]
-    return tuple(name for name, value in named if value is not None)
+    """The rules a policy sets, by their CRD field names (``core.evaluation.rules``): one result each per workload."""
+    return tuple(rule.name for rule in set_in(rules))
 
 
 def _rule_of(finding: Finding) -> str:
@@ -155,13 +139,13 @@ def _result(
     pending: Sequence[str],
 ) -> dict[str, Any]:
     mode = policy.spec.mode
-    reads_image = rule not in _DECIDED_WITHOUT_FACTS
+    reads_image = rule not in DECIDED_WITHOUT_FACTS
     violations = [f for f in findings if f.kind is FindingKind.VIOLATION and _rule_of(f) == rule]
     errors = [
         f
         for f in findings
         if f.kind is FindingKind.ERROR
-        and (_rule_of(f) == rule or (f.rule in _IMAGE_WIDE and (reads_image or f.rule == "reference")))
+        and (_rule_of(f) == rule or (f.rule in _IMAGE_WIDE and (reads_image or f.rule == REFERENCE)))
     ]
     exempted = [f for f in waived if _rule_of(f) == rule]
     properties: dict[str, str] = {"mode": mode.value}

@@ -4,13 +4,30 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from slimguard.core.errors import InspectionError, InvalidReference
-from slimguard.core.evaluation.rules.common import NOTHING, Reads, Reporter, Subject
+from slimguard.core.errors import InspectionError, InspectionReason, InvalidReference
+from slimguard.core.evaluation.rules.common import NOTHING, PolicyRule, Reads, Reporter, Subject
 from slimguard.core.facts.bases import detect_bases
 from slimguard.core.facts.image_facts import BaseImage, FactsNeeds
 from slimguard.core.model.globs import image_matches_any
 from slimguard.core.model.policy import Rules
 from slimguard.core.model.reference import ImageReference
+
+_FOUND = (
+    "found by its OCI base-image annotations or by the layers it shares with a base the policy names "
+    "(allowedBaseImages, deniedBaseImages, knownBaseImages)"
+)
+ALLOWED_BASE_IMAGES = PolicyRule(
+    "allowedBaseImages",
+    summary="The image is built on an allowed base",
+    description=f"The image's base, {_FOUND}, matches allowedBaseImages.",
+    fix="Rebuild FROM an allowed base, or list the base in spec.knownBaseImages.",
+)
+DENIED_BASE_IMAGES = PolicyRule(
+    "deniedBaseImages",
+    summary="The image is not built on a denied base",
+    description=f"The image's base, {_FOUND}, matches none of deniedBaseImages.",
+    fix="Rebuild FROM an allowed base.",
+)
 
 
 def reads(rules: Rules) -> Reads:
@@ -63,7 +80,7 @@ def _check_base(
     denied_bases = [base for base in bases if _base_matches(base, denied)]
     if denied_bases:
         report.violation(
-            "deniedBaseImages",
+            DENIED_BASE_IMAGES.name,
             f"is built on {_describe_all(denied_bases)}, which {report.policy_name} denies ({', '.join(denied)}). "
             f"Rebuild FROM an allowed base{_suggest(allowed)}.",
             limit=", ".join(denied),
@@ -71,7 +88,7 @@ def _check_base(
         )
     if itself_denied and not denied_bases:
         report.violation(
-            "deniedBaseImages",
+            DENIED_BASE_IMAGES.name,
             f"is a base image {report.policy_name} denies ({', '.join(denied)}). "
             f"Build your own image FROM an allowed base{_suggest(allowed)}.",
             limit=", ".join(denied),
@@ -80,14 +97,14 @@ def _check_base(
     decided = bool(denied_bases) or itself_denied
     if denied and not decided and unreadable:
         # A base the layer comparison could not see might be the denied one: undecided is not compliant.
-        _undecided(report, "deniedBaseImages", unreadable)
+        _undecided(report, DENIED_BASE_IMAGES.name, unreadable)
     if allowed is None or image_matches_any(reference, allowed) or decided:
         return  # a denied base is reported once, as denied, not again as "not allowed"
     if unreadable:
-        _undecided(report, "allowedBaseImages", unreadable)
+        _undecided(report, ALLOWED_BASE_IMAGES.name, unreadable)
     elif not bases:
         report.violation(
-            "allowedBaseImages",
+            ALLOWED_BASE_IMAGES.name,
             f"has a base image slimguard could not determine (no org.opencontainers.image.base.name annotation, "
             f"and no known base image shares its layers); {report.policy_name} allows only {', '.join(allowed)}. "
             "Build with the OCI base-image annotations, or list the base in spec.knownBaseImages.",
@@ -96,7 +113,7 @@ def _check_base(
         )
     elif not any(_base_matches(base, allowed) for base in bases):
         report.violation(
-            "allowedBaseImages",
+            ALLOWED_BASE_IMAGES.name,
             f"is built on {_describe_all(bases)}, which is not a base {report.policy_name} allows "
             f"({', '.join(allowed)}). Rebuild FROM an allowed base{_suggest(allowed)}.",
             limit=", ".join(allowed),
@@ -116,7 +133,7 @@ def _undecided(report: Reporter, rule: str, unreadable: Mapping[str, InspectionE
         f"cannot be checked against {rule} of {report.policy_name}: the {noun} {names}, which slimguard "
         f"compares layers with, could not be read ({detail}). It is checked again when the registry answers; "
         "correct spec.knownBaseImages if the reference is wrong.",
-        reason="BaseImageUnreadable",
+        reason=InspectionReason.BASE_IMAGE_UNREADABLE,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from slimguard.core.errors import InspectionReason
 from slimguard.core.evaluation.context import Context
 from slimguard.core.evaluation.verdict import Finding, FindingKind
 from slimguard.core.facts.content import ContentFacts
@@ -75,7 +76,7 @@ class Reporter:
     ) -> None:
         self._add(rule, message, FindingKind.VIOLATION, limit, actual, excess_bytes=excess_bytes)
 
-    def error(self, rule: str, message: str, *, reason: str, detail: str | None = None) -> None:
+    def error(self, rule: str, message: str, *, reason: InspectionReason, detail: str | None = None) -> None:
         self._add(rule, message, FindingKind.ERROR, None, None, reason=reason, detail=detail)
 
     def _add(
@@ -129,15 +130,44 @@ class Subject:
 
 
 @dataclass(frozen=True, slots=True)
-class Rule:
-    """A rule family: what it reads (facts of the image, bases, reports) and its check.
+class PolicyRule:
+    """One rule as users meet it: its name and the help a code-scanning alert (SARIF) gives for it.
+
+    ``name`` is the field of ``spec.rules`` that sets it, and the rule every finding, PolicyReport result, SARIF
+    rule and ``slimguard_violations`` label names: public, so it never changes. A finding of one part of a rule
+    is named ``name.part`` (``vulnerabilities.maxCritical``). Two rules no field sets name image-wide error
+    findings (``inspection``, ``reference``: ``core.evaluation.rules.IMAGE_WIDE``).
+    """
+
+    name: str
+    summary: str
+    """SARIF's shortDescription."""
+    description: str
+    """What it checks: SARIF's fullDescription, and the README's table of rules."""
+    fix: str
+    """What to do about a finding: SARIF's help, and the README's table of rules."""
+    anchor: str = "the-rules"
+    """The README section that explains it (SARIF's helpUri)."""
+
+    def part(self, name: str) -> str:
+        """``vulnerabilities.maxCritical``: the name of a finding of one part of the rule."""
+        return f"{self.name}.{name}"
+
+
+@dataclass(frozen=True, slots=True)
+class RuleFamily:
+    """A module of ``core.evaluation.rules``: the rules it checks, what it reads (facts of the image, bases,
+    reports) and its check.
 
     A check runs for every policy and returns at once when its fields are not set.
     """
 
     name: str
+    """The module's name (``sizes``); the rules users see are ``checks``."""
     reads: Callable[[Rules], Reads]
     check: Callable[[Subject], None]
+    checks: tuple[PolicyRule, ...]
+    """The rules of ``spec.rules`` this family checks, each declared in its module, in the order reports list them."""
 
 
 def content_or_pending(report: Reporter, rule: str, image: PlatformImage) -> ContentFacts | None:
@@ -151,6 +181,6 @@ def content_or_pending(report: Reporter, rule: str, image: PlatformImage) -> Con
             rule,
             f"has no content facts yet ({image.platform}): slimguard's controller is reading its layers and the "
             "image's ImageReport is on its way",
-            reason="ContentPending",
+            reason=InspectionReason.CONTENT_PENDING,
         )
     return image.content

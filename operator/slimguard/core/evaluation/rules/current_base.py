@@ -12,15 +12,22 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from slimguard.core.errors import InspectionError, InvalidReference
-from slimguard.core.evaluation.rules.common import NOTHING, Reads, Subject
+from slimguard.core.errors import InspectionError, InspectionReason, InvalidReference
+from slimguard.core.evaluation.rules.common import NOTHING, PolicyRule, Reads, Subject
 from slimguard.core.facts.bases import short_name, tag_reference
 from slimguard.core.facts.image_facts import BaseImage, FactsNeeds, FactsOrError, ImageFacts, PlatformImage
 from slimguard.core.facts.vulnerabilities import DigestReports, SeverityCounts
 from slimguard.core.model.policy import ImagePolicy, Rules
 from slimguard.core.model.reference import ImageReference
 
-RULE = "requireCurrentBase"
+REQUIRE_CURRENT_BASE = PolicyRule(
+    "requireCurrentBase",
+    summary="The image is built on its base's current version",
+    description="With requireCurrentBase: true, the base the image was built on is what the base's tag points to "
+    "now, compared per platform manifest.",
+    fix="Rebuild the image, so that it picks up its base's current version and its fixes.",
+)
+RULE = REQUIRE_CURRENT_BASE.name
 
 
 def reads(rules: Rules) -> Reads:
@@ -120,7 +127,7 @@ def _moved_by_annotation(subject: Subject, base: BaseImage, image: PlatformImage
             RULE,
             f"cannot be checked against {RULE} of {subject.report.policy_name}: its base {tag} could not be read "
             f"({why}). It is checked again when the registry answers.",
-            reason="BaseImageUnreadable",
+            reason=InspectionReason.BASE_IMAGE_UNREADABLE,
         )
         return None
     current = now.for_platform(image.platform)

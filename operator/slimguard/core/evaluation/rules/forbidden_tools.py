@@ -12,15 +12,22 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
 from slimguard.core.evaluation.rules.blame import BLAMED_LAYERS, layer_step
-from slimguard.core.evaluation.rules.common import NOTHING, Reads, Subject, content_or_pending
+from slimguard.core.evaluation.rules.common import NOTHING, PolicyRule, Reads, Subject, content_or_pending
 from slimguard.core.facts.content import ContentFacts
 from slimguard.core.facts.image_facts import FactsNeeds, PlatformImage
 from slimguard.core.model.policy import Rules
 from slimguard.core.model.tools import category_named, executable_rank, package_rank
 
-RULE = "forbiddenTools"
 SHOWN_PER_KIND = 4
 HINT = "Build in a builder stage and COPY only the result into a final stage that has none of them."
+FORBIDDEN_TOOLS = PolicyRule(
+    "forbiddenTools",
+    summary="No forbidden tools are in the image",
+    description="Each required platform's final file system holds no tool of the forbiddenTools categories "
+    "(found by executable name and by package) and no executable its path globs match.",
+    fix=HINT,
+)
+RULE = FORBIDDEN_TOOLS.name
 
 
 def reads(rules: Rules) -> Reads:

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+from slimguard.core.errors import InspectionReason
 from slimguard.core.evaluation.rules.blame import largest_layers
-from slimguard.core.evaluation.rules.common import NOTHING, Reads, Subject, content_or_pending
+from slimguard.core.evaluation.rules.common import NOTHING, PolicyRule, Reads, Subject, content_or_pending
 from slimguard.core.facts.image_facts import FactsNeeds
 from slimguard.core.model.policy import Rules
 
-RULE = "maxPackages"
 HINT = (
     "Install only what the app needs at run time (apt-get install --no-install-recommends), or build in one "
     "stage and copy the result onto a slim or distroless base."
 )
+MAX_PACKAGES = PolicyRule(
+    "maxPackages",
+    summary="The OS package count is within the limit",
+    description="Each required platform's final file system holds at most maxPackages OS packages (dpkg, apk, "
+    "rpm), read from the layers.",
+    fix=HINT,
+)
+RULE = MAX_PACKAGES.name
 
 
 def reads(rules: Rules) -> Reads:
@@ -34,7 +42,7 @@ def check(subject: Subject) -> None:
             report.error(
                 RULE,
                 f"has OS packages slimguard cannot count ({image.platform}): {packages.unknown_reason}",
-                reason="UnknownPackageCount",
+                reason=InspectionReason.UNKNOWN_PACKAGE_COUNT,
             )
             continue
         if packages.count <= limit:

@@ -2,13 +2,35 @@
 
 from __future__ import annotations
 
+from slimguard.core.errors import InspectionReason
 from slimguard.core.evaluation.rules.blame import largest_layers
-from slimguard.core.evaluation.rules.common import NOTHING, Reads, Reporter, Subject
+from slimguard.core.evaluation.rules.common import NOTHING, PolicyRule, Reads, Reporter, Subject
 from slimguard.core.facts.image_facts import FactsNeeds, PlatformImage
 from slimguard.core.model.policy import Rules
 from slimguard.core.model.quantity import format_bytes
 
 SLIM_HINT = "Use a multi-stage build with a slim, alpine or distroless final stage."
+LAYERS_HINT = "Combine RUN steps, or copy the result of a build stage in one COPY."
+
+MAX_COMPRESSED_SIZE = PolicyRule(
+    "maxCompressedSize",
+    summary="The compressed size is within the limit",
+    description="Each required platform's image is at most maxCompressedSize compressed: what a node pulls.",
+    fix=SLIM_HINT,
+)
+MAX_UNCOMPRESSED_SIZE = PolicyRule(
+    "maxUncompressedSize",
+    summary="The uncompressed size is within the limit",
+    description="Each required platform's image is at most maxUncompressedSize uncompressed: what a node unpacks, "
+    "read from the layers' gzip trailers and zstd headers, never by pulling them.",
+    fix=SLIM_HINT,
+)
+MAX_LAYERS = PolicyRule(
+    "maxLayers",
+    summary="The layer count is within the limit",
+    description="Each required platform's image has at most maxLayers layers.",
+    fix=LAYERS_HINT,
+)
 
 
 def reads(rules: Rules) -> Reads:
@@ -22,25 +44,27 @@ def check(subject: Subject) -> None:
     for image in subject.images:
         platform = str(image.platform)
         if image.compressed_measured:
-            _size_check(report, "maxCompressedSize", image.compressed_size, rules.compressed_limit, "compressed", image)
+            _size_check(
+                report, MAX_COMPRESSED_SIZE.name, image.compressed_size, rules.compressed_limit, "compressed", image
+            )
         else:
             _unmeasured_compressed_check(report, image.compressed_size, rules.compressed_limit, platform)
         if rules.uncompressed_limit is not None:
             uncompressed = image.uncompressed_size
             if uncompressed is None:
                 report.error(
-                    "maxUncompressedSize",
+                    MAX_UNCOMPRESSED_SIZE.name,
                     f"has layers whose uncompressed size is unknown ({platform})",
-                    reason="UnknownUncompressedSize",
+                    reason=InspectionReason.UNKNOWN_UNCOMPRESSED_SIZE,
                 )
             else:
                 what = "uncompressed (estimated)" if image.uncompressed_estimated else "uncompressed"
-                _size_check(report, "maxUncompressedSize", uncompressed, rules.uncompressed_limit, what, image)
+                _size_check(report, MAX_UNCOMPRESSED_SIZE.name, uncompressed, rules.uncompressed_limit, what, image)
         if rules.max_layers is not None and len(image.layers) > rules.max_layers:
             report.violation(
-                "maxLayers",
+                MAX_LAYERS.name,
                 f"has {len(image.layers)} layers ({platform}); {report.policy_name} allows {rules.max_layers}. "
-                f"{largest_layers(image)} Combine RUN steps, or copy the result of a build stage in one COPY.",
+                f"{largest_layers(image)} {LAYERS_HINT}",
                 limit=str(rules.max_layers),
                 actual=str(len(image.layers)),
             )
@@ -52,17 +76,17 @@ def _unmeasured_compressed_check(report: Reporter, uncompressed: int, limit: int
     if limit is None or uncompressed <= limit:
         return
     report.error(
-        "maxCompressedSize",
+        MAX_COMPRESSED_SIZE.name,
         f"is {format_bytes(uncompressed)} uncompressed ({platform}) in the local Docker engine, which holds no "
         f"compressed size; {report.policy_name} allows {format_bytes(limit)} compressed. Pass --measure-compressed "
         "to compress the layers and measure, or check the pushed image.",
-        reason="CompressedSizeUnknown",
+        reason=InspectionReason.COMPRESSED_SIZE_UNKNOWN,
     )
 
 
 def _size_check(report: Reporter, rule: str, size: int, limit: int | None, what: str, image: PlatformImage) -> None:
     if limit is not None and size > limit:
-        blame = largest_layers(image, uncompressed=rule == "maxUncompressedSize")
+        blame = largest_layers(image, uncompressed=rule == MAX_UNCOMPRESSED_SIZE.name)
         actual, allowed = format_bytes(size), format_bytes(limit)
         if actual == allowed:  # rounding hid the excess ("200 MiB; allows 200 MiB"): show the bytes
             actual, allowed = f"{actual} ({size} bytes)", f"{allowed} ({limit} bytes)"

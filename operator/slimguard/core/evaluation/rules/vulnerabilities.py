@@ -4,10 +4,20 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from slimguard.core.evaluation.rules.common import NOTHING, Reads, Subject
+from slimguard.core.evaluation.rules.common import NOTHING, PolicyRule, Reads, Subject
 from slimguard.core.facts.image_facts import FactsNeeds, ImageFacts
 from slimguard.core.facts.vulnerabilities import select_report
 from slimguard.core.model.policy import Decision, Rules
+
+FIX = "Rebuild on a patched or smaller base image."
+VULNERABILITIES = PolicyRule(
+    "vulnerabilities",
+    summary="Known vulnerabilities are within the limits",
+    description="The worst current Trivy Operator VulnerabilityReport for the digest that runs counts at most "
+    "maxCritical, maxHigh and maxMedium vulnerabilities (vulnerabilities.maxCritical, ... findings); with "
+    "onMissingReport: Deny, a current report exists (vulnerabilities.onMissingReport).",
+    fix=FIX,
+)
 
 
 def reads(rules: Rules) -> Reads:
@@ -76,7 +86,7 @@ def check(subject: Subject) -> None:
             else:
                 why = f"it has no VulnerabilityReport for digest {facts.digest}"
             report.violation(
-                "vulnerabilities.onMissingReport",
+                VULNERABILITIES.part("onMissingReport"),
                 f"cannot be vouched for: {why}; {report.policy_name} requires a current scan "
                 "(onMissingReport: Deny). Wait for Trivy Operator to scan it.",
                 limit="current report",
@@ -93,11 +103,10 @@ def check(subject: Subject) -> None:
     for severity, limit, actual in checks:
         if limit is not None and actual > limit:
             report.violation(
-                f"vulnerabilities.max{severity.capitalize()}",
+                VULNERABILITIES.part(f"max{severity.capitalize()}"),
                 f"has {actual}{fixable} {severity} {'vulnerability' if actual == 1 else 'vulnerabilities'} "
                 f"(VulnerabilityReport "
-                f"{found.namespace}/{found.name}); {report.policy_name} allows {limit}. "
-                "Rebuild on a patched or smaller base image.",
+                f"{found.namespace}/{found.name}); {report.policy_name} allows {limit}. {FIX}",
                 limit=str(limit),
                 actual=str(actual),
             )
