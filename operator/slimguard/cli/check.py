@@ -30,10 +30,6 @@ from slimguard.registry.inspector import ImageInspector
 from slimguard.registry.settings import RegistrySettings
 
 
-class UsageError(Exception):
-    """Wrong or missing arguments: exit 2 with this message."""
-
-
 def load_policy_files(paths: Sequence[str]) -> tuple[ImagePolicy, ...]:
     policies: list[ImagePolicy] = []
     for path in paths:
