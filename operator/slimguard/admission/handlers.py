@@ -99,7 +99,7 @@ def build_registry(settings: WebhookSettings) -> kopf.OperatorRegistry:
         view.observe_namespace(body, deleted=is_deletion(event))
 
     # No ReplicaSet watch: at admission a Deployment's new image has no ReplicaSet (nor report) yet, and the
-    # watch cost the webhook more CPU than its reviews did (bench/ADMISSION.md).
+    # watch cost the webhook more CPU than its reviews did (bench/README.md, "Why slimguard missed, from profiles").
     @kopf.on.event(*VULNERABILITY_REPORT_RESOURCE, registry=registry)
     async def observe_report(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
         view.observe_report(body, deleted=is_deletion(event))
