@@ -10,7 +10,7 @@ import httpcore
 from slimguard.engine.alternatives import SlimmerBaseFinder
 from slimguard.engine.bases import BaseLookups
 from slimguard.engine.credentials import PullCredentials
-from slimguard.engine.facts import Evaluator
+from slimguard.engine.evaluator import Evaluator
 from slimguard.engine.reported_facts import Learned, ReportedInspector
 from slimguard.engine.view import ClusterView
 from slimguard.kube.gateway import KubeGateway

@@ -21,7 +21,7 @@ from slimguard.core.errors import InspectionError
 from slimguard.core.facts.image_facts import ImageFacts
 from slimguard.core.model.workload import STATUS_LABEL, WorkloadKey
 from slimguard.engine.credentials import PullCredentials
-from slimguard.engine.facts import Evaluator
+from slimguard.engine.evaluator import Evaluator
 from slimguard.engine.view import ClusterView
 from slimguard.registry.settings import RegistrySettings
 

@@ -14,7 +14,7 @@ from controller.test_audit import FakeKube, GatedInspector, deployment_body, fat
 from slimguard.controller.audit import AuditController
 from slimguard.controller.handlers import enforcement_summary
 from slimguard.engine.credentials import PullCredentials
-from slimguard.engine.facts import Evaluator
+from slimguard.engine.evaluator import Evaluator
 from slimguard.engine.view import ClusterView
 from slimguard.kube.gateway import NotLeader
 
