@@ -60,7 +60,7 @@ def build_registry(settings: WebhookSettings) -> kopf.OperatorRegistry:
         await reports.sync(kube)  # a new replica answers from the reports from its first review
         # The webhook reads no layer (admission has seconds): the controller reads them and writes the report.
         engine = build_engine(
-            registry=webhook_settings.registry, kube=kube, view=view, reports=reports, read_layers=False
+            registry=webhook_settings.registry, kube=kube, view=view, store=reports, read_layers=False
         )
         reviewer = Reviewer(evaluator=engine.evaluator, view=view, deadline=webhook_settings.deadline_seconds)
         server = WebhookServer(reviewer=reviewer, view=view, settings=server_settings)

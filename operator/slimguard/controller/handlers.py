@@ -16,12 +16,11 @@ from prometheus_client import REGISTRY, start_http_server
 
 from slimguard import metrics
 from slimguard.controller.audit import AuditController
-from slimguard.controller.image_reports import ReportKeeper, digests_in_use, slimmer_bases_by_digest
+from slimguard.controller.image_reports import ReportKeeper, digests_in_use
 from slimguard.controller.policy_reports import PolicyReports
 from slimguard.controller.settings import ControllerSettings
 from slimguard.controller.timers import Backoff
 from slimguard.core.evaluation import enforcement
-from slimguard.core.evaluation.plan import Plan
 from slimguard.core.evaluation.verdict import Verdict
 from slimguard.core.facts.vulnerabilities import SeverityCounts
 from slimguard.core.model.workload import made_by_a_workload
@@ -114,7 +113,7 @@ def build_registry(
 
     @kopf.on.event(*IMAGE_REPORT_RESOURCE, registry=registry)
     async def observe_image_report(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
-        memo["engine"].inspector.reports.observe(body, deleted=is_deletion(event))
+        memo["reports"].reports.observe(body, deleted=is_deletion(event))
 
     return registry
 
@@ -233,7 +232,7 @@ async def _start_controller(
 
     def in_use() -> set[str]:  # asked by the keeper's sweeps, once the controller below exists
         workloads = [record.workload for record in controller.workloads.values()]
-        return digests_in_use(workloads, view.active_policies, engine.inspector.resolved)
+        return digests_in_use(workloads, view.active_policies, keeper.resolved)
 
     keeper = ReportKeeper(
         reports=reports,
@@ -246,13 +245,9 @@ async def _start_controller(
         registry=settings.registry,
         kube=kube,
         view=view,
-        reports=reports,
-        learned=keeper.learned,
+        store=keeper,
         network_backend=network_backend,
     )
-
-    def evaluated(chosen: Plan, verdict: Verdict) -> None:
-        keeper.hinted(slimmer_bases_by_digest(chosen, verdict, engine.inspector.resolved))
 
     controller = AuditController(
         evaluator=engine.evaluator,
@@ -265,7 +260,7 @@ async def _start_controller(
             if settings.policy_reports
             else None
         ),
-        evaluated=evaluated,
+        evaluated=keeper.evaluated,
     )
     await controller.start(lead=False)
     log.info("slimguard controller started: %s; %d ImageReports read", settings.describe(), len(reports))
