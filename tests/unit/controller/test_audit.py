@@ -16,7 +16,7 @@ from core.builders import NOW, facts, layers, platform_image
 
 from slimguard.controller import annotations as notes
 from slimguard.controller.audit import AuditController
-from slimguard.controller.handlers import enforcement_summary
+from slimguard.controller.replica import enforcement_summary
 from slimguard.core.errors import InspectionError
 from slimguard.core.facts.image_facts import ImageFacts
 from slimguard.core.model.workload import STATUS_LABEL, WorkloadKey
