@@ -19,6 +19,7 @@ from slimguard.core.errors import InspectionError
 from slimguard.core.facts.content import ContentFacts, PackageCount
 from slimguard.core.facts.image_facts import FactsNeeds, ImageFacts
 from slimguard.core.facts.image_report import report_body
+from slimguard.core.model.reference import ImageReference
 from slimguard.kube.image_reports import ImageReports
 from slimguard.registry.client import RegistryClient
 from slimguard.registry.inspector import DigestStore, ImageInspector
@@ -155,3 +156,17 @@ def test_what_the_registry_or_memory_answered_is_told_to_the_report_writer_and_r
     for source in inspector(network, store):
         ask(source, f"{REPOSITORY}@{image.digest}")
     assert told == []
+
+
+def test_a_tag_answered_from_the_inspectors_memory_is_learned_by_the_keeper(
+    network: NoNetwork, keeper: ReportKeeper
+) -> None:
+    image = facts()
+    tag = f"{REPOSITORY}:1.0"
+    for source in inspector(network, keeper):
+        source._tags.put(source._tag_key(ImageReference.parse(tag), None), image.digest)  # as a HEAD left them
+        source._facts.put(image.digest, image)
+        assert ask(source, tag) == image
+    assert network.attempts == 0
+    assert keeper.resolved[tag] == image.digest
+    assert not keeper.idle  # its report is owed: the registry's answer, not a report's
