@@ -40,6 +40,8 @@ def build_registry(
     async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         settings.posting.level = logging.WARNING
         tune(settings)
+        if (failed := memo.get("replica")) is not None:  # kopf retries a start-up that raised: let that one go
+            await failed.stop()
         api = load_api_client(operator_settings.kubeconfig, user_agent=_user_agent(operator_settings))
         # In the memo before it starts: a start that fails half-way is stopped at cleanup all the same.
         replica = memo["replica"] = ControllerReplica(operator_settings, api, network_backend=network_backend)
