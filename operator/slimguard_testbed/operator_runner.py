@@ -18,6 +18,7 @@ import kopf
 
 from slimguard.controller.audit import AuditController
 from slimguard.controller.handlers import build_registry
+from slimguard.controller.replica import ControllerReplica
 from slimguard.controller.settings import ControllerSettings
 
 
@@ -81,10 +82,10 @@ class InProcessOperator:
 
     @property
     def controller(self) -> AuditController:
-        controller = self.memo.get("controller")
-        if controller is None:
+        replica: ControllerReplica | None = self.memo.get("replica")
+        if replica is None or not replica.started:
             raise RuntimeError("the controller has not started")
-        return controller  # type: ignore[no-any-return]
+        return replica.audit
 
     def failure(self) -> str | None:
         """Why this controller is not running (its thread ended: it crashed, or a stop or restart left it

@@ -39,7 +39,8 @@ from slimguard.core.model.quantity import format_bytes
 from slimguard.core.model.workload import Container, ContainerType, Workload
 from slimguard.engine.alternatives import SlimmerBaseFinder
 from slimguard.engine.bases import BaseLookups
-from slimguard.engine.facts import NO_CLUSTER, Evaluator
+from slimguard.engine.evaluator import Evaluator
+from slimguard.engine.facts import NO_CLUSTER
 from slimguard.registry.client import RegistryClient
 from slimguard.registry.credentials import Credential
 from slimguard.registry.guard import AddressPolicy

@@ -17,7 +17,8 @@ from slimguard.core.evaluation.plan import plan
 from slimguard.core.evaluation.verdict import Finding, FindingKind, Status, Verdict
 from slimguard.core.model.policy import ImagePolicy
 from slimguard.core.model.workload import Container, ContainerType, Workload
-from slimguard.engine.facts import NO_CLUSTER, Evaluator
+from slimguard.engine.evaluator import Evaluator
+from slimguard.engine.facts import NO_CLUSTER
 from slimguard.registry.client import RegistryClient
 from slimguard.registry.guard import AddressPolicy, GuardedNetworkBackend
 from slimguard.registry.inspector import ImageInspector

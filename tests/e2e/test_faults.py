@@ -28,7 +28,7 @@ from slimguard.core.facts.image_facts import FactsNeeds
 from slimguard.core.model.platform import Platform
 from slimguard.core.model.policy import ImagePolicy
 from slimguard.core.model.workload import Container, ContainerType, Workload
-from slimguard.engine.facts import Evaluator
+from slimguard.engine.evaluator import Evaluator
 from slimguard.engine.view import ClusterView
 from slimguard.registry.client import RegistryClient
 from slimguard.registry.credentials import Credential

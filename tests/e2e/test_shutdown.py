@@ -124,7 +124,7 @@ def test_a_controller_stopped_with_registry_reads_in_flight_stops_cleanly_and_wr
         wait_for(f"a registry read held (stop {attempt + 1})", lambda seen=seen: slow_registry.connections > seen)
         controller.stop()  # re-raises whatever the controller's loop raised at shutdown
         assert controller.error is None
-        keeper = controller.memo["reports"]
+        keeper = controller.memo["replica"].keeper
         assert keeper.idle, f"stop {attempt + 1}: ImageReports left unwritten: {keeper._pending}"
     assert _errors_logged(caplog.records) == []
     # What the controllers learned of the quick image was written, though every stop came mid-request.

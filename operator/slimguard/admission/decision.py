@@ -25,7 +25,7 @@ from slimguard.core.evaluation.plan import plan
 from slimguard.core.model.kinds import WORKLOAD_KINDS
 from slimguard.core.model.workload import Workload, normalise, pod_spec_of
 from slimguard.core.text import shorten
-from slimguard.engine.facts import Evaluator
+from slimguard.engine.evaluator import Evaluator
 from slimguard.engine.view import ClusterView
 
 log = logging.getLogger(__name__)

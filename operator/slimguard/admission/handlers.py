@@ -60,7 +60,7 @@ def build_registry(settings: WebhookSettings) -> kopf.OperatorRegistry:
         await reports.sync(kube)  # a new replica answers from the reports from its first review
         # The webhook reads no layer (admission has seconds): the controller reads them and writes the report.
         engine = build_engine(
-            registry=webhook_settings.registry, kube=kube, view=view, reports=reports, read_layers=False
+            registry=webhook_settings.registry, kube=kube, view=view, store=reports, read_layers=False
         )
         reviewer = Reviewer(evaluator=engine.evaluator, view=view, deadline=webhook_settings.deadline_seconds)
         server = WebhookServer(reviewer=reviewer, view=view, settings=server_settings)
@@ -99,7 +99,7 @@ def build_registry(settings: WebhookSettings) -> kopf.OperatorRegistry:
         view.observe_namespace(body, deleted=is_deletion(event))
 
     # No ReplicaSet watch: at admission a Deployment's new image has no ReplicaSet (nor report) yet, and the
-    # watch cost the webhook more CPU than its reviews did (bench/ADMISSION.md).
+    # watch cost the webhook more CPU than its reviews did (bench/README.md, "Why slimguard missed, from profiles").
     @kopf.on.event(*VULNERABILITY_REPORT_RESOURCE, registry=registry)
     async def observe_report(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
         view.observe_report(body, deleted=is_deletion(event))

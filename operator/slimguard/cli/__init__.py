@@ -1,1 +1,2 @@
-"""Command-line entry points: ``slimguard controller`` (and, later, ``webhook`` and ``check``)."""
+"""The ``slimguard`` command: ``controller`` and ``webhook`` (in the cluster), ``check``, ``inspect`` and ``lint``
+(in CI), and ``version``; ``main.py`` declares them, ``check.py`` and the renderers serve the CI commands."""

@@ -23,15 +23,12 @@ from slimguard.core.model.reference import ImageReference
 from slimguard.core.model.workload import Workload
 from slimguard.core.reports.report import ImageResult, InspectedImage, image_result
 from slimguard.docker_engine import DockerFacts, connect, docker_config_credentials
-from slimguard.engine.facts import NO_CLUSTER, Evaluator, FactsSource
+from slimguard.engine.evaluator import Evaluator
+from slimguard.engine.facts import NO_CLUSTER, FactsSource
 from slimguard.registry.client import RegistryClient
 from slimguard.registry.credentials import Credential
 from slimguard.registry.inspector import ImageInspector
 from slimguard.registry.settings import RegistrySettings
-
-
-class UsageError(Exception):
-    """Wrong or missing arguments: exit 2 with this message."""
 
 
 def load_policy_files(paths: Sequence[str]) -> tuple[ImagePolicy, ...]:

@@ -33,7 +33,7 @@ from slimguard.core.evaluation.verdict import FindingKind, Status, Verdict
 from slimguard.core.model.policy import ImagePolicy
 from slimguard.core.model.workload import Workload, WorkloadKey, normalise
 from slimguard.core.text import shorten
-from slimguard.engine.facts import Evaluator
+from slimguard.engine.evaluator import Evaluator
 from slimguard.engine.view import ClusterView
 from slimguard.exhaustion import exit_exhausted, is_exhaustion
 from slimguard.kube.gateway import KubeGateway, NotLeader

@@ -1,12 +1,15 @@
 """The controller's side of ImageReports: write what it learned about each digest, remove what nobody runs.
 
-The inspector tells ``ReportKeeper.learned`` every image it answered from the registry or its memory; a
-background task writes each digest's report once, and again only when it would change (kube.image_reports
-decides). Another task removes the reports of digests no workload has used for the grace period: a digest in
-use is one a workload's container (or a policy's named base) last resolved to.
+The keeper is the controller's inspector's digest store (``registry.inspector.DigestStore``): it answers
+from the ImageReports, and is told every image the inspector answered and the digest it answered it for
+(``resolved``); what came from the registry or the inspector's memory goes to ``learned``. A background task
+writes each digest's report once, and again only when it would change (kube.image_reports decides). Another
+task removes the reports of digests no workload has used for the grace period: a digest in use is one a
+workload's container (or a policy's named base) last resolved to.
 
-The audit tells ``ReportKeeper.hinted`` which slimmer base each policy asking for hints (``slimmerBases``)
-found for each digest it evaluated (``slimmer_bases_by_digest``); the report holds them in ``slimmerBases``.
+The audit tells ``ReportKeeper.evaluated`` each verdict with its plan: ``hinted`` gets which slimmer base each
+policy asking for hints (``slimmerBases``) found for each digest it evaluated (``slimmer_bases_by_digest``);
+the report holds them in ``slimmerBases``.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from slimguard.core.errors import InvalidReference
 from slimguard.core.evaluation.plan import Plan
 from slimguard.core.evaluation.verdict import Verdict
 from slimguard.core.facts.bases import SlimmerBase
-from slimguard.core.facts.image_facts import ImageFacts
+from slimguard.core.facts.image_facts import FactsNeeds, ImageFacts
 from slimguard.core.model.policy import ImagePolicy
 from slimguard.core.model.reference import ImageReference
 from slimguard.core.model.workload import Workload
@@ -114,6 +117,8 @@ class UnusedReports:
 
 
 class ReportKeeper:
+    """Writes and removes the ImageReports; the controller's inspector asks it as its digest store."""
+
     def __init__(
         self,
         *,
@@ -136,10 +141,24 @@ class ReportKeeper:
         """Digest → policy → its hint, as last evaluated; a digest not here keeps the hints its report holds."""
         self._references: dict[str, dict[str, None]] = {}
         self._told: dict[str, tuple[ImageFacts, frozenset[str]]] = {}
+        self.resolved: dict[str, str] = {}
+        """Each image reference → the digest the inspector last answered it for (what the sweeps count as used)."""
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.writes = 0
         self.deletions = 0
+
+    # --- the inspector's digest store ---------------------------------------------------------------------------
+
+    def facts_for(self, digest: str, needs: FactsNeeds) -> ImageFacts | None:
+        return self.reports.facts_for(digest, needs)
+
+    def remember(self, image: str, facts: ImageFacts, *, learned: bool) -> None:
+        self.resolved[image] = facts.digest
+        if learned:
+            self.learned(image, facts)
+
+    # --- what the controller learned and evaluated -------------------------------------------------------------
 
     def learned(self, image: str, facts: ImageFacts) -> None:
         """From the inspector, on the event loop: queue a write unless these facts and this reference are known."""
@@ -151,6 +170,10 @@ class ReportKeeper:
         self._told[facts.digest] = (facts, frozenset(references))
         self._pending[facts.digest] = facts
         self._wake.set()
+
+    def evaluated(self, plan: Plan, verdict: Verdict) -> None:
+        """From the audit, each verdict with the plan it was made by: the slimmer bases it found, by digest."""
+        self.hinted(slimmer_bases_by_digest(plan, verdict, self.resolved))
 
     def hinted(self, found: Mapping[str, Mapping[str, SlimmerBase | None]]) -> None:
         """From the audit (``slimmer_bases_by_digest``): queue a write for each digest whose hints changed."""

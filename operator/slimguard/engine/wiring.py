@@ -1,5 +1,5 @@
-"""One wiring for every in-cluster entry point: registry client → inspector (behind the ImageReports) → pull
-credentials → evaluator."""
+"""One wiring for every in-cluster entry point: registry client → inspector (asking a digest store, the
+ImageReports, between resolving and fetching) → pull credentials → evaluator."""
 
 from __future__ import annotations
 
@@ -10,13 +10,12 @@ import httpcore
 from slimguard.engine.alternatives import SlimmerBaseFinder
 from slimguard.engine.bases import BaseLookups
 from slimguard.engine.credentials import PullCredentials
-from slimguard.engine.facts import Evaluator
-from slimguard.engine.reported_facts import Learned, ReportedInspector
+from slimguard.engine.evaluator import Evaluator
 from slimguard.engine.view import ClusterView
 from slimguard.kube.gateway import KubeGateway
-from slimguard.kube.image_reports import ImageReports
 from slimguard.registry.client import RegistryClient
 from slimguard.registry.guard import GuardedNetworkBackend
+from slimguard.registry.inspector import DigestStore, ImageInspector
 from slimguard.registry.settings import RegistrySettings
 from slimguard.tasks import BackgroundTasks
 
@@ -31,7 +30,7 @@ class Engine:
     """
 
     client: RegistryClient
-    inspector: ReportedInspector
+    inspector: ImageInspector
     view: ClusterView
     evaluator: Evaluator
     tasks: BackgroundTasks
@@ -49,13 +48,13 @@ def build_engine(
     registry: RegistrySettings,
     kube: KubeGateway,
     view: ClusterView,
-    reports: ImageReports | None = None,
-    learned: Learned | None = None,
+    store: DigestStore | None = None,
     network_backend: httpcore.AsyncNetworkBackend | None = None,
     read_layers: bool = True,
 ) -> Engine:
-    """``reports``: the ImageReports the process watches (none: every fact from the registry); ``learned`` is told
-    the facts the registry or memory gave (the controller writes reports from it). ``network_backend`` replaces
+    """``store``: what the inspector asks between resolving a reference and fetching it, and tells what it
+    answered: the ImageReports the webhook watches, or the controller's ReportKeeper over them, which writes
+    reports from what it is told (none: every fact from the registry). ``network_backend`` replaces
     the connector under the SSRF guard (tests instrument it); the guard stays.
 
     ``read_layers``: whether content rules may stream whole layers (the controller); the webhook passes False,
@@ -64,13 +63,7 @@ def build_engine(
     backend = network_backend and GuardedNetworkBackend(registry.address_policy, inner=network_backend)
     client = RegistryClient(registry, backend=backend)
     tasks = BackgroundTasks("the engine")
-    inspector = ReportedInspector(
-        client,
-        reports=reports if reports is not None else ImageReports(),
-        learned=learned,
-        read_layers=read_layers,
-        tasks=tasks,
-    )
+    inspector = ImageInspector(client, read_layers=read_layers, tasks=tasks, store=store)
     evaluator = Evaluator(
         inspector=inspector,
         view=view,

@@ -1,9 +1,11 @@
 """The ImageReports of the cluster, as the watch shows them, and the controller's writes of them.
 
 Both components feed one of these from their watch (and list them all before serving, as they do policies),
-so a digest a report covers is answered from memory. Only the controller writes: one create per digest, an
-update only when the report would change (another platform, the layers' contents read later, a new reference),
-and deletions of reports no workload uses any more (controller.image_reports decides which).
+so a digest a report covers is answered from memory: the webhook's inspector asks it as its digest store
+(``registry.inspector.DigestStore``), the controller's through its ReportKeeper. Only the controller writes:
+one create per digest, an update only when the report would change (another platform, the layers' contents
+read later, a new reference), and deletions of reports no workload uses any more (controller.image_reports
+decides which).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from slimguard.core.facts.bases import SlimmerBase
-from slimguard.core.facts.image_facts import ImageFacts
+from slimguard.core.facts.image_facts import FactsNeeds, ImageFacts
 from slimguard.core.facts.image_report import GarbledReport, StoredReport, merged, read_report, report_body, report_name
 from slimguard.kube.errors import NotFound
 from slimguard.kube.gateway import KubeGateway
@@ -81,6 +83,14 @@ class ImageReports:
         """What the report for ``digest`` says, if there is one a verdict may rely on."""
         stored = self.stored(digest)
         return None if stored is None else stored.facts
+
+    def facts_for(self, digest: str, needs: FactsNeeds) -> ImageFacts | None:
+        """The report's facts for ``digest`` if they hold all ``needs`` asks (the inspector's DigestStore)."""
+        facts = self.facts(digest)
+        return facts if facts is not None and facts.holds(needs) else None
+
+    def remember(self, image: str, facts: ImageFacts, *, learned: bool) -> None:
+        """Nothing: the webhook, which asks these directly, writes no report (the controller's ReportKeeper does)."""
 
     def names(self) -> dict[str, str | None]:
         """Every report's name → the digest it is about (None for a garbled one, which has none to trust)."""

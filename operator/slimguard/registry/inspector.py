@@ -7,7 +7,7 @@ import asyncio
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
 from slimguard import metrics
 from slimguard.core.errors import InspectionError, InspectionReason, InvalidReference
@@ -23,6 +23,28 @@ from slimguard.registry.cache import Coalescer, LruCache, RevalidatingCache, Ttl
 from slimguard.registry.client import RegistryClient
 from slimguard.registry.credentials import Credential, credentials_for
 from slimguard.tasks import BackgroundTasks
+
+
+class DigestStore(Protocol):
+    """Facts kept by digest outside the inspector (in the cluster: the ImageReports), which the inspector asks
+    between resolving a reference and fetching it, and tells what it answered.
+
+    A digest never changes, so what a store holds about one is as good as reading the registry again: a digest
+    reference it covers costs no request, even while the registry is down. A tag moves: it is still resolved
+    (with its HEAD, unless the tag cache knows it), and only what it resolves to is looked up, so a tag costs
+    the requests it cost before when the store has nothing. The store is asked before the inspector's own
+    cache because it can know more than this process read (a webhook reads no layer; the controller wrote their
+    contents). Its lookups are counted as the ``reports`` cache. Called on the event loop: no I/O.
+    """
+
+    def facts_for(self, digest: str, needs: FactsNeeds) -> ImageFacts | None:
+        """The facts kept for ``digest``, if they hold all ``needs`` asks (``ImageFacts.holds``); None otherwise."""
+        ...
+
+    def remember(self, image: str, facts: ImageFacts, *, learned: bool) -> None:
+        """``image`` was answered with ``facts``: ``learned`` when they came from the registry or the inspector's
+        memory (news the store may keep), not when the store itself gave them."""
+        ...
 
 
 def _garbled(reference: ImageReference, what: str) -> InspectionError:
@@ -45,6 +67,8 @@ class ImageInspector:
       the layer walker and its LayerContent kept by layer digest (an LRU bounded by tar entries), so a base's
       layers are read once for every image built on it. The webhook passes ``read_layers=False``: it never
       downloads a layer, and ``PlatformImage.content`` stays None (content rules then say ContentPending).
+    - With a ``store`` (``DigestStore``: the ImageReports), a digest it covers is answered from it, before the
+      failure cache and any request for a digest reference, after the HEAD for a tag.
     """
 
     def __init__(
@@ -56,8 +80,10 @@ class ImageInspector:
         layer_limits: LayerLimits | None = None,
         layer_cache_entries: int = 2_000_000,
         tasks: BackgroundTasks | None = None,
+        store: DigestStore | None = None,
     ) -> None:
         self.client = client
+        self.store = store
         # Coalesced reads and background re-resolves: cancelled by `stop_background` before the client closes.
         self.tasks = tasks if tasks is not None else BackgroundTasks("the image inspector")
         self.read_layers = read_layers
@@ -109,28 +135,45 @@ class ImageInspector:
         The admission path asks this first: a warm decision then never yields to the event loop, so other
         requests' work does not land inside its latency.
         """
+        reads = self._reads(needs)
         try:
-            reference, credential = self._identify(image, credentials, count_miss=False)
+            reference, credential = self._identify(image, credentials)
+            if self.store is not None:
+                # A digest, or the one a tag last resolved to: the store is asked before the failure cache.
+                known = reference.digest or self._tags.get(self._tag_key(reference, credential))
+                if known is not None and (stored := self._stored(known, reads, count_miss=False)) is not None:
+                    self._remember(image, stored, learned=False)
+                    return stored
+            self._raise_recent_failure(reference, credential, count_miss=False)
         except InspectionError as error:
             return error
         digest = self._tags.get(self._tag_key(reference, credential), self._revalidation(reference, credential))
         facts = self._facts.get(digest) if digest is not None else None
-        if facts is not None and self._complete(facts, self._reads(needs)):
+        if facts is not None and facts.holds(reads):
             # Counted only when memory answers: otherwise `inspect` follows and counts the lookups it makes.
             metrics.cache_lookup("tags", hit=True)
             metrics.cache_lookup("facts", hit=True)
+            self._remember(image, facts, learned=True)
             return facts
         return None
 
     async def inspect(self, image: str, needs: FactsNeeds, *, credentials: Sequence[Credential] = ()) -> ImageFacts:
         """Facts for ``image`` holding what ``needs`` asks: its platforms, their layer sizes and contents if asked."""
-        reference, credential = self._identify(image, credentials, count_miss=True)
+        reference, credential = self._identify(image, credentials)
+        reads = self._reads(needs)
+        # Before the failure cache and any request: a store answers a digest even while the registry is down.
+        if reference.digest is not None and (stored := self._stored(reference.digest, reads)) is not None:
+            self._remember(image, stored, learned=False)
+            return stored
+        self._raise_recent_failure(reference, credential, count_miss=True)
         try:
-            return await self._inspect(reference, credential, self._reads(needs))
+            facts, learned = await self._inspect(reference, credential, reads)
         except InspectionError as error:
             metrics.INSPECTION_FAILURES.labels(reason=error.reason).inc()
             self._failures.put(self._failure_key(reference, credential), error)
             raise
+        self._remember(image, facts, learned=learned)
+        return facts
 
     def _reads(self, needs: FactsNeeds) -> FactsNeeds:
         """What is read for this request: what is needed, contents only if this inspector reads layers at all."""
@@ -140,51 +183,60 @@ class ImageInspector:
     def _failure_key(reference: ImageReference, credential: Credential | None) -> tuple[str, str]:
         return (str(reference), credential.username if credential else "")
 
-    def _identify(
-        self, image: str, credentials: Sequence[Credential], *, count_miss: bool
-    ) -> tuple[ImageReference, Credential | None]:
-        """Parse the reference and pick its credential; raises a recent failure for the same pair again."""
+    def _identify(self, image: str, credentials: Sequence[Credential]) -> tuple[ImageReference, Credential | None]:
+        """Parse the reference and pick its credential."""
         try:
             reference = ImageReference.parse(image)
         except InvalidReference as error:
             metrics.INSPECTION_FAILURES.labels(reason=InspectionReason.INVALID_REFERENCE).inc()
             raise InspectionError(str(error), reason=InspectionReason.INVALID_REFERENCE) from None
-        credential = next(iter(credentials_for(reference, credentials)), None)
+        return reference, next(iter(credentials_for(reference, credentials)), None)
+
+    def _raise_recent_failure(
+        self, reference: ImageReference, credential: Credential | None, *, count_miss: bool
+    ) -> None:
+        """Raise a recent failure for the same reference and credential again."""
         failed = self._failures.get(self._failure_key(reference, credential))
         if failed is not None:
             metrics.cache_lookup("failures", hit=True)
             raise failed
         if count_miss:  # `cached` probes first and `inspect` follows: count the miss once
             metrics.cache_lookup("failures", hit=False)
-        return reference, credential
 
-    async def _inspect(self, reference: ImageReference, credential: Credential | None, needs: FactsNeeds) -> ImageFacts:
+    def _stored(self, digest: str, needs: FactsNeeds, *, count_miss: bool = True) -> ImageFacts | None:
+        """The store's facts for ``digest`` if they hold all that is needed (`cached` probes, `inspect` counts)."""
+        if self.store is None:
+            return None
+        facts = self.store.facts_for(digest, needs)
+        if facts is not None or count_miss:
+            metrics.cache_lookup("reports", hit=facts is not None)
+        return facts
+
+    def _remember(self, image: str, facts: ImageFacts, *, learned: bool) -> None:
+        if self.store is not None:
+            self.store.remember(image, facts, learned=learned)
+
+    async def _inspect(
+        self, reference: ImageReference, credential: Credential | None, needs: FactsNeeds
+    ) -> tuple[ImageFacts, bool]:
+        """The facts, and whether they were learned (from the registry or memory) rather than given by the store.
+        ``needs`` is what this inspector reads (never contents for the webhook): a stored report without the
+        layers' contents then still answers, and content rules say ContentPending until the controller's does."""
         digest = await self._resolve(reference, credential)
-        return await self._facts_of(reference, digest, credential, needs)
+        if (stored := self._stored(digest, needs)) is not None:
+            return stored, False
+        return await self._facts_of(reference, digest, credential, needs), True
 
     async def _facts_of(
         self, reference: ImageReference, digest: str, credential: Credential | None, needs: FactsNeeds
     ) -> ImageFacts:
         """A resolved digest's facts: from memory when complete enough, else read once (coalesced)."""
         cached = self._facts.get(digest)
-        hit = cached is not None and self._complete(cached, needs)
+        hit = cached is not None and cached.holds(needs)
         metrics.cache_lookup("facts", hit=hit)
         if cached is not None and hit:
             return cached
         return await self._fetching.run((digest, needs), lambda: self._fetch(reference, digest, credential, needs))
-
-    @staticmethod
-    def _complete(facts: ImageFacts, needs: FactsNeeds) -> bool:
-        for platform in needs.platforms:
-            image = facts.for_platform(platform)
-            listed = any(p.satisfies(platform) for p in facts.listed_platforms) if facts.is_index else False
-            if image is None and listed:
-                return False
-            if image is not None and needs.uncompressed and image.uncompressed_size is None:
-                return False
-            if image is not None and needs.content and image.content is None:
-                return False
-        return True
 
     @staticmethod
     def _tag_key(reference: ImageReference, credential: Credential | None) -> tuple[str, str, str]:

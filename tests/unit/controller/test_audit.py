@@ -16,12 +16,12 @@ from core.builders import NOW, facts, layers, platform_image
 
 from slimguard.controller import annotations as notes
 from slimguard.controller.audit import AuditController
-from slimguard.controller.handlers import enforcement_summary
+from slimguard.controller.replica import enforcement_summary
 from slimguard.core.errors import InspectionError
 from slimguard.core.facts.image_facts import ImageFacts
 from slimguard.core.model.workload import STATUS_LABEL, WorkloadKey
 from slimguard.engine.credentials import PullCredentials
-from slimguard.engine.facts import Evaluator
+from slimguard.engine.evaluator import Evaluator
 from slimguard.engine.view import ClusterView
 from slimguard.registry.settings import RegistrySettings
 

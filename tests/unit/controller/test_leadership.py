@@ -12,9 +12,9 @@ from core.builders import NOW
 
 from controller.test_audit import FakeKube, GatedInspector, deployment_body, fat, policy_body
 from slimguard.controller.audit import AuditController
-from slimguard.controller.handlers import enforcement_summary
+from slimguard.controller.replica import enforcement_summary
 from slimguard.engine.credentials import PullCredentials
-from slimguard.engine.facts import Evaluator
+from slimguard.engine.evaluator import Evaluator
 from slimguard.engine.view import ClusterView
 from slimguard.kube.gateway import NotLeader
 

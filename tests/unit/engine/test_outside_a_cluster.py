@@ -11,7 +11,8 @@ from slimguard.core.errors import InspectionError
 from slimguard.core.evaluation.plan import plan
 from slimguard.core.evaluation.verdict import Status
 from slimguard.core.facts.image_facts import FactsNeeds, ImageFacts
-from slimguard.engine.facts import NO_CLUSTER, Evaluator
+from slimguard.engine.evaluator import Evaluator
+from slimguard.engine.facts import NO_CLUSTER
 from slimguard.registry.credentials import Credential
 
 

@@ -25,7 +25,7 @@ from slimguard.core.model.kinds import WORKLOAD_KINDS
 from slimguard.core.model.platform import Platform
 from slimguard.core.model.reference import ImageReference
 from slimguard.core.model.workload import Workload
-from slimguard.engine.facts import Evaluator
+from slimguard.engine.evaluator import Evaluator
 from slimguard.engine.view import ClusterView
 from slimguard.registry.credentials import Credential, decode_secret_data
 

@@ -12,7 +12,7 @@ from prometheus_client import REGISTRY
 from slimguard.admission.decision import Reviewer
 from slimguard.core.errors import InspectionError
 from slimguard.core.facts.image_facts import FactsNeeds, ImageFacts
-from slimguard.engine.facts import Evaluator
+from slimguard.engine.evaluator import Evaluator
 from slimguard.engine.view import ClusterView
 from slimguard.registry.credentials import Credential
 

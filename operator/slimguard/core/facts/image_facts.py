@@ -106,6 +106,21 @@ class ImageFacts:
         listed = self.listed_platforms or tuple(image.platform for image in self.platforms)
         return tuple(str(platform) for platform in listed)
 
+    def holds(self, needs: FactsNeeds) -> bool:
+        """Whether these facts answer ``needs`` without reading more: each wanted platform the image has was read
+        (a platform an index lists but was not fetched is missing), with its layers' sizes and contents if asked.
+        A wanted platform the image does not have is no gap: evaluation says so from what is here."""
+        for platform in needs.platforms:
+            image = self.for_platform(platform)
+            listed = any(p.satisfies(platform) for p in self.listed_platforms) if self.is_index else False
+            if image is None and listed:
+                return False
+            if image is not None and needs.uncompressed and image.uncompressed_size is None:
+                return False
+            if image is not None and needs.content and image.content is None:
+                return False
+        return True
+
 
 FactsOrError = ImageFacts | InspectionError
 """An image's facts, or why they could not be had (evaluation makes the latter an error finding)."""

@@ -12,11 +12,11 @@ from dataclasses import replace
 from typing import Any
 
 from slimguard.core.facts.image_facts import ImageFacts, Layer, PlatformImage
+from slimguard.core.facts.media_types import DOCKER_MANIFEST
 from slimguard.core.facts.oci import annotated_base, load_document
 from slimguard.core.model.platform import Platform
 
 DOCKER_LAYER_TAR = "application/vnd.docker.image.rootfs.diff.tar"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 _LAYER_STEPS = ("RUN ", "COPY ", "ADD ", "/bin/sh -c #(nop) COPY", "/bin/sh -c #(nop) ADD")
 
 

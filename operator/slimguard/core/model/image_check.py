@@ -109,9 +109,3 @@ def image_workload(image: str) -> Workload:
     """One image as the workload evaluation takes: one unnamed container, so findings say ``image X ...``."""
     container = Container(type=ContainerType.REGULAR, index=0, name="", image=image)
     return Workload(kind="Pod", namespace="", name=CHECK_WORKLOAD_NAME, labels={}, containers=(container,))
-
-
-def without_container(message: str, container: str) -> str:
-    """A cluster finding's message as an image check words it: without the ``container "x": `` it starts with."""
-    prefix = f'container "{container}": '
-    return message.removeprefix(prefix)

@@ -1,25 +1,28 @@
-"""The facts source both components use: a digest an ImageReport covers is answered without a request; a tag
-still needs its HEAD; a report that lacks what is wanted (or is garbled) answers nothing."""
+"""The inspector with the ImageReports as its digest store, as both components use it: a digest an ImageReport
+covers is answered without a request; a tag still needs its HEAD; a report that lacks what is wanted (or is
+garbled) answers nothing; what the registry or memory answered is told to the store, and the store's own not."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpcore
 import pytest
-from core.builders import AMD64, ARM64, facts, platform_image
+from core.builders import AMD64, ARM64, NOW, facts, platform_image
 
+from slimguard.controller.image_reports import ReportKeeper
 from slimguard.core.errors import InspectionError
 from slimguard.core.facts.content import ContentFacts, PackageCount
 from slimguard.core.facts.image_facts import FactsNeeds, ImageFacts
 from slimguard.core.facts.image_report import report_body
-from slimguard.engine.reported_facts import ReportedInspector
+from slimguard.core.model.reference import ImageReference
 from slimguard.kube.image_reports import ImageReports
 from slimguard.registry.client import RegistryClient
+from slimguard.registry.inspector import DigestStore, ImageInspector
 from slimguard.registry.settings import RegistrySettings
 
 REPOSITORY = "registry.example.com/shop/api"
@@ -50,15 +53,36 @@ def reports() -> ImageReports:
     return ImageReports()
 
 
-def inspector(network: NoNetwork, reports: ImageReports, **options: Any) -> Iterator[ReportedInspector]:
+@pytest.fixture
+def keeper(reports: ImageReports) -> ReportKeeper:
+    """The controller's store: the reports behind a keeper that writes what it is told (nothing here)."""
+    return ReportKeeper(reports=reports, kube=None, in_use=set, clock=lambda: NOW)  # type: ignore[arg-type]
+
+
+@dataclass
+class Telling:
+    """A store over the reports that records what the inspector told it was learned."""
+
+    reports: ImageReports
+    told: list[tuple[str, str]] = field(default_factory=list)
+
+    def facts_for(self, digest: str, needs: FactsNeeds) -> ImageFacts | None:
+        return self.reports.facts_for(digest, needs)
+
+    def remember(self, image: str, facts: ImageFacts, *, learned: bool) -> None:
+        if learned:
+            self.told.append((image, facts.digest))
+
+
+def inspector(network: NoNetwork, store: DigestStore, **options: Any) -> Iterator[ImageInspector]:
     client = RegistryClient(RegistrySettings(), backend=network, sleep=lambda _: asyncio.sleep(0))  # no backoff waits
-    yield ReportedInspector(client, reports=reports, **options)
+    yield ImageInspector(client, store=store, **options)
     asyncio.run(client.aclose())
 
 
 @pytest.fixture
-def source(network: NoNetwork, reports: ImageReports) -> Iterator[ReportedInspector]:
-    yield from inspector(network, reports)
+def source(network: NoNetwork, keeper: ReportKeeper) -> Iterator[ImageInspector]:
+    yield from inspector(network, keeper)
 
 
 def file(reports: ImageReports, image: ImageFacts, **change: Any) -> None:
@@ -68,12 +92,12 @@ def file(reports: ImageReports, image: ImageFacts, **change: Any) -> None:
     reports.observe(body)
 
 
-def ask(source: ReportedInspector, image: str, platforms: Iterable[Any] = (AMD64,), **need: Any) -> Any:
+def ask(source: ImageInspector, image: str, platforms: Iterable[Any] = (AMD64,), **need: Any) -> Any:
     return source.cached(image, FactsNeeds(frozenset(platforms), **need))
 
 
 def test_a_digest_reference_with_a_report_is_answered_without_a_request(
-    source: ReportedInspector, reports: ImageReports, network: NoNetwork
+    source: ImageInspector, reports: ImageReports, keeper: ReportKeeper, network: NoNetwork
 ) -> None:
     image = facts()
     file(reports, image)
@@ -81,11 +105,11 @@ def test_a_digest_reference_with_a_report_is_answered_without_a_request(
     assert ask(source, pinned) == image
     assert asyncio.run(source.inspect(pinned, FactsNeeds(frozenset({AMD64})))) == image
     assert network.attempts == 0
-    assert source.resolved[pinned] == image.digest  # in use, for the controller's GC
+    assert keeper.resolved[pinned] == image.digest  # in use, for the controller's GC
 
 
 def test_a_tag_is_resolved_with_the_registry_even_when_a_report_exists(
-    source: ReportedInspector, reports: ImageReports, network: NoNetwork
+    source: ImageInspector, reports: ImageReports, network: NoNetwork
 ) -> None:
     file(reports, facts())
     assert ask(source, f"{REPOSITORY}:1.0") is None  # which digest the tag names now, only a HEAD can say
@@ -94,13 +118,13 @@ def test_a_tag_is_resolved_with_the_registry_even_when_a_report_exists(
     assert network.attempts >= 1
 
 
-def test_a_garbled_report_answers_nothing(source: ReportedInspector, reports: ImageReports) -> None:
+def test_a_garbled_report_answers_nothing(source: ImageInspector, reports: ImageReports) -> None:
     image = facts()
     file(reports, image, platforms="all of them")
     assert ask(source, f"{REPOSITORY}@{image.digest}") is None
 
 
-def test_a_report_without_a_wanted_platform_answers_nothing(source: ReportedInspector, reports: ImageReports) -> None:
+def test_a_report_without_a_wanted_platform_answers_nothing(source: ImageInspector, reports: ImageReports) -> None:
     index = facts(platform_image(platform=AMD64), listed=[AMD64, ARM64])
     file(reports, index)
     pinned = f"{REPOSITORY}@{index.digest}"
@@ -125,9 +149,24 @@ def test_contents_are_read_by_the_controller_but_the_webhook_takes_the_report_as
 def test_what_the_registry_or_memory_answered_is_told_to_the_report_writer_and_reports_are_not(
     network: NoNetwork, reports: ImageReports
 ) -> None:
-    told: list[tuple[str, str]] = []
+    store = Telling(reports)
+    told = store.told
     image = facts()
     file(reports, image)
-    for source in inspector(network, reports, learned=lambda ref, found: told.append((ref, found.digest))):
+    for source in inspector(network, store):
         ask(source, f"{REPOSITORY}@{image.digest}")
     assert told == []
+
+
+def test_a_tag_answered_from_the_inspectors_memory_is_learned_by_the_keeper(
+    network: NoNetwork, keeper: ReportKeeper
+) -> None:
+    image = facts()
+    tag = f"{REPOSITORY}:1.0"
+    for source in inspector(network, keeper):
+        source._tags.put(source._tag_key(ImageReference.parse(tag), None), image.digest)  # as a HEAD left them
+        source._facts.put(image.digest, image)
+        assert ask(source, tag) == image
+    assert network.attempts == 0
+    assert keeper.resolved[tag] == image.digest
+    assert not keeper.idle  # its report is owed: the registry's answer, not a report's
