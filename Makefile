@@ -2,7 +2,7 @@
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint unit e2e bench release release-tools
+.PHONY: setup demo test lint unit e2e bench generate verify-generated release release-tools
 
 setup:
 	bash scripts/bootstrap.sh
@@ -24,6 +24,20 @@ unit: setup
 
 e2e: setup
 	$(BIN)/pytest tests/e2e
+
+# What is written from a source kept elsewhere: the chart's and the kustomize base's CRDs (from crds/, the one
+# place a CRD is edited), the chart README's values table (from values.yaml and values.schema.json), and the
+# dashboard and PrometheusRule (scripts/monitoring.py). verify-generated writes nothing and fails when one is
+# stale; the suite checks the same (tests/unit/test_crd_copies.py, tests/e2e/test_chart.py, test_monitoring_artifacts.py).
+generate:
+	$(BIN)/python scripts/crd_copies.py
+	$(BIN)/python scripts/chart_readme.py
+	$(BIN)/python scripts/monitoring.py
+
+verify-generated:
+	$(BIN)/python scripts/crd_copies.py --check
+	$(BIN)/python scripts/chart_readme.py --check
+	$(BIN)/python scripts/monitoring.py --check
 
 bench: setup
 	$(BIN)/python bench/audit_scale.py

@@ -1,4 +1,5 @@
-"""slimguard's monitoring artefacts: `python scripts/monitoring.py` writes what the chart and kustomize ship.
+"""slimguard's monitoring artefacts: `python scripts/monitoring.py` (make generate) writes what the chart and
+kustomize ship; `--check` (make verify-generated) exits 1, naming each stale file, and writes nothing.
 
 - The Grafana dashboard, written here as data (plain Python, no dependency: every panel is a title, a
   description, a visualisation and its PromQL), to deploy/helm/slimguard/files/dashboards/ and, byte for byte,
@@ -571,7 +572,12 @@ def outputs() -> dict[Path, str]:
     return {**dict.fromkeys(DASHBOARDS, dashboard_text), PROMETHEUS_RULE: render_prometheus_rule()}
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    if "--check" in (sys.argv[1:] if argv is None else argv):  # make verify-generated: change nothing
+        stale = [path for path, text in outputs().items() if not path.exists() or path.read_text() != text]
+        for path in stale:
+            print(f"{path.relative_to(REPO)} is stale: run make generate", file=sys.stderr)
+        return 1 if stale else 0
     for path, text in outputs().items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
