@@ -13,6 +13,12 @@ import yaml
 
 from slimguard_testbed import ControlPlane
 
+# The object bodies are the test bed's, shared with the benchmarks; the tests import them from here.
+from slimguard_testbed.workloads import deployment as deployment
+from slimguard_testbed.workloads import image_policy as image_policy
+from slimguard_testbed.workloads import namespace as namespace
+from slimguard_testbed.workloads import pod as pod
+
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "deploy" / "helm" / "slimguard"
 # The webhook configuration the e2e tests register (pointed at their replicas by `url`).
@@ -107,47 +113,6 @@ def wait_for_status(
 
 def violations(found: dict[str, str]) -> list[dict[str, str]]:
     return list(json.loads(found.get(VIOLATIONS) or "[]"))
-
-
-def namespace(name: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels or {}}}
-
-
-def deployment(
-    name: str,
-    namespace: str,
-    image: str,
-    *,
-    pull_secrets: tuple[str, ...] = (),
-    container: str = "api",
-    init_image: str | None = None,
-) -> dict[str, Any]:
-    pod_spec: dict[str, Any] = {"containers": [{"name": container, "image": image}]}
-    if pull_secrets:
-        pod_spec["imagePullSecrets"] = [{"name": secret} for secret in pull_secrets]
-    if init_image:
-        pod_spec["initContainers"] = [{"name": "init", "image": init_image}]
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "namespace": namespace, "labels": {"app": name}},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {"metadata": {"labels": {"app": name}}, "spec": pod_spec},
-        },
-    }
-
-
-def image_policy(
-    name: str, rules: dict[str, Any], *, namespaces: list[str], mode: str = "Audit", **extra: Any
-) -> dict[str, Any]:
-    return {
-        "apiVersion": "slimguard.dev/v1alpha1",
-        "kind": "ImagePolicy",
-        "metadata": {"name": name},
-        "spec": {"mode": mode, "match": {"namespaces": namespaces}, "rules": rules, **extra},
-    }
 
 
 def chart_readme() -> Any:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
-from cluster import apply, deployment, get, image_policy, namespace, status, wait_for
+from cluster import apply, deployment, get, image_policy, namespace, pod, status, wait_for
 
 from slimguard_testbed import ControlPlane, Registry
 from slimguard_testbed.images import push_image
@@ -25,13 +25,6 @@ def kubectl_apply(
     plane: ControlPlane, *documents: dict[str, Any], extra: tuple[str, ...] = ()
 ) -> subprocess.CompletedProcess[str]:
     return plane.kubectl("apply", *extra, "-f", "-", input=yaml.safe_dump_all(documents), check=False)
-
-
-def pod(name: str, ns: str, image: str, *, init_image: str | None = None) -> dict[str, Any]:
-    spec: dict[str, Any] = {"containers": [{"name": "api", "image": image}]}
-    if init_image:
-        spec["initContainers"] = [{"name": "init", "image": init_image}]
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns}, "spec": spec}
 
 
 @pytest.fixture(scope="module")
