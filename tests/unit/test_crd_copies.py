@@ -6,32 +6,22 @@ edited in one place alone would install one schema with `kubectl apply -f crds/`
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
-from types import ModuleType
 
+import pytest
 import yaml
+
+from scripts import crd_copies  # what `make generate` runs (pytest's pythonpath has the repository root)
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def crd_copies() -> ModuleType:
-    """scripts/crd_copies.py as a module: what `make generate` runs."""
-    spec = importlib.util.spec_from_file_location("slimguard_crd_copies", REPO / "scripts" / "crd_copies.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_every_crd_copy_is_what_make_generate_writes_from_crds() -> None:
-    assert crd_copies().stale() == [], "edit the CRD in crds/, then run make generate"
+    assert crd_copies.stale() == [], "edit the CRD in crds/, then run make generate"
 
 
 def test_each_copy_is_the_source_under_a_line_that_names_it() -> None:
-    module = crd_copies()
-    copies = module.expected()
+    copies = crd_copies.expected()
     sources = sorted((REPO / "crds").glob("*.yaml"))
     assert {path.name for path in copies} == {path.name for path in sources} != set()
     assert {path.parent for path in copies} == {
@@ -46,14 +36,13 @@ def test_each_copy_is_the_source_under_a_line_that_names_it() -> None:
         assert list(yaml.safe_load_all(text)) == list(yaml.safe_load_all(source.read_text()))
 
 
-def test_drift_is_named_with_the_file_and_the_fix(tmp_path: Path) -> None:
-    module = crd_copies()
+def test_drift_is_named_with_the_file_and_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     copy = tmp_path / "crds"
     copy.mkdir()
     source = sorted((REPO / "crds").glob("*.yaml"))[0]
-    (copy / source.name).write_text(module.banner(source) + source.read_text().replace("v1alpha1", "v1beta1"))
+    (copy / source.name).write_text(crd_copies.banner(source) + source.read_text().replace("v1alpha1", "v1beta1"))
     (copy / "leftover.yaml").write_text("---\n")
-    module.COPIES = (copy,)
-    found = module.stale()
+    monkeypatch.setattr(crd_copies, "COPIES", (copy,))
+    found = crd_copies.stale()
     assert any(source.name in problem and "differs from its source" in problem for problem in found), found
     assert any("leftover.yaml has no source in crds/" in problem for problem in found), found
