@@ -1,0 +1,287 @@
+"""What admission_latency.py measures, its targets, and the report it prints: create latency per variant and
+kind, their ratios, slimguard's decision time (from its histogram), registry requests per never-seen image and the
+direct drive's reviews/s."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from bench.admission_drive import CLIENT_CORE, WEBHOOK_CORE, DriveResult
+from bench.common.measure import percentile
+from bench.common.tables import met, table
+
+VARIANTS = ("none", "always-allow", "slimguard")
+KINDS = ("Pod", "Deployment")
+TARGET_RATIO = 1.05  # slimguard within 5 % of always-allow
+TARGET_DECISION_P99 = 0.002  # seconds, warm
+TARGET_REVIEWS_PER_SECOND = 200.0  # one replica on one core
+
+_BUCKET = re.compile(r'^slimguard_admission_decision_seconds_bucket\{le="(?P<le>[^"]+)"\} (?P<count>\S+)$')
+
+
+def decision_buckets(metrics: str) -> dict[float, float]:
+    """Cumulative bucket counts of `slimguard_admission_decision_seconds`, by upper bound."""
+    found: dict[float, float] = {}
+    for line in metrics.splitlines():
+        match = _BUCKET.match(line)
+        if match:
+            found[float(match["le"])] = float(match["count"])
+    return found
+
+
+@dataclass(frozen=True)
+class HistogramSummary:
+    count: int
+    p50: float
+    p99: float
+    within_2ms: float  # share of decisions in the le="0.002" bucket: exact, no interpolation
+
+
+def summarise_histogram(before: dict[float, float], after: dict[float, float]) -> HistogramSummary:
+    """Quantiles of the observations made between two scrapes, as Prometheus' histogram_quantile computes them."""
+    bounds = sorted(after)
+    cumulative = [after[b] - before.get(b, 0.0) for b in bounds]
+    total = cumulative[-1] if cumulative else 0.0
+
+    def quantile(q: float) -> float:
+        if total <= 0:
+            return math.nan
+        rank = q * total
+        lower, below = 0.0, 0.0
+        for bound, count in zip(bounds, cumulative, strict=True):
+            if count >= rank:
+                if math.isinf(bound):
+                    return lower  # beyond the last finite bucket: its bound is all one can say
+                return lower + (bound - lower) * (rank - below) / max(count - below, 1e-12)
+            lower, below = bound, count
+        return lower
+
+    within = dict(zip(bounds, cumulative, strict=True)).get(0.002, math.nan)
+    return HistogramSummary(int(total), quantile(0.5), quantile(0.99), within / total if total else math.nan)
+
+
+@dataclass(frozen=True)
+class Sample:
+    variant: str
+    kind: str
+    round: int
+    seconds: float
+    status: int
+
+
+@dataclass
+class LatencyRow:
+    variant: str
+    kind: str
+    count: int
+    errors: int
+    p50_ms: float
+    p99_ms: float
+    mean_ms: float
+
+
+@dataclass
+class Results:
+    clients: int
+    requests: int
+    rounds: int
+    replicas: int
+    machine: str = ""
+    load_before: str = ""
+    load_after: str = ""
+    concurrent_benchmarks: list[str] = field(default_factory=list)
+    waited_seconds: float = 0.0  # for other benchmarks to finish
+    redone: int = 0  # batches or drives measured again because another benchmark ran meanwhile
+    latency: list[LatencyRow] = field(default_factory=list)
+    ratios: dict[str, dict[str, float]] = field(default_factory=dict)
+    round_ratio_spread: dict[str, tuple[float, float]] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    webhook_cpu_ms_per_review: dict[str, float] = field(default_factory=dict)
+    webhook_reviews: dict[str, int] = field(default_factory=dict)
+    decision: HistogramSummary | None = None
+    decision_at_saturation: HistogramSummary | None = None
+    decision_alone: HistogramSummary | None = None
+    watch_cpu_ms_per_deployment: float = math.nan
+    cold_images: int = 0
+    cold_requests_ok: list[int] = field(default_factory=list)
+    cold_requests_all: list[int] = field(default_factory=list)
+    cold_token_requests: int = 0
+    cold_breakdown: dict[str, int] = field(default_factory=dict)
+    cold_create_ms: list[float] = field(default_factory=list)
+    cold_again_requests: int = 0
+    cold_again_create_ms: list[float] = field(default_factory=list)
+    drive_concurrency: int = 0
+    drive: dict[str, DriveResult] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def latency_rows(samples: Sequence[Sample]) -> list[LatencyRow]:
+    rows = []
+    for variant in VARIANTS:
+        for kind in KINDS:
+            mine = [s for s in samples if s.variant == variant and s.kind == kind]
+            ok = [s.seconds * 1000 for s in mine if s.status == 201]
+            rows.append(
+                LatencyRow(
+                    variant,
+                    kind,
+                    len(mine),
+                    len(mine) - len(ok),
+                    percentile(ok, 0.5),
+                    percentile(ok, 0.99),
+                    sum(ok) / len(ok) if ok else math.nan,
+                )
+            )
+    return rows
+
+
+def ratios(samples: Sequence[Sample]) -> dict[str, dict[str, float]]:
+    """slimguard/always-allow and always-allow/none, of p50, p99 and mean, per kind."""
+    rows = {(r.variant, r.kind): r for r in latency_rows(samples)}
+    found: dict[str, dict[str, float]] = {}
+    for top, bottom in (("slimguard", "always-allow"), ("always-allow", "none")):
+        for kind in KINDS:
+            a, b = rows[(top, kind)], rows[(bottom, kind)]
+            found[f"{top} / {bottom}, {kind}"] = {
+                "p50": a.p50_ms / b.p50_ms,
+                "p99": a.p99_ms / b.p99_ms,
+                "mean": a.mean_ms / b.mean_ms,
+            }
+    return found
+
+
+def round_spread(samples: Sequence[Sample], rounds: int) -> dict[str, tuple[float, float]]:
+    """Lowest and highest per-round p50 ratio (both kinds pooled): how much noise one round sees."""
+    spread: dict[str, tuple[float, float]] = {}
+    for top, bottom in (("slimguard", "always-allow"), ("always-allow", "none")):
+        values = []
+        for r in range(rounds):
+            p50 = {
+                variant: percentile(
+                    [s.seconds for s in samples if s.variant == variant and s.round == r and s.status == 201], 0.5
+                )
+                for variant in (top, bottom)
+            }
+            values.append(p50[top] / p50[bottom])
+        spread[f"{top} / {bottom}"] = (min(values), max(values))
+    return spread
+
+
+def _ms(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.1f} ms"
+
+
+def report(r: Results) -> str:
+    parts = [
+        f"Machine: {r.machine}; load average before {r.load_before}, after {r.load_after}"
+        + (
+            f"; other benchmarks seen: {', '.join(r.concurrent_benchmarks)} (waited {r.waited_seconds:.0f} s for "
+            f"them; {r.redone} batches or drives measured again)"
+            if r.concurrent_benchmarks
+            else "; no other benchmark ran"
+        ),
+        f"{r.clients} concurrent clients, {r.requests} creates per variant and kind in {r.rounds} interleaved rounds; "
+        f"Deployments with replicas: {r.replicas}.",
+        "",
+        "Create latency seen by the clients (HTTP POST to the apiserver until its answer):",
+        "",
+        table(
+            ("Variant", "Kind", "Creates", "Errors", "p50", "p99", "mean"),
+            [
+                (x.variant, x.kind, str(x.count), str(x.errors), _ms(x.p50_ms), _ms(x.p99_ms), _ms(x.mean_ms))
+                for x in r.latency
+            ],
+        ),
+        "",
+    ]
+    ratio_rows = []
+    for name, values in r.ratios.items():
+        target = f"<= {TARGET_RATIO:.2f}" if name.startswith("slimguard") else ""
+        verdict = met(max(values["p50"], values["p99"]) <= TARGET_RATIO) if target else ""
+        ratio_rows.append(
+            (name, f"{values['p50']:.3f}", f"{values['p99']:.3f}", f"{values['mean']:.3f}", target, verdict)
+        )
+    parts += [table(("Ratio", "p50", "p99", "mean", "Target", "Met"), ratio_rows), ""]
+    parts.append(
+        "Per-round p50 ratio (both kinds), lowest-highest: "
+        + "; ".join(f"{name} {low:.3f}-{high:.3f}" for name, (low, high) in r.round_ratio_spread.items())
+    )
+    parts.append(
+        "Webhook CPU per review during its own batches: "
+        + "; ".join(
+            f"{name} {ms:.2f} ms ({r.webhook_reviews.get(name, 0)} reviews)"
+            for name, ms in r.webhook_cpu_ms_per_review.items()
+        )
+        + ". slimguard's CPU while not registered (the other variants' batches), per Deployment created there: "
+        f"{r.watch_cpu_ms_per_deployment:.2f} ms (its watches: work done for objects it does not review)"
+    )
+    parts.append("")
+    rows: list[tuple[str, str, str, str]] = []
+    decisions = (
+        ("during the rounds", r.decision),
+        ("direct drive, 1 review in flight", r.decision_alone),
+        (f"direct drive, {r.drive_concurrency} in flight", r.decision_at_saturation),
+    )
+    for label, summary in decisions:
+        if summary is None:
+            continue
+        rows.append(
+            (
+                f"slimguard decision time, {label} ({summary.count} reviews)",
+                f"p50 {summary.p50 * 1000:.2f} ms, p99 {summary.p99 * 1000:.2f} ms, "
+                f"{summary.within_2ms * 100:.2f} % within 2 ms",
+                f"p99 <= {TARGET_DECISION_P99 * 1000:.0f} ms" if label == "during the rounds" else "",
+                met(summary.p99 <= TARGET_DECISION_P99) if label == "during the rounds" else "",
+            )
+        )
+    if r.cold_images:
+        n = r.cold_images
+        breakdown = ", ".join(f"{k} {v}" for k, v in r.cold_breakdown.items())
+        rows.append(
+            (
+                f"Registry requests per never-seen image ({n} images; Deployment -> ReplicaSet -> Pod reviewed)",
+                f"successful: mean {sum(r.cold_requests_ok) / n:.2f}, max {max(r.cold_requests_ok)}; with 401 "
+                f"challenges: mean {sum(r.cold_requests_all) / n:.2f}, max {max(r.cold_requests_all)}; token "
+                f"requests {r.cold_token_requests / n:.2f} per image ({breakdown})",
+                "",
+                "",
+            )
+        )
+        rows.append(
+            (
+                "Same images again (warm): registry requests",
+                f"{r.cold_again_requests} in all",
+                "0",
+                met(r.cold_again_requests == 0),
+            )
+        )
+        rows.append(
+            (
+                "Deployment create on a never-seen image / again (client)",
+                f"p50 {percentile(r.cold_create_ms, 0.5):.1f} ms, max {max(r.cold_create_ms):.1f} ms / "
+                f"p50 {percentile(r.cold_again_create_ms, 0.5):.1f} ms, max {max(r.cold_again_create_ms):.1f} ms",
+                "",
+                "",
+            )
+        )
+    for name, drive in r.drive.items():
+        has_target = name == "slimguard"
+        rows.append(
+            (
+                f"{name}: reviews/s, one process pinned to core {WEBHOOK_CORE}, client on core {CLIENT_CORE} "
+                f"({r.drive_concurrency} in flight)",
+                f"{drive.per_second:.0f}/s ({drive.reviews} in {drive.seconds:.1f} s, {drive.errors} errors); "
+                f"webhook core busy {drive.webhook_cpu * 100:.0f} %, client core {drive.client_cpu * 100:.0f} %; "
+                f"latency at the webhook p50 {drive.p50_ms:.1f} ms, p99 {drive.p99_ms:.1f} ms",
+                f">= {TARGET_REVIEWS_PER_SECOND:.0f}/s" if has_target else "",
+                met(drive.per_second >= TARGET_REVIEWS_PER_SECOND) if has_target else "",
+            )
+        )
+    parts += [table(("Measure", "Result", "Target", "Met"), rows), ""]
+    parts.append("Phases: " + ", ".join(f"{k} {v:.1f} s" for k, v in r.seconds.items()))
+    if r.errors:
+        parts.append(f"{len(r.errors)} failed creates; first: {r.errors[0]}")
+    return "\n".join(parts)
