@@ -40,7 +40,7 @@ verify-generated:
 	$(BIN)/python scripts/monitoring.py --check
 
 bench: setup
-	$(BIN)/python bench/audit_scale.py
+	$(BIN)/python -m bench.audit_scale
 
 # A release: the wheel and sdist, the image (OCI labels, SBOM) and the chart, the image and the chart pushed to
 # REGISTRY (host/namespace: REGISTRY/slimguard:VERSION and oci://REGISTRY/charts/slimguard). VERSION, if given,

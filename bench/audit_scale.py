@@ -16,9 +16,9 @@ one ImagePolicy and measures:
 
 Targets are reported beside the measurements, never asserted: this is a benchmark, not a test.
 
-    python bench/audit_scale.py                      # 2000 Deployments, 20 namespaces, 200 images
-    python bench/audit_scale.py --quick              # = --deployments 200 --namespaces 4 --images 20
-    python bench/audit_scale.py --deployments 10000 --namespaces 100 --images 1000 --profile /tmp/prof
+    python -m bench.audit_scale                      # 2000 Deployments, 20 namespaces, 200 images
+    python -m bench.audit_scale --quick              # = --deployments 200 --namespaces 4 --images 20
+    python -m bench.audit_scale --deployments 10000 --namespaces 100 --images 1000 --profile /tmp/prof
 """
 
 from __future__ import annotations
@@ -26,306 +26,55 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import hashlib
 import json
-import math
 import os
-import random
-import re
 import shlex
 import shutil
 import signal
-import ssl
-import subprocess
 import sys
-import tempfile
-import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from slimguard_testbed import CertificateAuthority, ControlPlane, Registry, oci
-from slimguard_testbed.images import FixtureImage, busybox_files, close_clients, push_image
+from bench.audit_images import push_images
+from bench.audit_probes import (
+    NAMESPACE_PREFIX,
+    CpuSnapshot,
+    ProcessProbe,
+    RequestCounts,
+    StatusWatch,
+    bench_metadata,
+    carries_own_annotations,
+    request_counts,
+    verdict_of,
+)
+from bench.audit_report import Results, report, shown_seconds
+from bench.common.apiserver import Apiserver
+from bench.common.measure import counter_total
+from bench.common.processes import log, profiled, workdir
+from slimguard_testbed import CertificateAuthority, ControlPlane, Registry, TestbedError, free_port
+from slimguard_testbed.images import FixtureImage, close_clients
 from slimguard_testbed.install import install_controller_rbac
-from slimguard_testbed.ports import free_port
-from slimguard_testbed.process import ManagedProcess, TestbedError
+from slimguard_testbed.process import ManagedProcess
+from slimguard_testbed.workloads import deployment, image_policy, namespace
 
 REPO = Path(__file__).resolve().parents[1]
 POLICY = "bench-slim"
-STATUS = "slimguard.dev/status"
 VIOLATIONS = "slimguard.dev/violations"
-OWN_PREFIX = "slimguard.dev/"
-NAMESPACE_PREFIX = "bench-"
-KIB, MIB = 1024, 1024 * 1024
-# The fat base: two incompressible layers (their sizes survive gzip), 23 MiB in all; the policy allows 24 MiB,
-# so an image on it is over the limit once its own layers pass ~1 MiB, and always on a denied base.
-FAT_LAYERS = (("rootfs", 20 * MIB), ("runtime", 3 * MIB))
-MAX_COMPRESSED = "24Mi"
-# One image in ten from scratch, four on the fat base, five on busybox.
-FAMILIES = ("fat", "fat", "fat", "fat", "busybox", "busybox", "busybox", "busybox", "busybox", "scratch")
-APP_LAYER_RANGE = (4 * KIB, 4 * MIB)  # log-uniform: many small apps, a few large ones
-METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
-METADATA_ONLY_WATCH = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
+MAX_COMPRESSED = "24Mi"  # the fat base is 23 MiB (bench/audit_images.py)
 # What the controller watches with kopf: each is LISTed once before its WATCH starts.
 LISTED_RESOURCES = ("deployments", "replicasets", "pods", "namespaces", "imagepolicies")
-TARGET_RSS_MB = 150.0
 
 
-def target_seconds(deployments: int) -> float:
-    """The issue's targets: 30 s for the 2,000 of the first benchmark, 60 s for 10,000 (and beyond)."""
-    return 30.0 if deployments <= 2000 else 60.0
-
-
-MIN_REQUESTS_PER_IMAGE = 3  # HEAD (resolve the tag), GET manifest, GET config blob
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def incompressible(seed: str, size: int) -> bytes:
-    """Reproducible bytes that gzip cannot shrink, so an image's size is what the recipe says."""
-    return hashlib.shake_256(seed.encode()).digest(size)
-
-
-# --- the apiserver, as admin -----------------------------------------------------------------------------
-
-_SAMPLE = re.compile(
-    r"^(?P<name>apiserver_request_(?:total|duration_seconds_sum))\{(?P<labels>[^}]*)\} (?P<value>\S+)$"
-)
-_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
-
-
-@dataclass(frozen=True)
-class RequestCounts:
-    """The apiserver's own request counters at one moment: `apiserver_request_total` and the latency sums."""
-
-    series: tuple[tuple[str, dict[str, str], float], ...]
-
-    @classmethod
-    def parse(cls, text: str) -> RequestCounts:
-        found = []
-        for line in text.splitlines():
-            match = _SAMPLE.match(line)
-            if match:
-                found.append((match["name"], dict(_LABEL.findall(match["labels"])), float(match["value"])))
-        return cls(tuple(found))
-
-    def _sum(self, metric: str, labels: dict[str, str]) -> float:
-        return sum(
-            value
-            for name, have, value in self.series
-            if name == metric and all(have.get(k) == v for k, v in labels.items())
-        )
-
-    def count(self, **labels: str) -> int:
-        return int(self._sum("apiserver_request_total", labels))
-
-    def by_code(self, **labels: str) -> Counter[str]:
-        found: Counter[str] = Counter()
-        for name, have, value in self.series:
-            if name == "apiserver_request_total" and all(have.get(k) == v for k, v in labels.items()):
-                found[have.get("code", "?")] += int(value)
-        return found
-
-    def seconds(self, **labels: str) -> float:
-        """Time the apiserver spent serving the matching requests (the latency histogram's sum)."""
-        return self._sum("apiserver_request_duration_seconds_sum", labels)
-
-
-class Apiserver:
-    """The few admin calls the benchmark makes directly (httpx with the admin client certificate)."""
-
-    def __init__(self, plane: ControlPlane) -> None:
-        pki = plane.workdir / "pki"
-        self.context = ssl.create_default_context(cafile=str(plane.ca_file))
-        self.context.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
-        self.server = plane.server
-        self.http = httpx.Client(base_url=self.server, verify=self.context, timeout=60.0)
-
-    def close(self) -> None:
-        self.http.close()
-
-    def counts(self) -> RequestCounts:
-        response = self.http.get("/metrics")
-        response.raise_for_status()
-        return RequestCounts.parse(response.text)
-
-    def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        response = self.http.post(path, json=body)
-        if response.status_code >= 300:
-            raise TestbedError(f"POST {path} answered {response.status_code}: {response.text[:500]}")
-        result: dict[str, Any] = response.json()
-        return result
-
-    def get(self, path: str) -> dict[str, Any]:
-        response = self.http.get(path)
-        response.raise_for_status()
-        result: dict[str, Any] = response.json()
-        return result
-
-    def metadata(self, plural: str = "deployments") -> list[dict[str, Any]]:
-        """The metadata of every bench object of a kind: one metadata-only LIST across namespaces."""
-        response = self.http.get(f"/apis/apps/v1/{plural}", headers={"Accept": METADATA_ONLY})
-        response.raise_for_status()
-        return [
-            item["metadata"]
-            for item in response.json()["items"]
-            if item["metadata"]["namespace"].startswith(NAMESPACE_PREFIX)
-        ]
-
-    def count(self, path: str) -> int:
-        """Objects in a collection: one item and the apiserver's remainingItemCount, not a LIST of 10,000."""
-        response = self.http.get(path, params={"limit": 1}, headers={"Accept": METADATA_ONLY})
-        response.raise_for_status()
-        listed = response.json()
-        metadata = listed.get("metadata") or {}
-        items = len(listed.get("items") or ())
-        if metadata.get("continue") and metadata.get("remainingItemCount") is not None:
-            return items + int(metadata["remainingItemCount"])
-        if not metadata.get("continue"):
-            return items
-        response = self.http.get(path, headers={"Accept": METADATA_ONLY})
-        response.raise_for_status()
-        return len(response.json().get("items") or ())
-
-    async def create_many(self, objects: Sequence[tuple[str, dict[str, Any]]], *, concurrency: int = 16) -> None:
-        """POST many objects at once: kubectl creates them one round trip at a time."""
-        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-        async with httpx.AsyncClient(base_url=self.server, verify=self.context, timeout=120.0, limits=limits) as client:
-            gate = asyncio.Semaphore(concurrency)
-
-            async def create(path: str, body: dict[str, Any]) -> None:
-                async with gate:
-                    response = await client.post(path, json=body)
-                if response.status_code >= 300:
-                    raise TestbedError(f"POST {path} answered {response.status_code}: {response.text[:500]}")
-
-            await asyncio.gather(*(create(path, body) for path, body in objects))
-
-
-# --- the operator process --------------------------------------------------------------------------------
-
-
-def verdict_of(metadata: dict[str, Any]) -> str | None:
-    """slimguard's verdict on an object: its status label, or the annotation builds before the label wrote."""
-    return (metadata.get("labels") or {}).get(STATUS) or (metadata.get("annotations") or {}).get(STATUS)
-
-
-def carries_own_annotations(metadata: dict[str, Any]) -> bool:
-    return any(key.startswith(OWN_PREFIX) for key in metadata.get("annotations") or {})
-
-
-class StatusWatch:
-    """Which Deployments carry a verdict, kept by one metadata-only WATCH on a thread of its own.
-
-    A LIST of 10,000 Deployments every half second cost the apiserver more CPU than the controller it was
-    measuring (88 LISTs: 60 s of apiserver request time, on the two cores the audit needs); a watch costs it one
-    encoding per change, and the main loop reads the count without asking the apiserver anything.
-    """
-
-    def __init__(self, api: Apiserver) -> None:
-        self.http = httpx.Client(base_url=api.server, verify=api.context, timeout=httpx.Timeout(60.0, read=None))
-        self.annotated: set[tuple[str, str]] = set()
-        self.events = 0
-        self.cpu_seconds = 0.0
-        self.error: BaseException | None = None
-        self._stop = False
-        listed = self.http.get("/apis/apps/v1/deployments", headers={"Accept": METADATA_ONLY})
-        listed.raise_for_status()
-        decoded = listed.json()
-        for item in decoded["items"]:
-            self._note(item["metadata"])
-        self._version = str(decoded["metadata"]["resourceVersion"])
-        self._thread = threading.Thread(target=self._run, name="status-watch", daemon=True)
-        self._thread.start()
-
-    def _note(self, metadata: dict[str, Any], deleted: bool = False) -> None:
-        key = (str(metadata.get("namespace")), str(metadata.get("name")))
-        if not deleted and verdict_of(metadata) is not None:
-            self.annotated.add(key)
-        else:
-            self.annotated.discard(key)
-
-    def _run(self) -> None:
-        params = {"watch": "true", "resourceVersion": self._version, "allowWatchBookmarks": "true"}
-        try:
-            with self.http.stream(
-                "GET", "/apis/apps/v1/deployments", params=params, headers={"Accept": METADATA_ONLY_WATCH}
-            ) as response:
-                response.raise_for_status()
-                for line in response.iter_lines():
-                    if self._stop:
-                        return
-                    if not line:
-                        continue
-                    started = time.thread_time()
-                    event = json.loads(line)
-                    if event["type"] == "ERROR":
-                        raise TestbedError(f"the status watch failed: {event['object']}")
-                    if event["type"] != "BOOKMARK":
-                        self.events += 1
-                        self._note(event["object"]["metadata"], deleted=event["type"] == "DELETED")
-                    self.cpu_seconds += time.thread_time() - started
-        except BaseException as error:  # read by the main loop: the measurement is void
-            if not self._stop:
-                self.error = error
-
-    def count(self) -> int:
-        if self.error is not None:
-            raise TestbedError(f"the status watch stopped: {self.error!r}")
-        return len(self.annotated)
-
-    def close(self) -> None:
-        self._stop = True
-        self.http.close()
-
-
-class ProcessProbe:
-    """CPU seconds and memory of one process (all its threads), read from /proc."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self._tick = os.sysconf("SC_CLK_TCK")
-        self.peak_rss_kib = 0
-
-    def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / self._tick  # utime + stime
-
-    def memory_kib(self) -> tuple[int, int]:
-        """(VmRSS, VmHWM): now and the peak the kernel recorded since the process started."""
-        values: dict[str, int] = {}
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            key, _, rest = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                values[key] = int(rest.split()[0])
-        self.peak_rss_kib = max(self.peak_rss_kib, values.get("VmHWM", 0))
-        return values.get("VmRSS", 0), values.get("VmHWM", 0)
-
-    def wait_quiet(
-        self, *, timeout: float, window: float = 2.0, busy: float = 0.05, check: Callable[[], None] | None = None
-    ) -> float:
-        """Wait until the process used under ``busy`` of a core over ``window`` seconds; returns the time taken."""
-        start = time.monotonic()
-        samples: list[tuple[float, float]] = []
-        while time.monotonic() - start < timeout:
-            if check is not None:
-                check()
-            now = time.monotonic()
-            samples.append((now, self.cpu_seconds()))
-            old = [s for s in samples if now - s[0] >= window]
-            if old:
-                then, cpu_then = old[-1]
-                if (samples[-1][1] - cpu_then) / (now - then) < busy:
-                    return now - start
-            time.sleep(0.25)
-        raise TestbedError(f"the controller was still busy after {timeout:.0f}s")
+def profile_controller(pid: int | None, folder: Path | None, name: str) -> contextlib.AbstractContextManager[None]:
+    """py-spy on the controller into ``folder/name`` (--profile), else nothing; --gil: only samples that hold the GIL,
+    i.e. the one core Python code can use."""
+    return profiled(pid, folder / name if folder else None, rate=100, gil=True, stop_timeout=120)
 
 
 def slimguard_executable() -> str:
@@ -336,231 +85,14 @@ def slimguard_executable() -> str:
     return found
 
 
-_TICK = os.sysconf("SC_CLK_TCK")
-_PROCESS_NAMES = ("kube-apiserver", "kube-controller-manager", "etcd", "docker-registry", "slimguard")
-
-
-@dataclass(frozen=True)
-class CpuSnapshot:
-    """CPU seconds used so far: the whole machine (both cores, everyone's) and each of this run's processes."""
-
-    machine_busy: float
-    processes: dict[str, float]
-    stolen: float = 0.0  # time the hypervisor gave this VM's cores to others: on a shared host, a slower machine
-
-    @classmethod
-    def take(cls) -> CpuSnapshot:
-        values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-        stolen = values[7]
-        busy = sum(values) - values[3] - values[4] - stolen  # all but idle, iowait and steal
-        stats: dict[int, tuple[int, str, float]] = {}  # pid -> (parent, name, cpu seconds)
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                argv = (entry / "cmdline").read_bytes().split(b"\0")
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue  # gone meanwhile
-            # Three words: `python -m slimguard.cli.main` (another build, --controller-command) is slimguard too.
-            head = " ".join(Path(arg.decode(errors="replace")).name for arg in argv[:3])
-            name = next((known for known in _PROCESS_NAMES if known in head), head)
-            stats[int(entry.name)] = (int(fields[1]), name, (int(fields[11]) + int(fields[12])) / _TICK)
-        # This run's processes are this process's descendants (the test bed starts them all).
-        ours: set[int] = set()
-        frontier = {os.getpid()}
-        while frontier:
-            frontier = {pid for pid, (parent, _, _) in stats.items() if parent in frontier} - ours
-            ours |= frontier
-        processes: dict[str, float] = {}
-        for pid in ours:
-            _, name, seconds = stats[pid]
-            processes[name] = processes.get(name, 0.0) + seconds
-        own = os.times()
-        processes["benchmark (poller, token issuer)"] = own.user + own.system
-        return cls(busy / _TICK, processes, stolen / _TICK)
-
-    def since(self, before: CpuSnapshot) -> dict[str, float]:
-        used = {name: round(seconds - before.processes.get(name, 0.0), 1) for name, seconds in self.processes.items()}
-        used["machine, all processes"] = round(self.machine_busy - before.machine_busy, 1)
-        used["machine, other sessions"] = round(
-            used["machine, all processes"]
-            - sum(value for name, value in used.items() if not name.startswith("machine")),
-            1,
-        )
-        used["machine, stolen by the hypervisor"] = round(self.stolen - before.stolen, 1)
-        return used
-
-
-# --- the workload ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class BenchImage:
-    image: FixtureImage
-    family: str  # fat, busybox or scratch
-
-
-def push_images(registry: Registry, count: int) -> tuple[FixtureImage, FixtureImage, list[BenchImage]]:
-    """The two bases, then `count` distinct app images on them (or on nothing)."""
-    endpoint = registry.endpoint
-    fat = push_image(
-        endpoint,
-        "base/fat-runtime",
-        "1.0",
-        [
-            oci.layer_from_files(
-                {
-                    "/etc/os-release": b'PRETTY_NAME="Fat runtime (slimguard bench)"\nID=debian\n',
-                    f"/usr/lib/fat/{name}.bin": incompressible(f"fat-{name}", size),
-                },
-                created_by=f"ADD {name}.tar / # bench fat base",
-            )
-            for name, size in FAT_LAYERS
-        ],
-        cmd=["bash"],
-    )
-    busybox = push_image(
-        endpoint,
-        "base/busybox",
-        "1.36",
-        [oci.layer_from_files(busybox_files(), created_by="ADD busybox-rootfs.tar / # busybox-static")],
-        cmd=["sh"],
-    )
-    low, high = (math.log(bound) for bound in APP_LAYER_RANGE)
-    pushed: list[BenchImage] = []
-    for n in range(count):
-        family = FAMILIES[n % len(FAMILIES)]
-        size = int(math.exp(random.Random(f"bench-app-{n}").uniform(low, high)))
-        files: dict[str, oci.FileSpec] = {f"/app/app-{n:03d}": (incompressible(f"app-{n}", size), 0o755)}
-        image = push_image(
-            endpoint,
-            f"shop/bench-{n:03d}",
-            "1.0",
-            [files],
-            base={"fat": fat, "busybox": busybox, "scratch": None}[family],
-            user=None if family == "fat" else "10001",
-            cmd=[f"/app/app-{n:03d}"],
-        )
-        pushed.append(BenchImage(image, family))
-    return fat, busybox, pushed
-
-
 def namespace_names(count: int) -> list[str]:
     return [f"{NAMESPACE_PREFIX}{n:02d}" for n in range(count)]
 
 
-def deployment(name: str, namespace: str, image: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "namespace": namespace, "labels": {"app": name}},
-        "spec": {
-            "replicas": 0,  # no Pods: 2,000 Pending Pods would only load the controller-manager
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{"name": "app", "image": image}]},
-            },
-        },
-    }
-
-
-def image_policy(fat: FixtureImage, busybox: FixtureImage) -> dict[str, Any]:
-    return {
-        "apiVersion": "slimguard.dev/v1alpha1",
-        "kind": "ImagePolicy",
-        "metadata": {"name": POLICY},
-        "spec": {
-            "mode": "Audit",
-            "match": {"namespaces": [f"{NAMESPACE_PREFIX}*"]},
-            "rules": {"maxCompressedSize": MAX_COMPRESSED, "deniedBaseImages": [fat.ref]},
-            "knownBaseImages": [fat.ref, busybox.ref],
-        },
-    }
-
-
-# --- results --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Results:
-    deployments: int
-    namespaces: int
-    images: int
-    audit_interval: float
-    setup_seconds: dict[str, float] = field(default_factory=dict)
-    list_seconds: float = 0.0
-    list_cpu_seconds: float = 0.0
-    audit_seconds: float | None = None
-    first_verdict_seconds: float | None = None
-    half_seconds: float | None = None
-    annotated: int = 0
-    watch_events: int = 0  # what the benchmark's status watch decoded while the audit ran
-    watch_cpu_seconds: float = 0.0
-    verdicts: dict[str, int] = field(default_factory=dict)
-    findings: dict[str, int] = field(default_factory=dict)  # violations by rule, over all Deployments
-    audit_cpu_seconds: float = 0.0
-    audit_cpu_by_process: dict[str, float] = field(default_factory=dict)
-    audit_load_average: float = 0.0
-    patch_server_seconds_mean: float = 0.0
-    registry_requests: int = 0
-    registry_by_status: dict[str, int] = field(default_factory=dict)
-    registry_other: int = 0  # /v2/ pings and the like, no repository
-    token_requests: int = 0
-    per_image_total_max: int = 0
-    per_image_total_mean: float = 0.0
-    per_image_ok_max: int = 0
-    per_image_ok_mean: float = 0.0
-    per_image_worst: dict[str, int] = field(default_factory=dict)
-    per_image_ok_breakdown: dict[str, int] = field(default_factory=dict)
-    base_candidate_requests: dict[str, int] = field(default_factory=dict)
-    patches_deployments: int = 0
-    events_created: int = 0
-    policy_status_patches: int = 0
-    replicaset_updates: int = 0
-    replicaset_update_codes: dict[str, int] = field(default_factory=dict)
-    replicasets_annotated: int = 0  # the Deployment controller copies a Deployment's annotations to its ReplicaSet
-    deployments_annotated: int = 0  # Deployments carrying any slimguard.dev/ annotation after the audit
-    write_server_seconds: float = 0.0  # apiserver request time of the audit's writes: PATCH deployments, PUT rs
-    settled_seconds: float = 0.0  # policy created -> the controller-manager's last ReplicaSet update it caused
-    cluster_cpu_until_settled: dict[str, float] = field(default_factory=dict)  # CPU by process over that time
-    serviceaccount_reads: int = 0
-    reaudit_wait_seconds: float = 0.0
-    reaudits_seen: int = 0
-    reaudit_patches_deployments: int = 0
-    reaudit_events: int = 0
-    reaudit_policy_status_patches: int = 0
-    reaudit_registry_requests: int = 0
-    reaudit_registry_breakdown: dict[str, int] = field(default_factory=dict)
-    reaudit_serviceaccount_reads: int = 0
-    reaudit_cpu_seconds: float = 0.0
-    peak_rss_mb: float = 0.0
-    rss_at_start_mb: float = 0.0
-    rss_after_list_mb: float = 0.0
-    rss_after_audit_mb: float = 0.0
-    total_cpu_seconds: float = 0.0
-    operator_errors: list[str] = field(default_factory=list)
-    operator_log_lines: int = 0
-    operator_log_bytes: int = 0
-    operator_exit_code: int | None = None
-    restart_load_average: float = 0.0
-    restart_list_seconds: float = 0.0  # start -> every watched resource LISTed
-    restart_first_seconds: float | None = None  # start -> the first workload re-evaluated
-    restart_last_seconds: float | None = None  # start -> every workload re-evaluated
-    restart_evaluations: int = 0
-    restart_registry_requests: int = 0
-    restart_registry_breakdown: dict[str, int] = field(default_factory=dict)
-    restart_heads_per_tag_max: int = 0
-    restart_token_requests: int = 0
-    restart_patches_deployments: int = 0
-    restart_patches_replicasets: int = 0
-    restart_replicaset_updates: int = 0  # by the controller-manager
-    restart_events: int = 0
-    restart_upgrade: bool = False  # restarted with another build (--restart-command): an upgrade
-    restart_cpu_seconds: float = 0.0
-    restart_peak_rss_mb: float = 0.0
-    restart_errors: list[str] = field(default_factory=list)
+def bench_policy(fat: FixtureImage, busybox: FixtureImage) -> dict[str, Any]:
+    rules = {"maxCompressedSize": MAX_COMPRESSED, "deniedBaseImages": [fat.ref]}
+    namespaces = [f"{NAMESPACE_PREFIX}*"]
+    return image_policy(POLICY, rules, namespaces=namespaces, knownBaseImages=[fat.ref, busybox.ref])
 
 
 def per_image(requests: Sequence[Any], repositories: set[str]) -> dict[str, Counter[str]]:
@@ -572,206 +104,10 @@ def per_image(requests: Sequence[Any], repositories: set[str]) -> dict[str, Coun
     return found
 
 
-def _met(ok: bool | None) -> str:
-    return "n/a" if ok is None else ("yes" if ok else "NO")
-
-
-def table(results: Results) -> str:
-    r = results
-    n = r.deployments
-    audit = f"{r.audit_seconds:.1f} s" if r.audit_seconds is not None else f"not done ({r.annotated}/{n} annotated)"
-    rows = [
-        ("Scale", f"{n} Deployments, {r.namespaces} namespaces, {r.images} images", "", ""),
-        (
-            "Policy created -> every Deployment annotated",
-            f"{audit} (first at {_seconds(r.first_verdict_seconds)}, half at {_seconds(r.half_seconds)})",
-            f"< {target_seconds(n):.0f} s",
-            _met(None if r.audit_seconds is None else r.audit_seconds < target_seconds(n)),
-        ),
-        (
-            "Verdicts (findings by rule)",
-            ", ".join(f"{k} {v}" for k, v in sorted(r.verdicts.items()))
-            + f" ({', '.join(f'{k} {v}' for k, v in sorted(r.findings.items()))})",
-            "",
-            "",
-        ),
-        (
-            "Registry requests during the audit",
-            f"{r.registry_requests} ({', '.join(f'{k}: {v}' for k, v in sorted(r.registry_by_status.items()))}); "
-            f"+{r.token_requests} token requests",
-            "",
-            "",
-        ),
-        (
-            "Registry requests per image, successful",
-            f"max {r.per_image_ok_max}, mean {r.per_image_ok_mean:.2f}",
-            f"{MIN_REQUESTS_PER_IMAGE} (HEAD + manifest + config)",
-            _met(r.per_image_ok_max <= MIN_REQUESTS_PER_IMAGE),
-        ),
-        (
-            "Registry requests per image, with 401 challenges",
-            f"max {r.per_image_total_max}, mean {r.per_image_total_mean:.2f}",
-            "",
-            "",
-        ),
-        (
-            "Base candidates (requests each)",
-            ", ".join(f"{k}: {v}" for k, v in r.base_candidate_requests.items()),
-            "",
-            "",
-        ),
-        (
-            "PATCH deployments per workload (audit)",
-            f"{r.patches_deployments / n:.2f} ({r.patches_deployments} for {n})",
-            "1",
-            _met(r.patches_deployments <= n),
-        ),
-        (
-            "apiserver time per PATCH deployments (server side, mean)",
-            f"{r.patch_server_seconds_mean * 1000:.0f} ms",
-            "",
-            "",
-        ),
-        (
-            "Other apiserver traffic (audit)",
-            f"{r.events_created} Events, {r.policy_status_patches} policy status PATCHes, "
-            f"{r.serviceaccount_reads} ServiceAccount GETs",
-            "",
-            "",
-        ),
-        (
-            "ReplicaSet PUTs by the controller-manager (audit), per verdict",
-            f"{r.replicaset_updates / n:.2f} ({r.replicaset_updates}: "
-            + ", ".join(f"{code} {count}" for code, count in sorted(r.replicaset_update_codes.items()))
-            + f"); {r.replicasets_annotated} ReplicaSets carry slimguard annotations",
-            "~0 for compliant workloads",
-            "",
-        ),
-        (
-            f"Cluster CPU, policy created -> last ReplicaSet update ({r.settled_seconds:.1f} s): kube-apiserver + "
-            "controller-manager + etcd",
-            f"{cluster_cpu(r):.1f} s ({1000 * cluster_cpu(r) / n:.1f} ms per workload; "
-            + ", ".join(f"{name} {r.cluster_cpu_until_settled.get(name, 0.0):.1f}" for name in CLUSTER_PROCESSES)
-            + f"; slimguard {r.cluster_cpu_until_settled.get('slimguard', 0.0):.1f}, other sessions "
-            f"{r.cluster_cpu_until_settled.get('machine, other sessions', 0.0):.1f})",
-            "",
-            "",
-        ),
-        (
-            "apiserver request time of those writes (Deployment PATCHes + ReplicaSet PUTs)",
-            f"{r.write_server_seconds:.1f} s; kube-apiserver CPU during the audit "
-            f"{r.audit_cpu_by_process.get('kube-apiserver', 0.0):.1f} s "
-            f"({1000 * r.audit_cpu_by_process.get('kube-apiserver', 0.0) / n:.1f} ms per workload)",
-            "",
-            "",
-        ),
-        (
-            f"Unchanged re-audit (interval {r.audit_interval:g} s, {r.reaudits_seen} seen in "
-            f"{r.reaudit_wait_seconds:.0f} s)",
-            f"{r.reaudit_patches_deployments} PATCH deployments, {r.reaudit_events} Events, "
-            f"{r.reaudit_policy_status_patches} status PATCHes, {r.reaudit_registry_requests} registry requests, "
-            f"{r.reaudit_serviceaccount_reads} ServiceAccount GETs",
-            "0 workload writes",
-            _met(r.reaudits_seen > 0 and r.reaudit_patches_deployments == 0),
-        ),
-        (
-            "Controller CPU",
-            f"list {r.list_cpu_seconds:.1f} s, audit {r.audit_cpu_seconds:.1f} s, "
-            f"re-audit {r.reaudit_cpu_seconds / max(r.reaudits_seen, 1):.1f} s each; "
-            f"total {r.total_cpu_seconds:.1f} s",
-            "",
-            "",
-        ),
-        (
-            "Controller peak RSS (VmHWM)",
-            f"{r.peak_rss_mb:.0f} MB (at start-up {r.rss_at_start_mb:.0f} MB, after list {r.rss_after_list_mb:.0f} MB, "
-            "after audit "
-            f"{r.rss_after_audit_mb:.0f} MB)",
-            f"< {TARGET_RSS_MB:.0f} MB",
-            _met(r.peak_rss_mb < TARGET_RSS_MB),
-        ),
-        (
-            "Controller errors in its log",
-            f"{len(r.operator_errors)}; exit code {r.operator_exit_code}; log {r.operator_log_lines} lines, "
-            f"{r.operator_log_bytes / 1e6:.1f} MB",
-            "0",
-            _met(not r.operator_errors),
-        ),
-    ]
-    if r.restart_evaluations or r.restart_list_seconds:
-        rows += [
-            (
-                "Restart: start -> first / last workload re-verified",
-                f"{_seconds(r.restart_first_seconds)} / {_seconds(r.restart_last_seconds)} "
-                f"(listed everything at {r.restart_list_seconds:.1f} s; {r.restart_evaluations} evaluations)",
-                "",
-                "",
-            ),
-            (
-                "Restart: registry requests",
-                f"{r.restart_registry_requests} ("
-                + ", ".join(f"{k} {v}" for k, v in r.restart_registry_breakdown.items())
-                + f"); +{r.restart_token_requests} token requests",
-                "<= 1 HEAD per tag; no manifest or blob read (the facts are in ImageReports)",
-                _met(
-                    r.restart_heads_per_tag_max <= 1
-                    and not any(what.startswith("GET ") for what in r.restart_registry_breakdown)
-                ),
-            ),
-            (
-                "Restart: writes",
-                f"{r.restart_patches_deployments} PATCH deployments, {r.restart_patches_replicasets} PATCH "
-                f"replicasets, {r.restart_events} Events; controller-manager: {r.restart_replicaset_updates} "
-                "ReplicaSet PUTs" + (" (an upgrade: restarted with --restart-command)" if r.restart_upgrade else ""),
-                "<= 1 PATCH per Deployment, 0 Events" if r.restart_upgrade else "0",
-                _met(r.restart_patches_deployments <= (n if r.restart_upgrade else 0) and r.restart_events == 0),
-            ),
-            (
-                "Restart: controller CPU, peak RSS",
-                f"{r.restart_cpu_seconds:.1f} s, {r.restart_peak_rss_mb:.0f} MB",
-                f"< {TARGET_RSS_MB:.0f} MB",
-                _met(r.restart_peak_rss_mb < TARGET_RSS_MB),
-            ),
-        ]
-    header = ("Measure", "Result", "Target", "Met")
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-CLUSTER_PROCESSES = ("kube-apiserver", "kube-controller-manager", "etcd")
-
-
-def cluster_cpu(results: Results) -> float:
-    """What the cluster itself spent on the verdicts, from the policy's creation until it was quiet again."""
-    return sum(results.cluster_cpu_until_settled.get(name, 0.0) for name in CLUSTER_PROCESSES)
-
-
-def _seconds(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f} s"
-
-
-# --- the run --------------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def workdir(keep: bool) -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="slimguard-bench-"))
-    try:
-        yield path
-    except BaseException:
-        log(f"failed: kept {path} (logs of the controller, apiserver and registry are in it)")
-        raise
-    if keep:
-        log(f"kept {path}")
-    else:
-        shutil.rmtree(path, ignore_errors=True)
-
-
 def run(args: argparse.Namespace) -> Results:
     results = Results(args.deployments, args.namespaces, args.images, args.audit_interval)
     with contextlib.ExitStack() as stack:
-        work = stack.enter_context(workdir(args.keep))
+        work = stack.enter_context(workdir("slimguard-bench-", keep=args.keep))
         ca = CertificateAuthority("slimguard bench CA")
 
         started = time.monotonic()
@@ -798,12 +134,14 @@ def run(args: argparse.Namespace) -> Results:
 
         started = time.monotonic()
         namespaces = namespace_names(args.namespaces)
-        asyncio.run(api.create_many([("/api/v1/namespaces", {"metadata": {"name": name}}) for name in namespaces]))
+        asyncio.run(api.create_many([("/api/v1/namespaces", namespace(name)) for name in namespaces]))
         objects = []
         for n in range(args.deployments):
-            namespace = namespaces[n % len(namespaces)]
-            path = f"/apis/apps/v1/namespaces/{namespace}/deployments"
-            objects.append((path, deployment(f"app-{n:04d}", namespace, images[n % len(images)].image.ref)))
+            where = namespaces[n % len(namespaces)]
+            path = f"/apis/apps/v1/namespaces/{where}/deployments"
+            image = images[n % len(images)].image.ref
+            # replicas 0, no Pods: 2,000 Pending Pods would only load the controller-manager
+            objects.append((path, deployment(f"app-{n:04d}", where, image, replicas=0, container="app")))
         asyncio.run(api.create_many(objects))
         results.setup_seconds["create Deployments"] = time.monotonic() - started
         log(f"created {args.deployments} Deployments in {results.setup_seconds['create Deployments']:.1f}s")
@@ -838,7 +176,7 @@ def run(args: argparse.Namespace) -> Results:
         )
         operator_log = work / "operator.log"
         results.rss_at_start_mb = probe.memory_kib()[0] / 1024
-        with profiled(operator.pid, args.profile / "list.txt" if args.profile else None):
+        with profile_controller(operator.pid, args.profile, "list.txt"):
             results.list_seconds = wait_listed(api, operator, probe, started, before_start)
         results.list_cpu_seconds = probe.cpu_seconds()
         results.rss_after_list_mb = probe.memory_kib()[0] / 1024
@@ -850,14 +188,14 @@ def run(args: argparse.Namespace) -> Results:
         watch = StatusWatch(api)  # its LIST before the counters are read: it is not part of the audit
         mark = registry.mark()
         tokens_before = len(registry.token_issuer.requests) if registry.token_issuer else 0
-        before = api.counts()
+        before = request_counts(api)
         cpu_before = probe.cpu_seconds()
         machine_before = CpuSnapshot.take()
         results.audit_load_average = os.getloadavg()[0]
-        audit_profile = profiled(operator.pid, args.profile / "audit.txt" if args.profile else None)
+        audit_profile = profile_controller(operator.pid, args.profile, "audit.txt")
         audit_profile.__enter__()
         started = time.monotonic()
-        api.post("/apis/slimguard.dev/v1alpha1/imagepolicies", image_policy(fat, busybox))
+        api.post("/apis/slimguard.dev/v1alpha1/imagepolicies", bench_policy(fat, busybox))
         while time.monotonic() - started < args.timeout:
             operator.check_alive()
             annotated = watch.count()
@@ -876,7 +214,7 @@ def run(args: argparse.Namespace) -> Results:
         # Where both cores went while the audit ran (the machine is shared: other sessions count too).
         results.audit_cpu_by_process = CpuSnapshot.take().since(machine_before)
         results.audit_cpu_by_process["wall seconds x 2 cores"] = round(2 * (time.monotonic() - started), 1)
-        census = api.metadata()  # one JSON LIST, decoded in full
+        census = bench_metadata(api)  # one JSON LIST, decoded in full
         results.annotated = sum(1 for metadata in census if verdict_of(metadata) is not None)
         results.verdicts = dict(Counter(verdict_of(metadata) or "none" for metadata in census))
         results.deployments_annotated = sum(1 for metadata in census if carries_own_annotations(metadata))
@@ -896,7 +234,7 @@ def run(args: argparse.Namespace) -> Results:
         results.cluster_cpu_until_settled = CpuSnapshot.take().since(machine_before)
         results.audit_cpu_seconds = probe.cpu_seconds() - cpu_before
         results.rss_after_audit_mb = probe.memory_kib()[0] / 1024
-        after = api.counts()
+        after = request_counts(api)
         requests = registry.requests(since=mark)
         tokens_after = len(registry.token_issuer.requests) if registry.token_issuer else 0
         results.token_requests = tokens_after - tokens_before
@@ -932,7 +270,7 @@ def run(args: argparse.Namespace) -> Results:
         rs_labels = {"verb": "PUT", "resource": "replicasets", "subresource": ""}
         results.replicaset_update_codes = dict(after.by_code(**rs_labels) - before.by_code(**rs_labels))
         results.replicasets_annotated = sum(
-            1 for metadata in api.metadata("replicasets") if carries_own_annotations(metadata)
+            1 for metadata in bench_metadata(api, "replicasets") if carries_own_annotations(metadata)
         )
         patch_seconds = after.seconds(verb="PATCH", resource="deployments") - before.seconds(
             verb="PATCH", resource="deployments"
@@ -942,7 +280,7 @@ def run(args: argparse.Namespace) -> Results:
 
         # --- an unchanged re-audit ---------------------------------------------------------------------
         mark = registry.mark()
-        before = api.counts()
+        before = request_counts(api)
         cpu_before = probe.cpu_seconds()
         started = time.monotonic()
         path = f"/apis/slimguard.dev/v1alpha1/imagepolicies/{POLICY}"
@@ -956,7 +294,7 @@ def run(args: argparse.Namespace) -> Results:
         probe.wait_quiet(timeout=120, check=operator.check_alive)
         results.reaudit_wait_seconds = time.monotonic() - started
         results.reaudits_seen = len(seen) - first
-        after = api.counts()
+        after = request_counts(api)
         results.reaudit_patches_deployments = _delta(before, after, verb="PATCH", resource="deployments")
         results.reaudit_events = _delta(before, after, verb="POST", resource="events", group="")
         results.reaudit_policy_status_patches = _delta(before, after, verb="PATCH", resource="imagepolicies")
@@ -991,12 +329,12 @@ def wait_replicasets_settled(api: Apiserver, *, quiet_seconds: float = 3.0, time
     """Until the controller-manager has updated no ReplicaSet for ``quiet_seconds``."""
     labels = {"verb": "PUT", "resource": "replicasets", "subresource": ""}
     deadline = time.monotonic() + timeout
-    last, since = api.counts().count(**labels), time.monotonic()
+    last, since = request_counts(api).count(**labels), time.monotonic()
     while time.monotonic() - since < quiet_seconds:
         if time.monotonic() > deadline:
             raise TestbedError(f"the controller-manager was still updating ReplicaSets after {timeout:.0f}s")
         time.sleep(0.5)
-        now = api.counts().count(**labels)
+        now = request_counts(api).count(**labels)
         if now != last:
             last, since = now, time.monotonic()
 
@@ -1016,7 +354,7 @@ def start_controller(
 
     Also returns the apiserver's counters from just before the start, to tell its LISTs by.
     """
-    before_start = api.counts()
+    before_start = request_counts(api)
     operator = ManagedProcess(name, list(argv), log_file=log_file, cwd=log_file.parent)
     started = time.monotonic()
     operator.start()
@@ -1039,7 +377,7 @@ def wait_listed(
     """Listed everything: one LIST of each watched resource since the start, then the controller idle."""
     while True:
         operator.check_alive()
-        now = api.counts()
+        now = request_counts(api)
         if all(
             now.count(verb="LIST", resource=name) > before_start.count(verb="LIST", resource=name)
             for name in LISTED_RESOURCES
@@ -1056,11 +394,7 @@ def wait_listed(
 
 def evaluations(http: httpx.Client, url: str) -> int:
     """The controller's `slimguard_evaluations_total`, all statuses."""
-    total = 0.0
-    for line in http.get(url).text.splitlines():
-        if line.startswith("slimguard_evaluations_total{"):
-            total += float(line.rsplit(" ", 1)[1])
-    return int(total)
+    return int(counter_total(http.get(url).text, "slimguard_evaluations_total"))
 
 
 def restart(
@@ -1076,7 +410,7 @@ def restart(
     """A new controller process on the audited cluster: it must re-verify everything and change nothing."""
     mark = registry.mark()
     tokens_before = len(registry.token_issuer.requests) if registry.token_issuer else 0
-    before = api.counts()
+    before = request_counts(api)
     port = free_port()
     results.restart_load_average = os.getloadavg()[0]
     log_file = work / "operator-restarted.log"
@@ -1086,7 +420,7 @@ def restart(
     url = f"http://127.0.0.1:{port}/metrics"
     with (
         httpx.Client(timeout=30) as http,
-        profiled(operator.pid, args.profile / "restart.txt" if args.profile else None),
+        profile_controller(operator.pid, args.profile, "restart.txt"),
     ):
         while time.monotonic() - started < args.timeout:
             operator.check_alive()
@@ -1106,7 +440,7 @@ def restart(
     results.restart_cpu_seconds = probe.cpu_seconds()
     probe.memory_kib()
     results.restart_peak_rss_mb = probe.peak_rss_kib / 1024
-    after = api.counts()
+    after = request_counts(api)
     requests = registry.requests(since=mark)
     results.restart_registry_requests = len(requests)
     results.restart_registry_breakdown = dict(
@@ -1123,35 +457,9 @@ def restart(
     operator.stop(timeout=15)
     results.restart_errors = errors_in(log_file.read_text(errors="replace").splitlines())
     log(
-        f"restart: first re-verified at {_seconds(results.restart_first_seconds)}, "
-        f"last at {_seconds(results.restart_last_seconds)} ({len(tags)} tags)"
+        f"restart: first re-verified at {shown_seconds(results.restart_first_seconds)}, "
+        f"last at {shown_seconds(results.restart_last_seconds)} ({len(tags)} tags)"
     )
-
-
-@contextlib.contextmanager
-def profiled(pid: int | None, output: Path | None) -> Iterator[None]:
-    """py-spy samples the process meanwhile (collapsed stacks, one line per stack); a no-op without a path.
-
-    Profiled runs are for where the time goes, not for timings: blocking sampling slows the process down.
-    """
-    if output is None or pid is None:
-        yield
-        return
-    py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    # --gil: only samples that hold the GIL, i.e. the one core Python code can use.
-    command = [py_spy, "record", "--pid", str(pid), "--rate", "100", "--gil", "--format", "raw"]
-    command += ["--output", str(output)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        yield
-    finally:
-        process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=120)
-        if not output.exists():
-            log(f"py-spy wrote no profile: {stderr.decode(errors='replace')[-500:]}")
-        else:
-            log(f"profile of pid {pid}: {output}")
 
 
 def _delta(before: RequestCounts, after: RequestCounts, **labels: str) -> int:
@@ -1196,7 +504,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--deployments, --namespaces and --images must be at least 1")
 
     results = run(args)
-    print(table(results))
+    print(report(results))
     for line in results.operator_errors:
         print(f"controller log: {line}")
     print(
