@@ -14,9 +14,9 @@ goes first, and measures:
 and reads package databases whole. A third line, `sha256sum BLOB`, shows what the digest check alone costs.
 Targets are reported beside the figures, never asserted: this is a benchmark, not a test.
 
-    python bench/layer_walk.py                     # 5 rounds
-    python bench/layer_walk.py --rounds 9 --json out.json
-    python bench/layer_walk.py --profile /tmp/walk.svg   # py-spy flame graph of the walker alone (bench extras)
+    python -m bench.layer_walk                     # 5 rounds
+    python -m bench.layer_walk --rounds 9 --json out.json
+    python -m bench.layer_walk --profile /tmp/walk.svg   # py-spy flame graph of the walker alone (bench extras)
 """
 
 from __future__ import annotations
