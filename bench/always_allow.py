@@ -1,8 +1,9 @@
 """The floor any admission webhook pays: an HTTPS server that admits every AdmissionReview, doing nothing else.
 
-bench/admission_latency.py runs it beside `slimguard webhook` with the same certificate, the same TLS settings,
-the same port sharing (SO_REUSEPORT), the same aiohttp and the same ValidatingWebhookConfiguration (only the
-`url` differs), so the difference between the two is what slimguard's decision costs and nothing else.
+The admission benchmarks run it (bench/common/webhooks.py) beside `slimguard webhook` with the same certificate,
+the same TLS settings, the same port sharing (SO_REUSEPORT), the same aiohttp and the same
+ValidatingWebhookConfiguration (only the `url` differs), so the difference between the two is what slimguard's
+decision costs and nothing else.
 
 It parses the review (any webhook must, to echo its uid) and keeps the last raw review of each kind, so the
 benchmark can replay exactly what the apiserver sends when it drives a webhook directly.
