@@ -139,8 +139,11 @@ class ImageInspector:
         try:
             reference, credential = self._identify(image, credentials)
             if self.store is not None:
-                # A digest, or the one a tag last resolved to: the store is asked before the failure cache.
-                known = reference.digest or self._tags.get(self._tag_key(reference, credential))
+                # A digest, or the one a tag last resolved to: the store is asked before the failure cache. A tag
+                # past its refresh point is re-resolved in the background here too, as below.
+                known = reference.digest or self._tags.get(
+                    self._tag_key(reference, credential), self._revalidation(reference, credential)
+                )
                 if known is not None and (stored := self._stored(known, reads, count_miss=False)) is not None:
                     self._remember(image, stored, learned=False)
                     return stored

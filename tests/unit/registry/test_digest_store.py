@@ -170,3 +170,29 @@ def test_a_tag_answered_from_the_inspectors_memory_is_learned_by_the_keeper(
     assert network.attempts == 0
     assert keeper.resolved[tag] == image.digest
     assert not keeper.idle  # its report is owed: the registry's answer, not a report's
+
+
+def test_a_tag_answered_from_a_report_is_re_resolved_in_the_background_before_its_ttl_runs_out(
+    network: NoNetwork, reports: ImageReports
+) -> None:
+    """What the settings promise for every tag: from `tag_refresh_after_seconds` on, the answer still comes from
+    memory and a HEAD goes out in the background, so no admission of a seen image waits for the registry. A tag
+    whose digest has a report took the store's path and never started one: an admission waited on a HEAD every
+    `tag_ttl + tag_max_stale` (7 min by default)."""
+    image = facts()
+    file(reports, image)
+    tag = f"{REPOSITORY}:1.0"
+    now = [0.0]
+    for source in inspector(network, reports, clock=lambda: now[0]):
+        source._tags.put(source._tag_key(ImageReference.parse(tag), None), image.digest)  # as a HEAD left them
+        now[0] = RegistrySettings().tag_refresh_after_seconds + 1
+
+        async def admit() -> Any:
+            answer = ask(source, tag)
+            for _ in range(20):  # let the background re-resolve reach the network
+                await asyncio.sleep(0)
+            await source.stop_background()
+            return answer
+
+        assert asyncio.run(admit()) == image  # answered at once, from the report
+    assert network.attempts >= 1  # and the tag re-resolved behind it
