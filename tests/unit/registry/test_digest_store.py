@@ -172,6 +172,15 @@ def test_a_tag_answered_from_the_inspectors_memory_is_learned_by_the_keeper(
     assert not keeper.idle  # its report is owed: the registry's answer, not a report's
 
 
+async def admit(source: ImageInspector, image: str) -> Any:
+    """The webhook's warm path: an answer from memory, then the loop runs on (and the background work with it)."""
+    answer = ask(source, image)
+    for _ in range(20):  # let a background re-resolve reach the network
+        await asyncio.sleep(0)
+    await source.stop_background()
+    return answer
+
+
 def test_a_tag_answered_from_a_report_is_re_resolved_in_the_background_before_its_ttl_runs_out(
     network: NoNetwork, reports: ImageReports
 ) -> None:
@@ -187,12 +196,5 @@ def test_a_tag_answered_from_a_report_is_re_resolved_in_the_background_before_it
         source._tags.put(source._tag_key(ImageReference.parse(tag), None), image.digest)  # as a HEAD left them
         now[0] = RegistrySettings().tag_refresh_after_seconds + 1
 
-        async def admit() -> Any:
-            answer = ask(source, tag)
-            for _ in range(20):  # let the background re-resolve reach the network
-                await asyncio.sleep(0)
-            await source.stop_background()
-            return answer
-
-        assert asyncio.run(admit()) == image  # answered at once, from the report
+        assert asyncio.run(admit(source, tag)) == image  # answered at once, from the report
     assert network.attempts >= 1  # and the tag re-resolved behind it
