@@ -17,6 +17,10 @@ VARIANTS = ("none", "always-allow", "slimguard")
 KINDS = ("Pod", "Deployment")
 TARGET_RATIO = 1.05  # slimguard within 5 % of always-allow
 TARGET_DECISION_P99 = 0.002  # seconds, warm
+WITHIN_SECONDS = 0.001
+"""The share of decisions under this is read from its own bucket (one of metrics.ADMISSION_BUCKETS): the one
+figure a histogram gives exactly. (It read le="0.002", which the buckets lost when they were aligned with the
+apiserver's, and printed "nan % within 2 ms".)"""
 TARGET_REVIEWS_PER_SECOND = 200.0  # one replica on one core
 
 _BUCKET = re.compile(r'^slimguard_admission_decision_seconds_bucket\{le="(?P<le>[^"]+)"\} (?P<count>\S+)$')
@@ -37,7 +41,8 @@ class HistogramSummary:
     count: int
     p50: float
     p99: float
-    within_2ms: float  # share of decisions in the le="0.002" bucket: exact, no interpolation
+    within: float
+    """Share of decisions in the le=WITHIN_SECONDS bucket: exact, no interpolation."""
 
 
 def summarise_histogram(before: dict[float, float], after: dict[float, float]) -> HistogramSummary:
@@ -59,7 +64,7 @@ def summarise_histogram(before: dict[float, float], after: dict[float, float]) -
             lower, below = bound, count
         return lower
 
-    within = dict(zip(bounds, cumulative, strict=True)).get(0.002, math.nan)
+    within = dict(zip(bounds, cumulative, strict=True)).get(WITHIN_SECONDS, math.nan)
     return HistogramSummary(int(total), quantile(0.5), quantile(0.99), within / total if total else math.nan)
 
 
@@ -232,7 +237,7 @@ def report(r: Results) -> str:
             (
                 f"slimguard decision time, {label} ({summary.count} reviews)",
                 f"p50 {summary.p50 * 1000:.2f} ms, p99 {summary.p99 * 1000:.2f} ms, "
-                f"{summary.within_2ms * 100:.2f} % within 2 ms",
+                f"{summary.within * 100:.2f} % within {WITHIN_SECONDS * 1000:g} ms",
                 f"p99 <= {TARGET_DECISION_P99 * 1000:.0f} ms" if label == "during the rounds" else "",
                 met(summary.p99 <= TARGET_DECISION_P99) if label == "during the rounds" else "",
             )

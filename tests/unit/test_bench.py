@@ -56,3 +56,16 @@ def test_each_benchmark_imports_as_a_module_of_the_bench_package_and_answers_hel
         module.main(["--help"])
     assert exited.value.code == 0
     assert "--json" in capsys.readouterr().out
+
+
+def test_the_admission_bench_reads_the_share_within_a_bound_the_decision_histogram_has() -> None:
+    """It printed "nan % within 2 ms" once the buckets no longer had 0.002."""
+    from bench.admission_report import WITHIN_SECONDS, summarise_histogram
+    from slimguard.metrics import ADMISSION_BUCKETS
+
+    assert WITHIN_SECONDS in ADMISSION_BUCKETS
+    bounds = [*ADMISSION_BUCKETS, math.inf]
+    after = {
+        bound: (90.0 if bound < WITHIN_SECONDS else 99.0 if bound == WITHIN_SECONDS else 100.0) for bound in bounds
+    }
+    assert summarise_histogram({}, after).within == 0.99
