@@ -24,6 +24,14 @@ def sleeping_pod(name: str, namespace: str, image: str, **spec: Any) -> dict[str
     }
 
 
+def component_pods(node: RealNode, namespace: str, component: str) -> list[dict[str, Any]]:
+    """slimguard's Pods of one component (``app.kubernetes.io/component``) in ``namespace``, not being deleted."""
+    found = node.kubectl(
+        "get", "pods", "-n", namespace, "-l", f"app.kubernetes.io/component={component}", "-o", "json"
+    ).stdout
+    return [pod for pod in json.loads(found)["items"] if not pod["metadata"].get("deletionTimestamp")]
+
+
 def pod_phase(node: RealNode, name: str, namespace: str) -> str:
     found = node.kubectl("get", "pod", name, "-n", namespace, "-o", "json", "--ignore-not-found").stdout
     return str(json.loads(found)["status"].get("phase", "")) if found.strip() else ""

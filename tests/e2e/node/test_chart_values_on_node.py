@@ -17,7 +17,7 @@ import httpx
 import pytest
 import yaml
 from cluster import deployment, documented_values, image_policy, namespace, wait_for
-from pods import denied_by_slimguard
+from pods import component_pods, denied_by_slimguard
 
 from slimguard_testbed import CertificateAuthority, DockerEngine
 from slimguard_testbed.images import FixtureImages
@@ -185,10 +185,7 @@ def _set_json(values: dict[str, Any]) -> list[str]:
 
 
 def _pods(node: RealNode, component: str) -> list[dict[str, Any]]:
-    found = node.kubectl(
-        "get", "pods", "-n", NAMESPACE, "-l", f"app.kubernetes.io/component={component}", "-o", "json"
-    ).stdout
-    return [pod for pod in json.loads(found)["items"] if not pod["metadata"].get("deletionTimestamp")]
+    return component_pods(node, NAMESPACE, component)
 
 
 def _serves_metrics(pod: dict[str, Any], port: int) -> bool:

@@ -22,6 +22,7 @@ import yaml
 from cluster import STATUS, deployment, image_policy, namespace, wait_for
 from kubernetes import config as kube_config
 from kubernetes.client import AppsV1Api
+from pods import component_pods
 
 from slimguard_testbed import DockerEngine
 from slimguard_testbed.images import FixtureImages
@@ -46,14 +47,10 @@ class ControllerPods:
 
     def ready(self) -> list[str]:
         """The controller Pods that are Ready and not being deleted."""
-        found = self.node.kubectl(
-            "get", "pods", "-n", RELEASE_NAMESPACE, "-l", "app.kubernetes.io/component=controller", "-o", "json"
-        ).stdout
         return [
             pod["metadata"]["name"]
-            for pod in json.loads(found)["items"]
-            if "deletionTimestamp" not in pod["metadata"]
-            and all(status.get("ready") for status in pod["status"].get("containerStatuses") or [{}])
+            for pod in component_pods(self.node, RELEASE_NAMESPACE, "controller")
+            if all(status.get("ready") for status in pod["status"].get("containerStatuses") or [{}])
         ]
 
     def lease(self) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import httpx
 import pytest
 import yaml
 from cluster import deployment, image_policy, namespace, status_of, wait_for
-from pods import denied_by_slimguard
+from pods import component_pods, denied_by_slimguard
 
 from slimguard_testbed import DockerEngine
 from slimguard_testbed.images import FixtureImages
@@ -66,10 +66,7 @@ class Install:
 
     def pods(self, component: str) -> list[dict[str, Any]]:
         """The component's Pods that are not being deleted."""
-        found = self.node.kubectl(
-            "get", "pods", "-n", self.namespace, "-l", f"app.kubernetes.io/component={component}", "-o", "json"
-        ).stdout
-        return [pod for pod in json.loads(found)["items"] if not pod["metadata"].get("deletionTimestamp")]
+        return component_pods(self.node, self.namespace, component)
 
     def ready_pods(self, component: str) -> list[dict[str, Any]]:
         return [
