@@ -54,6 +54,10 @@ from slimguard_testbed.registry import Registry
 NODE_NAME = "slimguard-node"
 PAUSE_REPOSITORY = "slimguard-node/pause"
 PAUSE_TAG = "3.10"
+# containerd answers `ctr version` before its CRI service has initialised, and a kubelet started in that gap exits
+# with "server is not initialized" (seen once in ~30 node starts). containerd 1.6 marks the CRI service initialised
+# right after logging this line, and there is no crictl here to ask the CRI itself.
+_CRI_SERVING = "Start streaming server"
 _NODE_PACKAGES = "apt-get install containerd runc containernetworking-plugins nftables iptables"
 _CNI_BIN = Path("/usr/lib/cni")
 
@@ -263,9 +267,12 @@ class RealNode(Service):
         process = self._spawn("containerd", [containerd, f"--config={config}"])
         ctr = require_binary("ctr", hint=_NODE_PACKAGES)
         wait_until(
-            lambda: run([str(ctr), "--address", str(self.containerd_socket), "version"], check=False).returncode == 0,
+            lambda: (
+                run([str(ctr), "--address", str(self.containerd_socket), "version"], check=False).returncode == 0
+                and _CRI_SERVING in process.log_file.read_text(errors="replace")
+            ),
             timeout=30,
-            what="containerd",
+            what="containerd and its CRI service",
             watch=[process],
             interval=0.2,
         )
