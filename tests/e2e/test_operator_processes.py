@@ -102,7 +102,19 @@ def trusting(ca: CertificateAuthority) -> ssl.SSLContext:
 
 
 def probe(url: str, times: int = 5, verify: ssl.SSLContext | bool = True) -> None:
+    """``times`` probes answered 200, once the endpoint listens: kopf opens the liveness endpoint beside the
+    startup handlers, so on a loaded machine "controller started" can be logged before it accepts connections,
+    as a kubelet's first probe can come before it does (its failureThreshold covers that)."""
     with httpx.Client(timeout=5, verify=verify) as http:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                http.get(url)
+                break
+            except httpx.ConnectError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
         for _ in range(times):
             assert http.get(url).status_code == 200, url
 
