@@ -421,7 +421,7 @@ class RegistryClient:
     ) -> InspectionError:
         what = f"{reference.name} ({path.split('/')[0].rstrip('s')} {path.split('/', 1)[1]})"
         if status in (401, 403):
-            how = f"with the credentials for {credential.location}" if credential else "without credentials"
+            how = f"with {credential.describe()}" if credential else "without credentials"
             return InspectionError(
                 f"registry {reference.registry} refused access to {reference.name} {how} (HTTP {status}); "
                 "add an imagePullSecret for it to the workload or its ServiceAccount",
