@@ -10,7 +10,7 @@ once, every item by its place (``providers[1].matchImages``) and the provider's 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +106,7 @@ class ProviderSpec:
     default_cache_seconds: float
     api_version: str
     args: tuple[str, ...] = ()
-    env: tuple[tuple[str, str], ...] = ()
+    env: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # its values may be secrets: never logged
     service_account_token_audience: str | None = None
     """Set when the provider wants a service-account token bound to the Pod (``tokenAttributes``), which
     slimguard does not request: such a provider is never run, and says why (``credential_providers.py``)."""

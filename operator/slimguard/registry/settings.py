@@ -44,3 +44,7 @@ class RegistrySettings:
         if not 0 <= self.tag_refresh_after_seconds <= self.tag_ttl_seconds:
             # A TTL shorter than the default refresh: refresh from three quarters of it.
             object.__setattr__(self, "tag_refresh_after_seconds", self.tag_ttl_seconds * 0.75)
+
+    def describe_credential_providers(self) -> str:
+        """For the start-up log line: the providers' names and where they come from, or ``off``."""
+        return "off" if self.credential_providers is None else self.credential_providers.describe()
