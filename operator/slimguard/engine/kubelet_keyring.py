@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 
 from slimguard.core.errors import InspectionError, InspectionReason, InvalidReference
 from slimguard.core.facts.image_facts import FactsNeeds, ImageFacts
@@ -100,8 +101,15 @@ def _parsed(image: str) -> ImageReference | None:
 def _tries(
     reference: ImageReference, credentials: Sequence[Credential], provided: ProvidedCredentials
 ) -> list[Credential | None]:
-    """The credentials to try, in the kubelet's order; none found: one anonymous try."""
-    found: list[Credential | None] = [*credentials_for(reference, credentials), *provided.credentials]
+    """The credentials to try, in the kubelet's order; none found: one anonymous try.
+
+    A provider's credential was matched to this image by the kubelet's rules (``registry/keyring.py``); it goes to
+    the inner source filed under the image's own name, so that source's choice (``credentials_for``, whose path
+    prefix is a whole segment) cannot drop it again for an image the kubelet would send it with."""
+    found: list[Credential | None] = [
+        *credentials_for(reference, credentials),
+        *(replace(credential, location=reference.name) for credential in provided.credentials),
+    ]
     return found or [None]
 
 

@@ -14,9 +14,10 @@ from core.builders import MiB, facts, layers, platform_image
 
 from slimguard.core.errors import InspectionError, InspectionReason
 from slimguard.core.facts.image_facts import FactsNeeds, ImageFacts
+from slimguard.core.model.reference import ImageReference
 from slimguard.engine.kubelet_keyring import KubeletKeyring
 from slimguard.registry.credential_providers import CredentialProviders
-from slimguard.registry.credentials import Credential
+from slimguard.registry.credentials import Credential, credentials_for
 from slimguard.registry.provider_config import load_credential_providers
 from slimguard_testbed.credential_provider import ProviderEntry, install, write_config, write_credentials
 
@@ -38,6 +39,8 @@ class Registry:
 
     def _read(self, image: str, credentials: Sequence[Credential]) -> ImageFacts:
         assert len(credentials) <= 1, "one credential a try, as the kubelet tries them"
+        # As the registry inspector picks the credential it sends: the first that matches the image, by its rules.
+        credentials = credentials_for(ImageReference.parse(image), credentials)[:1]
         user = credentials[0].username if credentials else None
         self.tries.append(user)
         if image in self.missing:
@@ -54,6 +57,7 @@ class Registry:
     def cached(
         self, image: str, needs: FactsNeeds, *, credentials: Sequence[Credential]
     ) -> ImageFacts | InspectionError | None:
+        credentials = credentials_for(ImageReference.parse(image), credentials)[:1]
         return self.memory.get((image, credentials[0].username if credentials else None))
 
     async def inspect(self, image: str, needs: FactsNeeds, *, credentials: Sequence[Credential]) -> ImageFacts:
@@ -152,3 +156,14 @@ async def test_from_memory_needs_the_providers_answer_in_memory_too(tmp_path: Pa
     assert source.cached(IMAGE, NEEDS, credentials=()) is None  # the provider has not been run yet
     await source.inspect(IMAGE, NEEDS, credentials=())
     assert source.cached(IMAGE, NEEDS, credentials=()) == FACTS
+
+
+async def test_a_key_the_kubelet_matches_by_string_prefix_still_serves_the_image(
+    tmp_path: Path, entry: ProviderEntry
+) -> None:
+    """The kubelet's path prefix is a plain string prefix (127.0.0.1:5000/priv serves .../private/app); the
+    registry inspector's own choice, by whole path segments, must not drop the credential again."""
+    registry = Registry({IMAGE: {"node"}})
+    source = keyring(tmp_path, registry, replace(entry, auth_key=f"{REGISTRY}/priv"))
+    assert await source.inspect(IMAGE, NEEDS, credentials=()) == FACTS
+    assert registry.tries == ["node"]
