@@ -300,6 +300,14 @@ def test_check_reads_images_only_the_provider_can_read_with_one_run_for_the_regi
     assert found[images.slim.ref] == []
     assert working.runs() == [f"{images.fat.host}/private/credprov/fat"]  # the slim one: the registry's answer
 
+    # `inspect` reads it the same way.
+    inspected = slimguard(
+        "inspect", "--allow-loopback-registries", "--ca-file", str(images.registry.ca_file), "-f", "json",
+        *providers.flags(providers.config("cli", working)), images.fat.ref, env=no_docker_credentials,
+    )  # fmt: skip
+    assert inspected.returncode == 0, inspected.stdout + inspected.stderr
+    assert json.loads(inspected.stdout)["digest"] == images.fat.digest
+
     # Without the provider the same image cannot be read: an error, exit 2.
     without = slimguard("check", *check_flags, images.fat.ref, env=no_docker_credentials)
     assert without.returncode == 2, without.stdout + without.stderr
