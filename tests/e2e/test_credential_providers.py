@@ -335,6 +335,27 @@ def test_check_names_a_failing_provider_and_never_sends_a_credential_to_a_host_i
         "private/credprov/fat: the registry's token service refused the provider: AccessDenied; registry localhost:"
     ) in finding["message"], finding["message"]
 
+    # A provider handing out credentials the registry refuses: the finding names the provider, not a pull secret.
+    wrong = providers.entry(
+        "cli-wrong.calls",
+        credentials=write_credentials(providers.workdir / "wrong.json", registry.username, "not-the-password"),
+    )
+    result = slimguard(
+        "check", *check_flags, *providers.flags(providers.config("cli-wrong", wrong)), images.fat.ref,
+        env=no_docker_credentials,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stdout + result.stderr
+    (finding,) = findings_of(result)[images.fat.ref]
+    assert finding["reason"] == "RegistryUnauthorized"
+    assert (
+        f"with the credentials for {registry.host}/private/credprov/fat from credential provider {PROVIDER}"
+        in (finding["message"])
+    )
+    assert (
+        f"check that the identity slimguard's Pods run credential provider {PROVIDER} with may read it"
+        in (finding["message"])
+    )
+
     # A provider answering for another host: the registry of the image gets no credential, not even at its token
     # service, and refuses the read.
     elsewhere = providers.entry("cli-elsewhere.calls", auth_key=f"127.0.0.2:{registry.port}")
