@@ -462,7 +462,8 @@ def panels() -> list[dict[str, Any]]:
         bargauge(
             "Images decided by onUnknown, by registry and reason",
             "Distinct images in use whose facts could not be read (RegistryUntrusted: its CA is missing; "
-            "RegistryRefused: an internal address; RegistryUnauthorized: no pull secret; ...), by registry and reason.",
+            "RegistryRefused: an internal address; RegistryUnauthorized: no pull secret; CredentialProviderFailed: "
+            "a kubelet credential provider failed; ...), by registry and reason.",
             _target(
                 f"sum by (registry, reason) (slimguard_images_decided_by_default{{{POLICY}}})",
                 "{{registry}} {{reason}}",

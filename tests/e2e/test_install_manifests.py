@@ -910,6 +910,95 @@ def test_helm_chart_with_a_registry_ca_and_extra_volumes_applies(
     )
 
 
+EKS_PROVIDERS = (
+    "registries.credentialProviders.config=/etc/eks/image-credential-provider/config.json",
+    "registries.credentialProviders.binDir=/etc/eks/image-credential-provider",
+)
+
+
+def _credential_provider_wiring(pod: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]], list[dict[str, Any]]]:
+    """The container's credential provider flags, and the volumes and mounts named credential-provider-*."""
+    (container,) = pod["containers"]
+    flags = [arg for arg in container["args"] if arg.startswith("--image-credential-provider-")]
+    volumes = [v for v in pod["volumes"] if v["name"].startswith("credential-provider-")]
+    mounts = [m for m in container["volumeMounts"] if m["name"].startswith("credential-provider-")]
+    return flags, volumes, mounts
+
+
+def test_helm_credential_providers_mount_the_nodes_configuration_and_binaries_read_only_in_both_components(
+    helm: str,
+) -> None:
+    objects = _helm_template(helm, *EKS_PROVIDERS)
+    for component in ("controller", "webhook"):
+        flags, volumes, mounts = _credential_provider_wiring(_pod(objects, component))
+        assert flags == [
+            "--image-credential-provider-config=/etc/eks/image-credential-provider/config.json",
+            "--image-credential-provider-bin-dir=/etc/eks/image-credential-provider",
+        ]
+        assert volumes == [
+            {
+                "name": "credential-provider-config",
+                "hostPath": {"path": "/etc/eks/image-credential-provider/config.json", "type": "File"},
+            },
+            {
+                "name": "credential-provider-bin",
+                "hostPath": {"path": "/etc/eks/image-credential-provider", "type": "Directory"},
+            },
+        ]
+        assert mounts == [
+            {
+                "name": "credential-provider-config",
+                "mountPath": "/etc/eks/image-credential-provider/config.json",
+                "readOnly": True,
+            },
+            {"name": "credential-provider-bin", "mountPath": "/etc/eks/image-credential-provider", "readOnly": True},
+        ]
+    # A directory of configuration files is mounted as a directory; with mount: volumes only the flags are set.
+    providers_d = "registries.credentialProviders.config=/etc/kubelet/providers.d"
+    directory = _helm_template(helm, providers_d, "registries.credentialProviders.binDir=/usr/libexec/providers")
+    _, volumes, _ = _credential_provider_wiring(_pod(directory, "webhook"))
+    assert volumes[0]["hostPath"] == {"path": "/etc/kubelet/providers.d", "type": "Directory"}
+    own = _helm_template(helm, *EKS_PROVIDERS, "registries.credentialProviders.mount=volumes")
+    flags, volumes, mounts = _credential_provider_wiring(_pod(own, "controller"))
+    assert len(flags) == 2
+    assert (volumes, mounts) == ([], [])
+    # Off by default.
+    assert _credential_provider_wiring(_pod(_helm_template(helm), "webhook")) == ([], [], [])
+
+
+def test_helm_refuses_credential_provider_values_that_cannot_work(helm: str) -> None:
+    assert "registries.credentialProviders: set both config and binDir" in _helm_refuses(
+        helm, "registries.credentialProviders.config=/etc/eks/image-credential-provider/config.json"
+    )
+    refused = _helm_render(helm, "registries.credentialProviders.config=config.json")
+    assert refused.returncode != 0
+    assert "/registries/credentialProviders/config" in refused.stderr
+    refused = _helm_render(helm, *EKS_PROVIDERS, "registries.credentialProviders.mount=emptyDir")
+    assert refused.returncode != 0
+    assert "/registries/credentialProviders/mount" in refused.stderr
+
+
+def test_the_credential_providers_component_gives_the_pods_what_the_chart_gives_them(
+    helm: str, control_plane: ControlPlane, tmp_path: Path
+) -> None:
+    overlay = _copy_of_kustomize(tmp_path).parent / "credential-providers-test"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(
+        "resources: [../../base]\ncomponents: [../../components/credential-providers]\n"
+    )
+    kustomized = _objects(_render(control_plane, overlay))
+    charted = _helm_template(helm, *EKS_PROVIDERS)
+    for component in ("controller", "webhook"):
+        assert _credential_provider_wiring(_pod(kustomized, component)) == _credential_provider_wiring(
+            _pod(charted, component)
+        )
+    control_plane.apply(f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {NAMESPACE}}}\n")
+    for objects in (charted, [o for o in kustomized if o["kind"] == "Deployment"]):
+        control_plane.kubectl(
+            "apply", "--dry-run=server", "--validate=strict", "-f", "-", input=yaml.safe_dump_all(objects)
+        )
+
+
 def test_pods_tell_kopf_who_they_are_and_probe_the_family_of_their_ip(
     helm: str, base_objects: list[dict[str, Any]]
 ) -> None:

@@ -25,6 +25,7 @@ from slimguard.core.reports.report import ImageResult, InspectedImage, image_res
 from slimguard.docker_engine import DockerFacts, connect, docker_config_credentials
 from slimguard.engine.evaluator import Evaluator
 from slimguard.engine.facts import NO_CLUSTER, FactsSource
+from slimguard.engine.kubelet_keyring import with_credential_providers
 from slimguard.registry.client import RegistryClient
 from slimguard.registry.credentials import Credential
 from slimguard.registry.inspector import ImageInspector
@@ -122,9 +123,12 @@ def open_sources(
     engine = connect(docker_host) if docker else None  # first: an engine that is not there opens nothing
     client = RegistryClient(registry)
     inspector = ImageInspector(client)
+    # The kubelet's credential providers (--image-credential-provider-config), after the Docker config's
+    # credentials; their runs belong to the inspector's tasks, stopped before the client closes.
+    from_registry = with_credential_providers(inspector, registry, tasks=inspector.tasks)
     if engine is None:
-        return Sources(inspector, None, inspector, client)
-    local = DockerFacts(engine, registry=inspector, local_only=images, measure_compressed=measure_compressed)
+        return Sources(from_registry, None, inspector, client)
+    local = DockerFacts(engine, registry=from_registry, local_only=images, measure_compressed=measure_compressed)
     return Sources(local, local, inspector, client)
 
 

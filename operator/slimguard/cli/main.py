@@ -21,6 +21,7 @@ from slimguard import __version__, exhaustion
 from slimguard.core.evaluation.outcome import EXIT_ERROR
 from slimguard.listen import ANY_ADDRESS, listen_host, liveness_url
 from slimguard.registry.guard import AddressPolicy
+from slimguard.registry.provider_config import InvalidProviderConfig, load_credential_providers
 from slimguard.registry.settings import RegistrySettings
 from slimguard.registry.trust import CaBundleUnreadable, registry_tls_context
 
@@ -107,6 +108,26 @@ TagMaxStale = Annotated[
     ),
 ]
 
+ProviderConfig = Annotated[
+    str | None,
+    typer.Option(
+        "--image-credential-provider-config",
+        help="The kubelet's credential provider configuration (kind CredentialProviderConfig; a file, or a "
+        "directory of them), as on the nodes: images are also read with the credentials its exec providers give "
+        "(ECR, Artifact Registry, ACR), after the pull secrets, as the kubelet pulls them. Read at start; with "
+        "--image-credential-provider-bin-dir.",
+        envvar="SLIMGUARD_IMAGE_CREDENTIAL_PROVIDER_CONFIG",
+    ),
+]
+ProviderBinDir = Annotated[
+    str | None,
+    typer.Option(
+        "--image-credential-provider-bin-dir",
+        help="The directory of the credential providers' binaries, as the kubelet's flag of that name.",
+        envvar="SLIMGUARD_IMAGE_CREDENTIAL_PROVIDER_BIN_DIR",
+    ),
+]
+
 
 OPERATOR_EXTRA_MODULES = frozenset({"kopf", "kubernetes", "prometheus_client", "aiohttp", "cryptography"})
 """What ``slimguard[operator]`` adds to ``pip install slimguard`` (the CLI alone), by import name."""
@@ -157,6 +178,8 @@ _REGISTRY_OPTIONS: tuple[tuple[str, Any], ...] = (
     ("plain_http_registry", PlainHttp),
     ("tag_ttl", TagTtl),
     ("tag_max_stale", TagMaxStale),
+    ("image_credential_provider_config", ProviderConfig),
+    ("image_credential_provider_bin_dir", ProviderBinDir),
 )
 _REGISTRY_DEFAULTS: dict[str, Any] = {
     "allow_loopback_registries": False,
@@ -166,6 +189,8 @@ _REGISTRY_DEFAULTS: dict[str, Any] = {
     "plain_http_registry": None,
     "tag_ttl": RegistrySettings.tag_ttl_seconds,
     "tag_max_stale": RegistrySettings.tag_max_stale_seconds,
+    "image_credential_provider_config": None,
+    "image_credential_provider_bin_dir": None,
 }
 
 
@@ -178,7 +203,19 @@ def registry_settings(
     plain_http_registry: list[str] | None = None,
     tag_ttl: float = RegistrySettings.tag_ttl_seconds,
     tag_max_stale: float = RegistrySettings.tag_max_stale_seconds,
+    image_credential_provider_config: str | None = None,
+    image_credential_provider_bin_dir: str | None = None,
 ) -> RegistrySettings:
+    """The settings the options give; the credential provider configuration is read and validated here
+    (InvalidProviderConfig or ValueError naming what is wrong)."""
+    providers = None
+    if image_credential_provider_config or image_credential_provider_bin_dir:
+        if not (image_credential_provider_config and image_credential_provider_bin_dir):
+            raise ValueError(
+                "--image-credential-provider-config and --image-credential-provider-bin-dir go together, as for "
+                "the kubelet: give both, or neither"
+            )
+        providers = load_credential_providers(image_credential_provider_config, image_credential_provider_bin_dir)
     return RegistrySettings(
         address_policy=AddressPolicy(
             allow_loopback=allow_loopback_registries,
@@ -189,6 +226,7 @@ def registry_settings(
         plain_http_registries=tuple(plain_http_registry or ()),
         tag_ttl_seconds=tag_ttl,
         tag_max_stale_seconds=tag_max_stale,
+        credential_providers=providers,
     )
 
 
@@ -204,7 +242,10 @@ def with_registry_options(command: Callable[..., None]) -> Callable[..., None]:
     @functools.wraps(command)
     def wrapper(**arguments: Any) -> None:
         options = {name: arguments.pop(name) for name, _ in _REGISTRY_OPTIONS}
-        settings = registry_settings(**options)
+        try:  # now: a bad credential provider configuration is one line naming the item, not a crash later
+            settings = registry_settings(**options)
+        except (InvalidProviderConfig, ValueError) as error:
+            raise fail(str(error)) from None
         try:  # now, before anything starts: a bundle read later fails far from its cause (a crash loop says it)
             registry_tls_context(settings.ca_files)
         except CaBundleUnreadable as error:

@@ -56,5 +56,6 @@ class ControllerSettings:
             f"trusted_report_namespaces={describe_namespaces(self.trusted_report_namespaces)} "
             f"policy_reports={self.policy_reports or 'none'} "
             f"report_grace_period={self.report_grace_seconds:g}s "
-            f"leader_election={self.leader_election.describe() if self.leader_election else 'off'}"
+            f"leader_election={self.leader_election.describe() if self.leader_election else 'off'} "
+            f"credential_providers={self.registry.describe_credential_providers()}"
         )

@@ -17,6 +17,7 @@ class InspectionReason(StrEnum):
     REGISTRY_UNTRUSTED = "RegistryUntrusted"
     REGISTRY_REFUSED = "RegistryRefused"
     REGISTRY_UNAUTHORIZED = "RegistryUnauthorized"
+    CREDENTIAL_PROVIDER_FAILED = "CredentialProviderFailed"
     REGISTRY_RATE_LIMITED = "RegistryRateLimited"
     REGISTRY_ERROR = "RegistryError"
     TOO_MANY_REDIRECTS = "TooManyRedirects"

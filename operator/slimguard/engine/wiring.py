@@ -1,5 +1,6 @@
 """One wiring for every in-cluster entry point: registry client → inspector (asking a digest store, the
-ImageReports, between resolving and fetching) → pull credentials → evaluator."""
+ImageReports, between resolving and fetching) → pull credentials (and the kubelet's credential providers, when
+configured) → evaluator."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from slimguard.engine.alternatives import SlimmerBaseFinder
 from slimguard.engine.bases import BaseLookups
 from slimguard.engine.credentials import PullCredentials
 from slimguard.engine.evaluator import Evaluator
+from slimguard.engine.facts import FactsSource
+from slimguard.engine.kubelet_keyring import with_credential_providers
 from slimguard.engine.view import ClusterView
 from slimguard.kube.gateway import KubeGateway
 from slimguard.registry.client import RegistryClient
@@ -64,10 +67,11 @@ def build_engine(
     client = RegistryClient(registry, backend=backend)
     tasks = BackgroundTasks("the engine")
     inspector = ImageInspector(client, read_layers=read_layers, tasks=tasks, store=store)
+    facts: FactsSource = with_credential_providers(inspector, registry, tasks=tasks)
     evaluator = Evaluator(
-        inspector=inspector,
+        inspector=facts,
         view=view,
         credentials=PullCredentials(kube, tasks=tasks).for_workload,
-        bases=BaseLookups(inspector, SlimmerBaseFinder(client, tasks=tasks)),
+        bases=BaseLookups(facts, SlimmerBaseFinder(client, tasks=tasks)),
     )
     return Engine(client=client, inspector=inspector, view=view, evaluator=evaluator, tasks=tasks)

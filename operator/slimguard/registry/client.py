@@ -421,10 +421,14 @@ class RegistryClient:
     ) -> InspectionError:
         what = f"{reference.name} ({path.split('/')[0].rstrip('s')} {path.split('/', 1)[1]})"
         if status in (401, 403):
-            how = f"with the credentials for {credential.location}" if credential else "without credentials"
+            how = f"with {credential.describe()}" if credential else "without credentials"
+            fix = (
+                f"check that the identity slimguard's Pods run {credential.source} with may read it"
+                if credential is not None and credential.source
+                else "add an imagePullSecret for it to the workload or its ServiceAccount"
+            )
             return InspectionError(
-                f"registry {reference.registry} refused access to {reference.name} {how} (HTTP {status}); "
-                "add an imagePullSecret for it to the workload or its ServiceAccount",
+                f"registry {reference.registry} refused access to {reference.name} {how} (HTTP {status}); {fix}",
                 reason=InspectionReason.REGISTRY_UNAUTHORIZED,
             )
         if status == 404:

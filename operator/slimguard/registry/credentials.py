@@ -23,9 +23,17 @@ class Credential:
     location: str
     username: str
     password: str
+    source: str = ""
+    """Where it came from, for messages: "" for a pull secret or the Docker config, else e.g.
+    ``credential provider ecr-credential-provider`` (``registry/credential_providers.py``)."""
 
     def __repr__(self) -> str:  # never print a password, not even in a debug log
-        return f"Credential(location={self.location!r}, username={self.username!r})"
+        return f"Credential(location={self.location!r}, username={self.username!r}, source={self.source!r})"
+
+    def describe(self) -> str:
+        """How a message names it: ``the credentials for LOCATION`` (``from credential provider NAME``)."""
+        named = f"the credentials for {self.location}"
+        return f"{named} from {self.source}" if self.source else named
 
 
 def _location_parts(key: str) -> tuple[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from slimguard.registry.guard import AddressPolicy
+from slimguard.registry.provider_config import CredentialProviderSettings
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,9 @@ class RegistrySettings:
     tag_refresh_after_seconds: float = 90.0
     """Age from which a tag looked up is re-resolved in the background, ahead of its TTL."""
     failure_ttl_seconds: float = 15.0
+    credential_providers: CredentialProviderSettings | None = None
+    """The kubelet's credential providers (``--image-credential-provider-config``, ``-bin-dir``), read at start-up;
+    None: pull secrets (or, for the CLI, the Docker config) alone."""
     facts_cache_size: int = 4096
     max_platform_manifests: int = 16
 
@@ -40,3 +44,7 @@ class RegistrySettings:
         if not 0 <= self.tag_refresh_after_seconds <= self.tag_ttl_seconds:
             # A TTL shorter than the default refresh: refresh from three quarters of it.
             object.__setattr__(self, "tag_refresh_after_seconds", self.tag_ttl_seconds * 0.75)
+
+    def describe_credential_providers(self) -> str:
+        """For the start-up log line: the providers' names and where they come from, or ``off``."""
+        return "off" if self.credential_providers is None else self.credential_providers.describe()

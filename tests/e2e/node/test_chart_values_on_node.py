@@ -154,6 +154,10 @@ CHECKED_ELSEWHERE = {
     "prometheusRule": "needs the Prometheus Operator's CRDs; its rules are checked by promtool in "
     "test_monitoring_artifacts.py and tests/alerts",
     "grafanaDashboard.grafanaOperator": "needs grafana-operator's CRDs; rendered in test_monitoring_artifacts.py",
+    "registries.credentialProviders": "mounts the node's own kubelet credential provider configuration and binaries, "
+    "which this node's kubelet has none of; rendered, compared with the kustomize component and applied (server "
+    "dry-run) in test_install_manifests.py, and its flags run with a real exec provider by the controller, the "
+    "webhook and the CLI in test_credential_providers.py",
 }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 from typer.testing import CliRunner
 
@@ -55,3 +57,47 @@ def test_the_tag_ttl_and_its_longest_staleness_are_options() -> None:
     assert chosen.tag_refresh_after_seconds == 45, "refreshed ahead of a TTL shorter than the default refresh"
     refused = CliRunner().invoke(probe, ["--tag-max-stale", "-1"])
     assert refused.exit_code != 0
+
+
+def test_the_kubelets_credential_provider_flags_are_read_and_validated_at_start(tmp_path: Path) -> None:
+    seen: list[RegistrySettings] = []
+    probe = typer.Typer()
+
+    @probe.command()
+    @with_registry_options
+    def check(registry_settings: RegistrySettings) -> None:
+        seen.append(registry_settings)
+
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\nproviders:\n"
+        "  - {name: ecr-credential-provider, matchImages: ['*.dkr.ecr.*.amazonaws.com'], defaultCacheDuration: 12h,"
+        " apiVersion: credentialprovider.kubelet.k8s.io/v1}\n"
+    )
+    flags = ["--image-credential-provider-config", str(config), "--image-credential-provider-bin-dir", str(tmp_path)]
+    assert CliRunner().invoke(probe, flags).exit_code == 0
+    assert CliRunner().invoke(probe, []).exit_code == 0
+    given, default = seen
+    assert given.credential_providers is not None
+    assert [provider.name for provider in given.credential_providers.providers] == ["ecr-credential-provider"]
+    assert default.credential_providers is None
+
+    config.write_text(config.read_text().replace("defaultCacheDuration: 12h", "defaultCacheDuration: 12 hours"))
+    refused = CliRunner().invoke(probe, flags)
+    assert refused.exit_code == 2
+    assert refused.output.strip() == (
+        f"slimguard: error: {config}: providers[0] (ecr-credential-provider).defaultCacheDuration: invalid duration "
+        "'12 hours' (a Go duration: 12h, 1m30s, 500ms)"
+    )
+    alone = CliRunner().invoke(probe, flags[:2])
+    assert alone.exit_code == 2
+    assert "--image-credential-provider-config and --image-credential-provider-bin-dir go together" in alone.output
+    assert len(seen) == 2
+
+
+def test_every_command_that_reads_a_registry_offers_them() -> None:
+    for command in ("controller", "webhook", "check", "inspect"):
+        result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "250", "TERMINAL_WIDTH": "250"})
+        assert result.exit_code == 0
+        for option in ("--image-credential-provider-config", "--image-credential-provider-bin-dir"):
+            assert option in result.output, (command, option)

@@ -88,6 +88,51 @@ makes and rotates its own, nothing secret rendered), cert-manager, or provided (
 {{- range .Values.registries.extraCaFiles }}
 - --ca-file={{ . }}
 {{- end }}
+{{- if include "slimguard.credentialProviders" . }}
+- --image-credential-provider-config={{ .Values.registries.credentialProviders.config }}
+- --image-credential-provider-bin-dir={{ .Values.registries.credentialProviders.binDir }}
+{{- end }}
+{{- end }}
+
+{{/*
+The kubelet's credential providers (registries.credentialProviders): "on" when configured, "" when not; config
+without binDir (or the other way round) fails the render, as the flags go together.
+*/}}
+{{- define "slimguard.credentialProviders" -}}
+{{- $c := .Values.registries.credentialProviders }}
+{{- if or $c.config $c.binDir }}
+{{- if not (and $c.config $c.binDir) }}
+{{- fail (printf "registries.credentialProviders: set both config and binDir (the kubelet's --image-credential-provider-config and --image-credential-provider-bin-dir), or neither; got config=%q binDir=%q" $c.config $c.binDir) }}
+{{- end }}
+{{- print "on" }}
+{{- end }}
+{{- end }}
+
+{{/* With mount hostPath: the node's configuration and bin directory, read-only, at the same paths ("" else). */}}
+{{- define "slimguard.credentialProviderVolumes" -}}
+{{- $c := .Values.registries.credentialProviders }}
+{{- if and (include "slimguard.credentialProviders" .) (eq $c.mount "hostPath") }}
+- name: credential-provider-config
+  hostPath:
+    path: {{ $c.config }}
+    type: {{ if or (hasSuffix ".json" $c.config) (hasSuffix ".yaml" $c.config) (hasSuffix ".yml" $c.config) }}File{{ else }}Directory{{ end }}
+- name: credential-provider-bin
+  hostPath:
+    path: {{ $c.binDir }}
+    type: Directory
+{{- end }}
+{{- end }}
+
+{{- define "slimguard.credentialProviderMounts" -}}
+{{- $c := .Values.registries.credentialProviders }}
+{{- if and (include "slimguard.credentialProviders" .) (eq $c.mount "hostPath") }}
+- name: credential-provider-config
+  mountPath: {{ $c.config }}
+  readOnly: true
+- name: credential-provider-bin
+  mountPath: {{ $c.binDir }}
+  readOnly: true
+{{- end }}
 {{- end }}
 
 {{/*
