@@ -158,6 +158,15 @@ def docker_save_oci(out: Path, image: Image, *, name: str = NAME) -> Path:
     return write_tar(out, files)
 
 
+def crane_tarball(out: Path, image: Image, *, repo_tag: str = NAME) -> Path:
+    """go-containerregistry's tarball (``crane pull``, ``kaniko --tar-path``): a ``docker save`` ``manifest.json``
+    whose config is ``sha256:<hex>`` and whose layers are the gzip blobs, ``<hex>.tar.gz``."""
+    config = f"sha256:{image.config.digest[7:]}"
+    layers = {f"{layer.blob.digest[7:]}.tar.gz": layer.blob.read() for layer in image.layers}
+    saved = [{"Config": config, "RepoTags": [repo_tag], "Layers": list(layers)}]
+    return write_tar(out, {config: image.config.read(), **layers, "manifest.json": json.dumps(saved).encode()})
+
+
 def write_tar(out: Path, files: Mapping[str, bytes | tarfile.TarInfo]) -> Path:
     """A tar of exactly these members (a TarInfo as given: a link, a hostile name)."""
     with tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as archive:

@@ -11,6 +11,7 @@ import pytest
 from archive.archives import (
     NAME,
     app_image,
+    crane_tarball,
     docker_save,
     docker_save_oci,
     multi_platform,
@@ -89,6 +90,21 @@ async def test_a_docker_save_tarball_holds_layers_uncompressed_so_no_compressed_
     assert source.layer_reads == len(image.layers)
     for layer, pushed in zip(platform.layers, image.layers, strict=True):  # another gzip of the same tars
         assert abs(layer.size - pushed.blob.size) <= max(64, pushed.blob.size // 50)
+
+
+async def test_a_crane_or_kaniko_tarball_keeps_the_compressed_layers_and_their_sizes(tmp_path: Path) -> None:
+    image = app_image()
+    facts, source = await read(crane_tarball(tmp_path / "kaniko.tar", image), SIZES)
+    (platform,) = facts.platforms
+    assert facts.digest == image.config.digest
+    assert platform.compressed_measured
+    assert [layer.size for layer in platform.layers] == layer_sizes(image)
+    assert [layer.digest for layer in platform.layers] == [layer.blob.digest for layer in image.layers]
+    assert platform.uncompressed_size == image.uncompressed_size
+    assert source.layer_reads == 0
+    with_content, _ = await read(tmp_path / "kaniko.tar", CONTENT)
+    legacy, _ = await read(docker_save(tmp_path / "legacy.tar", image), CONTENT)
+    assert with_content.platforms[0].content == legacy.platforms[0].content
 
 
 async def test_docker_25_save_is_read_by_its_index_with_the_name_containerd_gives_it(tmp_path: Path) -> None:
