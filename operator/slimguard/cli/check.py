@@ -238,7 +238,7 @@ async def inspect_image(
         except InspectionError as error:
             bases[candidate] = error
     where = sources.archive.archive.where if sources.archive is not None else None
-    return InspectedImage(image, sources.name, facts, bases, input=where)
+    return InspectedImage(image, sources.name, facts, bases, archive=where)
 
 
 async def _listed_platforms(image: str, sources: Sources, credentials: Sequence[Credential]) -> tuple[Platform, ...]:

@@ -521,8 +521,8 @@ InputOption = Annotated[
 ]
 
 
-def _one_source(*, docker: bool, input: str | None) -> None:
-    if docker and input is not None:
+def _one_source(*, docker: bool, archive: str | None) -> None:
+    if docker and archive is not None:
         raise fail("give --docker or --input ARCHIVE, not both")
 
 
@@ -589,7 +589,7 @@ def check(
     kubeconfig: KubeconfigOption = None,
     docker: DockerOption = False,
     docker_host: DockerHostOption = None,
-    input: InputOption = None,
+    archive: InputOption = None,
     measure_compressed: Annotated[
         bool,
         typer.Option(
@@ -610,8 +610,8 @@ def check(
 
     if bool(policy) == cluster:
         raise fail("give --policy FILE (one or more) or --cluster, not both and not neither")
-    _one_source(docker=docker, input=input)
-    if not images and input is None:
+    _one_source(docker=docker, archive=archive)
+    if not images and archive is None:
         raise fail("give an image reference (or --input ARCHIVE)")
 
     async def run() -> dict[str, Any]:
@@ -626,7 +626,7 @@ def check(
             docker=docker,
             docker_host=docker_host,
             measure_compressed=measure_compressed,
-            archive=input,
+            archive=archive,
         )
         checked = sources.archive.names if sources.archive is not None else images or ()
         try:
@@ -635,7 +635,7 @@ def check(
             await sources.aclose()
         status = max((result.exit_status for result in results), default=0)
         return check_document(
-            results, policies, source=sources.name, version=__version__, exit_status=status, input=input
+            results, policies, source=sources.name, version=__version__, exit_status=status, archive=archive
         )
 
     try:
@@ -659,7 +659,7 @@ def inspect_command(
     ] = None,
     docker: DockerOption = False,
     docker_host: DockerHostOption = None,
-    input: InputOption = None,
+    archive: InputOption = None,
     platform: Annotated[
         list[str] | None, typer.Option(help="Platforms to read, e.g. linux/arm64 (default: every one listed).")
     ] = None,
@@ -687,8 +687,8 @@ def inspect_command(
         platforms = [Platform.parse(text) for text in platform or ()]
     except ValueError as error:
         raise fail(str(error)) from None
-    _one_source(docker=docker, input=input)
-    if image is None and input is None:
+    _one_source(docker=docker, archive=archive)
+    if image is None and archive is None:
         raise fail("give an image reference (or --input ARCHIVE)")
 
     async def run() -> dict[str, Any]:
@@ -699,11 +699,11 @@ def inspect_command(
             docker=docker,
             docker_host=docker_host,
             measure_compressed=measure_compressed,
-            archive=input,
+            archive=archive,
             unnamed_ok=True,
         )
         try:
-            shown = image or only_image(sources, input)
+            shown = image or only_image(sources, archive)
             inspected = await inspect_image(
                 shown,
                 sources,

@@ -78,17 +78,17 @@ def check_document(
     source: str,
     version: str,
     exit_status: int,
-    input: str | None = None,
+    archive: str | None = None,
 ) -> dict[str, Any]:
-    """``slimguard check --format json``: the policies, then each image with its findings. ``input``: the archive
-    the images were read from (``--input``), else None."""
+    """``slimguard check --format json``: the policies, then each image with its findings. ``archive``: the one
+    the images were read from (``--input``; the report's ``input``), else None."""
     on_unknown = {policy.name: policy.spec.on_unknown for policy in policies}
     return {
         "schemaVersion": SCHEMA_VERSION,
         "tool": {"name": "slimguard", "version": version},
         "command": "check",
         "source": source,
-        "input": input,
+        "input": archive,
         "exitCode": exit_status,
         "policies": [{"name": policy.name, "mode": policy.spec.mode.value} for policy in policies],
         "images": [
@@ -143,7 +143,7 @@ class InspectedImage:
     source: str
     facts: ImageFacts
     base_candidates: Mapping[str, FactsOrError] = field(default_factory=dict)
-    input: str | None = None
+    archive: str | None = None
     """The archive the image was read from (``--input``)."""
 
 
@@ -194,7 +194,7 @@ def inspect_document(inspected: InspectedImage, *, version: str) -> dict[str, An
         "command": "inspect",
         "image": inspected.image,
         "source": inspected.source,
-        "input": inspected.input,
+        "input": inspected.archive,
         "digest": facts.digest,
         "listedPlatforms": list(facts.platform_names),
         "platforms": platforms,
