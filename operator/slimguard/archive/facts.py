@@ -273,7 +273,11 @@ class ArchiveFacts:
         config_digest = named or f"sha256:{hashlib.sha256(config).hexdigest()}"
         rootfs = oci.load_document(config, "image config").get("rootfs")
         diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
-        if not isinstance(diff_ids, list) or len(diff_ids) != len(saved.layers):
+        if (
+            not isinstance(diff_ids, list)
+            or len(diff_ids) != len(saved.layers)
+            or not all(isinstance(diff_id, str) for diff_id in diff_ids)
+        ):
             raise oci.GarbledDocument(f"image config (its diff_ids do not match the {len(saved.layers)} layers listed)")
         layers = []
         for path, diff_id in zip(saved.layers, diff_ids, strict=True):
@@ -291,7 +295,7 @@ class ArchiveFacts:
             # A layer kept uncompressed is its own diff ID (its tar's sha256); a compressed one must be named by its
             # digest (go-containerregistry's <hex>.tar.gz, Docker 25's blobs/sha256/<hex>) to be verified.
             digest = digest_in_name(path) or (diff_id if media_type == DOCKER_LAYER_TAR else None)
-            if not isinstance(digest, str):
+            if digest is None:
                 raise unreadable(where, f"holds the compressed layer {path}, named by no digest slimguard could verify")
             layers.append(Layer(digest=digest, size=size, media_type=media_type))
         manifest = oci.ParsedManifest(config_digest, len(config), tuple(layers), annotated_base=None)

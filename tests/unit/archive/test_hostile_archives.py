@@ -261,3 +261,14 @@ def test_an_index_with_more_platforms_than_slimguard_reads_is_still_bounded(tmp_
     index["manifests"] = index["manifests"] * 2000
     (layout / "index.json").write_text(json.dumps(index))
     refused(tmp_path, layout, "holds a garbled index.json (it lists 2,000 manifests; slimguard reads 1,000)")
+
+
+def test_a_docker_save_listing_other_layers_than_its_config_is_refused(tmp_path: Path) -> None:
+    members = members_of(docker_save(tmp_path / "saved.tar", app_image()))
+    catalogue = json.loads(members["manifest.json"])
+    catalogue[0]["Layers"] = catalogue[0]["Layers"][:-1]  # the config has three diff IDs
+    members["manifest.json"] = json.dumps(catalogue).encode()
+    tampered = write_tar(tmp_path / "tampered.tar", members)
+    image_error(
+        tmp_path, tampered, "GarbledManifest", "holds a garbled image config (its diff_ids do not match the 2 layers"
+    )
