@@ -1,7 +1,8 @@
 """``slimguard check`` and ``slimguard inspect``: the cluster's evaluation, run on images from a pipeline.
 
-Only translation lives here: policies from files (or the cluster), a facts source (the registry inspector, or
-the local Docker engine), the same ``Evaluator`` and ``core.evaluation.outcome`` mapping the webhook uses, and a report.
+Only translation lives here: policies from files (or the cluster), a facts source (the registry inspector, the
+local Docker engine, or an image archive), the same ``Evaluator`` and ``core.evaluation.outcome`` mapping the
+webhook uses, and a report.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from slimguard.core.errors import InspectionError, InvalidPolicy, InvalidReference
+from slimguard.archive import ArchiveFacts
+from slimguard.core.errors import InspectionError, InspectionReason, InvalidPolicy, InvalidReference
 from slimguard.core.evaluation.outcome import outcome_of
 from slimguard.core.evaluation.plan import base_candidates, plan
 from slimguard.core.facts.image_facts import FactsNeeds, ImageFacts
@@ -104,12 +106,20 @@ class Sources:
     docker: DockerFacts | None
     inspector: ImageInspector
     client: RegistryClient
+    archive: ArchiveFacts | None = None
+
+    @property
+    def name(self) -> str:
+        """Where the images are read: ``registry``, ``docker`` or ``archive`` (the reports' ``source``)."""
+        return "docker" if self.docker is not None else "archive" if self.archive is not None else "registry"
 
     async def aclose(self) -> None:
         await self.inspector.stop_background()  # reads still running (a timed-out command) end before the client
         await self.client.aclose()
         if self.docker is not None:
             self.docker.client.close()
+        if self.archive is not None:
+            self.archive.close()
 
 
 def open_sources(
@@ -119,17 +129,40 @@ def open_sources(
     docker: bool,
     docker_host: str | None,
     measure_compressed: bool,
+    archive: str | None = None,
+    unnamed_ok: bool = False,
 ) -> Sources:
+    """The facts source the options name; with ``archive``, ``images`` name images in it (none: all it names;
+    ``unnamed_ok``: those it does not name too, by their digest or tag)."""
     engine = connect(docker_host) if docker else None  # first: an engine that is not there opens nothing
+    archived = (  # so is an archive that cannot be read
+        ArchiveFacts.open(archive, images, measure_compressed=measure_compressed, unnamed_ok=unnamed_ok)
+        if archive is not None
+        else None
+    )
     client = RegistryClient(registry)
     inspector = ImageInspector(client)
     # The kubelet's credential providers (--image-credential-provider-config), after the Docker config's
     # credentials; their runs belong to the inspector's tasks, stopped before the client closes.
     from_registry = with_credential_providers(inspector, registry, tasks=inspector.tasks)
+    if archived is not None:
+        archived.registry = from_registry  # the bases its policies name are read from their registry
+        return Sources(archived, None, inspector, client, archived)
     if engine is None:
         return Sources(from_registry, None, inspector, client)
     local = DockerFacts(engine, registry=from_registry, local_only=images, measure_compressed=measure_compressed)
     return Sources(local, local, inspector, client)
+
+
+def only_image(sources: Sources, where: str | None) -> str:
+    """The one image an archive holds, for ``inspect --input`` without a name."""
+    names = sources.archive.names if sources.archive is not None else ()
+    if len(names) != 1:
+        raise InspectionError(
+            f"{where} holds {len(names)} images ({', '.join(names[:10])}): name the one to inspect",
+            reason=InspectionReason.IMAGE_NOT_FOUND,
+        )
+    return names[0]
 
 
 async def check_images(
@@ -208,7 +241,8 @@ async def inspect_image(
             )
         except InspectionError as error:
             bases[candidate] = error
-    return InspectedImage(image, "docker" if sources.docker is not None else "registry", facts, bases)
+    where = sources.archive.archive.where if sources.archive is not None else None
+    return InspectedImage(image, sources.name, facts, bases, archive=where)
 
 
 async def _listed_platforms(image: str, sources: Sources, credentials: Sequence[Credential]) -> tuple[Platform, ...]:

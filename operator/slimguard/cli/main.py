@@ -551,6 +551,20 @@ PolicyOption = Annotated[
     list[str] | None,
     typer.Option("--policy", "-p", help="An ImagePolicy YAML file (repeatable; a file may hold several)."),
 ]
+InputOption = Annotated[
+    str | None,
+    typer.Option(
+        "--input",
+        help="Read the images from an archive, not a registry: a docker save tarball, or an OCI image layout (a "
+        "directory or its tar). Images named then are images in it (an archive of one image: the name it is "
+        "checked under).",
+    ),
+]
+
+
+def _one_source(*, docker: bool, archive: str | None) -> None:
+    if docker and archive is not None:
+        raise fail("give --docker or --input ARCHIVE, not both")
 
 
 def fail(message: str) -> typer.Exit:
@@ -602,8 +616,13 @@ def emit_report(
 def check(
     registry_settings: RegistrySettings,
     images: Annotated[
-        list[str], typer.Argument(help="Image references (a registry's, or the engine's with --docker).")
-    ],
+        list[str] | None,
+        typer.Argument(
+            help="Image references (a registry's, the engine's with --docker, an archive's with --input: default "
+            "every image it names).",
+            show_default=False,
+        ),
+    ] = None,
     policy: PolicyOption = None,
     cluster: Annotated[
         bool, typer.Option("--cluster", help="Use the ImagePolicies of the cluster in the current kubeconfig.")
@@ -611,9 +630,13 @@ def check(
     kubeconfig: KubeconfigOption = None,
     docker: DockerOption = False,
     docker_host: DockerHostOption = None,
+    archive: InputOption = None,
     measure_compressed: Annotated[
         bool,
-        typer.Option(help="With --docker: gzip the saved layers (streamed, never on disk) to measure compressed size."),
+        typer.Option(
+            help="With --docker or --input: gzip the layers kept uncompressed (streamed, never on disk) to measure "
+            "compressed size."
+        ),
     ] = False,
     format: FormatOption = OutputFormat.TABLE,
     output: OutputOption = None,
@@ -628,6 +651,9 @@ def check(
 
     if bool(policy) == cluster:
         raise fail("give --policy FILE (one or more) or --cluster, not both and not neither")
+    _one_source(docker=docker, archive=archive)
+    if not images and archive is None:
+        raise fail("give an image reference (or --input ARCHIVE)")
 
     async def run() -> dict[str, Any]:
         if policy:
@@ -636,23 +662,21 @@ def check(
             with operator_extra("slimguard check --cluster"):  # the cluster is read with the kubernetes client
                 policies = await load_cluster_policies(kubeconfig)
         sources = open_sources(
-            images,
+            images or (),
             registry=registry_settings,
             docker=docker,
             docker_host=docker_host,
             measure_compressed=measure_compressed,
+            archive=archive,
         )
+        checked = sources.archive.names if sources.archive is not None else images or ()
         try:
-            results = await check_images(images, policies, sources, strict=strict)
+            results = await check_images(checked, policies, sources, strict=strict)
         finally:
             await sources.aclose()
         status = max((result.exit_status for result in results), default=0)
         return check_document(
-            results,
-            policies,
-            source="docker" if docker else "registry",
-            version=__version__,
-            exit_status=status,
+            results, policies, source=sources.name, version=__version__, exit_status=status, archive=archive
         )
 
     try:
@@ -667,9 +691,16 @@ def check(
 @with_registry_options
 def inspect_command(
     registry_settings: RegistrySettings,
-    image: Annotated[str, typer.Argument(help="An image reference.")],
+    image: Annotated[
+        str | None,
+        typer.Argument(
+            help="An image reference (with --input, an image in the archive: optional when it holds one).",
+            show_default=False,
+        ),
+    ] = None,
     docker: DockerOption = False,
     docker_host: DockerHostOption = None,
+    archive: InputOption = None,
     platform: Annotated[
         list[str] | None, typer.Option(help="Platforms to read, e.g. linux/arm64 (default: every one listed).")
     ] = None,
@@ -677,7 +708,9 @@ def inspect_command(
         list[str] | None, typer.Option(help="A base image to recognise by shared layers (repeatable).")
     ] = None,
     policy: PolicyOption = None,
-    measure_compressed: Annotated[bool, typer.Option(help="With --docker: measure the compressed size.")] = False,
+    measure_compressed: Annotated[
+        bool, typer.Option(help="With --docker or --input: measure the compressed size of layers kept uncompressed.")
+    ] = False,
     content: Annotated[
         bool, typer.Option("--content", help="Read the layers (streamed): package count, tools, wasted bytes.")
     ] = False,
@@ -685,7 +718,7 @@ def inspect_command(
     output: OutputOption = None,
 ) -> None:
     """Show an image: size per platform, layers by size with the step that made each, base image, user."""
-    from slimguard.cli.check import inspect_image, load_policy_files, open_sources
+    from slimguard.cli.check import inspect_image, load_policy_files, only_image, open_sources
     from slimguard.cli.render import render_inspect
     from slimguard.core.errors import SlimguardError
     from slimguard.core.model.platform import Platform
@@ -695,19 +728,25 @@ def inspect_command(
         platforms = [Platform.parse(text) for text in platform or ()]
     except ValueError as error:
         raise fail(str(error)) from None
+    _one_source(docker=docker, archive=archive)
+    if image is None and archive is None:
+        raise fail("give an image reference (or --input ARCHIVE)")
 
     async def run() -> dict[str, Any]:
         policies = load_policy_files(policy) if policy else ()
         sources = open_sources(
-            [image],
+            [image] if image else [],
             registry=registry_settings,
             docker=docker,
             docker_host=docker_host,
             measure_compressed=measure_compressed,
+            archive=archive,
+            unnamed_ok=True,
         )
         try:
+            shown = image or only_image(sources, archive)
             inspected = await inspect_image(
-                image,
+                shown,
                 sources,
                 platforms=platforms,
                 known_bases=known_base or (),

@@ -23,6 +23,8 @@ def _size(value: int | None) -> str:
 
 def render_check(document: Mapping[str, Any], console: Console) -> None:
     rich = console.is_terminal
+    if document.get("input"):
+        console.print(f"read from {document['input']}", markup=False, highlight=False, soft_wrap=True)
     for image in document["images"]:
         status = image["status"]
         head = f"{image['image']}: {status} (exit {image['exitCode']})"
@@ -95,7 +97,8 @@ def render_inspect(document: Mapping[str, Any], console: Console) -> None:
     def say(text: str) -> None:
         console.print(text, markup=False, highlight=False, soft_wrap=True)
 
-    say(f"{document['image']} ({document['source']}) {document['digest']}")
+    where = f"archive {document['input']}" if document.get("input") else document["source"]
+    say(f"{document['image']} ({where}) {document['digest']}")
     if len(document["listedPlatforms"]) > 1:
         say(f"platforms: {', '.join(document['listedPlatforms'])}")
     for platform in document["platforms"]:

@@ -115,10 +115,14 @@ def _policy_rule(name: str) -> ReportingDescriptor:
 
 
 def check_sarif(document: Mapping[str, Any], *, version: str) -> str:
-    """``slimguard check --format sarif``: the policy rules that fired, each finding at its image's repository."""
+    """``slimguard check --format sarif``: the policy rules that fired, each finding at its image's repository.
+
+    An image read from an archive (``--input``) is located the same way, by the name it was checked under, so
+    its alerts are the pushed image's; the archive is named in each result's properties (``input``)."""
     names = list(dict.fromkeys(f["rule"] for image in document["images"] for f in image["findings"]))
     rules = [_policy_rule(name) for name in names]
     index = {name: position for position, name in enumerate(names)}
+    read_from = {"input": document["input"]} if document.get("input") else {}
     results = [
         Result(
             rule_id=finding["rule"],
@@ -127,7 +131,7 @@ def check_sarif(document: Mapping[str, Any], *, version: str) -> str:
             message=Message(text=finding["message"]),
             locations=[_location(_repository(image["image"]), 1)],
             partial_fingerprints={"imageRule": f"{image['image']}|{finding['policy']}|{finding['rule']}"},
-            properties={"image": image["image"], "policy": finding["policy"], "mode": finding["mode"]},
+            properties={"image": image["image"], "policy": finding["policy"], "mode": finding["mode"], **read_from},
         )
         for image in document["images"]
         for finding in image["findings"]

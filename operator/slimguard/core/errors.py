@@ -41,6 +41,8 @@ class InspectionReason(StrEnum):
     # The local Docker engine (slimguard check --docker).
     DOCKER_UNREACHABLE = "DockerUnreachable"
     DOCKER_SAVE_FAILED = "DockerSaveFailed"
+    # An image archive (slimguard check --input): a docker save tarball or an OCI image layout.
+    ARCHIVE_UNREADABLE = "ArchiveUnreadable"
     # Time, and anything else.
     INSPECTION_DEADLINE = "InspectionDeadline"
     INSPECTION_FAILED = "InspectionFailed"

@@ -13,7 +13,6 @@ import asyncio
 import hashlib
 import io
 import tarfile
-import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
@@ -28,6 +27,7 @@ from slimguard.core.facts.content_analysis import analyse_content
 from slimguard.core.facts.image_facts import FactsNeeds, ImageFacts
 from slimguard.core.facts.local_image import DOCKER_LAYER_TAR, local_image_facts, with_compressed_sizes, with_config
 from slimguard.core.model.platform import Platform
+from slimguard.layers.compression import GzipCounter
 from slimguard.layers.walker import LayerLimits, walk_layer
 from slimguard.registry.credentials import Credential
 
@@ -138,7 +138,7 @@ class DockerFacts:
                     if _is_layer(member.name, expected):
                         # The classic format names a layer by its v1 ID, in sorted order: its diff ID is known
                         # once its bytes are read (a saved layer tar is uncompressed, so its sha256 is it).
-                        gzip = _GzipCounter() if self.measure_compressed else None
+                        gzip = GzipCounter() if self.measure_compressed else None
                         sha = hashlib.sha256()
                         chunks = _read_chunks(stream, gzip, sha)
                         if content:
@@ -190,24 +190,7 @@ def _is_layer(name: str, expected: Sequence[str]) -> bool:
     return name.endswith("/layer.tar") or name == "layer.tar"
 
 
-class _GzipCounter:
-    def __init__(self) -> None:
-        self._gzip = zlib.compressobj(6, zlib.DEFLATED, 31)  # gzip, at its default level
-        self._size = 0
-        self._flushed = False
-
-    def update(self, chunk: bytes) -> None:
-        self._size += len(self._gzip.compress(chunk))
-
-    @property
-    def size(self) -> int:
-        if not self._flushed:
-            self._size += len(self._gzip.flush())
-            self._flushed = True
-        return self._size
-
-
-def _read_chunks(stream: Any, gzip: _GzipCounter | None, sha: Any) -> Iterator[bytes]:
+def _read_chunks(stream: Any, gzip: GzipCounter | None, sha: Any) -> Iterator[bytes]:
     while chunk := stream.read(_CHUNK):
         sha.update(chunk)
         if gzip is not None:

@@ -18,7 +18,8 @@ CredentialSource = Callable[[Workload], Awaitable[list[Credential]]]
 
 class FactsSource(Protocol):
     """Where image facts come from: the registry inspector (``registry/inspector.py``; in the cluster it asks the
-    ImageReports before the registry) or a local Docker engine (``docker_engine/facts.py``).
+    ImageReports before the registry), a local Docker engine (``docker_engine/facts.py``) or an image archive
+    (``archive/facts.py``).
 
     ``cached`` answers from memory alone (None when it cannot), so a warm admission never yields; ``inspect``
     may do I/O and raises InspectionError with a message meant for the user. Both are asked for one needs object

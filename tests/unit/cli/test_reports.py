@@ -37,6 +37,7 @@ def test_the_check_json_shape_is_fixed() -> None:
         "tool": {"name": "slimguard", "version": "1.2.3"},
         "command": "check",
         "source": "registry",
+        "input": None,
         "exitCode": 1,
         "policies": [{"name": "slim", "mode": "Enforce"}],
         "images": [

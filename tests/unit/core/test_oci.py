@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import json
 import struct
 from typing import Any
@@ -201,6 +203,23 @@ def test_a_gzip_layer_is_sized_from_its_trailer_and_called_an_estimate() -> None
 def test_a_gzip_trailer_that_wrapped_past_4_gib_is_unwrapped() -> None:
     layer = Layer(digest=digest("gz"), size=2**31, media_type=GZIP)
     assert oci.with_uncompressed(layer, struct.pack("<I", 10)).uncompressed_size == 2**32 + 10
+    incompressible = Layer(digest=digest("gz"), size=2**32 + 2**20, media_type=GZIP)  # 4 GiB of random bytes
+    assert oci.with_uncompressed(incompressible, struct.pack("<I", 2**20 - 7000)).uncompressed_size == (
+        2**32 + 2**20 - 7000
+    )
+
+
+def test_incompressible_data_smaller_than_its_gzip_is_not_taken_for_4_gib_more() -> None:
+    """50 MiB of random bytes gzip to 50 MiB and a few KiB of deflate framing: the trailer's 50 MiB is right (it
+    was read as 4.05 GiB, comparing `slimguard check --input` of a docker save tarball with the pushed image)."""
+    data = b"".join(hashlib.sha256(str(n).encode()).digest() for n in range(8192))  # 256 KiB of noise
+    packed = gzip.compress(data, compresslevel=6)
+    assert len(packed) > len(data)
+    layer = Layer(digest=digest("gz"), size=len(packed), media_type=GZIP)
+    sized = oci.with_uncompressed(layer, packed[-4:])
+    assert sized.uncompressed_size == len(data)
+    fifty = Layer(digest=digest("gz"), size=52_445_044, media_type=GZIP)  # shop/wasted's 50 MiB layer, as pushed
+    assert oci.with_uncompressed(fifty, struct.pack("<I", 52_439_040)).uncompressed_size == 52_439_040
 
 
 def test_a_zstd_layer_is_sized_exactly_from_its_frame_header() -> None:

@@ -55,9 +55,11 @@ class PlatformImage:
     content: ContentFacts | None = None
     """What the layers hold; read only when a content rule applies (None: not read)."""
     compressed_measured: bool = True
-    """False for an image read from a local Docker engine, which keeps layers uncompressed: each layer's
-    ``size`` is then its uncompressed size, and ``compressed_size`` what a push would compress (at most that,
-    give or take gzip's few bytes of framing)."""
+    """False for an image read where its layers are kept uncompressed (a local Docker engine, a ``docker save``
+    archive): each layer's ``size`` is then its uncompressed size, and ``compressed_size`` what a push would
+    compress (at most that, give or take gzip's few bytes of framing)."""
+    kept_uncompressed_in: str = "the local Docker engine"
+    """Where the layers were read uncompressed (``compressed_measured`` False), as a message names it."""
 
     @property
     def compressed_size(self) -> int:

@@ -217,11 +217,20 @@ def with_uncompressed(layer: Layer, probe: bytes) -> Layer:
     if len(probe) != GZIP_TRAILER_BYTES:
         return layer
     (isize,) = struct.unpack("<I", probe)
-    # ISIZE is the size modulo 2**32: a layer that compresses better than 1:1 and is over 4 GiB would wrap.
-    # That guess is why a size read from a gzip trailer is called an estimate.
-    if isize < layer.size:  # arithmetic, not a loop: a manifest may claim a layer of 2**62 bytes
-        isize += -((isize - layer.size) // 2**32) * 2**32
+    # ISIZE is the size modulo 2**32: a layer over 4 GiB wraps, and is then smaller than its gzip. Incompressible
+    # data (random bytes, media, already compressed files) is smaller than its gzip too, by deflate's framing:
+    # only a size below what that framing allows has wrapped. That guess is why a trailer's size is an estimate.
+    slack = gzip_expansion(layer.size)
+    if isize + slack < layer.size:  # arithmetic, not a loop: a manifest may claim a layer of 2**62 bytes
+        isize += -((isize + slack - layer.size) // 2**32) * 2**32
     return replace(layer, uncompressed_size=isize, uncompressed_estimated=True)
+
+
+def gzip_expansion(compressed: int) -> int:
+    """The most a gzip blob of ``compressed`` bytes can exceed the data it holds, with room to spare: deflate's
+    stored blocks add 5 bytes per 64 KiB (zlib's ``compressBound``: about 0.03%), the member's header and trailer
+    18 bytes and up (a file name, a comment)."""
+    return compressed // 1000 + 1024
 
 
 def zstd_content_size(head: bytes) -> int | None:

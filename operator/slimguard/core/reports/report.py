@@ -78,14 +78,17 @@ def check_document(
     source: str,
     version: str,
     exit_status: int,
+    archive: str | None = None,
 ) -> dict[str, Any]:
-    """``slimguard check --format json``: the policies, then each image with its findings."""
+    """``slimguard check --format json``: the policies, then each image with its findings. ``archive``: the one
+    the images were read from (``--input``; the report's ``input``), else None."""
     on_unknown = {policy.name: policy.spec.on_unknown for policy in policies}
     return {
         "schemaVersion": SCHEMA_VERSION,
         "tool": {"name": "slimguard", "version": version},
         "command": "check",
         "source": source,
+        "input": archive,
         "exitCode": exit_status,
         "policies": [{"name": policy.name, "mode": policy.spec.mode.value} for policy in policies],
         "images": [
@@ -140,6 +143,8 @@ class InspectedImage:
     source: str
     facts: ImageFacts
     base_candidates: Mapping[str, FactsOrError] = field(default_factory=dict)
+    archive: str | None = None
+    """The archive the image was read from (``--input``)."""
 
 
 def inspect_document(inspected: InspectedImage, *, version: str) -> dict[str, Any]:
@@ -189,6 +194,7 @@ def inspect_document(inspected: InspectedImage, *, version: str) -> dict[str, An
         "command": "inspect",
         "image": inspected.image,
         "source": inspected.source,
+        "input": inspected.archive,
         "digest": facts.digest,
         "listedPlatforms": list(facts.platform_names),
         "platforms": platforms,

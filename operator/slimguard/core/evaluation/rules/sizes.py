@@ -48,7 +48,7 @@ def check(subject: Subject) -> None:
                 report, MAX_COMPRESSED_SIZE.name, image.compressed_size, rules.compressed_limit, "compressed", image
             )
         else:
-            _unmeasured_compressed_check(report, image.compressed_size, rules.compressed_limit, platform)
+            _unmeasured_compressed_check(report, image, rules.compressed_limit)
         if rules.uncompressed_limit is not None:
             uncompressed = image.uncompressed_size
             if uncompressed is None:
@@ -70,16 +70,17 @@ def check(subject: Subject) -> None:
             )
 
 
-def _unmeasured_compressed_check(report: Reporter, uncompressed: int, limit: int | None, platform: str) -> None:
-    """A local image's layers are uncompressed: within the limit uncompressed, it is within it compressed too;
-    beyond it, its compressed size is unknown, and that is said rather than guessed."""
+def _unmeasured_compressed_check(report: Reporter, image: PlatformImage, limit: int | None) -> None:
+    """Layers kept uncompressed (a local engine, a docker save archive): within the limit uncompressed, the image
+    is within it compressed too; beyond it, its compressed size is unknown, and that is said rather than guessed."""
+    uncompressed = image.compressed_size
     if limit is None or uncompressed <= limit:
         return
     report.error(
         MAX_COMPRESSED_SIZE.name,
-        f"is {format_bytes(uncompressed)} uncompressed ({platform}) in the local Docker engine, which holds no "
-        f"compressed size; {report.policy_name} allows {format_bytes(limit)} compressed. Pass --measure-compressed "
-        "to compress the layers and measure, or check the pushed image.",
+        f"is {format_bytes(uncompressed)} uncompressed ({image.platform}) in {image.kept_uncompressed_in}, which "
+        f"holds no compressed size; {report.policy_name} allows {format_bytes(limit)} compressed. Pass "
+        "--measure-compressed to compress the layers and measure, or check the pushed image.",
         reason=InspectionReason.COMPRESSED_SIZE_UNKNOWN,
     )
 
