@@ -75,6 +75,15 @@ def replicasets_of(control_plane: ControlPlane, ns: str, deployment_name: str) -
     ]
 
 
+def replicaset_updates(control_plane: ControlPlane, replicaset: dict[str, Any]) -> list[AuditedWrite]:
+    """Every write to a ReplicaSet's object after its creation (its status, written as Pods come and go, aside)."""
+    metadata = replicaset["metadata"]
+    writes = control_plane.audited_writes(
+        resource="replicasets", namespace=metadata["namespace"], name=metadata["name"]
+    )
+    return [write for write in writes if write.verb in ("update", "patch") and not write.subresource]
+
+
 def replicaset_of(control_plane: ControlPlane, ns: str, deployment_name: str) -> dict[str, Any] | None:
     owned = replicasets_of(control_plane, ns, deployment_name)
     return owned[0] if len(owned) == 1 else None
@@ -430,7 +439,14 @@ def test_the_verdict_is_a_label_users_select_on_and_only_findings_are_annotation
 
     fat_replicaset = wait_for("the fat Deployment's findings on its ReplicaSet", fat_findings_copied)
     assert "labels" not in own_marks(fat_replicaset)
-    assert own_marks(replicaset_of(control_plane, ns, "slim")) == {}, "a compliant workload's ReplicaSet: nothing"
+    (slim_replicaset,) = replicasets_of(control_plane, ns, "slim")
+    assert own_marks(slim_replicaset) == {}, "a compliant workload's ReplicaSet: nothing"
+
+    # What the cluster paid: one PATCH of the compliant Deployment, and not one write of its ReplicaSet after the
+    # Deployment controller made it (the fat one's copy of the findings is such a write: it is seen).
+    assert len(patches_by_slimguard(control_plane, ns, "slim")) == 1
+    assert replicaset_updates(control_plane, fat_replicaset), "the findings were copied by an update"
+    assert replicaset_updates(control_plane, slim_replicaset) == [], "nothing copied onto the compliant one's"
     control_plane.kubectl("delete", "imagepolicy", "label-only")
 
 

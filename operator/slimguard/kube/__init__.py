@@ -1,1 +1,2 @@
-"""The Kubernetes adapter: reads pull secrets, writes annotations, Events and ImagePolicy status."""
+"""The Kubernetes adapter: reads pull secrets, writes the status label and annotations, Events
+and ImagePolicy status."""
