@@ -474,9 +474,9 @@ def panels() -> list[dict[str, Any]]:
         row("Image content and bases", 69),
         timeseries(
             "OS packages and wasted bytes by namespace",
-            "For the distinct images in use whose layers were read (a maxPackages, forbiddenTools, minEfficiency or "
-            "maxWastedBytes rule had them read): OS packages installed (left axis) and dive's wasted bytes, paths "
-            "written in two or more layers (right axis), summed per namespace. Divide by "
+            "For the distinct images in use whose layers were read (a content rule had them read): OS packages "
+            "installed (left axis) and dive's wasted bytes, paths written in two or more layers (right axis), "
+            "summed per namespace. Divide by "
             "slimguard_images_content_known for a per-image average.",
             [
                 _target(f"sum by (namespace) (slimguard_image_os_packages{{{NS}}})", "{{namespace}} packages", "A"),

@@ -368,9 +368,8 @@ def fleet_metrics(snapshot: FleetSnapshot, *, per_image_limit: int = 0) -> list[
         ),
         _gauge(
             "slimguard_images_content_known",
-            "Distinct images in use whose layers slimguard read (a maxPackages, forbiddenTools, minEfficiency or "
-            "maxWastedBytes rule had them read, in this namespace or another), by namespace: what the content sums "
-            "are over.",
+            "Distinct images in use whose layers slimguard read (a content rule had them read, in this namespace "
+            "or another), by namespace: what the content sums are over.",
             ["namespace"],
             content_known,
         ),

@@ -1,4 +1,5 @@
-"""maxPackages, forbiddenTools, minEfficiency and maxWastedBytes: what they read, what they say, what they need."""
+"""maxPackages, forbiddenTools, forbiddenPackages, minEfficiency and maxWastedBytes: what they read, what they say,
+what they need."""
 
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ def image_with(content: ContentFacts | None, *commands: str, sizes: tuple[int, .
 def content(
     *,
     count: int | None = 40,
+    names: tuple[str, ...] = (),
     tools: tuple[FoundTool, ...] = (),
     executables: tuple[tuple[str, int], ...] = (),
     efficiency: float = 1.0,
@@ -49,7 +51,7 @@ def content(
     reason: str | None = None,
 ) -> ContentFacts:
     return ContentFacts(
-        packages=PackageCount(count, (PackageManager.DPKG,), unknown_reason=reason),
+        packages=PackageCount(count, (PackageManager.DPKG,), names, unknown_reason=reason),
         tools=tools,
         executables=executables,
         efficiency=efficiency,
@@ -67,7 +69,13 @@ def run(policy_: ImagePolicy, image: ImageFacts) -> list[Finding]:
 
 @pytest.mark.parametrize(
     "given",
-    [{"maxPackages": 100}, {"forbiddenTools": ["compilers"]}, {"minEfficiency": 0.9}, {"maxWastedBytes": "20Mi"}],
+    [
+        {"maxPackages": 100},
+        {"forbiddenTools": ["compilers"]},
+        {"forbiddenPackages": ["gcc"]},
+        {"minEfficiency": 0.9},
+        {"maxWastedBytes": "20Mi"},
+    ],
 )
 def test_every_content_rule_needs_the_layers_read(given: dict[str, Any]) -> None:
     need = needs_of(rules(**given).spec.rules)
@@ -115,7 +123,13 @@ def test_an_unknown_package_count_is_an_error_of_its_own_never_a_pass() -> None:
 
 @pytest.mark.parametrize(
     "given",
-    [{"maxPackages": 1}, {"forbiddenTools": ["shells"]}, {"minEfficiency": 0.5}, {"maxWastedBytes": 0}],
+    [
+        {"maxPackages": 1},
+        {"forbiddenTools": ["shells"]},
+        {"forbiddenPackages": ["gcc"]},
+        {"minEfficiency": 0.5},
+        {"maxWastedBytes": 0},
+    ],
 )
 def test_content_not_read_yet_is_a_pending_error_for_each_content_rule(given: dict[str, Any]) -> None:
     (finding,) = run(rules(**given), image_with(None))
@@ -177,6 +191,75 @@ def test_an_image_without_forbidden_tools_passes() -> None:
 def test_an_entry_that_is_neither_a_category_nor_a_path_glob_is_an_invalid_policy(entry: str) -> None:
     with pytest.raises(InvalidPolicy, match=r"spec\.rules\.forbiddenTools: .*neither a tool category"):
         rules(forbiddenTools=[entry])
+
+
+# --- forbiddenPackages -------------------------------------------------------------------------------------
+
+INSTALLED = ("base-files", "bash", "gcc-12", "gcc", "openssh-server", "libc6")
+PACKAGE_FIX = (
+    "Install it in a builder stage only and COPY the result into a final stage without it, or remove it "
+    "(apt-get purge, apk del, dnf remove) in the RUN step that installs it."
+)
+
+
+def test_a_forbidden_package_installed_names_the_package_the_layer_that_installed_it_and_the_fix() -> None:
+    (finding,) = run(rules(forbiddenPackages=["gcc"]), image_with(content(names=INSTALLED, tools=GCC_TOOLS)))
+    assert finding.message == (
+        f"{SUBJECT} has package gcc installed (linux/amd64, added by layer 2/2 (RUN apt-get update && apt-get "
+        f'install -y gcc make)); ImagePolicy "slim" forbids it in the final image. {PACKAGE_FIX}'
+    )
+    assert (finding.rule, finding.kind, finding.limit, finding.actual) == (
+        "forbiddenPackages",
+        FindingKind.VIOLATION,
+        "gcc",
+        "installed",
+    )
+
+
+def test_a_package_whose_layer_slimguard_does_not_keep_is_named_without_one() -> None:
+    (finding,) = run(rules(forbiddenPackages=["openssh-server"]), image_with(content(names=INSTALLED)))
+    assert finding.message.startswith(f"{SUBJECT} has package openssh-server installed (linux/amd64); ")
+
+
+def test_each_forbidden_package_installed_is_a_finding_of_its_own_and_absent_ones_say_nothing() -> None:
+    policy_ = rules(forbiddenPackages=["openssh-server", "curl", "gcc", "telnet"])
+    found = run(policy_, image_with(content(names=INSTALLED, tools=GCC_TOOLS)))
+    assert [(finding.rule, finding.limit) for finding in found] == [
+        ("forbiddenPackages", "openssh-server"),
+        ("forbiddenPackages", "gcc"),
+    ]
+
+
+def test_names_match_exactly_as_the_database_lists_them() -> None:
+    # gcc-12 is installed, gcc is not: a name is not a prefix, and case counts (rpm's names have capitals).
+    assert run(rules(forbiddenPackages=["gcc", "GCC-12", "gcc-1"]), image_with(content(names=("gcc-12",)))) == []
+
+
+def test_an_image_without_forbidden_packages_passes() -> None:
+    assert run(rules(forbiddenPackages=["openssh-server"]), image_with(content(names=("base-files", "libc6")))) == []
+
+
+def test_an_unreadable_package_database_leaves_the_packages_not_found_undecided_never_absent() -> None:
+    reason = "the rpm database /var/lib/rpm/Packages is in BerkeleyDB format, which slimguard cannot read"
+    image = image_with(content(count=None, names=INSTALLED, reason=reason))
+    violation, error = run(rules(forbiddenPackages=["gcc", "telnet", "curl"]), image)
+    assert (violation.kind, violation.limit) == (FindingKind.VIOLATION, "gcc")
+    assert (error.rule, error.kind, error.reason) == ("forbiddenPackages", FindingKind.ERROR, "UnknownPackageCount")
+    assert error.message == (
+        f"{SUBJECT} has OS packages slimguard cannot list (linux/amd64), so whether telnet, curl are installed is "
+        f"unknown: {reason}"
+    )
+
+
+@pytest.mark.parametrize("name", ["openssh server", "gcc*", "-gcc", "", "usr/bin/gcc"])
+def test_an_entry_that_is_not_a_package_name_is_an_invalid_policy(name: str) -> None:
+    with pytest.raises(InvalidPolicy, match=r"spec\.rules\.forbiddenPackages: .*is not an OS package name"):
+        rules(forbiddenPackages=["gcc", name])
+
+
+def test_an_empty_list_of_forbidden_packages_sets_no_rule() -> None:
+    with pytest.raises(InvalidPolicy, match="rules must set at least one rule"):
+        rules(forbiddenPackages=[])
 
 
 # --- minEfficiency and maxWastedBytes ------------------------------------------------------------------

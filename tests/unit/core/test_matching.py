@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from slimguard.core.evaluation.matching import exemption_for, selected_containers
+from slimguard.core.model.kinds import WORKLOAD_KINDS
 from slimguard.core.model.policy import ImagePolicy
 from slimguard.core.model.workload import Workload
 
@@ -68,7 +69,7 @@ def test_every_namespace_selector_operator(
     assert bool(names(chosen, workload(), labels)) is selected
 
 
-@pytest.mark.parametrize("kind", ["Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod"])
+@pytest.mark.parametrize("kind", WORKLOAD_KINDS)
 def test_kinds_select_workloads_by_kind(kind: str) -> None:
     chosen = policy(match={"kinds": ["Deployment", "CronJob"]})
     assert bool(names(chosen, workload(kind=kind))) is (kind in ("Deployment", "CronJob"))

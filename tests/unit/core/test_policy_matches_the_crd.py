@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from slimguard.core.errors import InvalidPolicy
-from slimguard.core.model.policy import ImagePolicy
+from slimguard.core.model.policy import ImagePolicy, Rules
 
 REPO = Path(__file__).resolve().parents[3]
 INVALID = sorted((REPO / "tests" / "e2e" / "fixtures" / "invalid-policies").glob("*.yaml"))
@@ -38,3 +38,19 @@ def test_the_policies_we_ship_are_valid(path: Path) -> None:
     assert policy.spec.rules.compressed_limit is not None
     # A shipped glob-only base rule would match by annotation only, i.e. nothing `docker build` makes.
     assert policy.base_detection_warning is None
+
+
+def test_the_crd_has_every_rule_of_the_model_and_counts_each_as_a_rule_set() -> None:
+    """A rule added to the model but not to the CRD would be pruned or refused by the apiserver, and one left out of
+    the CRD's "at least one rule" check would make a policy setting only it invalid in the cluster, valid in the CLI."""
+    crd = yaml.safe_load((REPO / "crds" / "slimguard.dev_imagepolicies.yaml").read_text())
+    (version,) = crd["spec"]["versions"]
+    rules = version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["rules"]
+    fields = {info.alias or name for name, info in Rules.model_fields.items()}
+    assert set(rules["properties"]) == fields
+    (at_least_one,) = [
+        check for check in rules["x-kubernetes-validations"] if "at least one rule" in check.get("message", "")
+    ]
+    for field in fields:
+        assert f"has(self.{field})" in at_least_one["rule"], field
+        assert field in at_least_one["message"], field

@@ -211,6 +211,7 @@ def test_rules_of_names_every_rule_field_of_the_policy_model() -> None:
             "requireCurrentBase": True,
             "maxPackages": 100,
             "forbiddenTools": ["compilers"],
+            "forbiddenPackages": ["gcc"],
             "minEfficiency": 0.9,
             "maxWastedBytes": "20Mi",
         },

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from slimguard.core.model.kinds import WORKLOAD_KINDS
 from slimguard.core.model.workload import (
     Container,
     ContainerType,
@@ -40,7 +41,7 @@ def body_of(kind: str, pod_spec: dict[str, Any] | None = None, **metadata: Any) 
     }
 
 
-@pytest.mark.parametrize("kind", ["Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod"])
+@pytest.mark.parametrize("kind", WORKLOAD_KINDS)
 def test_every_kind_yields_the_same_containers_pull_secrets_and_service_account(kind: str) -> None:
     workload = normalise(kind, body_of(kind))
     assert workload.key == WorkloadKey(kind, "team-a", "api")
@@ -60,6 +61,7 @@ def test_the_pod_spec_is_found_where_each_kind_keeps_it() -> None:
     assert pod_spec_of("Pod", body_of("Pod")) is POD_SPEC
     assert pod_spec_of("CronJob", body_of("CronJob")) is POD_SPEC
     assert pod_spec_of("Job", body_of("Job")) is POD_SPEC
+    assert pod_spec_of("ReplicationController", body_of("ReplicationController")) is POD_SPEC
     assert pod_spec_of("Deployment", {"spec": {}}) == {}
 
 
@@ -111,6 +113,7 @@ def test_only_controller_owners_are_kept_and_make_the_object_controlled() -> Non
     [
         ([{"kind": "Deployment", "name": "api", "controller": True}], True),
         ([{"kind": "Job", "name": "nightly", "controller": True}], True),
+        ([{"kind": "ReplicationController", "name": "legacy", "controller": True}], True),  # its Pods
         ([{"kind": "Deployment", "name": "api"}], False),  # an owner that does not control it
         ([{"kind": "Node", "name": "n1", "controller": True}], False),  # a static Pod's mirror
         ([], False),

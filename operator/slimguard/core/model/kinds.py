@@ -41,6 +41,7 @@ WORKLOADS: tuple[WorkloadKind, ...] = (
     WorkloadKind("StatefulSet", "apps", "v1", "statefulsets", TEMPLATE),
     WorkloadKind("DaemonSet", "apps", "v1", "daemonsets", TEMPLATE),
     WorkloadKind("ReplicaSet", "apps", "v1", "replicasets", TEMPLATE, usually_owned=True),
+    WorkloadKind("ReplicationController", "", "v1", "replicationcontrollers", TEMPLATE),
     WorkloadKind("Job", "batch", "v1", "jobs", TEMPLATE, usually_owned=True),
     WorkloadKind("CronJob", "batch", "v1", "cronjobs", ("spec", "jobTemplate", "spec", "template", "spec")),
     WorkloadKind("Pod", "", "v1", "pods", ("spec",), usually_owned=True),

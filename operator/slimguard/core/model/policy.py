@@ -85,6 +85,7 @@ def _without_nulls(value: Any) -> Any:
 
 
 _PLATFORM = re.compile(r"[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?")
+_PACKAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9+._-]*")  # dpkg, apk and rpm names alike
 
 
 class _Model(BaseModel):
@@ -210,6 +211,7 @@ class Rules(_Model):
     require_current_base: StrictBool = False
     max_packages: StrictInt | None = Field(default=None, ge=0, le=MAX_INT32)
     forbidden_tools: tuple[str, ...] | None = None
+    forbidden_packages: tuple[str, ...] | None = None
     min_efficiency: StrictFloat | None = Field(default=None, ge=0, le=1)
     max_wasted_bytes: StrictInt | str | None = None
 
@@ -223,6 +225,17 @@ class Rules(_Model):
                     "with a '/', e.g. /usr/bin/gcc*"
                 )
         return value or None  # an empty list sets no rule, as for the base-image lists
+
+    @field_validator("forbidden_packages")
+    @classmethod
+    def _packages(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        for name in value or ():
+            if not _PACKAGE_NAME.fullmatch(name):  # the CRD's pattern
+                raise ValueError(
+                    f"{name!r} is not an OS package name (letters, digits and + . _ -, starting with a letter or "
+                    "digit), e.g. gcc or openssh-server"
+                )
+        return value or None  # an empty list sets no rule, as for forbiddenTools
 
     @field_validator("max_wasted_bytes")
     @classmethod

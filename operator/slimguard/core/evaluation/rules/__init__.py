@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from slimguard.core.evaluation.rules import (
     base_images,
     current_base,
+    forbidden_packages,
     forbidden_tools,
     packages,
     platforms,
@@ -48,6 +49,12 @@ WITH_FACTS: tuple[RuleFamily, ...] = (
     RuleFamily("user", user.reads, user.check, (user.REQUIRE_NON_ROOT_USER,)),
     RuleFamily("packages", packages.reads, packages.check, (packages.MAX_PACKAGES,)),
     RuleFamily("forbidden_tools", forbidden_tools.reads, forbidden_tools.check, (forbidden_tools.FORBIDDEN_TOOLS,)),
+    RuleFamily(
+        "forbidden_packages",
+        forbidden_packages.reads,
+        forbidden_packages.check,
+        (forbidden_packages.FORBIDDEN_PACKAGES,),
+    ),
     RuleFamily("waste", waste.reads, waste.check, (waste.MIN_EFFICIENCY, waste.MAX_WASTED_BYTES)),
     RuleFamily("vulnerabilities", vulnerabilities.reads, vulnerabilities.check, (vulnerabilities.VULNERABILITIES,)),
 )
