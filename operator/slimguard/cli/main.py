@@ -21,6 +21,7 @@ from slimguard import __version__, exhaustion
 from slimguard.core.evaluation.outcome import EXIT_ERROR
 from slimguard.listen import ANY_ADDRESS, listen_host, liveness_url
 from slimguard.registry.guard import AddressPolicy
+from slimguard.registry.proxy import ProxySettingInvalid, ProxySettings
 from slimguard.registry.settings import RegistrySettings
 from slimguard.registry.trust import CaBundleUnreadable, registry_tls_context
 
@@ -107,6 +108,40 @@ TagMaxStale = Annotated[
     ),
 ]
 
+_PROXY_ONLY_FOR_REGISTRIES = "Registry requests only: the Kubernetes API is never reached through it."
+HttpsProxy = Annotated[
+    str | None,
+    typer.Option(
+        "--https-proxy",
+        help="HTTP(S) proxy for registries spoken to over TLS (all but --plain-http-registry) and their token "
+        "services, e.g. http://proxy.example.com:3128; USER:PASSWORD@ in it go to the proxy only. Default: "
+        f'$https_proxy or $HTTPS_PROXY; "" for none. {_PROXY_ONLY_FOR_REGISTRIES}',
+        envvar="SLIMGUARD_HTTPS_PROXY",
+        show_default=False,
+    ),
+]
+HttpProxy = Annotated[
+    str | None,
+    typer.Option(
+        "--http-proxy",
+        help="Proxy for plain-HTTP registries and token services (requests and their credentials pass through it "
+        f'in the clear). Default: $http_proxy or $HTTP_PROXY; "" for none. {_PROXY_ONLY_FOR_REGISTRIES}',
+        envvar="SLIMGUARD_HTTP_PROXY",
+        show_default=False,
+    ),
+]
+NoProxy = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--no-proxy",
+        help="Registry hosts reached without the proxy (HOST[,HOST], repeatable), as NO_PROXY: a host or domain "
+        "(example.com and .example.com match every subdomain too), an IP address or a CIDR, optionally :PORT; * for "
+        'all. Default: $no_proxy or $NO_PROXY; "" for none.',
+        envvar="SLIMGUARD_NO_PROXY",
+        show_default=False,
+    ),
+]
+
 
 OPERATOR_EXTRA_MODULES = frozenset({"kopf", "kubernetes", "prometheus_client", "aiohttp", "cryptography"})
 """What ``slimguard[operator]`` adds to ``pip install slimguard`` (the CLI alone), by import name."""
@@ -157,6 +192,9 @@ _REGISTRY_OPTIONS: tuple[tuple[str, Any], ...] = (
     ("plain_http_registry", PlainHttp),
     ("tag_ttl", TagTtl),
     ("tag_max_stale", TagMaxStale),
+    ("https_proxy", HttpsProxy),
+    ("http_proxy", HttpProxy),
+    ("no_proxy", NoProxy),
 )
 _REGISTRY_DEFAULTS: dict[str, Any] = {
     "allow_loopback_registries": False,
@@ -166,6 +204,9 @@ _REGISTRY_DEFAULTS: dict[str, Any] = {
     "plain_http_registry": None,
     "tag_ttl": RegistrySettings.tag_ttl_seconds,
     "tag_max_stale": RegistrySettings.tag_max_stale_seconds,
+    "https_proxy": None,
+    "http_proxy": None,
+    "no_proxy": None,
 }
 
 
@@ -178,7 +219,11 @@ def registry_settings(
     plain_http_registry: list[str] | None = None,
     tag_ttl: float = RegistrySettings.tag_ttl_seconds,
     tag_max_stale: float = RegistrySettings.tag_max_stale_seconds,
+    https_proxy: str | None = None,
+    http_proxy: str | None = None,
+    no_proxy: list[str] | None = None,
 ) -> RegistrySettings:
+    """The registry options as settings; the proxies not given as options come from the environment, here once."""
     return RegistrySettings(
         address_policy=AddressPolicy(
             allow_loopback=allow_loopback_registries,
@@ -189,6 +234,7 @@ def registry_settings(
         plain_http_registries=tuple(plain_http_registry or ()),
         tag_ttl_seconds=tag_ttl,
         tag_max_stale_seconds=tag_max_stale,
+        proxy=ProxySettings.from_options(https_proxy=https_proxy, http_proxy=http_proxy, no_proxy=no_proxy),
     )
 
 
@@ -204,10 +250,10 @@ def with_registry_options(command: Callable[..., None]) -> Callable[..., None]:
     @functools.wraps(command)
     def wrapper(**arguments: Any) -> None:
         options = {name: arguments.pop(name) for name, _ in _REGISTRY_OPTIONS}
-        settings = registry_settings(**options)
         try:  # now, before anything starts: a bundle read later fails far from its cause (a crash loop says it)
+            settings = registry_settings(**options)
             registry_tls_context(settings.ca_files)
-        except CaBundleUnreadable as error:
+        except (CaBundleUnreadable, ProxySettingInvalid) as error:
             raise fail(str(error)) from None
         command(registry_settings=settings, **arguments)
 
