@@ -106,6 +106,8 @@ def test_the_proxy_options_reach_the_registry_settings_and_fall_back_to_the_stan
     own = probe_settings([], env={"SLIMGUARD_HTTPS_PROXY": "http://own.example:3128", "HTTPS_PROXY": "http://x:1"})
     assert own.proxy.https_proxy == "http://own.example:3128"
     assert probe_settings(["--https-proxy", ""], env={"HTTPS_PROXY": "http://x:1"}).proxy.https_proxy is None
+    # As the kustomize component sets them: one variable, a comma-separated list.
+    assert probe_settings([], env={"SLIMGUARD_NO_PROXY": ".svc,10.0.0.0/8"}).proxy.no_proxy == (".svc", "10.0.0.0/8")
 
 
 @pytest.mark.usefixtures("no_proxy_environment")
