@@ -4,7 +4,8 @@ registry (TLS, bearer tokens from a token service named in its challenge).
 The registry is named ``localhost`` here, and loopback registries are *not* allowed: a direct connection to it would
 be refused by the guard (``localhost`` resolves to 127.0.0.1), so an image read at all was read through the proxy,
 every request of it, the token fetch included. The proxy resolves the name itself, which is exactly what the guard
-cannot see (README: "Through a proxy"). The proxy's own log says what it was asked; the registry's says what arrived.
+cannot see (README: "Registries behind a proxy"). The proxy's own log says what it was asked; the registry's says
+what arrived.
 """
 
 from __future__ import annotations
