@@ -21,9 +21,10 @@ from typing import Any
 
 import pytest
 import yaml
-from cluster import WEBHOOK_TEMPLATE, apply, deployment, image_policy, namespace, wait_for
+from cluster import WEBHOOK_TEMPLATE, apply, deployment, image_policy, namespace, wait_for, wait_for_status
 
 from slimguard_testbed import CertificateAuthority, ControlPlane, Registry
+from slimguard_testbed.controller_process import ControllerProcess
 from slimguard_testbed.forward_proxy import ForwardProxy
 from slimguard_testbed.images import FixtureImage, FixtureImages
 from slimguard_testbed.webhook import WebhookReplicas, register, webhook_configuration
@@ -242,7 +243,7 @@ def test_registry_credentials_are_never_offered_to_the_proxy_only_the_proxy_urls
         assert {token.user for token in new_tokens} == {user}  # the registry's credential reached its token service
 
 
-# --- the webhook: flags of `slimguard webhook`, admission through the proxy ----------------------------------------
+# --- the controller and the webhook: their flags, audit and admission through the proxy -------------------------
 
 
 @pytest.fixture(scope="module")
@@ -312,3 +313,31 @@ def test_the_webhook_denies_a_fat_image_it_read_through_the_proxy_and_the_kubern
         line for line in proxied_webhook.processes[0].log_file.read_text().splitlines() if "https_proxy=" in line
     )
     assert f"https_proxy={proxy.url} http_proxy=none no_proxy=none" in started
+
+
+def test_the_controller_audits_through_the_proxy_given_as_a_flag_and_the_kubernetes_api_bypasses_it(
+    control_plane: ControlPlane,
+    operator_kubeconfig: str,
+    named_registry: Registry,
+    proxy: ForwardProxy,
+    fixture_images: FixtureImages,
+    tmp_path: Path,
+) -> None:
+    ns = "proxied-audit"
+    fat = by_name(named_registry, fixture_images.fat_app)
+    apply(control_plane, namespace(ns), image_policy("slim-audited", SIZE_POLICY, namespaces=[ns]))
+    apply(control_plane, deployment("fat", ns, fat))
+    expected = {f"localhost:{named_registry.port}", token_host(named_registry)}
+    proxy_mark = proxy.mark()
+    with ControllerProcess(
+        kubeconfig=operator_kubeconfig,
+        registry_ca_file=named_registry.ca_file,
+        workdir=tmp_path / "controller",
+        # The test bed allows loopback registries; the last flag given wins, so here they are not allowed.
+        extra_args=("--no-allow-loopback-registries", "--https-proxy", proxy.url),
+    ) as controller:
+        wait_for("the controller's reads in the proxy's log", lambda: proxy.log(since=proxy_mark).targets >= expected)
+        wait_for_status(control_plane, "deployment", "fat", ns, "noncompliant", timeout=120)
+        assert f"https_proxy={proxy.url} http_proxy=none no_proxy=none" in controller.log()
+    # Its informer's LISTs and WATCHes, its Lease, its writes: none through the proxy.
+    assert proxy.log(since=proxy_mark).targets == expected
