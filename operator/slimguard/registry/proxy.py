@@ -150,9 +150,9 @@ class ProxySettings:
     """Hosts, domains, addresses and CIDRs reached directly (through the guard's own resolver), as NO_PROXY."""
 
     def __post_init__(self) -> None:
-        for option, value in (("--https-proxy", self.https_proxy), ("--http-proxy", self.http_proxy)):
-            if value is not None:
-                parse_proxy_url(value, option=option)
+        for field, value in (("https_proxy", self.https_proxy), ("http_proxy", self.http_proxy)):
+            if value is not None:  # as written (proxy.corp:3128 too), kept as the URL it means
+                object.__setattr__(self, field, parse_proxy_url(value, option=f"--{field.replace('_', '-')}"))
         parse_no_proxy(self.no_proxy, option="--no-proxy")
 
     @classmethod

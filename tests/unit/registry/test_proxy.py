@@ -84,6 +84,14 @@ def test_a_bad_variable_is_named_as_the_variable_and_its_password_is_not_shown(m
     assert "s3cret" not in str(refused.value)
 
 
+def test_settings_made_directly_are_checked_and_read_as_the_options_are() -> None:
+    assert ProxySettings(https_proxy="proxy.example:3128").https_proxy == "http://proxy.example:3128"
+    with pytest.raises(ProxySettingInvalid, match=r"^--http-proxy 'ftp://proxy.example'"):
+        ProxySettings(http_proxy="ftp://proxy.example")
+    with pytest.raises(ProxySettingInvalid, match=r"^--no-proxy entry 'a b'"):
+        ProxySettings(no_proxy=("a b",))
+
+
 def test_the_start_up_line_shows_the_proxies_without_their_credentials() -> None:
     settings = from_options(https_proxy="http://svc-user:s3cret@proxy.example:3128", no_proxy=[".svc,10.0.0.0/8"])
     assert settings.describe() == "https_proxy=http://***@proxy.example:3128 http_proxy=none no_proxy=.svc,10.0.0.0/8"
