@@ -25,6 +25,7 @@ from cluster import WEBHOOK_TEMPLATE, apply, deployment, image_policy, namespace
 
 from slimguard_testbed import CertificateAuthority, ControlPlane, Registry
 from slimguard_testbed.controller_process import ControllerProcess
+from slimguard_testbed.faults import HostileRegistry
 from slimguard_testbed.forward_proxy import ForwardProxy
 from slimguard_testbed.images import FixtureImage, FixtureImages
 from slimguard_testbed.webhook import WebhookReplicas, register, webhook_configuration
@@ -94,15 +95,20 @@ def docker_config(path: Path, auths: dict[str, tuple[str, str]]) -> dict[str, st
 
 
 def check(
-    *images: str, registry: Registry, tmp_path: Path, flags: tuple[str, ...], env: dict[str, str]
+    *images: str,
+    registry_ca: Path | None,
+    tmp_path: Path,
+    flags: tuple[str, ...],
+    env: dict[str, str],
 ) -> subprocess.CompletedProcess[str]:
     """``slimguard check`` of ``images`` with the size policy, JSON out, as a user runs it, with no proxy variable
     in its environment but those in ``env``. Loopback registries are not allowed unless ``flags`` say so."""
     policy = policy_file(tmp_path / "policy.yaml")
     ambient = {name: value for name, value in os.environ.items() if not name.lower().endswith("_proxy")}
+    trust = ["--ca-file", str(registry_ca)] if registry_ca is not None else []
     return subprocess.run(
         [sys.executable, "-m", "slimguard.cli.main", "check", *images, "--policy", str(policy), "--format", "json",
-         "--ca-file", str(registry.ca_file), *flags],
+         *trust, *flags],
         capture_output=True, text=True, timeout=300, check=False,
         env={**ambient, "PYTHONPATH": str(REPO / "operator"), **env},
     )  # fmt: skip
@@ -123,7 +129,9 @@ def test_check_reads_every_registry_request_through_the_proxy_given_as_a_flag(
     proxy_mark, registry_mark = proxy.mark(), named_registry.mark()
     tokens_before = named_registry.token_issuer.token_requests if named_registry.token_issuer else 0
 
-    result = check(slim, fat, registry=named_registry, tmp_path=tmp_path, flags=("--https-proxy", proxy.url), env=env)
+    result = check(
+        slim, fat, registry_ca=named_registry.ca_file, tmp_path=tmp_path, flags=("--https-proxy", proxy.url), env=env
+    )
 
     assert result.returncode == 1, result.stdout + result.stderr  # the fat image breaks the policy: it was read
     found = findings(result)
@@ -139,7 +147,7 @@ def test_check_reads_every_registry_request_through_the_proxy_given_as_a_flag(
     assert named_registry.token_issuer.token_requests > tokens_before
 
     # The control: the same check without the proxy is refused by the guard, so none of the above went direct.
-    direct = check(slim, registry=named_registry, tmp_path=tmp_path, flags=(), env=env)
+    direct = check(slim, registry_ca=named_registry.ca_file, tmp_path=tmp_path, flags=(), env=env)
     assert direct.returncode == 2
     (refused,) = findings(direct)[slim]
     assert refused["reason"] == "RegistryRefused"
@@ -161,7 +169,7 @@ def test_a_literal_internal_address_is_refused_before_the_proxy_hears_of_it(
     proxy_mark, registry_mark = proxy.mark(), named_registry.mark()
 
     result = check(
-        *literals, registry=named_registry, tmp_path=tmp_path, flags=("--https-proxy", proxy.url),
+        *literals, registry_ca=named_registry.ca_file, tmp_path=tmp_path, flags=("--https-proxy", proxy.url),
         env=docker_config(tmp_path / "docker", {}),
     )  # fmt: skip
 
@@ -183,7 +191,7 @@ def test_the_environment_names_the_proxy_and_no_proxy_cidrs_and_hosts_go_direct_
 
     # By name through the proxy from $HTTPS_PROXY; by address direct ($NO_PROXY's CIDR), allowed as loopback.
     result = check(
-        by_name(named_registry, slim), by_address, registry=named_registry, tmp_path=tmp_path,
+        by_name(named_registry, slim), by_address, registry_ca=named_registry.ca_file, tmp_path=tmp_path,
         flags=("--allow-loopback-registries",), env=env,
     )  # fmt: skip
 
@@ -199,7 +207,7 @@ def test_the_environment_names_the_proxy_and_no_proxy_cidrs_and_hosts_go_direct_
     # A host in $NO_PROXY goes direct, and direct means through the guard: localhost is refused as loopback.
     proxy_mark = proxy.mark()
     bypassed = check(
-        by_name(named_registry, slim), registry=named_registry, tmp_path=tmp_path, flags=(),
+        by_name(named_registry, slim), registry_ca=named_registry.ca_file, tmp_path=tmp_path, flags=(),
         env={**env, "NO_PROXY": ".localhost"},
     )  # fmt: skip
     assert bypassed.returncode == 2
@@ -218,7 +226,11 @@ def test_registry_credentials_are_never_offered_to_the_proxy_only_the_proxy_urls
     env = docker_config(tmp_path / "docker", {f"localhost:{named_registry.port}": (user, password)})
     with ForwardProxy(workdir=tmp_path / "guarded-proxy", basic_auth=(user, password)) as guarded:
         refused = check(
-            private, registry=named_registry, tmp_path=tmp_path, flags=("--https-proxy", guarded.url), env=env
+            private,
+            registry_ca=named_registry.ca_file,
+            tmp_path=tmp_path,
+            flags=("--https-proxy", guarded.url),
+            env=env,
         )
         assert refused.returncode == 2
         (finding,) = findings(refused)[private]
@@ -231,7 +243,7 @@ def test_registry_credentials_are_never_offered_to_the_proxy_only_the_proxy_urls
 
         mark, tokens = guarded.mark(), named_registry.token_issuer.requests if named_registry.token_issuer else []
         read = check(
-            private, registry=named_registry, tmp_path=tmp_path,
+            private, registry_ca=named_registry.ca_file, tmp_path=tmp_path,
             flags=("--https-proxy", guarded.url_with_credentials), env=env,
         )  # fmt: skip
         assert read.returncode == 0, read.stdout + read.stderr
@@ -241,6 +253,39 @@ def test_registry_credentials_are_never_offered_to_the_proxy_only_the_proxy_urls
         assert named_registry.token_issuer is not None
         new_tokens = named_registry.token_issuer.requests[len(tokens) :]
         assert {token.user for token in new_tokens} == {user}  # the registry's credential reached its token service
+
+
+def test_a_plain_http_registry_is_read_through_the_http_proxy_whose_credentials_come_from_its_url(
+    proxy: ForwardProxy, tmp_path: Path
+) -> None:
+    """Plain HTTP is forwarded, not tunnelled: the proxy's log has each request's absolute URL. (The test bed's
+    plain-HTTP registry is the fault server's ``sound/app``, a small sound image.)"""
+    env = docker_config(tmp_path / "docker", {})
+    with HostileRegistry() as plain:
+        host = f"localhost:{plain.port}"
+        image, flags = f"{host}/sound/app:1", ("--plain-http-registry", host)
+        proxy_mark = proxy.mark()
+        read = check(image, registry_ca=None, tmp_path=tmp_path, flags=(*flags, "--http-proxy", proxy.url), env=env)
+        assert read.returncode == 0, read.stdout + read.stderr
+        forwarded = proxy.log(since=proxy_mark).requests
+        assert forwarded
+        assert {target.split("/v2/")[0] for _, target in forwarded} == {f"http://{host}"}
+        assert len(plain.requests_for("sound/app")) == len(forwarded)  # each one, through the proxy
+
+        with ForwardProxy(workdir=tmp_path / "guarded-proxy", basic_auth=("proxyuser", "s3cret")) as guarded:
+            refused = check(
+                image, registry_ca=None, tmp_path=tmp_path, flags=(*flags, "--http-proxy", guarded.url), env=env
+            )
+            assert refused.returncode == 2
+            (finding,) = findings(refused)[image]
+            assert finding["reason"] == "RegistryUnreachable"
+            assert f"the proxy to registry {host} asks for credentials (HTTP 407)" in finding["message"]
+            allowed = check(
+                image, registry_ca=None, tmp_path=tmp_path,
+                flags=(*flags, "--http-proxy", guarded.url_with_credentials), env=env,
+            )  # fmt: skip
+            assert allowed.returncode == 0, allowed.stdout + allowed.stderr
+            assert guarded.log().established
 
 
 # --- the controller and the webhook: their flags, audit and admission through the proxy -------------------------
