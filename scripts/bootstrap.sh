@@ -20,9 +20,10 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 CACHE="${SLIMGUARD_CACHE:-$HOME/.cache/slimguard}"
 # containerd, runc, the CNI plugins, nftables and iptables: the real node's runtime and network (tests/e2e/node),
-# and shellcheck, which actionlint runs over the workflows' run: scripts.
+# shellcheck, which actionlint runs over the workflows' run: scripts, and tinyproxy, the egress proxy registries are
+# reached through in tests/e2e/test_registry_proxy.py.
 PACKAGES=(etcd-server docker.io docker-registry debootstrap skopeo busybox-static apache2-utils prometheus iproute2 nginx-light
-          containerd runc containernetworking-plugins nftables iptables gcc libc6-dev shellcheck)
+          containerd runc containernetworking-plugins nftables iptables gcc libc6-dev shellcheck tinyproxy)
 
 log() { printf '==> %s\n' "$*" >&2; }
 as_root() { if [[ $EUID -eq 0 ]]; then "$@"; else sudo "$@"; fi; }

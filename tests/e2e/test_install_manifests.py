@@ -1012,3 +1012,58 @@ def test_pods_tell_kopf_who_they_are_and_probe_the_family_of_their_ip(
         assert {e["name"]: e for e in controller["env"]}["POD_IP"]["valueFrom"] == {
             "fieldRef": {"fieldPath": "status.podIP"}
         }
+
+
+# -- an egress proxy for registry requests (issue 24) ------------------------------------------------------------
+
+
+def test_helm_passes_the_registry_proxy_to_both_components_and_refuses_a_url_with_a_path(helm: str) -> None:
+    objects = _helm_template(
+        helm,
+        "registries.proxy.httpsProxy=http://svc:p4ss@proxy.corp.example:3128",
+        "registries.proxy.httpProxy=proxy.corp.example:8080",
+        "registries.proxy.noProxy={.svc,10.0.0.0/8,registry.corp.example:5000}",
+    )
+    for component in ("controller", "webhook"):
+        args = _pod(objects, component)["containers"][0]["args"]
+        assert [a for a in args if "proxy" in a] == [
+            "--https-proxy=http://svc:p4ss@proxy.corp.example:3128",
+            "--http-proxy=proxy.corp.example:8080",
+            "--no-proxy=.svc",
+            "--no-proxy=10.0.0.0/8",
+            "--no-proxy=registry.corp.example:5000",
+        ]
+    # Unset: no flag, so the Pods' own HTTPS_PROXY/NO_PROXY (if any) apply.
+    for component in ("controller", "webhook"):
+        assert not [a for a in _pod(_helm_template(helm), component)["containers"][0]["args"] if "proxy" in a]
+    refused = _helm_render(helm, "registries.proxy.httpsProxy=http://proxy:3128/x")
+    assert refused.returncode != 0
+    assert "at '/registries/proxy/httpsProxy': 'http://proxy:3128/x' does not match pattern" in refused.stderr
+
+
+def test_the_registry_proxy_component_gives_both_components_the_proxy_options_from_the_overlay(
+    control_plane: ControlPlane, tmp_path: Path
+) -> None:
+    from slimguard.cli.main import HttpProxy, HttpsProxy, NoProxy
+
+    overlay = _copy_of_kustomize(tmp_path).parent / "proxy-test"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(
+        "namespace: slimguard\nresources: [../../base]\ncomponents: [../../components/registry-proxy]\n"
+        "configMapGenerator:\n  - name: slimguard-registry-proxy\n    literals:\n"
+        "      - SLIMGUARD_HTTPS_PROXY=http://proxy.corp.example:3128\n"
+        "      - SLIMGUARD_NO_PROXY=.svc,10.0.0.0/8\n"
+    )
+    objects = _objects(_render(control_plane, overlay))
+    generated = _one(objects, "ConfigMap")
+    # The keys the component documents are the options' own variables.
+    options = {option.__metadata__[0].envvar for option in (HttpsProxy, HttpProxy, NoProxy)}
+    assert options == {"SLIMGUARD_HTTPS_PROXY", "SLIMGUARD_HTTP_PROXY", "SLIMGUARD_NO_PROXY"}
+    assert set(generated["data"]) <= options
+    for component in ("controller", "webhook"):
+        (container,) = _pod(objects, component)["containers"]
+        assert container["envFrom"] == [
+            {"configMapRef": {"name": generated["metadata"]["name"], "optional": True}},
+            {"secretRef": {"name": "slimguard-registry-proxy", "optional": True}},
+        ]
+        assert not [e for e in container["env"] if e["name"].lower().endswith("_proxy")]  # not HTTPS_PROXY itself

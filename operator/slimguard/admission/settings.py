@@ -46,7 +46,7 @@ class WebhookSettings:
         return (
             f"port={self.server.port} path={self.server.path} "
             f"timeout={self.timeout_seconds:g}s deadline={self.deadline_seconds:g}s "
-            f"allow_loopback={self.registry.address_policy.allow_loopback} "
+            f"allow_loopback={self.registry.address_policy.allow_loopback} {self.registry.proxy.describe()} "
             f"cert={self.certificates.describe() if self.certificates else self.server.cert_file} "
             f"trusted_report_namespaces={describe_namespaces(self.trusted_report_namespaces)} "
             f"credential_providers={self.registry.describe_credential_providers()}"

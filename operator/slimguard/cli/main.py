@@ -22,6 +22,7 @@ from slimguard.core.evaluation.outcome import EXIT_ERROR
 from slimguard.listen import ANY_ADDRESS, listen_host, liveness_url
 from slimguard.registry.guard import AddressPolicy
 from slimguard.registry.provider_config import InvalidProviderConfig, load_credential_providers
+from slimguard.registry.proxy import ProxySettingInvalid, ProxySettings
 from slimguard.registry.settings import RegistrySettings
 from slimguard.registry.trust import CaBundleUnreadable, registry_tls_context
 
@@ -127,6 +128,39 @@ ProviderBinDir = Annotated[
         envvar="SLIMGUARD_IMAGE_CREDENTIAL_PROVIDER_BIN_DIR",
     ),
 ]
+_PROXY_ONLY_FOR_REGISTRIES = "Registry requests only: the Kubernetes API is never reached through it."
+HttpsProxy = Annotated[
+    str | None,
+    typer.Option(
+        "--https-proxy",
+        help="HTTP(S) proxy for registries spoken to over TLS (all but --plain-http-registry) and their token "
+        "services, e.g. http://proxy.example.com:3128; USER:PASSWORD@ in it go to the proxy only. Default: "
+        f'$https_proxy or $HTTPS_PROXY; "" for none. {_PROXY_ONLY_FOR_REGISTRIES}',
+        envvar="SLIMGUARD_HTTPS_PROXY",
+        show_default=False,
+    ),
+]
+HttpProxy = Annotated[
+    str | None,
+    typer.Option(
+        "--http-proxy",
+        help="Proxy for plain-HTTP registries and token services (requests and their credentials pass through it "
+        f'in the clear). Default: $http_proxy or $HTTP_PROXY; "" for none. {_PROXY_ONLY_FOR_REGISTRIES}',
+        envvar="SLIMGUARD_HTTP_PROXY",
+        show_default=False,
+    ),
+]
+NoProxy = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--no-proxy",
+        help="Registry hosts reached without the proxy (HOST[,HOST], repeatable), as NO_PROXY: a host or domain "
+        "(example.com and .example.com match every subdomain too), an IP address or a CIDR, optionally :PORT; * for "
+        'all. Default: $no_proxy or $NO_PROXY; "" for none.',
+        envvar="SLIMGUARD_NO_PROXY",
+        show_default=False,
+    ),
+]
 
 
 OPERATOR_EXTRA_MODULES = frozenset({"kopf", "kubernetes", "prometheus_client", "aiohttp", "cryptography"})
@@ -180,6 +214,9 @@ _REGISTRY_OPTIONS: tuple[tuple[str, Any], ...] = (
     ("tag_max_stale", TagMaxStale),
     ("image_credential_provider_config", ProviderConfig),
     ("image_credential_provider_bin_dir", ProviderBinDir),
+    ("https_proxy", HttpsProxy),
+    ("http_proxy", HttpProxy),
+    ("no_proxy", NoProxy),
 )
 _REGISTRY_DEFAULTS: dict[str, Any] = {
     "allow_loopback_registries": False,
@@ -191,6 +228,9 @@ _REGISTRY_DEFAULTS: dict[str, Any] = {
     "tag_max_stale": RegistrySettings.tag_max_stale_seconds,
     "image_credential_provider_config": None,
     "image_credential_provider_bin_dir": None,
+    "https_proxy": None,
+    "http_proxy": None,
+    "no_proxy": None,
 }
 
 
@@ -205,9 +245,13 @@ def registry_settings(
     tag_max_stale: float = RegistrySettings.tag_max_stale_seconds,
     image_credential_provider_config: str | None = None,
     image_credential_provider_bin_dir: str | None = None,
+    https_proxy: str | None = None,
+    http_proxy: str | None = None,
+    no_proxy: list[str] | None = None,
 ) -> RegistrySettings:
-    """The settings the options give; the credential provider configuration is read and validated here
-    (InvalidProviderConfig or ValueError naming what is wrong)."""
+    """The settings the options give, read and validated here, once: the credential provider configuration
+    (InvalidProviderConfig or ValueError naming what is wrong) and the proxies not given as options, from the
+    environment."""
     providers = None
     if image_credential_provider_config or image_credential_provider_bin_dir:
         if not (image_credential_provider_config and image_credential_provider_bin_dir):
@@ -227,6 +271,7 @@ def registry_settings(
         tag_ttl_seconds=tag_ttl,
         tag_max_stale_seconds=tag_max_stale,
         credential_providers=providers,
+        proxy=ProxySettings.from_options(https_proxy=https_proxy, http_proxy=http_proxy, no_proxy=no_proxy),
     )
 
 
@@ -242,13 +287,10 @@ def with_registry_options(command: Callable[..., None]) -> Callable[..., None]:
     @functools.wraps(command)
     def wrapper(**arguments: Any) -> None:
         options = {name: arguments.pop(name) for name, _ in _REGISTRY_OPTIONS}
-        try:  # now: a bad credential provider configuration is one line naming the item, not a crash later
-            settings = registry_settings(**options)
-        except (InvalidProviderConfig, ValueError) as error:
-            raise fail(str(error)) from None
         try:  # now, before anything starts: a bundle read later fails far from its cause (a crash loop says it)
+            settings = registry_settings(**options)
             registry_tls_context(settings.ca_files)
-        except CaBundleUnreadable as error:
+        except (CaBundleUnreadable, ProxySettingInvalid, InvalidProviderConfig, ValueError) as error:
             raise fail(str(error)) from None
         command(registry_settings=settings, **arguments)
 

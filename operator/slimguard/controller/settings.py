@@ -53,6 +53,7 @@ class ControllerSettings:
             f"workers={self.workers} audit_interval={self.audit_interval_seconds:g}s dry_run={self.dry_run} "
             f"allow_loopback={policy.allow_loopback} allow_private={policy.allow_private} "
             f"registry_allowlist={list(policy.allowed_registries) or 'any'} extra_cas={len(self.registry.ca_files)} "
+            f"{self.registry.proxy.describe()} "
             f"trusted_report_namespaces={describe_namespaces(self.trusted_report_namespaces)} "
             f"policy_reports={self.policy_reports or 'none'} "
             f"report_grace_period={self.report_grace_seconds:g}s "

@@ -25,6 +25,7 @@ from slimguard.core.facts.media_types import MANIFEST_TYPES
 from slimguard.core.model.reference import DOCKER_HUB, ImageReference
 from slimguard.registry.credentials import Credential
 from slimguard.registry.guard import GuardedNetworkBackend, RefusedAddress
+from slimguard.registry.proxy import proxy_mounts
 from slimguard.registry.settings import RegistrySettings
 from slimguard.registry.trust import registry_tls_context
 
@@ -134,13 +135,19 @@ class RegistryClient:
         self.settings = settings
         self._clock = clock
         self._sleep = sleep
+        verify = registry_tls_context(settings.ca_files)
+        limits = httpx.Limits(max_connections=100, max_keepalive_connections=50, keepalive_expiry=30)
         transport = _GuardedTransport(
-            verify=registry_tls_context(settings.ca_files),
-            backend=backend or GuardedNetworkBackend(settings.address_policy),
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=50, keepalive_expiry=30),
+            verify=verify, backend=backend or GuardedNetworkBackend(settings.address_policy), limits=limits
         )
         self._http = httpx.AsyncClient(
             transport=transport,
+            # Requests a proxy carries take its route (the guard's check of the target host first); NO_PROXY hosts
+            # and every request when no proxy is set take the guarded transport above. Nothing from the environment:
+            # the entry points read it once, into settings.proxy.
+            mounts=proxy_mounts(
+                settings.proxy, policy=settings.address_policy, direct=transport, verify=verify, limits=limits
+            ),
             timeout=httpx.Timeout(settings.timeout_seconds),
             follow_redirects=False,
             trust_env=False,
@@ -430,6 +437,12 @@ class RegistryClient:
             return InspectionError(
                 f"registry {reference.registry} refused access to {reference.name} {how} (HTTP {status}); {fix}",
                 reason=InspectionReason.REGISTRY_UNAUTHORIZED,
+            )
+        if status == 407:  # a plain-HTTP request forwarded by a proxy (HTTPS through one fails at CONNECT instead)
+            return InspectionError(
+                f"the proxy to registry {reference.registry} asks for credentials (HTTP 407); put its user and "
+                "password in the proxy URL (--http-proxy http://USER:PASSWORD@HOST:PORT)",
+                reason=InspectionReason.REGISTRY_UNREACHABLE,
             )
         if status == 404:
             return InspectionError(

@@ -5,6 +5,10 @@ must not make the operator fetch from the cloud metadata service. The guard runs
 layer: every host name is resolved here, every resolved address is vetted, and the socket is opened to the
 vetted address itself, so a DNS answer that changes between check and use (rebinding) cannot slip through.
 Redirects go through the same path, because every connection does.
+
+Through a proxy (``registry/proxy.py``) the proxy resolves the registry's name and opens the connection, so the
+guard sees only what the reference says: a literal address is vetted (``check_proxied_host``) before the request
+is handed to the proxy; the address a name stands for is the proxy's to find.
 """
 
 from __future__ import annotations
@@ -36,6 +40,26 @@ async def system_resolver(host: str, port: int) -> Sequence[str]:
     loop = asyncio.get_running_loop()
     infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def literal_address(host: str) -> Address | None:
+    """The address ``host`` names without any lookup, else None (a name).
+
+    Besides IP literals this reads the other spellings of an IPv4 address that resolvers accept as one
+    (inet_aton's: ``127.1``, ``2130706433``, ``0x7f000001``, ``0177.0.0.1``): a proxy given one connects to that
+    address as is, so to the guard it is a literal, not a name.
+    """
+    text = host.strip("[]")
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        pass
+    if not text or not all(char in "0123456789abcdefxABCDEFX." for char in text):
+        return None
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(text))
+    except OSError:
+        return None
 
 
 def classify(address: Address) -> str | None:
@@ -90,6 +114,13 @@ class AddressPolicy:
             f"registry host {shown} is {article} {kind} address{note}; slimguard does not connect to internal "
             "addresses unless its settings allow them"
         )
+
+    def check_proxied_host(self, host: str) -> None:
+        """Before a request is handed to a proxy, which resolves names itself: a literal address is vetted as a
+        direct connection's would be; a name cannot be (what it resolves to, the proxy alone learns)."""
+        address = literal_address(host)
+        if address is not None:
+            self.check_address(host, address)
 
     def vet(self, host: str, addresses: Iterable[str]) -> list[str]:
         """The addresses that may be connected to; refuses if any is internal, so mixed answers do not pass."""

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from slimguard.registry.guard import AddressPolicy
 from slimguard.registry.provider_config import CredentialProviderSettings
+from slimguard.registry.proxy import ProxySettings
 
 
 @dataclass(frozen=True)
@@ -15,6 +16,8 @@ class RegistrySettings:
     """Extra CA bundles to trust besides the system's (private registries with their own CA)."""
     plain_http_registries: tuple[str, ...] = ()
     """Registries spoken to over plain HTTP (labs only); all others use TLS."""
+    proxy: ProxySettings = field(default_factory=ProxySettings)
+    """The HTTP(S) proxies registries are reached through (none by default), for registry traffic only."""
     timeout_seconds: float = 10.0
     max_manifest_bytes: int = 4 * 1024 * 1024
     max_config_bytes: int = 8 * 1024 * 1024

@@ -67,6 +67,11 @@ def first_values(*, registry: str, webhook_ca: bytes) -> dict[str, Any]:
         "registries.tagMaxStaleSeconds": 0,
         "registries.caBundleConfigMap": REGISTRY_CA,
         "registries.caBundleKey": "registry.pem",
+        # A proxy nothing listens behind, and the registry in noProxy: the webhook denies the fat Deployment only if
+        # the registry is read around the proxy, as noProxy says (tests/e2e/test_registry_proxy.py: through one).
+        "registries.proxy.httpsProxy": f"http://{registry.rsplit(':', 1)[0]}:9",
+        "registries.proxy.httpProxy": f"{registry.rsplit(':', 1)[0]}:9",
+        "registries.proxy.noProxy": [registry],
         "trustedReportNamespaces": ["trivy-system"],
         "policyReports.enabled": False,
         "controller.replicas": 1,

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import typer
 from typer.testing import CliRunner
 
 from slimguard.cli.main import app, with_registry_options
+from slimguard.controller import handlers
+from slimguard.controller.settings import ControllerSettings
 from slimguard.registry.settings import RegistrySettings
+
+PROXY_VARIABLES = ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY", "no_proxy", "NO_PROXY")
 
 
 def test_a_command_gets_the_registry_options_as_settings() -> None:
@@ -36,7 +41,15 @@ def test_the_controller_and_the_webhook_both_offer_them() -> None:
     for command in ("controller", "webhook"):
         result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "250", "TERMINAL_WIDTH": "250"})
         assert result.exit_code == 0
-        for option in ("--allow-loopback-registries", "--allow-private-registries", "--registry", "--ca-file"):
+        for option in (
+            "--allow-loopback-registries",
+            "--allow-private-registries",
+            "--registry",
+            "--ca-file",
+            "--https-proxy",
+            "--http-proxy",
+            "--no-proxy",
+        ):
             assert option in result.output, (command, option)
 
 
@@ -101,3 +114,55 @@ def test_every_command_that_reads_a_registry_offers_them() -> None:
         assert result.exit_code == 0
         for option in ("--image-credential-provider-config", "--image-credential-provider-bin-dir"):
             assert option in result.output, (command, option)
+
+
+def probe_settings(argv: list[str], env: dict[str, str] | None = None) -> RegistrySettings:
+    seen: list[RegistrySettings] = []
+    probe = typer.Typer()
+
+    @probe.command()
+    @with_registry_options
+    def check(registry_settings: RegistrySettings) -> None:
+        seen.append(registry_settings)
+
+    result = CliRunner().invoke(probe, argv, env=env)
+    assert result.exit_code == 0, result.output
+    (settings,) = seen
+    return settings
+
+
+@pytest.fixture
+def no_proxy_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in (*PROXY_VARIABLES, "SLIMGUARD_HTTPS_PROXY", "SLIMGUARD_HTTP_PROXY", "SLIMGUARD_NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.mark.usefixtures("no_proxy_environment")
+def test_the_proxy_options_reach_the_registry_settings_and_fall_back_to_the_standard_variables() -> None:
+    given = probe_settings(
+        ["--https-proxy", "http://proxy.example:3128", "--no-proxy", ".svc,10.0.0.0/8", "--no-proxy", "registry.local"]
+    ).proxy
+    assert (given.https_proxy, given.http_proxy) == ("http://proxy.example:3128", None)
+    assert given.no_proxy == (".svc", "10.0.0.0/8", "registry.local")
+
+    from_environment = probe_settings([], env={"HTTPS_PROXY": "http://env.example:3128", "NO_PROXY": ".corp"}).proxy
+    assert (from_environment.https_proxy, from_environment.no_proxy) == ("http://env.example:3128", (".corp",))
+
+    # slimguard's own variables (a password kept in a Secret, without HTTPS_PROXY in the Pod) are the options.
+    own = probe_settings([], env={"SLIMGUARD_HTTPS_PROXY": "http://own.example:3128", "HTTPS_PROXY": "http://x:1"})
+    assert own.proxy.https_proxy == "http://own.example:3128"
+    assert probe_settings(["--https-proxy", ""], env={"HTTPS_PROXY": "http://x:1"}).proxy.https_proxy is None
+    # As the kustomize component sets them: one variable, a comma-separated list.
+    assert probe_settings([], env={"SLIMGUARD_NO_PROXY": ".svc,10.0.0.0/8"}).proxy.no_proxy == (".svc", "10.0.0.0/8")
+
+
+@pytest.mark.usefixtures("no_proxy_environment")
+def test_the_controller_gets_the_proxy_and_says_so_once_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[ControllerSettings] = []
+    monkeypatch.setattr(handlers, "run", started.append)  # the command's last step; nothing is started
+    argv = ["controller", "--no-leader-elect", "--https-proxy", "http://user:s3cret@proxy.example:3128"]
+    result = CliRunner().invoke(app, [*argv, "--no-proxy", "10.0.0.0/8"])
+    assert result.exit_code == 0, result.output
+    (settings,) = started
+    assert settings.registry.proxy.https_proxy == "http://user:s3cret@proxy.example:3128"
+    assert "https_proxy=http://***@proxy.example:3128 http_proxy=none no_proxy=10.0.0.0/8" in settings.describe()

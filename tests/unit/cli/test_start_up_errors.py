@@ -41,6 +41,9 @@ def test_the_ci_commands_refuse_it_the_same_way(tmp_path: Path) -> None:
         (["controller", "--workers", "0"], "--workers"),
         (["controller", "--leader-elect-renew-deadline", "10"], "--leader-elect-lease-duration"),
         (["controller", "--leader-elect-retry-period", "6"], "--leader-elect-renew-deadline"),
+        (["controller", "--https-proxy", "socks5://127.0.0.1:1080"], "--https-proxy 'socks5://127.0.0.1:1080'"),
+        (["webhook", "--tls-cert-file", "c", "--tls-key-file", "k", "--no-proxy", "a/b/c"], "--no-proxy"),
+        (["check", "--http-proxy", "http://p:1/x", "--policy", "p.yaml", "example.com/app:1"], "--http-proxy"),
     ],
 )
 def test_a_bad_value_is_one_line_naming_it(argv: list[str], named: str) -> None:

@@ -88,6 +88,17 @@ makes and rotates its own, nothing secret rendered), cert-manager, or provided (
 {{- range .Values.registries.extraCaFiles }}
 - --ca-file={{ . }}
 {{- end }}
+{{- with .Values.registries.proxy }}
+{{- if .httpsProxy }}
+- {{ printf "--https-proxy=%s" .httpsProxy | quote }}
+{{- end }}
+{{- if .httpProxy }}
+- {{ printf "--http-proxy=%s" .httpProxy | quote }}
+{{- end }}
+{{- range .noProxy }}
+- {{ printf "--no-proxy=%s" . | quote }}
+{{- end }}
+{{- end }}
 {{- if include "slimguard.credentialProviders" . }}
 - --image-credential-provider-config={{ .Values.registries.credentialProviders.config }}
 - --image-credential-provider-bin-dir={{ .Values.registries.credentialProviders.binDir }}
