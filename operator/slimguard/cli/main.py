@@ -806,6 +806,101 @@ def inspect_command(
     emit_report(document, format, output, table=render_inspect, sarif=None)
 
 
+class DiffFormat(StrEnum):
+    TABLE = "table"
+    JSON = "json"
+    SARIF = "sarif"
+    MARKDOWN = "markdown"
+
+
+@app.command(name="diff")
+@with_registry_options
+def diff_command(
+    registry_settings: RegistrySettings,
+    old: Annotated[str, typer.Argument(help="The image before (a registry's, the engine's, the archive's).")],
+    new: Annotated[str, typer.Argument(help="The image after.")],
+    docker: DockerOption = False,
+    docker_host: DockerHostOption = None,
+    archive: InputOption = None,
+    platform: Annotated[
+        list[str] | None, typer.Option(help="Platforms to compare, e.g. linux/arm64 (default: every one listed).")
+    ] = None,
+    known_base: Annotated[
+        list[str] | None, typer.Option(help="A base image to recognise by shared layers (repeatable).")
+    ] = None,
+    measure_compressed: Annotated[
+        bool, typer.Option(help="With --docker or --input: measure the compressed size of layers kept uncompressed.")
+    ] = False,
+    uncompressed: Annotated[
+        bool,
+        typer.Option(
+            "--uncompressed",
+            help="From a registry, also read each layer's uncompressed size (a few bytes of each layer blob).",
+        ),
+    ] = False,
+    content: Annotated[
+        bool,
+        typer.Option("--content", help="Read the layers (streamed): packages added and removed, tools, wasted bytes."),
+    ] = False,
+    format: Annotated[
+        DiffFormat,
+        typer.Option("--format", "-f", help="table, json, sarif, or markdown (a pull-request comment)."),
+    ] = DiffFormat.TABLE,
+    output: OutputOption = None,
+) -> None:
+    """Compare two images: sizes per platform, layers added, removed and changed, bases (exit 0; 2 on errors).
+
+    Reads manifests and configs only, unless --uncompressed or --content."""
+    from slimguard.cli.check import open_sources
+    from slimguard.cli.diff import diff_two
+    from slimguard.cli.render import render_diff
+    from slimguard.cli.sarif import diff_sarif
+    from slimguard.core.errors import SlimguardError
+    from slimguard.core.model.platform import Platform
+    from slimguard.core.reports.image_diff import diff_document, diff_markdown
+
+    try:
+        platforms = [Platform.parse(text) for text in platform or ()]
+    except ValueError as error:
+        raise fail(str(error)) from None
+    _one_source(docker=docker, archive=archive)
+
+    async def run() -> dict[str, Any]:
+        sources = open_sources(
+            [old, new],
+            registry=registry_settings,
+            docker=docker,
+            docker_host=docker_host,
+            measure_compressed=measure_compressed,
+            archive=archive,
+            unnamed_ok=True,
+        )
+        try:
+            compared = await diff_two(
+                old,
+                new,
+                sources,
+                platforms=platforms,
+                known_bases=known_base or (),
+                uncompressed=uncompressed,
+                content=content,
+            )
+        finally:
+            await sources.aclose()
+        return diff_document(
+            compared, old_image=old, new_image=new, source=sources.name, version=__version__, content=content
+        )
+
+    try:
+        document = asyncio.run(run())
+    except SlimguardError as error:
+        raise fail(str(error)) from None
+    if format is DiffFormat.MARKDOWN:
+        emit(diff_markdown(document).rstrip("\n"), output)
+        return
+    emit_report(document, OutputFormat(format.value), output, table=render_diff, sarif=diff_sarif)
+
+
 @app.command()
 def lint(
     dockerfiles: Annotated[

@@ -39,7 +39,7 @@ def test_a_command_gets_the_registry_options_as_settings() -> None:
 
 
 def test_every_command_that_reads_a_registry_offers_them() -> None:
-    for command in ("controller", "webhook", "check", "inspect"):
+    for command in ("controller", "webhook", "check", "inspect", "diff"):
         result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "250", "TERMINAL_WIDTH": "250"})
         assert result.exit_code == 0
         for option in (

@@ -1,0 +1,84 @@
+"""``slimguard diff OLD NEW`` and ``check --baseline``'s baseline: two images read through the facts source ``check``
+uses (the registry, the local Docker engine or an archive), compared by ``core.facts.image_diff``.
+
+Only translation lives here: which platforms and what to read (``FactsNeeds``), then the core's comparison.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from slimguard.cli.check import Sources, _listed_platforms, _registries
+from slimguard.core.errors import InspectionError
+from slimguard.core.facts.image_diff import ImageDiff, diff_images
+from slimguard.core.facts.image_facts import FactsNeeds, FactsOrError, ImageFacts
+from slimguard.core.model.platform import Platform
+from slimguard.core.reports.image_diff import UnreadableBaseline, baseline_from_report
+from slimguard.docker_engine import docker_config_credentials
+
+
+async def diff_two(
+    old: str,
+    new: str,
+    sources: Sources,
+    *,
+    platforms: Sequence[Platform] = (),
+    known_bases: Sequence[str] = (),
+    uncompressed: bool = False,
+    content: bool = False,
+) -> ImageDiff:
+    """Both images read with one needs object: manifests and configs only, unless ``uncompressed`` (a few bytes of
+    each layer from a registry) or ``content`` (every layer, streamed) asks for more."""
+    credentials = docker_config_credentials(_registries([old, new, *known_bases], []))
+    wanted = tuple(platforms)
+    if not wanted and sources.docker is None:
+        listed = [
+            *await _listed_platforms(old, sources, credentials),
+            *await _listed_platforms(new, sources, credentials),
+        ]
+        wanted = tuple(dict.fromkeys(listed))
+    needs = FactsNeeds(frozenset(wanted), uncompressed=uncompressed, content=content)
+    old_facts = await sources.facts.inspect(old, needs, credentials=credentials)
+    new_facts = await sources.facts.inspect(new, needs, credentials=credentials)
+    bases: dict[str, FactsOrError] = {}
+    for candidate in known_bases:
+        try:
+            bases[candidate] = await sources.facts.inspect(
+                candidate, FactsNeeds(frozenset(wanted or _platforms_of(new_facts))), credentials=credentials
+            )
+        except InspectionError as error:
+            bases[candidate] = error
+    return diff_images(old_facts, new_facts, base_candidates=bases)
+
+
+def _platforms_of(facts: ImageFacts) -> tuple[Platform, ...]:
+    return tuple(image.platform for image in facts.platforms)
+
+
+def is_report_file(baseline: str) -> bool:
+    """``--baseline`` names a JSON report (a file that exists, or ends in .json) rather than an image."""
+    return baseline.endswith(".json") or Path(baseline).is_file()
+
+
+def read_baseline_report(path: str, image: str | None) -> ImageFacts:
+    try:
+        document = json.loads(Path(path).read_text())
+    except OSError as error:
+        raise UnreadableBaseline(f"{path}: cannot be read ({error.strerror or error})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UnreadableBaseline(f"{path}: not a JSON report ({error})") from None
+    try:
+        return baseline_from_report(document, image)
+    except UnreadableBaseline as error:
+        raise UnreadableBaseline(f"{path}: {error}") from None
+
+
+async def read_baseline_image(baseline: str, sources: Sources, *, platforms: Sequence[Platform] = ()) -> ImageFacts:
+    """The baseline image's manifests and configs (what the growth rules compare: compressed size and layers)."""
+    credentials = docker_config_credentials(_registries([baseline], []))
+    wanted = tuple(platforms)
+    if not wanted and sources.docker is None:
+        wanted = await _listed_platforms(baseline, sources, credentials)
+    return await sources.facts.inspect(baseline, FactsNeeds(frozenset(wanted)), credentials=credentials)
