@@ -7,7 +7,7 @@ webhook uses, and a report.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -172,12 +172,16 @@ async def check_images(
     *,
     strict: bool,
     now: datetime | None = None,
+    baselines: Mapping[str, ImageFacts] | None = None,
 ) -> list[ImageResult]:
-    """Each image evaluated on its own, as the cluster would evaluate a container running it."""
+    """Each image evaluated on its own, as the cluster would evaluate a container running it; ``baselines``: per
+    image, what the growth rules compare it with (``--baseline``)."""
     scoped = [image_scoped(policy) for policy in policies]
     # The user's Docker credentials for the registries of the images and of the bases the policies name.
     credentials = docker_config_credentials(_registries(images, scoped))
-    evaluator = Evaluator(inspector=sources.facts, view=NO_CLUSTER, credentials=credential_source(credentials))
+    evaluator = Evaluator(
+        inspector=sources.facts, view=NO_CLUSTER, credentials=credential_source(credentials), baselines=baselines
+    )
     on_unknown = {policy.name: policy.spec.on_unknown for policy in scoped}
     results = []
     for image in images:

@@ -15,6 +15,7 @@ from slimguard.core.errors import InspectionError
 from slimguard.core.facts.image_diff import ImageDiff, diff_images
 from slimguard.core.facts.image_facts import FactsNeeds, FactsOrError, ImageFacts
 from slimguard.core.model.platform import Platform
+from slimguard.core.model.policy import ImagePolicy
 from slimguard.core.reports.image_diff import UnreadableBaseline, baseline_from_report
 from slimguard.docker_engine import docker_config_credentials
 
@@ -82,3 +83,31 @@ async def read_baseline_image(baseline: str, sources: Sources, *, platforms: Seq
     if not wanted and sources.docker is None:
         wanted = await _listed_platforms(baseline, sources, credentials)
     return await sources.facts.inspect(baseline, FactsNeeds(frozenset(wanted)), credentials=credentials)
+
+
+async def baselines_for(images: Sequence[str], baseline: str, sources: Sources) -> dict[str, ImageFacts]:
+    """Per image checked, its baseline: from a JSON report (the entry of that image, or its only one), or one
+    image read through the same facts source, which then stands for the one image checked."""
+    if is_report_file(baseline):
+        return {image: read_baseline_report(baseline, image) for image in images}
+    if len(images) != 1:
+        raise UnreadableBaseline(
+            f"--baseline {baseline} is one image: check one image against it (or give a JSON report of several)"
+        )
+    return {images[0]: await read_baseline_image(baseline, sources)}
+
+
+def growth_note(policies: Sequence[ImagePolicy], baseline: str | None) -> str | None:
+    """What a user must be told about the growth rules: set without a baseline (not applied), or a baseline given
+    that no rule reads. None when neither."""
+    growing = [
+        p.name for p in policies if p.spec.rules.max_growth is not None or p.spec.rules.max_growth_bytes is not None
+    ]
+    if growing and baseline is None:
+        return (
+            f"maxGrowth/maxGrowthBytes of ImagePolicy {', '.join(growing)} not checked: no --baseline to compare "
+            "with (give an image or a JSON report of an earlier check)"
+        )
+    if not growing and baseline is not None:
+        return f"--baseline {baseline} is not compared: no ImagePolicy sets maxGrowth or maxGrowthBytes"
+    return None

@@ -680,12 +680,21 @@ def check(
             "compressed size."
         ),
     ] = False,
+    baseline: Annotated[
+        str | None,
+        typer.Option(
+            "--baseline",
+            help="What maxGrowth and maxGrowthBytes compare with: an image (read as the checked one is), or a JSON "
+            "report of an earlier check or diff (--format json).",
+        ),
+    ] = None,
     format: FormatOption = OutputFormat.TABLE,
     output: OutputOption = None,
     strict: StrictOption = False,
 ) -> None:
     """Check images against ImagePolicies, as the cluster would: exit 0 pass, 1 violations, 2 errors."""
     from slimguard.cli.check import check_images, load_cluster_policies, load_policy_files, open_sources
+    from slimguard.cli.diff import baselines_for, growth_note, is_report_file
     from slimguard.cli.render import render_check
     from slimguard.cli.sarif import check_sarif
     from slimguard.core.errors import SlimguardError
@@ -703,22 +712,34 @@ def check(
         else:
             with operator_extra("slimguard check --cluster"):  # the cluster is read with the kubernetes client
                 policies = await load_cluster_policies(kubeconfig)
+        # A baseline image is read as the checked ones are: from the engine or the archive when they hold it.
+        baseline_image = baseline if baseline is not None and not is_report_file(baseline) else None
         sources = open_sources(
-            images or (),
+            [*(images or ()), *([baseline_image] if baseline_image and images else [])],
             registry=registry_settings,
             docker=docker,
             docker_host=docker_host,
             measure_compressed=measure_compressed,
             archive=archive,
         )
-        checked = sources.archive.names if sources.archive is not None else images or ()
+        named = sources.archive.names if sources.archive is not None else images or ()
+        checked = [image for image in named if image != baseline_image or image in (images or ())]
+        if (note := growth_note(policies, baseline)) is not None:
+            typer.echo(f"slimguard: note: {note}", err=True)
         try:
-            results = await check_images(checked, policies, sources, strict=strict)
+            baselines = await baselines_for(checked, baseline, sources) if baseline is not None else {}
+            results = await check_images(checked, policies, sources, strict=strict, baselines=baselines)
         finally:
             await sources.aclose()
         status = max((result.exit_status for result in results), default=0)
         return check_document(
-            results, policies, source=sources.name, version=__version__, exit_status=status, archive=archive
+            results,
+            policies,
+            source=sources.name,
+            version=__version__,
+            exit_status=status,
+            archive=archive,
+            baseline=baseline,
         )
 
     try:

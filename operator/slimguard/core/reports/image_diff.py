@@ -247,24 +247,3 @@ def _check_side(platform: Mapping[str, Any]) -> PlatformImage:
         config_size=max(0, total - sum(layer.size for layer in layers)),
         layers=layers,
     )
-
-
-def platforms_document(facts: ImageFacts) -> list[dict[str, Any]]:
-    """Per platform, what a later ``check --baseline`` compares with: compressed size and layers in build order."""
-    return [
-        {
-            "platform": str(image.platform),
-            "manifestDigest": image.manifest_digest,
-            "compressedSize": image.compressed_size if image.compressed_measured else None,
-            "uncompressedSize": image.uncompressed_size,
-            "layers": [
-                {
-                    "digest": layer.digest,
-                    "size": layer.size if image.compressed_measured else None,
-                    "createdBy": layer.created_by,
-                }
-                for layer in image.layers
-            ],
-        }
-        for image in facts.platforms
-    ]
