@@ -1,0 +1,211 @@
+"""``slimguard diff`` and the regression gate (``check --baseline``) on images pushed to the test bed's registry.
+
+Two builds of one app on the busybox fixture base, as a pipeline makes them: the second adds a ``RUN apt-get
+install``-style layer (a binary and the dpkg status naming its package). Every command runs as a user runs it, in a
+subprocess with its output piped; what it says is checked against the registry's own manifests and access log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from slimguard_testbed import Registry
+from slimguard_testbed.images.published import FixtureImages
+from slimguard_testbed.oci import Image, build_image, push
+from slimguard_testbed.oci.blobs import layer_from_files
+from slimguard_testbed.oci.push_client import IndependentRegistryClient
+
+REPO = Path(__file__).resolve().parents[2]
+REPOSITORY = "shop/growing"
+INSTALL = "RUN /bin/sh -c apt-get install -y curl # buildkit"
+KIB = 1024
+
+
+def slimguard(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The CLI as a user runs it, output piped."""
+    return subprocess.run(
+        [sys.executable, "-m", "slimguard.cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(REPO / "operator"), **env},
+        check=False,
+    )
+
+
+def registry_flags(registry: Registry) -> list[str]:
+    return ["--allow-loopback-registries", "--ca-file", str(registry.ca_file)]
+
+
+@pytest.fixture
+def no_docker_config(tmp_path: Path) -> Path:
+    """No credentials of the user's: the test bed's registry serves pulls anonymously."""
+    directory = tmp_path / "docker-config"
+    directory.mkdir()
+    (directory / "config.json").write_text("{}")
+    return directory
+
+
+def noise(seed: str, size: int) -> bytes:
+    """Incompressible bytes, the same for the same seed: sizes survive gzip."""
+    out = bytearray()
+    counter = 0
+    while len(out) < size:
+        out += hashlib.sha256(f"{seed}-{counter}".encode()).digest()
+        counter += 1
+    return bytes(out[:size])
+
+
+def dpkg_status(*packages: str) -> bytes:
+    return b"".join(
+        f"Package: {name}\nStatus: install ok installed\nVersion: 1.0\nArchitecture: amd64\n\n".encode()
+        for name in packages
+    )
+
+
+def app_build(base: Image, *, with_curl: bool) -> Image:
+    deps = layer_from_files(
+        {"/var/lib/dpkg/status": dpkg_status("libc6", "ca-certificates")},
+        created_by="RUN /bin/sh -c apt-get install -y ca-certificates # buildkit",
+    )
+    curl = layer_from_files(
+        {
+            "/usr/bin/curl": (noise("curl", 512 * KIB), 0o755),
+            "/var/lib/dpkg/status": dpkg_status("libc6", "ca-certificates", "curl"),
+        },
+        created_by=INSTALL,
+    )
+    app = layer_from_files({"/app/server": (noise("server", 96 * KIB), 0o755)}, created_by="COPY . /app # buildkit")
+    return build_image([deps, *([curl] if with_curl else []), app], base=base, user="10001")
+
+
+@dataclass(frozen=True)
+class Builds:
+    old: str
+    new: str
+    rebuild: str
+    base: str
+
+
+@pytest.fixture(scope="module")
+def builds(registry: Registry, basic_registry: Registry, fixture_images: FixtureImages) -> Builds:
+    base = fixture_images.busybox.artifact
+    assert isinstance(base, Image)
+    for tag, artifact in (
+        ("1.0", app_build(base, with_curl=False)),
+        ("1.1", app_build(base, with_curl=True)),
+        ("1.0-rebuild", app_build(base, with_curl=False)),  # the same steps again: the same layers
+    ):
+        push(basic_registry.endpoint, REPOSITORY, tag, artifact, mount_from=[fixture_images.busybox.repository])
+    name = f"{registry.host}/{REPOSITORY}"  # the same storage, read through the token registry
+    busybox = fixture_images.busybox
+    return Builds(
+        f"{name}:1.0", f"{name}:1.1", f"{name}:1.0-rebuild", f"{registry.host}/{busybox.repository}:{busybox.tag}"
+    )
+
+
+def manifest(basic_registry: Registry, tag: str) -> dict[str, Any]:
+    with IndependentRegistryClient(basic_registry.endpoint) as client:
+        body, _, _ = client.manifest(REPOSITORY, tag)
+    return json.loads(body)  # type: ignore[no-any-return]
+
+
+def pulled_size(document: dict[str, Any]) -> int:
+    return int(document["config"]["size"]) + sum(int(layer["size"]) for layer in document["layers"])
+
+
+def test_diff_names_the_layer_added_its_instruction_and_size_as_the_registry_has_them(
+    builds: Builds, registry: Registry, basic_registry: Registry, no_docker_config: Path
+) -> None:
+    mark = registry.mark()
+    result = slimguard(
+        "diff", builds.old, builds.new, "--known-base", builds.base, "-f", "json", *registry_flags(registry),
+        env={"DOCKER_CONFIG": str(no_docker_config)},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    (platform,) = json.loads(result.stdout)["platforms"]
+    old, new = manifest(basic_registry, "1.0"), manifest(basic_registry, "1.1")
+
+    assert platform["old"]["compressedSize"] == pulled_size(old)
+    assert platform["new"]["compressedSize"] == pulled_size(new)
+    assert platform["compressedDelta"] == pulled_size(new) - pulled_size(old)
+    changed = [layer for layer in platform["layers"] if layer["status"] != "same"]
+    (added,) = changed
+    assert (added["status"], added["instruction"]) == ("added", "RUN apt-get install -y curl")
+    assert added["newDigest"] == new["layers"][added["newIndex"]]["digest"]
+    assert added["sizeDelta"] == new["layers"][added["newIndex"]]["size"]
+    assert len(platform["layers"]) == len(new["layers"])
+    assert [base["reference"] for base in platform["bases"]["new"]] == [builds.base]
+    assert not platform["bases"]["changed"]
+
+    # Manifests and configs only: no layer blob was asked for.
+    layer_digests = {layer["digest"] for document in (old, new) for layer in document["layers"]}
+    blob_reads = [r.path.rsplit("/", 1)[-1] for r in registry.requests(mark) if r.kind == "blobs"]
+    assert blob_reads, "the configs are read"
+    assert not layer_digests & set(blob_reads)
+
+
+def test_diff_with_content_names_the_package_added_and_the_tool_that_appeared(
+    builds: Builds, registry: Registry, no_docker_config: Path
+) -> None:
+    result = slimguard(
+        "diff", builds.old, builds.new, "--content", "-f", "json", *registry_flags(registry),
+        env={"DOCKER_CONFIG": str(no_docker_config)},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    (platform,) = json.loads(result.stdout)["platforms"]
+    assert platform["content"]["packagesAdded"] == ["curl"]
+    assert platform["content"]["packagesRemoved"] == []
+    assert any("curl" in tool for tool in platform["content"]["toolsAppeared"])
+
+
+def gate(tmp_path: Path, allowance: str) -> Path:
+    """An Enforce policy allowing ``allowance`` of growth over the baseline."""
+    path = tmp_path / f"gate-{allowance}.yaml"
+    policy = {"apiVersion": "slimguard.dev/v1alpha1", "kind": "ImagePolicy", "metadata": {"name": "no-bloat"}}
+    path.write_text(yaml.safe_dump({**policy, "spec": {"mode": "Enforce", "rules": {"maxGrowthBytes": allowance}}}))
+    return path
+
+
+def test_the_gate_fails_on_growth_naming_the_layer_and_passes_within_the_allowance(
+    builds: Builds, registry: Registry, tmp_path: Path, no_docker_config: Path
+) -> None:
+    env = {"DOCKER_CONFIG": str(no_docker_config)}
+    grown = slimguard("check", builds.new, "-p", str(gate(tmp_path, "100Ki")), "--baseline", builds.old,
+                      *registry_flags(registry), env=env)  # fmt: skip
+    assert grown.returncode == 1, grown.stdout + grown.stderr
+    assert "maxGrowthBytes" in grown.stdout
+    assert "Layer responsible: layer" in grown.stdout
+    assert "RUN apt-get install -y curl" in grown.stdout
+
+    allowed = slimguard("check", builds.new, "-p", str(gate(tmp_path, "1Mi")), "--baseline", builds.old,
+                        *registry_flags(registry), env=env)  # fmt: skip
+    assert allowed.returncode == 0, allowed.stdout + allowed.stderr
+
+    rebuilt = slimguard("check", builds.rebuild, "-p", str(gate(tmp_path, "0")), "--baseline", builds.old,
+                        *registry_flags(registry), env=env)  # fmt: skip
+    assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
+
+
+def test_the_gate_reads_its_baseline_from_the_report_of_an_earlier_check(
+    builds: Builds, registry: Registry, tmp_path: Path, no_docker_config: Path
+) -> None:
+    env = {"DOCKER_CONFIG": str(no_docker_config)}
+    report = tmp_path / "main.json"
+    earlier = slimguard("check", builds.old, "-p", str(gate(tmp_path, "1Mi")), "-f", "json", "-o", str(report),
+                        *registry_flags(registry), env=env)  # fmt: skip
+    assert earlier.returncode == 0, earlier.stdout + earlier.stderr
+    grown = slimguard("check", builds.new, "-p", str(gate(tmp_path, "100Ki")), "--baseline", str(report),
+                      *registry_flags(registry), env=env)  # fmt: skip
+    assert grown.returncode == 1, grown.stdout + grown.stderr
+    assert "RUN apt-get install -y curl" in grown.stdout
