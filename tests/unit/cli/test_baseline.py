@@ -113,3 +113,15 @@ def test_a_baseline_report_slimguard_did_not_write_is_one_line_and_exit_2(
     assert err.startswith(f"slimguard: error: {bad}: ")
     assert message in err
     assert "\n" not in err
+
+
+def test_a_baseline_report_of_an_image_read_uncompressed_is_refused_saying_how_to_measure(
+    archive: str, tmp_path: Path
+) -> None:
+    earlier = tmp_path / "unmeasured.json"
+    code, _, _ = run("check", "--input", archive, OLD, "-p", policy(tmp_path, "1Mi"), "-f", "json", "-o", str(earlier))
+    assert code == 0
+    code, _, err = check(archive, "-p", policy(tmp_path, "64Ki"), "--baseline", str(earlier))
+    assert code == 2
+    assert "holds no compressed size" in err
+    assert "--measure-compressed" in err

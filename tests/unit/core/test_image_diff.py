@@ -140,3 +140,90 @@ def test_with_contents_read_packages_added_and_removed_tools_that_appeared_and_t
 def test_without_contents_read_no_content_change_is_claimed() -> None:
     (platform,) = diff_images(facts(platform_image(OS)), facts(platform_image(OS, APP_V1))).platforms
     assert platform.content is None
+
+
+def test_the_diff_json_shape_is_fixed() -> None:
+    from slimguard.core.reports.image_diff import diff_document
+
+    old = facts(platform_image(OS, APP_V1, base=annotated(BASE)))
+    new = facts(platform_image(OS, COMPILERS, APP_V1, base=annotated(BASE)))
+    document = diff_document(
+        diff_images(old, new), old_image="app:1", new_image="app:2", source="registry", version="1.2.3", content=False
+    )
+    (platform,) = document.pop("platforms")
+    assert document == {
+        "schemaVersion": 1,
+        "tool": {"name": "slimguard", "version": "1.2.3"},
+        "command": "diff",
+        "source": "registry",
+        "content": False,
+        "old": {"image": "app:1", "digest": old.digest},
+        "new": {"image": "app:2", "digest": new.digest},
+    }
+    same, added, _ = platform.pop("layers")
+    assert platform == {
+        "platform": "linux/amd64",
+        "old": {
+            "manifestDigest": old.platforms[0].manifest_digest,
+            "compressedSize": 32 * MiB,
+            "uncompressedSize": 64 * MiB,
+            "layerCount": 2,
+        },
+        "new": {
+            "manifestDigest": new.platforms[0].manifest_digest,
+            "compressedSize": 72 * MiB,
+            "uncompressedSize": 144 * MiB,
+            "layerCount": 3,
+        },
+        "compressedDelta": 40 * MiB,
+        "uncompressedDelta": 80 * MiB,
+        "bases": {
+            "old": [{"reference": BASE, "method": "annotation", "digest": None}],
+            "new": [{"reference": BASE, "method": "annotation", "digest": None}],
+            "changed": False,
+        },
+        "content": None,
+    }
+    assert same["status"] == "same"
+    assert added == {
+        "status": "added",
+        "instruction": "RUN apt-get install -y gcc",
+        "createdBy": COMPILERS.created_by,
+        "oldIndex": None,
+        "newIndex": 1,
+        "oldDigest": None,
+        "newDigest": COMPILERS.digest,
+        "oldSize": None,
+        "newSize": 40 * MiB,
+        "sizeDelta": 40 * MiB,
+        "uncompressedDelta": 80 * MiB,
+    }
+
+
+def test_the_markdown_comment_lists_sizes_the_base_and_only_the_layers_that_changed() -> None:
+    from slimguard.core.reports.image_diff import diff_document, diff_markdown
+
+    old = facts(platform_image(OS, APP_V1, base=annotated(BASE)))
+    new = facts(platform_image(OS, COMPILERS, APP_V1, base=annotated("registry.example.com/base/debian:13")))
+    document = diff_document(
+        diff_images(old, new), old_image="app:1", new_image="app:2", source="registry", version="1", content=False
+    )
+    assert diff_markdown(document) == (
+        "### slimguard diff: `app:1` → `app:2`\n"
+        "\n"
+        "#### linux/amd64\n"
+        "\n"
+        "| | old | new | change |\n"
+        "|---|---:|---:|---:|\n"
+        "| compressed | 32 MiB | 72 MiB | +40 MiB |\n"
+        "| uncompressed | 64 MiB | 144 MiB | +80 MiB |\n"
+        "| layers | 2 | 3 | |\n"
+        "\n"
+        f"Base: **changed**: `{BASE}` → `registry.example.com/base/debian:13`\n"
+        "\n"
+        "| layer | status | size change | instruction |\n"
+        "|---|---|---:|---|\n"
+        "| 2 | added | +40 MiB | `RUN apt-get install -y gcc` |\n"
+        "\n"
+        "2 layers unchanged.\n"
+    )

@@ -172,7 +172,8 @@ def diff_markdown(document: Mapping[str, Any]) -> str:
 def baseline_from_report(document: object, image: str | None) -> ImageFacts:
     """The baseline a JSON report holds: the image a ``check --format json`` report checked (``image``, or its only
     one), or the new image of a ``diff --format json`` report, per platform its compressed size and layers."""
-    if not isinstance(document, Mapping) or document.get("tool", {}).get("name") != "slimguard":
+    tool = document.get("tool") if isinstance(document, Mapping) else None
+    if not isinstance(document, Mapping) or not isinstance(tool, Mapping) or tool.get("name") != "slimguard":
         raise UnreadableBaseline("the baseline is not a slimguard JSON report (slimguard check or diff --format json)")
     try:
         if document.get("command") == "diff":
@@ -204,6 +205,11 @@ def _facts(digest: object, platforms: list[PlatformImage]) -> ImageFacts:
 
 
 def _measured_size(value: object) -> int:
+    if value is None:
+        raise UnreadableBaseline(
+            "the baseline report holds no compressed size: its image was read uncompressed (--docker, or a docker "
+            "save archive); write it again with --measure-compressed, or from the pushed image"
+        )
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise ValueError(f"a size must be a whole number of bytes, not {value!r}")
     return value
