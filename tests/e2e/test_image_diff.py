@@ -1,8 +1,9 @@
 """``slimguard diff`` and the regression gate (``check --baseline``) on images pushed to the test bed's registry.
 
-Two builds of one app on the busybox fixture base, as a pipeline makes them: the second adds a ``RUN apt-get
-install``-style layer (a binary and the dpkg status naming its package). Every command runs as a user runs it, in a
-subprocess with its output piped; what it says is checked against the registry's own manifests and access log.
+Two builds of one app on a small base, made with the test bed's OCI helpers, as a pipeline makes them: the second
+adds a ``RUN apt-get install``-style layer (a binary and the dpkg status naming its package). Every command runs as
+a user runs it, in a subprocess with its output piped; what it says is checked against the registry's own manifests
+and access log.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import pytest
 import yaml
 
 from slimguard_testbed import Registry
-from slimguard_testbed.images.published import FixtureImages
 from slimguard_testbed.oci import Image, build_image, push
 from slimguard_testbed.oci.blobs import layer_from_files
 from slimguard_testbed.oci.push_client import IndependentRegistryClient
@@ -97,21 +97,28 @@ class Builds:
     base: str
 
 
+BASE_REPOSITORY = "base/growing-base"
+
+
+def base_image() -> Image:
+    """A busybox-sized base: one layer with a shell."""
+    return build_image(
+        [layer_from_files({"/bin/busybox": (noise("busybox", 256 * KIB), 0o755)}, created_by="ADD rootfs.tar /")]
+    )
+
+
 @pytest.fixture(scope="module")
-def builds(registry: Registry, basic_registry: Registry, fixture_images: FixtureImages) -> Builds:
-    base = fixture_images.busybox.artifact
-    assert isinstance(base, Image)
+def builds(registry: Registry, basic_registry: Registry) -> Builds:
+    base = base_image()
+    push(basic_registry.endpoint, BASE_REPOSITORY, "1", base)
     for tag, artifact in (
         ("1.0", app_build(base, with_curl=False)),
         ("1.1", app_build(base, with_curl=True)),
         ("1.0-rebuild", app_build(base, with_curl=False)),  # the same steps again: the same layers
     ):
-        push(basic_registry.endpoint, REPOSITORY, tag, artifact, mount_from=[fixture_images.busybox.repository])
+        push(basic_registry.endpoint, REPOSITORY, tag, artifact, mount_from=[BASE_REPOSITORY])
     name = f"{registry.host}/{REPOSITORY}"  # the same storage, read through the token registry
-    busybox = fixture_images.busybox
-    return Builds(
-        f"{name}:1.0", f"{name}:1.1", f"{name}:1.0-rebuild", f"{registry.host}/{busybox.repository}:{busybox.tag}"
-    )
+    return Builds(f"{name}:1.0", f"{name}:1.1", f"{name}:1.0-rebuild", f"{registry.host}/{BASE_REPOSITORY}:1")
 
 
 def manifest(basic_registry: Registry, tag: str) -> dict[str, Any]:
