@@ -125,3 +125,11 @@ def test_a_baseline_report_of_an_image_read_uncompressed_is_refused_saying_how_t
     assert code == 2
     assert "holds no compressed size" in err
     assert "--measure-compressed" in err
+
+
+def test_a_baseline_no_policy_compares_with_is_said_not_silently_ignored(archive: str, tmp_path: Path) -> None:
+    other = tmp_path / "users.yaml"
+    other.write_text(POLICY.replace("maxGrowthBytes: %s", "requireNonRootUser: true"))
+    code, _, err = check(archive, "-p", str(other), "--baseline", OLD)
+    assert code == 0
+    assert err == f"slimguard: note: --baseline {OLD} is not compared: no ImagePolicy sets maxGrowth or maxGrowthBytes"
