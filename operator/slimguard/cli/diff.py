@@ -10,7 +10,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from slimguard.cli.check import Sources, _listed_platforms, _registries
+from slimguard.cli.check import Sources, listed_platforms, registries_of
 from slimguard.core.errors import InspectionError
 from slimguard.core.facts.image_diff import ImageDiff, diff_images
 from slimguard.core.facts.image_facts import FactsNeeds, FactsOrError, ImageFacts
@@ -32,12 +32,12 @@ async def diff_two(
 ) -> ImageDiff:
     """Both images read with one needs object: manifests and configs only, unless ``uncompressed`` (a few bytes of
     each layer from a registry) or ``content`` (every layer, streamed) asks for more."""
-    credentials = docker_config_credentials(_registries([old, new, *known_bases], []))
+    credentials = docker_config_credentials(registries_of([old, new, *known_bases], []))
     wanted = tuple(platforms)
     if not wanted and sources.docker is None:
         listed = [
-            *await _listed_platforms(old, sources, credentials),
-            *await _listed_platforms(new, sources, credentials),
+            *await listed_platforms(old, sources, credentials),
+            *await listed_platforms(new, sources, credentials),
         ]
         wanted = tuple(dict.fromkeys(listed))
     needs = FactsNeeds(frozenset(wanted), uncompressed=uncompressed, content=content)
@@ -78,10 +78,10 @@ def read_baseline_report(path: str, image: str | None) -> ImageFacts:
 
 async def read_baseline_image(baseline: str, sources: Sources, *, platforms: Sequence[Platform] = ()) -> ImageFacts:
     """The baseline image's manifests and configs (what the growth rules compare: compressed size and layers)."""
-    credentials = docker_config_credentials(_registries([baseline], []))
+    credentials = docker_config_credentials(registries_of([baseline], []))
     wanted = tuple(platforms)
     if not wanted and sources.docker is None:
-        wanted = await _listed_platforms(baseline, sources, credentials)
+        wanted = await listed_platforms(baseline, sources, credentials)
     return await sources.facts.inspect(baseline, FactsNeeds(frozenset(wanted)), credentials=credentials)
 
 
