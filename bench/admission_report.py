@@ -273,22 +273,25 @@ def decision_rows(r: Results) -> list[tuple[str, str, str, str]]:
     rows: list[tuple[str, str, str, str]] = []
     within = f"{WITHIN_SECONDS * 1000:g} ms"
     decisions = (
-        ("during the rounds", r.decision, r.decision_histogram, "its --decision-times file"),
-        ("direct drive, 1 review in flight", r.decision_alone, r.decision_alone_histogram, "Server-Timing"),
+        ("during the rounds", r.decision, r.decision_histogram),
+        ("direct drive, 1 review in flight", r.decision_alone, r.decision_alone_histogram),
         (
             f"direct drive, {r.drive_concurrency} in flight",
             r.decision_at_saturation,
             r.decision_at_saturation_histogram,
-            "Server-Timing",
         ),
     )
-    for label, samples, histogram, source in decisions:
+    for label, samples, histogram in decisions:
         target = label == "during the rounds"
         if samples is not None:
-            counted = f" of {r.decision_reviews} reviews counted" if target else ""
+            source = (
+                f"from its --decision-times file; {r.decision_reviews} reviews on its counter"
+                if target
+                else "from Server-Timing headers"
+            )
             rows.append(
                 (
-                    f"slimguard decision time, {label}: raw samples ({samples.count}{counted}; {source})",
+                    f"slimguard decision time, {label}: raw samples ({samples.count}, {source})",
                     samples.describe(),
                     f"p99 <= {TARGET_DECISION_P99 * 1000:g} ms" if target else "",
                     met(samples.p99_ms <= TARGET_DECISION_P99 * 1000) if target and samples.count else "",
@@ -297,7 +300,9 @@ def decision_rows(r: Results) -> list[tuple[str, str, str, str]]:
         if histogram is not None:
             rows.append(
                 (
-                    f"... the histogram on /metrics, {label} ({histogram.count} reviews)",
+                    f"... the histogram on /metrics, {label} ({histogram.count} reviews"
+                    + ("" if target else ", warm-up included")
+                    + ")",
                     f'{histogram.within * 100:.2f} % within {within} (le="{WITHIN_SECONDS:g}" bucket)',
                     "",
                     "",

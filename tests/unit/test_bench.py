@@ -139,8 +139,8 @@ def test_decision_time_rows_give_raw_percentiles_and_from_the_histogram_only_its
     rows = decision_rows(results)
     assert rows == [
         (
-            "slimguard decision time, during the rounds: raw samples (100 of 100 reviews counted; its "
-            "--decision-times file)",
+            "slimguard decision time, during the rounds: raw samples (100, from its --decision-times file; 100 "
+            "reviews on its counter)",
             "p50 0.200 ms, p99 1.400 ms, p99.9 = max, max 3.000 ms",
             "p99 <= 1 ms",
             "NO",
