@@ -50,4 +50,5 @@ class WebhookSettings:
             f"cert={self.certificates.describe() if self.certificates else self.server.cert_file} "
             f"trusted_report_namespaces={describe_namespaces(self.trusted_report_namespaces)} "
             f"credential_providers={self.registry.describe_credential_providers()}"
+            + (f" decision_times={self.server.decision_times_file}" if self.server.decision_times_file else "")
         )
