@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from slimguard_testbed import Registry
+from slimguard_testbed import ControlPlane, Registry, workloads
 from slimguard_testbed.oci import Image, build_image, push
 from slimguard_testbed.oci.blobs import layer_from_files
 from slimguard_testbed.oci.push_client import IndependentRegistryClient
@@ -216,3 +216,102 @@ def test_the_gate_reads_its_baseline_from_the_report_of_an_earlier_check(
                       *registry_flags(registry), env=env)  # fmt: skip
     assert grown.returncode == 1, grown.stdout + grown.stderr
     assert "RUN apt-get install -y curl" in grown.stdout
+
+
+# --- check --baseline-from-cluster: the test bed's apiserver says what runs -----------------------------------
+
+
+def old_digest(basic_registry: Registry) -> str:
+    with IndependentRegistryClient(basic_registry.endpoint) as client:
+        return client.manifest(REPOSITORY, "1.0")[2]
+
+
+@pytest.fixture(scope="module")
+def shop(control_plane: ControlPlane, crds_installed: None) -> str:
+    """A namespace of its own; the ImageReport CRD is installed (none names this test's tags)."""
+    name = "baseline-from-cluster"
+    control_plane.kubectl("apply", "-f", "-", input=yaml.safe_dump(workloads.namespace(name)))
+    return name
+
+
+def cluster_flags(control_plane: ControlPlane, namespace: str) -> list[str]:
+    return ["--kubeconfig", str(control_plane.admin_kubeconfig), "-n", namespace]
+
+
+def apply(control_plane: ControlPlane, *documents: dict[str, Any]) -> None:
+    control_plane.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(documents))
+
+
+def test_the_gate_compares_with_the_digest_a_deployment_pins(
+    builds: Builds, registry: Registry, basic_registry: Registry, control_plane: ControlPlane, shop: str,
+    tmp_path: Path, no_docker_config: Path,
+) -> None:  # fmt: skip
+    digest = old_digest(basic_registry)
+    pinned = f"{builds.old.rsplit(':', 1)[0]}@{digest}"
+    apply(control_plane, workloads.deployment("pinned", shop, pinned, replicas=0, container="web"))
+    env = {"DOCKER_CONFIG": str(no_docker_config)}
+    flags = [*cluster_flags(control_plane, shop), *registry_flags(registry)]
+
+    grown = slimguard("check", builds.new, "-p", str(gate(tmp_path, "100Ki")),
+                      "--baseline-from-cluster", "deployment/pinned", *flags, env=env)  # fmt: skip
+    assert grown.returncode == 1, grown.stdout + grown.stderr
+    assert "RUN apt-get install -y curl" in grown.stdout
+    assert f"container web, runs {pinned} (pinned by digest in its spec)" in grown.stderr
+
+    rebuilt = slimguard("check", builds.rebuild, "-p", str(gate(tmp_path, "0")),
+                        "--baseline-from-cluster", "deploy/pinned", *flags, env=env)  # fmt: skip
+    assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
+
+
+def test_the_gate_compares_with_the_digest_the_pods_of_a_tagged_deployment_report(
+    builds: Builds, registry: Registry, basic_registry: Registry, control_plane: ControlPlane, shop: str,
+    tmp_path: Path, no_docker_config: Path,
+) -> None:  # fmt: skip
+    """The tag has moved on in the registry since (1.0 → what a pipeline pushed); the Pod's imageID, which the
+    kubelet reports (written here as a kubelet writes it, through the status subresource), says what runs."""
+    digest = old_digest(basic_registry)
+    deployment = workloads.deployment("tagged", shop, builds.old, replicas=0, container="web")
+    pod = workloads.pod("tagged-7d4b9-x2x1z", shop, builds.old, container="web")
+    pod["metadata"]["labels"] = {"app": "tagged"}
+    apply(control_plane, deployment, pod)
+    status = {"containerStatuses": [{
+        "name": "web", "image": builds.old, "imageID": f"{builds.old.rsplit(':', 1)[0]}@{digest}", "ready": True,
+        "restartCount": 0, "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}},
+    }]}  # fmt: skip
+    control_plane.kubectl("patch", "pod", pod["metadata"]["name"], "-n", shop, "--subresource=status",
+                          "--type=merge", "-p", json.dumps({"status": status}))  # fmt: skip
+    env = {"DOCKER_CONFIG": str(no_docker_config)}
+    flags = [*cluster_flags(control_plane, shop), *registry_flags(registry)]
+    grown = slimguard("check", builds.new, "-p", str(gate(tmp_path, "100Ki")),
+                      "--baseline-from-cluster", "deployment/tagged", *flags, env=env)  # fmt: skip
+    assert grown.returncode == 1, grown.stdout + grown.stderr
+    assert "RUN apt-get install -y curl" in grown.stdout
+    assert f"@{digest} (its Pods' imageID)" in grown.stderr
+
+
+@pytest.mark.parametrize(
+    ("workload", "extra", "said"),
+    [
+        ("deployment/absent", [], "deployment/absent not found in namespace baseline-from-cluster"),
+        ("deployment/unpinned", ["--container", "sidecar"], "has no container 'sidecar' (its containers: web)"),
+        ("deployment/never-pushed", [], "no digest known for"),
+        ("service/web", [], "is not KIND/NAME"),
+    ],
+)
+def test_baseline_from_cluster_says_what_it_could_not_find(
+    workload: str, extra: list[str], said: str, builds: Builds, registry: Registry, control_plane: ControlPlane,
+    shop: str, tmp_path: Path, no_docker_config: Path,
+) -> None:  # fmt: skip
+    # A tag never pushed: no controller running in the session could have written an ImageReport naming it.
+    never_pushed = builds.old.replace(":1.0", ":never-pushed")
+    apply(
+        control_plane,
+        workloads.deployment("unpinned", shop, builds.old, replicas=0, container="web"),
+        workloads.deployment("never-pushed", shop, never_pushed, replicas=0, container="web"),
+    )
+    result = slimguard("check", builds.new, "-p", str(gate(tmp_path, "100Ki")), "--baseline-from-cluster",
+                       workload, *extra, *cluster_flags(control_plane, shop), *registry_flags(registry),
+                       env={"DOCKER_CONFIG": str(no_docker_config)})  # fmt: skip
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert said in result.stderr
+    assert "Traceback" not in result.stderr

@@ -51,13 +51,13 @@ def load_policy_files(paths: Sequence[str]) -> tuple[ImagePolicy, ...]:
     return tuple(policies)
 
 
-async def load_cluster_policies(kubeconfig: str | None) -> tuple[ImagePolicy, ...]:
+async def load_cluster_policies(kubeconfig: str | None, *, context: str | None = None) -> tuple[ImagePolicy, ...]:
     """The cluster's ImagePolicies, read with the current kubeconfig (as ``kubectl get imagepolicies``)."""
     from slimguard.kube.errors import KubeError, NotConfigured
     from slimguard.kube.gateway import KubeGateway, load_api_client
 
     try:
-        api = load_api_client(kubeconfig)
+        api = load_api_client(kubeconfig, context=context)
     except (NotConfigured, OSError) as error:
         raise InvalidPolicy(f"no cluster to read ImagePolicies from: {error}") from None
     try:

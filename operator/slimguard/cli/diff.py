@@ -16,6 +16,7 @@ from slimguard.core.facts.image_diff import ImageDiff, diff_images
 from slimguard.core.facts.image_facts import FactsNeeds, FactsOrError, ImageFacts
 from slimguard.core.model.platform import Platform
 from slimguard.core.model.policy import ImagePolicy
+from slimguard.core.model.running_image import RunningImage, WorkloadName, baseline_container
 from slimguard.core.reports.image_diff import UnreadableBaseline, baseline_from_report
 from slimguard.docker_engine import docker_config_credentials
 
@@ -95,6 +96,29 @@ async def baselines_for(images: Sequence[str], baseline: str, sources: Sources) 
             f"--baseline {baseline} is one image: check one image against it (or give a JSON report of several)"
         )
     return {images[0]: await read_baseline_image(baseline, sources)}
+
+
+async def baselines_running(
+    images: Sequence[str],
+    workload: WorkloadName,
+    namespace: str,
+    running: Sequence[RunningImage],
+    *,
+    container: str | None,
+    sources: Sources,
+) -> tuple[dict[str, ImageFacts], list[str]]:
+    """Per image checked, the image its container in ``workload`` runs (``--baseline-from-cluster``), read by
+    digest through the same facts source; and per image a note saying which digest that is and how it is known."""
+    baselines: dict[str, ImageFacts] = {}
+    notes = []
+    for image in images:
+        entry = baseline_container(workload, running, image, container)
+        baselines[image] = await read_baseline_image(entry.reference, sources)
+        notes.append(
+            f"baseline of {image}: {workload} in namespace {namespace}, container {entry.container}, runs "
+            f"{entry.reference} ({entry.source})"
+        )
+    return baselines, notes
 
 
 def growth_note(policies: Sequence[ImagePolicy], baseline: str | None) -> str | None:

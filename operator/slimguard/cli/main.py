@@ -26,6 +26,9 @@ from slimguard.registry.proxy import ProxySettingInvalid, ProxySettings
 from slimguard.registry.settings import RegistrySettings
 from slimguard.registry.trust import CaBundleUnreadable, registry_tls_context
 
+if typing.TYPE_CHECKING:
+    from slimguard.core.model.running_image import RunningImage, WorkloadName
+
 app = typer.Typer(
     help="slimguard keeps container images slim: policies checked in the cluster and in CI.",
     no_args_is_help=True,
@@ -616,6 +619,25 @@ InputOption = Annotated[
 ]
 
 
+ContextOption = Annotated[
+    str | None, typer.Option("--context", help="The kubeconfig context to use (default: its current one).")
+]
+
+
+async def _running_in_cluster(
+    workload_text: str, namespace: str | None, kubeconfig: str | None, context: str | None
+) -> tuple[WorkloadName, str, tuple[RunningImage, ...]]:
+    """What ``--baseline-from-cluster`` names: the workload, its namespace, and per container the digest it runs."""
+    from slimguard.core.model.running_image import parse_workload_name
+
+    workload = parse_workload_name(workload_text)
+    with operator_extra("slimguard check --baseline-from-cluster"):
+        from slimguard.kube.running_images import context_namespace, read_running_images
+
+        where = namespace or context_namespace(kubeconfig, context)
+        return workload, where, await read_running_images(workload, where, kubeconfig=kubeconfig, context=context)
+
+
 def _one_source(*, docker: bool, archive: str | None) -> None:
     if docker and archive is not None:
         raise fail("give --docker or --input ARCHIVE, not both")
@@ -700,13 +722,32 @@ def check(
             "report of an earlier check or diff (--format json).",
         ),
     ] = None,
+    baseline_from_cluster: Annotated[
+        str | None,
+        typer.Option(
+            "--baseline-from-cluster",
+            metavar="KIND/NAME",
+            help="The baseline is what this workload runs (e.g. deployment/web): the digest its spec pins, else "
+            "the one its Pods report, else its tag's ImageReport; per image, the container running the same "
+            "repository.",
+        ),
+    ] = None,
+    namespace: Annotated[
+        str | None,
+        typer.Option("--namespace", "-n", help="The workload's namespace; default: the kubeconfig context's."),
+    ] = None,
+    container: Annotated[
+        str | None,
+        typer.Option("--container", "-c", help="The workload's container whose image is the baseline."),
+    ] = None,
+    context: ContextOption = None,
     format: FormatOption = OutputFormat.TABLE,
     output: OutputOption = None,
     strict: StrictOption = False,
 ) -> None:
     """Check images against ImagePolicies, as the cluster would: exit 0 pass, 1 violations, 2 errors."""
     from slimguard.cli.check import check_images, load_cluster_policies, load_policy_files, open_sources
-    from slimguard.cli.diff import baselines_for, growth_note, is_report_file
+    from slimguard.cli.diff import baselines_for, baselines_running, growth_note, is_report_file
     from slimguard.cli.render import render_check
     from slimguard.cli.sarif import check_sarif
     from slimguard.core.errors import SlimguardError
@@ -717,13 +758,22 @@ def check(
     _one_source(docker=docker, archive=archive)
     if not images and archive is None:
         raise fail("give an image reference (or --input ARCHIVE)")
+    if baseline is not None and baseline_from_cluster is not None:
+        raise fail("give --baseline or --baseline-from-cluster, not both")
+    if baseline_from_cluster is None and (namespace is not None or container is not None):
+        raise fail("--namespace and --container name the workload of --baseline-from-cluster: give it too")
+    if container is not None and len(images or ()) > 1:
+        raise fail("--container names one baseline: check one image with it (or leave it out to match by repository)")
 
     async def run() -> dict[str, Any]:
         if policy:
             policies = load_policy_files(policy)
         else:
             with operator_extra("slimguard check --cluster"):  # the cluster is read with the kubernetes client
-                policies = await load_cluster_policies(kubeconfig)
+                policies = await load_cluster_policies(kubeconfig, context=context)
+        running = None
+        if baseline_from_cluster is not None:
+            running = await _running_in_cluster(baseline_from_cluster, namespace, kubeconfig, context)
         # A baseline image is read as the checked ones are: from the engine or the archive when they hold it.
         baseline_image = baseline if baseline is not None and not is_report_file(baseline) else None
         sources = open_sources(
@@ -736,10 +786,16 @@ def check(
         )
         named = sources.archive.names if sources.archive is not None else images or ()
         checked = [image for image in named if image != baseline_image or image in (images or ())]
-        if (note := growth_note(policies, baseline)) is not None:
+        compared_with = baseline if running is None else f"{running[0]} in namespace {running[1]}"
+        if (note := growth_note(policies, compared_with)) is not None:
             typer.echo(f"slimguard: note: {note}", err=True)
         try:
-            baselines = await baselines_for(checked, baseline, sources) if baseline is not None else {}
+            if running is not None:
+                baselines, notes = await baselines_running(checked, *running, container=container, sources=sources)
+                for line in notes:
+                    typer.echo(f"slimguard: note: {line}", err=True)
+            else:
+                baselines = await baselines_for(checked, baseline, sources) if baseline is not None else {}
             results = await check_images(checked, policies, sources, strict=strict, baselines=baselines)
         finally:
             await sources.aclose()
@@ -751,7 +807,7 @@ def check(
             version=__version__,
             exit_status=status,
             archive=archive,
-            baseline=baseline,
+            baseline=compared_with,
         )
 
     try:
