@@ -589,10 +589,26 @@ class OutputFormat(StrEnum):
     TABLE = "table"
     JSON = "json"
     SARIF = "sarif"
+    GITHUB = "github"
 
 
 FormatOption = Annotated[
-    OutputFormat, typer.Option("--format", "-f", help="table (rich on a terminal, plain when piped), json or sarif.")
+    OutputFormat,
+    typer.Option(
+        "--format",
+        "-f",
+        help="table (rich on a terminal, plain when piped), json, sarif, or github (workflow command annotations).",
+    ),
+]
+
+
+class InspectFormat(StrEnum):
+    TABLE = "table"
+    JSON = "json"
+
+
+InspectFormatOption = Annotated[
+    InspectFormat, typer.Option("--format", "-f", help="table (rich on a terminal, plain when piped) or json.")
 ]
 OutputOption = Annotated[
     str | None, typer.Option("--output", "-o", help="Write the report to this file instead of standard output.")
@@ -666,6 +682,7 @@ def emit_report(
     *,
     table: Callable[[dict[str, Any], Any], None],
     sarif: Callable[..., str] | None,
+    github: Callable[[dict[str, Any]], str] | None = None,
 ) -> None:
     import json
 
@@ -675,8 +692,12 @@ def emit_report(
         emit(json.dumps(document, indent=2), output)
     elif format is OutputFormat.SARIF:
         if sarif is None:
-            raise fail("--format sarif is for check and lint findings; inspect has none")
+            raise fail("--format sarif is for check, lint and diff findings")
         emit(sarif(document, version=__version__), output)
+    elif format is OutputFormat.GITHUB:
+        if github is None:
+            raise fail("--format github is for check, lint and diff findings")
+        emit(github(document), output)
     elif output is None:
         table(document, Console(soft_wrap=False))
     else:
@@ -748,6 +769,7 @@ def check(
     """Check images against ImagePolicies, as the cluster would: exit 0 pass, 1 violations, 2 errors."""
     from slimguard.cli.check import check_images, load_cluster_policies, load_policy_files, open_sources
     from slimguard.cli.diff import baselines_for, baselines_running, growth_note, is_report_file
+    from slimguard.cli.github import check_github
     from slimguard.cli.render import render_check
     from slimguard.cli.sarif import check_sarif
     from slimguard.core.errors import SlimguardError
@@ -814,7 +836,7 @@ def check(
         document = asyncio.run(run())
     except SlimguardError as error:
         raise fail(str(error)) from None
-    emit_report(document, format, output, table=render_check, sarif=check_sarif)
+    emit_report(document, format, output, table=render_check, sarif=check_sarif, github=check_github)
     raise typer.Exit(document["exitCode"])
 
 
@@ -845,7 +867,7 @@ def inspect_command(
     content: Annotated[
         bool, typer.Option("--content", help="Read the layers (streamed): package count, tools, wasted bytes.")
     ] = False,
-    format: FormatOption = OutputFormat.TABLE,
+    format: InspectFormatOption = InspectFormat.TABLE,
     output: OutputOption = None,
 ) -> None:
     """Show an image: size per platform, layers by size with the step that made each, base image, user."""
@@ -892,7 +914,7 @@ def inspect_command(
         document = asyncio.run(run())
     except SlimguardError as error:
         raise fail(str(error)) from None
-    emit_report(document, format, output, table=render_inspect, sarif=None)
+    emit_report(document, OutputFormat(format.value), output, table=render_inspect, sarif=None)
 
 
 class DiffFormat(StrEnum):
@@ -900,6 +922,7 @@ class DiffFormat(StrEnum):
     JSON = "json"
     SARIF = "sarif"
     MARKDOWN = "markdown"
+    GITHUB = "github"
 
 
 @app.command(name="diff")
@@ -933,7 +956,9 @@ def diff_command(
     ] = False,
     format: Annotated[
         DiffFormat,
-        typer.Option("--format", "-f", help="table, json, sarif, or markdown (a pull-request comment)."),
+        typer.Option(
+            "--format", "-f", help="table, json, sarif, markdown (a pull-request comment) or github (notices)."
+        ),
     ] = DiffFormat.TABLE,
     output: OutputOption = None,
 ) -> None:
@@ -942,6 +967,7 @@ def diff_command(
     Reads manifests and configs only, unless --uncompressed or --content."""
     from slimguard.cli.check import open_sources
     from slimguard.cli.diff import diff_two
+    from slimguard.cli.github import diff_github
     from slimguard.cli.render import render_diff
     from slimguard.cli.sarif import diff_sarif
     from slimguard.core.errors import SlimguardError
@@ -987,7 +1013,7 @@ def diff_command(
     if format is DiffFormat.MARKDOWN:
         emit(diff_markdown(document).rstrip("\n"), output)
         return
-    emit_report(document, OutputFormat(format.value), output, table=render_diff, sarif=diff_sarif)
+    emit_report(document, OutputFormat(format.value), output, table=render_diff, sarif=diff_sarif, github=diff_github)
 
 
 @app.command()
@@ -1003,6 +1029,7 @@ def lint(
     strict: StrictOption = False,
 ) -> None:
     """Lint Dockerfiles against the lesson (rules SG1xx, each with a fix): exit 0 pass, 1 errors, 2 unreadable."""
+    from slimguard.cli.github import lint_github
     from slimguard.cli.render import render_lint
     from slimguard.cli.sarif import lint_sarif
     from slimguard.core.lint import UnparsableDockerfile, lint_exit_status, parse_dockerfile
@@ -1036,7 +1063,7 @@ def lint(
         findings[path] = lint_dockerfile(parsed)
         status = max(status, lint_exit_status(findings[path], strict=strict))
     document = lint_document(findings, version=__version__, exit_status=status)
-    emit_report(document, format, output, table=render_lint, sarif=lint_sarif)
+    emit_report(document, format, output, table=render_lint, sarif=lint_sarif, github=lint_github)
     raise typer.Exit(status)
 
 
