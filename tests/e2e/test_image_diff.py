@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import pytest
 import yaml
 
 from slimguard_testbed import ControlPlane, Registry, workloads
+from slimguard_testbed.faults import DelayProxy
 from slimguard_testbed.oci import Image, build_image, push
 from slimguard_testbed.oci.blobs import layer_from_files
 from slimguard_testbed.oci.push_client import IndependentRegistryClient
@@ -315,3 +317,28 @@ def test_baseline_from_cluster_says_what_it_could_not_find(
     assert result.returncode == 2, result.stdout + result.stderr
     assert said in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# --- --timeout: the whole command, against a registry that is slow to answer --------------------------------
+
+
+def test_a_timeout_stops_the_command_with_one_line_and_exit_2_leaving_nothing_running(
+    builds: Builds, registry: Registry, no_docker_config: Path
+) -> None:
+    host, port = registry.host.rsplit(":", 1)
+    with DelayProxy(upstream=(host, int(port)), delay=30) as slow:
+        old, new = (image.replace(registry.host, slow.host) for image in (builds.old, builds.new))
+        started = time.monotonic()
+        argv = ["diff", old, new, "--timeout", "2s", *registry_flags(registry)]
+        process = subprocess.Popen(
+            [sys.executable, "-m", "slimguard.cli.main", *argv],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONPATH": str(REPO / "operator"), "DOCKER_CONFIG": str(no_docker_config)},
+        )  # fmt: skip
+        out, err = process.communicate(timeout=60)
+        elapsed = time.monotonic() - started
+    assert process.returncode == 2, out + err
+    assert err == "slimguard: error: --timeout 2s passed before the command finished: stopped, nothing decided\n"
+    assert out == ""
+    assert elapsed < 15, "ended at the deadline, not after the registry's 30 s"
+    assert slow.connections >= 1, "the registry was being asked"
