@@ -28,6 +28,7 @@ from slimguard.controller.policy_reports import PolicyReports
 from slimguard.controller.queue import WorkQueue
 from slimguard.controller.status import ENFORCING, policy_status
 from slimguard.controller.timers import Backoff, Scheduler, Timer, loop_scheduler
+from slimguard.core.errors import InspectionReason
 from slimguard.core.evaluation.plan import Plan, plan
 from slimguard.core.evaluation.verdict import FindingKind, Status, Verdict
 from slimguard.core.model.policy import ImagePolicy
@@ -264,6 +265,12 @@ class AuditController:
         self.enqueue(change.owner)
         for digest in change.digests:
             for key in list(self._scanned_by.get(digest, ())):
+                self.enqueue(key)
+
+    def reports_listed(self) -> None:
+        """The VulnerabilityReports are listed: evaluate again every workload whose verdict waited for them."""
+        for key, verdict in list(self.verdicts.items()):
+            if any(finding.reason == InspectionReason.REPORTS_PENDING for finding in verdict.errors):
                 self.enqueue(key)
 
     def _note_scanned(self, key: WorkloadKey, digests: tuple[str, ...]) -> None:

@@ -1,8 +1,10 @@
 """The ImageReports of the cluster, as the watch shows them, and the controller's writes of them.
 
-Both components feed one of these from their watch (and list them all before serving, as they do policies),
-so a digest a report covers is answered from memory: the webhook's inspector asks it as its digest store
-(``registry.inspector.DigestStore``), the controller's through its ReportKeeper. Only the controller writes:
+Both components feed one of these from their watch (engine.report_feed.watch_image_reports: a LIST in pages,
+then a WATCH, each body read into its facts and dropped; both wait for that LIST before they decide anything),
+so a digest a report covers is answered from memory, with no request on the admission path: the webhook's
+inspector asks it as its digest store (``registry.inspector.DigestStore``), the controller's through its
+ReportKeeper. Only the controller writes:
 one create per digest, an update only when the report would change (another platform, the layers' contents
 read later, a new reference), and deletions of reports no workload uses any more (controller.image_reports
 decides which).
@@ -17,8 +19,15 @@ from typing import Any
 
 from slimguard.core.facts.bases import SlimmerBase
 from slimguard.core.facts.image_facts import FactsNeeds, ImageFacts
-from slimguard.core.facts.image_report import GarbledReport, StoredReport, merged, read_report, report_body, report_name
-from slimguard.kube.errors import NotFound
+from slimguard.core.facts.image_report import (
+    GarbledReport,
+    StoredReport,
+    merged,
+    read_report,
+    report_body,
+    report_fingerprint,
+    report_name,
+)
 from slimguard.kube.gateway import KubeGateway
 
 log = logging.getLogger(__name__)
@@ -36,20 +45,8 @@ class ReportEntry:
 class ImageReports:
     def __init__(self) -> None:
         self._entries: dict[str, ReportEntry] = {}
-        self.synced = False
 
     # --- reading (both components) -------------------------------------------------------------------------
-
-    async def sync(self, kube: KubeGateway) -> None:
-        """Load every report once before serving: a new replica then answers from them from its first review."""
-        try:
-            bodies = await kube.list_image_reports()
-        except NotFound:
-            log.warning("no ImageReport CRD (kubectl apply -f crds/): every fact is read from registries")
-            return
-        for body in bodies:
-            self.observe(body)
-        self.synced = True
 
     def observe(self, body: Mapping[str, Any], *, deleted: bool = False) -> None:
         metadata = body.get("metadata") or {}
@@ -122,7 +119,7 @@ class ImageReports:
             seen = [*(known.references if known is not None else ()), *references]
             hints = wanted_hints if wanted_hints is not None else known.slimmer_bases if known is not None else ()
             body = report_body(combined, seen, hints)
-            if known is not None and known.report == body["report"]:
+            if known is not None and known.fingerprint == report_fingerprint(body["report"]):
                 return False
             if entry is None:
                 written = await kube.create_image_report(body)

@@ -69,8 +69,9 @@ class StoredReport:
     """None when a cut made it incomplete where a rule would read it (the report is then display only)."""
     references: tuple[str, ...]
     truncated: tuple[str, ...]
-    report: Mapping[str, Any]
-    """The ``report`` field as stored, to tell whether writing again would change anything."""
+    fingerprint: str
+    """``report_fingerprint`` of the ``report`` field as stored, to tell whether writing again would change
+    anything; the field itself is not kept (the facts say what it says, and thousands are held)."""
     slimmer_bases: tuple[SlimmerBase, ...] = ()
     """The slimmer-base hints of the policies that gave one for this image when it was last evaluated."""
 
@@ -352,9 +353,15 @@ def _read(body: Mapping[str, Any]) -> StoredReport:
         facts=facts if complete else None,
         references=references,
         truncated=truncated,
-        report=report,
+        fingerprint=report_fingerprint(report),
         slimmer_bases=hints,
     )
+
+
+def report_fingerprint(report: Mapping[str, Any]) -> str:
+    """A digest of a ``report`` field that two equal fields share, whatever the order of their keys."""
+    canonical = json.dumps(report, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def _hint_in(item: Mapping[str, Any]) -> SlimmerBase:
