@@ -26,6 +26,7 @@ from slimguard.controller.settings import ControllerSettings
 from slimguard.core.facts.vulnerabilities import SeverityCounts, VulnerabilityReport
 from slimguard.engine.report_feed import VulnerabilityReportFeed
 from slimguard.engine.view import ClusterView
+from slimguard.kube.informer import KindWatch
 from slimguard.kube.login import connection_info
 from slimguard.registry.guard import AddressPolicy
 from slimguard.registry.settings import RegistrySettings
@@ -154,6 +155,26 @@ async def test_reports_written_through_the_crd_are_listed_in_pages_kept_as_recor
     finally:
         await feed.stop()
         await in_thread(lambda: plane.kubectl("delete", "namespace", ns, "--wait=false"))
+
+
+async def test_a_report_kind_whose_crd_is_not_installed_counts_as_listed_and_empty(plane: ControlPlane) -> None:
+    """Trivy Operator not installed: a policy's vulnerability rule finds no report (onMissingReport decides), rather
+    than waiting for a LIST that cannot happen."""
+    seen: list[Any] = []
+    absent = KindWatch(
+        "ConfigAuditReport",
+        ("aquasecurity.github.io", "v1alpha1", "configauditreports"),
+        partial(connection_info, str(plane.admin_kubeconfig)),
+        lambda kind, body, deleted: seen.append(body),
+    )
+    absent.start()
+    try:
+        await asyncio.wait_for(absent.wait_listed(), timeout=30)
+        assert absent.running, "it asks again later, in case the CRD is installed"
+        assert seen == []
+    finally:
+        await absent.stop()
+    assert not absent.running
 
 
 @pytest.fixture(scope="module")

@@ -139,7 +139,6 @@ class ResourceInformer:
     """LIST pages read, over all LISTs: a LIST of more than ``page_size`` objects takes several."""
 
     def __post_init__(self) -> None:
-        self._absent = (self.resource[2], RETRY_SECONDS[-1])
         self.path = resource_path(self.resource)
         # (namespace, name) → uid of every object handed on and not deleted: what a relist compares against.
         self._known: dict[tuple[str, str], str] = {}
@@ -161,27 +160,37 @@ class ResourceInformer:
             except ResourceExpired:
                 log.info("watch of %s expired: listing them again", self.resource[2])
                 self.resource_version = None
-            except KindAbsent:
-                if not self.absent_is_empty:
-                    raise
-                if not self.synced.is_set() or self._known:
-                    log.warning("no %s are served (no CRD): none to read; asking again every %.0f s", *self._absent)
-                self._forget_all()
-                self.resource_version = None
-                self.synced.set()
-                if self.on_listed is not None:
-                    self.on_listed()
-                await asyncio.sleep(RETRY_SECONDS[-1])
+            except KindAbsent as error:
+                if self.absent_is_empty:
+                    await self._absent()
+                else:
+                    failures = await self._failed(error, failures)
             except Exception as error:
-                if is_exhaustion(error):
-                    exit_exhausted(self.component, error)
-                # The apiserver unreachable or refusing, a line that is not JSON (a proxy's error page, a cut
-                # stream), an answer of the wrong shape: whatever it was, this kind's watch must not end with it.
-                delay = RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)]
-                if failures == 0 or delay == RETRY_SECONDS[-1]:  # the first of a streak, then every 30 s
-                    log.warning("watching %s failed (%s); retrying in %.1f s", self.resource[2], error, delay)
-                failures += 1
-                await asyncio.sleep(delay)
+                failures = await self._failed(error, failures)
+
+    async def _failed(self, error: Exception, failures: int) -> int:
+        """Wait before trying again, longer with each failure in a row; returns the failures so far."""
+        if is_exhaustion(error):
+            exit_exhausted(self.component, error)
+        # The apiserver unreachable or refusing, a line that is not JSON (a proxy's error page, a cut stream), an
+        # answer of the wrong shape: whatever it was, this kind's watch must not end with it.
+        delay = RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)]
+        if failures == 0 or delay == RETRY_SECONDS[-1]:  # the first of a streak, then every 30 s
+            log.warning("watching %s failed (%s); retrying in %.1f s", self.resource[2], error, delay)
+        await asyncio.sleep(delay)
+        return failures + 1
+
+    async def _absent(self) -> None:
+        """The kind is not served: none of it exists (what was known is handed on as deleted). Asked again later."""
+        if not self.synced.is_set() or self._known:
+            every = RETRY_SECONDS[-1]
+            log.warning("no %s are served (no CRD): none to read; asking again every %.0f s", self.resource[2], every)
+        self._forget_all()
+        self.resource_version = None
+        self.synced.set()
+        if self.on_listed is not None:
+            self.on_listed()
+        await asyncio.sleep(RETRY_SECONDS[-1])
 
     async def _list(self) -> str:
         listed: dict[tuple[str, str], str] = {}
