@@ -4,13 +4,15 @@ component's life, and Trivy Operator's VulnerabilityReports into the cluster vie
 A VulnerabilityReport with its vulnerability list is tens of KB, and clusters hold thousands. So they are read
 by slimguard's own informer (kube/informer.py: a LIST in pages of ``REPORT_PAGE_SIZE``, then a WATCH), each
 body decoded, turned into the record evaluation reads (``VulnerabilityReport``: owner, digest, counts by
-severity, fixable counts, scan time) and dropped; and only while some policy in force has a ``vulnerabilities``
-rule. The first such policy starts the watch, the last one's going stops it and drops every record.
+severity, fixable counts, scan time) and dropped; and only while some policy in force reads them (a
+``vulnerabilities`` rule, or ``requireCurrentBase``, whose finding says what Trivy counts in the base: the
+policies' ``Reads.vulnerability_reports``). The first such policy starts the watch, the last one's going stops it
+and drops every record.
 
 Until a watch's first LIST has been handed on, the view says ``reports_pending`` and vulnerability rules are
-undecided (``ReportsPending``, so onUnknown decides): never "no report" because the LIST has not reached it yet.
-At start-up, both components wait for that LIST before they decide anything (the webhook serves no review, and
-so is not ready, before it).
+undecided (``ReportsPending``, so onUnknown decides): never "no report" because the LIST has not reached it yet;
+the controller judges again what it judged meanwhile. At start-up, both components wait for that LIST before they
+decide anything (the webhook serves no review, and so is not ready, before it).
 """
 
 from __future__ import annotations

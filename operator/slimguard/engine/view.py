@@ -93,8 +93,9 @@ class ClusterView:
 
     @property
     def reads_reports(self) -> bool:
-        """Some policy in force reads VulnerabilityReports (has a ``vulnerabilities`` rule)."""
-        return any(policy_reads(policy).reports for policy in self.active_policies)
+        """Some policy in force reads VulnerabilityReports: a ``vulnerabilities`` rule, or ``requireCurrentBase``,
+        whose findings say what Trivy Operator counts in the base then and now."""
+        return any(policy_reads(policy).vulnerability_reports for policy in self.active_policies)
 
     def namespace_labels(self, namespace: str) -> dict[str, str]:
         return self.namespaces.get(namespace, {})

@@ -48,6 +48,8 @@ PAGE_SIZE = 250
 REPORT_PAGE_SIZE = 100
 WATCH_SECONDS = 270  # as kopf's server_timeout here (kube/kopf_tuning.py): the apiserver ends the watch, cleanly
 RETRY_SECONDS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+ABSENT_SECONDS = 10.0
+"""How often a kind not served (``absent_is_empty``) is asked for again: a CRD installed later is seen so soon."""
 
 
 class ResourceExpired(Exception):
@@ -125,7 +127,7 @@ class ResourceInformer:
     object is judged on its owner: its owner references and annotations are all the controller reads of it."""
     absent_is_empty: bool = False
     """A kind not served (404: its CRD not installed, as Trivy Operator's may not be) counts as listed and empty,
-    and is listed again every ``RETRY_SECONDS[-1]`` so an install is noticed; otherwise a 404 is retried as any
+    and is listed again every ``ABSENT_SECONDS`` so an install is noticed; otherwise a 404 is retried as any
     failure, and ``synced`` waits."""
     on_listed: Callable[[], None] | None = None
     """Told after every full LIST has been handed on (the first, and each after an expired watch)."""
@@ -183,14 +185,14 @@ class ResourceInformer:
     async def _absent(self) -> None:
         """The kind is not served: none of it exists (what was known is handed on as deleted). Asked again later."""
         if not self.synced.is_set() or self._known:
-            every = RETRY_SECONDS[-1]
+            every = ABSENT_SECONDS
             log.warning("no %s are served (no CRD): none to read; asking again every %.0f s", self.resource[2], every)
         self._forget_all()
         self.resource_version = None
         self.synced.set()
         if self.on_listed is not None:
             self.on_listed()
-        await asyncio.sleep(RETRY_SECONDS[-1])
+        await asyncio.sleep(ABSENT_SECONDS)
 
     async def _list(self) -> str:
         listed: dict[tuple[str, str], str] = {}

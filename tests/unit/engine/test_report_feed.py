@@ -36,7 +36,7 @@ def other_tasks() -> set[asyncio.Task[Any]]:
     return {task for task in asyncio.all_tasks() if task is not asyncio.current_task()}
 
 
-def test_only_a_policy_with_a_vulnerabilities_rule_reads_reports() -> None:
+def test_only_a_policy_with_a_vulnerabilities_or_a_current_base_rule_reads_reports() -> None:
     view = ClusterView()
     assert not view.reads_reports
     view.observe_policy(SIZES)
@@ -45,6 +45,9 @@ def test_only_a_policy_with_a_vulnerabilities_rule_reads_reports() -> None:
     assert view.reads_reports
     view.observe_policy(policy("scans", {"maxLayers": 10}, generation=2))
     assert not view.reads_reports, "a policy that drops its vulnerabilities rule no longer reads them"
+    # A stale base's finding says what Trivy Operator counts in the base it was built on and in the current one.
+    view.observe_policy(policy("bases", {"requireCurrentBase": True}))
+    assert view.reads_reports
 
 
 async def test_the_watch_runs_while_a_policy_reads_reports_and_its_records_go_with_it() -> None:
