@@ -2,9 +2,10 @@
 CRD are listed in pages and followed by watch, each kept as the record evaluation reads; none is listed while no
 policy reads them, and a vulnerability rule added while a component runs starts their watch and decides (the
 webhook's admission, the controller's verdict), a replica started meanwhile serving only once they are listed.
+ImageReports are watched as metadata, and one is read by name when its digest is first reviewed.
 
-A control plane of this module's own audits every GET, LIST and WATCH of vulnerabilityreports, so what each
-component asked for is counted from the apiserver's audit log, not from slimguard's own word.
+A control plane of this module's own audits every GET, LIST and WATCH of both kinds, so what each component asked
+for is counted from the apiserver's audit log, not from slimguard's own word.
 """
 
 from __future__ import annotations
@@ -23,7 +24,10 @@ import yaml
 from cluster import WEBHOOK_TEMPLATE, apply, deployment, image_policy, namespace, pod, wait_for, wait_for_status
 
 from slimguard.controller.settings import ControllerSettings
+from slimguard.core.facts.image_facts import ImageFacts, Layer, PlatformImage
+from slimguard.core.facts.image_report import report_body
 from slimguard.core.facts.vulnerabilities import SeverityCounts, VulnerabilityReport
+from slimguard.core.model.platform import Platform
 from slimguard.engine.report_feed import VulnerabilityReportFeed
 from slimguard.engine.view import ClusterView
 from slimguard.kube.informer import KindWatch
@@ -44,15 +48,19 @@ REPO = Path(__file__).resolve().parents[2]
 BASE = REPO / "deploy" / "kustomize" / "base"
 TRIVY_CRD = Path(__file__).parent / "crds" / "aquasecurity.github.io_vulnerabilityreports.yaml"
 VULNS = "vulnerabilityreports.aquasecurity.github.io"
+IMAGE_REPORTS = "imagereports.slimguard.dev"
 WEBHOOK_USER = f"system:serviceaccount:{NAMESPACE}:slimguard-webhook"
 CONTROLLER_USER = f"system:serviceaccount:{NAMESPACE}:slimguard-controller"
 DENIED = 'admission webhook "images.slimguard.dev" denied the request'
 SCANNED = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 
 
 @pytest.fixture(scope="module")
 def plane(tmp_path_factory: pytest.TempPathFactory, testbed_ca: CertificateAuthority) -> Iterator[ControlPlane]:
-    with ControlPlane(workdir=tmp_path_factory.mktemp("reports-plane"), ca=testbed_ca, audit_reads=(VULNS,)) as own:
+    with ControlPlane(
+        workdir=tmp_path_factory.mktemp("reports-plane"), ca=testbed_ca, audit_reads=(VULNS, IMAGE_REPORTS)
+    ) as own:
         own.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
         own.kubectl("apply", "--server-side", "-f", str(TRIVY_CRD))
         own.wait_established("imagepolicies.slimguard.dev", "imagereports.slimguard.dev", VULNS)
@@ -291,3 +299,61 @@ def test_the_controller_lists_no_report_until_a_rule_reads_them_then_judges_by_t
             assert {read.query.get("limit") for read in pages} == {"2"}
         finally:
             plane.kubectl("delete", "imagepolicy", "sizes-audit", "scans-audit", "--ignore-not-found")
+
+
+def many_layers(image: FixtureImage, count: int) -> dict[str, Any]:
+    """An ImageReport for ``image``'s digest saying it has ``count`` layers (the registry says 1): a decision that
+    counts them was made from the report."""
+    layers = tuple(
+        Layer(digest="sha256:" + hashlib.sha256(f"layer {n}".encode()).hexdigest(), size=1024, media_type=LAYER)
+        for n in range(count)
+    )
+    platform = PlatformImage(
+        platform=Platform("linux", "amd64"),
+        manifest_digest=image.digest,
+        config_digest="sha256:" + hashlib.sha256(b"config").hexdigest(),
+        config_size=512,
+        layers=layers,
+    )
+    return report_body(ImageFacts(digest=image.digest, media_type=image.media_type, platforms=(platform,)), [image.ref])
+
+
+def test_the_webhook_watches_image_reports_as_metadata_and_reads_one_by_name_when_its_digest_is_reviewed(
+    plane: ControlPlane, registry: Registry, testbed_ca: CertificateAuthority, tmp_path: Path
+) -> None:
+    ns = "reports-held"
+    image = push_image(registry.endpoint, "shop/report-watches/layered", "1.0", [{"/app/one.txt": b"one layer"}])
+    report = many_layers(image, 120)
+    apply(plane, namespace(ns), report, image_policy("layers", {"maxLayers": 100}, namespaces=[ns], mode="Enforce"))
+    name = report["metadata"]["name"]
+    replicas = WebhookReplicas(
+        kubeconfig=str(install_rbac(plane, BASE, "webhook")),
+        ca=testbed_ca,
+        registry_ca_file=str(registry.ca_file),
+        workdir=tmp_path,
+        replicas=1,
+        timeout_seconds=10,
+    )
+    app = deployment("layered", ns, image.pinned)
+    with replicas:
+        register(
+            plane,
+            webhook_configuration(WEBHOOK_TEMPLATE, url=replicas.url, ca_pem=testbed_ca.cert_pem, name="held"),
+        )
+        try:
+            probe = pod("probe", ns, "127.0.0.1:1/never/pushed:1")
+            wait_for("the webhook to see the policy", lambda: "slimguard" in dry_run(plane, probe).stderr, timeout=60)
+            reads = plane.audited_reads(IMAGE_REPORTS, user=WEBHOOK_USER)
+            assert [read.verb for read in reads if read.verb != "watch"] == ["list"], "listed (as metadata), no GET"
+
+            denied = dry_run(plane, app)
+            assert denied.returncode != 0
+            assert DENIED in denied.stderr
+            assert "has 120 layers" in denied.stderr, "decided from the report, which says so"
+            again = dry_run(plane, deployment("layered-again", ns, image.pinned))
+            assert "has 120 layers" in again.stderr
+            gets = [read for read in plane.audited_reads(IMAGE_REPORTS, user=WEBHOOK_USER) if read.verb == "get"]
+            assert [read.uri.split("?")[0].rsplit("/", 1)[-1] for read in gets] == [name], "read once, then held"
+        finally:
+            plane.kubectl("delete", "validatingwebhookconfiguration", "held", "--ignore-not-found")
+            plane.kubectl("delete", "imagepolicy", "layers", "--ignore-not-found")

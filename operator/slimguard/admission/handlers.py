@@ -51,6 +51,7 @@ def build_registry(settings: WebhookSettings) -> kopf.OperatorRegistry:
         tune(settings)
         api = load_api_client(webhook_settings.kubeconfig)
         kube = KubeGateway(api, component="slimguard-webhook")
+        reports.read_from(kube.get_image_report)  # a report the watch shows, read when its digest is asked for
         server_settings = webhook_settings.server
         own = webhook_settings.certificates
         if own is not None:  # its certificate first: without one there is nothing to listen with

@@ -78,6 +78,7 @@ class ControllerReplica:
             may_write=self.elector.holds if self.elector is not None else None,
         )
         self.reports = ImageReports()
+        self.reports.read_from(self.kube.get_image_report)  # a report the watch shows, read when asked for
         self.keeper = ReportKeeper(
             reports=self.reports,
             kube=self.kube,

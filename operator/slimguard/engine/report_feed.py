@@ -1,5 +1,6 @@
-"""The report kinds, as the controller and the webhook read them: slimguard's own ImageReports, watched for the
-component's life, and Trivy Operator's VulnerabilityReports into the cluster view, only while a policy reads them.
+"""The report kinds, as the controller and the webhook read them: slimguard's own ImageReports, watched (as
+metadata) for the component's life, and Trivy Operator's VulnerabilityReports into the cluster view, only while a
+policy reads them.
 
 A VulnerabilityReport with its vulnerability list is tens of KB, and clusters hold thousands. So they are read
 by slimguard's own informer (kube/informer.py: a LIST in pages of ``REPORT_PAGE_SIZE``, then a WATCH), each
@@ -36,7 +37,8 @@ ObserveReport = Callable[[Mapping[str, Any], bool], None]
 def watch_image_reports(
     reports: ImageReports, credentials: Credentials, *, page_size: int = REPORT_PAGE_SIZE, component: str
 ) -> KindWatch:
-    """The ImageReports' watch, feeding ``reports`` (not started). Each body is read into its facts and dropped.
+    """The ImageReports' watch, feeding ``reports`` (not started): metadata only, so it says which reports exist
+    and at which version; a report's facts are read by name when its digest is asked for (kube.image_reports).
 
     Watched whatever the policies say: the controller writes one per digest it evaluated and removes those no
     workload has used for the grace period, which it can only do knowing them; with no policy there are none to
@@ -49,6 +51,7 @@ def watch_image_reports(
         lambda _kind, body, deleted: reports.observe(body, deleted=deleted),
         page_size=page_size,
         component=component,
+        metadata_only=True,
     )
 
 

@@ -352,6 +352,10 @@ class WorkloadInformer:
             self._client = None
 
 
+def _never(_: Mapping[str, Any]) -> bool:
+    return False
+
+
 class KindWatch:
     """One kind listed and watched by a task and a client of its own, from ``start`` until ``stop``.
 
@@ -372,7 +376,9 @@ class KindWatch:
         component: str = "controller",
         on_listed: Callable[[], None] | None = None,
         absent_is_empty: bool = True,
+        metadata_only: bool = False,
     ) -> None:
+        """``metadata_only``: list and watch ``PartialObjectMetadata`` (names, versions, labels), never a body."""
         self._credentials = credentials
         self._client: httpx.AsyncClient | None = None
         self.informer = ResourceInformer(
@@ -385,6 +391,7 @@ class KindWatch:
             absent_is_empty=absent_is_empty,
             on_listed=on_listed,
             component=component,
+            needs_body=_never if metadata_only else None,
         )
         self._task: asyncio.Task[None] | None = None
 

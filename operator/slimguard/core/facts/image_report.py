@@ -84,6 +84,16 @@ def report_name(digest: str) -> str:
     return "digest-" + hashlib.sha256(digest.encode()).hexdigest()
 
 
+def digest_of_name(name: str) -> str | None:
+    """The digest ``report_name`` gave this name (``sha256-ab…`` → ``sha256:ab…``); None for a hashed name, or one
+    no digest gives. Said by the name alone, before the report is read."""
+    algorithm, dash, encoded = name.partition("-")
+    if not dash or algorithm == "digest":
+        return None
+    digest = f"{algorithm}:{encoded}"
+    return digest if _DIGEST.match(digest) and report_name(digest) == name else None
+
+
 # --- facts → body ------------------------------------------------------------------------------------------
 
 
