@@ -156,6 +156,9 @@ class ReportKeeper:
     async def read(self, digest: str, needs: FactsNeeds) -> ImageFacts | None:
         return await self.reports.read(digest, needs)
 
+    def would_read(self, digest: str) -> bool:
+        return self.reports.would_read(digest)
+
     def remember(self, image: str, facts: ImageFacts, *, learned: bool) -> None:
         self.resolved[image] = facts.digest
         if learned:

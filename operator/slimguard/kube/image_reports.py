@@ -184,6 +184,11 @@ class ImageReports:
         facts = None if stored is None else stored.facts
         return facts if facts is not None and facts.holds(needs) else None
 
+    def would_read(self, digest: str) -> bool:
+        """The watch shows a report for ``digest`` that is not held: ``read`` would GET it."""
+        name = report_name(digest)
+        return name in self._versions and name not in self._held and self._read is not None
+
     def remember(self, image: str, facts: ImageFacts, *, learned: bool) -> None:
         """Nothing: the webhook, which asks these directly, writes no report (the controller's ReportKeeper does)."""
 

@@ -47,6 +47,12 @@ class DigestStore(Protocol):
         one GET by name), when an inspection may wait for it."""
         ...
 
+    def would_read(self, digest: str) -> bool:
+        """Facts are kept for ``digest`` that are not in memory: ``read`` would fetch them. The warm path then
+        leaves the answer to ``inspect``, rather than answer from the inspector's own memory, which may know less
+        (a webhook's: no layer contents)."""
+        ...
+
     def remember(self, image: str, facts: ImageFacts, *, learned: bool) -> None:
         """``image`` was answered with ``facts``: ``learned`` when they came from the registry or the inspector's
         memory (news the store may keep), not when the store itself gave them."""
@@ -153,6 +159,8 @@ class ImageInspector:
                 if known is not None and (stored := self._stored(known, reads)) is not None:
                     self._remember(image, stored, learned=False)
                     return stored
+                if known is not None and self.store.would_read(known):
+                    return None  # the store keeps a report it has not read yet: it may know more than memory does
             self._raise_recent_failure(reference, credential, count_miss=False)
         except InspectionError as error:
             return error

@@ -72,6 +72,9 @@ class Telling:
     async def read(self, digest: str, needs: FactsNeeds) -> ImageFacts | None:
         return await self.reports.read(digest, needs)
 
+    def would_read(self, digest: str) -> bool:
+        return self.reports.would_read(digest)
+
     def remember(self, image: str, facts: ImageFacts, *, learned: bool) -> None:
         if learned:
             self.told.append((image, facts.digest))
@@ -276,3 +279,24 @@ def test_the_reports_held_are_bounded_and_the_least_recently_asked_for_goes_firs
     assert reports.facts_for(first, needs) is not None, "asked for again: kept"
     assert reports.facts_for(second, needs) is None, "the least recently asked for: let go"
     assert sorted(reports.names().values()) == sorted(image.digest for image in images), "all still known"
+
+
+def test_a_tag_whose_digest_has_a_report_not_read_yet_is_not_answered_from_the_inspectors_lesser_memory(
+    network: NoNetwork,
+) -> None:
+    """A webhook read the image before its report existed (no layer contents: content rules pending); the report
+    the controller then wrote, with the contents, must answer the next review, not what the webhook remembered."""
+    stored, reports = Stored(), ImageReports()
+    reports.read_from(stored.get)
+    without = facts()
+    learned = replace(without, platforms=(replace(without.platforms[0], content=CONTENT),))
+    tag = f"{REPOSITORY}:1.0"
+    for source in inspector(network, reports, read_layers=False):
+        source._tags.put(source._tag_key(ImageReference.parse(tag), None), without.digest)  # as a HEAD left them
+        source._facts.put(without.digest, without)  # what the registry gave it, before the report existed
+        assert ask(source, tag) == without
+        reports.observe(stored.put(learned, "1"))  # the controller's report, as the watch shows it
+        assert ask(source, tag) is None, "left to inspect, which reads the report"
+        assert asyncio.run(source.inspect(tag, FactsNeeds(frozenset({AMD64})))) == learned
+        assert ask(source, tag) == learned
+    assert network.attempts == 0
