@@ -252,18 +252,14 @@ def test_the_webhook_lists_no_report_until_a_rule_reads_them_then_pages_them_and
             assert DENIED in again.stderr
 
             # The rule gone, the watch goes with it: the apiserver sees the watch end, and no LIST follows.
-            before = len(lists(plane.audited_reads(VULNS, user=WEBHOOK_USER)))
+            def ended() -> int:
+                reads = plane.audited_reads(VULNS, user=WEBHOOK_USER)
+                return sum(read.verb == "watch" and read.stage == "ResponseComplete" for read in reads)
+
+            before, ended_before = len(lists(plane.audited_reads(VULNS, user=WEBHOOK_USER))), ended()
             plane.kubectl("delete", "imagepolicy", "no-criticals")
             wait_for("the rule's removal to admit", lambda: dry_run(plane, app).returncode == 0, timeout=60)
-            wait_for(
-                "the watch to end",
-                lambda: [
-                    read
-                    for read in plane.audited_reads(VULNS, user=WEBHOOK_USER)
-                    if read.verb == "watch" and read.stage == "ResponseComplete"
-                ],
-                timeout=30,
-            )
+            wait_for("the watch to end", lambda: ended() > ended_before, timeout=30)
             assert len(lists(plane.audited_reads(VULNS, user=WEBHOOK_USER))) == before
         finally:
             plane.kubectl("delete", "validatingwebhookconfiguration", "reports", "--ignore-not-found")
