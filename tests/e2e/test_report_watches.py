@@ -142,15 +142,15 @@ async def test_reports_written_through_the_crd_are_listed_in_pages_kept_as_recor
         paged = [read for read in lists(plane.audited_reads(VULNS)) if read.query.get("limit") == "3"]
         assert len(paged) == informer.pages, "the apiserver saw each page the informer counted"
         assert sum("continue" in read.query for read in paged) == len(paged) - 1
-        assert [read.verb for read in watches(plane.audited_reads(VULNS))] != []
+        await until("the WATCH that follows the LIST", lambda: watches(plane.audited_reads(VULNS)))
 
         # A rescan changes a report in place; a deleted workload's report goes: both by watch, no LIST again.
         rescanned = trivy_report(ns, "app-1-5d9c8b7f4", criticals=4)
-        await in_thread(lambda: apply(plane, rescanned))
         key = (ns, "replicaset-app-1-5d9c8b7f4-api")
         rescan = rescanned["report"]["summary"]
         counts = SeverityCounts(rescan["criticalCount"], rescan["highCount"], rescan["mediumCount"], rescan["lowCount"])
         assert view.reports[key].summary != counts
+        await in_thread(lambda: apply(plane, rescanned))
         await until("the rescan by watch", lambda: view.reports[key].summary == counts)
         await in_thread(lambda: plane.kubectl("delete", "vulnerabilityreport", "-n", ns, key[1]))
         await until("the deletion by watch", lambda: key not in view.reports)
@@ -187,6 +187,7 @@ async def test_a_report_kind_whose_crd_is_not_installed_counts_as_listed_and_emp
 
 @pytest.fixture(scope="module")
 def image(registry: Registry) -> FixtureImage:
+    """The webhook test's image (a report speaks for its digest in every namespace: no other test uses it)."""
     return push_image(registry.endpoint, "shop/report-watches/api", "1.0", [{"/app/api.txt": b"report watches"}])
 
 
@@ -201,7 +202,7 @@ def test_the_webhook_lists_no_report_until_a_rule_reads_them_then_pages_them_and
     apply(
         plane,
         namespace(ns),
-        trivy_report(ns, "scanned-5d9c8b7f4", digest=image.digest, criticals=2),
+        trivy_report(ns, "scanned-5d9c8b7f4", findings=0, digest=image.digest, criticals=2),
         *(trivy_report(ns, f"other-{n}-5d9c8b7f4") for n in range(4)),
         image_policy("sizes-only", {"maxLayers": 100}, namespaces=[ns], mode="Enforce"),
     )
@@ -267,13 +268,15 @@ def test_the_webhook_lists_no_report_until_a_rule_reads_them_then_pages_them_and
 
 
 def test_the_controller_lists_no_report_until_a_rule_reads_them_then_judges_by_them(
-    plane: ControlPlane, registry: Registry, image: FixtureImage
+    plane: ControlPlane, registry: Registry
 ) -> None:
     ns = "reports-audit"
+    # An image of its own: a report speaks for its digest in every namespace, so tests must not share one.
+    image = push_image(registry.endpoint, "shop/report-watches/audited", "1.0", [{"/app/audit.txt": b"audited"}])
     apply(
         plane,
         namespace(ns),
-        trivy_report(ns, "scanned-6f7d8c9b5", digest=image.digest, criticals=1),
+        trivy_report(ns, "scanned-6f7d8c9b5", findings=0, digest=image.digest, criticals=1),
         image_policy("sizes-audit", {"maxLayers": 100}, namespaces=[ns]),
         deployment("app", ns, image.ref, replicas=0),
     )
@@ -331,6 +334,7 @@ def test_the_webhook_watches_image_reports_as_metadata_and_reads_one_by_name_whe
         timeout_seconds=10,
     )
     app = deployment("layered", ns, image.pinned)
+    earlier = len(plane.audited_reads(IMAGE_REPORTS, user=WEBHOOK_USER))  # other tests' replicas, same account
     with replicas:
         register(
             plane,
@@ -339,7 +343,7 @@ def test_the_webhook_watches_image_reports_as_metadata_and_reads_one_by_name_whe
         try:
             probe = pod("probe", ns, "127.0.0.1:1/never/pushed:1")
             wait_for("the webhook to see the policy", lambda: "slimguard" in dry_run(plane, probe).stderr, timeout=60)
-            reads = plane.audited_reads(IMAGE_REPORTS, user=WEBHOOK_USER)
+            reads = plane.audited_reads(IMAGE_REPORTS, user=WEBHOOK_USER)[earlier:]
             assert [read.verb for read in reads if read.verb != "watch"] == ["list"], "listed (as metadata), no GET"
 
             denied = dry_run(plane, app)
@@ -348,7 +352,9 @@ def test_the_webhook_watches_image_reports_as_metadata_and_reads_one_by_name_whe
             assert "has 120 layers" in denied.stderr, "decided from the report, which says so"
             again = dry_run(plane, deployment("layered-again", ns, image.pinned))
             assert "has 120 layers" in again.stderr
-            gets = [read for read in plane.audited_reads(IMAGE_REPORTS, user=WEBHOOK_USER) if read.verb == "get"]
+            gets = [
+                read for read in plane.audited_reads(IMAGE_REPORTS, user=WEBHOOK_USER)[earlier:] if read.verb == "get"
+            ]
             assert [read.uri.split("?")[0].rsplit("/", 1)[-1] for read in gets] == [name], "read once, then held"
         finally:
             plane.kubectl("delete", "validatingwebhookconfiguration", "held", "--ignore-not-found")
