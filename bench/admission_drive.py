@@ -17,6 +17,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from bench.common.decision_times import DecisionSummary, server_timing_ms
 from bench.common.measure import cpu_seconds, percentile
 from slimguard_testbed import CertificateAuthority
 
@@ -35,6 +36,9 @@ class DriveResult:
     webhook_cpu: float = 0.0  # share of one core over the window
     client_cpu: float = 0.0
     first_error: str = ""
+    decision: DecisionSummary | None = None
+    """The webhook's own decision time of each measured review, from its Server-Timing header (slimguard with
+    --decision-times); None when the webhook sends none (always-allow)."""
 
     @property
     def per_second(self) -> float:
@@ -67,6 +71,7 @@ async def _drive(
 
     result = DriveResult()
     latencies: list[float] = []
+    decisions: list[float] = []
     measuring = False
     stop = asyncio.Event()
     next_body = 0
@@ -93,14 +98,17 @@ async def _drive(
             try:
                 async with session.post(url, data=body, headers={"Content-Type": "application/json"}) as response:
                     status, answer = response.status, await response.read()
+                    decided_ms = server_timing_ms(response.headers.get("Server-Timing"))
             except aiohttp.ClientError as error:
-                status, answer = 0, repr(error).encode()
+                status, answer, decided_ms = 0, repr(error).encode(), None
             elapsed = time.perf_counter() - started
             if not (counted and measuring):
                 continue
             if status == 200 and b'"allowed": true' in answer:
                 result.reviews += 1
                 latencies.append(elapsed * 1000)
+                if decided_ms is not None:
+                    decisions.append(decided_ms)
             else:
                 result.errors += 1
                 result.first_error = result.first_error or f"{status}: {answer[:300]!r}"
@@ -112,6 +120,7 @@ async def _drive(
         await asyncio.gather(*(worker(session) for _ in range(concurrency)))
         await timer
     result.p50_ms, result.p99_ms = percentile(latencies, 0.5), percentile(latencies, 0.99)
+    result.decision = DecisionSummary.of(decisions) if decisions else None
     return result
 
 

@@ -8,7 +8,10 @@ url differs), then measures on that one apiserver:
 1. create latency of Pods and Deployments seen by N concurrent REST clients, for three variants, interleaved in
    rounds (every round runs every variant, the order rotating) so machine noise hits all three alike:
    ``none`` (no webhook registered), ``always-allow`` (the floor any webhook pays) and ``slimguard``;
-2. slimguard's own decision time (`slimguard_admission_decision_seconds` from the replica's /metrics);
+2. slimguard's own decision time: raw samples, one per review (`slimguard webhook --decision-times`: its file in
+   the rounds, its Server-Timing header in the direct drive), p50/p99/p99.9 by nearest rank; beside them the share
+   within 1 ms its `slimguard_admission_decision_seconds` histogram gives on /metrics (no quantile is read from
+   the histogram: below its first bucket, 0.5 ms, that would be an interpolation);
 3. registry requests per never-seen image (the registry's access log and the token issuer's log);
 4. reviews/s one replica sustains pinned to one core (`taskset`), driven directly with the AdmissionReviews the
    apiserver sent, by a client pinned to the other core; the same for always-allow.
@@ -54,6 +57,7 @@ from bench.admission_report import (
     summarise_histogram,
 )
 from bench.common.apiserver import Apiserver
+from bench.common.decision_times import WEBHOOK_FLAG, DecisionSample, DecisionSummary, read_samples, within_windows
 from bench.common.measure import counter_total, cpu_seconds, load_average, machine
 from bench.common.processes import log, profiled, workdir
 from bench.common.webhooks import (
@@ -115,6 +119,7 @@ class Batch:
     before: Snapshot
     after: Snapshot
     deployments: int  # created in the batch, warm-up included
+    window: tuple[int, int]  # time.monotonic_ns() around the two snapshots: the reviews of this batch began inside
 
 
 class Quiet:
@@ -168,12 +173,14 @@ class Bench(WebhookBench):
         slim: FixtureImage,
         replicas: int,
         quiet: Quiet,
+        decision_times: Path,
     ) -> None:
         super().__init__(api=api, registry=registry, ca=ca, slimguard=slimguard, always=always)
         self.api: Clients = api
         self.quiet = quiet
         self.slim = slim
         self.replicas = replicas
+        self.decision_times = decision_times  # slimguard's --decision-times file
         self.pods_created = 0
         self.deployments_created = 0
 
@@ -213,6 +220,7 @@ class Bench(WebhookBench):
         controller-manager finish the ReplicaSets and Pods, so no batch inherits another's tail."""
         self.register(variant)
         prefix = variant.replace("-", "")
+        opened = time.monotonic_ns()
         before = self.snapshot(cpu_first=False)
         deployments = 0
         if warmup:
@@ -221,7 +229,22 @@ class Bench(WebhookBench):
         samples = self.api.batch(variant, round_, self.jobs(per_kind, prefix))
         deployments += self._count(samples)
         self.settle()
-        return Batch(variant, samples, before, self.snapshot(cpu_first=True), deployments)
+        after = self.snapshot(cpu_first=True)
+        return Batch(variant, samples, before, after, deployments, (opened, time.monotonic_ns()))
+
+    def decision_samples(
+        self, windows: Sequence[tuple[int, int]], reviews: int, timeout: float = 15
+    ) -> list[DecisionSample]:
+        """slimguard's raw samples of the reviews that began in ``windows``, once its file holds all ``reviews``
+        its counter says it answered there (it writes every second), or what it holds after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = within_windows(read_samples(self.decision_times), windows)
+            if len(found) >= reviews or time.monotonic() > deadline:
+                if len(found) != reviews:
+                    log(f"warning: {len(found)} decision-time samples for {reviews} reviews counted")
+                return found
+            time.sleep(0.5)
 
     def _count(self, samples: Sequence[Sample]) -> int:
         """Count what was created (for `settle`); returns the Deployments."""
@@ -281,7 +304,15 @@ def start_bench(stack: contextlib.ExitStack, work: Path, args: argparse.Namespac
         image_policy(POLICY, rules, namespaces=[NAMESPACE], mode="Enforce"),
     )
 
-    replicas, always = start_webhooks(stack, work, ca=ca, kubeconfig=kubeconfig, registry=registry)
+    decision_times = work / "slimguard-decision-times.txt"
+    replicas, always = start_webhooks(
+        stack,
+        work,
+        ca=ca,
+        kubeconfig=kubeconfig,
+        registry=registry,
+        extra_args=(WEBHOOK_FLAG, str(decision_times)),
+    )
     bench = Bench(
         api=api,
         registry=registry,
@@ -291,6 +322,7 @@ def start_bench(stack: contextlib.ExitStack, work: Path, args: argparse.Namespac
         slim=slim,
         replicas=args.replicas,
         quiet=Quiet(not args.no_wait),
+        decision_times=decision_times,
     )
 
     # Warm slimguard: the policy is loaded and enforced (a root image is denied) and the slim image inspected.
@@ -331,14 +363,18 @@ def measure_latency(bench: Bench, args: argparse.Namespace, results: Results) ->
     results.ratios = ratios(samples)
     results.round_ratio_spread = round_spread(samples, args.rounds)
     results.errors = list(bench.api.errors)
-    # Decision times of slimguard's own batches (probes between batches excluded).
+    # Decision times of slimguard's own batches, warm-up included (probes between batches excluded): raw samples,
+    # and its histogram's share within 1 ms over the same reviews.
     decided: Counter[float] = Counter()
-    for batch in batches:
-        if batch.variant == "slimguard":
-            decided.update(
-                {bound: count - batch.before.buckets.get(bound, 0.0) for bound, count in batch.after.buckets.items()}
-            )
-    results.decision = summarise_histogram({}, dict(decided))
+    mine = [batch for batch in batches if batch.variant == "slimguard"]
+    for batch in mine:
+        decided.update(
+            {bound: count - batch.before.buckets.get(bound, 0.0) for bound, count in batch.after.buckets.items()}
+        )
+    results.decision_histogram = summarise_histogram({}, dict(decided))
+    results.decision_reviews = sum(b.after.reviews[0] - b.before.reviews[0] for b in mine)
+    raw = bench.decision_samples([b.window for b in mine], results.decision_reviews)
+    results.decision = DecisionSummary.of_samples(raw)
     for index, name in enumerate(("slimguard", "always-allow")):
         mine = [batch for batch in batches if batch.variant == name]
         reviews = sum(b.after.reviews[index] - b.before.reviews[index] for b in mine)
@@ -406,6 +442,7 @@ def measure_throughput(bench: Bench, args: argparse.Namespace, results: Results)
     results.drive_concurrency = args.drive_concurrency
 
     def slimguard(concurrency: int, seconds: float) -> tuple[DriveResult, HistogramSummary]:
+        """The drive, and the histogram over it (its warm-up included); the raw samples are in the result."""
         before = decision_buckets(bench.slimguard_metrics())
         with profiled(
             bench.slimguard_pid, args.profile / f"slimguard-drive-{concurrency}.txt" if args.profile else None, rate=200
@@ -416,12 +453,14 @@ def measure_throughput(bench: Bench, args: argparse.Namespace, results: Results)
         return drove, summarise_histogram(before, decision_buckets(bench.slimguard_metrics()))
 
     # One review at a time: the decision's own time, with no other request interleaved on the event loop.
-    _, results.decision_alone = bench.quiet.run(
+    alone, results.decision_alone_histogram = bench.quiet.run(
         "the drive with 1 in flight", lambda: slimguard(1, min(args.drive_seconds, 3.0))
     )
-    results.drive["slimguard"], results.decision_at_saturation = bench.quiet.run(
+    results.decision_alone = alone.decision
+    results.drive["slimguard"], results.decision_at_saturation_histogram = bench.quiet.run(
         "the slimguard drive", lambda: slimguard(args.drive_concurrency, args.drive_seconds)
     )
+    results.decision_at_saturation = results.drive["slimguard"].decision
     results.drive["always-allow"] = bench.quiet.run(
         "the always-allow drive",
         lambda: drive_webhook(

@@ -1,6 +1,8 @@
 """What the benchmarks share, one module a job:
 
 - `measure`: CPU seconds and memory of a process (/proc), percentiles, Prometheus counters, the machine;
+- `decision_times`: slimguard's decision times as raw samples (its `--decision-times` file, its Server-Timing
+  header) and their exact percentiles;
 - `tables`: the Markdown tables every report prints, and their "Met" column;
 - `processes`: the log line, the work directory, py-spy profiles of a running process;
 - `apiserver`: the admin REST client each benchmark drives the control plane with;

@@ -20,6 +20,16 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
+def nearest_rank(values: Sequence[float], q: float) -> float:
+    """The nearest-rank percentile: the smallest value with at least q of all values at or below it, i.e. the
+    ceil(q * n)-th smallest; always one of the values, never interpolated. NaN for no values."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = math.ceil(round(q * len(ordered), 9))  # round: 0.99 * 100 is 99.00000000000001, rank 99 not 100
+    return ordered[max(rank, 1) - 1]
+
+
 def cpu_seconds(pid: int) -> float:
     """utime + stime of a process, all its threads."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()

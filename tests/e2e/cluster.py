@@ -43,6 +43,24 @@ def wait_for(what: str, probe: Callable[[], T | None], *, timeout: float = 60, e
     raise AssertionError(f"timed out waiting for {what}; last seen: {last!r}")
 
 
+POLICY_REPORT_CRDS = tuple(
+    Path(__file__).parent / "crds" / name
+    for name in ("wgpolicyk8s.io_policyreports.yaml", "wgpolicyk8s.io_clusterpolicyreports.yaml")
+)
+"""Kyverno's PolicyReport CRDs, as published (the reports slimguard writes are checked against them)."""
+
+
+def install_crds(plane: ControlPlane, *, policy_reports: bool = False) -> None:
+    """slimguard's CRDs from ``crds/`` (what the install applies) and, with ``policy_reports``, the PolicyReport
+    CRDs; returns once the apiserver serves them."""
+    plane.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+    plane.wait_established("imagepolicies.slimguard.dev", "imagereports.slimguard.dev")
+    if policy_reports:
+        for crd in POLICY_REPORT_CRDS:
+            plane.kubectl("apply", "--server-side", "-f", str(crd))
+        plane.wait_established("policyreports.wgpolicyk8s.io", "clusterpolicyreports.wgpolicyk8s.io")
+
+
 def apply(plane: ControlPlane, *documents: dict[str, Any]) -> None:
     plane.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(documents))
 

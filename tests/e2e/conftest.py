@@ -195,16 +195,14 @@ REPO = E2E_DIR.parents[1]
 
 @pytest.fixture(scope="session")
 def crds_installed(control_plane: ControlPlane) -> None:
-    control_plane.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-    control_plane.wait_established("imagepolicies.slimguard.dev")
-    control_plane.wait_established("imagereports.slimguard.dev")
+    install_crds(control_plane)
 
 
 @pytest.fixture(scope="session")
 def policy_report_crds(control_plane: ControlPlane) -> None:
     """Kyverno's PolicyReport CRDs (tests/e2e/crds), so the controller under test writes its reports."""
-    for name in ("wgpolicyk8s.io_policyreports.yaml", "wgpolicyk8s.io_clusterpolicyreports.yaml"):
-        control_plane.kubectl("apply", "--server-side", "-f", str(E2E_DIR / "crds" / name))
+    for crd in POLICY_REPORT_CRDS:
+        control_plane.kubectl("apply", "--server-side", "-f", str(crd))
     control_plane.wait_established("policyreports.wgpolicyk8s.io", "clusterpolicyreports.wgpolicyk8s.io")
 
 
@@ -262,7 +260,7 @@ def scale_images(registry: Registry) -> list[FixtureImage]:
 
 # --- the webhook under test ----------------------------------------------------------------------------------
 
-from cluster import WEBHOOK_TEMPLATE  # noqa: E402
+from cluster import POLICY_REPORT_CRDS, WEBHOOK_TEMPLATE, install_crds  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -30,6 +30,7 @@ from cluster import (
     apply,
     deployment,
     image_policy,
+    install_crds,
     namespace,
     pod,
     violations,
@@ -52,7 +53,6 @@ pytestmark = pytest.mark.timeout(300)
 
 REPO = Path(__file__).resolve().parents[2]
 BASE = REPO / "deploy" / "kustomize" / "base"
-TEST_CRDS = Path(__file__).parent / "crds"
 DENIED = 'admission webhook "images.slimguard.dev" denied the request'
 LIMIT = {"maxCompressedSize": "1Mi"}
 PROVIDER = "testbed-registry"
@@ -125,12 +125,7 @@ def providers(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> P
 @pytest.fixture(scope="module")
 def plane(tmp_path_factory: pytest.TempPathFactory, testbed_ca: CertificateAuthority) -> Iterator[ControlPlane]:
     with ControlPlane(workdir=tmp_path_factory.mktemp("credprov-plane"), ca=testbed_ca) as own:
-        own.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-        for name in ("wgpolicyk8s.io_policyreports.yaml", "wgpolicyk8s.io_clusterpolicyreports.yaml"):
-            own.kubectl("apply", "--server-side", "-f", str(TEST_CRDS / name))
-        own.wait_established(
-            "imagepolicies.slimguard.dev", "imagereports.slimguard.dev", "policyreports.wgpolicyk8s.io"
-        )
+        install_crds(own, policy_reports=True)
         yield own
 
 

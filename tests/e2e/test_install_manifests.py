@@ -70,6 +70,14 @@ def _copy_of_kustomize(into: Path) -> Path:
     return copy / "overlays" / "dev"
 
 
+def _user_overlay(into: Path, kustomization: str) -> Path:
+    """An overlay a user writes beside the copied base and components (``../../base``), holding ``kustomization``."""
+    overlay = _copy_of_kustomize(into).parent / "user"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(kustomization)
+    return overlay
+
+
 @pytest.fixture(scope="module")
 def dev_overlay(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The dev overlay as its README says to install it: nothing to make first (the webhook makes its certificate)."""
@@ -458,10 +466,9 @@ def test_the_kustomize_base_and_dev_overlay_render_no_secret_material(
 def test_the_cert_manager_component_mounts_the_certificate_it_issues_and_drops_the_write_access(
     control_plane: ControlPlane, tmp_path: Path
 ) -> None:
-    overlay = _copy_of_kustomize(tmp_path).parent / "cert-manager-test"
-    overlay.mkdir()
-    (overlay / "kustomization.yaml").write_text(
-        "resources: [../../base]\ncomponents: [../../components/cert-manager]\n"
+    overlay = _user_overlay(
+        tmp_path,
+        "resources: [../../base]\ncomponents: [../../components/cert-manager]\n",
     )
     objects = _objects(_render(control_plane, overlay))
     certificate = _one(objects, "Certificate")
@@ -981,10 +988,9 @@ def test_helm_refuses_credential_provider_values_that_cannot_work(helm: str) -> 
 def test_the_credential_providers_component_gives_the_pods_what_the_chart_gives_them(
     helm: str, control_plane: ControlPlane, tmp_path: Path
 ) -> None:
-    overlay = _copy_of_kustomize(tmp_path).parent / "credential-providers-test"
-    overlay.mkdir()
-    (overlay / "kustomization.yaml").write_text(
-        "resources: [../../base]\ncomponents: [../../components/credential-providers]\n"
+    overlay = _user_overlay(
+        tmp_path,
+        "resources: [../../base]\ncomponents: [../../components/credential-providers]\n",
     )
     kustomized = _objects(_render(control_plane, overlay))
     charted = _helm_template(helm, *EKS_PROVIDERS)
@@ -1046,13 +1052,12 @@ def test_the_registry_proxy_component_gives_both_components_the_proxy_options_fr
 ) -> None:
     from slimguard.cli.main import HttpProxy, HttpsProxy, NoProxy
 
-    overlay = _copy_of_kustomize(tmp_path).parent / "proxy-test"
-    overlay.mkdir()
-    (overlay / "kustomization.yaml").write_text(
+    overlay = _user_overlay(
+        tmp_path,
         "namespace: slimguard\nresources: [../../base]\ncomponents: [../../components/registry-proxy]\n"
         "configMapGenerator:\n  - name: slimguard-registry-proxy\n    literals:\n"
         "      - SLIMGUARD_HTTPS_PROXY=http://proxy.corp.example:3128\n"
-        "      - SLIMGUARD_NO_PROXY=.svc,10.0.0.0/8\n"
+        "      - SLIMGUARD_NO_PROXY=.svc,10.0.0.0/8\n",
     )
     objects = _objects(_render(control_plane, overlay))
     generated = _one(objects, "ConfigMap")

@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
-from cluster import apply, deployment, image_policy, namespace, wait_for, wait_for_status
+from cluster import apply, deployment, image_policy, install_crds, namespace, wait_for, wait_for_status
 
 from slimguard_testbed import CertificateAuthority, ControlPlane, Registry, free_port
 from slimguard_testbed.controller_process import ControllerProcess
@@ -31,7 +31,6 @@ from slimguard_testbed.install import NAMESPACE, install_rbac
 
 REPO = Path(__file__).resolve().parents[2]
 BASE = REPO / "deploy" / "kustomize" / "base"
-TEST_CRDS = Path(__file__).parent / "crds"
 ACCOUNT = f"system:serviceaccount:{NAMESPACE}:slimguard-controller"
 LEASE = "slimguard-controller-ha"
 NS = "ha"
@@ -53,12 +52,7 @@ def plane(tmp_path_factory: pytest.TempPathFactory, testbed_ca: CertificateAutho
         ca=testbed_ca,
         audit_writers=(f"system:serviceaccounts:{NAMESPACE}",),
     ) as own:
-        own.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-        for name in ("wgpolicyk8s.io_policyreports.yaml", "wgpolicyk8s.io_clusterpolicyreports.yaml"):
-            own.kubectl("apply", "--server-side", "-f", str(TEST_CRDS / name))
-        own.wait_established(
-            "imagepolicies.slimguard.dev", "imagereports.slimguard.dev", "policyreports.wgpolicyk8s.io"
-        )
+        install_crds(own, policy_reports=True)
         yield own
 
 

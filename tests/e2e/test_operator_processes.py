@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cluster import apply, namespace
+from cluster import apply, namespace, wait_for
 
 from slimguard_testbed import CertificateAuthority, ControlPlane, free_port
 from slimguard_testbed.controller_process import SOURCE_ROOT, ControllerProcess
@@ -106,15 +106,15 @@ def probe(url: str, times: int = 5, verify: ssl.SSLContext | bool = True) -> Non
     startup handlers, so on a loaded machine "controller started" can be logged before it accepts connections,
     as a kubelet's first probe can come before it does (its failureThreshold covers that)."""
     with httpx.Client(timeout=5, verify=verify) as http:
-        deadline = time.monotonic() + 30
-        while True:
+
+        def listening() -> bool:
             try:
                 http.get(url)
-                break
             except httpx.ConnectError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+                return False
+            return True
+
+        wait_for(f"{url} to accept connections", listening, timeout=30, every=0.1)
         for _ in range(times):
             assert http.get(url).status_code == 200, url
 

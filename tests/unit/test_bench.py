@@ -8,10 +8,19 @@ from __future__ import annotations
 
 import importlib
 import math
+from pathlib import Path
 
 import pytest
 
-from bench.common.measure import counter_total, percentile
+from bench.common.decision_times import (
+    DecisionSample,
+    DecisionSummary,
+    parse_samples,
+    read_samples,
+    server_timing_ms,
+    within_windows,
+)
+from bench.common.measure import counter_total, nearest_rank, percentile
 from bench.common.tables import met, table
 
 BENCHMARKS = ("admission_latency", "audit_scale", "kyverno_comparison", "layer_walk", "reports_scale")
@@ -69,3 +78,78 @@ def test_the_admission_bench_reads_the_share_within_a_bound_the_decision_histogr
         bound: (90.0 if bound < WITHIN_SECONDS else 99.0 if bound == WITHIN_SECONDS else 100.0) for bound in bounds
     }
     assert summarise_histogram({}, after).within == 0.99
+
+
+def test_nearest_rank_is_the_smallest_value_with_q_of_all_values_at_or_below_it() -> None:
+    hundred = [float(n) for n in range(100, 0, -1)]
+    assert nearest_rank(hundred, 0.5) == 50.0
+    assert nearest_rank(hundred, 0.99) == 99.0  # 0.99 * 100 is 99.00000000000001 in floats: still the 99th
+    assert nearest_rank([float(n) for n in range(1, 1001)], 0.999) == 999.0
+    assert nearest_rank([float(n) for n in range(1, 1001)], 1.0) == 1000.0
+    assert nearest_rank([0.3, 0.1, 4.2], 0.5) == 0.3  # a measured value, where interpolation would say otherwise
+    assert nearest_rank([7.0], 0.001) == 7.0
+    assert math.isnan(nearest_rank([], 0.5))
+
+
+def test_the_webhooks_decision_times_file_is_read_back_sample_for_sample(tmp_path: Path) -> None:
+    from slimguard.admission.decision import Answer
+    from slimguard.admission.decision_times import DecisionTimes
+
+    path = tmp_path / "times.txt"
+    writer = DecisionTimes(path)
+    writer.record(Answer(False, kind="Deployment", stage="evaluated", decision="denied", started_ns=10, took_ns=250))
+    writer.record(Answer(True, kind="other", stage="ignored", started_ns=20, took_ns=30))
+    writer.close()
+    assert read_samples(path) == [
+        DecisionSample(10, 250, "Deployment", "evaluated", "denied"),
+        DecisionSample(20, 30, "other", "ignored", "allowed"),
+    ]
+    assert read_samples(tmp_path / "not-yet-written.txt") == []
+
+
+def test_a_line_still_being_written_is_left_for_the_next_read_and_windows_select_by_start() -> None:
+    samples = parse_samples("# started_ns took_ns kind stage decision\n100 5 Pod evaluated allowed\n300 7 Pod ev")
+    assert samples == [DecisionSample(100, 5, "Pod", "evaluated", "allowed")]
+    more = [*samples, DecisionSample(200, 1, "Pod", "unmatched", "allowed"), DecisionSample(400, 2, "Pod", "x", "y")]
+    assert [s.started_ns for s in within_windows(more, [(90, 100), (390, 500)])] == [100, 400]
+
+
+@pytest.mark.parametrize(
+    ("header", "ms"),
+    [
+        ("decision;dur=0.254000", 0.254),
+        ('cache;desc="hit", decision;desc="slimguard";dur=1.5', 1.5),
+        ('decision;dur="2"', 2.0),
+        ("total;dur=9", None),
+        (None, None),
+        ("decision", None),
+    ],
+)
+def test_the_server_timing_header_gives_the_decision_time_in_ms(header: str | None, ms: float | None) -> None:
+    assert server_timing_ms(header) == ms
+
+
+def test_decision_time_rows_give_raw_percentiles_and_from_the_histogram_only_its_exact_share() -> None:
+    from bench.admission_report import HistogramSummary, Results, decision_rows
+
+    results = Results(clients=8, requests=160, rounds=4, replicas=1)
+    results.decision = DecisionSummary.of([0.2] * 97 + [0.9, 1.4, 3.0])
+    results.decision_reviews = 100
+    results.decision_histogram = HistogramSummary(count=100, within=0.98)
+    rows = decision_rows(results)
+    assert rows == [
+        (
+            "slimguard decision time, during the rounds: raw samples (100, from its --decision-times file; 100 "
+            "reviews on its counter)",
+            "p50 0.200 ms, p99 1.400 ms, p99.9 = max, max 3.000 ms",
+            "p99 <= 1 ms",
+            "NO",
+        ),
+        (
+            "... the histogram on /metrics, during the rounds (100 reviews)",
+            '98.00 % within 1 ms (le="0.001" bucket)',
+            "",
+            "",
+        ),
+    ]
+    assert "p50" not in rows[1][1]

@@ -22,7 +22,7 @@ from slimguard.engine.view import ClusterView
 from slimguard.engine.wiring import Engine, build_engine
 from slimguard.kube.gateway import KubeGateway, load_api_client
 from slimguard.kube.image_reports import ImageReports
-from slimguard.kube.kopf_tuning import is_deletion, own_identity, tune
+from slimguard.kube.kopf_tuning import is_deletion, own_identity, run_operator, tune
 from slimguard.kube.login import connection_info
 from slimguard.kube.resources import NAMESPACE_RESOURCE, POLICY_RESOURCE
 from slimguard.kube.webhook_certificates import WebhookCertificateStore
@@ -119,9 +119,11 @@ def build_registry(settings: WebhookSettings) -> kopf.OperatorRegistry:
 
 
 def run(settings: WebhookSettings) -> None:
-    kopf.run(
-        registry=build_registry(settings),
-        standalone=True,
-        clusterwide=True,
-        identity=own_identity("slimguard-webhook"),
+    run_operator(
+        kopf.operator(
+            registry=build_registry(settings),
+            standalone=True,
+            clusterwide=True,
+            identity=own_identity("slimguard-webhook"),
+        )
     )

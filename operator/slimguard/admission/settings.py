@@ -56,4 +56,5 @@ class WebhookSettings:
             f"trusted_report_namespaces={describe_namespaces(self.trusted_report_namespaces)} "
             f"report_page_size={self.report_page_size} "
             f"credential_providers={self.registry.describe_credential_providers()}"
+            + (f" decision_times={self.server.decision_times_file}" if self.server.decision_times_file else "")
         )

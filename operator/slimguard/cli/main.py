@@ -503,6 +503,15 @@ def webhook(
     trusted_report_namespaces: TrustedReportNamespaces = None,
     report_page_size: ReportPageSize = None,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
+    decision_times: Annotated[
+        Path | None,
+        typer.Option(
+            help="For benchmarks: append every review's decision time (ns) to this file and answer with a "
+            "Server-Timing header.",
+            hidden=True,
+            dir_okay=False,
+        ),
+    ] = None,
 ) -> None:
     """Run the validating admission webhook: reject bloated images before they run."""
     with operator_extra("slimguard webhook"):
@@ -546,6 +555,7 @@ def webhook(
                 key_file=tls_key_file,
                 shutdown_delay=shutdown_delay,
                 reload_interval=cert_reload_interval,
+                decision_times_file=str(decision_times or ""),
             ),
             timeout_seconds=timeout_seconds,
             trusted_report_namespaces=parse_namespaces(trusted_report_namespaces),
@@ -554,6 +564,8 @@ def webhook(
         )
     except ValueError as error:
         raise fail(str(error)) from None
+    if decision_times is not None and not decision_times.parent.is_dir():
+        raise fail(f"--decision-times {decision_times}: no directory {decision_times.parent} to write it in")
     if certificates is None:
         try:  # a missing Secret or a bad pair is one clear line at start, not a retry loop inside kopf
             CertificateReloader(tls_cert_file, tls_key_file)

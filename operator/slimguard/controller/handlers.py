@@ -13,7 +13,7 @@ from slimguard import metrics
 from slimguard.controller.replica import COMPONENT, ControllerReplica
 from slimguard.controller.settings import ControllerSettings
 from slimguard.kube.gateway import load_api_client
-from slimguard.kube.kopf_tuning import is_deletion, own_identity, tune
+from slimguard.kube.kopf_tuning import is_deletion, own_identity, run_operator, tune
 from slimguard.kube.login import connection_info
 from slimguard.kube.resources import NAMESPACE_RESOURCE, POLICY_RESOURCE
 
@@ -83,10 +83,12 @@ def _user_agent(settings: ControllerSettings) -> str:
 
 
 def run(settings: ControllerSettings) -> None:
-    kopf.run(
-        registry=build_registry(settings),
-        standalone=True,
-        clusterwide=True,
-        liveness_endpoint=settings.liveness_endpoint,
-        identity=own_identity(COMPONENT),
+    run_operator(
+        kopf.operator(
+            registry=build_registry(settings),
+            standalone=True,
+            clusterwide=True,
+            liveness_endpoint=settings.liveness_endpoint,
+            identity=own_identity(COMPONENT),
+        )
     )

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import typer
+from click.testing import Result
 from typer.testing import CliRunner
 
 from slimguard.cli.main import app, with_registry_options
@@ -37,8 +38,8 @@ def test_a_command_gets_the_registry_options_as_settings() -> None:
     assert settings.address_policy.allowed_registries == ("127.0.0.1:*", "[::1]:*")
 
 
-def test_the_controller_and_the_webhook_both_offer_them() -> None:
-    for command in ("controller", "webhook"):
+def test_every_command_that_reads_a_registry_offers_them() -> None:
+    for command in ("controller", "webhook", "check", "inspect"):
         result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "250", "TERMINAL_WIDTH": "250"})
         assert result.exit_code == 0
         for option in (
@@ -49,74 +50,15 @@ def test_the_controller_and_the_webhook_both_offer_them() -> None:
             "--https-proxy",
             "--http-proxy",
             "--no-proxy",
+            "--image-credential-provider-config",
+            "--image-credential-provider-bin-dir",
         ):
             assert option in result.output, (command, option)
 
 
-def test_the_tag_ttl_and_its_longest_staleness_are_options() -> None:
-    seen: list[RegistrySettings] = []
-    probe = typer.Typer()
-
-    @probe.command()
-    @with_registry_options
-    def check(registry_settings: RegistrySettings) -> None:
-        seen.append(registry_settings)
-
-    assert CliRunner().invoke(probe, []).exit_code == 0
-    assert CliRunner().invoke(probe, ["--tag-ttl", "60", "--tag-max-stale", "0"]).exit_code == 0
-    default, chosen = seen
-    assert (default.tag_ttl_seconds, default.tag_max_stale_seconds) == (120, 300)
-    assert (chosen.tag_ttl_seconds, chosen.tag_max_stale_seconds) == (60, 0)
-    assert chosen.tag_refresh_after_seconds == 45, "refreshed ahead of a TTL shorter than the default refresh"
-    refused = CliRunner().invoke(probe, ["--tag-max-stale", "-1"])
-    assert refused.exit_code != 0
-
-
-def test_the_kubelets_credential_provider_flags_are_read_and_validated_at_start(tmp_path: Path) -> None:
-    seen: list[RegistrySettings] = []
-    probe = typer.Typer()
-
-    @probe.command()
-    @with_registry_options
-    def check(registry_settings: RegistrySettings) -> None:
-        seen.append(registry_settings)
-
-    config = tmp_path / "config.yaml"
-    config.write_text(
-        "apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\nproviders:\n"
-        "  - {name: ecr-credential-provider, matchImages: ['*.dkr.ecr.*.amazonaws.com'], defaultCacheDuration: 12h,"
-        " apiVersion: credentialprovider.kubelet.k8s.io/v1}\n"
-    )
-    flags = ["--image-credential-provider-config", str(config), "--image-credential-provider-bin-dir", str(tmp_path)]
-    assert CliRunner().invoke(probe, flags).exit_code == 0
-    assert CliRunner().invoke(probe, []).exit_code == 0
-    given, default = seen
-    assert given.credential_providers is not None
-    assert [provider.name for provider in given.credential_providers.providers] == ["ecr-credential-provider"]
-    assert default.credential_providers is None
-
-    config.write_text(config.read_text().replace("defaultCacheDuration: 12h", "defaultCacheDuration: 12 hours"))
-    refused = CliRunner().invoke(probe, flags)
-    assert refused.exit_code == 2
-    assert refused.output.strip() == (
-        f"slimguard: error: {config}: providers[0] (ecr-credential-provider).defaultCacheDuration: invalid duration "
-        "'12 hours' (a Go duration: 12h, 1m30s, 500ms)"
-    )
-    alone = CliRunner().invoke(probe, flags[:2])
-    assert alone.exit_code == 2
-    assert "--image-credential-provider-config and --image-credential-provider-bin-dir go together" in alone.output
-    assert len(seen) == 2
-
-
-def test_every_command_that_reads_a_registry_offers_them() -> None:
-    for command in ("controller", "webhook", "check", "inspect"):
-        result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "250", "TERMINAL_WIDTH": "250"})
-        assert result.exit_code == 0
-        for option in ("--image-credential-provider-config", "--image-credential-provider-bin-dir"):
-            assert option in result.output, (command, option)
-
-
-def probe_settings(argv: list[str], env: dict[str, str] | None = None) -> RegistrySettings:
+def invoke(argv: list[str], env: dict[str, str] | None = None) -> tuple[Result, RegistrySettings | None]:
+    """A command given the registry options, run with ``argv``: its result and the settings it got (None: it did
+    not run)."""
     seen: list[RegistrySettings] = []
     probe = typer.Typer()
 
@@ -126,9 +68,48 @@ def probe_settings(argv: list[str], env: dict[str, str] | None = None) -> Regist
         seen.append(registry_settings)
 
     result = CliRunner().invoke(probe, argv, env=env)
+    return result, (seen[0] if seen else None)
+
+
+def probe_settings(argv: list[str], env: dict[str, str] | None = None) -> RegistrySettings:
+    result, settings = invoke(argv, env)
     assert result.exit_code == 0, result.output
-    (settings,) = seen
+    assert settings is not None
     return settings
+
+
+def test_the_tag_ttl_and_its_longest_staleness_are_options() -> None:
+    default, chosen = probe_settings([]), probe_settings(["--tag-ttl", "60", "--tag-max-stale", "0"])
+    assert (default.tag_ttl_seconds, default.tag_max_stale_seconds) == (120, 300)
+    assert (chosen.tag_ttl_seconds, chosen.tag_max_stale_seconds) == (60, 0)
+    assert chosen.tag_refresh_after_seconds == 45, "refreshed ahead of a TTL shorter than the default refresh"
+    refused, _ = invoke(["--tag-max-stale", "-1"])
+    assert refused.exit_code != 0
+
+
+def test_the_kubelets_credential_provider_flags_are_read_and_validated_at_start(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\nproviders:\n"
+        "  - {name: ecr-credential-provider, matchImages: ['*.dkr.ecr.*.amazonaws.com'], defaultCacheDuration: 12h,"
+        " apiVersion: credentialprovider.kubelet.k8s.io/v1}\n"
+    )
+    flags = ["--image-credential-provider-config", str(config), "--image-credential-provider-bin-dir", str(tmp_path)]
+    given, default = probe_settings(flags), probe_settings([])
+    assert given.credential_providers is not None
+    assert [provider.name for provider in given.credential_providers.providers] == ["ecr-credential-provider"]
+    assert default.credential_providers is None
+
+    config.write_text(config.read_text().replace("defaultCacheDuration: 12h", "defaultCacheDuration: 12 hours"))
+    refused, ran = invoke(flags)
+    assert (refused.exit_code, ran) == (2, None)
+    assert refused.output.strip() == (
+        f"slimguard: error: {config}: providers[0] (ecr-credential-provider).defaultCacheDuration: invalid duration "
+        "'12 hours' (a Go duration: 12h, 1m30s, 500ms)"
+    )
+    alone, ran = invoke(flags[:2])
+    assert (alone.exit_code, ran) == (2, None)
+    assert "--image-credential-provider-config and --image-credential-provider-bin-dir go together" in alone.output
 
 
 @pytest.fixture

@@ -43,6 +43,10 @@ def test_the_ci_commands_refuse_it_the_same_way(tmp_path: Path) -> None:
         (["controller", "--leader-elect-retry-period", "6"], "--leader-elect-renew-deadline"),
         (["controller", "--https-proxy", "socks5://127.0.0.1:1080"], "--https-proxy 'socks5://127.0.0.1:1080'"),
         (["webhook", "--tls-cert-file", "c", "--tls-key-file", "k", "--no-proxy", "a/b/c"], "--no-proxy"),
+        (
+            ["webhook", "--tls-cert-file", "c", "--tls-key-file", "k", "--decision-times", "/nonexistent/times.txt"],
+            "--decision-times /nonexistent/times.txt",
+        ),
         (["check", "--http-proxy", "http://p:1/x", "--policy", "p.yaml", "example.com/app:1"], "--http-proxy"),
     ],
 )

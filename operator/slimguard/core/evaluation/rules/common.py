@@ -52,6 +52,11 @@ NOTHING = Reads()
 """What a rule whose fields are not set reads."""
 
 
+def reads_contents(rules: Rules, *, when: bool) -> Reads:
+    """What a content rule reads: the file system of each required platform (its layers), if its field is set."""
+    return Reads(FactsNeeds(frozenset(rules.required_platforms), content=True)) if when else NOTHING
+
+
 class Reporter:
     """Builds findings that all name the container, the image and the policy the same way."""
 

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from slimguard.core.errors import InspectionReason
 from slimguard.core.evaluation.rules.blame import layer_step
-from slimguard.core.evaluation.rules.common import NOTHING, PolicyRule, Reads, Subject, content_or_pending
+from slimguard.core.evaluation.rules.common import PolicyRule, Reads, Subject, content_or_pending, reads_contents
 from slimguard.core.facts.content import ContentFacts
-from slimguard.core.facts.image_facts import FactsNeeds
 from slimguard.core.model.policy import Rules
 
 HINT = (
@@ -30,9 +29,7 @@ RULE = FORBIDDEN_PACKAGES.name
 
 
 def reads(rules: Rules) -> Reads:
-    if not rules.forbidden_packages:
-        return NOTHING
-    return Reads(FactsNeeds(frozenset(rules.required_platforms), content=True))
+    return reads_contents(rules, when=bool(rules.forbidden_packages))
 
 
 def installed_by(content: ContentFacts) -> dict[str, int]:

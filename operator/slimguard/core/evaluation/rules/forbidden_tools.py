@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
 from slimguard.core.evaluation.rules.blame import BLAMED_LAYERS, layer_step
-from slimguard.core.evaluation.rules.common import NOTHING, PolicyRule, Reads, Subject, content_or_pending
+from slimguard.core.evaluation.rules.common import PolicyRule, Reads, Subject, content_or_pending, reads_contents
 from slimguard.core.facts.content import ContentFacts
-from slimguard.core.facts.image_facts import FactsNeeds, PlatformImage
+from slimguard.core.facts.image_facts import PlatformImage
 from slimguard.core.model.policy import Rules
 from slimguard.core.model.tools import category_named, executable_rank, package_rank
 
@@ -31,9 +31,7 @@ RULE = FORBIDDEN_TOOLS.name
 
 
 def reads(rules: Rules) -> Reads:
-    if not rules.forbidden_tools:
-        return NOTHING
-    return Reads(FactsNeeds(frozenset(rules.required_platforms), content=True))
+    return reads_contents(rules, when=bool(rules.forbidden_tools))
 
 
 @dataclass(frozen=True, slots=True)

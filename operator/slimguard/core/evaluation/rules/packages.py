@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from slimguard.core.errors import InspectionReason
 from slimguard.core.evaluation.rules.blame import largest_layers
-from slimguard.core.evaluation.rules.common import NOTHING, PolicyRule, Reads, Subject, content_or_pending
-from slimguard.core.facts.image_facts import FactsNeeds
+from slimguard.core.evaluation.rules.common import PolicyRule, Reads, Subject, content_or_pending, reads_contents
 from slimguard.core.model.policy import Rules
 
 HINT = (
@@ -23,9 +22,7 @@ RULE = MAX_PACKAGES.name
 
 
 def reads(rules: Rules) -> Reads:
-    if rules.max_packages is None:
-        return NOTHING
-    return Reads(FactsNeeds(frozenset(rules.required_platforms), content=True))
+    return reads_contents(rules, when=rules.max_packages is not None)
 
 
 def check(subject: Subject) -> None:

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import math
 
-from slimguard.core.evaluation.rules.common import NOTHING, PolicyRule, Reads, Subject, content_or_pending
-from slimguard.core.facts.image_facts import FactsNeeds
+from slimguard.core.evaluation.rules.common import PolicyRule, Reads, Subject, content_or_pending, reads_contents
 from slimguard.core.model.policy import Rules
 from slimguard.core.model.quantity import format_bytes
 
@@ -34,9 +33,7 @@ MAX_WASTED_BYTES = PolicyRule(
 
 
 def reads(rules: Rules) -> Reads:
-    if rules.min_efficiency is None and rules.max_wasted_bytes is None:
-        return NOTHING
-    return Reads(FactsNeeds(frozenset(rules.required_platforms), content=True))
+    return reads_contents(rules, when=rules.min_efficiency is not None or rules.max_wasted_bytes is not None)
 
 
 def check(subject: Subject) -> None:
