@@ -68,8 +68,8 @@ class AsyncGeneratorsClosedOutermostFirst:
     generator. ``asyncio.run`` then closes every live async generator in no particular order: when the inner one
     goes first, closing the outer raises ``RuntimeError: generator didn't stop after athrow()``, logged as an
     ERROR now and then (once in a 52-minute rehearsal; tests/unit/test_async_generator_shutdown.py shows the
-    inner-first close failing). An outer generator always starts before the ones it opens, so closing in start order lets each
-    close its own.
+    inner-first close failing). An outer generator always starts before the ones it opens, so closing in start
+    order lets each close its own.
     """
 
     def __init__(self) -> None:
