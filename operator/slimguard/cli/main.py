@@ -113,6 +113,17 @@ TrustedReportNamespaces = Annotated[
         envvar="SLIMGUARD_TRUSTED_REPORT_NAMESPACES",
     ),
 ]
+ReportPageSize = Annotated[
+    int | None,
+    typer.Option(
+        "--report-page-size",
+        help="ImageReports and VulnerabilityReports per LIST page (each page is decoded whole, then dropped). "
+        "Default: 100.",
+        envvar="SLIMGUARD_REPORT_PAGE_SIZE",
+        min=1,
+        max=10_000,
+    ),
+]
 PlainHttp = Annotated[
     list[str] | None,
     typer.Option(
@@ -352,6 +363,7 @@ def controller(
     registry_settings: RegistrySettings,
     kubeconfig: KubeconfigOption = None,
     trusted_report_namespaces: TrustedReportNamespaces = None,
+    report_page_size: ReportPageSize = None,
     workers: Annotated[int, typer.Option(help="Workloads evaluated at once.")] = 8,
     audit_interval: Annotated[float, typer.Option(help="Seconds between full re-audits (tags move).")] = 600.0,
     dry_run: Annotated[bool, typer.Option(help="Evaluate and log, but write nothing to the cluster.")] = False,
@@ -425,6 +437,7 @@ def controller(
         from slimguard.controller.handlers import run
         from slimguard.controller.settings import ControllerSettings
         from slimguard.engine.view import parse_namespaces
+        from slimguard.kube.informer import REPORT_PAGE_SIZE
         from slimguard.kube.leader import ElectionSettings, candidate_identity
         from slimguard.kube.login import own_namespace
 
@@ -453,6 +466,7 @@ def controller(
             metrics_address=listen_host(metrics_address),
             image_metrics=image_metrics,
             trusted_report_namespaces=parse_namespaces(trusted_report_namespaces),
+            report_page_size=report_page_size or REPORT_PAGE_SIZE,
             policy_reports=None if policy_reports == "none" else policy_reports,
             report_grace_seconds=report_grace_period,
             leader_election=election,
@@ -531,6 +545,7 @@ def webhook(
         int, typer.Option(help="Plain-HTTP port for /metrics; 0 to disable.", envvar="SLIMGUARD_METRICS_PORT")
     ] = 9090,
     trusted_report_namespaces: TrustedReportNamespaces = None,
+    report_page_size: ReportPageSize = None,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
     decision_times: Annotated[
         Path | None,
@@ -553,6 +568,7 @@ def webhook(
         from slimguard.admission.server import ServerSettings
         from slimguard.admission.settings import WebhookSettings
         from slimguard.engine.view import parse_namespaces
+        from slimguard.kube.informer import REPORT_PAGE_SIZE
 
         configure_logging(log_level)
     try:
@@ -587,6 +603,7 @@ def webhook(
             ),
             timeout_seconds=timeout_seconds,
             trusted_report_namespaces=parse_namespaces(trusted_report_namespaces),
+            report_page_size=report_page_size or REPORT_PAGE_SIZE,
             certificates=certificates,
         )
     except ValueError as error:

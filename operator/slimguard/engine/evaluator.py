@@ -63,6 +63,7 @@ class Evaluator:
             if scans
             else (),
             report_owners=owners,
+            reports_listed=not (scans and self.view.reports_pending),
             digest_reports=self._digest_reports(
                 workload.namespace, [*facts.values(), *(_base_versions(bases, base_facts) if stale_check else ())]
             )

@@ -1,6 +1,8 @@
 """The cluster as watches show it: policies, namespace labels, scan reports and ReplicaSet ownership.
 
-Fed by kopf events in both the controller and the webhook, so neither asks the apiserver per decision.
+Fed by watches in both the controller and the webhook, so neither asks the apiserver per decision. Of a
+VulnerabilityReport it keeps the small record evaluation reads (``VulnerabilityReport``: owner, digest, counts by
+severity, scan time), never the body; and reports at all only while a policy reads them (engine.report_feed).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from slimguard.core.errors import InvalidPolicy
+from slimguard.core.evaluation.plan import policy_reads
 from slimguard.core.facts.vulnerabilities import DigestReports, ReportKey, SeverityCounts, VulnerabilityReport, worst_of
 from slimguard.core.model.policy import ImagePolicy
 from slimguard.core.model.workload import Workload, WorkloadKey
@@ -74,6 +77,9 @@ class ClusterView:
         self._reports_by_digest: dict[tuple[str, str], DigestReports] = {}
         self._replicasets_by_owner: dict[tuple[str, str], dict[str, int]] = {}
         self.policies_synced = False
+        self.reports_pending = False
+        """The VulnerabilityReports are being listed (a policy that reads them appeared, or the replica started):
+        what is held is not yet all there is, so vulnerability rules are left undecided (ReportsPending)."""
 
     async def sync_policies(self, kube: KubeGateway) -> None:
         """Load every policy once before serving: decisions made before the watch catches up would be wrong."""
@@ -84,6 +90,12 @@ class ClusterView:
     @property
     def active_policies(self) -> list[ImagePolicy]:
         return [record.policy for record in self.policies.values() if record.policy is not None]
+
+    @property
+    def reads_reports(self) -> bool:
+        """Some policy in force reads VulnerabilityReports: a ``vulnerabilities`` rule, or ``requireCurrentBase``,
+        whose findings say what Trivy Operator counts in the base then and now."""
+        return any(policy_reads(policy).vulnerability_reports for policy in self.active_policies)
 
     def namespace_labels(self, namespace: str) -> dict[str, str]:
         return self.namespaces.get(namespace, {})
@@ -168,12 +180,15 @@ class ClusterView:
         # Where the object lives, not what its labels claim: RBAC on that namespace is what vouches for it.
         key = (str((body.get("metadata") or {}).get("namespace")), report.name)
         previous = self.reports.get(key)
-        if not deleted and previous == report:
+        if (previous is None) if deleted else (previous == report):
             return None
         if previous is not None:
             self._unindex(key, previous)
         if deleted:
-            self.reports.pop(key, None)
+            # What a deletion found by listing again carries is the name alone: the record says whose it was.
+            assert previous is not None
+            report = previous
+            del self.reports[key]
         else:
             self.reports[key] = report
             self._index(key, report)
@@ -207,6 +222,13 @@ class ClusterView:
                 group.discard(key)
                 if not group:
                     del self._reports_by_digest[slot]
+
+    def forget_reports(self) -> None:
+        """Drop every VulnerabilityReport: no policy reads them any more, and the watch that kept them current
+        has stopped."""
+        self.reports.clear()
+        self._reports_by_owner.clear()
+        self._reports_by_digest.clear()
 
     def observe_replicaset(self, workload: Workload, *, deleted: bool) -> WorkloadKey | None:
         """Track which ReplicaSet is a Deployment's current one; returns the Deployment when that changed."""

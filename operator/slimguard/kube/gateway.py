@@ -287,23 +287,7 @@ class KubeGateway:
                 self.custom.patch_cluster_custom_object_status, GROUP, VERSION, POLICY_PLURAL, name, {"status": status}
             )
 
-    # --- ImageReports (cluster-scoped; the controller writes them, both components list them) -------------
-
-    async def list_image_reports(self, *, page_size: int = 250) -> list[dict[str, Any]]:
-        """Every ImageReport, a page at a time: a fleet's worth in one response would be a large allocation."""
-        items: list[dict[str, Any]] = []
-        token: str | None = None
-        while True:
-            extra: dict[str, Any] = {"limit": page_size}
-            if token:
-                extra["_continue"] = token
-            result = await self._call(
-                self.custom.list_cluster_custom_object, GROUP, VERSION, IMAGE_REPORT_PLURAL, **extra
-            )
-            items.extend(result.get("items") or [])
-            token = (result.get("metadata") or {}).get("continue")
-            if not token:
-                return items
+    # --- ImageReports (cluster-scoped; the controller writes them, both components watch them) ------------
 
     async def create_image_report(self, body: dict[str, Any]) -> dict[str, Any] | None:
         """Create; None when one of that name exists already (the caller reads it and decides)."""

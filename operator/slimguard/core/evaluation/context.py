@@ -25,6 +25,9 @@ class Context:
     report_owners: tuple[tuple[str, str], ...] = ()
     """(kind, name) of the objects whose reports speak for this workload: itself, and for a Deployment
     its current ReplicaSet (Trivy Operator files a Deployment's reports under the ReplicaSet)."""
+    reports_listed: bool = True
+    """False while the cluster's VulnerabilityReports are still being listed (the watch just started): vulnerability
+    rules are then undecided (ReportsPending), never decided on part of the reports."""
     digest_reports: Mapping[str, Sequence[DigestReports]] = field(default_factory=dict)
     """Per image digest, the reports filed for it under any workload (those the cluster view trusts)."""
     base_options: Mapping[str, BaseOptions] = field(default_factory=dict)
