@@ -21,6 +21,9 @@ from typing import Any
 import pytest
 import yaml
 
+from slimguard.core.facts.image_facts import ImageFacts, Layer, PlatformImage
+from slimguard.core.facts.image_report import report_body, report_name
+from slimguard.core.model.platform import Platform
 from slimguard_testbed import ControlPlane, Registry, workloads
 from slimguard_testbed.faults import DelayProxy
 from slimguard_testbed.oci import Image, build_image, push
@@ -31,6 +34,8 @@ REPO = Path(__file__).resolve().parents[2]
 REPOSITORY = "shop/growing"
 INSTALL = "RUN /bin/sh -c apt-get install -y curl # buildkit"
 KIB = 1024
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 
 
 def slimguard(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -289,6 +294,41 @@ def test_the_gate_compares_with_the_digest_the_pods_of_a_tagged_deployment_repor
     assert grown.returncode == 1, grown.stdout + grown.stderr
     assert "RUN apt-get install -y curl" in grown.stdout
     assert f"@{digest} (its Pods' imageID)" in grown.stderr
+
+
+def image_report(digest: str, reference: str) -> dict[str, Any]:
+    """The ImageReport the controller writes of a digest it read under ``reference`` (its facts cut to one layer)."""
+    platform = PlatformImage(
+        platform=Platform("linux", "amd64"),
+        manifest_digest=digest,
+        config_digest="sha256:" + hashlib.sha256(b"config").hexdigest(),
+        config_size=512,
+        layers=(Layer(digest="sha256:" + hashlib.sha256(b"layer").hexdigest(), size=KIB, media_type=OCI_LAYER),),
+    )
+    return report_body(ImageFacts(digest=digest, media_type=OCI_MANIFEST, platforms=(platform,)), [reference])
+
+
+def test_the_gate_compares_with_the_digest_the_clusters_image_report_names_for_a_tag_no_pod_runs(
+    builds: Builds, registry: Registry, basic_registry: Registry, control_plane: ControlPlane, shop: str,
+    tmp_path: Path, no_docker_config: Path,
+) -> None:  # fmt: skip
+    """No Pod of the workload reports a digest (scaled to zero); the controller's ImageReport of the tag does.
+    The reports are read in pages, only their digests and references kept."""
+    digest = old_digest(basic_registry)
+    other = "sha256:" + hashlib.sha256(b"another image").hexdigest()
+    apply(control_plane, image_report(digest, builds.old), image_report(other, f"{builds.old}-other"))
+    apply(control_plane, workloads.deployment("reported", shop, builds.old, replicas=0, container="web"))
+    env = {"DOCKER_CONFIG": str(no_docker_config)}
+    flags = [*cluster_flags(control_plane, shop), *registry_flags(registry)]
+    try:
+        grown = slimguard("check", builds.new, "-p", str(gate(tmp_path, "100Ki")),
+                          "--baseline-from-cluster", "deployment/reported", *flags, env=env)  # fmt: skip
+    finally:
+        for name in (report_name(digest), report_name(other)):
+            control_plane.kubectl("delete", "imagereport", name, "--ignore-not-found")
+    assert grown.returncode == 1, grown.stdout + grown.stderr
+    assert "RUN apt-get install -y curl" in grown.stdout
+    assert f"@{digest} (the cluster's ImageReport of its tag)" in grown.stderr
 
 
 @pytest.mark.parametrize(

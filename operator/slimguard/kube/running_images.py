@@ -17,7 +17,8 @@ from slimguard.core.model.running_image import (
 )
 from slimguard.kube.errors import Forbidden, KubeError, NotConfigured, NotFound
 from slimguard.kube.gateway import KubeGateway, load_api_client
-from slimguard.kube.resources import WORKLOAD_RESOURCES, object_path
+from slimguard.kube.informer import REPORT_PAGE_SIZE
+from slimguard.kube.resources import IMAGE_REPORT_RESOURCE, WORKLOAD_RESOURCES, object_path
 
 
 def context_namespace(kubeconfig: str | None, context: str | None) -> str:
@@ -76,13 +77,27 @@ async def _read(gateway: KubeGateway, workload: WorkloadName, namespace: str) ->
     if all(entry.digest is not None for entry in running):
         return running
     try:
-        reports = await gateway.list_image_reports()
+        reports = await _reports_references(gateway)
     except Forbidden:
         unread.append("the ImageReports")
         reports = []
     except NotFound:  # slimguard's CRDs are not installed: there are none
         reports = []
-    return running_images(workload, body, pods, [_digest_and_references(item) for item in reports], unread=unread)
+    return running_images(workload, body, pods, reports, unread=unread)
+
+
+async def _reports_references(gateway: KubeGateway) -> list[tuple[str, list[str]]]:
+    """Every ImageReport's digest and references, read in pages (a report with its layers' contents is ~30 KB,
+    and a cluster may hold thousands): only these two fields of each are kept."""
+    found: list[tuple[str, list[str]]] = []
+    query = {"limit": str(REPORT_PAGE_SIZE)}
+    while True:
+        page = await gateway.read_json(object_path(IMAGE_REPORT_RESOURCE, None, "").rstrip("/"), query)
+        found.extend(_digest_and_references(item) for item in page.get("items") or ())
+        token = (page.get("metadata") or {}).get("continue")
+        if not token:
+            return found
+        query["continue"] = str(token)
 
 
 def _digest_and_references(item: dict[str, Any]) -> tuple[str, list[str]]:
