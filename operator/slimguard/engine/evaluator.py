@@ -31,8 +31,11 @@ class Evaluator:
         view: ClusterFacts,
         credentials: CredentialSource,
         bases: BaseLookups | None = None,
+        baselines: Mapping[str, ImageFacts] | None = None,
     ) -> None:
         self.inspector = inspector
+        self.baselines = baselines or {}
+        """Per image reference, the image it is compared with for growth (``check --baseline``; none in a cluster)."""
         self.view = view
         self.credentials = credentials
         self.bases = bases or BaseLookups(inspector)
@@ -69,6 +72,7 @@ class Evaluator:
             base_options=base_facts.options,
             base_versions=base_facts.versions,
             base_history=base_facts.history,
+            baselines=self.baselines,
         )
         return evaluate(plan, context)
 

@@ -36,3 +36,6 @@ class Context:
     """For requireCurrentBase: the bases images name by annotation, read by tag (now) and by digest (then)."""
     base_history: Mapping[str, Sequence[ImageFacts]] = field(default_factory=dict)
     """Per base reference, earlier versions its tag pointed to that slimguard read (newest first)."""
+    baselines: Mapping[str, ImageFacts] = field(default_factory=dict)
+    """Per image reference, the image it is compared with for growth (``check --baseline``): its manifests and
+    configs. None here (the cluster; a check without a baseline): the growth rules do not apply."""
