@@ -22,6 +22,7 @@ from slimguard.kube.login import connection_info
 from slimguard.kube.resources import (
     IMAGE_REPORT_RESOURCE,
     NAMESPACE_RESOURCE,
+    NODE_RESOURCE,
     POLICY_RESOURCE,
     VULNERABILITY_REPORT_RESOURCE,
 )
@@ -57,6 +58,7 @@ def build_registry(settings: WebhookSettings) -> kopf.OperatorRegistry:
             pem = str(certificates.pem_file)
             server_settings = dataclasses.replace(server_settings, cert_file=pem, key_file=pem)
         await view.sync_policies(kube)
+        await view.sync_nodes(kube)  # the first reviews judge the nodes' platforms, not linux/amd64 by default
         await reports.sync(kube)  # a new replica answers from the reports from its first review
         # The webhook reads no layer (admission has seconds): the controller reads them and writes the report.
         engine = build_engine(
@@ -97,6 +99,12 @@ def build_registry(settings: WebhookSettings) -> kopf.OperatorRegistry:
     @kopf.on.event(*NAMESPACE_RESOURCE, registry=registry)
     async def observe_namespace(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
         view.observe_namespace(body, deleted=is_deletion(event))
+
+    # A policy listing no platforms judges those the Ready nodes run (core.model.placement): each event is read
+    # for the node's platform and readiness, and the body dropped.
+    @kopf.on.event(*NODE_RESOURCE, registry=registry)
+    async def observe_node(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+        view.observe_node(body, deleted=is_deletion(event))
 
     # No ReplicaSet watch: at admission a Deployment's new image has no ReplicaSet (nor report) yet, and the
     # watch cost the webhook more CPU than its reviews did (bench/README.md, "Why slimguard missed, from profiles").

@@ -18,6 +18,7 @@ from slimguard.kube.login import connection_info
 from slimguard.kube.resources import (
     IMAGE_REPORT_RESOURCE,
     NAMESPACE_RESOURCE,
+    NODE_RESOURCE,
     POLICY_RESOURCE,
     VULNERABILITY_REPORT_RESOURCE,
 )
@@ -73,6 +74,12 @@ def build_registry(
     @kopf.on.event(*NAMESPACE_RESOURCE, registry=registry)
     async def observe_namespace(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
         memo["replica"].audit.observe_namespace(body, deleted=is_deletion(event))
+
+    # A policy listing no platforms judges those the Ready nodes run (core.model.placement): each event is read
+    # for the node's platform and readiness, and the body dropped.
+    @kopf.on.event(*NODE_RESOURCE, registry=registry)
+    async def observe_node(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
+        memo["replica"].audit.observe_node(body, deleted=is_deletion(event))
 
     @kopf.on.event(*VULNERABILITY_REPORT_RESOURCE, registry=registry)
     async def observe_report(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
