@@ -546,6 +546,7 @@ class AuditController:
                 previous=self._written_status.get(name),
                 now=self.clock(),
                 policy=record.policy,
+                node_platforms=self.view.node_platforms,
             )
             if self._written_status.get(name) != status:
                 changed.append((name, status))

@@ -72,7 +72,7 @@ def test_glob_only_base_rules_get_a_base_detection_condition_saying_they_match_b
 def test_a_policy_without_base_rules_has_no_base_detection_condition() -> None:
     policy = ImagePolicy.from_resource("slim", {"rules": {"maxLayers": 3}}, 1)
     status = policy_status("slim", 1, None, [], last_audit=None, previous=None, now=NOW, policy=policy)
-    assert [c["type"] for c in status["conditions"]] == ["Ready", "Enforcing"]
+    assert [c["type"] for c in status["conditions"]] == ["Ready", "Enforcing", "Platforms"]
 
 
 def test_a_condition_keeps_its_transition_time_while_its_status_holds() -> None:
