@@ -7,11 +7,16 @@ BIN := $(VENV)/bin
 setup:
 	bash scripts/bootstrap.sh
 
+# actionlint checks .github/workflows/ (shellcheck over their run: scripts), and through slimguard-action.yml the
+# inputs given to action.yml; built once per version into the cache outside the repo, as bootstrap builds it.
+export ACTIONLINT_VERSION := v1.7.12
+
 lint: setup
 	$(BIN)/ruff check operator tests bench scripts
 	$(BIN)/ruff format --check operator tests bench scripts
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	"$$(bash scripts/build-go-tool.sh actionlint github.com/rhysd/actionlint/cmd/actionlint $(ACTIONLINT_VERSION))" -no-color
 
 demo: setup
 	$(BIN)/python -m slimguard_testbed.demo

@@ -137,7 +137,8 @@ if [[ $MODE == all ]]; then
   log "prometheus (kubernetes_sd): $PROMETHEUS"
 fi
 
-# -- 9. actionlint, for the release workflow's test (tests/e2e/test_release.py; ~1 min cold) ---------------
+# -- 9. actionlint, for `make lint` and the release workflow's test (tests/e2e/test_release.py; ~1 min cold);
+#       its version is the Makefile's ACTIONLINT_VERSION, which `make` passes down ------------------------------
 if [[ $MODE == all ]]; then
   ACTIONLINT="$(bash scripts/build-go-tool.sh actionlint github.com/rhysd/actionlint/cmd/actionlint "${ACTIONLINT_VERSION:-v1.7.12}")"
   log "actionlint: $ACTIONLINT"

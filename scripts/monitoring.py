@@ -319,7 +319,7 @@ def panels() -> list[dict[str, Any]]:
             "Vulnerabilities by severity",
             "Known vulnerabilities in the distinct images in use, from Trivy Operator's VulnerabilityReports "
             "(each image's worst report for its digests, all findings counted; images without a report add "
-            "nothing).",
+            "nothing). The reports are read only while a policy has a vulnerabilities or requireCurrentBase rule.",
             [_target(f"sum by (severity) (slimguard_image_vulnerabilities{{{NS}}})", "{{severity}}")],
             (12, 8, 0, 27),
             stack=True,

@@ -362,7 +362,8 @@ def fleet_metrics(snapshot: FleetSnapshot, *, per_image_limit: int = 0) -> list[
         _gauge(
             "slimguard_image_vulnerabilities",
             "Known vulnerabilities in the distinct images in use, by namespace and severity: for each image the "
-            "worst Trivy Operator VulnerabilityReport filed for its digests, all findings counted.",
+            "worst Trivy Operator VulnerabilityReport filed for its digests, all findings counted (read only while a "
+            "policy has a vulnerabilities or requireCurrentBase rule).",
             ["namespace", "severity"],
             vulnerable,
         ),

@@ -10,10 +10,15 @@ before the component closes what they use.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+import logging
+import sys
+import weakref
+from collections.abc import AsyncGenerator, Coroutine
+from types import AsyncGeneratorType
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 
 class ShuttingDown(RuntimeError):
@@ -53,3 +58,52 @@ class BackgroundTasks:
 
     def __len__(self) -> int:
         return len(self._tasks)
+
+
+class AsyncGeneratorsClosedOutermostFirst:
+    """Close the async generators a coroutine abandoned, in the order they started, before its loop ends.
+
+    kopf (1.45.2) iterates each watch stream without ``aclosing`` it, so a watcher cancelled at shutdown leaves
+    ``infinite_watch`` suspended at its ``yield``, holding the ``streaming_block`` context manager's own
+    generator. ``asyncio.run`` then closes every live async generator in no particular order: when the inner one
+    goes first, closing the outer raises ``RuntimeError: generator didn't stop after athrow()``, logged as an
+    ERROR now and then (once in a 52-minute rehearsal; tests/unit/test_async_generator_shutdown.py shows the
+    inner-first close failing). An outer generator always starts before the ones it opens, so closing in start
+    order lets each close its own.
+    """
+
+    def __init__(self) -> None:
+        self._started: dict[int, weakref.ref[AsyncGenerator[Any, Any]]] = {}  # insertion order is start order
+
+    async def run(self, main: Coroutine[Any, Any, T]) -> T:
+        loop_firstiter, loop_finalizer = sys.get_asyncgen_hooks()  # asyncio's: it must still see every generator
+
+        def firstiter(generator: AsyncGenerator[Any, Any]) -> None:
+            key = id(generator)
+
+            def forget(_: weakref.ref[AsyncGenerator[Any, Any]]) -> None:
+                self._started.pop(key, None)
+
+            self._started[key] = weakref.ref(generator, forget)
+            if loop_firstiter is not None:
+                loop_firstiter(generator)
+
+        sys.set_asyncgen_hooks(firstiter=firstiter, finalizer=loop_finalizer)
+        try:
+            return await main
+        finally:
+            sys.set_asyncgen_hooks(firstiter=loop_firstiter, finalizer=loop_finalizer)
+            await self._close_abandoned()
+
+    async def _close_abandoned(self) -> None:
+        for ref in list(self._started.values()):
+            generator = ref()
+            if not isinstance(generator, AsyncGeneratorType) or generator.ag_frame is None:
+                continue  # gone, or already closed (an inner one, by its outer)
+            if generator.ag_await is not None:
+                continue  # inside an await: a live task is still reading it
+            try:
+                await generator.aclose()
+            except Exception:  # what a stream raises while closing is its own; the rest must still be closed
+                logger.debug("An abandoned async generator %r failed to close.", generator, exc_info=True)
+        self._started.clear()

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import yaml
@@ -62,6 +63,26 @@ class AuditedWrite:
     """When the apiserver answered it (its stageTimestamp, ResponseComplete)."""
 
 
+@dataclass(frozen=True)
+class AuditedRead:
+    """One GET, LIST or WATCH of an ``audit_reads`` resource as the apiserver's audit log tells it."""
+
+    verb: str
+    """get, list or watch."""
+    resource: str
+    namespace: str
+    user: str
+    uri: str
+    """The request URI as sent: its ``limit``, ``continue`` and ``resourceVersion`` say how it was paged."""
+    stage: str
+    """ResponseComplete; a watch is also logged when its response starts (ResponseStarted)."""
+    user_agent: str = ""
+
+    @property
+    def query(self) -> dict[str, str]:
+        return {key: values[-1] for key, values in parse_qs(urlsplit(self.uri).query).items()}
+
+
 class KubectlError(subprocess.CalledProcessError):
     """kubectl failed; unlike CalledProcessError, the message shows what kubectl said."""
 
@@ -85,6 +106,7 @@ class ControlPlane(Service):
         start_timeout: float = 60.0,
         audit_writes: bool = False,
         audit_writers: tuple[str, ...] = (),
+        audit_reads: tuple[str, ...] = (),
         address: str = "127.0.0.1",
         service_cidr: str = "10.0.0.0/24",
         controllers: str = _CONTROLLERS,
@@ -93,7 +115,9 @@ class ControlPlane(Service):
     ) -> None:
         """``audit_writes``: the apiserver logs every write to an apps object (``audited_writes``), so a test
         can count who wrote what. Off by default: benchmarks must not pay for it. ``audit_writers``: user groups
-        (``system:serviceaccounts:NS``) whose every write, of any resource, is logged too.
+        (``system:serviceaccounts:NS``) whose every write, of any resource, is logged too. ``audit_reads``:
+        resources (``plural.group``) whose every GET, LIST and WATCH is logged (``audited_reads``), to count how a
+        component reads them.
 
         ``address``, ``port``, ``service_cidr``, ``controllers`` and ``controller_manager_args``: where the
         apiserver listens (port 0: a free one) and what the controller-manager runs; the real node
@@ -109,6 +133,7 @@ class ControlPlane(Service):
         self.start_timeout = start_timeout
         self.audit_writes = audit_writes or bool(audit_writers)
         self.audit_writers = audit_writers
+        self.audit_reads = audit_reads
         self.address = address
         self.service_cidr = service_cidr
         self.controllers = controllers
@@ -171,6 +196,33 @@ class ControlPlane(Service):
                 for wanted, have in ((resource, write.resource), (namespace, write.namespace), (name, write.name))
             ):
                 found.append(write)
+        return found
+
+    def audited_reads(self, resource: str, *, user: str | None = None) -> list[AuditedRead]:
+        """Every GET, LIST and WATCH of ``resource`` (``plural.group``, one of ``audit_reads``) so far, oldest
+        first, optionally by one user."""
+        if resource not in self.audit_reads:
+            raise TestbedError(f"this control plane does not audit reads of {resource}: start it with audit_reads")
+        plural, _, group = resource.partition(".")
+        found = []
+        for line in self.audit_log.read_text().splitlines() if self.audit_log.exists() else ():
+            event = json.loads(line)
+            target = event.get("objectRef") or {}
+            if (target.get("resource"), target.get("apiGroup") or "") != (plural, group):
+                continue
+            if event.get("verb") not in ("get", "list", "watch"):
+                continue
+            read = AuditedRead(
+                verb=str(event.get("verb")),
+                resource=plural,
+                namespace=str(target.get("namespace") or ""),
+                user=str((event.get("user") or {}).get("username") or ""),
+                uri=str(event.get("requestURI") or ""),
+                stage=str(event.get("stage") or ""),
+                user_agent=str(event.get("userAgent") or ""),
+            )
+            if user is None or read.user == user:
+                found.append(read)
         return found
 
     def process(self, name: str) -> ManagedProcess:
@@ -406,13 +458,17 @@ class ControlPlane(Service):
             )
 
     def _audit_args(self) -> list[str]:
-        if not self.audit_writes:
+        if not self.audit_writes and not self.audit_reads:
             return []
         policy = self.workdir / "audit-policy.yaml"
         rules = list(_WRITE_AUDIT_POLICY["rules"])
         if self.audit_writers:
             writes = ["create", "update", "patch", "delete"]
             rules.insert(-1, {"level": "Metadata", "verbs": writes, "userGroups": list(self.audit_writers)})
+        for resource in self.audit_reads:
+            plural, _, group = resource.partition(".")
+            reads = {"group": group, "resources": [plural]}
+            rules.insert(-1, {"level": "Metadata", "verbs": ["get", "list", "watch"], "resources": [reads]})
         policy.write_text(yaml.safe_dump({**_WRITE_AUDIT_POLICY, "rules": rules}))
         # Blocking: an event is in the file before its request is answered, so a test reads it at once.
         return [

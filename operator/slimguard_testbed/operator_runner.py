@@ -6,7 +6,6 @@ last line of defence refuses every address outside 127.0.0.0/8, so no test can e
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import threading
 from collections.abc import Iterable
@@ -20,6 +19,7 @@ from slimguard.controller.audit import AuditController
 from slimguard.controller.handlers import build_registry
 from slimguard.controller.replica import ControllerReplica
 from slimguard.controller.settings import ControllerSettings
+from slimguard.kube.kopf_tuning import run_operator
 
 
 @dataclass
@@ -60,7 +60,7 @@ class InProcessOperator:
 
     def _run(self) -> None:
         try:
-            asyncio.run(
+            run_operator(  # as `slimguard controller` runs it
                 kopf.operator(
                     registry=build_registry(self.settings, network_backend=self.backend),
                     standalone=True,

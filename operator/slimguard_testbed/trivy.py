@@ -10,6 +10,7 @@ names and labels from ``pkg/vulnerabilityreport/builder.go`` (``ReportBuilder``)
 
 from __future__ import annotations
 
+import random
 import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -75,6 +76,56 @@ def vulnerability(
         "score": 9.8 if severity == "CRITICAL" else 7.5,
         "target": target,
     }
+
+
+# Packages of a Debian bookworm base with findings in Trivy's database, and the share of each severity Trivy
+# reports for such an image (most findings LOW or MEDIUM, few CRITICAL; about a third with a fixed version).
+_DEBIAN_PACKAGES = (
+    ("libc6", "2.36-9+deb12u4"), ("libssl3", "3.0.11-1~deb12u2"), ("openssl", "3.0.11-1~deb12u2"),
+    ("libsystemd0", "252.19-1~deb12u1"), ("libudev1", "252.19-1~deb12u1"), ("perl-base", "5.36.0-7+deb12u1"),
+    ("libgnutls30", "3.7.9-2+deb12u1"), ("libkrb5-3", "1.20.1-2+deb12u1"), ("libgssapi-krb5-2", "1.20.1-2+deb12u1"),
+    ("libsqlite3-0", "3.40.1-2"), ("libtiff6", "4.5.0-6+deb12u1"), ("libxml2", "2.9.14+dfsg-1.3~deb12u1"),
+    ("curl", "7.88.1-10+deb12u5"), ("libcurl4", "7.88.1-10+deb12u5"), ("git", "1:2.39.2-1.1"),
+    ("python3.11", "3.11.2-6"), ("libpython3.11-stdlib", "3.11.2-6"), ("gcc-12", "12.2.0-14"),
+    ("binutils", "2.40-2"), ("libexpat1", "2.5.0-1"), ("zlib1g", "1:1.2.13.dfsg-1"), ("tar", "1.34+dfsg-1.2"),
+    ("coreutils", "9.1-1"), ("util-linux", "2.38.1-5+b1"), ("libpam0g", "1.5.2-6+deb12u1"), ("ncurses-base", "6.4-4"),
+    ("libncursesw6", "6.4-4"), ("login", "1:4.13+dfsg1-1"), ("passwd", "1:4.13+dfsg1-1"), ("apt", "2.6.1"),
+)  # fmt: skip
+_SEVERITY_SHARES = (("CRITICAL", 0.04), ("HIGH", 0.14), ("MEDIUM", 0.32), ("LOW", 0.42), ("UNKNOWN", 0.08))
+_FLAWS = (
+    "buffer overflow in the parser of crafted input",
+    "use-after-free when a connection is closed early",
+    "denial of service through unbounded memory allocation",
+    "integer overflow leading to an out-of-bounds write",
+    "information disclosure through a timing side channel",
+    "NULL pointer dereference on a malformed certificate",
+)
+
+
+def realistic_vulnerabilities(count: int, *, seed: str, fixed_share: float = 0.35) -> list[dict[str, Any]]:
+    """``count`` findings shaped and sized as Trivy Operator v0.32 writes them for a Debian image with its default
+    fields (no ``trivy.additionalVulnerabilityReportFields``): ~350 bytes each, so 100 make a ~40 KB report.
+    The same ``seed`` gives the same list."""
+    chooser = random.Random(seed)
+    severities = [severity for severity, _ in _SEVERITY_SHARES]
+    weights = [share for _, share in _SEVERITY_SHARES]
+    found = []
+    for n in range(count):
+        package, installed = chooser.choice(_DEBIAN_PACKAGES)
+        year = chooser.randint(2016, 2026)
+        cve = f"CVE-{year}-{chooser.randint(1000, 52999)}"
+        fixed = f"{installed}+deb12u{chooser.randint(2, 9)}" if chooser.random() < fixed_share else ""
+        entry = vulnerability(
+            cve,
+            chooser.choices(severities, weights)[0],
+            fixed=fixed,
+            resource=package,
+            installed=installed,
+            title=f"{package.split('-')[0]}: {chooser.choice(_FLAWS)} ({n})",
+        )
+        entry["publishedDate"] = f"{year}-{chooser.randint(1, 12):02d}-{chooser.randint(1, 28):02d}T15:15:00Z"
+        found.append(entry)
+    return found
 
 
 def vulnerability_report(

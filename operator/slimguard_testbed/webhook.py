@@ -122,6 +122,10 @@ class WebhookReplicas:
         self._wait_ready(process, metrics_port, https=wait_ready)
         return process
 
+    def spawn(self) -> ManagedProcess:
+        """Start one more replica and return at once: a benchmark times the way to its first decision itself."""
+        return self._spawn_replica()[0]
+
     def start_together(self, count: int) -> list[ManagedProcess]:
         """Start ``count`` replicas at the same moment, then wait for each to be ready (as a Deployment's Pods)."""
         spawned = [self._spawn_replica() for _ in range(count)]

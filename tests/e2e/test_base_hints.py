@@ -510,15 +510,14 @@ def test_a_stale_base_is_flagged_with_what_trivy_operator_reports_for_both_versi
                 owner_uid=uid,
             ),
         )
-    # kopf starts watching a CRD applied at run time when it notices it: the reports must be in the controller's
+    # The reports are read once a policy reads them (requireCurrentBase does): they must be in the controller's
     # view before the workload is judged (nothing re-judges "app" when a report about its *base* arrives).
+    apply(control_plane, image_policy("hints-stale", {"requireCurrentBase": True}, namespaces=[ns]))
     wait_for(
         "the controller to see both reports",
         lambda: all(operator.controller.view.digest_reports(ns, v.digest) for v in (then, now)),
         timeout=120,
     )
-    apply(control_plane, image_policy("hints-stale", {"requireCurrentBase": True}, namespaces=[ns]))
-    time.sleep(1)
     apply(control_plane, deployment("app", ns, app.ref))
     found = wait_for_status(control_plane, "deployment", "app", ns, "noncompliant", timeout=120)
     (finding,) = violations(found)

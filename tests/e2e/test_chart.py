@@ -93,6 +93,7 @@ def test_the_schema_declares_every_value_and_allows_no_other() -> None:
         (["--set", "webhook.timeoutSeconds=31"], "at '/webhook/timeoutSeconds': maximum: got 31, want 30"),
         (["--set", "image.digest=latest"], "at '/image/digest'"),
         (["--set", "registries.tagTtlSeconds=0"], "at '/registries/tagTtlSeconds': minimum: got 0, want 1"),
+        (["--set", "reportPageSize=20000"], "at '/reportPageSize': maximum: got 20,000, want 10,000"),
         (["--set", "policyReports.api=kyverno.io"], "at '/policyReports/api': value must be one of"),
         (["--set", "controller.resources.request.cpu=1"], "additional properties 'request' not allowed"),
     ],

@@ -736,6 +736,19 @@ def test_helm_passes_the_tag_ttl_and_staleness_to_both_components(helm: str) -> 
         assert not any(a.startswith(("--tag-ttl", "--tag-max-stale")) for a in args)
 
 
+def test_helm_passes_the_report_page_size_to_both_components(helm: str) -> None:
+    def args_of(*sets: str) -> list[list[str]]:
+        deployments = [o for o in _helm_template(helm, *sets) if o["kind"] == "Deployment"]
+        return [d["spec"]["template"]["spec"]["containers"][0]["args"] for d in deployments]
+
+    set_both = args_of("reportPageSize=25")
+    assert len(set_both) == 2
+    for args in set_both:
+        assert "--report-page-size=25" in args
+    for args in args_of():
+        assert not any(a.startswith("--report-page-size") for a in args), "unset: slimguard's own default"
+
+
 def test_helm_limits_trusted_report_namespaces_for_both_components(helm: str) -> None:
     objects = _helm_template(helm, "trustedReportNamespaces={trivy-system,security}")
     deployments = [o for o in objects if o["kind"] == "Deployment"]

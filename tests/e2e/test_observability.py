@@ -101,7 +101,9 @@ def scenario(
         image_policy("obs-warn", limit, namespaces=[WARN], mode="Warn"),
         image_policy(
             "obs-exempt",
-            limit,
+            # A vulnerability rule no image breaks: with it the VulnerabilityReports are read, and the fleet's
+            # slimguard_image_vulnerabilities counts them (no policy reading them, none is listed).
+            {**limit, "vulnerabilities": {"maxCritical": 10}},
             namespaces=[EXEMPT],
             mode="Enforce",
             exemptions=[{"images": [fat], "reason": "moving to distroless", "expires": expires.isoformat()}],

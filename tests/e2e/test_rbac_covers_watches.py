@@ -1,5 +1,6 @@
 """Each component's ClusterRole lets it list and watch everything it watches (its kopf handlers, the controller's
-own workload informer), and the CRDs; the controller's Role lets it hold its leader Lease.
+own workload informer, both components' report watches), and the CRDs; the controller's Role lets it hold its
+leader Lease.
 
 A forbidden watch makes kopf retry, then stop the whole process: a webhook with a gap in its role served for
 54 s and died (found by bench/admission_latency.py). This derives what to check from the handlers themselves.
@@ -19,7 +20,7 @@ from slimguard.admission.settings import WebhookSettings
 from slimguard.controller.handlers import build_registry as controller_registry
 from slimguard.controller.settings import ControllerSettings
 from slimguard.kube.leader import LEASE_NAME
-from slimguard.kube.resources import WORKLOAD_RESOURCES
+from slimguard.kube.resources import IMAGE_REPORT_RESOURCE, VULNERABILITY_REPORT_RESOURCE, WORKLOAD_RESOURCES
 from slimguard_testbed import ControlPlane
 from slimguard_testbed.install import NAMESPACE
 
@@ -33,10 +34,14 @@ def watched(registry: kopf.OperatorRegistry) -> list[tuple[str, str]]:
 
 
 INFORMED = [(group, plural) for group, _, plural in WORKLOAD_RESOURCES.values()]  # the controller's own watches
+# Both components' own report watches (engine/report_feed.py), the VulnerabilityReports' while a policy reads them.
+REPORTS = [(group, plural) for group, _, plural in (IMAGE_REPORT_RESOURCE, VULNERABILITY_REPORT_RESOURCE)]
 
 COMPONENTS: dict[str, Any] = {
-    "controller": lambda: watched(controller_registry(ControllerSettings())) + INFORMED,
-    "webhook": lambda: watched(webhook_registry(WebhookSettings(server=ServerSettings(cert_file="c", key_file="k")))),
+    "controller": lambda: watched(controller_registry(ControllerSettings())) + INFORMED + REPORTS,
+    "webhook": lambda: (
+        watched(webhook_registry(WebhookSettings(server=ServerSettings(cert_file="c", key_file="k")))) + REPORTS
+    ),
 }
 
 

@@ -1,9 +1,13 @@
-"""kopf wiring for the webhook: watches feed the cluster view; the HTTPS server answers reviews from it."""
+"""kopf wiring for the webhook: watches feed the cluster view; the HTTPS server answers reviews from it.
+
+kopf watches the policies and namespaces; the report kinds come through the webhook's own paged watches
+(engine/report_feed.py), Trivy Operator's VulnerabilityReports only while a policy reads them."""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+from functools import partial
 from typing import Any
 
 import kopf
@@ -13,19 +17,14 @@ from slimguard.admission.certificate_manager import CertificateManager
 from slimguard.admission.decision import Reviewer
 from slimguard.admission.server import WebhookServer
 from slimguard.admission.settings import WebhookSettings
+from slimguard.engine.report_feed import VulnerabilityReportFeed, watch_image_reports
 from slimguard.engine.view import ClusterView
 from slimguard.engine.wiring import Engine, build_engine
 from slimguard.kube.gateway import KubeGateway, load_api_client
 from slimguard.kube.image_reports import ImageReports
-from slimguard.kube.kopf_tuning import is_deletion, own_identity, tune
+from slimguard.kube.kopf_tuning import is_deletion, own_identity, run_operator, tune
 from slimguard.kube.login import connection_info
-from slimguard.kube.resources import (
-    IMAGE_REPORT_RESOURCE,
-    NAMESPACE_RESOURCE,
-    NODE_RESOURCE,
-    POLICY_RESOURCE,
-    VULNERABILITY_REPORT_RESOURCE,
-)
+from slimguard.kube.resources import NAMESPACE_RESOURCE, NODE_RESOURCE, POLICY_RESOURCE
 from slimguard.kube.webhook_certificates import WebhookCertificateStore
 
 log = logging.getLogger(__name__)
@@ -36,6 +35,11 @@ def build_registry(settings: WebhookSettings) -> kopf.OperatorRegistry:
     webhook_settings = settings  # kopf passes its own `settings` to startup handlers, by that name
     view = ClusterView(trusted_report_namespaces=settings.trusted_report_namespaces)
     reports = ImageReports()
+    credentials = partial(connection_info, settings.kubeconfig)
+    image_reports = watch_image_reports(reports, credentials, page_size=settings.report_page_size, component="webhook")
+    vulnerability_reports = VulnerabilityReportFeed(
+        view, credentials, page_size=settings.report_page_size, component="webhook"
+    )
 
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:
@@ -47,6 +51,7 @@ def build_registry(settings: WebhookSettings) -> kopf.OperatorRegistry:
         tune(settings)
         api = load_api_client(webhook_settings.kubeconfig)
         kube = KubeGateway(api, component="slimguard-webhook")
+        reports.read_from(kube.get_image_report)  # a report the watch shows, read when its digest is asked for
         server_settings = webhook_settings.server
         own = webhook_settings.certificates
         if own is not None:  # its certificate first: without one there is nothing to listen with
@@ -59,7 +64,12 @@ def build_registry(settings: WebhookSettings) -> kopf.OperatorRegistry:
             server_settings = dataclasses.replace(server_settings, cert_file=pem, key_file=pem)
         await view.sync_policies(kube)
         await view.sync_nodes(kube)  # the first reviews judge the nodes' platforms, not linux/amd64 by default
-        await reports.sync(kube)  # a new replica answers from the reports from its first review
+        # A new replica answers from the reports from its first review: it serves none (so is not ready) before
+        # the ImageReports, and the VulnerabilityReports if a policy reads them, are listed.
+        image_reports.start()
+        vulnerability_reports.follow_policies()
+        await image_reports.wait_listed()
+        await vulnerability_reports.wait_listed()
         # The webhook reads no layer (admission has seconds): the controller reads them and writes the report.
         engine = build_engine(
             registry=webhook_settings.registry, kube=kube, view=view, store=reports, read_layers=False
@@ -88,6 +98,8 @@ def build_registry(settings: WebhookSettings) -> kopf.OperatorRegistry:
             await server.stop()
         if certificates is not None:
             certificates.remove_files()
+        await vulnerability_reports.stop()
+        await image_reports.stop()
         engine: Engine | None = memo.get("engine")
         if engine is not None:
             await engine.aclose()
@@ -95,6 +107,7 @@ def build_registry(settings: WebhookSettings) -> kopf.OperatorRegistry:
     @kopf.on.event(*POLICY_RESOURCE, registry=registry)
     async def observe_policy(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
         view.observe_policy(body, deleted=is_deletion(event))
+        vulnerability_reports.follow_policies()
 
     @kopf.on.event(*NAMESPACE_RESOURCE, registry=registry)
     async def observe_namespace(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
@@ -108,21 +121,16 @@ def build_registry(settings: WebhookSettings) -> kopf.OperatorRegistry:
 
     # No ReplicaSet watch: at admission a Deployment's new image has no ReplicaSet (nor report) yet, and the
     # watch cost the webhook more CPU than its reviews did (bench/README.md, "Why slimguard missed, from profiles").
-    @kopf.on.event(*VULNERABILITY_REPORT_RESOURCE, registry=registry)
-    async def observe_report(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
-        view.observe_report(body, deleted=is_deletion(event))
-
-    @kopf.on.event(*IMAGE_REPORT_RESOURCE, registry=registry)
-    async def observe_image_report(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
-        reports.observe(body, deleted=is_deletion(event))
 
     return registry
 
 
 def run(settings: WebhookSettings) -> None:
-    kopf.run(
-        registry=build_registry(settings),
-        standalone=True,
-        clusterwide=True,
-        identity=own_identity("slimguard-webhook"),
+    run_operator(
+        kopf.operator(
+            registry=build_registry(settings),
+            standalone=True,
+            clusterwide=True,
+            identity=own_identity("slimguard-webhook"),
+        )
     )

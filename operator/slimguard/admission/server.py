@@ -124,14 +124,26 @@ class WebhookServer:
         ]
         decided = self.reviewer.recent.enforcement(now=self.reviewer.monotonic())
         enforcing = decided.describe(within=f"reviewed {self.reviewer.recent.window_text}")
+        # A replica starts serving only once its VulnerabilityReports are listed (admission.handlers); a policy
+        # that reads them added later starts their watch while it serves. Until that LIST is in, it stays ready
+        # (unready, every review would go to failurePolicy) and says its vulnerability rules are not decided.
+        listing = (
+            "VulnerabilityReports are being listed: vulnerability rules are decided by onUnknown (ReportsPending) "
+            "until they are"
+            if self.view.reports_pending
+            else None
+        )
         failed = next((why for _, why in failing if why), None)
         if "verbose" in request.query:
             lines = [f"[-]{name} failed: {why}" if why else f"[+]{name} ok" for name, why in failing]
+            lines.append(f"[!]vulnerabilityreports degraded: {listing}" if listing else "[+]vulnerabilityreports ok")
             lines.append(f"[!]enforcing degraded: {enforcing}" if decided.degraded else f"[+]enforcing ok: {enforcing}")
             lines.append("readyz check failed" if failed else "readyz check passed")
             return web.Response(status=503 if failed else 200, text="\n".join(lines) + "\n")
         if failed:
             return web.Response(status=503, text=failed)
+        if listing:
+            return web.Response(text=f"degraded: {listing}")
         return web.Response(text=f"degraded: {enforcing}" if decided.degraded else "ok")
 
     async def start(self) -> None:

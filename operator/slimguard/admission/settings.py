@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from slimguard.admission.certificate_manager import SelfManagedCertificates
 from slimguard.admission.server import ServerSettings
 from slimguard.engine.view import describe_namespaces
+from slimguard.kube.informer import REPORT_PAGE_SIZE
 from slimguard.registry.settings import RegistrySettings
 
 
@@ -21,8 +22,12 @@ class WebhookSettings:
     """Namespaces whose VulnerabilityReports speak for an image in every namespace; None: all."""
     certificates: SelfManagedCertificates | None = None
     """The webhook makes and rotates its own certificate (``--certificate-secret``); None: it reads the files."""
+    report_page_size: int = REPORT_PAGE_SIZE
+    """Objects per LIST page of ImageReports and VulnerabilityReports (each page is decoded whole, then dropped)."""
 
     def __post_init__(self) -> None:
+        if not 1 <= self.report_page_size <= 10_000:
+            raise ValueError("--report-page-size must be between 1 and 10000")
         if not 1 <= self.timeout_seconds <= 30:
             raise ValueError("--timeout-seconds must be between 1 and 30, as for timeoutSeconds")
         files = bool(self.server.cert_file or self.server.key_file)
@@ -49,6 +54,7 @@ class WebhookSettings:
             f"allow_loopback={self.registry.address_policy.allow_loopback} {self.registry.proxy.describe()} "
             f"cert={self.certificates.describe() if self.certificates else self.server.cert_file} "
             f"trusted_report_namespaces={describe_namespaces(self.trusted_report_namespaces)} "
+            f"report_page_size={self.report_page_size} "
             f"credential_providers={self.registry.describe_credential_providers()}"
             + (f" decision_times={self.server.decision_times_file}" if self.server.decision_times_file else "")
         )

@@ -7,7 +7,7 @@ webhook uses, and a report.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,13 +51,13 @@ def load_policy_files(paths: Sequence[str]) -> tuple[ImagePolicy, ...]:
     return tuple(policies)
 
 
-async def load_cluster_policies(kubeconfig: str | None) -> tuple[ImagePolicy, ...]:
+async def load_cluster_policies(kubeconfig: str | None, *, context: str | None = None) -> tuple[ImagePolicy, ...]:
     """The cluster's ImagePolicies, read with the current kubeconfig (as ``kubectl get imagepolicies``)."""
     from slimguard.kube.errors import KubeError, NotConfigured
     from slimguard.kube.gateway import KubeGateway, load_api_client
 
     try:
-        api = load_api_client(kubeconfig)
+        api = load_api_client(kubeconfig, context=context)
     except (NotConfigured, OSError) as error:
         raise InvalidPolicy(f"no cluster to read ImagePolicies from: {error}") from None
     try:
@@ -79,7 +79,7 @@ async def load_cluster_policies(kubeconfig: str | None) -> tuple[ImagePolicy, ..
     return tuple(policies)
 
 
-def _registries(images: Sequence[str], policies: Sequence[ImagePolicy]) -> list[str]:
+def registries_of(images: Sequence[str], policies: Sequence[ImagePolicy]) -> list[str]:
     found = []
     for text in (*images, *base_candidates(policies)):
         try:
@@ -172,12 +172,16 @@ async def check_images(
     *,
     strict: bool,
     now: datetime | None = None,
+    baselines: Mapping[str, ImageFacts] | None = None,
 ) -> list[ImageResult]:
-    """Each image evaluated on its own, as the cluster would evaluate a container running it."""
+    """Each image evaluated on its own, as the cluster would evaluate a container running it; ``baselines``: per
+    image, what the growth rules compare it with (``--baseline``)."""
     scoped = [image_scoped(policy) for policy in policies]
     # The user's Docker credentials for the registries of the images and of the bases the policies name.
-    credentials = docker_config_credentials(_registries(images, scoped))
-    evaluator = Evaluator(inspector=sources.facts, view=NO_CLUSTER, credentials=credential_source(credentials))
+    credentials = docker_config_credentials(registries_of(images, scoped))
+    evaluator = Evaluator(
+        inspector=sources.facts, view=NO_CLUSTER, credentials=credential_source(credentials), baselines=baselines
+    )
     on_unknown = {policy.name: policy.spec.on_unknown for policy in scoped}
     results = []
     for image in images:
@@ -226,10 +230,10 @@ async def inspect_image(
 ) -> InspectedImage:
     """The image's facts (every platform asked for, uncompressed sizes too) and the bases to compare it with."""
     candidates = list(dict.fromkeys([*known_bases, *(c for p in policies for c in p.base_image_candidates)]))
-    credentials = docker_config_credentials(_registries([image], policies) + _registries(candidates, []))
+    credentials = docker_config_credentials(registries_of([image], policies) + registries_of(candidates, []))
     wanted = tuple(platforms)
     if not wanted and sources.docker is None:
-        wanted = await _listed_platforms(image, sources, credentials)
+        wanted = await listed_platforms(image, sources, credentials)
     facts = await sources.facts.inspect(
         image, FactsNeeds(frozenset(wanted), uncompressed=True, content=content), credentials=credentials
     )
@@ -245,7 +249,7 @@ async def inspect_image(
     return InspectedImage(image, sources.name, facts, bases, archive=where)
 
 
-async def _listed_platforms(image: str, sources: Sources, credentials: Sequence[Credential]) -> tuple[Platform, ...]:
+async def listed_platforms(image: str, sources: Sources, credentials: Sequence[Credential]) -> tuple[Platform, ...]:
     """Every platform an index lists (one look at the index first), or linux/amd64 for a single manifest."""
     first = await sources.facts.inspect(
         image, FactsNeeds(frozenset({Platform("linux", "amd64")})), credentials=credentials

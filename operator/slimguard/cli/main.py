@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
 import logging
@@ -26,10 +25,27 @@ from slimguard.registry.proxy import ProxySettingInvalid, ProxySettings
 from slimguard.registry.settings import RegistrySettings
 from slimguard.registry.trust import CaBundleUnreadable, registry_tls_context
 
+if typing.TYPE_CHECKING:
+    from slimguard.core.model.running_image import RunningImage, WorkloadName
+
+
+class Command(typer.core.TyperCommand):
+    """A command whose help names each argument by its metavar alone (``IMAGE``, not ``IMAGE <list[str]>``)."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        for param in self.params:
+            if isinstance(param, typer.core.TyperArgument) and param.metavar is not None:
+                param.display_type_rich = lambda ctx: None  # type: ignore[method-assign]
+        super().format_help(ctx, formatter)
+
+
 app = typer.Typer(
     help="slimguard keeps container images slim: policies checked in the cluster and in CI.",
     no_args_is_help=True,
     add_completion=False,
+    # click's own help: two columns that wrap to the terminal (80 at most), where rich's tables cut option names
+    rich_markup_mode=None,
+    context_settings={"max_content_width": 80},
 )
 
 
@@ -52,28 +68,40 @@ def slimguard_options(
 KubeconfigOption = Annotated[
     str | None,
     typer.Option(
-        help="Path to a kubeconfig; default: in-cluster config, then $KUBECONFIG.", envvar="SLIMGUARD_KUBECONFIG"
+        metavar="FILE",
+        help="Path to a kubeconfig; default: in-cluster config, then $KUBECONFIG.",
+        envvar="SLIMGUARD_KUBECONFIG",
     ),
 ]
 AllowLoopback = Annotated[
     bool,
     typer.Option(
-        help="Allow registries on loopback addresses (labs and tests).", envvar="SLIMGUARD_ALLOW_LOOPBACK_REGISTRIES"
+        "--allow-loopback-registries/--no-allow-loopback-registries",
+        show_default=False,
+        help="Allow registries on loopback addresses (labs and tests).",
+        envvar="SLIMGUARD_ALLOW_LOOPBACK_REGISTRIES",
     ),
 ]
 AllowPrivate = Annotated[
     bool,
     typer.Option(
-        help="Allow registries on private (RFC 1918 / ULA) addresses.", envvar="SLIMGUARD_ALLOW_PRIVATE_REGISTRIES"
+        "--allow-private-registries/--no-allow-private-registries",
+        show_default=False,
+        help="Allow registries on private (RFC 1918 / ULA) addresses.",
+        envvar="SLIMGUARD_ALLOW_PRIVATE_REGISTRIES",
     ),
 ]
 RegistryAllowlist = Annotated[
-    list[str] | None, typer.Option("--registry", help="Only contact these registry hosts (globs, repeatable).")
+    list[str] | None,
+    typer.Option("--registry", metavar="HOST", help="Only contact these registry hosts (globs, repeatable)."),
 ]
 CaFiles = Annotated[
     list[str] | None,
     typer.Option(
-        "--ca-file", help="Extra CA bundle for registries (repeatable).", envvar="SLIMGUARD_REGISTRY_CA_FILES"
+        "--ca-file",
+        metavar="FILE",
+        help="Extra CA bundle for registries (repeatable).",
+        envvar="SLIMGUARD_REGISTRY_CA_FILES",
     ),
 ]
 TrustedReportNamespaces = Annotated[
@@ -85,14 +113,28 @@ TrustedReportNamespaces = Annotated[
         envvar="SLIMGUARD_TRUSTED_REPORT_NAMESPACES",
     ),
 ]
+ReportPageSize = Annotated[
+    int | None,
+    typer.Option(
+        "--report-page-size",
+        help="ImageReports and VulnerabilityReports per LIST page (each page is decoded whole, then dropped). "
+        "Default: 100.",
+        envvar="SLIMGUARD_REPORT_PAGE_SIZE",
+        min=1,
+        max=10_000,
+    ),
+]
 PlainHttp = Annotated[
     list[str] | None,
-    typer.Option("--plain-http-registry", help="Registry host spoken to over plain HTTP (labs only; repeatable)."),
+    typer.Option(
+        "--plain-http-registry", metavar="HOST", help="Registry host spoken to over plain HTTP (labs only; repeatable)."
+    ),
 ]
 TagTtl = Annotated[
     float,
     typer.Option(
         "--tag-ttl",
+        metavar="SECONDS",
         help="Seconds a tag's digest counts as current; tags in use are re-resolved in the background ahead of it.",
         envvar="SLIMGUARD_TAG_TTL",
         min=1,
@@ -102,6 +144,7 @@ TagMaxStale = Annotated[
     float,
     typer.Option(
         "--tag-max-stale",
+        metavar="SECONDS",
         help="Seconds past its TTL a tag's last digest is still answered while it is re-resolved (slow or failing "
         "registry); an answer lags the registry by at most TTL + this. 0: wait for the registry.",
         envvar="SLIMGUARD_TAG_MAX_STALE",
@@ -113,6 +156,7 @@ ProviderConfig = Annotated[
     str | None,
     typer.Option(
         "--image-credential-provider-config",
+        metavar="PATH",
         help="The kubelet's credential provider configuration (kind CredentialProviderConfig; a file, or a "
         "directory of them), as on the nodes: images are also read with the credentials its exec providers give "
         "(ECR, Artifact Registry, ACR), after the pull secrets, as the kubelet pulls them. Read at start; with "
@@ -124,6 +168,7 @@ ProviderBinDir = Annotated[
     str | None,
     typer.Option(
         "--image-credential-provider-bin-dir",
+        metavar="DIR",
         help="The directory of the credential providers' binaries, as the kubelet's flag of that name.",
         envvar="SLIMGUARD_IMAGE_CREDENTIAL_PROVIDER_BIN_DIR",
     ),
@@ -133,6 +178,7 @@ HttpsProxy = Annotated[
     str | None,
     typer.Option(
         "--https-proxy",
+        metavar="URL",
         help="HTTP(S) proxy for registries spoken to over TLS (all but --plain-http-registry) and their token "
         "services, e.g. http://proxy.example.com:3128; USER:PASSWORD@ in it go to the proxy only. Default: "
         f'$https_proxy or $HTTPS_PROXY; "" for none. {_PROXY_ONLY_FOR_REGISTRIES}',
@@ -144,6 +190,7 @@ HttpProxy = Annotated[
     str | None,
     typer.Option(
         "--http-proxy",
+        metavar="URL",
         help="Proxy for plain-HTTP registries and token services (requests and their credentials pass through it "
         f'in the clear). Default: $http_proxy or $HTTP_PROXY; "" for none. {_PROXY_ONLY_FOR_REGISTRIES}',
         envvar="SLIMGUARD_HTTP_PROXY",
@@ -154,6 +201,7 @@ NoProxy = Annotated[
     list[str] | None,
     typer.Option(
         "--no-proxy",
+        metavar="HOSTS",
         help="Registry hosts reached without the proxy (HOST[,HOST], repeatable), as NO_PROXY: a host or domain "
         "(example.com and .example.com match every subdomain too), an IP address or a CIDR, optionally :PORT; * for "
         'all. Default: $no_proxy or $NO_PROXY; "" for none.',
@@ -275,18 +323,25 @@ def registry_settings(
     )
 
 
-def with_registry_options(command: Callable[..., None]) -> Callable[..., None]:
-    """Give ``command`` the registry options, declared once here, as one ``registry_settings`` argument."""
+SERVER_ONLY_REGISTRY_OPTIONS = frozenset({"tag_ttl", "tag_max_stale"})
+"""How long a tag's digest is kept: for the controller and the webhook, which run for days; a CI command resolves
+each tag once, so its help does not offer them."""
+
+
+def with_registry_options(command: Callable[..., None], *, server: bool = False) -> Callable[..., None]:
+    """Give ``command`` the registry options, declared once here, as one ``registry_settings`` argument
+    (``server``: also those only a long-running process uses)."""
     signature = inspect.signature(command)
     kept = [p for p in signature.parameters.values() if p.name != "registry_settings"]
+    offered = [(name, kind) for name, kind in _REGISTRY_OPTIONS if server or name not in SERVER_ONLY_REGISTRY_OPTIONS]
     added = [
         inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=_REGISTRY_DEFAULTS[name], annotation=option)
-        for name, option in _REGISTRY_OPTIONS
+        for name, option in offered
     ]
 
     @functools.wraps(command)
     def wrapper(**arguments: Any) -> None:
-        options = {name: arguments.pop(name) for name, _ in _REGISTRY_OPTIONS}
+        options = {name: arguments.pop(name) for name, _ in offered}
         try:  # now, before anything starts: a bundle read later fails far from its cause (a crash loop says it)
             settings = registry_settings(**options)
             registry_tls_context(settings.ca_files)
@@ -302,12 +357,13 @@ def with_registry_options(command: Callable[..., None]) -> Callable[..., None]:
     return wrapper
 
 
-@app.command()
-@with_registry_options
+@app.command(cls=Command)
+@functools.partial(with_registry_options, server=True)
 def controller(
     registry_settings: RegistrySettings,
     kubeconfig: KubeconfigOption = None,
     trusted_report_namespaces: TrustedReportNamespaces = None,
+    report_page_size: ReportPageSize = None,
     workers: Annotated[int, typer.Option(help="Workloads evaluated at once.")] = 8,
     audit_interval: Annotated[float, typer.Option(help="Seconds between full re-audits (tags move).")] = 600.0,
     dry_run: Annotated[bool, typer.Option(help="Evaluate and log, but write nothing to the cluster.")] = False,
@@ -381,6 +437,7 @@ def controller(
         from slimguard.controller.handlers import run
         from slimguard.controller.settings import ControllerSettings
         from slimguard.engine.view import parse_namespaces
+        from slimguard.kube.informer import REPORT_PAGE_SIZE
         from slimguard.kube.leader import ElectionSettings, candidate_identity
         from slimguard.kube.login import own_namespace
 
@@ -409,6 +466,7 @@ def controller(
             metrics_address=listen_host(metrics_address),
             image_metrics=image_metrics,
             trusted_report_namespaces=parse_namespaces(trusted_report_namespaces),
+            report_page_size=report_page_size or REPORT_PAGE_SIZE,
             policy_reports=None if policy_reports == "none" else policy_reports,
             report_grace_seconds=report_grace_period,
             leader_election=election,
@@ -419,8 +477,8 @@ def controller(
         run(settings)
 
 
-@app.command()
-@with_registry_options
+@app.command(cls=Command)
+@functools.partial(with_registry_options, server=True)
 def webhook(
     registry_settings: RegistrySettings,
     tls_cert_file: Annotated[
@@ -487,6 +545,7 @@ def webhook(
         int, typer.Option(help="Plain-HTTP port for /metrics; 0 to disable.", envvar="SLIMGUARD_METRICS_PORT")
     ] = 9090,
     trusted_report_namespaces: TrustedReportNamespaces = None,
+    report_page_size: ReportPageSize = None,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
     decision_times: Annotated[
         Path | None,
@@ -509,6 +568,7 @@ def webhook(
         from slimguard.admission.server import ServerSettings
         from slimguard.admission.settings import WebhookSettings
         from slimguard.engine.view import parse_namespaces
+        from slimguard.kube.informer import REPORT_PAGE_SIZE
 
         configure_logging(log_level)
     try:
@@ -543,6 +603,7 @@ def webhook(
             ),
             timeout_seconds=timeout_seconds,
             trusted_report_namespaces=parse_namespaces(trusted_report_namespaces),
+            report_page_size=report_page_size or REPORT_PAGE_SIZE,
             certificates=certificates,
         )
     except ValueError as error:
@@ -571,7 +632,7 @@ def _service_account_namespace() -> str:
         return ""
 
 
-@app.command()
+@app.command(cls=Command)
 def version() -> None:
     """Print slimguard's version (the number alone, for scripts)."""
     typer.echo(__version__)
@@ -586,34 +647,120 @@ class OutputFormat(StrEnum):
     TABLE = "table"
     JSON = "json"
     SARIF = "sarif"
+    GITHUB = "github"
 
 
 FormatOption = Annotated[
-    OutputFormat, typer.Option("--format", "-f", help="table (rich on a terminal, plain when piped), json or sarif.")
+    OutputFormat,
+    typer.Option(
+        "--format",
+        "-f",
+        metavar="FORMAT",
+        help="table (rich on a terminal, plain when piped), json, sarif, or github (workflow command annotations).",
+    ),
+]
+
+
+class InspectFormat(StrEnum):
+    TABLE = "table"
+    JSON = "json"
+
+
+InspectFormatOption = Annotated[
+    InspectFormat,
+    typer.Option("--format", "-f", metavar="FORMAT", help="table (rich on a terminal, plain when piped) or json."),
 ]
 OutputOption = Annotated[
-    str | None, typer.Option("--output", "-o", help="Write the report to this file instead of standard output.")
+    str | None,
+    typer.Option("--output", "-o", metavar="FILE", help="Write the report to this file instead of standard output."),
 ]
-StrictOption = Annotated[bool, typer.Option(help="Warn-level findings fail too (exit 1).")]
+StrictOption = Annotated[bool, typer.Option("--strict", help="Warn-level findings fail too (exit 1).")]
+QuietOption = Annotated[
+    bool, typer.Option("--quiet", "-q", help="No notes and no progress on standard error; errors still.")
+]
+TimeoutOption = Annotated[
+    str | None,
+    typer.Option(
+        "--timeout",
+        metavar="DURATION",
+        help="Stop the whole command after this long (90s, 5m, 1h30m): exit 2, nothing left running.",
+        show_default=False,
+    ),
+]
 DockerOption = Annotated[
     bool, typer.Option("--docker", help="Read the images from the local Docker engine ($DOCKER_HOST), not a registry.")
 ]
 DockerHostOption = Annotated[
-    str | None, typer.Option(help="The Docker engine to read, e.g. unix:///var/run/docker.sock; default $DOCKER_HOST.")
+    str | None,
+    typer.Option(
+        metavar="URL", help="The Docker engine to read, e.g. unix:///var/run/docker.sock; default $DOCKER_HOST."
+    ),
 ]
 PolicyOption = Annotated[
     list[str] | None,
-    typer.Option("--policy", "-p", help="An ImagePolicy YAML file (repeatable; a file may hold several)."),
+    typer.Option(
+        "--policy", "-p", metavar="FILE", help="An ImagePolicy YAML file (repeatable; a file may hold several)."
+    ),
 ]
 InputOption = Annotated[
     str | None,
     typer.Option(
         "--input",
+        metavar="ARCHIVE",
         help="Read the images from an archive, not a registry: a docker save tarball, or an OCI image layout (a "
         "directory or its tar). Images named then are images in it (an archive of one image: the name it is "
         "checked under).",
     ),
 ]
+
+
+ContextOption = Annotated[
+    str | None,
+    typer.Option("--context", metavar="NAME", help="The kubeconfig context to use (default: its current one)."),
+]
+PlatformOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--platform", metavar="OS/ARCH", help="Platforms to read, e.g. linux/arm64 (default: every one listed)."
+    ),
+]
+KnownBaseOption = Annotated[
+    list[str] | None,
+    typer.Option("--known-base", metavar="IMAGE", help="A base image to recognise by shared layers (repeatable)."),
+]
+MeasureCompressedOption = Annotated[
+    bool,
+    typer.Option(
+        "--measure-compressed",
+        help="With --docker or --input: gzip the layers kept uncompressed (streamed, never on disk) to measure "
+        "compressed size.",
+    ),
+]
+
+
+def _seconds(timeout: str | None) -> float | None:
+    from slimguard.core.model.duration import parse_duration
+
+    if timeout is None:
+        return None
+    try:
+        return parse_duration(timeout)
+    except ValueError as error:
+        raise fail(f"--timeout {error}") from None
+
+
+async def _running_in_cluster(
+    workload_text: str, namespace: str | None, kubeconfig: str | None, context: str | None
+) -> tuple[WorkloadName, str, tuple[RunningImage, ...]]:
+    """What ``--baseline-from-cluster`` names: the workload, its namespace, and per container the digest it runs."""
+    from slimguard.core.model.running_image import parse_workload_name
+
+    workload = parse_workload_name(workload_text)
+    with operator_extra("slimguard check --baseline-from-cluster"):
+        from slimguard.kube.running_images import context_namespace, read_running_images
+
+        where = namespace or context_namespace(kubeconfig, context)
+        return workload, where, await read_running_images(workload, where, kubeconfig=kubeconfig, context=context)
 
 
 def _one_source(*, docker: bool, archive: str | None) -> None:
@@ -644,6 +791,7 @@ def emit_report(
     *,
     table: Callable[[dict[str, Any], Any], None],
     sarif: Callable[..., str] | None,
+    github: Callable[[dict[str, Any]], str] | None = None,
 ) -> None:
     import json
 
@@ -653,8 +801,12 @@ def emit_report(
         emit(json.dumps(document, indent=2), output)
     elif format is OutputFormat.SARIF:
         if sarif is None:
-            raise fail("--format sarif is for check and lint findings; inspect has none")
+            raise fail("--format sarif is for check, lint and diff findings")
         emit(sarif(document, version=__version__), output)
+    elif format is OutputFormat.GITHUB:
+        if github is None:
+            raise fail("--format github is for check, lint and diff findings")
+        emit(github(document), output)
     elif output is None:
         table(document, Console(soft_wrap=False))
     else:
@@ -665,13 +817,14 @@ def emit_report(
             raise fail(f"cannot write {output}: {error.strerror or error}") from None
 
 
-@app.command()
+@app.command(cls=Command)
 @with_registry_options
 def check(
     registry_settings: RegistrySettings,
     images: Annotated[
         list[str] | None,
         typer.Argument(
+            metavar="IMAGE",
             help="Image references (a registry's, the engine's with --docker, an archive's with --input: default "
             "every image it names).",
             show_default=False,
@@ -685,69 +838,133 @@ def check(
     docker: DockerOption = False,
     docker_host: DockerHostOption = None,
     archive: InputOption = None,
-    measure_compressed: Annotated[
-        bool,
+    measure_compressed: MeasureCompressedOption = False,
+    baseline: Annotated[
+        str | None,
         typer.Option(
-            help="With --docker or --input: gzip the layers kept uncompressed (streamed, never on disk) to measure "
-            "compressed size."
+            "--baseline",
+            metavar="IMAGE|REPORT",
+            help="What maxGrowth and maxGrowthBytes compare with: an image (read as the checked one is), or a JSON "
+            "report of an earlier check or diff (--format json).",
         ),
-    ] = False,
+    ] = None,
+    baseline_from_cluster: Annotated[
+        str | None,
+        typer.Option(
+            "--baseline-from-cluster",
+            metavar="KIND/NAME",
+            help="The baseline is what this workload runs (e.g. deployment/web): the digest its spec pins, else "
+            "the one its Pods report, else its tag's ImageReport; per image, the container running the same "
+            "repository.",
+        ),
+    ] = None,
+    namespace: Annotated[
+        str | None,
+        typer.Option(
+            "--namespace", "-n", metavar="NAME", help="The workload's namespace; default: the kubeconfig context's."
+        ),
+    ] = None,
+    container: Annotated[
+        str | None,
+        typer.Option("--container", "-c", metavar="NAME", help="The workload's container whose image is the baseline."),
+    ] = None,
+    context: ContextOption = None,
     format: FormatOption = OutputFormat.TABLE,
     output: OutputOption = None,
     strict: StrictOption = False,
+    quiet: QuietOption = False,
+    timeout: TimeoutOption = None,
 ) -> None:
     """Check images against ImagePolicies, as the cluster would: exit 0 pass, 1 violations, 2 errors."""
     from slimguard.cli.check import check_images, load_cluster_policies, load_policy_files, open_sources
+    from slimguard.cli.diff import baselines_for, baselines_running, growth_note, is_report_file
+    from slimguard.cli.github import check_github
     from slimguard.cli.render import render_check
+    from slimguard.cli.running import Voice, run_command
     from slimguard.cli.sarif import check_sarif
     from slimguard.core.errors import SlimguardError
+    from slimguard.core.evaluation.plan import needs_of
     from slimguard.core.reports.report import check_document
 
+    seconds = _seconds(timeout)
+    voice = Voice(quiet=quiet)
     if bool(policy) == cluster:
         raise fail("give --policy FILE (one or more) or --cluster, not both and not neither")
     _one_source(docker=docker, archive=archive)
     if not images and archive is None:
         raise fail("give an image reference (or --input ARCHIVE)")
+    if baseline is not None and baseline_from_cluster is not None:
+        raise fail("give --baseline or --baseline-from-cluster, not both")
+    if baseline_from_cluster is None and (namespace is not None or container is not None):
+        raise fail("--namespace and --container name the workload of --baseline-from-cluster: give it too")
+    if container is not None and len(images or ()) > 1:
+        raise fail("--container names one baseline: check one image with it (or leave it out to match by repository)")
 
     async def run() -> dict[str, Any]:
         if policy:
             policies = load_policy_files(policy)
         else:
             with operator_extra("slimguard check --cluster"):  # the cluster is read with the kubernetes client
-                policies = await load_cluster_policies(kubeconfig)
+                policies = await load_cluster_policies(kubeconfig, context=context)
+        running = None
+        if baseline_from_cluster is not None:
+            running = await _running_in_cluster(baseline_from_cluster, namespace, kubeconfig, context)
+        # A baseline image is read as the checked ones are: from the engine or the archive when they hold it.
+        baseline_image = baseline if baseline is not None and not is_report_file(baseline) else None
         sources = open_sources(
-            images or (),
+            [*(images or ()), *([baseline_image] if baseline_image and images else [])],
             registry=registry_settings,
             docker=docker,
             docker_host=docker_host,
             measure_compressed=measure_compressed,
             archive=archive,
         )
-        checked = sources.archive.names if sources.archive is not None else images or ()
+        named = sources.archive.names if sources.archive is not None else images or ()
+        checked = [image for image in named if image != baseline_image or image in (images or ())]
+        compared_with = baseline if running is None else f"{running[0]} in namespace {running[1]}"
+        if (note := growth_note(policies, compared_with)) is not None:
+            voice.note(note)
+        # Layers streamed: gzipped to measure them, or read for their contents (or sizes) from a registry.
+        needs = [needs_of(p.spec.rules) for p in policies]
+        long = measure_compressed or any(n is not None and (n.content or n.uncompressed) for n in needs)
         try:
-            results = await check_images(checked, policies, sources, strict=strict)
+            with voice.progress(f"checking {', '.join(checked) or 'the archive'}: reading layers", long=long):
+                if running is not None:
+                    baselines, notes = await baselines_running(checked, *running, container=container, sources=sources)
+                    for line in notes:
+                        voice.note(line)
+                else:
+                    baselines = await baselines_for(checked, baseline, sources) if baseline is not None else {}
+                results = await check_images(checked, policies, sources, strict=strict, baselines=baselines)
         finally:
             await sources.aclose()
         status = max((result.exit_status for result in results), default=0)
         return check_document(
-            results, policies, source=sources.name, version=__version__, exit_status=status, archive=archive
+            results,
+            policies,
+            source=sources.name,
+            version=__version__,
+            exit_status=status,
+            archive=archive,
+            baseline=compared_with,
         )
 
     try:
-        document = asyncio.run(run())
+        document = run_command(run(), timeout=seconds)
     except SlimguardError as error:
         raise fail(str(error)) from None
-    emit_report(document, format, output, table=render_check, sarif=check_sarif)
+    emit_report(document, format, output, table=render_check, sarif=check_sarif, github=check_github)
     raise typer.Exit(document["exitCode"])
 
 
-@app.command(name="inspect")
+@app.command(name="inspect", cls=Command)
 @with_registry_options
 def inspect_command(
     registry_settings: RegistrySettings,
     image: Annotated[
         str | None,
         typer.Argument(
+            metavar="IMAGE",
             help="An image reference (with --input, an image in the archive: optional when it holds one).",
             show_default=False,
         ),
@@ -755,29 +972,28 @@ def inspect_command(
     docker: DockerOption = False,
     docker_host: DockerHostOption = None,
     archive: InputOption = None,
-    platform: Annotated[
-        list[str] | None, typer.Option(help="Platforms to read, e.g. linux/arm64 (default: every one listed).")
-    ] = None,
-    known_base: Annotated[
-        list[str] | None, typer.Option(help="A base image to recognise by shared layers (repeatable).")
-    ] = None,
+    platform: PlatformOption = None,
+    known_base: KnownBaseOption = None,
     policy: PolicyOption = None,
-    measure_compressed: Annotated[
-        bool, typer.Option(help="With --docker or --input: measure the compressed size of layers kept uncompressed.")
-    ] = False,
+    measure_compressed: MeasureCompressedOption = False,
     content: Annotated[
         bool, typer.Option("--content", help="Read the layers (streamed): package count, tools, wasted bytes.")
     ] = False,
-    format: FormatOption = OutputFormat.TABLE,
+    format: InspectFormatOption = InspectFormat.TABLE,
     output: OutputOption = None,
+    quiet: QuietOption = False,
+    timeout: TimeoutOption = None,
 ) -> None:
     """Show an image: size per platform, layers by size with the step that made each, base image, user."""
     from slimguard.cli.check import inspect_image, load_policy_files, only_image, open_sources
     from slimguard.cli.render import render_inspect
+    from slimguard.cli.running import Voice, run_command
     from slimguard.core.errors import SlimguardError
     from slimguard.core.model.platform import Platform
     from slimguard.core.reports.report import inspect_document
 
+    seconds = _seconds(timeout)
+    voice = Voice(quiet=quiet)
     try:
         platforms = [Platform.parse(text) for text in platform or ()]
     except ValueError as error:
@@ -799,38 +1015,148 @@ def inspect_command(
         )
         try:
             shown = image or only_image(sources, archive)
-            inspected = await inspect_image(
-                shown,
-                sources,
-                platforms=platforms,
-                known_bases=known_base or (),
-                policies=policies,
-                content=content,
-            )
+            # From a registry inspect reads every layer's uncompressed size (a few bytes of each): not long.
+            with voice.progress(f"inspecting {shown}: reading layers", long=content or measure_compressed):
+                inspected = await inspect_image(
+                    shown,
+                    sources,
+                    platforms=platforms,
+                    known_bases=known_base or (),
+                    policies=policies,
+                    content=content,
+                )
         finally:
             await sources.aclose()
         return inspect_document(inspected, version=__version__)
 
     try:
-        document = asyncio.run(run())
+        document = run_command(run(), timeout=seconds)
     except SlimguardError as error:
         raise fail(str(error)) from None
-    emit_report(document, format, output, table=render_inspect, sarif=None)
+    emit_report(document, OutputFormat(format.value), output, table=render_inspect, sarif=None)
 
 
-@app.command()
+class DiffFormat(StrEnum):
+    TABLE = "table"
+    JSON = "json"
+    SARIF = "sarif"
+    MARKDOWN = "markdown"
+    GITHUB = "github"
+
+
+@app.command(name="diff", cls=Command)
+@with_registry_options
+def diff_command(
+    registry_settings: RegistrySettings,
+    old: Annotated[
+        str, typer.Argument(metavar="OLD", help="The image before (a registry's, the engine's, the archive's).")
+    ],
+    new: Annotated[str, typer.Argument(metavar="NEW", help="The image after.")],
+    docker: DockerOption = False,
+    docker_host: DockerHostOption = None,
+    archive: InputOption = None,
+    platform: PlatformOption = None,
+    known_base: KnownBaseOption = None,
+    measure_compressed: MeasureCompressedOption = False,
+    uncompressed: Annotated[
+        bool,
+        typer.Option(
+            "--uncompressed",
+            help="From a registry, also read each layer's uncompressed size (a few bytes of each layer blob).",
+        ),
+    ] = False,
+    content: Annotated[
+        bool,
+        typer.Option("--content", help="Read the layers (streamed): packages added and removed, tools, wasted bytes."),
+    ] = False,
+    format: Annotated[
+        DiffFormat,
+        typer.Option(
+            "--format",
+            "-f",
+            metavar="FORMAT",
+            help="table, json, sarif, markdown (a pull-request comment) or github (notices).",
+        ),
+    ] = DiffFormat.TABLE,
+    output: OutputOption = None,
+    quiet: QuietOption = False,
+    timeout: TimeoutOption = None,
+) -> None:
+    """Compare two images: sizes per platform, layers added, removed and changed, bases (exit 0; 2 on errors).
+
+    Reads manifests and configs only, unless --uncompressed or --content."""
+    from slimguard.cli.check import open_sources
+    from slimguard.cli.diff import diff_two
+    from slimguard.cli.github import diff_github
+    from slimguard.cli.render import render_diff
+    from slimguard.cli.running import Voice, run_command
+    from slimguard.cli.sarif import diff_sarif
+    from slimguard.core.errors import SlimguardError
+    from slimguard.core.model.platform import Platform
+    from slimguard.core.reports.image_diff import diff_document, diff_markdown
+
+    seconds = _seconds(timeout)
+    voice = Voice(quiet=quiet)
+    try:
+        platforms = [Platform.parse(text) for text in platform or ()]
+    except ValueError as error:
+        raise fail(str(error)) from None
+    _one_source(docker=docker, archive=archive)
+
+    async def run() -> dict[str, Any]:
+        sources = open_sources(
+            [old, new],
+            registry=registry_settings,
+            docker=docker,
+            docker_host=docker_host,
+            measure_compressed=measure_compressed,
+            archive=archive,
+            unnamed_ok=True,
+        )
+        long = content or uncompressed or measure_compressed
+        try:
+            with voice.progress(f"comparing {old} and {new}: reading layers", long=long):
+                compared = await diff_two(
+                    old,
+                    new,
+                    sources,
+                    platforms=platforms,
+                    known_bases=known_base or (),
+                    uncompressed=uncompressed,
+                    content=content,
+                )
+        finally:
+            await sources.aclose()
+        return diff_document(
+            compared, old_image=old, new_image=new, source=sources.name, version=__version__, content=content
+        )
+
+    try:
+        document = run_command(run(), timeout=seconds)
+    except SlimguardError as error:
+        raise fail(str(error)) from None
+    if format is DiffFormat.MARKDOWN:
+        emit(diff_markdown(document).rstrip("\n"), output)
+        return
+    emit_report(document, OutputFormat(format.value), output, table=render_diff, sarif=diff_sarif, github=diff_github)
+
+
+@app.command(cls=Command)
 def lint(
     dockerfiles: Annotated[
-        list[str] | None, typer.Argument(help="Dockerfiles to lint (default: ./Dockerfile).")
+        list[str] | None,
+        typer.Argument(metavar="DOCKERFILE", help="Dockerfiles to lint (default: ./Dockerfile).", show_default=False),
     ] = None,
     build_arg: Annotated[
-        list[str] | None, typer.Option(help="NAME=VALUE, as docker build --build-arg (resolves FROM ${NAME}).")
+        list[str] | None,
+        typer.Option(metavar="NAME=VALUE", help="As docker build --build-arg (resolves FROM ${NAME}); repeatable."),
     ] = None,
     format: FormatOption = OutputFormat.TABLE,
     output: OutputOption = None,
     strict: StrictOption = False,
 ) -> None:
     """Lint Dockerfiles against the lesson (rules SG1xx, each with a fix): exit 0 pass, 1 errors, 2 unreadable."""
+    from slimguard.cli.github import lint_github
     from slimguard.cli.render import render_lint
     from slimguard.cli.sarif import lint_sarif
     from slimguard.core.lint import UnparsableDockerfile, lint_exit_status, parse_dockerfile
@@ -864,7 +1190,7 @@ def lint(
         findings[path] = lint_dockerfile(parsed)
         status = max(status, lint_exit_status(findings[path], strict=strict))
     document = lint_document(findings, version=__version__, exit_status=status)
-    emit_report(document, format, output, table=render_lint, sarif=lint_sarif)
+    emit_report(document, format, output, table=render_lint, sarif=lint_sarif, github=lint_github)
     raise typer.Exit(status)
 
 

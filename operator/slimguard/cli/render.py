@@ -135,3 +135,48 @@ def render_inspect(document: Mapping[str, Any], console: Console) -> None:
         else:
             for layer in platform["layers"]:
                 say(f"  {_size(layer['size']):>12} {_size(layer['uncompressedSize']):>12}  {layer['createdBy'] or '?'}")
+
+
+def render_diff(document: Mapping[str, Any], console: Console) -> None:
+    """Per platform the sizes and their change, the bases, then each layer that is not the same, in build order."""
+    from slimguard.core.reports.image_diff import signed_bytes
+
+    def say(text: str, style: str | None = None) -> None:
+        console.print(text, markup=False, highlight=False, soft_wrap=True, style=style if console.is_terminal else None)
+
+    say(f"{document['old']['image']} → {document['new']['image']} ({document['source']})", "bold")
+    for platform in document["platforms"]:
+        before, after = platform["old"] or {}, platform["new"] or {}
+        say(
+            f"{platform['platform']}: compressed {_size(before.get('compressedSize'))} → "
+            f"{_size(after.get('compressedSize'))} ({signed_bytes(platform['compressedDelta'])}), uncompressed "
+            f"{_size(before.get('uncompressedSize'))} → {_size(after.get('uncompressedSize'))} "
+            f"({signed_bytes(platform['uncompressedDelta'])}), layers {before.get('layerCount', 0)} → "
+            f"{after.get('layerCount', 0)}"
+        )
+        bases = platform["bases"]
+        old_base = ", ".join(base["reference"] for base in bases["old"]) or "not found"
+        new_base = ", ".join(base["reference"] for base in bases["new"]) or "not found"
+        say(f"  base: {old_base} → {new_base}" + (" (changed)" if bases["changed"] else " (unchanged)"))
+        same = 0
+        for layer in platform["layers"]:
+            if layer["status"] == "same":
+                same += 1
+                continue
+            position = layer["newIndex"] if layer["newIndex"] is not None else layer["oldIndex"]
+            style = {"added": "red", "removed": "green"}.get(layer["status"], "yellow")
+            say(
+                f"  {layer['status']:<8} layer {position + 1:>3} {signed_bytes(layer['sizeDelta']):>12}  "
+                f"{layer['instruction']}",
+                style,
+            )
+        say(f"  {same} layer{'s' if same != 1 else ''} unchanged")
+        content = platform["content"]
+        if content is not None:
+            say(f"  packages added: {', '.join(content['packagesAdded']) or 'none'}")
+            say(f"  packages removed: {', '.join(content['packagesRemoved']) or 'none'}")
+            say(f"  tools that appeared: {', '.join(content['toolsAppeared']) or 'none'}")
+            say(
+                f"  wasted bytes: {_size(content['wastedBytesOld'])} → {_size(content['wastedBytesNew'])} "
+                f"({signed_bytes(content['wastedBytesDelta'])})"
+            )

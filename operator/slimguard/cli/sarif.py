@@ -142,3 +142,68 @@ def check_sarif(document: Mapping[str, Any], *, version: str) -> str:
         results=results,
     )
     return _dump(Sarif(schema_uri=SCHEMA_URI, runs=[run]))
+
+
+_DIFF_RULES = {
+    "diff.size": ("The image's compressed size changed", "The compressed size of a platform's image changed."),
+    "diff.layer.added": ("A layer was added", "The new image has a layer the old one had not."),
+    "diff.layer.removed": ("A layer was removed", "The old image had a layer the new one has not."),
+    "diff.layer.changed": ("A layer was rebuilt", "The same instruction made a layer with other contents."),
+}
+
+
+def diff_sarif(document: Mapping[str, Any], *, version: str) -> str:
+    """``slimguard diff --format sarif``: notes, not findings (a diff judges nothing; ``check --baseline`` does):
+    each platform's size change and each layer added, removed or rebuilt, at the new image's repository."""
+    from slimguard.core.reports.image_diff import signed_bytes
+
+    names = list(_DIFF_RULES)
+    rules = [
+        ReportingDescriptor(
+            id=name,
+            name=name,
+            short_description=Message(text=summary),
+            full_description=Message(text=description),
+            help=Message(text="Compare with slimguard diff; gate growth with slimguard check --baseline."),
+            default_configuration=ReportingConfiguration(level=Level.NOTE),
+        )
+        for name, (summary, description) in _DIFF_RULES.items()
+    ]
+    new = document["new"]["image"]
+    where = _location(_repository(new), 1)
+    results: list[Result] = []
+    for platform in document["platforms"]:
+        name = platform["platform"]
+        results.append(
+            Result(
+                rule_id="diff.size",
+                rule_index=names.index("diff.size"),
+                level=Level.NOTE,
+                message=Message(
+                    text=f"{new} ({name}) is {signed_bytes(platform['compressedDelta'])} compressed against "
+                    f"{document['old']['image']}"
+                ),
+                locations=[where],
+                properties={"platform": name, "compressedDelta": platform["compressedDelta"]},
+            )
+        )
+        for layer in platform["layers"]:
+            if layer["status"] == "same":
+                continue
+            rule = f"diff.layer.{layer['status']}"
+            position = layer["newIndex"] if layer["newIndex"] is not None else layer["oldIndex"]
+            results.append(
+                Result(
+                    rule_id=rule,
+                    rule_index=names.index(rule),
+                    level=Level.NOTE,
+                    message=Message(
+                        text=f"layer {position + 1} ({name}) {layer['status']}, "
+                        f"{signed_bytes(layer['sizeDelta'])}: {layer['instruction']}"
+                    ),
+                    locations=[where],
+                    properties={"platform": name, "sizeDelta": layer["sizeDelta"]},
+                )
+            )
+    run = Run(tool=_driver(version, rules), invocations=[Invocation(execution_successful=True)], results=results)
+    return _dump(Sarif(schema_uri=SCHEMA_URI, runs=[run]))

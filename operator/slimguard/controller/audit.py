@@ -134,6 +134,8 @@ class AuditController:
         # Which workloads' verdicts read the reports of which digest: a report names one workload, but speaks
         # for every workload running its digest.
         self._scanned: dict[WorkloadKey, tuple[str, ...]] = {}
+        self._awaiting_reports: set[WorkloadKey] = set()
+        """Evaluated while the VulnerabilityReports were being listed, by policies that read them."""
         self._scanned_by: dict[str, set[WorkloadKey]] = {}
         # Our annotations as the Deployment controller copied them onto ReplicaSets (only those that carry any),
         # with the Deployment each copied from. It never removes a copy: once the Deployment no longer carries
@@ -287,6 +289,13 @@ class AuditController:
             for key in list(self._scanned_by.get(digest, ())):
                 self.enqueue(key)
 
+    def reports_listed(self) -> None:
+        """The VulnerabilityReports are listed: evaluate again every workload evaluated without them (its
+        vulnerability rule undecided, its stale-base finding without Trivy's counts)."""
+        awaiting, self._awaiting_reports = self._awaiting_reports, set()
+        for key in awaiting:
+            self.enqueue(key)
+
     def _note_scanned(self, key: WorkloadKey, digests: tuple[str, ...]) -> None:
         for digest in self._scanned.pop(key, ()):
             keys = self._scanned_by.get(digest)
@@ -396,8 +405,14 @@ class AuditController:
         policies = chosen.policies
         verdict: Verdict | None = None
         if policies:
+            # Evaluated while the VulnerabilityReports are being listed: made again once they are.
+            waited = self.view.reports_pending and chosen.reads.vulnerability_reports
             with metrics.EVALUATION_SECONDS.time():
                 verdict = await self.evaluator.verdict(chosen, now=self.clock())
+            if waited and self.view.reports_pending:
+                self._awaiting_reports.add(key)
+            elif waited:  # listed while it was evaluated
+                self.enqueue(key)
             metrics.EVALUATIONS.labels(status=verdict.status.value).inc()
             self.verdicts[key] = verdict
             if self.evaluated is not None:

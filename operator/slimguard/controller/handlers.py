@@ -13,15 +13,9 @@ from slimguard import metrics
 from slimguard.controller.replica import COMPONENT, ControllerReplica
 from slimguard.controller.settings import ControllerSettings
 from slimguard.kube.gateway import load_api_client
-from slimguard.kube.kopf_tuning import is_deletion, own_identity, tune
+from slimguard.kube.kopf_tuning import is_deletion, own_identity, run_operator, tune
 from slimguard.kube.login import connection_info
-from slimguard.kube.resources import (
-    IMAGE_REPORT_RESOURCE,
-    NAMESPACE_RESOURCE,
-    NODE_RESOURCE,
-    POLICY_RESOURCE,
-    VULNERABILITY_REPORT_RESOURCE,
-)
+from slimguard.kube.resources import NAMESPACE_RESOURCE, NODE_RESOURCE, POLICY_RESOURCE
 
 log = logging.getLogger(__name__)
 
@@ -81,13 +75,8 @@ def build_registry(
     async def observe_node(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
         memo["replica"].audit.observe_node(body, deleted=is_deletion(event))
 
-    @kopf.on.event(*VULNERABILITY_REPORT_RESOURCE, registry=registry)
-    async def observe_report(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
-        memo["replica"].audit.observe_report(body, deleted=is_deletion(event))
-
-    @kopf.on.event(*IMAGE_REPORT_RESOURCE, registry=registry)
-    async def observe_image_report(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
-        memo["replica"].reports.observe(body, deleted=is_deletion(event))
+    # No report kind here: kopf LISTs a kind in one response and keeps each body until its handler ran; the
+    # replica reads ImageReports and VulnerabilityReports through its own paged watches (engine/report_feed.py).
 
     return registry
 
@@ -100,10 +89,12 @@ def _user_agent(settings: ControllerSettings) -> str:
 
 
 def run(settings: ControllerSettings) -> None:
-    kopf.run(
-        registry=build_registry(settings),
-        standalone=True,
-        clusterwide=True,
-        liveness_endpoint=settings.liveness_endpoint,
-        identity=own_identity(COMPONENT),
+    run_operator(
+        kopf.operator(
+            registry=build_registry(settings),
+            standalone=True,
+            clusterwide=True,
+            liveness_endpoint=settings.liveness_endpoint,
+            identity=own_identity(COMPONENT),
+        )
     )

@@ -153,6 +153,12 @@ class ReportKeeper:
     def facts_for(self, digest: str, needs: FactsNeeds) -> ImageFacts | None:
         return self.reports.facts_for(digest, needs)
 
+    async def read(self, digest: str, needs: FactsNeeds) -> ImageFacts | None:
+        return await self.reports.read(digest, needs)
+
+    def would_read(self, digest: str) -> bool:
+        return self.reports.would_read(digest)
+
     def remember(self, image: str, facts: ImageFacts, *, learned: bool) -> None:
         self.resolved[image] = facts.digest
         if learned:
@@ -222,7 +228,9 @@ class ReportKeeper:
             digest, pending = next(iter(self._pending.items()))
             del self._pending[digest]
             told = self._told.get(digest)
-            facts = pending or (told[0] if told is not None else None) or self.reports.facts(digest)
+            facts = pending or (told[0] if told is not None else None)
+            if facts is None and (entry := await self.reports.load(digest)) is not None and entry.stored is not None:
+                facts = entry.stored.facts if entry.stored.digest == digest else None
             if facts is None:
                 continue  # hints for an image not read here nor fully reported: written with its facts
             hints = self._hints.get(digest)

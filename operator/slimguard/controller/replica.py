@@ -5,6 +5,9 @@ Each part is handed what it calls at construction, and nothing reaches into anot
   and is told what each image resolved to and what was learned of it; the audit tells it each verdict
   (``evaluated``: the slimmer bases found); its sweeps ask the replica which digests are in use;
 - the ``AuditController`` evaluates with the engine's ``Evaluator`` over the engine's ``ClusterView``;
+- the ImageReports' watch feeds the ``ImageReports``; the ``VulnerabilityReportFeed`` watches Trivy Operator's
+  reports while a policy reads them, handing each to the audit (``observe_report``), and is told of every policy
+  change (``observe_policy``);
 - the ``LeaderElector`` calls ``lead`` and ``follow``; every write goes through the ``KubeGateway`` it fences.
 kopf's handlers (controller/handlers.py) only hand events to these.
 """
@@ -16,6 +19,7 @@ import contextlib
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import httpcore
@@ -31,6 +35,7 @@ from slimguard.core.evaluation import enforcement
 from slimguard.core.model.kinds import WORKLOADS
 from slimguard.core.model.workload import made_by_a_workload
 from slimguard.core.reports.policy_report import REPORT_APIS
+from slimguard.engine.report_feed import VulnerabilityReportFeed, watch_image_reports
 from slimguard.engine.view import ClusterView
 from slimguard.engine.wiring import build_engine
 from slimguard.kube.gateway import ApiClient, KubeGateway
@@ -73,6 +78,7 @@ class ControllerReplica:
             may_write=self.elector.holds if self.elector is not None else None,
         )
         self.reports = ImageReports()
+        self.reports.read_from(self.kube.get_image_report)  # a report the watch shows, read when asked for
         self.keeper = ReportKeeper(
             reports=self.reports,
             kube=self.kube,
@@ -100,6 +106,18 @@ class ControllerReplica:
             ),
             evaluated=self.keeper.evaluated,
         )
+        credentials = partial(connection_info, settings.kubeconfig)
+        self.image_reports = watch_image_reports(
+            self.reports, credentials, page_size=settings.report_page_size, component="controller"
+        )
+        self.vulnerability_reports = VulnerabilityReportFeed(
+            self.engine.view,
+            credentials,
+            observe=lambda body, deleted: self.audit.observe_report(body, deleted=deleted),
+            listed=self.audit.reports_listed,
+            page_size=settings.report_page_size,
+            component="controller",
+        )
         self.started = False
         """The reports and policies are read: the audit judges (or stands by) from here on."""
         self.informer: WorkloadInformer | None = None
@@ -110,8 +128,13 @@ class ControllerReplica:
 
     async def start(self) -> None:
         """Everything that reads, started; then lead at once, or stand by for the election."""
-        await self.reports.sync(self.kube)  # before the first evaluation: what is reported is not read again
+        # Both report kinds are listed before the first evaluation: what is reported is not read again, and no
+        # vulnerability rule is decided on part of the reports.
+        self.image_reports.start()
         await self.audit.start(lead=False)
+        self.vulnerability_reports.follow_policies()
+        await self.image_reports.wait_listed()
+        await self.vulnerability_reports.wait_listed()
         self.started = True
         log.info("slimguard controller started: %s; %d ImageReports read", self.settings.describe(), len(self.reports))
         self.informer = _watch_workloads(self.settings, self.audit)
@@ -152,6 +175,8 @@ class ControllerReplica:
                 await self._reaudit
         if self.informer is not None:
             await self.informer.stop()
+        await self.vulnerability_reports.stop()
+        await self.image_reports.stop()
         await self.audit.stop()
         await self.engine.stop_background()
         await self.keeper.stop()
@@ -181,6 +206,7 @@ class ControllerReplica:
         self.audit.observe_policy(body, deleted=deleted)
         if deleted and (name := (body.get("metadata") or {}).get("name")):
             self.keeper.policy_gone(str(name))
+        self.vulnerability_reports.follow_policies()
 
     def enforcing(self) -> str:
         """What kopf's health probe says (``enforcement_summary``), or that the replica is still starting."""

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from slimguard.core.reports.policy_report import REPORT_APIS
 from slimguard.engine.view import describe_namespaces
+from slimguard.kube.informer import REPORT_PAGE_SIZE
 from slimguard.kube.leader import ElectionSettings
 from slimguard.listen import ANY_ADDRESS
 from slimguard.registry.settings import RegistrySettings
@@ -29,11 +30,15 @@ class ControllerSettings:
     """The API group verdicts are written to as PolicyReports (core.reports.policy_report.REPORT_APIS); None: none."""
     report_grace_seconds: float = 24 * 3600.0
     """How long the ImageReport of a digest no workload uses any more is kept (it may come back: a rollback)."""
+    report_page_size: int = REPORT_PAGE_SIZE
+    """Objects per LIST page of ImageReports and VulnerabilityReports (each page is decoded whole, then dropped)."""
     leader_election: ElectionSettings | None = None
     """The Lease replicas elect their one writer on; None: this process writes without asking (the CLI elects
     by default, see ``slimguard controller --help``; tests running one controller in-process do not)."""
 
     def __post_init__(self) -> None:
+        if not 1 <= self.report_page_size <= 10_000:
+            raise ValueError("--report-page-size must be between 1 and 10000")
         if self.workers < 1:
             raise ValueError("--workers must be at least 1")
         if self.audit_interval_seconds < 10:
@@ -55,6 +60,7 @@ class ControllerSettings:
             f"registry_allowlist={list(policy.allowed_registries) or 'any'} extra_cas={len(self.registry.ca_files)} "
             f"{self.registry.proxy.describe()} "
             f"trusted_report_namespaces={describe_namespaces(self.trusted_report_namespaces)} "
+            f"report_page_size={self.report_page_size} "
             f"policy_reports={self.policy_reports or 'none'} "
             f"report_grace_period={self.report_grace_seconds:g}s "
             f"leader_election={self.leader_election.describe() if self.leader_election else 'off'} "

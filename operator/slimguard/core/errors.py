@@ -49,6 +49,7 @@ class InspectionReason(StrEnum):
     # One rule could not be decided, though the image was read.
     BASE_IMAGE_UNREADABLE = "BaseImageUnreadable"
     CONTENT_PENDING = "ContentPending"
+    REPORTS_PENDING = "ReportsPending"
     COMPRESSED_SIZE_UNKNOWN = "CompressedSizeUnknown"
     UNKNOWN_UNCOMPRESSED_SIZE = "UnknownUncompressedSize"
     UNKNOWN_PACKAGE_COUNT = "UnknownPackageCount"

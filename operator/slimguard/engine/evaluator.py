@@ -31,8 +31,11 @@ class Evaluator:
         view: ClusterFacts,
         credentials: CredentialSource,
         bases: BaseLookups | None = None,
+        baselines: Mapping[str, ImageFacts] | None = None,
     ) -> None:
         self.inspector = inspector
+        self.baselines = baselines or {}
+        """Per image reference, the image it is compared with for growth (``check --baseline``; none in a cluster)."""
         self.view = view
         self.credentials = credentials
         self.bases = bases or BaseLookups(inspector)
@@ -60,6 +63,7 @@ class Evaluator:
             if scans
             else (),
             report_owners=owners,
+            reports_listed=not (scans and self.view.reports_pending),
             digest_reports=self._digest_reports(
                 workload.namespace, [*facts.values(), *(_base_versions(bases, base_facts) if stale_check else ())]
             )
@@ -68,6 +72,7 @@ class Evaluator:
             base_options=base_facts.options,
             base_versions=base_facts.versions,
             base_history=base_facts.history,
+            baselines=self.baselines,
         )
         return evaluate(plan, context)
 

@@ -48,9 +48,16 @@ class ClusterFacts(Protocol):
 
     def digest_reports(self, namespace: str, digest: str) -> tuple[DigestReports, ...]: ...
 
+    @property
+    def reports_pending(self) -> bool:
+        """The scan reports are still being listed: vulnerability rules are left undecided until they are."""
+        ...
+
 
 class _NoCluster:
     """No namespace labels and no scan reports: for checks outside a cluster (CI, a local image)."""
+
+    reports_pending = False
 
     def namespace_labels(self, namespace: str) -> Mapping[str, str]:
         return {}

@@ -1,7 +1,9 @@
 """The cluster as watches show it: policies, namespace labels, scan reports, ReplicaSet ownership and the
 platforms the Ready nodes run.
 
-Fed by kopf events in both the controller and the webhook, so neither asks the apiserver per decision.
+Fed by watches in both the controller and the webhook, so neither asks the apiserver per decision. Of a
+VulnerabilityReport it keeps the small record evaluation reads (``VulnerabilityReport``: owner, digest, counts by
+severity, scan time), never the body; and reports at all only while a policy reads them (engine.report_feed).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from slimguard.core.errors import InvalidPolicy
+from slimguard.core.evaluation.plan import policy_reads
 from slimguard.core.facts.vulnerabilities import DigestReports, ReportKey, SeverityCounts, VulnerabilityReport, worst_of
 from slimguard.core.model.placement import node_platform
 from slimguard.core.model.platform import Platform
@@ -84,6 +87,9 @@ class ClusterView:
         self.node_platforms: frozenset[Platform] = frozenset()
         """The platforms the cluster's Ready nodes run (empty: none known), which a policy listing no
         ``platforms`` judges (``core.model.placement``)."""
+        self.reports_pending = False
+        """The VulnerabilityReports are being listed (a policy that reads them appeared, or the replica started):
+        what is held is not yet all there is, so vulnerability rules are left undecided (ReportsPending)."""
 
     async def sync_policies(self, kube: KubeGateway) -> None:
         """Load every policy once before serving: decisions made before the watch catches up would be wrong."""
@@ -129,6 +135,12 @@ class ClusterView:
     @property
     def active_policies(self) -> list[ImagePolicy]:
         return [record.policy for record in self.policies.values() if record.policy is not None]
+
+    @property
+    def reads_reports(self) -> bool:
+        """Some policy in force reads VulnerabilityReports: a ``vulnerabilities`` rule, or ``requireCurrentBase``,
+        whose findings say what Trivy Operator counts in the base then and now."""
+        return any(policy_reads(policy).vulnerability_reports for policy in self.active_policies)
 
     def namespace_labels(self, namespace: str) -> dict[str, str]:
         return self.namespaces.get(namespace, {})
@@ -213,12 +225,15 @@ class ClusterView:
         # Where the object lives, not what its labels claim: RBAC on that namespace is what vouches for it.
         key = (str((body.get("metadata") or {}).get("namespace")), report.name)
         previous = self.reports.get(key)
-        if not deleted and previous == report:
+        if (previous is None) if deleted else (previous == report):
             return None
         if previous is not None:
             self._unindex(key, previous)
         if deleted:
-            self.reports.pop(key, None)
+            # What a deletion found by listing again carries is the name alone: the record says whose it was.
+            assert previous is not None
+            report = previous
+            del self.reports[key]
         else:
             self.reports[key] = report
             self._index(key, report)
@@ -252,6 +267,13 @@ class ClusterView:
                 group.discard(key)
                 if not group:
                     del self._reports_by_digest[slot]
+
+    def forget_reports(self) -> None:
+        """Drop every VulnerabilityReport: no policy reads them any more, and the watch that kept them current
+        has stopped."""
+        self.reports.clear()
+        self._reports_by_owner.clear()
+        self._reports_by_digest.clear()
 
     def observe_replicaset(self, workload: Workload, *, deleted: bool) -> WorkloadKey | None:
         """Track which ReplicaSet is a Deployment's current one; returns the Deployment when that changed."""

@@ -8,13 +8,17 @@ storage skips it and stores nothing on objects.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import socket
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from typing import Any
 
 import kopf
 from kopf._core.engines.peering import Identity  # kopf.run's parameter type, not re-exported by kopf
+
+from slimguard.tasks import AsyncGeneratorsClosedOutermostFirst
 
 
 class NoDiffBase(kopf.DiffBaseStorage):
@@ -47,3 +51,10 @@ def own_identity(component: str) -> Identity:
     arbitrary UIDs, ``docker run --user 12345``): the process died before its first watch.
     """
     return Identity(os.environ.get("POD_ID") or f"{component}@{socket.gethostname()}/{os.getpid()}")
+
+
+def run_operator(operator: Coroutine[Any, Any, None]) -> None:
+    """``kopf.run`` for ``kopf.operator(...)``, with the watch streams kopf abandons closed in order before the
+    loop ends, so a stop logs no error (see ``AsyncGeneratorsClosedOutermostFirst``)."""
+    with contextlib.suppress(asyncio.CancelledError):  # as kopf.run: a cancelled operator is a stopped one
+        asyncio.run(AsyncGeneratorsClosedOutermostFirst().run(operator))

@@ -34,11 +34,23 @@ class DigestStore(Protocol):
     (with its HEAD, unless the tag cache knows it), and only what it resolves to is looked up, so a tag costs
     the requests it cost before when the store has nothing. The store is asked before the inspector's own
     cache because it can know more than this process read (a webhook reads no layer; the controller wrote their
-    contents). Its lookups are counted as the ``reports`` cache. Called on the event loop: no I/O.
+    contents). Its lookups are counted as the ``reports`` cache. Called on the event loop.
     """
 
     def facts_for(self, digest: str, needs: FactsNeeds) -> ImageFacts | None:
-        """The facts kept for ``digest``, if they hold all ``needs`` asks (``ImageFacts.holds``); None otherwise."""
+        """The facts kept for ``digest`` in memory, if they hold all ``needs`` asks (``ImageFacts.holds``); None
+        otherwise. No I/O: what a warm admission asks (``ImageInspector.cached``)."""
+        ...
+
+    async def read(self, digest: str, needs: FactsNeeds) -> ImageFacts | None:
+        """As ``facts_for``, reading them from where they are kept if they are not in memory (the ImageReports:
+        one GET by name), when an inspection may wait for it."""
+        ...
+
+    def would_read(self, digest: str) -> bool:
+        """Facts are kept for ``digest`` that are not in memory: ``read`` would fetch them. The warm path then
+        leaves the answer to ``inspect``, rather than answer from the inspector's own memory, which may know less
+        (a webhook's: no layer contents)."""
         ...
 
     def remember(self, image: str, facts: ImageFacts, *, learned: bool) -> None:
@@ -144,9 +156,11 @@ class ImageInspector:
                 known = reference.digest or self._tags.get(
                     self._tag_key(reference, credential), self._revalidation(reference, credential)
                 )
-                if known is not None and (stored := self._stored(known, reads, count_miss=False)) is not None:
+                if known is not None and (stored := self._stored(known, reads)) is not None:
                     self._remember(image, stored, learned=False)
                     return stored
+                if known is not None and self.store.would_read(known):
+                    return None  # the store keeps a report it has not read yet: it may know more than memory does
             self._raise_recent_failure(reference, credential, count_miss=False)
         except InspectionError as error:
             return error
@@ -165,7 +179,7 @@ class ImageInspector:
         reference, credential = self._identify(image, credentials)
         reads = self._reads(needs)
         # Before the failure cache and any request: a store answers a digest even while the registry is down.
-        if reference.digest is not None and (stored := self._stored(reference.digest, reads)) is not None:
+        if reference.digest is not None and (stored := await self._read_stored(reference.digest, reads)) is not None:
             self._remember(image, stored, learned=False)
             return stored
         self._raise_recent_failure(reference, credential, count_miss=True)
@@ -206,13 +220,22 @@ class ImageInspector:
         if count_miss:  # `cached` probes first and `inspect` follows: count the miss once
             metrics.cache_lookup("failures", hit=False)
 
-    def _stored(self, digest: str, needs: FactsNeeds, *, count_miss: bool = True) -> ImageFacts | None:
-        """The store's facts for ``digest`` if they hold all that is needed (`cached` probes, `inspect` counts)."""
+    def _stored(self, digest: str, needs: FactsNeeds) -> ImageFacts | None:
+        """The store's facts for ``digest`` in memory, if they hold all that is needed (``cached`` probes; a miss is
+        counted by the ``inspect`` that follows)."""
         if self.store is None:
             return None
         facts = self.store.facts_for(digest, needs)
-        if facts is not None or count_miss:
-            metrics.cache_lookup("reports", hit=facts is not None)
+        if facts is not None:
+            metrics.cache_lookup("reports", hit=True)
+        return facts
+
+    async def _read_stored(self, digest: str, needs: FactsNeeds) -> ImageFacts | None:
+        """The store's facts for ``digest``, read from where it keeps them if need be (``inspect`` may wait)."""
+        if self.store is None:
+            return None
+        facts = await self.store.read(digest, needs)
+        metrics.cache_lookup("reports", hit=facts is not None)
         return facts
 
     def _remember(self, image: str, facts: ImageFacts, *, learned: bool) -> None:
@@ -226,7 +249,7 @@ class ImageInspector:
         ``needs`` is what this inspector reads (never contents for the webhook): a stored report without the
         layers' contents then still answers, and content rules say ContentPending until the controller's does."""
         digest = await self._resolve(reference, credential)
-        if (stored := self._stored(digest, needs)) is not None:
+        if (stored := await self._read_stored(digest, needs)) is not None:
             return stored, False
         return await self._facts_of(reference, digest, credential, needs), True
 

@@ -38,6 +38,7 @@ async def test_a_replica_whose_reviews_were_all_decided_by_onunknown_is_ready_an
         "[+]shutdown ok",
         "[+]certificate ok",
         "[+]policies ok",
+        "[+]vulnerabilityreports ok",
         f"[!]enforcing {text}",
         "readyz check passed",
     ]
@@ -53,11 +54,30 @@ async def test_verbose_names_the_failing_check_and_answers_503() -> None:
         "[+]shutdown ok",
         "[+]certificate ok",
         "[-]policies failed: policies not loaded yet",
+        "[+]vulnerabilityreports ok",
         "[+]enforcing ok: no images reviewed in the last 5 min",
         "readyz check failed",
     ]
     server.draining = True
     assert await ready(server) == (503, "shutting down")
+
+
+async def test_while_its_vulnerabilityreports_are_listed_a_replica_stays_ready_and_says_they_decide_nothing() -> None:
+    """A policy with a vulnerabilities rule added while the replica serves starts the reports' watch: until its
+    LIST is in, the rule is left to onUnknown (ReportsPending), and /readyz says so without leaving the Service."""
+    server, checking = serving(policy("Enforce"))
+    checking.view.reports_pending = True
+    status, text = await ready(server)
+    assert status == 200
+    assert text.startswith(
+        "degraded: VulnerabilityReports are being listed: vulnerability rules are decided by onUnknown"
+    )
+    status, verbose = await ready(server, "?verbose")
+    assert status == 200
+    assert verbose.splitlines()[3].startswith("[!]vulnerabilityreports degraded: VulnerabilityReports are being listed")
+    assert verbose.splitlines()[-1] == "readyz check passed"
+    checking.view.reports_pending = False
+    assert await ready(server) == (200, "ok")
 
 
 async def test_while_draining_every_answer_tells_the_apiserver_to_close_its_connection() -> None:

@@ -205,3 +205,20 @@ def two_image_archive(directory: Path) -> Path:
         members.pop("repositories")
     members["manifest.json"] = json.dumps(catalogue).encode()
     return write_tar(directory / "both.tar", members)
+
+
+def docker_save_all(out: Path, images: Mapping[str, Image]) -> Path:
+    """One ``docker save`` of several images (``docker save NAME...``), each under its repo tag."""
+    members: dict[str, bytes | tarfile.TarInfo] = {}
+    catalogue = []
+    for number, (repo_tag, image) in enumerate(images.items()):
+        saved = docker_save(out.parent / f"{out.stem}-{number}.tar", image, repo_tag=repo_tag)
+        with tarfile.open(saved) as archive:
+            for member in archive.getmembers():
+                extracted = archive.extractfile(member) if member.isfile() else None
+                if extracted is not None:
+                    members[member.name] = extracted.read()
+        catalogue.extend(json.loads(members.pop("manifest.json")))  # type: ignore[arg-type]
+        members.pop("repositories", None)
+    members["manifest.json"] = json.dumps(catalogue).encode()
+    return write_tar(out, members)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pytest
@@ -39,7 +40,7 @@ def test_a_command_gets_the_registry_options_as_settings() -> None:
 
 
 def test_every_command_that_reads_a_registry_offers_them() -> None:
-    for command in ("controller", "webhook", "check", "inspect"):
+    for command in ("controller", "webhook", "check", "inspect", "diff"):
         result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "250", "TERMINAL_WIDTH": "250"})
         assert result.exit_code == 0
         for option in (
@@ -56,14 +57,16 @@ def test_every_command_that_reads_a_registry_offers_them() -> None:
             assert option in result.output, (command, option)
 
 
-def invoke(argv: list[str], env: dict[str, str] | None = None) -> tuple[Result, RegistrySettings | None]:
-    """A command given the registry options, run with ``argv``: its result and the settings it got (None: it did
-    not run)."""
+def invoke(
+    argv: list[str], env: dict[str, str] | None = None, *, server: bool = False
+) -> tuple[Result, RegistrySettings | None]:
+    """A command given the registry options (``server``: a long-running one's too), run with ``argv``: its result
+    and the settings it got (None: it did not run)."""
     seen: list[RegistrySettings] = []
     probe = typer.Typer()
 
     @probe.command()
-    @with_registry_options
+    @functools.partial(with_registry_options, server=server)
     def check(registry_settings: RegistrySettings) -> None:
         seen.append(registry_settings)
 
@@ -71,20 +74,24 @@ def invoke(argv: list[str], env: dict[str, str] | None = None) -> tuple[Result, 
     return result, (seen[0] if seen else None)
 
 
-def probe_settings(argv: list[str], env: dict[str, str] | None = None) -> RegistrySettings:
-    result, settings = invoke(argv, env)
+def probe_settings(argv: list[str], env: dict[str, str] | None = None, *, server: bool = False) -> RegistrySettings:
+    result, settings = invoke(argv, env, server=server)
     assert result.exit_code == 0, result.output
     assert settings is not None
     return settings
 
 
-def test_the_tag_ttl_and_its_longest_staleness_are_options() -> None:
-    default, chosen = probe_settings([]), probe_settings(["--tag-ttl", "60", "--tag-max-stale", "0"])
+def test_the_tag_ttl_and_its_longest_staleness_are_options_of_the_servers_alone() -> None:
+    default = probe_settings([], server=True)
+    chosen = probe_settings(["--tag-ttl", "60", "--tag-max-stale", "0"], server=True)
     assert (default.tag_ttl_seconds, default.tag_max_stale_seconds) == (120, 300)
     assert (chosen.tag_ttl_seconds, chosen.tag_max_stale_seconds) == (60, 0)
     assert chosen.tag_refresh_after_seconds == 45, "refreshed ahead of a TTL shorter than the default refresh"
-    refused, _ = invoke(["--tag-max-stale", "-1"])
+    refused, _ = invoke(["--tag-max-stale", "-1"], server=True)
     assert refused.exit_code != 0
+    one_shot, _ = invoke(["--tag-ttl", "60"])  # a CI command resolves each tag once: no TTL to set
+    assert one_shot.exit_code == 2
+    assert probe_settings([]).tag_ttl_seconds == 120
 
 
 def test_the_kubelets_credential_provider_flags_are_read_and_validated_at_start(tmp_path: Path) -> None:

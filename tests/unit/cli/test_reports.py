@@ -38,6 +38,7 @@ def test_the_check_json_shape_is_fixed() -> None:
         "command": "check",
         "source": "registry",
         "input": None,
+        "baseline": None,
         "exitCode": 1,
         "policies": [{"name": "slim", "mode": "Enforce"}],
         "images": [
@@ -66,6 +67,18 @@ def test_the_check_json_shape_is_fixed() -> None:
                     }
                 ],
                 "exempted": [],
+                "platforms": [
+                    {
+                        "platform": "linux/amd64",
+                        "manifestDigest": digest,
+                        "compressedSize": 300 * MiB,
+                        "uncompressedSize": 600 * MiB,
+                        "layers": [
+                            {"digest": layer.digest, "size": 100 * MiB, "createdBy": None}
+                            for layer in layers("fat", 3, 100 * MiB)
+                        ],
+                    }
+                ],
             }
         ],
     }

@@ -579,3 +579,36 @@ async def test_a_policy_enforcing_nothing_gets_one_warning_event_when_it_turns_a
     enforcing = next(c for c in again.statuses[-1][1]["conditions"] if c["type"] == "Enforcing")
     was = next(c for c in written["conditions"] if c["type"] == "Enforcing")
     assert enforcing["lastTransitionTime"] == was["lastTransitionTime"]
+
+
+async def test_verdicts_that_waited_for_the_vulnerability_reports_are_made_again_once_they_are_listed() -> None:
+    """A workload evaluated while the reports were being listed has its vulnerability rule undecided; once the LIST
+    is in it is evaluated again, even when no report of its digest arrived to ask for it (none exists). One whose
+    policies read no report is not."""
+    inspector, kube = GatedInspector(fat()), FakeKube()
+    inspector.gate.set()
+    scans = policy_body(rules={"vulnerabilities": {"maxCritical": 0, "onMissingReport": "Deny"}})
+    controller = await started(inspector, kube, policy=scans, scheduler=FakeScheduler())
+    try:
+        controller.observe_policy(policy_body("sizes", {"maxLayers": 100}, match={"namespaces": ["team"]}))
+        controller.view.reports_pending = True
+        controller.observe_workload("Deployment", deployment_body())
+        controller.observe_workload("Deployment", {**deployment_body(), "metadata": TEAM_METADATA})
+        await controller._queue.join()
+        assert [f.reason for f in controller.verdicts[KEY].errors] == ["ReportsPending"]
+        assert controller.verdicts[WorkloadKey("Deployment", "team", "web")].status.value == "compliant"
+        calls = inspector.calls
+
+        controller.view.reports_pending = False
+        controller.reports_listed()
+        await controller._queue.join()
+        assert [f.rule for f in controller.verdicts[KEY].violations] == ["vulnerabilities.onMissingReport"]
+        assert inspector.calls == calls + 1, "only the verdict that waited is made again"
+        controller.reports_listed()
+        await controller._queue.join()
+        assert inspector.calls == calls + 1, "once"
+    finally:
+        await controller.stop()
+
+
+TEAM_METADATA = {"name": "web", "namespace": "team", "uid": "u-2", "labels": {"app": "web"}, "annotations": {}}

@@ -582,6 +582,25 @@ def test_a_missing_report_is_allowed_by_default_and_denied_when_asked() -> None:
     assert finding.rule == "vulnerabilities.onMissingReport"
 
 
+def test_while_the_reports_are_being_listed_the_rule_is_undecided_not_missing_nor_passed() -> None:
+    """A policy with a vulnerabilities rule just added: the watch's first LIST may not have reached the report
+    that counts. Neither "no report" (onMissingReport) nor the worst of part of them: an error, onUnknown decides."""
+    report = vulnerability_report(artifact_digest=IMAGE.digest, critical=2)
+    for limits in ({"maxCritical": 0}, {"maxCritical": 0, "onMissingReport": "Deny"}):
+        result = verdict(
+            rules(vulnerabilities=limits, maxCompressedSize="1Ki"),
+            facts_by_image=of(IMAGE),
+            reports=[report],
+            reports_listed=False,
+            **OWNED,
+        )
+        pending = [f for f in result.findings if f.rule == "vulnerabilities"]
+        assert [(f.kind, f.reason) for f in pending] == [(FindingKind.ERROR, "ReportsPending")]
+        assert "still listing them" in pending[0].message
+        assert [f.rule for f in result.violations] == ["maxCompressedSize"], "the other rules are decided"
+    assert only(vulns(report, maxCritical=0)).rule == "vulnerabilities.maxCritical", "once listed, decided"
+
+
 def test_a_report_for_a_previous_digest_is_stale_and_never_counted() -> None:
     stale = vulnerability_report(artifact_digest=digest("previous build"), critical=9)
     assert vulns(stale, maxCritical=0).status is Status.COMPLIANT

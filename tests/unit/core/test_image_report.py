@@ -20,6 +20,7 @@ from slimguard.core.facts.image_report import (
     merged,
     read_report,
     report_body,
+    report_fingerprint,
     report_name,
 )
 
@@ -216,3 +217,19 @@ def test_hints_beyond_the_cap_are_left_out_and_said_so() -> None:
     assert len(stored.slimmer_bases) == MAX_SLIMMER_BASES
     assert f"slimmerBases: 3 of {MAX_SLIMMER_BASES + 3} not kept" in stored.truncated
     assert stored.facts == facts()  # the cut touches nothing a rule reads
+
+
+def test_what_is_read_back_keeps_the_facts_and_a_fingerprint_not_the_report_itself() -> None:
+    """Thousands of reports are held by each component: the facts say what the report says, and whether writing
+    again would change anything is told by a fingerprint of it, whatever order its keys came back in."""
+    body = report_body(with_content(), [FAT])
+    stored = roundtrip(body)
+    assert not any(isinstance(value, dict) for value in vars_of(stored)), "no part of the body is kept as read"
+    reordered = json.loads(json.dumps(body["report"], sort_keys=True))
+    assert list(reordered) != list(body["report"])
+    assert stored.fingerprint == report_fingerprint(reordered) == report_fingerprint(body["report"])
+    assert stored.fingerprint != report_fingerprint({**body["report"], "references": [FAT, NODE]})
+
+
+def vars_of(stored: Any) -> list[Any]:
+    return [getattr(stored, name) for name in stored.__slots__]

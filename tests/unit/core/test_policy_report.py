@@ -214,6 +214,8 @@ def test_rules_of_names_every_rule_field_of_the_policy_model() -> None:
             "forbiddenPackages": ["gcc"],
             "minEfficiency": 0.9,
             "maxWastedBytes": "20Mi",
+            "maxGrowth": "10%",
+            "maxGrowthBytes": "20Mi",
         },
     )
     from slimguard.core.model.policy import Rules

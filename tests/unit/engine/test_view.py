@@ -88,6 +88,28 @@ def test_a_replicaset_report_is_routed_to_the_owning_deployment_and_indexed_by_n
     assert view.own_reports("shop", [("ReplicaSet", "api-1")]) == []
 
 
+def test_a_report_deleted_while_no_watch_ran_is_routed_by_what_was_recorded_of_it() -> None:
+    """A LIST after an expired watch finds a report gone and knows only its name: the record says whose it was."""
+    view = ClusterView()
+    observe_rs(view, replicaset("api-1", "api", 1))
+    view.observe_report(report("rs-api", "ReplicaSet", "api-1", digest=DIGEST))
+    gone = {"metadata": {"namespace": "shop", "name": "rs-api", "uid": "u-1"}}
+    change = view.observe_report(gone, deleted=True)
+    assert change is not None
+    assert (change.owner, change.digests) == (WorkloadKey("Deployment", "shop", "api"), frozenset({DIGEST}))
+    assert view.own_reports("shop", [("ReplicaSet", "api-1")]) == []
+    assert view.digest_reports("shop", DIGEST) == ()
+    assert view.observe_report(gone, deleted=True) is None, "a report never seen names no workload"
+
+
+def test_dropping_the_reports_empties_every_index() -> None:
+    view = ClusterView()
+    view.observe_report(report("rs-api", "ReplicaSet", "api-1", digest=DIGEST))
+    view.forget_reports()
+    assert (view.reports, view.own_reports("shop", [("ReplicaSet", "api-1")])) == ({}, [])
+    assert view.digest_reports("shop", DIGEST) == ()
+
+
 DIGEST = "sha256:" + "d" * 64
 REBUILT = "sha256:" + "e" * 64
 

@@ -18,7 +18,7 @@ from slimguard.controller.image_reports import ReportKeeper
 from slimguard.core.errors import InspectionError
 from slimguard.core.facts.content import ContentFacts, PackageCount
 from slimguard.core.facts.image_facts import FactsNeeds, ImageFacts
-from slimguard.core.facts.image_report import report_body
+from slimguard.core.facts.image_report import report_body, report_name
 from slimguard.core.model.reference import ImageReference
 from slimguard.kube.image_reports import ImageReports
 from slimguard.registry.client import RegistryClient
@@ -68,6 +68,12 @@ class Telling:
 
     def facts_for(self, digest: str, needs: FactsNeeds) -> ImageFacts | None:
         return self.reports.facts_for(digest, needs)
+
+    async def read(self, digest: str, needs: FactsNeeds) -> ImageFacts | None:
+        return await self.reports.read(digest, needs)
+
+    def would_read(self, digest: str) -> bool:
+        return self.reports.would_read(digest)
 
     def remember(self, image: str, facts: ImageFacts, *, learned: bool) -> None:
         if learned:
@@ -198,3 +204,99 @@ def test_a_tag_answered_from_a_report_is_re_resolved_in_the_background_before_it
 
         assert asyncio.run(admit(source, tag)) == image  # answered at once, from the report
     assert network.attempts >= 1  # and the tag re-resolved behind it
+
+
+# --- reports the watch shows as metadata, read by name when asked for ------------------------------------------
+
+
+@dataclass
+class Stored:
+    """The reports as the apiserver holds them, by name, and the GETs made for them."""
+
+    bodies: dict[str, dict[str, Any]] = field(default_factory=dict)
+    gets: list[str] = field(default_factory=list)
+
+    def put(self, image: ImageFacts, version: str) -> dict[str, Any]:
+        body = json.loads(json.dumps(report_body(image, [f"{REPOSITORY}:1.0"])))
+        body["metadata"]["resourceVersion"] = version
+        self.bodies[body["metadata"]["name"]] = body
+        return {"kind": "PartialObjectMetadata", "metadata": dict(body["metadata"])}  # what the watch shows
+
+    async def get(self, name: str) -> dict[str, Any] | None:
+        self.gets.append(name)
+        return self.bodies.get(name)
+
+
+def test_a_report_the_watch_shows_is_read_by_name_once_when_its_digest_is_inspected_then_held(
+    network: NoNetwork,
+) -> None:
+    stored, reports = Stored(), ImageReports()
+    reports.read_from(stored.get)
+    image = facts()
+    reports.observe(stored.put(image, "1"))
+    assert (len(reports), reports.held) == (1, 0), "known by its metadata, nothing of it read yet"
+    pinned = f"{REPOSITORY}@{image.digest}"
+    for source in inspector(network, reports):
+        assert ask(source, pinned) is None, "the warm path makes no request"
+        assert asyncio.run(source.inspect(pinned, FactsNeeds(frozenset({AMD64})))) == image
+        assert ask(source, pinned) == image, "held from then on"
+        assert asyncio.run(source.inspect(pinned, FactsNeeds(frozenset({AMD64})))) == image
+    assert stored.gets == [report_name(image.digest)]
+    assert network.attempts == 0, "nothing asked of the registry"
+
+
+def test_a_report_changed_since_it_was_read_is_read_again_and_one_deleted_not_at_all() -> None:
+    stored, reports = Stored(), ImageReports()
+    reports.read_from(stored.get)
+    image = facts()
+    needs = FactsNeeds(frozenset({AMD64}))
+    reports.observe(stored.put(image, "1"))
+    assert asyncio.run(reports.read(image.digest, needs)) == image
+    learned = replace(image, platforms=(replace(image.platforms[0], content=CONTENT),))
+    reports.observe(stored.put(learned, "2"))  # the controller read its layers and wrote them in
+    assert reports.facts_for(image.digest, needs) is None, "what was held is out of date"
+    assert asyncio.run(reports.read(image.digest, replace(needs, content=True))) == learned
+    reports.observe({"metadata": {"name": report_name(image.digest)}}, deleted=True)
+    assert asyncio.run(reports.read(image.digest, needs)) is None
+    assert len(stored.gets) == 2
+    assert len(reports) == 0
+
+
+def test_the_reports_held_are_bounded_and_the_least_recently_asked_for_goes_first() -> None:
+    """A report with its layers' contents is ~150 KB once read: thousands held whole would cost most of a GB."""
+    stored = Stored()
+    heavy = ContentFacts(PackageCount(173), (), tuple((f"usr/bin/t{n}", 0) for n in range(1000)), 1.0, 0, 9)
+    images = [facts(replace(platform_image(seed=str(n)), content=heavy), seed=str(n)) for n in range(3)]
+    reports = ImageReports(held_weight=2_500)  # room for two such reports
+    reports.read_from(stored.get)
+    for image in images:
+        reports.observe(stored.put(image, "1"))
+    needs = FactsNeeds(frozenset({AMD64}), content=True)
+    first, second, third = (image.digest for image in images)
+    for digest in (first, second, first, third):
+        assert asyncio.run(reports.read(digest, needs)) is not None
+    assert reports.held == 2
+    assert reports.facts_for(first, needs) is not None, "asked for again: kept"
+    assert reports.facts_for(second, needs) is None, "the least recently asked for: let go"
+    assert sorted(reports.names().values()) == sorted(image.digest for image in images), "all still known"
+
+
+def test_a_tag_whose_digest_has_a_report_not_read_yet_is_not_answered_from_the_inspectors_lesser_memory(
+    network: NoNetwork,
+) -> None:
+    """A webhook read the image before its report existed (no layer contents: content rules pending); the report
+    the controller then wrote, with the contents, must answer the next review, not what the webhook remembered."""
+    stored, reports = Stored(), ImageReports()
+    reports.read_from(stored.get)
+    without = facts()
+    learned = replace(without, platforms=(replace(without.platforms[0], content=CONTENT),))
+    tag = f"{REPOSITORY}:1.0"
+    for source in inspector(network, reports, read_layers=False):
+        source._tags.put(source._tag_key(ImageReference.parse(tag), None), without.digest)  # as a HEAD left them
+        source._facts.put(without.digest, without)  # what the registry gave it, before the report existed
+        assert ask(source, tag) == without
+        reports.observe(stored.put(learned, "1"))  # the controller's report, as the watch shows it
+        assert ask(source, tag) is None, "left to inspect, which reads the report"
+        assert asyncio.run(source.inspect(tag, FactsNeeds(frozenset({AMD64})))) == learned
+        assert ask(source, tag) == learned
+    assert network.attempts == 0

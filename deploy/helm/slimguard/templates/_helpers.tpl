@@ -82,6 +82,9 @@ makes and rotates its own, nothing secret rendered), cert-manager, or provided (
 {{- range .Values.trustedReportNamespaces }}
 - --trusted-report-namespaces={{ . }}
 {{- end }}
+{{- if not (kindIs "invalid" .Values.reportPageSize) }}
+- --report-page-size={{ .Values.reportPageSize }}
+{{- end }}
 {{- if include "slimguard.registryCaSource" . }}
 - --ca-file=/etc/slimguard/registry-ca/{{ include "slimguard.registryCaKey" . }}
 {{- end }}

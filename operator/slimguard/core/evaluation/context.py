@@ -25,6 +25,9 @@ class Context:
     report_owners: tuple[tuple[str, str], ...] = ()
     """(kind, name) of the objects whose reports speak for this workload: itself, and for a Deployment
     its current ReplicaSet (Trivy Operator files a Deployment's reports under the ReplicaSet)."""
+    reports_listed: bool = True
+    """False while the cluster's VulnerabilityReports are still being listed (the watch just started): vulnerability
+    rules are then undecided (ReportsPending), never decided on part of the reports."""
     digest_reports: Mapping[str, Sequence[DigestReports]] = field(default_factory=dict)
     """Per image digest, the reports filed for it under any workload (those the cluster view trusts)."""
     base_options: Mapping[str, BaseOptions] = field(default_factory=dict)
@@ -33,3 +36,6 @@ class Context:
     """For requireCurrentBase: the bases images name by annotation, read by tag (now) and by digest (then)."""
     base_history: Mapping[str, Sequence[ImageFacts]] = field(default_factory=dict)
     """Per base reference, earlier versions its tag pointed to that slimguard read (newest first)."""
+    baselines: Mapping[str, ImageFacts] = field(default_factory=dict)
+    """Per image reference, the image it is compared with for growth (``check --baseline``): its manifests and
+    configs. None here (the cluster; a check without a baseline): the growth rules do not apply."""

@@ -69,8 +69,9 @@ class StoredReport:
     """None when a cut made it incomplete where a rule would read it (the report is then display only)."""
     references: tuple[str, ...]
     truncated: tuple[str, ...]
-    report: Mapping[str, Any]
-    """The ``report`` field as stored, to tell whether writing again would change anything."""
+    fingerprint: str
+    """``report_fingerprint`` of the ``report`` field as stored, to tell whether writing again would change
+    anything; the field itself is not kept (the facts say what it says, and thousands are held)."""
     slimmer_bases: tuple[SlimmerBase, ...] = ()
     """The slimmer-base hints of the policies that gave one for this image when it was last evaluated."""
 
@@ -81,6 +82,16 @@ def report_name(digest: str) -> str:
     if len(name) <= 253 and _NAME.match(name) and "--" not in name:
         return name
     return "digest-" + hashlib.sha256(digest.encode()).hexdigest()
+
+
+def digest_of_name(name: str) -> str | None:
+    """The digest ``report_name`` gave this name (``sha256-ab…`` → ``sha256:ab…``); None for a hashed name, or one
+    no digest gives. Said by the name alone, before the report is read."""
+    algorithm, dash, encoded = name.partition("-")
+    if not dash or algorithm == "digest":
+        return None
+    digest = f"{algorithm}:{encoded}"
+    return digest if _DIGEST.match(digest) and report_name(digest) == name else None
 
 
 # --- facts → body ------------------------------------------------------------------------------------------
@@ -352,9 +363,15 @@ def _read(body: Mapping[str, Any]) -> StoredReport:
         facts=facts if complete else None,
         references=references,
         truncated=truncated,
-        report=report,
+        fingerprint=report_fingerprint(report),
         slimmer_bases=hints,
     )
+
+
+def report_fingerprint(report: Mapping[str, Any]) -> str:
+    """A digest of a ``report`` field that two equal fields share, whatever the order of their keys."""
+    canonical = json.dumps(report, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def _hint_in(item: Mapping[str, Any]) -> SlimmerBase:

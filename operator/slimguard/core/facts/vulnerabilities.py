@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import sys
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -46,15 +47,15 @@ class VulnerabilityReport:
         summary = report.get("summary") or {}
         vulnerabilities = report.get("vulnerabilities")
         return cls(
-            namespace=str(labels.get(NAMESPACE_LABEL) or metadata.get("namespace") or ""),
+            namespace=_shared(labels.get(NAMESPACE_LABEL) or metadata.get("namespace")),
             name=str(metadata.get("name") or ""),
-            resource_kind=str(labels.get(KIND_LABEL) or ""),
+            resource_kind=_shared(labels.get(KIND_LABEL)),
             # A name that is no valid label value (over 63 characters: a 59-character Deployment's ReplicaSet)
             # is written by Trivy Operator to an annotation of the same key, with only its hash as a label.
             resource_name=str(labels.get(NAME_LABEL) or annotations.get(NAME_LABEL) or ""),
-            container=str(labels.get(CONTAINER_LABEL) or ""),
-            repository=str(artifact.get("repository") or ""),
-            tag=artifact.get("tag") or None,
+            container=_shared(labels.get(CONTAINER_LABEL)),
+            repository=_shared(artifact.get("repository")),
+            tag=_shared(artifact.get("tag")) or None,
             digest=artifact.get("digest") or None,
             updated=_timestamp(report.get("updateTimestamp")),
             summary=SeverityCounts(
@@ -71,6 +72,11 @@ class VulnerabilityReport:
         if ignore_unfixed and self.fixable is not None:
             return self.fixable
         return self.summary
+
+
+def _shared(value: Any) -> str:
+    """One copy of a string thousands of reports repeat (a namespace, a kind, a container, a repository)."""
+    return sys.intern(str(value or ""))
 
 
 def _count_fixable(vulnerabilities: Iterable[Mapping[str, Any]]) -> SeverityCounts:

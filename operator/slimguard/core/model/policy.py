@@ -86,6 +86,7 @@ def _without_nulls(value: Any) -> Any:
 
 _PLATFORM = re.compile(r"[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?")
 _PACKAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9+._-]*")  # dpkg, apk and rpm names alike
+_PERCENTAGE = re.compile(r"[0-9]{1,6}([.][0-9]{1,3})?%")  # maxGrowth: 10%, 2.5%; 0% allows no growth
 
 
 class _Model(BaseModel):
@@ -214,6 +215,17 @@ class Rules(_Model):
     forbidden_packages: tuple[str, ...] | None = None
     min_efficiency: StrictFloat | None = Field(default=None, ge=0, le=1)
     max_wasted_bytes: StrictInt | str | None = None
+    max_growth: str | None = None
+    """Most an image may grow over its baseline, compressed, as a percentage of the baseline: ``10%``."""
+    max_growth_bytes: StrictInt | str | None = None
+    """Most an image may grow over its baseline, compressed, as a quantity: ``20Mi``."""
+
+    @field_validator("max_growth")
+    @classmethod
+    def _growth_percentage(cls, value: str | None) -> str | None:
+        if value is not None and not _PERCENTAGE.fullmatch(value):  # the CRD's pattern
+            raise ValueError(f"{value!r} is not a percentage of the baseline's size, e.g. 10% or 2.5%")
+        return value
 
     @field_validator("forbidden_tools")
     @classmethod
@@ -237,7 +249,7 @@ class Rules(_Model):
                 )
         return value or None  # an empty list sets no rule, as for forbiddenTools
 
-    @field_validator("max_wasted_bytes")
+    @field_validator("max_wasted_bytes", "max_growth_bytes")
     @classmethod
     def _wasted(cls, value: int | str | None) -> int | str | None:
         if value is None:
@@ -294,6 +306,14 @@ class Rules(_Model):
         if both:
             raise ValueError(f"base images cannot be both allowed and denied: {', '.join(both)}")
         return self
+
+    @cached_property
+    def growth_percent_limit(self) -> float | None:
+        return None if self.max_growth is None else float(self.max_growth.rstrip("%"))
+
+    @cached_property
+    def growth_bytes_limit(self) -> int | None:
+        return None if self.max_growth_bytes is None else parse_bytes(self.max_growth_bytes)
 
     @cached_property  # parsed once, when first read: evaluation reads it per container
     def compressed_limit(self) -> int | None:

@@ -79,9 +79,12 @@ def check_document(
     version: str,
     exit_status: int,
     archive: str | None = None,
+    baseline: str | None = None,
 ) -> dict[str, Any]:
-    """``slimguard check --format json``: the policies, then each image with its findings. ``archive``: the one
-    the images were read from (``--input``; the report's ``input``), else None."""
+    """``slimguard check --format json``: the policies, then each image with its findings and, per platform, its
+    compressed size and layers (what a later ``check --baseline`` of this report compares with). ``archive``: the
+    one the images were read from (``--input``; the report's ``input``), else None; ``baseline``: what growth was
+    compared with (``--baseline``), else None."""
     on_unknown = {policy.name: policy.spec.on_unknown for policy in policies}
     return {
         "schemaVersion": SCHEMA_VERSION,
@@ -89,6 +92,7 @@ def check_document(
         "command": "check",
         "source": source,
         "input": archive,
+        "baseline": baseline,
         "exitCode": exit_status,
         "policies": [{"name": policy.name, "mode": policy.spec.mode.value} for policy in policies],
         "images": [
@@ -102,10 +106,32 @@ def check_document(
                 "uncheckedPlatforms": [str(platform) for platform in result.unchecked_platforms],
                 "findings": [finding_document(f, on_unknown) for f in result.verdict.distinct_findings],
                 "exempted": [finding_document(f, on_unknown) for f in result.verdict.exempted],
+                "platforms": platforms_document(result.facts) if isinstance(result.facts, ImageFacts) else [],
             }
             for result in results
         ],
     }
+
+
+def platforms_document(facts: ImageFacts) -> list[dict[str, Any]]:
+    """Per platform, what a later ``check --baseline`` compares with: compressed size and layers in build order."""
+    return [
+        {
+            "platform": str(image.platform),
+            "manifestDigest": image.manifest_digest,
+            "compressedSize": image.compressed_size if image.compressed_measured else None,
+            "uncompressedSize": image.uncompressed_size,
+            "layers": [
+                {
+                    "digest": layer.digest,
+                    "size": layer.size if image.compressed_measured else None,
+                    "createdBy": layer.created_by,
+                }
+                for layer in image.layers
+            ],
+        }
+        for image in facts.platforms
+    ]
 
 
 def lint_document(

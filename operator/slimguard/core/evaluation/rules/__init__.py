@@ -17,6 +17,7 @@ from slimguard.core.evaluation.rules import (
     current_base,
     forbidden_packages,
     forbidden_tools,
+    growth,
     packages,
     platforms,
     reference,
@@ -39,6 +40,7 @@ WITH_FACTS: tuple[RuleFamily, ...] = (
     RuleFamily(
         "sizes", sizes.reads, sizes.check, (sizes.MAX_COMPRESSED_SIZE, sizes.MAX_UNCOMPRESSED_SIZE, sizes.MAX_LAYERS)
     ),
+    RuleFamily("growth", growth.reads, growth.check, (growth.MAX_GROWTH, growth.MAX_GROWTH_BYTES)),
     RuleFamily(
         "base_images",
         base_images.reads,

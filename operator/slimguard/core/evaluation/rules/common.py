@@ -32,6 +32,12 @@ class Reads:
     reports: bool = False
     """Trivy Operator's VulnerabilityReports: the workload's own, and those filed for its images' digests."""
 
+    @property
+    def vulnerability_reports(self) -> bool:
+        """Any VulnerabilityReport at all: the images' own, or the base versions' (the components watch them only
+        while some policy's reads say so)."""
+        return self.reports or self.base_versions
+
     def __or__(self, other: Reads) -> Reads:
         facts = other.facts if self.facts is None else self.facts if other.facts is None else self.facts | other.facts
         return Reads(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from slimguard.core.errors import InspectionReason
 from slimguard.core.evaluation.rules.common import NOTHING, PolicyRule, Reads, Subject
 from slimguard.core.facts.image_facts import FactsNeeds, ImageFacts
 from slimguard.core.facts.vulnerabilities import select_report
@@ -57,6 +58,15 @@ def check(subject: Subject) -> None:
     )
     limits = rules.vulnerabilities
     assert limits is not None
+    if not context.reports_listed:
+        # Neither "no report" (onMissingReport) nor the worst of part of them: undecided, so onUnknown decides.
+        report.error(
+            VULNERABILITIES.name,
+            "cannot be checked against its VulnerabilityReports yet: slimguard is still listing them (a policy "
+            "that reads them was just added, or this replica just started)",
+            reason=InspectionReason.REPORTS_PENDING,
+        )
+        return
     digests_running = digests(facts)
     owners = ((workload.kind, workload.name), *context.report_owners)
     age_limit = limits.report_age_limit
