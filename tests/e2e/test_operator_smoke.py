@@ -32,8 +32,10 @@ def test_the_operator_records_the_observed_generation_of_a_policy(
 
     status = wait_for("status.observedGeneration to reach 2", observed)
     conditions = {condition["type"]: condition for condition in status["conditions"]}
-    assert list(conditions) == ["Ready", "Enforcing"]
+    assert list(conditions) == ["Ready", "Enforcing", "Platforms"]
     assert conditions["Ready"]["status"] == "True"
     # No workload in smoke-* yet: whether its rules or onUnknown decide is not known.
     assert (conditions["Enforcing"]["status"], conditions["Enforcing"]["reason"]) == ("Unknown", "NoImagesChecked")
+    # The control-plane tier has no Node: linux/amd64 is judged, and the status says why.
+    assert (conditions["Platforms"]["status"], conditions["Platforms"]["reason"]) == ("False", "NoReadyNodes")
     control_plane.kubectl("delete", "imagepolicy", "smoke")

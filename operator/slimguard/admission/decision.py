@@ -23,6 +23,7 @@ from slimguard.core.evaluation.enforcement import RecentDecisions, decisions
 from slimguard.core.evaluation.outcome import ALLOWED, outcome_of
 from slimguard.core.evaluation.plan import plan
 from slimguard.core.model.kinds import WORKLOAD_KINDS
+from slimguard.core.model.placement import PlatformPin, platform_pin
 from slimguard.core.model.workload import Workload, normalise, pod_spec_of
 from slimguard.core.text import shorten
 from slimguard.engine.evaluator import Evaluator
@@ -44,7 +45,8 @@ class Answer:
     """For the metrics: allowed, warned, unknown (admitted by onUnknown without facts) or denied."""
     stage: str = "evaluated"
     """Where the decision ended: ignored (not a kind or operation slimguard reviews), unchanged (an update that
-    changed no image), unsynced (policies not loaded yet), unmatched (no policy applies), evaluated, or failed."""
+    changed no image nor platform pin), unsynced (policies not loaded yet), unmatched (no policy applies),
+    evaluated, or failed."""
     kind: str = ""
     """The reviewed object's kind as the metrics label it (``metrics.kind_label``); set by ``Reviewer.review``."""
     started_ns: int = 0
@@ -61,13 +63,15 @@ class Answer:
         return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": body}
 
 
-def _images(kind: str, body: Mapping[str, Any] | None) -> list[tuple[str, str]]:
+def _judged(kind: str, body: Mapping[str, Any] | None) -> tuple[list[tuple[str, str]], PlatformPin]:
+    """What an update must change to be judged again: an image, or the platforms its pods are pinned to."""
     spec = pod_spec_of(kind, body or {})
-    return [
+    images = [
         (group, str(container.get("image")))
         for group in ("initContainers", "containers", "ephemeralContainers")
         for container in spec.get(group) or ()
     ]
+    return images, platform_pin(spec)
 
 
 def _warning(text: str) -> str:
@@ -127,8 +131,8 @@ class Reviewer:
         body = request.get("object")
         if kind not in WORKLOAD_KINDS or operation not in ("CREATE", "UPDATE") or not isinstance(body, dict):
             return Answer(True, stage="ignored")
-        if operation == "UPDATE" and _images(kind, body) == _images(kind, request.get("oldObject")):
-            return Answer(True, stage="unchanged")  # no image changed: nothing of ours to decide
+        if operation == "UPDATE" and _judged(kind, body) == _judged(kind, request.get("oldObject")):
+            return Answer(True, stage="unchanged")  # no image nor platform pin changed: nothing of ours to decide
         metadata = dict(body.get("metadata") or {})
         metadata.setdefault("namespace", request.get("namespace") or "")
         metadata["name"] = metadata.get("name") or request.get("name") or metadata.get("generateName") or ""
@@ -136,7 +140,12 @@ class Reviewer:
         if not self.view.policies_synced:
             unchecked = _warning("policies are not loaded yet; admitted unchecked")
             return Answer(True, warnings=[unchecked], stage="unsynced")
-        chosen = plan(self.view.active_policies, workload, self.view.namespace_labels(workload.namespace))
+        chosen = plan(
+            self.view.active_policies,
+            workload,
+            self.view.namespace_labels(workload.namespace),
+            node_platforms=self.view.node_platforms,
+        )
         policies = chosen.policies
         if not policies:
             return Answer(True, stage="unmatched")

@@ -24,7 +24,7 @@ from slimguard.kube.gateway import KubeGateway, load_api_client
 from slimguard.kube.image_reports import ImageReports
 from slimguard.kube.kopf_tuning import is_deletion, own_identity, run_operator, tune
 from slimguard.kube.login import connection_info
-from slimguard.kube.resources import NAMESPACE_RESOURCE, POLICY_RESOURCE
+from slimguard.kube.resources import NAMESPACE_RESOURCE, NODE_RESOURCE, POLICY_RESOURCE
 from slimguard.kube.webhook_certificates import WebhookCertificateStore
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,7 @@ def build_registry(settings: WebhookSettings) -> kopf.OperatorRegistry:
             pem = str(certificates.pem_file)
             server_settings = dataclasses.replace(server_settings, cert_file=pem, key_file=pem)
         await view.sync_policies(kube)
+        await view.sync_nodes(kube)  # the first reviews judge the nodes' platforms, not linux/amd64 by default
         # A new replica answers from the reports from its first review: it serves none (so is not ready) before
         # the ImageReports, and the VulnerabilityReports if a policy reads them, are listed.
         image_reports.start()
@@ -111,6 +112,12 @@ def build_registry(settings: WebhookSettings) -> kopf.OperatorRegistry:
     @kopf.on.event(*NAMESPACE_RESOURCE, registry=registry)
     async def observe_namespace(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
         view.observe_namespace(body, deleted=is_deletion(event))
+
+    # A policy listing no platforms judges those the Ready nodes run (core.model.placement): each event is read
+    # for the node's platform and readiness, and the body dropped.
+    @kopf.on.event(*NODE_RESOURCE, registry=registry)
+    async def observe_node(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+        view.observe_node(body, deleted=is_deletion(event))
 
     # No ReplicaSet watch: at admission a Deployment's new image has no ReplicaSet (nor report) yet, and the
     # watch cost the webhook more CPU than its reviews did (bench/README.md, "Why slimguard missed, from profiles").

@@ -30,6 +30,7 @@ from slimguard.controller.status import ENFORCING, policy_status
 from slimguard.controller.timers import Backoff, Scheduler, Timer, loop_scheduler
 from slimguard.core.evaluation.plan import Plan, plan
 from slimguard.core.evaluation.verdict import FindingKind, Status, Verdict
+from slimguard.core.model.placement import judged_platforms
 from slimguard.core.model.policy import ImagePolicy
 from slimguard.core.model.workload import Workload, WorkloadKey, normalise
 from slimguard.core.text import shorten
@@ -76,6 +77,7 @@ def _fingerprint(workload: Workload) -> bytes:
             [(c.type, c.name, c.image, c.run_as_user, c.run_as_non_root) for c in workload.containers],
             workload.pull_secrets,
             workload.service_account,
+            workload.platform_pin,
         ],
         sort_keys=True,
         default=str,
@@ -151,6 +153,7 @@ class AuditController:
     async def start(self, *, lead: bool = True) -> None:
         """Read the policies; then lead at once, unless a leader election decides when (``lead``/``follow``)."""
         await self.view.sync_policies(self.kube)
+        await self.view.sync_nodes(self.kube)
         if lead:
             await self.lead()
 
@@ -258,6 +261,24 @@ class AuditController:
     def observe_namespace(self, body: Mapping[str, Any], *, deleted: bool = False) -> None:
         if self.view.observe_namespace(body, deleted=deleted):
             self.enqueue_all(namespace=str((body.get("metadata") or {}).get("name")))
+
+    def observe_node(self, body: Mapping[str, Any], *, deleted: bool = False) -> None:
+        """A platform the Ready nodes run appeared or went: the workloads it changes are judged again."""
+        if not self.view.observe_node(body, deleted=deleted):
+            return
+        self._status_dirty.set()
+        nodes = self.view.node_platforms
+        for key, verdict in list(self.verdicts.items()):
+            record = self.workloads.get(key)
+            if record is None or not self._judges_node_platforms(verdict):
+                continue
+            if judged_platforms(record.workload.platform_pin, nodes) != verdict.platforms:
+                self.enqueue(key)
+
+    def _judges_node_platforms(self, verdict: Verdict) -> bool:
+        """Whether one of the verdict's policies lists no ``platforms`` (and so judges the nodes')."""
+        records = (self.view.policies.get(name) for name in verdict.policies)
+        return any(r is not None and r.policy is not None and not r.policy.spec.rules.platforms for r in records)
 
     def observe_report(self, body: Mapping[str, Any], *, deleted: bool = False) -> None:
         change = self.view.observe_report(body, deleted=deleted)
@@ -375,7 +396,12 @@ class AuditController:
         if record is None:
             return None
         workload = record.workload
-        chosen = plan(self.view.active_policies, workload, self.view.namespace_labels(workload.namespace))
+        chosen = plan(
+            self.view.active_policies,
+            workload,
+            self.view.namespace_labels(workload.namespace),
+            node_platforms=self.view.node_platforms,
+        )
         policies = chosen.policies
         verdict: Verdict | None = None
         if policies:
@@ -535,6 +561,7 @@ class AuditController:
                 previous=self._written_status.get(name),
                 now=self.clock(),
                 policy=record.policy,
+                node_platforms=self.view.node_platforms,
             )
             if self._written_status.get(name) != status:
                 changed.append((name, status))

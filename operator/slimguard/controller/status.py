@@ -3,22 +3,27 @@
 Conditions: ``Ready`` for the observed generation (False with reason InvalidPolicy when it cannot be applied,
 the message saying which generation applies instead), ``Enforcing`` (whether its rules decide, or onUnknown
 does: False with reason FactsUnavailable when nothing could be read from some registry,
-``core.evaluation.enforcement``), and ``BaseDetection`` when the policy has base image rules (False when some of
-its globs can only match by annotation).
+``core.evaluation.enforcement``), ``BaseDetection`` when the policy has base image rules (False when some of
+its globs can only match by annotation), and ``Platforms``: which platforms the rules measure and why (False when
+the policy lists none and no Ready node is known, so linux/amd64 is judged by default); ``judgedPlatforms`` lists
+those the last verdicts judged.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
 from slimguard.core.evaluation import enforcement
 from slimguard.core.evaluation.plan import needs_of
 from slimguard.core.evaluation.verdict import Status, Verdict
+from slimguard.core.model.placement import ANYWHERE, judged_platforms
+from slimguard.core.model.platform import Platform
 from slimguard.core.model.policy import Decision, ImagePolicy, Mode
 
 MAX_OFFENDERS = 10
+MAX_JUDGED_PLATFORMS = 32  # the CRD's maxItems
 ENFORCING = "Enforcing"
 NO_FACTS_NEEDED = "NoFactsNeeded"
 
@@ -61,8 +66,10 @@ def policy_status(
     previous: dict[str, Any] | None,
     now: datetime,
     policy: ImagePolicy | None = None,
+    node_platforms: Collection[Platform] = (),
 ) -> dict[str, Any]:
-    """The status for ``generation``; ``policy`` is what applies (that generation, or the last valid one)."""
+    """The status for ``generation``; ``policy`` is what applies (that generation, or the last valid one);
+    ``node_platforms`` those the cluster's Ready nodes run, as the controller's watch knows them."""
     counts = {status: 0 for status in Status}
     offenders: list[tuple[int, str, dict[str, Any]]] = []
     for verdict in verdicts:
@@ -124,6 +131,20 @@ def policy_status(
                 now=now,
             )
         )
+    judged: list[str] = []
+    if policy is not None and needs_of(policy.spec.rules) is not None:  # rules that read no image judge no platform
+        judged, (true, reason, message) = platforms(policy, verdicts, frozenset(node_platforms))
+        conditions.append(
+            _condition(
+                "Platforms",
+                true=true,
+                reason=reason,
+                message=message,
+                generation=policy.generation,
+                previous=previous,
+                now=now,
+            )
+        )
     status: dict[str, Any] = {
         "observedGeneration": generation,
         "conditions": conditions,
@@ -134,9 +155,42 @@ def policy_status(
         "errors": counts[Status.ERROR],
         "worstOffenders": [item[2] for item in offenders[:MAX_OFFENDERS]],
     }
+    if judged:
+        status["judgedPlatforms"] = judged
     if last_audit is not None:
         status["lastAuditTime"] = _timestamp(last_audit)
     return status
+
+
+def platforms(
+    policy: ImagePolicy, verdicts: Sequence[Verdict], nodes: frozenset[Platform]
+) -> tuple[list[str], tuple[bool, str, str]]:
+    """The platforms the policy's rules measured in these verdicts, and the Platforms condition: its status,
+    reason and message."""
+    listed = policy.spec.rules.platforms
+    if listed:
+        return list(listed[:MAX_JUDGED_PLATFORMS]), (True, "PolicyPlatforms", "judged on the platforms it lists")
+    # Verdicts share a few JudgedPlatforms objects (core.model.placement caches them): each is read once.
+    seen = {id(verdict.platforms): verdict.platforms for verdict in verdicts}
+    found = {str(p) for judged in seen.values() for p in judged.platforms}
+    if not found:  # nothing evaluated yet: what the next decision would judge
+        found = {str(p) for p in judged_platforms(ANYWHERE, nodes).platforms}
+    judged = sorted(found)[:MAX_JUDGED_PLATFORMS]
+    if not nodes:
+        return judged, (
+            False,
+            "NoReadyNodes",
+            "it lists no platforms and no Ready node is known, so linux/amd64 is judged by default (a workload "
+            "pinned by nodeSelector or required node affinity on the platforms it names); list spec.rules.platforms "
+            "to judge others",
+        )
+    running = ", ".join(sorted(str(p) for p in nodes))
+    return judged, (
+        True,
+        "NodePlatforms",
+        f"it lists no platforms: judged on those the cluster's Ready nodes run ({running}); a workload pinned by "
+        "nodeSelector or required node affinity on those its pin admits",
+    )
 
 
 def _by_default(policy: ImagePolicy) -> str:

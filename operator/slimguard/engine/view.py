@@ -1,4 +1,5 @@
-"""The cluster as watches show it: policies, namespace labels, scan reports and ReplicaSet ownership.
+"""The cluster as watches show it: policies, namespace labels, scan reports, ReplicaSet ownership and the
+platforms the Ready nodes run.
 
 Fed by watches in both the controller and the webhook, so neither asks the apiserver per decision. Of a
 VulnerabilityReport it keeps the small record evaluation reads (``VulnerabilityReport``: owner, digest, counts by
@@ -15,6 +16,8 @@ from typing import Any
 from slimguard.core.errors import InvalidPolicy
 from slimguard.core.evaluation.plan import policy_reads
 from slimguard.core.facts.vulnerabilities import DigestReports, ReportKey, SeverityCounts, VulnerabilityReport, worst_of
+from slimguard.core.model.placement import node_platform
+from slimguard.core.model.platform import Platform
 from slimguard.core.model.policy import ImagePolicy
 from slimguard.core.model.workload import Workload, WorkloadKey
 from slimguard.kube.gateway import KubeGateway
@@ -77,6 +80,13 @@ class ClusterView:
         self._reports_by_digest: dict[tuple[str, str], DigestReports] = {}
         self._replicasets_by_owner: dict[tuple[str, str], dict[str, int]] = {}
         self.policies_synced = False
+        # Each Ready node's platform, by name, and how many Ready nodes run each: a node's event costs the same in
+        # a cluster of 5,000 nodes as in one of 5, and its body is dropped once its platform is read.
+        self._node_platforms: dict[str, Platform] = {}
+        self._nodes_by_platform: dict[Platform, int] = {}
+        self.node_platforms: frozenset[Platform] = frozenset()
+        """The platforms the cluster's Ready nodes run (empty: none known), which a policy listing no
+        ``platforms`` judges (``core.model.placement``)."""
         self.reports_pending = False
         """The VulnerabilityReports are being listed (a policy that reads them appeared, or the replica started):
         what is held is not yet all there is, so vulnerability rules are left undecided (ReportsPending)."""
@@ -86,6 +96,41 @@ class ClusterView:
         for body in await kube.list_policies():
             self.observe_policy(body)
         self.policies_synced = True
+
+    async def sync_nodes(self, kube: KubeGateway) -> None:
+        """Read every Node's platform once before serving, so the first decisions judge the nodes' platforms."""
+        async for body in kube.nodes():
+            self.observe_node(body)
+
+    def observe_node(self, body: Mapping[str, Any], *, deleted: bool = False) -> bool:
+        """Record a node's platform while it is Ready; True when the set of platforms the Ready nodes run changed
+        (a node NotReady or deleted takes its platform with it once no other Ready node runs it)."""
+        name = str((body.get("metadata") or {}).get("name"))
+        platform = None if deleted else node_platform(body)
+        before = self._node_platforms.get(name)
+        if platform == before:
+            return False
+        changed = False
+        if before is not None:
+            del self._node_platforms[name]
+            left = self._nodes_by_platform[before] - 1
+            if left:
+                self._nodes_by_platform[before] = left
+            else:
+                del self._nodes_by_platform[before]
+                changed = True
+        if platform is not None:
+            count = self._nodes_by_platform.get(platform, 0)
+            if not count:
+                changed = True
+            else:  # the one object already kept for this platform: 5,000 nodes hold a few
+                platform = next(known for known in self._nodes_by_platform if known == platform)
+            self._nodes_by_platform[platform] = count + 1
+            self._node_platforms[name] = platform
+        if changed:
+            self.node_platforms = frozenset(self._nodes_by_platform)
+            log.info("the Ready nodes run %s", ", ".join(sorted(map(str, self.node_platforms))) or "no platform known")
+        return changed
 
     @property
     def active_policies(self) -> list[ImagePolicy]:

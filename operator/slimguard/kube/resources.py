@@ -1,5 +1,5 @@
 """Where everything slimguard watches lives in the Kubernetes API: workload kinds, its policies and image
-reports, scan reports."""
+reports, scan reports, namespaces and nodes."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ POLICY_API_VERSION = f"{POLICY_RESOURCE[0]}/{POLICY_RESOURCE[1]}"
 IMAGE_REPORT_RESOURCE: Resource = (image_report.GROUP, image_report.VERSION, image_report.PLURAL)
 VULNERABILITY_REPORT_RESOURCE: Resource = ("aquasecurity.github.io", "v1alpha1", "vulnerabilityreports")
 NAMESPACE_RESOURCE: Resource = ("", "v1", "namespaces")
+NODE_RESOURCE: Resource = ("", "v1", "nodes")
 
 # kind → (group, version, plural): the informer's watches, from the one table of kinds (core.model.kinds).
 WORKLOAD_RESOURCES: dict[str, Resource] = {

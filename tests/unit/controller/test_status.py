@@ -9,7 +9,9 @@ from core.builders import facts, verdict, workload
 
 from slimguard.controller.status import policy_status
 from slimguard.core.errors import InspectionError
+from slimguard.core.evaluation.plan import plan
 from slimguard.core.evaluation.verdict import Verdict
+from slimguard.core.model.platform import Platform
 from slimguard.core.model.policy import ImagePolicy
 from slimguard.engine.view import ClusterView
 
@@ -72,7 +74,7 @@ def test_glob_only_base_rules_get_a_base_detection_condition_saying_they_match_b
 def test_a_policy_without_base_rules_has_no_base_detection_condition() -> None:
     policy = ImagePolicy.from_resource("slim", {"rules": {"maxLayers": 3}}, 1)
     status = policy_status("slim", 1, None, [], last_audit=None, previous=None, now=NOW, policy=policy)
-    assert [c["type"] for c in status["conditions"]] == ["Ready", "Enforcing"]
+    assert [c["type"] for c in status["conditions"]] == ["Ready", "Enforcing", "Platforms"]
 
 
 def test_a_condition_keeps_its_transition_time_while_its_status_holds() -> None:
@@ -168,3 +170,38 @@ def test_enforcing_turns_true_with_a_new_transition_time_once_the_registry_is_re
 def test_a_policy_that_applies_nothing_has_no_enforcing_condition() -> None:
     status = policy_status("slim", 2, "generation 2 is invalid", [], last_audit=None, previous=None, now=NOW)
     assert [c["type"] for c in status["conditions"]] == ["Ready"]
+
+
+def test_the_status_says_which_platforms_were_judged_and_that_the_default_was_when_no_node_is_known() -> None:
+    amd64, arm64 = Platform("linux", "amd64"), Platform("linux", "arm64", "v8")
+    policy = ImagePolicy.from_resource("slim", {"rules": {"maxCompressedSize": "200Mi"}}, 1)
+    nodes = {amd64, arm64}
+    judged = Verdict(
+        workload=workload().key,
+        policies=("slim",),
+        platforms=plan([policy], workload(), {}, node_platforms=nodes).platforms,
+    )
+
+    def status(verdicts: list[Verdict], nodes: set[Platform], chosen: ImagePolicy = policy) -> dict[str, Any]:
+        return policy_status(
+            "slim", 1, None, verdicts, last_audit=None, previous=None, now=NOW, policy=chosen, node_platforms=nodes
+        )
+
+    from_nodes = status([judged], {amd64, arm64})
+    assert from_nodes["judgedPlatforms"] == ["linux/amd64", "linux/arm64/v8"]
+    said = condition(from_nodes, "Platforms")
+    assert said is not None
+    assert (said["status"], said["reason"]) == ("True", "NodePlatforms")
+    assert "Ready nodes run (linux/amd64, linux/arm64/v8)" in said["message"]
+
+    unknown = status([], set())
+    assert unknown["judgedPlatforms"] == ["linux/amd64"]
+    said = condition(unknown, "Platforms")
+    assert said is not None
+    assert (said["status"], said["reason"]) == ("False", "NoReadyNodes")
+    assert "linux/amd64 is judged by default" in said["message"]
+
+    listed = ImagePolicy.from_resource("slim", {"rules": {"maxLayers": 9, "platforms": ["linux/arm64"]}}, 1)
+    own = status([judged], {amd64}, listed)
+    assert own["judgedPlatforms"] == ["linux/arm64"]
+    assert condition(own, "Platforms")["reason"] == "PolicyPlatforms"  # type: ignore[index]

@@ -84,6 +84,7 @@ def evaluate(plan: Plan, context: Context) -> Verdict:
         image_contents=tuple(contents.values()),
         hints=tuple(hints.values()),
         checked=tuple(checked),
+        platforms=plan.platforms,
     )
 
 

@@ -6,16 +6,22 @@ evaluation checks the containers it selected, and the controller reads its selec
 digest, exemption wake-ups, PolicyReports). Each rule declares what it reads (``core.evaluation.rules``,
 ``Reads``); the plan unites the declarations per policy and per image, so what is fetched and what is checked
 never disagree.
+
+It also decides which platforms a policy that lists none measures (``core.model.placement``): those the
+cluster's Ready nodes run, as the decision's caller knows them, narrowed by the pod's pin. Each selected policy is
+handed down judging those, so every rule, the facts read and the slimmer-base hints agree on them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from slimguard.core.evaluation.matching import selected_containers
 from slimguard.core.evaluation.rules import NOTHING, RULES, Reads
 from slimguard.core.facts.image_facts import FactsNeeds
+from slimguard.core.model.placement import WITHOUT_NODES, JudgedPlatforms, judged_platforms
+from slimguard.core.model.platform import Platform
 from slimguard.core.model.policy import ImagePolicy, Rules
 from slimguard.core.model.workload import Container, Workload
 
@@ -52,7 +58,9 @@ def base_candidates(policies: Sequence[ImagePolicy]) -> tuple[str, ...]:
 
 @dataclass(frozen=True, slots=True)
 class Selected:
-    """One policy, the containers of the workload it checks (matched and not excluded), and what it reads."""
+    """One policy, the containers of the workload it checks (matched and not excluded), and what it reads.
+
+    ``policy`` judges the plan's platforms when its rules list none (``ImagePolicy.judged_on``)."""
 
     policy: ImagePolicy
     containers: tuple[Container, ...]
@@ -76,6 +84,8 @@ class Plan:
     """All that the selecting policies read, united: whether bases, base versions and reports are gathered."""
     policies_by_image: Mapping[str, tuple[ImagePolicy, ...]] = field(default_factory=dict)
     """Per image, the policies that select a container running it (what base lookups are asked for)."""
+    platforms: JudgedPlatforms = WITHOUT_NODES
+    """What the policies that list no ``platforms`` judge, and why: the nodes', the pin's, or the default."""
 
     @property
     def policies(self) -> tuple[ImagePolicy, ...]:
@@ -87,16 +97,28 @@ class Plan:
         return FactsNeeds(frozenset().union(*(need.platforms for need in self.needs.values())))
 
 
-def plan(policies: Sequence[ImagePolicy], workload: Workload, namespace_labels: Mapping[str, str]) -> Plan:
-    """Match ``policies`` to ``workload`` (in a namespace with these labels) once, and say what to read."""
+def plan(
+    policies: Sequence[ImagePolicy],
+    workload: Workload,
+    namespace_labels: Mapping[str, str],
+    *,
+    node_platforms: Collection[Platform] = (),
+) -> Plan:
+    """Match ``policies`` to ``workload`` (in a namespace with these labels) once, and say what to read.
+
+    ``node_platforms``: the platforms the cluster's Ready nodes run (none known: outside a cluster, or before
+    the watch has told any), which a policy listing no ``platforms`` judges.
+    """
+    judged = judged_platforms(workload.platform_pin, frozenset(node_platforms))
     selection: list[Selected] = []
     needs: dict[str, FactsNeeds] = {}
     by_image: dict[str, tuple[ImagePolicy, ...]] = {}
     everything = NOTHING
-    for policy in policies:
-        containers = selected_containers(policy, workload, namespace_labels)
+    for given in policies:
+        containers = selected_containers(given, workload, namespace_labels)
         if not containers:
             continue
+        policy = given.judged_on(judged.platforms)
         reads = policy_reads(policy)
         selection.append(Selected(policy, containers, reads))
         everything = everything | reads
@@ -115,6 +137,7 @@ def plan(policies: Sequence[ImagePolicy], workload: Workload, namespace_labels: 
         bases=base_candidates(chosen) if needs else (),
         reads=everything,
         policies_by_image=by_image,
+        platforms=judged,
     )
 
 

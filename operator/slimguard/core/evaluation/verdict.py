@@ -6,6 +6,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from slimguard.core.facts.bases import SlimmerBase
+from slimguard.core.model.placement import WITHOUT_NODES, JudgedPlatforms
 from slimguard.core.model.policy import Mode
 from slimguard.core.model.workload import WorkloadKey
 
@@ -135,6 +136,8 @@ class Verdict:
     """(policy, image) for each image a policy's rules needed facts of and got an answer for (the facts, or why
     not): what images decided by default are counted against (``core.evaluation.enforcement``: the Enforcing condition,
     /readyz, the metrics), never for the workload's own status."""
+    platforms: JudgedPlatforms = WITHOUT_NODES
+    """What the policies listing no ``platforms`` judged (the plan's): the ImagePolicy status says it."""
 
     @property
     def applies(self) -> bool:

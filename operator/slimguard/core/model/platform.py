@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 _DEFAULT_VARIANTS = {"arm64": "v8", "arm": "v7", "amd64": "v1"}
+_NODE_VARIANTS = {"arm64": "v8"}
+"""What a node's architecture means as an image platform. A Node reports no variant (``kubernetes.io/arch`` is
+Go's GOARCH); containerd runs arm64 as ``v8``. A 32-bit arm node's variant depends on its CPU, which the Node does
+not say, so its platform names none and any arm variant is judged."""
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -34,5 +38,19 @@ class Platform:
     def _variant(self) -> str | None:
         return self.variant or _DEFAULT_VARIANTS.get(self.architecture)
 
+    @classmethod
+    def of_node(cls, operating_system: str, architecture: str) -> Platform | None:
+        """The platform a node runs, from its ``status.nodeInfo`` (or its ``kubernetes.io/os`` and ``/arch``
+        labels); None when either is missing or not a platform word."""
+        os, arch = operating_system.strip().lower(), architecture.strip().lower()
+        if not os or not arch or "/" in os or "/" in arch:
+            return None
+        return cls(os, arch, _NODE_VARIANTS.get(arch))
+
     def __str__(self) -> str:
         return "/".join(part for part in (self.os, self.architecture, self.variant) if part)
+
+
+DEFAULT_PLATFORMS = (Platform("linux", "amd64"),)
+"""What a policy without ``platforms`` judges when nothing tells which platforms the workloads run on: no Ready
+node is known (outside a cluster, or before the node watch has told any) and the pod spec pins none."""

@@ -12,6 +12,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     StrictBool,
     StrictFloat,
     StrictInt,
@@ -24,12 +25,11 @@ from pydantic.alias_generators import to_camel
 from slimguard.core.errors import InvalidPolicy, InvalidReference
 from slimguard.core.model.globs import image_matches_any
 from slimguard.core.model.kinds import WORKLOAD_KINDS
-from slimguard.core.model.platform import Platform
+from slimguard.core.model.platform import DEFAULT_PLATFORMS, Platform
 from slimguard.core.model.quantity import QuantityTooLarge, parse_bytes
 from slimguard.core.model.reference import ImageReference
 from slimguard.core.model.tools import CATEGORY_NAMES
 
-DEFAULT_PLATFORMS = (Platform("linux", "amd64"),)
 _DURATION_RE = re.compile(r"^(?:[0-9]+[smhd])+$")
 _DURATION_PART_RE = re.compile(r"([0-9]+)([smhd])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -327,9 +327,27 @@ class Rules(_Model):
     def wasted_limit(self) -> int | None:
         return None if self.max_wasted_bytes is None else parse_bytes(self.max_wasted_bytes)
 
+    _judged_platforms: tuple[Platform, ...] = PrivateAttr(default=DEFAULT_PLATFORMS)
+    """What these rules judge when ``platforms`` lists none: set per decision by ``judged_on``, never by a policy."""
+
     @cached_property  # parsed once, when first read: evaluation reads it per container
     def required_platforms(self) -> tuple[Platform, ...]:
-        return tuple(Platform.parse(p) for p in self.platforms) if self.platforms else DEFAULT_PLATFORMS
+        """The platforms every rule measures: those ``platforms`` lists, else those the decision judges (the
+        platforms of the cluster's Ready nodes, or of the pod's pin; linux/amd64 when nothing says)."""
+        return tuple(Platform.parse(p) for p in self.platforms) if self.platforms else self._judged_platforms
+
+    def judged_on(self, platforms: tuple[Platform, ...]) -> Rules:
+        """These rules judging ``platforms`` when they list none; as they are when they list some.
+
+        Only what the rules measure changes: the platforms rule still checks only what ``platforms`` lists, so a
+        cluster's arm64 nodes do not make an amd64-only image a violation of a policy that never asked for arm64.
+        """
+        if self.platforms or platforms == self._judged_platforms:
+            return self
+        judged = self.model_copy()
+        judged._judged_platforms = platforms
+        judged.__dict__.pop("required_platforms", None)  # model_copy keeps the cached parse
+        return judged
 
     @property
     def has_base_rule(self) -> bool:
@@ -465,6 +483,13 @@ class ImagePolicy(_Model):
             raise InvalidPolicy(
                 f'ImagePolicy "{name}" is invalid: spec: cannot be read ({type(error).__name__}: {error})'
             ) from error
+
+    def judged_on(self, platforms: tuple[Platform, ...]) -> ImagePolicy:
+        """This policy judging ``platforms`` when its rules list none (``Rules.judged_on``); itself otherwise."""
+        rules = self.spec.rules.judged_on(platforms)
+        if rules is self.spec.rules:
+            return self
+        return self.model_copy(update={"spec": self.spec.model_copy(update={"rules": rules})})
 
     @property
     def base_image_candidates(self) -> tuple[str, ...]:

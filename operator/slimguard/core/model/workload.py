@@ -11,6 +11,7 @@ from typing import Any
 
 from slimguard.core.errors import InvalidReference
 from slimguard.core.model.kinds import BY_KIND, TEMPLATE, WORKLOAD_KINDS
+from slimguard.core.model.placement import ANYWHERE, PlatformPin, platform_pin
 from slimguard.core.model.reference import ImageReference
 
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
@@ -84,6 +85,9 @@ class Workload:
     status_label: str | None = None
     """The ``STATUS_LABEL`` it carries. Not in ``labels``: slimguard's verdict is an output of evaluation, never
     an input (no policy selects on it, and writing it is no change worth evaluating again)."""
+    platform_pin: PlatformPin = ANYWHERE
+    """What its nodeSelector and required node affinity say of the nodes' ``kubernetes.io/arch`` and ``/os``:
+    a policy without ``platforms`` judges its images on the platforms that admits (``core.model.placement``)."""
 
     @property
     def key(self) -> WorkloadKey:
@@ -166,6 +170,7 @@ def normalise(kind: str, body: Mapping[str, Any]) -> Workload:
         },
         revision=_revision(metadata.get("annotations") or {}),
         status_label=str(labels[STATUS_LABEL]) if STATUS_LABEL in labels else None,
+        platform_pin=platform_pin(pod_spec),
     )
 
 
