@@ -70,10 +70,11 @@ def build_registry(
         memo["replica"].audit.observe_namespace(body, deleted=is_deletion(event))
 
     # A policy listing no platforms judges those the Ready nodes run (core.model.placement): each event is read
-    # for the node's platform and readiness, and the body dropped.
+    # for the node's platform and readiness, and its runtime (which sizes its kubelet's pulls report); the body
+    # is dropped.
     @kopf.on.event(*NODE_RESOURCE, registry=registry)
     async def observe_node(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
-        memo["replica"].audit.observe_node(body, deleted=is_deletion(event))
+        memo["replica"].observe_node(body, deleted=is_deletion(event))
 
     # No report kind here: kopf LISTs a kind in one response and keeps each body until its handler ran; the
     # replica reads ImageReports and VulnerabilityReports through its own paged watches (engine/report_feed.py).

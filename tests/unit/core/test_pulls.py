@@ -120,7 +120,8 @@ def test_other_words_are_not_read_as_a_pull(message: str) -> None:
 
 def test_a_quoted_reference_is_unquoted_as_go_quotes_it() -> None:
     pulled = parse_pulled_message('Container image "a\\"b" already present on machine')
-    assert pulled is not None and pulled.image == 'a"b'
+    assert pulled is not None
+    assert pulled.image == 'a"b'
 
 
 def test_an_event_names_its_pod_container_node_and_time() -> None:
@@ -208,7 +209,8 @@ def test_at_most_max_nodes_records_and_every_node_counted() -> None:
 def test_throughput_is_measured_on_compressed_sizes_only() -> None:
     pulls = ImagePulls(DIGEST)
     folded(pulls, event("u1", cold("10s", 2_000_000_000)), SizeKind.UNCOMPRESSED)
-    assert pulls.throughput is None and pulls.seconds_saved_per_pull(100) is None
+    assert pulls.throughput is None
+    assert pulls.seconds_saved_per_pull(100) is None
     folded(pulls, event("u2", cold("10s", 500_000_000), node="node-b"), SizeKind.COMPRESSED)
     assert pulls.throughput == pytest.approx(50_000_000)
 

@@ -64,7 +64,7 @@ def size_kind(container_runtime_version: str) -> SizeKind:
 
 
 def go_duration_seconds(text: str) -> float:
-    """Go's ``time.Duration.String()`` (``12.3s``, ``1m2.345s``, ``345ms``, ``0s``) in seconds; ValueError if not one."""
+    """Go's ``time.Duration.String()`` (``12.3s``, ``1m2.345s``, ``345ms``, ``0s``) in seconds; ValueError if not."""
     if text == "0":
         return 0.0
     position, seconds = 0, 0.0
@@ -146,7 +146,7 @@ def pull_event(body: Mapping[str, Any]) -> PullEvent | None:
     pulled = parse_pulled_message(str(body.get("message") or ""))
     if pulled is None:
         return None
-    source = body.get("source") if isinstance(body.get("source"), Mapping) else {}
+    source = _mapping_or_empty(body.get("source"))
     node = str(source.get("host") or body.get("reportingInstance") or "")
     at = _event_time(body)
     uid = str(metadata.get("uid") or "")
@@ -172,8 +172,8 @@ def pull_event(body: Mapping[str, Any]) -> PullEvent | None:
 def _event_time(body: Mapping[str, Any]) -> datetime | None:
     """When the Event last happened: ``lastTimestamp`` (the kubelet's recorder), else ``eventTime``, else when
     the object was made."""
-    series = body.get("series") if isinstance(body.get("series"), Mapping) else {}
-    metadata = body.get("metadata") if isinstance(body.get("metadata"), Mapping) else {}
+    series = _mapping_or_empty(body.get("series"))
+    metadata = _mapping_or_empty(body.get("metadata"))
     for value in (
         body.get("lastTimestamp"),
         series.get("lastObservedTime"),
@@ -184,6 +184,10 @@ def _event_time(body: Mapping[str, Any]) -> datetime | None:
         if value and (at := parse_time(str(value))) is not None:
             return at
     return None
+
+
+def _mapping_or_empty(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
 
 
 def parse_time(value: str) -> datetime | None:
@@ -437,7 +441,9 @@ def pulls_in(digest: str, value: Mapping[str, Any]) -> ImagePulls:
 
 
 def _tally_in(item: Mapping[str, Any]) -> Tally:
-    tally = Tally(int(item.get("cold", 0)), int(item.get("warm", 0)), float(item.get("seconds", 0)), int(item.get("bytes", 0)))
+    tally = Tally(
+        int(item.get("cold", 0)), int(item.get("warm", 0)), float(item.get("seconds", 0)), int(item.get("bytes", 0))
+    )
     if min(tally.cold, tally.warm, tally.seconds, tally.bytes) < 0:
         raise ValueError("pulls: a negative count")
     return tally
