@@ -20,7 +20,12 @@ from slimguard.admission.settings import WebhookSettings
 from slimguard.controller.handlers import build_registry as controller_registry
 from slimguard.controller.settings import ControllerSettings
 from slimguard.kube.leader import LEASE_NAME
-from slimguard.kube.resources import IMAGE_REPORT_RESOURCE, VULNERABILITY_REPORT_RESOURCE, WORKLOAD_RESOURCES
+from slimguard.kube.resources import (
+    EVENT_RESOURCE,
+    IMAGE_REPORT_RESOURCE,
+    VULNERABILITY_REPORT_RESOURCE,
+    WORKLOAD_RESOURCES,
+)
 from slimguard_testbed import ControlPlane
 from slimguard_testbed.install import NAMESPACE
 
@@ -37,8 +42,11 @@ INFORMED = [(group, plural) for group, _, plural in WORKLOAD_RESOURCES.values()]
 # Both components' own report watches (engine/report_feed.py), the VulnerabilityReports' while a policy reads them.
 REPORTS = [(group, plural) for group, _, plural in (IMAGE_REPORT_RESOURCE, VULNERABILITY_REPORT_RESOURCE)]
 
+# The controller leader's watch of the kubelets' Pulled Events (kube/pull_events.py).
+PULLS = [(EVENT_RESOURCE[0], EVENT_RESOURCE[2])]
+
 COMPONENTS: dict[str, Any] = {
-    "controller": lambda: watched(controller_registry(ControllerSettings())) + INFORMED + REPORTS,
+    "controller": lambda: watched(controller_registry(ControllerSettings())) + INFORMED + REPORTS + PULLS,
     "webhook": lambda: (
         watched(webhook_registry(WebhookSettings(server=ServerSettings(cert_file="c", key_file="k")))) + REPORTS
     ),

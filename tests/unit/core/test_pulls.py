@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from core.builders import facts
+from slimguard.core.facts.image_report import read_report, report_body
 from slimguard.core.facts.pulls import (
     MAX_NODES,
     MAX_SEEN_EVENTS,
@@ -240,3 +242,18 @@ def test_a_garbled_pulls_field_is_refused() -> None:
         pulls_in(DIGEST, {**stored, "total": {"cold": -1}})
     with pytest.raises(KeyError):
         pulls_in(DIGEST, {"coldPulls": 1})
+
+
+def test_the_image_report_keeps_the_pulls_and_a_garbled_pulls_field_costs_only_the_counts() -> None:
+    image = facts()
+    pulls = ImagePulls(image.digest)
+    folded(pulls, event("u1", cold("41s")))
+    body = report_body(image, [FAT], (), pulls)
+    assert body["report"]["pulls"]["coldPulls"] == 1
+    stored = read_report(body)
+    assert stored.pulls is not None
+    assert pulls_out(stored.pulls) == pulls_out(pulls)
+    body["report"]["pulls"]["total"] = "many"
+    garbled = read_report(body)
+    assert garbled.pulls is None
+    assert garbled.facts == stored.facts
