@@ -184,6 +184,9 @@ class ControllerReplica:
         """Leadership lost (its writes are already refused): stop what writes, keep watching, stand by."""
         metrics.LEADER.set(0)
         await self._stop_pulls()
+        # The next leader folds on from the reports: leading again, this replica starts from them too, not from
+        # what it held, which the other may have added to meanwhile.
+        self.keeper.pulls.clear()
         await self.audit.follow()
         await self.keeper.stop()
 
