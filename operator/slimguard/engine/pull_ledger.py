@@ -22,6 +22,7 @@ from typing import Any
 from slimguard.core.errors import InvalidReference
 from slimguard.core.facts.pulls import ImagePulls, PullEvent, SizeKind, pull_event, pulls_in, pulls_out, size_kind
 from slimguard.core.model.reference import ImageReference
+from slimguard.kube.errors import KubeError
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,9 @@ LoadPulls = Callable[[str], Awaitable[ImagePulls | None]]
 Counted = Callable[[PullEvent, str, int], None]
 """(event, digest, occurrences newly folded): for the metrics."""
 
+MAX_IMAGES = 5000
+"""Digests whose pulls are held: past it the least recently pulled goes (a digest with an ImageReport is read back
+from it when pulled again; one without loses its counts, the metrics keep theirs)."""
 POD_CACHE = 512
 """Pods whose image IDs are kept: a scale-up's Pods pull in a burst."""
 RETRY_SECONDS = (1.0, 2.0, 4.0, 8.0)
@@ -63,6 +67,7 @@ class PullLedger:
     changed: Callable[[str, ImagePulls], None]
     counted: Counted | None = None
     retry_seconds: tuple[float, ...] = RETRY_SECONDS
+    max_images: int = MAX_IMAGES
 
     def __post_init__(self) -> None:
         self.size_kinds: dict[str, SizeKind] = {}
@@ -71,6 +76,7 @@ class PullLedger:
         self._task: asyncio.Task[None] | None = None
         self.events_seen = 0
         self.unresolved = 0
+        self._pod_reads_failed = False
 
     # --- told by the watches -----------------------------------------------------------------------------------
 
@@ -136,7 +142,11 @@ class PullLedger:
             record = self.pulls.get(digest)  # folded meanwhile? (one task: no, but a load may be slow)
             if record is None:
                 record = ImagePulls(digest) if stored is None else pulls_in(digest, pulls_out(stored))
-                self.pulls[digest] = record
+        else:
+            del self.pulls[digest]  # put back last: the most recently pulled
+        self.pulls[digest] = record
+        while len(self.pulls) > self.max_images:
+            del self.pulls[next(iter(self.pulls))]
         new = record.fold(event, self.size_kinds.get(event.node, SizeKind.UNKNOWN))
         if new:
             if self.counted is not None:
@@ -163,7 +173,14 @@ class PullLedger:
         if not fresh and (known := self._pods.get(key)) is not None:
             self._pods.move_to_end(key)
             return known
-        ids = await self.pod_image_ids(namespace, pod)
+        try:
+            ids = await self.pod_image_ids(namespace, pod)
+        except KubeError as error:  # refused or unavailable: the resolved digest answers, and the log says why once
+            if not self._pod_reads_failed:
+                log.warning("Pods not read for their image IDs (%s %s): pulls by tag count for the digest the "
+                            "controller resolved", error.status, error.reason)  # fmt: skip
+            self._pod_reads_failed = True
+            return None
         if ids is not None:
             self._pods[key] = ids
             while len(self._pods) > POD_CACHE:

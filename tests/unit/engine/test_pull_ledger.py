@@ -119,3 +119,13 @@ async def test_events_observed_are_folded_by_the_ledgers_task_and_expiry_changes
         await ledger.stop()
     assert ledger.pulls[DIGEST].total.warm == 1
     assert ledger.events_seen == 1
+
+
+async def test_at_most_max_images_records_are_held_the_least_recently_pulled_going_first() -> None:
+    cluster = Cluster()
+    ledger = cluster.ledger()
+    ledger.max_images = 2
+    digests = ["sha256:" + str(n) * 64 for n in range(3)]
+    for index, digest in enumerate([digests[0], digests[1], digests[0], digests[2]]):
+        await ledger.fold(event("p", present_message(f"x@{digest}"), f"u{index}"))
+    assert list(ledger.pulls) == [digests[0], digests[2]]

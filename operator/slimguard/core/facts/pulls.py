@@ -243,6 +243,9 @@ class NodePulls:
         return event.count
 
     def remember(self, event: PullEvent) -> None:
+        known = self.seen.get(event.uid)
+        if known is not None and known[0] >= event.count:
+            return  # an older state of an Event already folded (a relist, out of order)
         self.seen[event.uid] = (event.count, event.at)
         if self.last is None or event.at > self.last:
             self.last = event.at
@@ -327,7 +330,7 @@ class ImagePulls:
     def throughput(self) -> float | None:
         """Bytes per second of the cold pulls on nodes that report compressed sizes (what a registry sends);
         None without one (CRI-O's uncompressed sizes would overstate it)."""
-        if self.compressed.cold == 0 or self.compressed.seconds <= 0:
+        if self.compressed.cold == 0 or self.compressed.seconds < 0.001:  # the kubelet's durations are in ms
             return None
         return self.compressed.bytes / self.compressed.seconds
 
@@ -363,8 +366,15 @@ def _seconds(seconds: float) -> str:
 # --- report.pulls ------------------------------------------------------------------------------------------
 
 
+def _seconds_out(seconds: float) -> float | int:
+    """Milliseconds, as the kubelet measures; a whole number as an integer, as the apiserver gives it back (so
+    the report written and the report read are the same, and nothing is written again for nothing)."""
+    rounded = round(seconds, 3)
+    return int(rounded) if rounded == int(rounded) else rounded
+
+
 def _tally_out(tally: Tally) -> dict[str, Any]:
-    return {"cold": tally.cold, "warm": tally.warm, "seconds": round(tally.seconds, 3), "bytes": tally.bytes}
+    return {"cold": tally.cold, "warm": tally.warm, "seconds": _seconds_out(tally.seconds), "bytes": tally.bytes}
 
 
 def pulls_out(pulls: ImagePulls) -> dict[str, Any]:
@@ -373,15 +383,15 @@ def pulls_out(pulls: ImagePulls) -> dict[str, Any]:
         "coldPulls": pulls.total.cold,
         "warmPulls": pulls.total.warm,
         "pullSeconds": {
-            "sum": round(pulls.total.seconds, 3),
-            "max": round(pulls.max_seconds, 3),
-            "p50": round(pulls.median_seconds or 0.0, 3),
+            "sum": _seconds_out(pulls.total.seconds),
+            "max": _seconds_out(pulls.max_seconds),
+            "p50": _seconds_out(pulls.median_seconds or 0.0),
         },
         "bytesPulled": pulls.total.bytes,
         "nodes": pulls.node_count,
         "total": _tally_out(pulls.total),
         "compressed": _tally_out(pulls.compressed),
-        "recentSeconds": [round(seconds, 3) for seconds in pulls.recent_seconds],
+        "recentSeconds": [_seconds_out(seconds) for seconds in pulls.recent_seconds],
         "byNamespace": [{"namespace": name, **_tally_out(pulls.namespaces[name])} for name in sorted(pulls.namespaces)],
         "byNode": [_node_out(pulls.nodes[name]) for name in sorted(pulls.nodes)],
     }
