@@ -95,7 +95,8 @@ def _settled(operator: InProcessOperator, names: tuple[str, ...], ns: str = NS) 
 def test_kubectl_get_imagereports_shows_each_audited_image(control_plane: ControlPlane, images: Images) -> None:
     table = control_plane.kubectl("get", "imagereports").stdout
     header, *rows = table.splitlines()
-    assert header.split() == ["NAME", "IMAGE", "COMPRESSED", "PACKAGES", "TOOLS", "EFFICIENCY", "SAVES", "AGE"]
+    columns = ["NAME", "IMAGE", "COMPRESSED", "PACKAGES", "TOOLS", "EFFICIENCY", "SAVES", "PULLS", "AGE"]
+    assert header.split() == columns
     for image in (images.tagged, images.pinned):
         (row,) = [row for row in rows if row.startswith(report_name(image.digest))]
         assert (image.ref if image is images.tagged else image.pinned) in row
