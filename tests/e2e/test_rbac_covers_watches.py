@@ -1,5 +1,5 @@
 """Each component's ClusterRole lets it list and watch everything it watches (its kopf handlers, the controller's
-own workload informer, both components' report watches), and the CRDs; the controller's Role lets it hold its
+own workload informer, both components' report and Node watches), and the CRDs; the controller's Role lets it hold its
 leader Lease.
 
 A forbidden watch makes kopf retry, then stop the whole process: a webhook with a gap in its role served for
@@ -20,7 +20,12 @@ from slimguard.admission.settings import WebhookSettings
 from slimguard.controller.handlers import build_registry as controller_registry
 from slimguard.controller.settings import ControllerSettings
 from slimguard.kube.leader import LEASE_NAME
-from slimguard.kube.resources import IMAGE_REPORT_RESOURCE, VULNERABILITY_REPORT_RESOURCE, WORKLOAD_RESOURCES
+from slimguard.kube.resources import (
+    IMAGE_REPORT_RESOURCE,
+    NODE_RESOURCE,
+    VULNERABILITY_REPORT_RESOURCE,
+    WORKLOAD_RESOURCES,
+)
 from slimguard_testbed import ControlPlane
 from slimguard_testbed.install import NAMESPACE
 
@@ -34,8 +39,11 @@ def watched(registry: kopf.OperatorRegistry) -> list[tuple[str, str]]:
 
 
 INFORMED = [(group, plural) for group, _, plural in WORKLOAD_RESOURCES.values()]  # the controller's own watches
-# Both components' own report watches (engine/report_feed.py), the VulnerabilityReports' while a policy reads them.
-REPORTS = [(group, plural) for group, _, plural in (IMAGE_REPORT_RESOURCE, VULNERABILITY_REPORT_RESOURCE)]
+# Both components' own watches: the report kinds (engine/report_feed.py; the VulnerabilityReports' while a policy
+# reads them) and the Nodes (engine/node_watch.py).
+REPORTS = [
+    (group, plural) for group, _, plural in (IMAGE_REPORT_RESOURCE, VULNERABILITY_REPORT_RESOURCE, NODE_RESOURCE)
+]
 
 COMPONENTS: dict[str, Any] = {
     "controller": lambda: watched(controller_registry(ControllerSettings())) + INFORMED + REPORTS,
