@@ -243,9 +243,14 @@ def test_status_is_a_subresource_and_feeds_the_printer_columns(cluster: ControlP
     table = cluster.kubectl("get", "imagepolicies", stored_policy).stdout.splitlines()
     assert table[0].split() == columns
     assert table[1].split()[:5] == [stored_policy, "Audit", "12", "2", "1"]
+    # -o wide adds the platforms the last verdicts judged (status.judgedPlatforms, none yet here: an empty cell).
     wide = cluster.kubectl("get", "imagepolicies", stored_policy, "-o", "wide").stdout.splitlines()
-    assert wide[0].split() == columns
+    assert wide[0].split() == [*columns[:-1], "PLATFORMS", "AGE"]
     assert wide[1].split()[4] == "1"
+    judged = json.dumps({"status": {"judgedPlatforms": ["linux/amd64", "linux/arm64/v8"]}})
+    cluster.kubectl("patch", "imagepolicy", stored_policy, "--subresource=status", "--type=merge", "-p", judged)
+    wide = cluster.kubectl("get", "imagepolicies", stored_policy, "-o", "wide").stdout.splitlines()
+    assert wide[1].split()[5] == '["linux/amd64","linux/arm64/v8"]'
     enforcing = {
         "type": "Enforcing",
         "status": "False",

@@ -1,5 +1,5 @@
 """Each component's ClusterRole lets it list and watch everything it watches (its kopf handlers, the controller's
-own workload informer, both components' report watches), and the CRDs; the controller's Role lets it hold its
+own workload informer, both components' report and Node watches), and the CRDs; the controller's Role lets it hold its
 leader Lease.
 
 A forbidden watch makes kopf retry, then stop the whole process: a webhook with a gap in its role served for
@@ -23,6 +23,7 @@ from slimguard.kube.leader import LEASE_NAME
 from slimguard.kube.resources import (
     EVENT_RESOURCE,
     IMAGE_REPORT_RESOURCE,
+    NODE_RESOURCE,
     VULNERABILITY_REPORT_RESOURCE,
     WORKLOAD_RESOURCES,
 )
@@ -39,8 +40,11 @@ def watched(registry: kopf.OperatorRegistry) -> list[tuple[str, str]]:
 
 
 INFORMED = [(group, plural) for group, _, plural in WORKLOAD_RESOURCES.values()]  # the controller's own watches
-# Both components' own report watches (engine/report_feed.py), the VulnerabilityReports' while a policy reads them.
-REPORTS = [(group, plural) for group, _, plural in (IMAGE_REPORT_RESOURCE, VULNERABILITY_REPORT_RESOURCE)]
+# Both components' own watches: the report kinds (engine/report_feed.py; the VulnerabilityReports' while a policy
+# reads them) and the Nodes (engine/node_watch.py).
+REPORTS = [
+    (group, plural) for group, _, plural in (IMAGE_REPORT_RESOURCE, VULNERABILITY_REPORT_RESOURCE, NODE_RESOURCE)
+]
 
 # The controller leader's watch of the kubelets' Pulled Events (kube/pull_events.py).
 PULLS = [(EVENT_RESOURCE[0], EVENT_RESOURCE[2])]

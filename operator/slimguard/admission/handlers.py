@@ -17,6 +17,7 @@ from slimguard.admission.certificate_manager import CertificateManager
 from slimguard.admission.decision import Reviewer
 from slimguard.admission.server import WebhookServer
 from slimguard.admission.settings import WebhookSettings
+from slimguard.engine.node_watch import watch_nodes
 from slimguard.engine.report_feed import VulnerabilityReportFeed, watch_image_reports
 from slimguard.engine.view import ClusterView
 from slimguard.engine.wiring import Engine, build_engine
@@ -24,7 +25,7 @@ from slimguard.kube.gateway import KubeGateway, load_api_client
 from slimguard.kube.image_reports import ImageReports
 from slimguard.kube.kopf_tuning import is_deletion, own_identity, run_operator, tune
 from slimguard.kube.login import connection_info
-from slimguard.kube.resources import NAMESPACE_RESOURCE, NODE_RESOURCE, POLICY_RESOURCE
+from slimguard.kube.resources import NAMESPACE_RESOURCE, POLICY_RESOURCE
 from slimguard.kube.webhook_certificates import WebhookCertificateStore
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,9 @@ def build_registry(settings: WebhookSettings) -> kopf.OperatorRegistry:
     image_reports = watch_image_reports(reports, credentials, page_size=settings.report_page_size, component="webhook")
     vulnerability_reports = VulnerabilityReportFeed(
         view, credentials, page_size=settings.report_page_size, component="webhook"
+    )
+    nodes = watch_nodes(
+        lambda body, deleted: view.observe_node(body, deleted=deleted), credentials, component="webhook"
     )
 
     @kopf.on.login(registry=registry)
@@ -63,13 +67,15 @@ def build_registry(settings: WebhookSettings) -> kopf.OperatorRegistry:
             pem = str(certificates.pem_file)
             server_settings = dataclasses.replace(server_settings, cert_file=pem, key_file=pem)
         await view.sync_policies(kube)
-        await view.sync_nodes(kube)  # the first reviews judge the nodes' platforms, not linux/amd64 by default
         # A new replica answers from the reports from its first review: it serves none (so is not ready) before
-        # the ImageReports, and the VulnerabilityReports if a policy reads them, are listed.
+        # the ImageReports, and the VulnerabilityReports if a policy reads them, are listed; nor before the
+        # Nodes are, so its first reviews judge the nodes' platforms, not linux/amd64 for want of them.
         image_reports.start()
+        nodes.start()
         vulnerability_reports.follow_policies()
         await image_reports.wait_listed()
         await vulnerability_reports.wait_listed()
+        await nodes.wait_listed()
         # The webhook reads no layer (admission has seconds): the controller reads them and writes the report.
         engine = build_engine(
             registry=webhook_settings.registry, kube=kube, view=view, store=reports, read_layers=False
@@ -100,6 +106,7 @@ def build_registry(settings: WebhookSettings) -> kopf.OperatorRegistry:
             certificates.remove_files()
         await vulnerability_reports.stop()
         await image_reports.stop()
+        await nodes.stop()
         engine: Engine | None = memo.get("engine")
         if engine is not None:
             await engine.aclose()
@@ -112,12 +119,6 @@ def build_registry(settings: WebhookSettings) -> kopf.OperatorRegistry:
     @kopf.on.event(*NAMESPACE_RESOURCE, registry=registry)
     async def observe_namespace(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
         view.observe_namespace(body, deleted=is_deletion(event))
-
-    # A policy listing no platforms judges those the Ready nodes run (core.model.placement): each event is read
-    # for the node's platform and readiness, and the body dropped.
-    @kopf.on.event(*NODE_RESOURCE, registry=registry)
-    async def observe_node(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
-        view.observe_node(body, deleted=is_deletion(event))
 
     # No ReplicaSet watch: at admission a Deployment's new image has no ReplicaSet (nor report) yet, and the
     # watch cost the webhook more CPU than its reviews did (bench/README.md, "Why slimguard missed, from profiles").

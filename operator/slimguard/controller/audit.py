@@ -157,7 +157,6 @@ class AuditController:
     async def start(self, *, lead: bool = True) -> None:
         """Read the policies; then lead at once, unless a leader election decides when (``lead``/``follow``)."""
         await self.view.sync_policies(self.kube)
-        await self.view.sync_nodes(self.kube)
         if lead:
             await self.lead()
 

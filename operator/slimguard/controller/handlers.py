@@ -15,7 +15,7 @@ from slimguard.controller.settings import ControllerSettings
 from slimguard.kube.gateway import load_api_client
 from slimguard.kube.kopf_tuning import is_deletion, own_identity, run_operator, tune
 from slimguard.kube.login import connection_info
-from slimguard.kube.resources import NAMESPACE_RESOURCE, NODE_RESOURCE, POLICY_RESOURCE
+from slimguard.kube.resources import NAMESPACE_RESOURCE, POLICY_RESOURCE
 
 log = logging.getLogger(__name__)
 
@@ -69,15 +69,9 @@ def build_registry(
     async def observe_namespace(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
         memo["replica"].audit.observe_namespace(body, deleted=is_deletion(event))
 
-    # A policy listing no platforms judges those the Ready nodes run (core.model.placement): each event is read
-    # for the node's platform and readiness, and its runtime (which sizes its kubelet's pulls report); the body
-    # is dropped.
-    @kopf.on.event(*NODE_RESOURCE, registry=registry)
-    async def observe_node(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
-        memo["replica"].observe_node(body, deleted=is_deletion(event))
-
-    # No report kind here: kopf LISTs a kind in one response and keeps each body until its handler ran; the
-    # replica reads ImageReports and VulnerabilityReports through its own paged watches (engine/report_feed.py).
+    # No report kind and no Nodes here: kopf LISTs a kind in one response and keeps each body until its handler
+    # ran; the replica reads ImageReports, VulnerabilityReports and Nodes (each node's platform and runtime)
+    # through its own paged watches (engine/report_feed.py, engine/node_watch.py).
 
     return registry
 

@@ -5,7 +5,8 @@ Each part is handed what it calls at construction, and nothing reaches into anot
   and is told what each image resolved to and what was learned of it; the audit tells it each verdict
   (``evaluated``: the slimmer bases found); its sweeps ask the replica which digests are in use;
 - the ``AuditController`` evaluates with the engine's ``Evaluator`` over the engine's ``ClusterView``;
-- the ImageReports' watch feeds the ``ImageReports``; the ``VulnerabilityReportFeed`` watches Trivy Operator's
+- the Nodes' watch feeds the platforms the Ready nodes run (engine.node_watch); the ImageReports' watch feeds the
+  ``ImageReports``; the ``VulnerabilityReportFeed`` watches Trivy Operator's
   reports while a policy reads them, handing each to the audit (``observe_report``), and is told of every policy
   change (``observe_policy``);
 - the kubelets' ``Pulled`` Events (watched while this replica leads) feed the ``PullLedger``, which folds them
@@ -41,6 +42,7 @@ from slimguard.core.facts.pulls import ImagePulls, PullEvent
 from slimguard.core.model.kinds import WORKLOADS
 from slimguard.core.model.workload import made_by_a_workload
 from slimguard.core.reports.policy_report import REPORT_APIS
+from slimguard.engine.node_watch import watch_nodes
 from slimguard.engine.pull_ledger import PullLedger
 from slimguard.engine.report_feed import VulnerabilityReportFeed, watch_image_reports
 from slimguard.engine.view import ClusterView
@@ -142,6 +144,10 @@ class ControllerReplica:
             page_size=settings.report_page_size,
             component="controller",
         )
+        # Each node's platform (for the audit) and runtime (which sizes its kubelet's pulls report).
+        self.nodes = watch_nodes(
+            lambda body, deleted: self.observe_node(body, deleted=deleted), credentials, component="controller"
+        )
         self.started = False
         """The reports and policies are read: the audit judges (or stands by) from here on."""
         self.informer: WorkloadInformer | None = None
@@ -155,10 +161,12 @@ class ControllerReplica:
         # Both report kinds are listed before the first evaluation: what is reported is not read again, and no
         # vulnerability rule is decided on part of the reports.
         self.image_reports.start()
+        self.nodes.start()
         await self.audit.start(lead=False)
         self.vulnerability_reports.follow_policies()
         await self.image_reports.wait_listed()
         await self.vulnerability_reports.wait_listed()
+        await self.nodes.wait_listed()  # the first verdicts judge the platforms the nodes run
         self.started = True
         log.info("slimguard controller started: %s; %d ImageReports read", self.settings.describe(), len(self.reports))
         self.informer = _watch_workloads(self.settings, self.audit)
@@ -207,6 +215,7 @@ class ControllerReplica:
         await self._stop_pulls()
         await self.vulnerability_reports.stop()
         await self.image_reports.stop()
+        await self.nodes.stop()
         await self.audit.stop()
         await self.engine.stop_background()
         await self.keeper.stop()

@@ -97,11 +97,6 @@ class ClusterView:
             self.observe_policy(body)
         self.policies_synced = True
 
-    async def sync_nodes(self, kube: KubeGateway) -> None:
-        """Read every Node's platform once before serving, so the first decisions judge the nodes' platforms."""
-        async for body in kube.nodes():
-            self.observe_node(body)
-
     def observe_node(self, body: Mapping[str, Any], *, deleted: bool = False) -> bool:
         """Record a node's platform while it is Ready; True when the set of platforms the Ready nodes run changed
         (a node NotReady or deleted takes its platform with it once no other Ready node runs it)."""

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -286,28 +286,6 @@ class KubeGateway:
             await self._write(
                 self.custom.patch_cluster_custom_object_status, GROUP, VERSION, POLICY_PLURAL, name, {"status": status}
             )
-
-    # --- Nodes (their platforms: a policy listing none judges those the Ready nodes run) ---------------------
-
-    async def nodes(self, *, page_size: int = 100) -> AsyncIterator[dict[str, Any]]:
-        """Every Node, a page at a time, as the little a platform is read from: name, labels, conditions and
-        nodeInfo. A Node's status lists the images it holds; a page is decoded and dropped, never kept whole."""
-        token: str | None = None
-        while True:
-            extra: dict[str, Any] = {"limit": page_size, "_preload_content": False}
-            if token:
-                extra["_continue"] = token
-            response = await self._call(self.core.list_node, **extra)
-            page = json.loads(response.data)
-            for item in page.get("items") or ():
-                metadata, status = item.get("metadata") or {}, item.get("status") or {}
-                yield {
-                    "metadata": {"name": metadata.get("name"), "labels": metadata.get("labels") or {}},
-                    "status": {"conditions": status.get("conditions") or [], "nodeInfo": status.get("nodeInfo") or {}},
-                }
-            token = (page.get("metadata") or {}).get("continue")
-            if not token:
-                return
 
     # --- ImageReports (cluster-scoped; the controller writes them, both components watch them) ------------
 

@@ -73,6 +73,7 @@ def first_values(*, registry: str, webhook_ca: bytes) -> dict[str, Any]:
         "registries.proxy.httpProxy": f"{registry.rsplit(':', 1)[0]}:9",
         "registries.proxy.noProxy": [registry],
         "trustedReportNamespaces": ["trivy-system"],
+        "reportPageSize": 50,
         "policyReports.enabled": False,
         "controller.replicas": 1,
         "controller.workers": 2,

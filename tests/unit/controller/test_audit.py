@@ -6,7 +6,7 @@ No cluster and no sleeping: the inspector is held at a gate the test opens, and 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -43,10 +43,6 @@ class FakeKube:
 
     async def list_policies(self) -> list[dict[str, Any]]:
         return []
-
-    async def nodes(self) -> AsyncIterator[dict[str, Any]]:
-        for node in ():
-            yield node
 
     async def patch_metadata(
         self,
