@@ -513,6 +513,48 @@ def panels() -> list[dict[str, Any]]:
             (8, 8, 16, 70),
             unit="bytes",
         ),
+        row("What bloat costs", 78),
+        timeseries(
+            "Pull time by namespace",
+            "Seconds per second the kubelets spent on cold pulls, by namespace, from their Pulled Events (the pull "
+            "itself, without waiting behind other pulls): how much of every rollout and scale-up is spent moving "
+            "bytes.",
+            [
+                _target(
+                    f'sum by (namespace) (rate(slimguard_image_pull_seconds_total{{{NS}, pull="cold"}}[{RATE}]))',
+                    "{{namespace}}",
+                )
+            ],
+            (8, 8, 0, 79),
+            unit="s",
+            stack=True,
+        ),
+        table(
+            "Heaviest pulls",
+            "Seconds per cold pull, by namespace and (with the controller's --image-metrics N) image, since the "
+            "leading controller started counting: the slowest first.",
+            _target(
+                f'topk(10, sum by (namespace, image) (slimguard_image_pull_seconds_total{{{NS}, pull="cold"}}) / '
+                f'sum by (namespace, image) (slimguard_image_pulls_total{{{NS}, pull="cold"}}))',
+                "{{namespace}} {{image}}",
+                instant=True,
+            ),
+            (8, 8, 8, 79),
+            unit="s",
+        ),
+        bargauge(
+            "Seconds slim images would have saved",
+            "Per namespace and policy: the cold pulls counted there of each image with a maxCompressedSize "
+            "violation or a slimmer-base hint, times the bytes a slim version drops, at the throughput the image's "
+            "own pulls reached (each image once).",
+            _target(
+                f"sum by (namespace, policy) (slimguard_pull_seconds_saveable{{{FLEET}}})",
+                "{{namespace}} {{policy}}",
+                instant=True,
+            ),
+            (8, 8, 16, 79),
+            unit="s",
+        ),
     ]
 
 

@@ -154,6 +154,48 @@ INSPECTION_FAILURES = Counter(
     ["reason"],
 )
 
+# --- work done: the kubelets' pulls, as their Pulled Events tell them (the controller's leader counts them) ------
+
+PULL_LABELS = ["namespace", "image", "pull"]
+IMAGE_PULLS = Counter(
+    "slimguard_image_pulls_total",
+    "Image pulls the kubelets reported in Pulled Events, by namespace and pull: cold (pulled) or warm (already "
+    "present on the node); image is empty (absent in Prometheus) unless --image-metrics, then one of the first N "
+    "images pulled, or other.",
+    PULL_LABELS,
+)
+IMAGE_PULL_SECONDS = Counter(
+    "slimguard_image_pull_seconds_total",
+    "Seconds the kubelets spent on cold pulls (the pull itself, without waiting behind other pulls), by namespace.",
+    PULL_LABELS,
+)
+IMAGE_PULLED_BYTES = Counter(
+    "slimguard_image_pulled_bytes_total",
+    "Bytes of the cold pulls as each node's runtime reports the image size (compressed on containerd, uncompressed "
+    "on CRI-O), by namespace.",
+    PULL_LABELS,
+)
+
+
+class PullImageLabel:
+    """The ``image`` label of the pull counters: empty unless ``--image-metrics N``, then the first N images."""
+
+    def __init__(self, limit: int) -> None:
+        self.bounded = BoundedValues(limit) if limit > 0 else None
+
+    def __call__(self, image: str) -> str:
+        return "" if self.bounded is None else self.bounded(image)
+
+
+def image_pulled(namespace: str, image: str, *, cold: bool, times: int, seconds: float, size: int) -> None:
+    """Count ``times`` occurrences of one pull (``image`` already labelled by ``PullImageLabel``)."""
+    labels = {"namespace": namespace, "image": image, "pull": "cold" if cold else "warm"}
+    IMAGE_PULLS.labels(**labels).inc(times)
+    if cold:
+        IMAGE_PULL_SECONDS.labels(**labels).inc(seconds * times)
+        IMAGE_PULLED_BYTES.labels(**labels).inc(size * times)
+
+
 BUILD_INFO = Gauge("slimguard_build_info", "1 for each running slimguard component.", ["component", "version"])
 LEADER = Gauge(
     "slimguard_leader",
@@ -215,6 +257,9 @@ class FleetSnapshot:
     now: datetime
     vulnerabilities: Mapping[tuple[str, str], SeverityCounts] = field(default_factory=dict)
     """(namespace, image) of images in use → what the worst VulnerabilityReport for their digests counts."""
+    pull_seconds_saveable: Mapping[tuple[str, ...], float] = field(default_factory=dict)
+    """(namespace, policy) → the seconds the cold pulls counted there would have saved with slim images
+    (core.evaluation.pull_costs), computed on the event loop with the snapshot."""
 
 
 def fleet_metrics(snapshot: FleetSnapshot, *, per_image_limit: int = 0) -> list[Metric]:
@@ -410,6 +455,15 @@ def fleet_metrics(snapshot: FleetSnapshot, *, per_image_limit: int = 0) -> list[
             "enforced.",
             ["policy", "registry", "reason"],
             by_default,
+        ),
+        _gauge(
+            "slimguard_pull_seconds_saveable",
+            "Seconds of cold pulls, by namespace and policy, that slim versions of the images in use would have "
+            "saved: for each image with a maxCompressedSize violation or a slimmer-base hint, its cold pulls counted "
+            "in the namespace times the bytes a slim version drops, at the throughput its own pulls reached (only "
+            "where nodes report compressed sizes). Each image once, with its largest saving.",
+            ["namespace", "policy"],
+            snapshot.pull_seconds_saveable,
         ),
         _gauge("slimguard_exemptions", "Exemptions in each ImagePolicy that have not expired.", ["policy"], in_force),
         _gauge(

@@ -23,6 +23,7 @@ from slimguard.registry.client import RegistryClient
 from slimguard.registry.inspector import ImageInspector
 from slimguard_testbed import CertificateAuthority, ControlPlane, Registry
 from slimguard_testbed.images import FixtureImage, push_image
+from slimguard_testbed.kubelet_events import present_message, pulled_event, pulled_message
 from slimguard_testbed.operator_runner import InProcessOperator
 from slimguard_testbed.webhook import WebhookReplicas, register, webhook_configuration
 
@@ -94,7 +95,8 @@ def _settled(operator: InProcessOperator, names: tuple[str, ...], ns: str = NS) 
 def test_kubectl_get_imagereports_shows_each_audited_image(control_plane: ControlPlane, images: Images) -> None:
     table = control_plane.kubectl("get", "imagereports").stdout
     header, *rows = table.splitlines()
-    assert header.split() == ["NAME", "IMAGE", "COMPRESSED", "PACKAGES", "TOOLS", "EFFICIENCY", "SAVES", "AGE"]
+    columns = ["NAME", "IMAGE", "COMPRESSED", "PACKAGES", "TOOLS", "EFFICIENCY", "SAVES", "PULLS", "AGE"]
+    assert header.split() == columns
     for image in (images.tagged, images.pinned):
         (row,) = [row for row in rows if row.startswith(report_name(image.digest))]
         assert (image.ref if image is images.tagged else image.pinned) in row
@@ -249,6 +251,52 @@ def test_a_garbled_report_is_ignored_and_written_again(
 
     wait_for("the report written again", rewritten)
     assert read_report(_report(control_plane, images.pinned.digest) or {}).facts is not None
+
+
+# --- the kubelets' pulls: folded into the report once, kept when their Events expire -------------------------
+
+
+@pytest.mark.usefixtures("audited")
+def test_the_kubelets_pulls_are_counted_once_across_a_restart_and_kept_when_their_events_expire(
+    control_plane: ControlPlane, operator: InProcessOperator, images: Images
+) -> None:
+    """Pulled Events as a kubelet records them (this tier has none: made through the API in its format), naming the
+    pinned image by digest: folded into its report; listed again by a restarted controller, counted no more; gone
+    (as the apiserver's --event-ttl removes them), nothing counted is lost, and a new pull adds to the rest."""
+    digest = images.pinned.digest
+    by_digest = f"{images.pinned.ref.rsplit(':', 1)[0]}@{digest}"
+
+    def pulled(pod: str, message: str) -> None:
+        event = pulled_event(namespace=NS, pod=pod, container="api", node="pulls-node", message=message)
+        apply(control_plane, event)
+
+    def pulls() -> dict[str, Any]:
+        body = _report(control_plane, digest) or {}
+        return dict(body.get("report", {}).get("pulls") or {})
+
+    def counted(cold: int, warm: int) -> bool:
+        found = pulls()
+        return (found.get("coldPulls"), found.get("warmPulls")) == (cold, warm)
+
+    pulled("pinned-0", pulled_message(by_digest, 12.5, 12.5, 4096))
+    pulled("pinned-1", pulled_message(by_digest, 7.5, 9.0, 4096))
+    pulled("pinned-2", present_message(by_digest))
+    wait_for("the pulls in the report", lambda: counted(2, 1))
+
+    operator.restart()
+    ledger = operator.memo["replica"].pulls
+    wait_for("the restarted controller to fold the Events listed", lambda: ledger.events_seen >= 3 and ledger.idle)
+    assert counted(2, 1), pulls()
+
+    # The Events expire; the controller restarts without them, and one more pull comes.
+    control_plane.kubectl("delete", "events", "-n", NS, "--field-selector", "reason=Pulled")
+    operator.restart()
+    pulled("pinned-3", pulled_message(by_digest, 10.0, 10.0, 4096))
+    wait_for("the new pull added to those kept", lambda: counted(3, 1))
+    found = pulls()
+    assert found["pullSeconds"] == {"sum": 30, "max": 12.5, "p50": 10}
+    assert found["bytesPulled"] == 3 * 4096
+    assert found["nodes"] == 1
 
 
 # --- the layers' contents: read by the controller once, then only from the report -----------------------------

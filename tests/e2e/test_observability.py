@@ -24,6 +24,7 @@ from cluster import apply, apply_crd_while_kopf_runs, deployment, image_policy, 
 
 from slimguard_testbed import ControlPlane, Registry
 from slimguard_testbed.images.base_variants import push_base_variants
+from slimguard_testbed.kubelet_events import present_message, pulled_event, pulled_message
 from slimguard_testbed.operator_runner import InProcessOperator
 from slimguard_testbed.prometheus import Prometheus
 from slimguard_testbed.trivy import vulnerability, vulnerability_report
@@ -39,6 +40,11 @@ TRIVY_CRD = REPO / "tests" / "e2e" / "crds" / "aquasecurity.github.io_vulnerabil
 UNREACHABLE = "127.0.0.1:1/never/pushed:1"  # a registry that refuses every connection: an outage
 UNREACHABLE_AGAIN = "127.0.0.1:1/never/pushed-again:1"  # another image there: not in the failure cache
 AUDIT, ENFORCE, WARN, EXEMPT, HINTS = "obs-audit", "obs-enforce", "obs-warn", "obs-exempt", "obs-hints"
+# A node of this tier (no kubelet behind it: its Pulled Events are made through the API as a kubelet's recorder
+# makes them, slimguard_testbed.kubelet_events), on containerd: its pulls' sizes are compressed. Not Ready, so the
+# platforms judged stay linux/amd64.
+PULL_NODE = "obs-node"
+PULLS = ((41.2, 43.0), (39.8, 39.8), (40.5, 52.1))  # each cold pull of the fat image: seconds, with waiting
 # Alert expressions on the apiserver's own metrics: this Prometheus does not scrape the apiserver.
 APISERVER_ONLY = {"SlimguardWebhookFailingOpen"}
 
@@ -161,6 +167,26 @@ def scenario(
         ),
     )
     wait_for_status(control_plane, "pod", "unknown", ENFORCE, "error")
+    # The kubelet's pulls of the fat image in obs-audit: three cold, one warm, on a containerd node.
+    apply(control_plane, {"apiVersion": "v1", "kind": "Node", "metadata": {"name": PULL_NODE}})
+    node_info = {"operatingSystem": "linux", "architecture": "amd64", "containerRuntimeVersion": "containerd://1.6.20"}
+    control_plane.kubectl(
+        "patch", "node", PULL_NODE, "--subresource=status", "--type=merge",
+        "-p", json.dumps({"status": {"nodeInfo": node_info}}),
+    )  # fmt: skip
+    fat_size = fixture_images.fat_app.compressed_size
+    for index, (seconds, with_waiting) in enumerate(PULLS):
+        apply(
+            control_plane,
+            pulled_event(
+                namespace=AUDIT, pod=f"fat-{index}", container="api", node=PULL_NODE,
+                message=pulled_message(fat, seconds, with_waiting, fat_size),
+            ),
+        )  # fmt: skip
+    apply(
+        control_plane,
+        pulled_event(namespace=AUDIT, pod="fat-3", container="api", node=PULL_NODE, message=present_message(fat)),
+    )
     # The outage goes on: once Prometheus has seen the controller's first failed request, a second image on
     # the same registry fails again, so the error counter rises between two scrapes (rate() shows it).
     wait_for(
@@ -181,6 +207,8 @@ def scenario(
                 f'slimguard_image_vulnerabilities{{namespace="{EXEMPT}", severity="critical"}} > 0',
                 f'slimguard_images_with_tools{{namespace="{AUDIT}", category="compilers"}} > 0',
                 f'slimguard_slimmer_base_savings_bytes{{namespace="{HINTS}"}} > 0',
+                f'slimguard_pull_seconds_saveable{{namespace="{AUDIT}"}} > 0',
+                f'rate(slimguard_image_pull_seconds_total{{namespace="{AUDIT}"}}[1m])',
                 'rate(slimguard_registry_requests_total{job="slimguard-controller", status="error"}[1m]) > 0',
                 *(
                     f'rate(slimguard_admission_policy_decisions_total{{decision="{decision}"}}[1m])'
@@ -190,9 +218,14 @@ def scenario(
         )
 
     wait_for("Prometheus to scrape the scenario", scraped, timeout=60)
+    # Its pulls are folded, their sizes known as compressed: the Node is not left for the rest of the session.
+    control_plane.kubectl("delete", "node", PULL_NODE, "--wait=false")
     saving = variants.sizes[variants.bookworm.ref] - variants.sizes[variants.alpine.ref]
     packages = _installed_packages(fixture_images.fat_app)
-    return {"fat": fat, "slim": slim, "expires": expires, "unknown": unknown, "saving": saving, "packages": packages}
+    return {
+        "fat": fat, "slim": slim, "expires": expires, "unknown": unknown, "saving": saving, "packages": packages,
+        "fat_size": fat_size,
+    }  # fmt: skip
 
 
 # -- the dashboard ---------------------------------------------------------------------------------------------
@@ -265,6 +298,18 @@ def test_the_scenario_shows_in_the_numbers(prometheus: Prometheus, scenario: dic
     assert (
         value(f'sum(slimguard_slimmer_base_savings_bytes{{namespace="{HINTS}", policy="obs-hints"}})')
         == (scenario["saving"])
+    )
+    # The kubelet's pulls, as its Events told them: three cold (their seconds and sizes), one warm.
+    cold = f'namespace="{AUDIT}", pull="cold"'
+    assert value(f"sum(slimguard_image_pulls_total{{{cold}}})") == len(PULLS)
+    assert value(f'sum(slimguard_image_pulls_total{{namespace="{AUDIT}", pull="warm"}})') == 1
+    assert value(f"sum(slimguard_image_pull_seconds_total{{{cold}}})") == pytest.approx(sum(s for s, _ in PULLS))
+    assert value(f"sum(slimguard_image_pulled_bytes_total{{{cold}}})") == len(PULLS) * scenario["fat_size"]
+    # What an image within obs-audit's 200Mi would have saved on those pulls, at their throughput.
+    over = value(f'sum(slimguard_compressed_bytes_over_limit{{namespace="{AUDIT}", policy="obs-audit"}})')
+    throughput = scenario["fat_size"] / (sum(s for s, _ in PULLS) / len(PULLS))
+    assert value(f'sum(slimguard_pull_seconds_saveable{{namespace="{AUDIT}", policy="obs-audit"}})') == (
+        pytest.approx(len(PULLS) * over / throughput, rel=1e-3)
     )
     assert value('sum(slimguard_exemption_expiry_timestamp_seconds{policy="obs-exempt"})') == (
         scenario["expires"].timestamp()

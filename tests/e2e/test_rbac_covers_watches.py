@@ -21,6 +21,7 @@ from slimguard.controller.handlers import build_registry as controller_registry
 from slimguard.controller.settings import ControllerSettings
 from slimguard.kube.leader import LEASE_NAME
 from slimguard.kube.resources import (
+    EVENT_RESOURCE,
     IMAGE_REPORT_RESOURCE,
     NODE_RESOURCE,
     VULNERABILITY_REPORT_RESOURCE,
@@ -45,8 +46,11 @@ REPORTS = [
     (group, plural) for group, _, plural in (IMAGE_REPORT_RESOURCE, VULNERABILITY_REPORT_RESOURCE, NODE_RESOURCE)
 ]
 
+# The controller leader's watch of the kubelets' Pulled Events (kube/pull_events.py).
+PULLS = [(EVENT_RESOURCE[0], EVENT_RESOURCE[2])]
+
 COMPONENTS: dict[str, Any] = {
-    "controller": lambda: watched(controller_registry(ControllerSettings())) + INFORMED + REPORTS,
+    "controller": lambda: watched(controller_registry(ControllerSettings())) + INFORMED + REPORTS + PULLS,
     "webhook": lambda: (
         watched(webhook_registry(WebhookSettings(server=ServerSettings(cert_file="c", key_file="k")))) + REPORTS
     ),

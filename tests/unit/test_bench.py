@@ -23,7 +23,15 @@ from bench.common.decision_times import (
 from bench.common.measure import counter_total, nearest_rank, percentile
 from bench.common.tables import met, table
 
-BENCHMARKS = ("admission_latency", "audit_scale", "image_diff", "kyverno_comparison", "layer_walk", "reports_scale")
+BENCHMARKS = (
+    "admission_latency",
+    "audit_scale",
+    "image_diff",
+    "kyverno_comparison",
+    "layer_walk",
+    "pull_events_scale",
+    "reports_scale",
+)
 
 
 def test_percentile_interpolates_between_closest_ranks_as_numpy_does() -> None:

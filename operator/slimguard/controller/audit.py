@@ -111,6 +111,10 @@ class AuditController:
     """Told every verdict with the plan it was made by (the wiring passes the slimmer-base hints on to the
     ImageReports from it)."""
 
+    annotate: Callable[[Verdict], Verdict] | None = None
+    """Adds to each verdict what the controller alone knows (the wiring passes the pull costs: how often the
+    image was pulled cold and what a slim version would save, in its violation message)."""
+
     def __post_init__(self) -> None:
         self.workloads: dict[WorkloadKey, WorkloadRecord] = {}
         self.verdicts: dict[WorkloadKey, Verdict] = {}
@@ -288,6 +292,13 @@ class AuditController:
             for key in list(self._scanned_by.get(digest, ())):
                 self.enqueue(key)
 
+    def images_pulled(self, digests: set[str]) -> None:
+        """The kubelets pulled these digests: the workloads running them are judged again (their violation
+        messages say the pull costs)."""
+        for key, verdict in list(self.verdicts.items()):
+            if any(digest in digests for size in verdict.image_sizes for digest in size.digests):
+                self.enqueue(key)
+
     def reports_listed(self) -> None:
         """The VulnerabilityReports are listed: evaluate again every workload evaluated without them (its
         vulnerability rule undecided, its stale-base finding without Trivy's counts)."""
@@ -408,6 +419,8 @@ class AuditController:
             waited = self.view.reports_pending and chosen.reads.vulnerability_reports
             with metrics.EVALUATION_SECONDS.time():
                 verdict = await self.evaluator.verdict(chosen, now=self.clock())
+            if self.annotate is not None:
+                verdict = self.annotate(verdict)
             if waited and self.view.reports_pending:
                 self._awaiting_reports.add(key)
             elif waited:  # listed while it was evaluated

@@ -7,6 +7,7 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import logging
+from collections.abc import Mapping
 from types import MappingProxyType
 
 from prometheus_client import REGISTRY, start_http_server
@@ -14,7 +15,9 @@ from prometheus_client import REGISTRY, start_http_server
 from slimguard import metrics
 from slimguard.controller.audit import AuditController
 from slimguard.controller.settings import ControllerSettings
+from slimguard.core.evaluation.pull_costs import saveables
 from slimguard.core.evaluation.verdict import Verdict
+from slimguard.core.facts.pulls import ImagePulls
 from slimguard.core.facts.vulnerabilities import SeverityCounts
 from slimguard.engine.view import ClusterView
 
@@ -48,10 +51,12 @@ class PublishedFleet:
         self.loop = loop
         self.wait_seconds = wait_seconds
         self.published: metrics.FleetSnapshot | None = None
+        self.pulls: Mapping[str, ImagePulls] | None = None
+        """The pull ledger's records (digest → pulls), read on the loop with the verdicts."""
 
     def publish(self) -> metrics.FleetSnapshot:
         """On the event loop: the fleet as it is now, kept as the last published."""
-        snapshot = fleet_snapshot(self.controller)
+        snapshot = fleet_snapshot(self.controller, self.pulls)
         self.published = snapshot
         return snapshot
 
@@ -92,7 +97,7 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return None
 
 
-def fleet_snapshot(controller: AuditController) -> metrics.FleetSnapshot:
+def fleet_snapshot(controller: AuditController, pulls: Mapping[str, ImagePulls] | None = None) -> metrics.FleetSnapshot:
     """The controller's verdicts and policies as they are now; nothing on a standby, so a Prometheus that sums
     over replicas counts each workload once. On the event loop only (``PublishedFleet`` runs it there): the
     dicts it reads are the loop's."""
@@ -105,7 +110,25 @@ def fleet_snapshot(controller: AuditController) -> metrics.FleetSnapshot:
         policies=policies,
         now=controller.clock(),
         vulnerabilities=MappingProxyType(_vulnerabilities_in_use(controller.view, verdicts)),
+        pull_seconds_saveable=MappingProxyType(pull_seconds_saveable(verdicts, pulls or {})),
     )
+
+
+def pull_seconds_saveable(
+    verdicts: tuple[Verdict, ...], pulls: Mapping[str, ImagePulls]
+) -> dict[tuple[str, ...], float]:
+    """(namespace, policy) → seconds slim images would have saved on the cold pulls counted there, each image once
+    per namespace and policy (its largest saving)."""
+    per_image: dict[tuple[str, str, str], float] = {}
+    for verdict in verdicts:
+        namespace = verdict.workload.namespace
+        for saveable in saveables(verdict, pulls):
+            key = (namespace, saveable.policy, saveable.image)
+            per_image[key] = max(per_image.get(key, 0.0), saveable.seconds_in(namespace))
+    summed: dict[tuple[str, ...], float] = {}
+    for (namespace, policy, _), seconds in per_image.items():
+        summed[(namespace, policy)] = summed.get((namespace, policy), 0.0) + seconds
+    return summed
 
 
 def _vulnerabilities_in_use(view: ClusterView, verdicts: tuple[Verdict, ...]) -> dict[tuple[str, str], SeverityCounts]:
@@ -126,9 +149,15 @@ def _vulnerabilities_in_use(view: ClusterView, verdicts: tuple[Verdict, ...]) ->
 class MetricsServer:
     """/metrics with the fleet collector; stopped and unregistered at cleanup, so an operator can run again."""
 
-    def __init__(self, settings: ControllerSettings, controller: AuditController) -> None:
+    def __init__(
+        self,
+        settings: ControllerSettings,
+        controller: AuditController,
+        pulls: Mapping[str, ImagePulls] | None = None,
+    ) -> None:
         """On the event loop: the loop the fleet is published from."""
         self.fleet = PublishedFleet(controller, asyncio.get_running_loop())
+        self.fleet.pulls = pulls
         self.collector = metrics.register_fleet(self.fleet.snapshot, per_image_limit=settings.image_metrics)
         metrics.BUILD_INFO.labels(component="controller", version=metrics.VERSION).set(1)
         self.server, _ = start_http_server(settings.metrics_port, addr=settings.metrics_address)

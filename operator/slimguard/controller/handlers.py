@@ -70,8 +70,8 @@ def build_registry(
         memo["replica"].audit.observe_namespace(body, deleted=is_deletion(event))
 
     # No report kind and no Nodes here: kopf LISTs a kind in one response and keeps each body until its handler
-    # ran; the replica reads ImageReports, VulnerabilityReports and Nodes through its own paged watches
-    # (engine/report_feed.py, engine/node_watch.py).
+    # ran; the replica reads ImageReports, VulnerabilityReports and Nodes (each node's platform and runtime)
+    # through its own paged watches (engine/report_feed.py, engine/node_watch.py).
 
     return registry
 

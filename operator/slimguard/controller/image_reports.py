@@ -26,6 +26,7 @@ from slimguard.core.evaluation.plan import Plan
 from slimguard.core.evaluation.verdict import Verdict
 from slimguard.core.facts.bases import SlimmerBase
 from slimguard.core.facts.image_facts import FactsNeeds, ImageFacts
+from slimguard.core.facts.pulls import ImagePulls
 from slimguard.core.model.policy import ImagePolicy
 from slimguard.core.model.reference import ImageReference
 from slimguard.core.model.workload import Workload
@@ -139,6 +140,8 @@ class ReportKeeper:
         """Digests to write; None: only the hints changed (written over the facts told or reported)."""
         self._hints: dict[str, dict[str, SlimmerBase]] = {}
         """Digest → policy → its hint, as last evaluated; a digest not here keeps the hints its report holds."""
+        self.pulls: dict[str, ImagePulls] = {}
+        """Digest → the kubelets' pulls folded so far (engine.pull_ledger folds into these; written with the report)."""
         self._references: dict[str, dict[str, None]] = {}
         self._told: dict[str, tuple[ImageFacts, frozenset[str]]] = {}
         self.resolved: dict[str, str] = {}
@@ -197,6 +200,17 @@ class ReportKeeper:
             self._pending.setdefault(digest, None)
             self._wake.set()
 
+    def pulled(self, digest: str, pulls: ImagePulls) -> None:
+        """From the pull ledger: a digest's pulls changed; its report is written again (once it has facts)."""
+        self.pulls[digest] = pulls
+        self._pending.setdefault(digest, None)
+        self._wake.set()
+
+    async def stored_pulls(self, digest: str) -> ImagePulls | None:
+        """What the digest's report holds of its pulls (the ledger starts from it)."""
+        entry = await self.reports.load(digest)
+        return entry.stored.pulls if entry is not None and entry.stored is not None else None
+
     def policy_gone(self, policy: str) -> None:
         """A deleted policy's hints leave every report that holds them."""
         for digest, hints in self._hints.items():
@@ -232,11 +246,15 @@ class ReportKeeper:
             if facts is None and (entry := await self.reports.load(digest)) is not None and entry.stored is not None:
                 facts = entry.stored.facts if entry.stored.digest == digest else None
             if facts is None:
-                continue  # hints for an image not read here nor fully reported: written with its facts
+                continue  # hints or pulls for an image not read here nor fully reported: written with its facts
             hints = self._hints.get(digest)
             try:
                 if await self.reports.write(
-                    self.kube, facts, self._references.get(digest, {}), None if hints is None else hints.values()
+                    self.kube,
+                    facts,
+                    self._references.get(digest, {}),
+                    None if hints is None else hints.values(),
+                    self.pulls.get(digest),
                 ):
                     self.writes += 1
             except asyncio.CancelledError:
@@ -266,6 +284,7 @@ class ReportKeeper:
                     self._told.pop(digest, None)
                     self._references.pop(digest, None)
                     self._hints.pop(digest, None)
+                    self.pulls.pop(digest, None)
                 log.info("ImageReport %s removed: no workload has used %s for %s", name, digest, self.unused.grace)
         self.deletions += len(removed)
         return removed

@@ -9,6 +9,9 @@ Each part is handed what it calls at construction, and nothing reaches into anot
   ``ImageReports``; the ``VulnerabilityReportFeed`` watches Trivy Operator's
   reports while a policy reads them, handing each to the audit (``observe_report``), and is told of every policy
   change (``observe_policy``);
+- the kubelets' ``Pulled`` Events (watched while this replica leads) feed the ``PullLedger``, which folds them
+  into the keeper's ``pulls`` (written into each digest's ImageReport), counts them in the metrics, and has the
+  audit judge again the workloads running a digest pulled (their violations say what a slim version would save);
 - the ``LeaderElector`` calls ``lead`` and ``follow``; every write goes through the ``KubeGateway`` it fences.
 kopf's handlers (controller/handlers.py) only hand events to these.
 """
@@ -33,25 +36,32 @@ from slimguard.controller.policy_reports import PolicyReports
 from slimguard.controller.settings import ControllerSettings
 from slimguard.controller.timers import Backoff
 from slimguard.core.evaluation import enforcement
+from slimguard.core.evaluation.pull_costs import with_pull_costs
+from slimguard.core.evaluation.verdict import Verdict
+from slimguard.core.facts.pulls import ImagePulls, PullEvent
 from slimguard.core.model.kinds import WORKLOADS
 from slimguard.core.model.workload import made_by_a_workload
 from slimguard.core.reports.policy_report import REPORT_APIS
 from slimguard.engine.node_watch import watch_nodes
+from slimguard.engine.pull_ledger import PullLedger
 from slimguard.engine.report_feed import VulnerabilityReportFeed, watch_image_reports
 from slimguard.engine.view import ClusterView
 from slimguard.engine.wiring import build_engine
 from slimguard.kube.gateway import ApiClient, KubeGateway
 from slimguard.kube.image_reports import ImageReports
-from slimguard.kube.informer import WorkloadInformer
+from slimguard.kube.informer import KindWatch, WorkloadInformer
 from slimguard.kube.leader import LeaderElector
 from slimguard.kube.lease import LeaseClient
 from slimguard.kube.login import connection_info
 from slimguard.kube.policy_reports import PolicyReportWriter
+from slimguard.kube.pull_events import container_image_ids, watch_pulled_events
 from slimguard.kube.resources import WORKLOAD_RESOURCES
 
 log = logging.getLogger(__name__)
 
 COMPONENT = "slimguard-controller"
+REJUDGE_SECONDS = 2.0
+"""How long after a pull the workloads running the image are judged again (a burst of pulls: once)."""
 
 
 class ControllerReplica:
@@ -107,8 +117,22 @@ class ControllerReplica:
                 else None
             ),
             evaluated=self.keeper.evaluated,
+            annotate=self.with_pull_costs,
         )
         credentials = partial(connection_info, settings.kubeconfig)
+        self._credentials = credentials
+        self.pull_label = metrics.PullImageLabel(settings.image_metrics)
+        self.pulls = PullLedger(
+            pulls=self.keeper.pulls,
+            pod_image_ids=partial(container_image_ids, self.kube),
+            load=self.keeper.stored_pulls,
+            resolved=self.keeper.resolved,
+            changed=self._pulled,
+            counted=self._count_pull,
+        )
+        self.pull_events: KindWatch | None = None
+        self._pulled_digests: set[str] = set()
+        self._rejudge: asyncio.TimerHandle | None = None
         self.image_reports = watch_image_reports(
             self.reports, credentials, page_size=settings.report_page_size, component="controller"
         )
@@ -120,8 +144,9 @@ class ControllerReplica:
             page_size=settings.report_page_size,
             component="controller",
         )
+        # Each node's platform (for the audit) and runtime (which sizes its kubelet's pulls report).
         self.nodes = watch_nodes(
-            lambda body, deleted: self.audit.observe_node(body, deleted=deleted), credentials, component="controller"
+            lambda body, deleted: self.observe_node(body, deleted=deleted), credentials, component="controller"
         )
         self.started = False
         """The reports and policies are read: the audit judges (or stands by) from here on."""
@@ -146,7 +171,7 @@ class ControllerReplica:
         log.info("slimguard controller started: %s; %d ImageReports read", self.settings.describe(), len(self.reports))
         self.informer = _watch_workloads(self.settings, self.audit)
         if self.settings.metrics_port:
-            self.metrics = MetricsServer(self.settings, self.audit)
+            self.metrics = MetricsServer(self.settings, self.audit, self.keeper.pulls)
         self._reaudit = asyncio.create_task(_reaudit(self.audit, self.settings.audit_interval_seconds))
         if self.elector is None:
             await self.lead()
@@ -160,11 +185,16 @@ class ControllerReplica:
             return
         await self.keeper.start()
         await self.audit.lead()
+        self._watch_pulls()
         metrics.LEADER.set(1)
 
     async def follow(self) -> None:
         """Leadership lost (its writes are already refused): stop what writes, keep watching, stand by."""
         metrics.LEADER.set(0)
+        await self._stop_pulls()
+        # The next leader folds on from the reports: leading again, this replica starts from them too, not from
+        # what it held, which the other may have added to meanwhile.
+        self.keeper.pulls.clear()
         await self.audit.follow()
         await self.keeper.stop()
 
@@ -182,6 +212,7 @@ class ControllerReplica:
                 await self._reaudit
         if self.informer is not None:
             await self.informer.stop()
+        await self._stop_pulls()
         await self.vulnerability_reports.stop()
         await self.image_reports.stop()
         await self.nodes.stop()
@@ -215,6 +246,52 @@ class ControllerReplica:
         if deleted and (name := (body.get("metadata") or {}).get("name")):
             self.keeper.policy_gone(str(name))
         self.vulnerability_reports.follow_policies()
+
+    def observe_node(self, body: Mapping[str, Any], *, deleted: bool) -> None:
+        self.audit.observe_node(body, deleted=deleted)
+        self.pulls.observe_node(body, deleted=deleted)
+
+    # --- the kubelets' pulls ------------------------------------------------------------------------------------
+
+    def _watch_pulls(self) -> None:
+        """The leader folds the pulls (and counts them once in the metrics); a standby's ledger is idle."""
+        if self.pull_events is None:
+            self.pulls.start()
+            self.pull_events = watch_pulled_events(self._credentials, self.pulls.observe_event)
+            self.pull_events.start()
+
+    async def _stop_pulls(self) -> None:
+        watch, self.pull_events = self.pull_events, None
+        if watch is not None:
+            await watch.stop()
+        await self.pulls.stop()
+        if self._rejudge is not None:
+            self._rejudge.cancel()
+            self._rejudge = None
+
+    def _pulled(self, digest: str, pulls: ImagePulls) -> None:
+        self.keeper.pulled(digest, pulls)
+        self._pulled_digests.add(digest)
+        if self._rejudge is None:  # a burst of pulls (a scale-up) re-judges its workloads once
+            self._rejudge = asyncio.get_running_loop().call_later(REJUDGE_SECONDS, self._judge_pulled_again)
+
+    def _judge_pulled_again(self) -> None:
+        digests, self._pulled_digests, self._rejudge = self._pulled_digests, set(), None
+        self.audit.images_pulled(digests)
+
+    def _count_pull(self, event: PullEvent, digest: str, times: int) -> None:
+        pulled = event.pulled
+        metrics.image_pulled(
+            event.namespace,
+            self.pull_label(pulled.image),
+            cold=pulled.cold,
+            times=times,
+            seconds=pulled.seconds,
+            size=pulled.size,
+        )
+
+    def with_pull_costs(self, verdict: Verdict) -> Verdict:
+        return with_pull_costs(verdict, self.keeper.pulls)
 
     def enforcing(self) -> str:
         """What kopf's health probe says (``enforcement_summary``), or that the replica is still starting."""

@@ -4,7 +4,8 @@ policies that list no ``platforms`` (core.model.placement).
 Through slimguard's own informer (kube/informer.py: a LIST in pages, then a WATCH), not kopf: kopf LISTs a kind in
 one response, and a Node's status lists every image it holds (tens of KB on a busy node), so a 5,000-node cluster
 would be one response of hundreds of MB in the controller and in every webhook replica. A page here is decoded,
-each Node read for its platform and readiness, and dropped.
+each Node read for its platform and readiness (and, by the controller, its runtime: engine.pull_ledger), and
+dropped.
 """
 
 from __future__ import annotations

@@ -34,6 +34,7 @@ from slimguard.core.facts.image_report import (
     report_fingerprint,
     report_name,
 )
+from slimguard.core.facts.pulls import ImagePulls
 from slimguard.kube.errors import KubeError
 from slimguard.kube.gateway import KubeGateway
 
@@ -220,10 +221,12 @@ class ImageReports:
         facts: ImageFacts,
         references: Iterable[str],
         slimmer_bases: Iterable[SlimmerBase] | None = None,
+        pulls: ImagePulls | None = None,
     ) -> bool:
         """Create the report for ``facts``, or update it if that adds to it; True when something was written.
 
         ``slimmer_bases``: the hints the report should hold now; None keeps those it holds (not evaluated yet).
+        ``pulls``: the kubelets' pulls folded so far (they include what the report held); None keeps its own.
         """
         wanted_hints = None if slimmer_bases is None else tuple(slimmer_bases)
         for _ in range(3):  # a conflict means someone wrote in between: read it again and decide again
@@ -234,7 +237,8 @@ class ImageReports:
             combined = merged(known.facts if known is not None else None, facts)
             seen = [*(known.references if known is not None else ()), *references]
             hints = wanted_hints if wanted_hints is not None else known.slimmer_bases if known is not None else ()
-            body = report_body(combined, seen, hints)
+            kept_pulls = pulls if pulls is not None else known.pulls if known is not None else None
+            body = report_body(combined, seen, hints, kept_pulls)
             if known is not None and known.fingerprint == report_fingerprint(body["report"]):
                 return False
             if entry is None:

@@ -133,6 +133,8 @@ class ResourceInformer:
     """Told after every full LIST has been handed on (the first, and each after an expired watch)."""
     component: str = "controller"
     """Who runs this informer, for the one line said when memory runs out."""
+    field_selector: str | None = None
+    """Only the objects it selects are listed and watched (``reason=Pulled`` of the Events): the apiserver filters."""
     synced: asyncio.Event = field(default_factory=asyncio.Event)
     """Set once the first full LIST has been handed on."""
     lists: int = 0
@@ -196,7 +198,7 @@ class ResourceInformer:
 
     async def _list(self) -> str:
         listed: dict[tuple[str, str], str] = {}
-        params: dict[str, str] = {"limit": str(self.page_size)}
+        params: dict[str, str] = {"limit": str(self.page_size), **self._selected()}
         try:
             while True:
                 response = await self.client().get(self.path, params=params, headers=self._accept(METADATA_LIST))
@@ -234,6 +236,7 @@ class ResourceInformer:
             "allowWatchBookmarks": "true",
             "timeoutSeconds": str(self.watch_seconds),
             "resourceVersion": str(self.resource_version),
+            **self._selected(),
         }
         headers = self._accept(METADATA_WATCH)
         async with self.client().stream("GET", self.path, params=params, headers=headers) as response:
@@ -251,6 +254,9 @@ class ResourceInformer:
                     await self._hand_on(body, deleted=kind == "DELETED", into=self._known)
                 if version := (body.get("metadata") or {}).get("resourceVersion"):
                     self.resource_version = str(version)
+
+    def _selected(self) -> dict[str, str]:
+        return {"fieldSelector": self.field_selector} if self.field_selector else {}
 
     def _accept(self, metadata_only: str) -> dict[str, str]:
         return {"Accept": metadata_only} if self.needs_body is not None else {}
@@ -377,8 +383,10 @@ class KindWatch:
         on_listed: Callable[[], None] | None = None,
         absent_is_empty: bool = True,
         metadata_only: bool = False,
+        field_selector: str | None = None,
     ) -> None:
-        """``metadata_only``: list and watch ``PartialObjectMetadata`` (names, versions, labels), never a body."""
+        """``metadata_only``: list and watch ``PartialObjectMetadata`` (names, versions, labels), never a body.
+        ``field_selector``: only what it selects is listed and watched."""
         self._credentials = credentials
         self._client: httpx.AsyncClient | None = None
         self.informer = ResourceInformer(
@@ -392,6 +400,7 @@ class KindWatch:
             on_listed=on_listed,
             component=component,
             needs_body=_never if metadata_only else None,
+            field_selector=field_selector,
         )
         self._task: asyncio.Task[None] | None = None
 

@@ -17,6 +17,8 @@ IMAGE_REPORT_RESOURCE: Resource = (image_report.GROUP, image_report.VERSION, ima
 VULNERABILITY_REPORT_RESOURCE: Resource = ("aquasecurity.github.io", "v1alpha1", "vulnerabilityreports")
 NAMESPACE_RESOURCE: Resource = ("", "v1", "namespaces")
 NODE_RESOURCE: Resource = ("", "v1", "nodes")
+EVENT_RESOURCE: Resource = ("", "v1", "events")
+"""core/v1 Events: the kubelet records each pull there (reason ``Pulled``); events.k8s.io shows the same objects."""
 
 # kind → (group, version, plural): the informer's watches, from the one table of kinds (core.model.kinds).
 WORKLOAD_RESOURCES: dict[str, Resource] = {

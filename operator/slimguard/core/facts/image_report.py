@@ -25,6 +25,7 @@ from typing import Any
 from slimguard.core.facts.bases import SlimmerBase
 from slimguard.core.facts.content import ContentFacts, FoundTool, PackageCount, PackageManager
 from slimguard.core.facts.image_facts import BaseImage, BaseImageMethod, ImageFacts, Layer, PlatformImage
+from slimguard.core.facts.pulls import ImagePulls, pulls_in, pulls_out
 from slimguard.core.model.platform import Platform
 from slimguard.core.model.quantity import format_bytes
 from slimguard.core.text import shorten
@@ -74,6 +75,9 @@ class StoredReport:
     anything; the field itself is not kept (the facts say what it says, and thousands are held)."""
     slimmer_bases: tuple[SlimmerBase, ...] = ()
     """The slimmer-base hints of the policies that gave one for this image when it was last evaluated."""
+    pulls: ImagePulls | None = None
+    """The kubelets' pulls of this digest folded so far (core.facts.pulls); None: none reported, or garbled (a
+    garbled ``pulls`` costs its counts, never the facts beside it). Shared: copy it before folding into it."""
 
 
 def report_name(digest: str) -> str:
@@ -98,11 +102,15 @@ def digest_of_name(name: str) -> str | None:
 
 
 def report_body(
-    facts: ImageFacts, references: Iterable[str], slimmer_bases: Iterable[SlimmerBase] = ()
+    facts: ImageFacts,
+    references: Iterable[str],
+    slimmer_bases: Iterable[SlimmerBase] = (),
+    pulls: ImagePulls | None = None,
 ) -> dict[str, Any]:
     """The whole ImageReport object for ``facts`` (name, labels and ``report``), within the size budget.
 
     ``slimmer_bases``: the hints evaluation gave for this image, one per policy (the first for a policy is kept).
+    ``pulls``: the kubelets' pulls folded so far (bounded by core.facts.pulls' caps: a few KB at most).
     """
     cuts: list[str] = []
     seen = list(dict.fromkeys(references))
@@ -131,6 +139,8 @@ def report_body(
     hints = _hints_out(slimmer_bases, cuts)
     if hints:
         report["slimmerBases"] = hints
+    if pulls is not None and pulls.digest == facts.digest:
+        report["pulls"] = pulls_out(pulls)
     report["summary"] = _summary(facts, hints)
     _fit(report, cuts)
     if cuts:
@@ -365,7 +375,17 @@ def _read(body: Mapping[str, Any]) -> StoredReport:
         truncated=truncated,
         fingerprint=report_fingerprint(report),
         slimmer_bases=hints,
+        pulls=_pulls_in(digest, report.get("pulls")),
     )
+
+
+def _pulls_in(digest: str, value: Any) -> ImagePulls | None:
+    if value is None:
+        return None
+    try:
+        return pulls_in(digest, _mapping(value, "pulls"))
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError, GarbledReport):
+        return None
 
 
 def report_fingerprint(report: Mapping[str, Any]) -> str:
