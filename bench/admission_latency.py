@@ -57,7 +57,14 @@ from bench.admission_report import (
     summarise_histogram,
 )
 from bench.common.apiserver import Apiserver
-from bench.common.decision_times import WEBHOOK_FLAG, DecisionSample, DecisionSummary, read_samples, within_windows
+from bench.common.decision_times import (
+    WEBHOOK_FLAG,
+    DecisionSample,
+    DecisionSummary,
+    TailAttribution,
+    read_samples,
+    within_windows,
+)
 from bench.common.measure import counter_total, cpu_seconds, load_average, machine
 from bench.common.processes import log, profiled, workdir
 from bench.common.webhooks import (
@@ -375,6 +382,8 @@ def measure_latency(bench: Bench, args: argparse.Namespace, results: Results) ->
     results.decision_reviews = sum(b.after.reviews[0] - b.before.reviews[0] for b in mine)
     raw = bench.decision_samples([b.window for b in mine], results.decision_reviews)
     results.decision = DecisionSummary.of_samples(raw)
+    if tail := TailAttribution.of(raw):
+        results.decision_tails["during the rounds"] = tail.describe()
     for index, name in enumerate(("slimguard", "always-allow")):
         mine = [batch for batch in batches if batch.variant == name]
         reviews = sum(b.after.reviews[index] - b.before.reviews[index] for b in mine)
@@ -442,14 +451,21 @@ def measure_throughput(bench: Bench, args: argparse.Namespace, results: Results)
     results.drive_concurrency = args.drive_concurrency
 
     def slimguard(concurrency: int, seconds: float) -> tuple[DriveResult, HistogramSummary]:
-        """The drive, and the histogram over it (its warm-up included); the raw samples are in the result."""
+        """The drive, and the histogram over it (its warm-up included); the raw samples are in the result, and
+        where the slow ones' time went (from the webhook's file, the same reviews) in ``results.decision_tails``."""
         before = decision_buckets(bench.slimguard_metrics())
+        started = time.monotonic_ns()
         with profiled(
             bench.slimguard_pid, args.profile / f"slimguard-drive-{concurrency}.txt" if args.profile else None, rate=200
         ):
             drove = drive_webhook(
                 bench.slimguard.url, bench.slimguard_pid, bench.ca, bodies, concurrency=concurrency, seconds=seconds
             )
+        window = (started, time.monotonic_ns())
+        time.sleep(1.5)  # the webhook writes its file every second
+        if tail := TailAttribution.of(within_windows(read_samples(bench.decision_times), [window])):
+            label = "direct drive, 1 review in flight" if concurrency == 1 else f"direct drive, {concurrency} in flight"
+            results.decision_tails[label] = tail.describe()
         return drove, summarise_histogram(before, decision_buckets(bench.slimguard_metrics()))
 
     # One review at a time: the decision's own time, with no other request interleaved on the event loop.

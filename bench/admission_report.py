@@ -101,6 +101,8 @@ class Results:
     decision_alone_histogram: HistogramSummary | None = None  # the drive's warm-up included
     decision_at_saturation: DecisionSummary | None = None
     decision_at_saturation_histogram: HistogramSummary | None = None
+    decision_tails: dict[str, str] = field(default_factory=dict)
+    """By the decision rows' label: the decisions over 1 ms and where their time went (TailAttribution)."""
     watch_cpu_ms_per_deployment: float = math.nan
     cold_images: int = 0
     cold_requests_ok: list[int] = field(default_factory=list)
@@ -297,6 +299,8 @@ def decision_rows(r: Results) -> list[tuple[str, str, str, str]]:
                     met(samples.p99_ms <= TARGET_DECISION_P99 * 1000) if target and samples.count else "",
                 )
             )
+        if tail := r.decision_tails.get(label):
+            rows.append((f"... where the slow decisions' time went, {label} (their own costs)", tail, "", ""))
         if histogram is not None:
             rows.append(
                 (

@@ -15,6 +15,7 @@ import pytest
 from bench.common.decision_times import (
     DecisionSample,
     DecisionSummary,
+    TailAttribution,
     parse_samples,
     read_samples,
     server_timing_ms,
@@ -100,17 +101,18 @@ def test_nearest_rank_is_the_smallest_value_with_q_of_all_values_at_or_below_it(
 
 
 def test_the_webhooks_decision_times_file_is_read_back_sample_for_sample(tmp_path: Path) -> None:
+    from slimguard.admission.costs import NO_COLLECTION, DecisionCosts
     from slimguard.admission.decision import Answer
     from slimguard.admission.decision_times import DecisionTimes
 
     path = tmp_path / "times.txt"
     writer = DecisionTimes(path)
     writer.record(Answer(False, kind="Deployment", stage="evaluated", decision="denied", started_ns=10, took_ns=250))
-    writer.record(Answer(True, kind="other", stage="ignored", started_ns=20, took_ns=30))
+    writer.record(Answer(True, kind="other", stage="ignored", started_ns=20, took_ns=30, costs=DecisionCosts(25, 4, 0)))
     writer.close()
     assert read_samples(path) == [
-        DecisionSample(10, 250, "Deployment", "evaluated", "denied"),
-        DecisionSample(20, 30, "other", "ignored", "allowed"),
+        DecisionSample(10, 250, "Deployment", "evaluated", "denied", 0, 0, NO_COLLECTION),
+        DecisionSample(20, 30, "other", "ignored", "allowed", 25, 4, 0),
     ]
     assert read_samples(tmp_path / "not-yet-written.txt") == []
 
@@ -120,6 +122,24 @@ def test_a_line_still_being_written_is_left_for_the_next_read_and_windows_select
     assert samples == [DecisionSample(100, 5, "Pod", "evaluated", "allowed")]
     more = [*samples, DecisionSample(200, 1, "Pod", "unmatched", "allowed"), DecisionSample(400, 2, "Pod", "x", "y")]
     assert [s.started_ns for s in within_windows(more, [(90, 100), (390, 500)])] == [100, 400]
+
+
+def test_the_slow_decisions_time_is_split_into_collection_other_cpu_and_off_cpu() -> None:
+    ms = 1_000_000
+    samples = [
+        DecisionSample(1, ms // 4, "Pod", "evaluated", "allowed", ms // 4, 0, -1),  # fast: not in the tail
+        DecisionSample(2, 4 * ms, "Pod", "evaluated", "allowed", 3 * ms, 2 * ms, 2),  # 2 GC, 1 CPU, 1 off
+        DecisionSample(3, 4 * ms, "Pod", "evaluated", "allowed", ms, 0, -1),  # 1 CPU, 3 off
+    ]
+    tail = TailAttribution.of(samples, over_ms=1.0)
+    assert tail is not None
+    assert (tail.slow, tail.total, tail.collections) == (2, 3, {2: 1})
+    assert (tail.gc_share, tail.cpu_share, tail.off_cpu_share) == (0.25, 0.25, 0.5)
+    assert tail.describe() == (
+        "2 of 3 over 1 ms; 1 with a collection (gen 2: 1); their time: 25 % GC, 25 % other CPU, 50 % off the CPU"
+    )
+    older_build = [DecisionSample(1, 4 * ms, "Pod", "evaluated", "allowed")]
+    assert TailAttribution.of(older_build) is None
 
 
 @pytest.mark.parametrize(
