@@ -470,6 +470,7 @@ def controller(
             policy_reports=None if policy_reports == "none" else policy_reports,
             report_grace_seconds=report_grace_period,
             leader_election=election,
+            own_process=True,
         )
     except ValueError as error:
         raise fail(str(error)) from None
@@ -605,6 +606,7 @@ def webhook(
             trusted_report_namespaces=parse_namespaces(trusted_report_namespaces),
             report_page_size=report_page_size or REPORT_PAGE_SIZE,
             certificates=certificates,
+            own_process=True,
         )
     except ValueError as error:
         raise fail(str(error)) from None
