@@ -67,6 +67,7 @@ from bench.common.decision_times import (
 )
 from bench.common.measure import counter_total, cpu_seconds, load_average, machine
 from bench.common.processes import log, profiled, workdir
+from bench.common.stages import stage_table
 from bench.common.webhooks import (
     NAMESPACE,
     REVIEWS,
@@ -390,6 +391,10 @@ def measure_latency(bench: Bench, args: argparse.Namespace, results: Results) ->
         cpu = sum(b.after.cpu[index] - b.before.cpu[index] for b in mine)
         results.webhook_reviews[name] = reviews
         results.webhook_cpu_ms_per_review[name] = cpu * 1000 / max(reviews, 1)
+    if args.profile and (profile := args.profile / "slimguard-rounds.txt").exists():
+        results.stages["the rounds (its watches during the other variants' batches included)"] = stage_table(
+            profile.read_text(), results.webhook_cpu_ms_per_review["slimguard"]
+        )
     # slimguard reviews nothing in the other variants' batches: its CPU there is what watching the cluster costs.
     others = [batch for batch in batches if batch.variant != "slimguard"]
     cpu = sum(b.after.cpu[0] - b.before.cpu[0] for b in others)
@@ -473,6 +478,9 @@ def measure_throughput(bench: Bench, args: argparse.Namespace, results: Results)
         "the drive with 1 in flight", lambda: slimguard(1, min(args.drive_seconds, 3.0))
     )
     results.decision_alone = alone.decision
+    if args.profile and (profile := args.profile / "slimguard-drive-1.txt").exists() and alone.reviews:
+        cpu_ms = alone.webhook_cpu * alone.seconds * 1000 / alone.reviews
+        results.stages["direct drive, 1 review in flight"] = stage_table(profile.read_text(), cpu_ms)
     results.drive["slimguard"], results.decision_at_saturation_histogram = bench.quiet.run(
         "the slimguard drive", lambda: slimguard(args.drive_concurrency, args.drive_seconds)
     )

@@ -102,6 +102,8 @@ class Results:
     decision_at_saturation: DecisionSummary | None = None
     decision_at_saturation_histogram: HistogramSummary | None = None
     decision_tails: dict[str, str] = field(default_factory=dict)
+    stages: dict[str, list[tuple[str, str, str]]] = field(default_factory=dict)
+    """With --profile: by what was profiled, the webhook's CPU per stage (bench.common.stages.stage_table)."""
     """By the decision rows' label: the decisions over 1 ms and where their time went (TailAttribution)."""
     watch_cpu_ms_per_deployment: float = math.nan
     cold_images: int = 0
@@ -263,6 +265,13 @@ def report(r: Results) -> str:
             )
         )
     parts += [table(("Measure", "Result", "Target", "Met"), rows), ""]
+    for what, stage_rows in r.stages.items():
+        parts += [
+            f"slimguard's CPU by stage, {what}: shares of py-spy's samples, and those shares of this run's CPU per "
+            "review (raised by the sampling itself: compare shares across runs, and ms with an unprofiled run):",
+            "",
+        ]
+        parts += [table(("Stage", "Share of samples", "CPU ms per review"), stage_rows), ""]
     parts.append("Phases: " + ", ".join(f"{k} {v:.1f} s" for k, v in r.seconds.items()))
     if r.errors:
         parts.append(f"{len(r.errors)} failed creates; first: {r.errors[0]}")

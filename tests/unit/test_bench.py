@@ -181,3 +181,38 @@ def test_decision_time_rows_give_raw_percentiles_and_from_the_histogram_only_its
         ),
     ]
     assert "p50" not in rows[1][1]
+
+
+def test_a_webhook_profile_is_split_into_the_stages_of_a_review() -> None:
+    from bench.common.stages import stage_samples, stage_table
+
+    root = "<module> (slimguard/cli/main.py:1);run (asyncio/runners.py:190)"
+    http = f"{root};_handle_request (aiohttp/web_protocol.py:477)"
+    review = f"{http};validate (slimguard/admission/server.py:90);review (slimguard/admission/decision.py:120)"
+    profile = "\n".join(
+        [
+            f"{http};validate (slimguard/admission/server.py:85);loads (json/__init__.py:346) 3",
+            f"{review};_decide (slimguard/admission/decision.py:140);plan (slimguard/core/evaluation/plan.py:40) 2",
+            f"{review};_decide (slimguard/admission/decision.py:150);evaluate (slimguard/core/evaluation/evaluate.py:9);"
+            "dumps (json/__init__.py:231) 4",
+            f"{review};inc (prometheus_client/metrics.py:300) 1",
+            f"{http};validate (slimguard/admission/server.py:92);json_response (aiohttp/web_response.py:800) 2",
+            f"{http};data_received (aiohttp/base_protocol.py:90) 5",
+            f"{root};watcher (kopf/_cogs/clients/watching.py:50);loads (json/__init__.py:346) 6",
+            f"{root};_run_once (asyncio/base_events.py:1900) 1",
+            "garbled line without a count",
+        ]
+    )
+    assert stage_samples(profile) == {
+        "parse the review": 3,
+        "plan": 2,
+        "evaluate": 4,  # its own JSON is evaluation's, not the review's parse or response
+        "metrics": 1,
+        "respond": 2,
+        "HTTP and TLS (aiohttp, ssl)": 5,
+        "kopf watches (policies, namespaces)": 6,
+        "event loop and other": 1,
+    }
+    rows = stage_table(profile, cpu_ms_per_review=2.4)
+    assert rows[0] == ("kopf watches (policies, namespaces)", "25.0 %", "0.600")
+    assert rows[-1] == ("all", "100 % (24 samples)", "2.400")
