@@ -35,6 +35,7 @@ import functools
 import json
 import math
 import os
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -320,6 +321,7 @@ def start_bench(stack: contextlib.ExitStack, work: Path, args: argparse.Namespac
         kubeconfig=kubeconfig,
         registry=registry,
         extra_args=(WEBHOOK_FLAG, str(decision_times)),
+        python=args.python,
     )
     bench = Bench(
         api=api,
@@ -550,6 +552,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=Path,
         help="record py-spy profiles of the slimguard replica (rounds, direct drive) into this directory; "
         "sampling costs CPU, so never take the numbers of a profiled run",
+    )
+    parser.add_argument(
+        "--python",
+        default=sys.executable,
+        help="the interpreter that runs `slimguard webhook` (a wrapper setting PYTHONPATH measures another build)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the work directory and logs")
     args = parser.parse_args(argv)
