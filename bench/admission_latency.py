@@ -487,17 +487,29 @@ def measure_throughput(bench: Bench, args: argparse.Namespace, results: Results)
         "the slimguard drive", lambda: slimguard(args.drive_concurrency, args.drive_seconds)
     )
     results.decision_at_saturation = results.drive["slimguard"].decision
-    results.drive["always-allow"] = bench.quiet.run(
-        "the always-allow drive",
-        lambda: drive_webhook(
-            bench.always.url,
-            bench.always.pid,
-            bench.ca,
-            bodies,
-            concurrency=args.drive_concurrency,
-            seconds=args.drive_seconds,
-        ),
-    )
+
+    def always_allow() -> DriveResult:
+        output = args.profile / f"always-allow-drive-{args.drive_concurrency}.txt" if args.profile else None
+        with profiled(bench.always.pid, output, rate=200):
+            return drive_webhook(
+                bench.always.url,
+                bench.always.pid,
+                bench.ca,
+                bodies,
+                concurrency=args.drive_concurrency,
+                seconds=args.drive_seconds,
+            )
+
+    results.drive["always-allow"] = bench.quiet.run("the always-allow drive", always_allow)
+    # The same drive of both, profiled: what slimguard's review adds to the HTTP and TLS both pay.
+    for name in ("slimguard", "always-allow"):
+        drove = results.drive[name]
+        profile = args.profile / f"{name}-drive-{args.drive_concurrency}.txt" if args.profile else None
+        if profile is not None and profile.exists() and drove.reviews:
+            cpu_ms = drove.webhook_cpu * drove.seconds * 1000 / drove.reviews
+            results.stages[f"{name}, direct drive, {args.drive_concurrency} in flight"] = stage_table(
+                profile.read_text(), cpu_ms
+            )
     for name, result in results.drive.items():
         log(f"{name}: {result.per_second:.0f} reviews/s, webhook core {result.webhook_cpu * 100:.0f} %")
 

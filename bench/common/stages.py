@@ -17,7 +17,14 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("HTTP and TLS (aiohttp, ssl)", ("aiohttp/", "asyncio/sslproto.py", "ssl.py", "asyncio/selector_events.py")),
     ("kopf watches (policies, namespaces)", ("kopf/",)),
     ("slimguard's own watches (reports, nodes)", ("slimguard/kube/informer.py", "slimguard/engine/report_feed.py")),
-    ("the review: other", ("validate (slimguard/admission/server.py", "review (slimguard/admission/decision.py")),
+    (
+        "the review: other",
+        (
+            "validate (slimguard/admission/server.py",
+            "review (slimguard/admission/decision.py",
+            "AlwaysAllow.validate (",  # bench/always_allow.py: the floor, profiled the same way
+        ),
+    ),
     ("normalise", ("normalise (slimguard/core/model/workload.py", "_judged (slimguard/admission/decision.py")),
     ("plan", ("plan (slimguard/core/evaluation/plan.py",)),
     ("facts lookup", ("gather (slimguard/engine/evaluator.py", "for_workload (slimguard/engine/credentials.py")),
@@ -39,6 +46,9 @@ UNDER_THE_REVIEW: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 REVIEW_STAGES = {"the review: other"}
 OTHER = "event loop and other"
+IDLE_LEAVES = ("(selectors.py:", "_worker (concurrent/futures/thread.py:")
+"""A stack ending here is a thread waiting (the event loop in epoll, an idle pool thread on its queue, the metrics
+server's select): py-spy samples them, they cost no CPU, and they are left out."""
 
 
 def stage_of(frames: Iterable[str]) -> str:
@@ -65,6 +75,8 @@ def stage_samples(collapsed: str) -> Counter[str]:
     for line in collapsed.splitlines():
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
+            continue
+        if any(marker in stack.rpartition(";")[2] for marker in IDLE_LEAVES):
             continue
         counts[stage_of(stack.split(";"))] += int(count)
     return counts

@@ -200,6 +200,8 @@ def test_a_webhook_profile_is_split_into_the_stages_of_a_review() -> None:
             f"{http};data_received (aiohttp/base_protocol.py:90) 5",
             f"{root};watcher (kopf/_cogs/clients/watching.py:50);loads (json/__init__.py:346) 6",
             f"{root};_run_once (asyncio/base_events.py:1900) 1",
+            f"{root};_run_once (asyncio/base_events.py:1880);EpollSelector.select (selectors.py:468) 40",  # idle
+            "Thread.run (threading.py:982);_worker (concurrent/futures/thread.py:81) 30",  # an idle pool thread
             "garbled line without a count",
         ]
     )
