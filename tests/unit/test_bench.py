@@ -193,8 +193,8 @@ def test_a_webhook_profile_is_split_into_the_stages_of_a_review() -> None:
         [
             f"{http};validate (slimguard/admission/server.py:85);loads (json/__init__.py:346) 3",
             f"{review};_decide (slimguard/admission/decision.py:140);plan (slimguard/core/evaluation/plan.py:40) 2",
-            f"{review};_decide (slimguard/admission/decision.py:150);evaluate (slimguard/core/evaluation/evaluate.py:9);"
-            "dumps (json/__init__.py:231) 4",
+            f"{review};_decide (slimguard/admission/decision.py:150);"
+            "evaluate (slimguard/core/evaluation/evaluate.py:9);dumps (json/__init__.py:231) 4",
             f"{review};inc (prometheus_client/metrics.py:300) 1",
             f"{http};validate (slimguard/admission/server.py:92);json_response (aiohttp/web_response.py:800) 2",
             f"{http};data_received (aiohttp/base_protocol.py:90) 5",
