@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 import pytest
+from manual_clock import Clock
 
 from slimguard.core.model.workload import Workload, normalise
 from slimguard.engine.credentials import FRESH_SECONDS, STALE_SECONDS, PullCredentials
@@ -57,14 +58,6 @@ def workload() -> Workload:
 
 def users(credentials: list[Any]) -> list[str]:
     return [credential.username for credential in credentials]
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
