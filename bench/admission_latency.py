@@ -35,6 +35,7 @@ import functools
 import json
 import math
 import os
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -57,9 +58,17 @@ from bench.admission_report import (
     summarise_histogram,
 )
 from bench.common.apiserver import Apiserver
-from bench.common.decision_times import WEBHOOK_FLAG, DecisionSample, DecisionSummary, read_samples, within_windows
+from bench.common.decision_times import (
+    WEBHOOK_FLAG,
+    DecisionSample,
+    DecisionSummary,
+    TailAttribution,
+    read_samples,
+    within_windows,
+)
 from bench.common.measure import counter_total, cpu_seconds, load_average, machine
 from bench.common.processes import log, profiled, workdir
+from bench.common.stages import stage_table
 from bench.common.webhooks import (
     NAMESPACE,
     REVIEWS,
@@ -312,6 +321,7 @@ def start_bench(stack: contextlib.ExitStack, work: Path, args: argparse.Namespac
         kubeconfig=kubeconfig,
         registry=registry,
         extra_args=(WEBHOOK_FLAG, str(decision_times)),
+        python=args.python,
     )
     bench = Bench(
         api=api,
@@ -375,12 +385,18 @@ def measure_latency(bench: Bench, args: argparse.Namespace, results: Results) ->
     results.decision_reviews = sum(b.after.reviews[0] - b.before.reviews[0] for b in mine)
     raw = bench.decision_samples([b.window for b in mine], results.decision_reviews)
     results.decision = DecisionSummary.of_samples(raw)
+    if tail := TailAttribution.of(raw):
+        results.decision_tails["during the rounds"] = tail.describe()
     for index, name in enumerate(("slimguard", "always-allow")):
         mine = [batch for batch in batches if batch.variant == name]
         reviews = sum(b.after.reviews[index] - b.before.reviews[index] for b in mine)
         cpu = sum(b.after.cpu[index] - b.before.cpu[index] for b in mine)
         results.webhook_reviews[name] = reviews
         results.webhook_cpu_ms_per_review[name] = cpu * 1000 / max(reviews, 1)
+    if args.profile and (profile := args.profile / "slimguard-rounds.txt").exists():
+        results.stages["the rounds (its watches during the other variants' batches included)"] = stage_table(
+            profile.read_text(), results.webhook_cpu_ms_per_review["slimguard"]
+        )
     # slimguard reviews nothing in the other variants' batches: its CPU there is what watching the cluster costs.
     others = [batch for batch in batches if batch.variant != "slimguard"]
     cpu = sum(b.after.cpu[0] - b.before.cpu[0] for b in others)
@@ -442,14 +458,21 @@ def measure_throughput(bench: Bench, args: argparse.Namespace, results: Results)
     results.drive_concurrency = args.drive_concurrency
 
     def slimguard(concurrency: int, seconds: float) -> tuple[DriveResult, HistogramSummary]:
-        """The drive, and the histogram over it (its warm-up included); the raw samples are in the result."""
+        """The drive, and the histogram over it (its warm-up included); the raw samples are in the result, and
+        where the slow ones' time went (from the webhook's file, the same reviews) in ``results.decision_tails``."""
         before = decision_buckets(bench.slimguard_metrics())
+        started = time.monotonic_ns()
         with profiled(
             bench.slimguard_pid, args.profile / f"slimguard-drive-{concurrency}.txt" if args.profile else None, rate=200
         ):
             drove = drive_webhook(
                 bench.slimguard.url, bench.slimguard_pid, bench.ca, bodies, concurrency=concurrency, seconds=seconds
             )
+        window = (started, time.monotonic_ns())
+        time.sleep(1.5)  # the webhook writes its file every second
+        if tail := TailAttribution.of(within_windows(read_samples(bench.decision_times), [window])):
+            label = "direct drive, 1 review in flight" if concurrency == 1 else f"direct drive, {concurrency} in flight"
+            results.decision_tails[label] = tail.describe()
         return drove, summarise_histogram(before, decision_buckets(bench.slimguard_metrics()))
 
     # One review at a time: the decision's own time, with no other request interleaved on the event loop.
@@ -457,21 +480,36 @@ def measure_throughput(bench: Bench, args: argparse.Namespace, results: Results)
         "the drive with 1 in flight", lambda: slimguard(1, min(args.drive_seconds, 3.0))
     )
     results.decision_alone = alone.decision
+    if args.profile and (profile := args.profile / "slimguard-drive-1.txt").exists() and alone.reviews:
+        cpu_ms = alone.webhook_cpu * alone.seconds * 1000 / alone.reviews
+        results.stages["direct drive, 1 review in flight"] = stage_table(profile.read_text(), cpu_ms)
     results.drive["slimguard"], results.decision_at_saturation_histogram = bench.quiet.run(
         "the slimguard drive", lambda: slimguard(args.drive_concurrency, args.drive_seconds)
     )
     results.decision_at_saturation = results.drive["slimguard"].decision
-    results.drive["always-allow"] = bench.quiet.run(
-        "the always-allow drive",
-        lambda: drive_webhook(
-            bench.always.url,
-            bench.always.pid,
-            bench.ca,
-            bodies,
-            concurrency=args.drive_concurrency,
-            seconds=args.drive_seconds,
-        ),
-    )
+
+    def always_allow() -> DriveResult:
+        output = args.profile / f"always-allow-drive-{args.drive_concurrency}.txt" if args.profile else None
+        with profiled(bench.always.pid, output, rate=200):
+            return drive_webhook(
+                bench.always.url,
+                bench.always.pid,
+                bench.ca,
+                bodies,
+                concurrency=args.drive_concurrency,
+                seconds=args.drive_seconds,
+            )
+
+    results.drive["always-allow"] = bench.quiet.run("the always-allow drive", always_allow)
+    # The same drive of both, profiled: what slimguard's review adds to the HTTP and TLS both pay.
+    for name in ("slimguard", "always-allow"):
+        drove = results.drive[name]
+        profile = args.profile / f"{name}-drive-{args.drive_concurrency}.txt" if args.profile else None
+        if profile is not None and profile.exists() and drove.reviews:
+            cpu_ms = drove.webhook_cpu * drove.seconds * 1000 / drove.reviews
+            results.stages[f"{name}, direct drive, {args.drive_concurrency} in flight"] = stage_table(
+                profile.read_text(), cpu_ms
+            )
     for name, result in results.drive.items():
         log(f"{name}: {result.per_second:.0f} reviews/s, webhook core {result.webhook_cpu * 100:.0f} %")
 
@@ -526,6 +564,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=Path,
         help="record py-spy profiles of the slimguard replica (rounds, direct drive) into this directory; "
         "sampling costs CPU, so never take the numbers of a profiled run",
+    )
+    parser.add_argument(
+        "--python",
+        default=sys.executable,
+        help="the interpreter that runs `slimguard webhook` (a wrapper setting PYTHONPATH measures another build)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the work directory and logs")
     args = parser.parse_args(argv)

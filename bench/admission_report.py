@@ -101,6 +101,10 @@ class Results:
     decision_alone_histogram: HistogramSummary | None = None  # the drive's warm-up included
     decision_at_saturation: DecisionSummary | None = None
     decision_at_saturation_histogram: HistogramSummary | None = None
+    decision_tails: dict[str, str] = field(default_factory=dict)
+    stages: dict[str, list[tuple[str, str, str]]] = field(default_factory=dict)
+    """With --profile: by what was profiled, the webhook's CPU per stage (bench.common.stages.stage_table)."""
+    """By the decision rows' label: the decisions over 1 ms and where their time went (TailAttribution)."""
     watch_cpu_ms_per_deployment: float = math.nan
     cold_images: int = 0
     cold_requests_ok: list[int] = field(default_factory=list)
@@ -261,6 +265,13 @@ def report(r: Results) -> str:
             )
         )
     parts += [table(("Measure", "Result", "Target", "Met"), rows), ""]
+    for what, stage_rows in r.stages.items():
+        parts += [
+            f"slimguard's CPU by stage, {what}: shares of py-spy's samples, and those shares of this run's CPU per "
+            "review (raised by the sampling itself: compare shares across runs, and ms with an unprofiled run):",
+            "",
+        ]
+        parts += [table(("Stage", "Share of samples", "CPU ms per review"), stage_rows), ""]
     parts.append("Phases: " + ", ".join(f"{k} {v:.1f} s" for k, v in r.seconds.items()))
     if r.errors:
         parts.append(f"{len(r.errors)} failed creates; first: {r.errors[0]}")
@@ -297,6 +308,8 @@ def decision_rows(r: Results) -> list[tuple[str, str, str, str]]:
                     met(samples.p99_ms <= TARGET_DECISION_P99 * 1000) if target and samples.count else "",
                 )
             )
+        if tail := r.decision_tails.get(label):
+            rows.append((f"... where the slow decisions' time went, {label} (their own costs)", tail, "", ""))
         if histogram is not None:
             rows.append(
                 (

@@ -157,8 +157,10 @@ def start_webhooks(
     kubeconfig: Path,
     registry: Registry,
     extra_args: Sequence[str] = (),
+    python: str = sys.executable,
 ) -> tuple[WebhookReplicas, AlwaysAllowProcess]:
-    """One `slimguard webhook` replica and always-allow on its certificate, both stopped with ``stack``."""
+    """One `slimguard webhook` replica and always-allow on its certificate, both stopped with ``stack``.
+    ``python``: the interpreter that runs the replica (a wrapper setting PYTHONPATH runs another build)."""
     replicas = WebhookReplicas(
         kubeconfig=str(kubeconfig),
         ca=ca,
@@ -167,6 +169,7 @@ def start_webhooks(
         replicas=1,
         shutdown_delay=0.2,
         extra_args=tuple(extra_args),
+        python=python,
     )
     stack.enter_context(replicas)
     always = AlwaysAllowProcess(cert_file=replicas.cert_file, key_file=replicas.key_file, ca=ca, workdir=work)

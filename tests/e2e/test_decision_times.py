@@ -60,8 +60,9 @@ def test_every_review_the_apiserver_sent_is_one_sample_in_the_file(
             control_plane.kubectl("delete", "validatingwebhookconfiguration", CONFIGURATION, "--ignore-not-found")
         answered = reviews_answered(replicas)
     lines = times.read_text().splitlines()
-    assert lines[0] == "# started_ns took_ns kind stage decision"
+    assert lines[0] == "# started_ns took_ns kind stage decision cpu_ns gc_ns gc_generation"
     samples = [line.split() for line in lines[1:]]
     assert len(samples) >= answered >= 6  # >=: a review may still arrive between the scrape and the stop
-    assert all(int(took) > 0 and stage in STAGES for _, took, _, stage, _ in samples)
-    assert sum(1 for _, _, kind, _, _ in samples if kind == "Pod") >= 6  # the probes and the five dry runs
+    assert all(int(took) > 0 and stage in STAGES for _, took, _, stage, *_ in samples)
+    assert all(int(cpu) > 0 and int(gc) >= 0 and -1 <= int(gen) <= 2 for *_, cpu, gc, gen in samples)
+    assert sum(1 for _, _, kind, *_ in samples if kind == "Pod") >= 6  # the probes and the five dry runs

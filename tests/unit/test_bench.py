@@ -15,6 +15,7 @@ import pytest
 from bench.common.decision_times import (
     DecisionSample,
     DecisionSummary,
+    TailAttribution,
     parse_samples,
     read_samples,
     server_timing_ms,
@@ -100,17 +101,18 @@ def test_nearest_rank_is_the_smallest_value_with_q_of_all_values_at_or_below_it(
 
 
 def test_the_webhooks_decision_times_file_is_read_back_sample_for_sample(tmp_path: Path) -> None:
+    from slimguard.admission.costs import NO_COLLECTION, DecisionCosts
     from slimguard.admission.decision import Answer
     from slimguard.admission.decision_times import DecisionTimes
 
     path = tmp_path / "times.txt"
     writer = DecisionTimes(path)
     writer.record(Answer(False, kind="Deployment", stage="evaluated", decision="denied", started_ns=10, took_ns=250))
-    writer.record(Answer(True, kind="other", stage="ignored", started_ns=20, took_ns=30))
+    writer.record(Answer(True, kind="other", stage="ignored", started_ns=20, took_ns=30, costs=DecisionCosts(25, 4, 0)))
     writer.close()
     assert read_samples(path) == [
-        DecisionSample(10, 250, "Deployment", "evaluated", "denied"),
-        DecisionSample(20, 30, "other", "ignored", "allowed"),
+        DecisionSample(10, 250, "Deployment", "evaluated", "denied", 0, 0, NO_COLLECTION),
+        DecisionSample(20, 30, "other", "ignored", "allowed", 25, 4, 0),
     ]
     assert read_samples(tmp_path / "not-yet-written.txt") == []
 
@@ -120,6 +122,24 @@ def test_a_line_still_being_written_is_left_for_the_next_read_and_windows_select
     assert samples == [DecisionSample(100, 5, "Pod", "evaluated", "allowed")]
     more = [*samples, DecisionSample(200, 1, "Pod", "unmatched", "allowed"), DecisionSample(400, 2, "Pod", "x", "y")]
     assert [s.started_ns for s in within_windows(more, [(90, 100), (390, 500)])] == [100, 400]
+
+
+def test_the_slow_decisions_time_is_split_into_collection_other_cpu_and_off_cpu() -> None:
+    ms = 1_000_000
+    samples = [
+        DecisionSample(1, ms // 4, "Pod", "evaluated", "allowed", ms // 4, 0, -1),  # fast: not in the tail
+        DecisionSample(2, 4 * ms, "Pod", "evaluated", "allowed", 3 * ms, 2 * ms, 2),  # 2 GC, 1 CPU, 1 off
+        DecisionSample(3, 4 * ms, "Pod", "evaluated", "allowed", ms, 0, -1),  # 1 CPU, 3 off
+    ]
+    tail = TailAttribution.of(samples, over_ms=1.0)
+    assert tail is not None
+    assert (tail.slow, tail.total, tail.collections) == (2, 3, {2: 1})
+    assert (tail.gc_share, tail.cpu_share, tail.off_cpu_share) == (0.25, 0.25, 0.5)
+    assert tail.describe() == (
+        "2 of 3 over 1 ms; 1 with a collection (gen 2: 1); their time: 25 % GC, 25 % other CPU, 50 % off the CPU"
+    )
+    older_build = [DecisionSample(1, 4 * ms, "Pod", "evaluated", "allowed")]
+    assert TailAttribution.of(older_build) is None
 
 
 @pytest.mark.parametrize(
@@ -161,3 +181,40 @@ def test_decision_time_rows_give_raw_percentiles_and_from_the_histogram_only_its
         ),
     ]
     assert "p50" not in rows[1][1]
+
+
+def test_a_webhook_profile_is_split_into_the_stages_of_a_review() -> None:
+    from bench.common.stages import stage_samples, stage_table
+
+    root = "<module> (slimguard/cli/main.py:1);run (asyncio/runners.py:190)"
+    http = f"{root};_handle_request (aiohttp/web_protocol.py:477)"
+    review = f"{http};validate (slimguard/admission/server.py:90);review (slimguard/admission/decision.py:120)"
+    profile = "\n".join(
+        [
+            f"{http};validate (slimguard/admission/server.py:85);loads (json/__init__.py:346) 3",
+            f"{review};_decide (slimguard/admission/decision.py:140);plan (slimguard/core/evaluation/plan.py:40) 2",
+            f"{review};_decide (slimguard/admission/decision.py:150);"
+            "evaluate (slimguard/core/evaluation/evaluate.py:9);dumps (json/__init__.py:231) 4",
+            f"{review};inc (prometheus_client/metrics.py:300) 1",
+            f"{http};validate (slimguard/admission/server.py:92);json_response (aiohttp/web_response.py:800) 2",
+            f"{http};data_received (aiohttp/base_protocol.py:90) 5",
+            f"{root};watcher (kopf/_cogs/clients/watching.py:50);loads (json/__init__.py:346) 6",
+            f"{root};_run_once (asyncio/base_events.py:1900) 1",
+            f"{root};_run_once (asyncio/base_events.py:1880);EpollSelector.select (selectors.py:468) 40",  # idle
+            "Thread.run (threading.py:982);_worker (concurrent/futures/thread.py:81) 30",  # an idle pool thread
+            "garbled line without a count",
+        ]
+    )
+    assert stage_samples(profile) == {
+        "parse the review": 3,
+        "plan": 2,
+        "evaluate": 4,  # its own JSON is evaluation's, not the review's parse or response
+        "metrics": 1,
+        "respond": 2,
+        "HTTP and TLS (aiohttp, ssl)": 5,
+        "kopf watches (policies, namespaces)": 6,
+        "event loop and other": 1,
+    }
+    rows = stage_table(profile, cpu_ms_per_review=2.4)
+    assert rows[0] == ("kopf watches (policies, namespaces)", "25.0 %", "0.600")
+    assert rows[-1] == ("all", "100 % (24 samples)", "2.400")

@@ -17,6 +17,7 @@ import logging
 from pathlib import Path
 from typing import IO
 
+from slimguard.admission.costs import DecisionCosts
 from slimguard.admission.decision import Answer
 
 log = logging.getLogger(__name__)
@@ -24,16 +25,25 @@ log = logging.getLogger(__name__)
 FLUSH_INTERVAL = 1.0
 """Seconds between writes: a benchmark reading the file waits at most this long for a review's line."""
 
-HEADER = "# started_ns took_ns kind stage decision\n"
+HEADER = "# started_ns took_ns kind stage decision cpu_ns gc_ns gc_generation\n"
 """The file's columns, written whenever the file is opened (appended to): ``started_ns`` is CLOCK_MONOTONIC
 (Python's ``time.monotonic_ns()``) when the review began, the clock every process on the host shares, so a
 benchmark selects the reviews of its own batches by its own ``time.monotonic_ns()`` readings; ``took_ns`` is
-the decision time the histogram observes; ``stage`` is where the decision ended (``Answer.stage``)."""
+the decision time the histogram observes; ``stage`` is where the decision ended (``Answer.stage``); ``cpu_ns``,
+``gc_ns`` and ``gc_generation`` say where the time went (``admission.costs.DecisionCosts``)."""
 
 
 def server_timing(answer: Answer) -> str:
     """The standard ``Server-Timing`` header value (``dur`` in milliseconds) of a review's decision time."""
     return f"decision;dur={answer.took_ns / 1_000_000:.6f}"
+
+
+def _line(answer: Answer) -> str:
+    costs = answer.costs or DecisionCosts()
+    return (
+        f"{answer.started_ns} {answer.took_ns} {answer.kind} {answer.stage} {answer.decision} "
+        f"{costs.cpu_ns} {costs.gc_ns} {costs.gc_generation}\n"
+    )
 
 
 class DecisionTimes:
@@ -55,10 +65,7 @@ class DecisionTimes:
         if self._file is None:
             self._file = self.path.open("a", encoding="ascii")
             self._file.write(HEADER)
-        self._file.writelines(
-            f"{answer.started_ns} {answer.took_ns} {answer.kind} {answer.stage} {answer.decision}\n"
-            for answer in pending
-        )
+        self._file.writelines(map(_line, pending))
         self._file.flush()
         self.written += len(pending)
 

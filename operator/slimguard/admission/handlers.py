@@ -21,6 +21,7 @@ from slimguard.engine.node_watch import watch_nodes
 from slimguard.engine.report_feed import VulnerabilityReportFeed, watch_image_reports
 from slimguard.engine.view import ClusterView
 from slimguard.engine.wiring import Engine, build_engine
+from slimguard.heap import set_aside_start_up_objects
 from slimguard.kube.gateway import KubeGateway, load_api_client
 from slimguard.kube.image_reports import ImageReports
 from slimguard.kube.kopf_tuning import is_deletion, own_identity, run_operator, tune
@@ -82,6 +83,8 @@ def build_registry(settings: WebhookSettings) -> kopf.OperatorRegistry:
         )
         reviewer = Reviewer(evaluator=engine.evaluator, view=view, deadline=webhook_settings.deadline_seconds)
         server = WebhookServer(reviewer=reviewer, view=view, settings=server_settings)
+        if webhook_settings.own_process:  # before the first review: no collection walks what start-up loaded
+            set_aside_start_up_objects("webhook")
         await server.start()
         if own is not None:
             certificates.serve_through(server.certificates)

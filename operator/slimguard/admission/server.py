@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from slimguard.admission.certificates import CertificateReloader
+from slimguard.admission.costs import CostMeter
 from slimguard.admission.decision import Reviewer
 from slimguard.admission.decision_times import DecisionTimes, server_timing
 from slimguard.engine.view import ClusterView
@@ -65,6 +66,8 @@ class WebhookServer:
         self._reloader: CertificateReloader | None = None
         self._watch: asyncio.Task[None] | None = None
         self.decision_times = DecisionTimes(settings.decision_times_file) if settings.decision_times_file else None
+        if self.decision_times is not None and reviewer.meter is None:
+            reviewer.meter = CostMeter()  # each sample says where its time went; closed with the file
         self._flushing: asyncio.Task[None] | None = None
 
     @property
@@ -185,4 +188,6 @@ class WebhookServer:
                 await self._flushing
         if self.decision_times is not None:
             self.decision_times.close()
+        if self.reviewer.meter is not None:
+            self.reviewer.meter.close()
         log.info("webhook stopped")

@@ -24,6 +24,9 @@ class WebhookSettings:
     """The webhook makes and rotates its own certificate (``--certificate-secret``); None: it reads the files."""
     report_page_size: int = REPORT_PAGE_SIZE
     """Objects per LIST page of ImageReports and VulnerabilityReports (each page is decoded whole, then dropped)."""
+    own_process: bool = False
+    """The process runs this component alone (the CLI): it may tune the process, setting start-up objects aside
+    from garbage collection (slimguard.heap). Tests running components in their own process leave it off."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.report_page_size <= 10_000:

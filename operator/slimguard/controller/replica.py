@@ -47,6 +47,7 @@ from slimguard.engine.pull_ledger import PullLedger
 from slimguard.engine.report_feed import VulnerabilityReportFeed, watch_image_reports
 from slimguard.engine.view import ClusterView
 from slimguard.engine.wiring import build_engine
+from slimguard.heap import set_aside_start_up_objects
 from slimguard.kube.gateway import ApiClient, KubeGateway
 from slimguard.kube.image_reports import ImageReports
 from slimguard.kube.informer import KindWatch, WorkloadInformer
@@ -167,6 +168,8 @@ class ControllerReplica:
         await self.image_reports.wait_listed()
         await self.vulnerability_reports.wait_listed()
         await self.nodes.wait_listed()  # the first verdicts judge the platforms the nodes run
+        if self.settings.own_process:  # what is loaded and listed so far: no collection walks it again
+            set_aside_start_up_objects("controller")
         self.started = True
         log.info("slimguard controller started: %s; %d ImageReports read", self.settings.describe(), len(self.reports))
         self.informer = _watch_workloads(self.settings, self.audit)

@@ -35,6 +35,9 @@ class ControllerSettings:
     leader_election: ElectionSettings | None = None
     """The Lease replicas elect their one writer on; None: this process writes without asking (the CLI elects
     by default, see ``slimguard controller --help``; tests running one controller in-process do not)."""
+    own_process: bool = False
+    """The process runs this component alone (the CLI): it may tune the process, setting start-up objects aside
+    from garbage collection (slimguard.heap). Tests running components in their own process leave it off."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.report_page_size <= 10_000:

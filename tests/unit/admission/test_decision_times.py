@@ -8,6 +8,7 @@ test here depends on how fast anything runs."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import REGISTRY
 
 from admission.test_decision import create, policy, reviewer
+from slimguard.admission.costs import NO_COLLECTION, DecisionCosts
 from slimguard.admission.decision import Answer
 from slimguard.admission.decision_times import HEADER, DecisionTimes
 from slimguard.admission.server import ServerSettings, WebhookServer
@@ -54,7 +56,7 @@ async def test_n_reviews_are_n_samples_of_the_time_the_histogram_observed(tmp_pa
     lines = times.read_text().splitlines()
     assert lines[0] == HEADER.strip()
     samples = [line.split() for line in lines[1:]]
-    assert [(took, kind, stage) for _, took, kind, stage, _ in samples] == [
+    assert [(took, kind, stage) for _, took, kind, stage, *_ in samples] == [
         (str(TICK_NS), "Deployment", "evaluated"),
         (str(TICK_NS), "other", "ignored"),
         (str(TICK_NS), "Deployment", "evaluated"),
@@ -85,7 +87,7 @@ async def test_samples_are_written_while_the_webhook_runs_not_only_at_its_end(tm
         if times.written:
             break
     flushing.cancel()
-    assert (tmp_path / "decision-times.txt").read_text() == HEADER + "5 7 Pod unmatched allowed\n"
+    assert (tmp_path / "decision-times.txt").read_text() == HEADER + "5 7 Pod unmatched allowed 0 0 -1\n"
 
 
 async def test_a_file_that_cannot_be_written_never_stops_the_webhook(tmp_path: Path) -> None:
@@ -98,3 +100,36 @@ async def test_a_file_that_cannot_be_written_never_stops_the_webhook(tmp_path: P
     flushing.cancel()
     times.close()
     assert times.written == 0
+
+
+async def test_each_sample_says_how_much_of_its_time_was_cpu_and_garbage_collection(tmp_path: Path) -> None:
+    times = tmp_path / "decision-times.txt"
+    server = serving(times)
+    collected = False
+
+    async def collecting(kind: str, request: Any) -> Any:  # the collector runs inside a review, as it may anywhere
+        nonlocal collected
+        if not collected:
+            collected = True
+            gc.collect()
+        return await decide(kind, request)
+
+    decide, server.reviewer._decide = server.reviewer._decide, collecting  # type: ignore[method-assign]
+    async with TestClient(TestServer(server.app())) as client:
+        for number in range(2):
+            assert (await client.post("/validate", json=review(create(), f"uid-{number}"))).status == 200
+    await server.stop()
+    assert server.reviewer.meter is not None
+    assert server.reviewer.meter._on_gc not in gc.callbacks, "the hook goes with the file"
+    first, _ = [line.split() for line in times.read_text().splitlines()[1:]]
+    cpu_ns, gc_ns, generation = map(int, first[5:])
+    assert generation == 2, "the full collection inside the first review is counted in it"
+    assert gc_ns > 0
+    assert cpu_ns > 0
+
+
+async def test_without_a_collection_a_sample_says_none(tmp_path: Path) -> None:
+    times = DecisionTimes(tmp_path / "decision-times.txt")
+    times.record(Answer(True, kind="Pod", stage="unmatched", started_ns=5, took_ns=7, costs=DecisionCosts(6, 0)))
+    times.close()
+    assert times.path.read_text().splitlines()[1].split()[5:] == ["6", "0", str(NO_COLLECTION)]

@@ -172,6 +172,19 @@ def test_the_plan_reads_every_node_platform_for_a_policy_that_lists_none() -> No
     assert chosen.selection[0].policy.spec.rules.required_platforms == (AMD64, ARM64)
 
 
+def test_every_decision_on_the_same_nodes_judges_the_same_copy_of_a_policy_and_a_change_of_nodes_another() -> None:
+    # One copy per platform set (what the plan derives from a policy is kept per copy): not one per decision.
+    sizes = policy("sizes", rules={"maxCompressedSize": "200Mi"})
+    pod = normalise("Pod", {"metadata": {"name": "p"}, "spec": pod_spec()})
+    first, again = (plan([sizes], pod, {}, node_platforms=MIXED).selection[0].policy for _ in range(2))
+    assert first is again
+    arm_only = plan([sizes], pod, {}, node_platforms=frozenset({ARM64})).selection[0].policy
+    assert arm_only is not first
+    assert arm_only.spec.rules.required_platforms == (ARM64,)
+    assert first.spec.rules.required_platforms == (AMD64, ARM64)
+    assert sizes.spec.rules.required_platforms == (AMD64,)  # the policy itself judges the default, untouched
+
+
 def test_a_policy_that_lists_platforms_is_judged_on_those_whatever_the_nodes_run() -> None:
     listed = policy("listed", rules={"maxCompressedSize": "200Mi", "platforms": ["linux/amd64"]})
     chosen = plan([listed], normalise("Pod", {"metadata": {"name": "p"}, "spec": pod_spec()}), {}, node_platforms=MIXED)

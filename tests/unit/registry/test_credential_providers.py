@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from manual_clock import Clock
 
 from slimguard.registry.credential_providers import CredentialProviders, ProvidedCredentials
 from slimguard.registry.provider_config import load_credential_providers
@@ -17,14 +18,6 @@ from slimguard_testbed.credential_provider import ProviderEntry, install, write_
 
 REGISTRY = "127.0.0.1:5000"
 IMAGE = f"{REGISTRY}/private/app"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

@@ -25,12 +25,23 @@ from slimguard.core.model.platform import Platform
 from slimguard.core.model.policy import ImagePolicy, Rules
 from slimguard.core.model.workload import Container, Workload
 
+_KNOWN_READS: dict[int, tuple[Rules, Reads]] = {}
+"""``reads_of`` per rules object (held, so its id cannot be reused): asking every rule on every decision was a
+quarter of an admission review's own CPU (bench/README.md, issue 29). Bounded: emptied when full."""
+_KNOWN_READS_MAX = 1024
+
 
 def reads_of(rules: Rules) -> Reads:
     """What ``rules`` read: the union of every rule's declaration."""
+    known = _KNOWN_READS.get(id(rules))
+    if known is not None and known[0] is rules:
+        return known[1]
     found = NOTHING
     for rule in RULES:
         found = found | rule.reads(rules)
+    if len(_KNOWN_READS) >= _KNOWN_READS_MAX:
+        _KNOWN_READS.clear()
+    _KNOWN_READS[id(rules)] = (rules, found)
     return found
 
 

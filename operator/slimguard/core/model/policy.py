@@ -344,10 +344,20 @@ class Rules(_Model):
         """
         if self.platforms or platforms == self._judged_platforms:
             return self
-        judged = self.model_copy()
-        judged._judged_platforms = platforms
-        judged.__dict__.pop("required_platforms", None)  # model_copy keeps the cached parse
-        return judged
+        known = self.judged_variants.get(platforms)
+        if known is None:
+            known = self.model_copy()
+            known._judged_platforms = platforms
+            for cached in ("required_platforms", "judged_variants"):  # model_copy keeps what these cached
+                known.__dict__.pop(cached, None)
+            self.judged_variants[platforms] = known
+        return known
+
+    @cached_property
+    def judged_variants(self) -> dict[tuple[Platform, ...], Rules]:
+        """Each ``judged_on`` copy made, kept: every decision of a cluster with nodes asks for the same few, and
+        one copy per platform set lets what is derived from it (``core.evaluation.plan``'s reads) be kept too."""
+        return {}
 
     @property
     def has_base_rule(self) -> bool:
@@ -489,7 +499,17 @@ class ImagePolicy(_Model):
         rules = self.spec.rules.judged_on(platforms)
         if rules is self.spec.rules:
             return self
-        return self.model_copy(update={"spec": self.spec.model_copy(update={"rules": rules})})
+        known = self.judged_variants.get(platforms)
+        if known is None or known.spec.rules is not rules:
+            known = self.model_copy(update={"spec": self.spec.model_copy(update={"rules": rules})})
+            known.__dict__.pop("judged_variants", None)
+            self.judged_variants[platforms] = known
+        return known
+
+    @cached_property
+    def judged_variants(self) -> dict[tuple[Platform, ...], ImagePolicy]:
+        """Each ``judged_on`` copy made, kept (``Rules.judged_variants`` says why)."""
+        return {}
 
     @property
     def base_image_candidates(self) -> tuple[str, ...]:
