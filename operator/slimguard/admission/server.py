@@ -66,8 +66,10 @@ class WebhookServer:
         self._reloader: CertificateReloader | None = None
         self._watch: asyncio.Task[None] | None = None
         self.decision_times = DecisionTimes(settings.decision_times_file) if settings.decision_times_file else None
+        self._meter: CostMeter | None = None
+        """Made here with the file, so each sample says where its time went; closed with the file."""
         if self.decision_times is not None and reviewer.meter is None:
-            reviewer.meter = CostMeter()  # each sample says where its time went; closed with the file
+            reviewer.meter = self._meter = CostMeter()
         self._flushing: asyncio.Task[None] | None = None
 
     @property
@@ -188,6 +190,6 @@ class WebhookServer:
                 await self._flushing
         if self.decision_times is not None:
             self.decision_times.close()
-        if self.reviewer.meter is not None:
-            self.reviewer.meter.close()
+        if self._meter is not None:
+            self._meter.close()
         log.info("webhook stopped")
