@@ -230,6 +230,17 @@ def test_the_saving_is_the_bytes_a_slim_image_drops_at_the_measured_throughput()
     )
 
 
+def test_pulls_under_a_second_are_said_in_milliseconds_as_the_kubelet_writes_them() -> None:
+    # The real node's registry on its own bridge: 355 MiB in 32 and 40 ms (tests/e2e/node/test_pull_costs_on_node.py).
+    pulls = ImagePulls(DIGEST)
+    folded(pulls, event("u1", cold("32ms", 372_501_894)), SizeKind.COMPRESSED)
+    folded(pulls, event("u2", cold("40ms", 372_501_894), at=T0 + timedelta(minutes=1)), SizeKind.COMPRESSED)
+    assert pull_cost_note(pulls, 267_644_000, "an image within the limit") == (
+        "pulled cold 2 times on 1 node since 2026-12-07T22:00:00Z, 36 ms each at the median; an image within the "
+        "limit would save ~26 ms per cold pull (9.64 GiB/s measured)"
+    )
+
+
 def test_no_cold_pull_no_note() -> None:
     pulls = ImagePulls(DIGEST)
     folded(pulls, event("u1", 'Container image "x" already present on machine'))

@@ -360,6 +360,10 @@ def pull_cost_note(pulls: ImagePulls, saved_bytes: int, cure: str) -> str | None
 
 
 def _seconds(seconds: float) -> str:
+    """A pull's time as a reader compares it: milliseconds under a second, as the kubelet writes them (a registry
+    on the node's own network pulls hundreds of MB in tens of ms, which one decimal of a second showed as 0.0 s)."""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
     return f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s"
 
 
