@@ -19,23 +19,12 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from cli.builds import NEW, OLD, two_builds
+from cli.builds import NEW, OLD, growth_policy, two_builds
 
 REPO = Path(__file__).resolve().parents[2]
 ACTION = yaml.safe_load((REPO / "action.yml").read_text())
 SCHEMA = json.loads((REPO / "tests" / "schemas" / "github-action.json").read_text())
 SCRIPTS = [step["run"] for step in ACTION["runs"]["steps"] if "run" in step]
-
-POLICY = """\
-apiVersion: slimguard.dev/v1alpha1
-kind: ImagePolicy
-metadata: {name: no-bloat}
-spec:
-  mode: Enforce
-  match: {images: ["registry.example.com/shop/*"]}
-  rules:
-    maxGrowthBytes: %s
-"""
 
 
 def test_action_yml_is_valid_action_metadata() -> None:
@@ -106,7 +95,7 @@ def run_step(tmp_path: Path, **inputs: str) -> tuple[int, str, dict[str, str]]:
 
 def test_the_step_fails_on_growth_with_annotations_and_lints_the_dockerfile(tmp_path: Path) -> None:
     archive = two_builds(tmp_path)
-    (tmp_path / "policy.yaml").write_text(POLICY % "64Ki")
+    (tmp_path / "policy.yaml").write_text(growth_policy("maxGrowthBytes: 64Ki"))
     (tmp_path / "Dockerfile").write_text("FROM debian:12\nRUN apt-get update\n")
     code, out, outputs = run_step(
         tmp_path, image=NEW, policy="policy.yaml", baseline=OLD, diff="true",
@@ -121,7 +110,7 @@ def test_the_step_fails_on_growth_with_annotations_and_lints_the_dockerfile(tmp_
 
 def test_the_step_passes_within_the_allowance_and_writes_sarif_reports(tmp_path: Path) -> None:
     archive = two_builds(tmp_path)
-    (tmp_path / "policy.yaml").write_text(POLICY % "1Mi")
+    (tmp_path / "policy.yaml").write_text(growth_policy("maxGrowthBytes: 1Mi"))
     code, out, outputs = run_step(
         tmp_path, image=NEW, policy="policy.yaml", baseline=OLD, diff="true", format="sarif",
         **{"check-args": f"--input {archive} --measure-compressed"},

@@ -18,6 +18,15 @@ NEW = "registry.example.com/shop/app:1.1"
 INSTALL = "RUN /bin/sh -c apt-get install -y gcc-12 # buildkit"
 
 
+def growth_policy(rules: str) -> str:
+    """The pipeline's policy file: an Enforce policy on the app's repository with these rules (YAML lines)."""
+    indented = "".join(f"    {line}\n" for line in rules.splitlines())
+    return (
+        "apiVersion: slimguard.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {name: no-bloat}\nspec:\n"
+        '  mode: Enforce\n  match: {images: ["registry.example.com/shop/*"]}\n  rules:\n' + indented
+    )
+
+
 def build(*, with_compiler: bool) -> Image:
     """The app as its Dockerfile builds it; the second build adds a RUN apt-get install layer (and a package)."""
     base = layer_from_files(

@@ -8,18 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cli.builds import NEW, OLD, run, two_builds
-
-POLICY = """\
-apiVersion: slimguard.dev/v1alpha1
-kind: ImagePolicy
-metadata: {name: no-bloat}
-spec:
-  mode: Enforce
-  match: {images: ["registry.example.com/shop/*"]}
-  rules:
-    maxGrowthBytes: %s
-"""
+from cli.builds import NEW, OLD, growth_policy, run, two_builds
 
 
 @pytest.fixture
@@ -29,7 +18,7 @@ def archive(tmp_path: Path) -> str:
 
 def policy(tmp_path: Path, allowance: str) -> str:
     path = tmp_path / f"policy-{allowance}.yaml"
-    path.write_text(POLICY % allowance)
+    path.write_text(growth_policy(f"maxGrowthBytes: {allowance}"))
     return str(path)
 
 
@@ -129,7 +118,7 @@ def test_a_baseline_report_of_an_image_read_uncompressed_is_refused_saying_how_t
 
 def test_a_baseline_no_policy_compares_with_is_said_not_silently_ignored(archive: str, tmp_path: Path) -> None:
     other = tmp_path / "users.yaml"
-    other.write_text(POLICY.replace("maxGrowthBytes: %s", "requireNonRootUser: true"))
+    other.write_text(growth_policy("requireNonRootUser: true"))
     code, _, err = check(archive, "-p", str(other), "--baseline", OLD)
     assert code == 0
     assert err == f"slimguard: note: --baseline {OLD} is not compared: no ImagePolicy sets maxGrowth or maxGrowthBytes"

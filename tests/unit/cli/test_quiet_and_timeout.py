@@ -10,19 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from cli.builds import NEW, run, two_builds
+from cli.builds import NEW, growth_policy, run, two_builds
 from slimguard.core.model.duration import format_duration, parse_duration
 
 REPO = Path(__file__).resolve().parents[3]
-POLICY = """\
-apiVersion: slimguard.dev/v1alpha1
-kind: ImagePolicy
-metadata: {name: no-bloat}
-spec:
-  mode: Enforce
-  match: {images: ["registry.example.com/shop/*"]}
-  rules: {maxGrowthBytes: 1Mi}
-"""
 
 
 @pytest.mark.parametrize(
@@ -45,7 +36,7 @@ def test_a_duration_is_said_back_as_written() -> None:
 def test_quiet_keeps_notes_off_standard_error_and_the_report_on_standard_output(tmp_path: Path) -> None:
     archive = two_builds(tmp_path)
     policy = tmp_path / "policy.yaml"
-    policy.write_text(POLICY)
+    policy.write_text(growth_policy("maxGrowthBytes: 1Mi"))
     argv = ["check", "--input", archive, NEW, "--measure-compressed", "-p", str(policy), "-f", "json"]
     code, out, err = run(*argv)
     assert (code, err.startswith("slimguard: note: maxGrowth/maxGrowthBytes")) == (0, True)
