@@ -103,48 +103,37 @@ def policy_status(
             now=now,
         )
     ]
+    judged: list[str] = []
     if policy is not None:
-        true, reason, message = enforcing(policy, verdicts)
-        conditions.append(
-            _condition(
-                ENFORCING,
-                true=true,
-                reason=reason,
-                message=message,
-                generation=policy.generation,
-                previous=previous,
-                now=now,
+        said = policy  # the loaded policy, narrowed for the closure: each condition below is at its generation
+
+        def add(kind: str, true: bool | None, reason: str, message: str) -> None:
+            conditions.append(
+                _condition(
+                    kind,
+                    true=true,
+                    reason=reason,
+                    message=message,
+                    generation=said.generation,
+                    previous=previous,
+                    now=now,
+                )
             )
-        )
-    if policy is not None and policy.spec.rules.base_image_globs:
-        warning = policy.base_detection_warning
-        conditions.append(
-            _condition(
+
+        add(ENFORCING, *enforcing(policy, verdicts))
+        if policy.spec.rules.base_image_globs:
+            warning = policy.base_detection_warning
+            add(
                 "BaseDetection",
-                true=warning is None,
-                reason="LayersAndAnnotations" if warning is None else "AnnotationOnly",
-                message=warning
+                warning is None,
+                "LayersAndAnnotations" if warning is None else "AnnotationOnly",
+                warning
                 or "every base image glob matches a concrete reference slimguard fetches, so base images are "
                 "found by shared layers as well as by the OCI base-image annotations",
-                generation=policy.generation,
-                previous=previous,
-                now=now,
             )
-        )
-    judged: list[str] = []
-    if policy is not None and needs_of(policy.spec.rules) is not None:  # rules that read no image judge no platform
-        judged, (true, reason, message) = platforms(policy, verdicts, frozenset(node_platforms))
-        conditions.append(
-            _condition(
-                "Platforms",
-                true=true,
-                reason=reason,
-                message=message,
-                generation=policy.generation,
-                previous=previous,
-                now=now,
-            )
-        )
+        if needs_of(policy.spec.rules) is not None:  # rules that read no image judge no platform
+            judged, judgement = platforms(policy, verdicts, frozenset(node_platforms))
+            add("Platforms", *judgement)
     status: dict[str, Any] = {
         "observedGeneration": generation,
         "conditions": conditions,
